@@ -1,0 +1,1 @@
+"""Backends: the executor (`radlang run`) and the renderer (`radlang render`)."""

@@ -1,0 +1,161 @@
+"""`radlang run`: execute a compiled study stage by stage.
+
+Each operator has a `mode` (cohort, case, estimator, evaluate, ...). A mode is a function
+`run(stage, ctx) -> value` registered with `@mode("name")` in radlang/backends/modes/. Modes are
+thin glue (caching, parallelism, writing outputs); the numbers come from the operators' own
+self-contained implementations, which the renderer inlines too.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import pkgutil
+import platform
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from radlang import __version__, registry
+from radlang.backends.cache import Cache, atomic_write_text, file_hash, key
+from radlang.backends.pool import make_executor
+from radlang.diagnostics import Diagnostic
+
+_MODES: dict[str, Callable] = {}
+
+
+def mode(name: str):
+    def wrap(fn):
+        _MODES[name] = fn
+        return fn
+
+    return wrap
+
+
+def get_mode(name: str) -> Callable:
+    if not _MODES:
+        import radlang.backends.modes as pkg
+
+        for m in sorted(pkgutil.iter_modules(pkg.__path__), key=lambda m: m.name):
+            importlib.import_module(f"radlang.backends.modes.{m.name}")
+    if name not in _MODES:
+        raise KeyError(f"no executor mode {name!r}")
+    return _MODES[name]
+
+
+class RunError(Exception):
+    """Bad data or a failed stage: carries diagnostics (E6xx) that name the case, the file and the column."""
+
+    def __init__(self, diagnostics: list[Diagnostic]):
+        self.diagnostics = diagnostics
+        super().__init__("; ".join(d.message for d in diagnostics))
+
+
+@dataclass
+class RunContext:
+    study: Any
+    out: Path
+    cache: Cache
+    workers: int
+    on_error: str = "fail"
+    quiet: bool = False
+    results: dict[str, Any] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)
+    inputs: dict[str, str] = field(default_factory=dict)       # input file -> sha256 (for the run manifest)
+    excluded: list[dict] = field(default_factory=list)          # cases skipped with on_error: skip
+    warnings: list[str] = field(default_factory=list)
+    _executor: Any = None
+
+    @property
+    def executor(self):
+        if self._executor is None:
+            self._executor = make_executor(self.workers)
+        return self._executor
+
+    def stage_key(self, stage, *extra) -> str:
+        """A cache key for a stage: operator, version, settings, input stage keys, and extra content hashes."""
+        op = registry.get(stage.op)
+        ins = {p: [self.keys.get(r.stage), r.attr] for p, r in sorted(stage.inputs.items())}
+        return key(stage.op, op.version, stage.params, ins, stage.seed, *extra)
+
+    keys: dict[str, str] = field(default_factory=dict)          # stage -> content key of its output
+
+    def hash_input(self, path) -> str:
+        h = file_hash(path)
+        self.inputs[str(path)] = h
+        return h
+
+    def progress(self, total: int, description: str):
+        """A rich progress bar (silent when quiet or not a terminal)."""
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+        return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                        TimeRemainingColumn(), disable=self.quiet, transient=False)
+
+    def input_value(self, stage, port):
+        ref = stage.inputs.get(port)
+        if ref is None:
+            return None
+        value = self.results[ref.stage]
+        return (value, ref.attr)
+
+
+def _versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {"python": sys.version.split()[0], "radlang": __version__}
+    for pkg in ("numpy", "pandas", "scipy", "SimpleITK", "pyradiomics", "scikit-learn", "torch", "monai", "pingouin",
+                "dcurves", "shap", "lifelines", "scikit-survival", "lark", "pydantic", "networkx"):
+        try:
+            out[pkg] = version(pkg)
+        except PackageNotFoundError:
+            pass
+    return out
+
+
+def run_study(study, out: str | os.PathLike | None = None, workers: int | None = None, quiet: bool = False) -> RunContext:
+    out_dir = Path(out or study.config.get("out") or "runs/study")
+    if not out_dir.is_absolute() and out is None:
+        out_dir = Path(study.file).resolve().parent / out_dir
+    out_dir.mkdir(parents=True, exist_ok=True)
+    w = workers or study.config.get("workers") or os.cpu_count() or 1
+    ctx = RunContext(study=study, out=out_dir, cache=Cache(out_dir / ".cache"), workers=w,
+                     on_error=study.config.get("on_error", "fail"), quiet=quiet)
+    t_all = time.perf_counter()
+    try:
+        for stage in study.stages:
+            op = registry.get(stage.op)
+            t0 = time.perf_counter()
+            run = get_mode(op.mode)
+            ctx.results[stage.name] = run(stage, ctx)
+            ctx.keys.setdefault(stage.name, ctx.stage_key(stage))
+            ctx.timings[stage.name] = round(time.perf_counter() - t0, 4)
+    finally:
+        if ctx._executor is not None:
+            ctx._executor.close()
+    ctx.timings["total"] = round(time.perf_counter() - t_all, 4)
+    write_manifest(ctx)
+    return ctx
+
+
+def write_manifest(ctx: RunContext):
+    import hashlib
+
+    study = ctx.study
+    manifest = {
+        "study": study.title,
+        "spec": {"file": study.file, "sha256": hashlib.sha256(study.source.encode()).hexdigest()},
+        "seed": study.seed,
+        "stages": [{"name": s.name, "op": s.op, "seed": s.seed, "seconds": ctx.timings.get(s.name)} for s in study.stages],
+        "inputs": dict(sorted(ctx.inputs.items())),
+        "excluded_cases": ctx.excluded,
+        "warnings": ctx.warnings,
+        "versions": _versions(),
+        "platform": platform.platform(),
+        "cache": {"hits": ctx.cache.hits, "misses": ctx.cache.misses},
+        "total_seconds": ctx.timings.get("total"),
+    }
+    atomic_write_text(ctx.out / "run.json", json.dumps(manifest, indent=2, sort_keys=True) + "\n")

@@ -1,0 +1,1 @@
+"""Executor modes, one module each; each registers itself with `radlang.backends.executor.mode`."""

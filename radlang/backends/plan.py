@@ -1,0 +1,64 @@
+"""`radlang plan`: the ordered stages, fit boundaries, what each consumes and produces, and estimates."""
+
+from __future__ import annotations
+
+import re
+
+from radlang import registry
+
+
+def parse_memory(text: str | None) -> int | None:
+    if not text:
+        return None
+    m = re.fullmatch(r"\s*([\d.]+)\s*([KMGT]?i?B?)?\s*", text, re.I)
+    if not m:
+        raise ValueError(f"cannot read memory budget {text!r}; write e.g. 8GB")
+    unit = (m.group(2) or "B").upper().replace("IB", "B")
+    mult = {"B": 1, "KB": 1 << 10, "MB": 1 << 20, "GB": 1 << 30, "TB": 1 << 40, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}[unit]
+    return int(float(m.group(1)) * mult)
+
+
+def _stage_info(study, s, memory):
+    op = registry.get(s.op)
+    extra = []
+    if op.plan is not None:
+        extra = [{"severity": sev, "text": t} for sev, t in op.plan(s, memory)]
+    for n in s.extra.get("plan_notes", []):
+        extra.append({"severity": "info", "text": n})
+    return {
+        "name": s.name, "kind": s.kind, "op": s.op, "mode": op.mode,
+        "consumes": {p: str(r) for p, r in sorted(s.inputs.items())},
+        "produces": s.type.describe(),
+        "fit": s.fit, "fit_within": list(s.fit_within), "seed": s.seed,
+        "settings": s.params, "notes": extra,
+    }
+
+
+def plan_json(study, memory=None) -> dict:
+    mem = parse_memory(memory)
+    return {
+        "study": study.title, "seed": study.seed, "out": study.out,
+        "stages": [_stage_info(study, s, mem) for s in study.stages],
+        "notes": list(study.notes),
+    }
+
+
+def plan_text(study, memory=None) -> str:
+    pj = plan_json(study, memory)
+    lines = [f"study \"{pj['study']}\"  seed {pj['seed']}  out {pj['out']}", ""]
+    for i, s in enumerate(pj["stages"], 1):
+        cons = ", ".join(f"{p}={r}" for p, r in s["consumes"].items()) or "-"
+        lines.append(f"{i:>3}. {s['kind']} {s['name']} = {s['op']}   [{s['mode']}]")
+        lines.append(f"       consumes: {cons}")
+        lines.append(f"       produces: {s['produces']}")
+        if s["fit"] != "none":
+            where = ", ".join(s["fit_within"])
+            how = "outcomes" if s["fit"] == "outcome" else "data statistics"
+            lines.append(f"       fit on {how}: " + (f"inside the training folds of {where}" if where else "on the whole training cohort (no validation uses it)"))
+        for n in s["notes"]:
+            mark = {"warning": "warning: ", "error": "error: "}.get(n["severity"], "")
+            lines.append(f"       {mark}{n['text']}")
+    if pj["notes"]:
+        lines.append("")
+        lines.extend(f"note: {n}" for n in pj["notes"])
+    return "\n".join(lines)

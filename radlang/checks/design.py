@@ -1,0 +1,44 @@
+"""Static study-design checks (E5xx): evaluating on data that a fitted stage was fit on."""
+
+from __future__ import annotations
+
+import networkx as nx
+
+from radlang.diagnostics import Diagnostic, Related
+
+
+def check_design(g: nx.DiGraph, stages: dict, diags: list):
+    """`stages`: name -> Stage-like objects with .kind, .fit, .inputs, .type, .span, .op.
+
+    For every stage with an `external` input (an external validation cohort), no stage that is
+    fit (on outcomes or data statistics) upstream of it may descend from that same cohort."""
+    for name in sorted(stages):
+        st = stages[name]
+        ext = st.inputs.get("external")
+        if ext is None:
+            continue
+        ext_cohort = ext.stage
+        anc = nx.ancestors(g, name)
+        for a in sorted(anc):
+            up = stages.get(a)
+            if up is None or up.fit == "none":
+                continue
+            lineage = {up.type.cohort} | {r.stage for r in up.inputs.values()} | _lineage(g, stages, a)
+            if ext_cohort in lineage:
+                diags.append(Diagnostic(
+                    "E501", f"`{name}` validates on `{ext_cohort}`, but `{a}` is fit on `{ext_cohort}`", st.span,
+                    related=(Related(up.span, f"`{a}` ({up.op}) is fit on outcomes or data statistics of `{ext_cohort}`"),),
+                    hint="fit every stage on the training cohort only; an external cohort is for evaluation"))
+        train_cohort = st.type.cohort
+        if train_cohort and train_cohort == ext_cohort:
+            diags.append(Diagnostic("E502", f"`{name}` uses `{ext_cohort}` both for training and as its external cohort", st.span,
+                                    hint="name a separate cohort as `external`"))
+
+
+def _lineage(g, stages, name) -> set:
+    out = set()
+    for a in nx.ancestors(g, name) | {name}:
+        s = stages.get(a)
+        if s is not None and s.kind == "cohort":
+            out.add(a)
+    return out

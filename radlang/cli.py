@@ -1,0 +1,185 @@
+"""The command line: check, plan, graph, ops, parse, run, render.
+
+Exit codes: 0 clean (warnings allowed), 1 spec or data errors, 2 usage errors."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from radlang.diagnostics import Diagnostic, render_json, render_text
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # usage errors exit 2 with a one-line message, never a traceback
+        self.print_usage(sys.stderr)
+        print(f"radlang: error[E701]: {message}", file=sys.stderr)
+        raise SystemExit(2)
+
+
+def _emit(diags: list[Diagnostic], sources: dict, fmt: str, stream=None):
+    stream = stream or sys.stderr
+    if fmt == "json":
+        print(render_json(diags), file=sys.stdout)
+    elif diags:
+        print(render_text(diags, sources), file=stream)
+
+
+def _compile(path, fmt, passes=True):
+    from radlang.compiler import compile_file
+
+    res = compile_file(path, passes=passes)
+    return res
+
+
+def cmd_check(a) -> int:
+    res = _compile(a.file, a.format)
+    _emit(res.diagnostics, res.sources, a.format)
+    if res.ok and a.format == "text":
+        n = len(res.study.stages)
+        print(f"{a.file}: ok ({n} stage{'s' if n != 1 else ''})", file=sys.stderr)
+    return 0 if res.ok else 1
+
+
+def cmd_parse(a) -> int:
+    from radlang.ir import dump
+    from radlang.syntax.parser import SourceError, parse_file
+
+    try:
+        m = parse_file(a.file)
+    except SourceError as e:
+        from pathlib import Path
+
+        _emit(e.diagnostics, {a.file: Path(a.file).read_bytes().decode("utf-8", "replace")}, a.format)
+        return 1
+    except OSError as e:
+        print(f"radlang: error[E701]: cannot read `{a.file}`: {e.strerror or e}", file=sys.stderr)
+        return 2
+    sys.stdout.write(dump(m))
+    return 0
+
+
+def cmd_plan(a) -> int:
+    from radlang.backends.plan import plan_json, plan_text
+
+    res = _compile(a.file, a.format)
+    if not res.ok:
+        _emit(res.diagnostics, res.sources, a.format)
+        return 1
+    if a.format == "json":
+        print(json.dumps(plan_json(res.study, memory=a.memory), indent=2, sort_keys=True))
+    else:
+        if res.diagnostics:
+            _emit(res.diagnostics, res.sources, "text")
+        print(plan_text(res.study, memory=a.memory))
+    return 0
+
+
+def cmd_graph(a) -> int:
+    from radlang.backends.graphviz import to_dot, to_json, to_mermaid
+
+    res = _compile(a.file, "text")
+    if not res.ok:
+        _emit(res.diagnostics, res.sources, "text")
+        return 1
+    print({"dot": to_dot, "mermaid": to_mermaid, "json": to_json}[a.format](res.study))
+    return 0
+
+
+def cmd_ops(a) -> int:
+    from radlang.backends.opsdoc import ops_json, ops_markdown, ops_text
+
+    if a.format == "json":
+        print(json.dumps(ops_json(a.name), indent=2, sort_keys=True))
+    elif a.format == "markdown":
+        print(ops_markdown(a.name))
+    else:
+        text = ops_text(a.name)
+        if text is None:
+            print(f"radlang: error[E701]: no operator `{a.name}`", file=sys.stderr)
+            return 2
+        print(text)
+    return 0
+
+
+def cmd_run(a) -> int:
+    res = _compile(a.file, a.format)
+    if not res.ok:
+        _emit(res.diagnostics, res.sources, a.format)
+        return 1
+    _emit(res.diagnostics, res.sources, a.format)
+    from radlang.backends.executor import RunError, run_study
+
+    try:
+        ctx = run_study(res.study, out=a.out, workers=a.workers, quiet=a.quiet)
+    except RunError as e:
+        _emit(e.diagnostics, res.sources, a.format)
+        return 1
+    except KeyboardInterrupt:
+        print("radlang: interrupted; finished stages are cached and a re-run resumes from them", file=sys.stderr)
+        return 130
+    if not a.quiet:
+        print(f"done in {ctx.timings.get('total', 0):.1f}s; outputs in {ctx.out}", file=sys.stderr)
+    return 0
+
+
+def cmd_render(a) -> int:
+    res = _compile(a.file, a.format)
+    if not res.ok:
+        _emit(res.diagnostics, res.sources, a.format)
+        return 1
+    from radlang.backends.render import RenderError, render_to_file
+
+    try:
+        render_to_file(res.study, a.output, lock=a.lock)
+    except RenderError as e:
+        print(f"radlang: error[{e.code}]: {e}", file=sys.stderr)
+        return 1 if e.code.startswith("E6") else 2
+    print(f"wrote {a.output}", file=sys.stderr)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="radlang", description="Compile and run radiomics study specs (.rad).")
+    from radlang import __version__
+
+    p.add_argument("--version", action="version", version=f"radlang {__version__}")
+    sub = p.add_subparsers(dest="cmd", required=True, parser_class=_Parser)
+
+    def with_file(name, help, fn, formats=("text", "json")):
+        sp = sub.add_parser(name, help=help)
+        sp.add_argument("file")
+        sp.add_argument("--format", choices=formats, default=formats[0])
+        sp.set_defaults(fn=fn)
+        return sp
+
+    with_file("check", "check a spec and report every problem", cmd_check)
+    with_file("parse", "print the canonical IR of a spec", cmd_parse)
+    sp = with_file("plan", "show the ordered stages, fit boundaries and estimates", cmd_plan)
+    sp.add_argument("--memory", default=None, help="memory budget for network estimates, e.g. 8GB")
+    sp = sub.add_parser("graph", help="print the stage graph")
+    sp.add_argument("file")
+    sp.add_argument("--format", choices=("dot", "mermaid", "json"), default="dot")
+    sp.set_defaults(fn=cmd_graph)
+    sp = sub.add_parser("ops", help="list operators, their settings and docs")
+    sp.add_argument("name", nargs="?")
+    sp.add_argument("--format", choices=("text", "json", "markdown"), default="text")
+    sp.set_defaults(fn=cmd_ops)
+    sp = with_file("run", "run a study", cmd_run)
+    sp.add_argument("--out", default=None, help="output folder (overrides the spec's `out`)")
+    sp.add_argument("--workers", type=int, default=None, help="worker processes (default: the number of cores)")
+    sp.add_argument("--quiet", action="store_true")
+    sp = with_file("render", "render a standalone, auditable Python script", cmd_render)
+    sp.add_argument("-o", "--output", required=True)
+    sp.add_argument("--lock", action="store_true", help="also write requirements.lock next to the script")
+    return p
+
+
+def main(argv=None) -> int:
+    p = build_parser()
+    a = p.parse_args(argv)
+    try:
+        return a.fn(a)
+    except BrokenPipeError:
+        return 0

@@ -1,0 +1,155 @@
+"""Diagnostics: one dataclass, one text renderer, one JSON renderer.
+
+Codes are ranged by phase:
+  E0xx syntax · E1xx names · E2xx types · E3xx settings · E4xx graph
+  E5xx study design · E6xx runtime (data) · E7xx usage.
+Warnings use the same numbers with a ``W`` prefix.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+from dataclasses import dataclass, field
+from typing import Iterable
+
+PHASES = {
+    "0": "syntax",
+    "1": "names",
+    "2": "types",
+    "3": "settings",
+    "4": "graph",
+    "5": "study design",
+    "6": "runtime",
+    "7": "usage",
+}
+
+
+@dataclass(frozen=True)
+class Span:
+    """A half-open source range. Lines and columns are 1-based."""
+
+    file: str
+    line: int
+    col: int
+    end_line: int
+    end_col: int
+    start: int = 0
+    end: int = 0
+
+    def short(self) -> str:
+        return f"{self.file}:{self.line}:{self.col}"
+
+
+@dataclass(frozen=True)
+class Related:
+    span: Span
+    message: str
+
+
+@dataclass(frozen=True)
+class Diagnostic:
+    code: str
+    message: str
+    span: Span | None = None
+    hint: str | None = None
+    related: tuple[Related, ...] = ()
+    severity: str = field(default="")
+
+    def __post_init__(self):
+        if not self.severity:
+            object.__setattr__(self, "severity", "warning" if self.code.startswith("W") else "error")
+
+    @property
+    def is_error(self) -> bool:
+        return self.severity == "error"
+
+    @property
+    def phase(self) -> str:
+        return PHASES.get(self.code[1:2], "other")
+
+    def sort_key(self):
+        s = self.span
+        return (s.file if s else "", s.line if s else 0, s.col if s else 0, self.code, self.message)
+
+    def to_json(self) -> dict:
+        def span_json(s: Span | None):
+            if s is None:
+                return None
+            return {"file": s.file, "line": s.line, "col": s.col, "end_line": s.end_line, "end_col": s.end_col}
+
+        return {
+            "code": self.code,
+            "severity": self.severity,
+            "phase": self.phase,
+            "message": self.message,
+            "span": span_json(self.span),
+            "hint": self.hint,
+            "related": [{"span": span_json(r.span), "message": r.message} for r in self.related],
+        }
+
+
+class DiagnosticError(Exception):
+    """Raised to abort a phase with diagnostics already collected."""
+
+    def __init__(self, diagnostics: Iterable[Diagnostic]):
+        self.diagnostics = list(diagnostics)
+        super().__init__("; ".join(d.message for d in self.diagnostics))
+
+
+def did_you_mean(word: str, candidates: Iterable[str]) -> str | None:
+    """A hint like "did you mean `glszm`?" or None."""
+    cands = sorted(set(candidates))
+    best = difflib.get_close_matches(word, cands, n=1, cutoff=0.6)
+    if not best:
+        lower = {c.lower(): c for c in cands}
+        if word.lower() in lower:
+            best = [lower[word.lower()]]
+    return f"did you mean `{best[0]}`?" if best else None
+
+
+def _source_line(sources: dict[str, str], span: Span) -> str | None:
+    text = sources.get(span.file)
+    if text is None:
+        return None
+    lines = text.split("\n")
+    if 1 <= span.line <= len(lines):
+        return lines[span.line - 1]
+    return None
+
+
+def _excerpt(sources: dict[str, str], span: Span) -> list[str]:
+    line = _source_line(sources, span)
+    if line is None:
+        return []
+    shown = line if len(line) <= 200 else line[: max(span.col + 40, 200)] + " …"
+    shown = shown.replace("\t", " ")
+    width = (span.end_col - span.col) if span.end_line == span.line else (len(line) - span.col + 1)
+    width = max(1, min(width, max(1, len(shown) - span.col + 1)))
+    gutter = f"{span.line:>4} | "
+    return [gutter + shown, " " * (len(gutter) + span.col - 1) + "^" * width]
+
+
+def render_text(diags: Iterable[Diagnostic], sources: dict[str, str]) -> str:
+    out: list[str] = []
+    for d in diags:
+        loc = d.span.short() + ": " if d.span else ""
+        out.append(f"{loc}{d.severity}[{d.code}]: {d.message}")
+        if d.span:
+            out.extend(_excerpt(sources, d.span))
+        if d.hint:
+            out.append(f"  hint: {d.hint}")
+        for r in d.related:
+            out.append(f"  note: {r.span.short()}: {r.message}")
+            out.extend("  " + ln for ln in _excerpt(sources, r.span))
+        out.append("")
+    diags = list(diags)
+    n_err = sum(d.is_error for d in diags)
+    n_warn = len(diags) - n_err
+    if diags:
+        out.append(f"{n_err} error(s), {n_warn} warning(s)")
+    return "\n".join(out)
+
+
+def render_json(diags: Iterable[Diagnostic]) -> str:
+    return json.dumps({"diagnostics": [d.to_json() for d in diags]}, indent=2, sort_keys=True)

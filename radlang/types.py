@@ -1,0 +1,45 @@
+"""Static types of stage outputs and cohort attributes, used by the checker before anything runs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+KINDS = (
+    "Cohort", "Image", "Mask", "Features", "Outcome", "Ids", "Site", "Covariates",
+    "Model", "Network", "TrainedModel", "Predictions", "Evaluation", "Explanation", "Report",
+)
+OUTCOME_KINDS = ("binary", "multiclass", "continuous", "survival")
+
+# What `cohort.attr` refers to.
+COHORT_ATTRS = {
+    "image": "Image", "mask": "Mask", "outcome": "Outcome", "id": "Ids", "patient": "Ids",
+    "site": "Site", "clinical": "Covariates",
+}
+
+
+@dataclass(frozen=True)
+class RType:
+    kind: str
+    cohort: str | None = None          # the cohort a value descends from
+    outcome: str | None = None         # outcome kind carried by cohorts, outcomes, models, evaluations
+    dims: int | None = None            # 2 or 3 for images, masks and networks
+    channels: int | None = None        # image channels / network input channels
+    task: str | None = None            # network task: segmentation | classification
+    has_site: bool = False
+    has_mask: bool = False
+    classes: int | None = None         # label classes (masks, segmentation networks)
+    detail: str = ""                   # a word for messages: "logistic model", "3D UNet"
+
+    def with_(self, **kw) -> "RType":
+        return replace(self, **kw)
+
+    def describe(self) -> str:
+        bits = []
+        if self.dims:
+            bits.append(f"{self.dims}D")
+        if self.outcome and self.kind != "Cohort":
+            bits.append(self.outcome)
+        if self.detail:
+            bits.append(self.detail)
+        extra = f" ({', '.join(bits)})" if bits else ""
+        return f"{self.kind}{extra}"
