@@ -4,6 +4,7 @@ No operator knows where it runs."""
 from __future__ import annotations
 
 import os
+import sys
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from typing import Any, Callable, Iterable, Iterator
 
@@ -18,12 +19,10 @@ def _worker_init():
         sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(1)
     except Exception:
         pass
-    try:
-        import torch
-
+    # torch reads OMP_NUM_THREADS when it is imported; importing it here (seconds) would slow every worker's start
+    torch = sys.modules.get("torch")
+    if torch is not None:
         torch.set_num_threads(1)
-    except Exception:
-        pass
 
 
 class MapExecutor:

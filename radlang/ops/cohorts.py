@@ -1,4 +1,14 @@
-"""Cohort operators: where cases, images, masks and outcomes come from."""
+"""Cohort operators: where cases, images, masks and outcomes come from.
+
+Every cohort stage produces the COHORT TABLE (a pandas DataFrame, one row per case, in manifest
+order): `case_id`, `patient_id`, `image` (or `image.<column>` per channel), `mask`, `outcome`
+(or `time` + `event`), `site`, `clinical.<column>`; `df.attrs["radlang"]` describes it.
+
+- `manifest("file.csv")`: a CSV whose paths are relative to it (NIfTI, NRRD, MHA, DICOM series folder).
+- `phantom(cases)`: seedable synthetic CT-like volumes with one lesion each, written as NIfTI + manifest.
+
+The implementations below are self-contained (see radlang/registry.py): plain data in, plain data out.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +18,7 @@ from pydantic import Field, field_validator
 
 from radlang.registry import Operator, register
 from radlang.types import OUTCOME_KINDS, RType
+from radlang.units import Intensity, Length
 from radlang.values import CallValue, CastValue, Settings, Sym
 
 
@@ -60,16 +71,367 @@ class ManifestSettings(Settings):
     def _names(cls, v):
         return [str(x) for x in v] if isinstance(v, list) else (str(v) if isinstance(v, Sym) else v)
 
+    @field_validator("clinical", mode="before")
+    @classmethod
+    def _clinical(cls, v):
+        return [str(x) for x in v] if isinstance(v, list) else v
+
 
 def cohort_type(ctx) -> RType:
     s = ctx.settings
     images = s.image if isinstance(s.image, list) else [s.image]
+    if isinstance(s.image, list) and len(set(images)) != len(images):
+        ctx.error("E306", "the same image column is listed twice", setting="image")
     return RType("Cohort", cohort=ctx.stmt.name, outcome=s.outcome.kind if s.outcome else None, dims=s.dims,
                  channels=len(images), has_site=s.site is not None, has_mask=s.mask is not None, detail=ctx.stmt.op.name)
 
 
+# --------------------------------------------------------------------------------------------------
+# Self-contained implementation: manifest -> cohort table
+# --------------------------------------------------------------------------------------------------
+
+def read_image_header(path):
+    """Read an image's geometry without its pixels. A folder is a DICOM series. Returns a dict
+    (size, spacing, origin, direction, dimension) or raises with a readable message."""
+    import os
+
+    import SimpleITK as sitk
+
+    if os.path.isdir(path):
+        files = sitk.ImageSeriesReader.GetGDCMSeriesFileNames(path)
+        if not files:
+            raise ValueError("the folder holds no DICOM series")
+        heads = []
+        for f in files[:2]:
+            r = sitk.ImageFileReader()
+            r.SetFileName(f)
+            r.ReadImageInformation()
+            heads.append(r)
+        r = heads[0]
+        size, spacing = list(r.GetSize()), list(r.GetSpacing())
+        if len(size) == 3:
+            size[2] = len(files)
+            if len(heads) == 2:   # the slice spacing is the distance between the first two slices (sorted by position)
+                spacing[2] = sum((a - b) ** 2 for a, b in zip(heads[1].GetOrigin(), r.GetOrigin())) ** 0.5
+        return {"size": size, "spacing": spacing, "origin": list(r.GetOrigin()),
+                "direction": list(r.GetDirection()), "dimension": r.GetDimension(), "series": len(files)}
+    r = sitk.ImageFileReader()
+    r.SetFileName(str(path))
+    r.ReadImageInformation()
+    return {"size": list(r.GetSize()), "spacing": list(r.GetSpacing()), "origin": list(r.GetOrigin()),
+            "direction": list(r.GetDirection()), "dimension": r.GetDimension()}
+
+
+def load_manifest(params, manifest_path, name, check_files=True):
+    """Read a manifest CSV into the cohort table.
+
+    Returns (table, problems). A problem is a dict {case, file, column, message, fatal}; `fatal`
+    problems (a missing column) leave no table (None). Case problems (a missing or unreadable file,
+    a duplicate id, a bad outcome) are listed, all of them, and the table keeps every row."""
+    import math
+    import os
+
+    import pandas as pd
+
+    problems = []
+    mpath = os.path.abspath(manifest_path)
+    try:
+        raw = pd.read_csv(mpath, dtype=str, keep_default_na=False)
+    except FileNotFoundError:
+        return None, [{"case": None, "file": mpath, "column": None, "message": "manifest not found", "fatal": True}]
+    except Exception as e:  # unreadable CSV
+        return None, [{"case": None, "file": mpath, "column": None, "message": f"cannot read the manifest: {e}", "fatal": True}]
+    raw.columns = [c.strip() for c in raw.columns]
+    images = params["image"] if isinstance(params["image"], list) else [params["image"]]
+    outcome = params.get("outcome")
+    wanted = [("id", params["id"])] + [("image", c) for c in images]
+    for role in ("mask", "site", "patient"):
+        if params.get(role):
+            wanted.append((role, params[role]))
+    if outcome:
+        if outcome["kind"] == "survival":
+            wanted += [("outcome time", outcome["time"]), ("outcome event", outcome["event"])]
+        else:
+            wanted.append(("outcome", outcome["column"]))
+    wanted += [("clinical", c) for c in params.get("clinical") or []]
+    for role, col in wanted:
+        if col not in raw.columns:
+            import difflib
+
+            close = difflib.get_close_matches(col, list(raw.columns), n=1)
+            hint = f"; did you mean `{close[0]}`?" if close else f"; its columns are: {', '.join(raw.columns)}"
+            problems.append({"case": None, "file": mpath, "column": col, "fatal": True,
+                             "message": f"the manifest has no column `{col}` (the {role} column){hint}"})
+    if problems:
+        return None, problems
+
+    base = os.path.dirname(mpath)
+    ids = [str(x).strip() for x in raw[params["id"]]]
+    first_row = {}
+    for i, cid in enumerate(ids):
+        if cid == "":
+            problems.append({"case": f"row {i + 2}", "file": mpath, "column": params["id"], "message": "empty case id"})
+        elif cid in first_row:
+            problems.append({"case": cid, "file": mpath, "column": params["id"],
+                             "message": f"duplicate case id `{cid}` (rows {first_row[cid] + 2} and {i + 2})"})
+        else:
+            first_row[cid] = i
+    out = pd.DataFrame({"case_id": ids})
+    out["patient_id"] = [str(x).strip() for x in raw[params["patient"]]] if params.get("patient") else out["case_id"]
+    path_cols = [(("image" if len(images) == 1 else f"image.{c}"), c) for c in images]
+    if params.get("mask"):
+        path_cols.append(("mask", params["mask"]))
+    for canon, col in path_cols:
+        paths = []
+        for i, v in enumerate(raw[col]):
+            v = str(v).strip()
+            cid = ids[i] or f"row {i + 2}"
+            if not v:
+                problems.append({"case": cid, "file": mpath, "column": col, "message": "no path given"})
+                paths.append("")
+                continue
+            p = v if os.path.isabs(v) else os.path.normpath(os.path.join(base, v))
+            paths.append(p)
+            if not check_files:
+                continue
+            if not os.path.exists(p):
+                problems.append({"case": cid, "file": p, "column": col, "message": "file not found"})
+                continue
+            try:
+                read_image_header(p)
+            except Exception as e:  # noqa: BLE001 -- any reader failure is bad data, reported as a diagnostic
+                msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+                problems.append({"case": cid, "file": p, "column": col, "message": f"unreadable or corrupt image ({msg[:160]})"})
+        out[canon] = paths
+
+    classes = None
+    if outcome:
+        kind = outcome["kind"]
+        if kind == "survival":
+            times, events = [], []
+            for i, (t, e) in enumerate(zip(raw[outcome["time"]], raw[outcome["event"]])):
+                cid = ids[i] or f"row {i + 2}"
+                try:
+                    tv = float(t)
+                    if math.isnan(tv) or tv < 0:
+                        raise ValueError
+                except ValueError:
+                    problems.append({"case": cid, "file": mpath, "column": outcome["time"], "message": f"survival time `{t}` is not a number ≥ 0"})
+                    tv = float("nan")
+                ev = {"1": 1, "0": 0, "true": 1, "false": 0, "yes": 1, "no": 0, "1.0": 1, "0.0": 0}.get(str(e).strip().lower())
+                if ev is None:
+                    problems.append({"case": cid, "file": mpath, "column": outcome["event"], "message": f"event `{e}` is not 0/1"})
+                    ev = -1
+                times.append(tv)
+                events.append(ev)
+            out["time"] = pd.Series(times, dtype="float64")
+            out["event"] = pd.Series(events, dtype="int64")
+        else:
+            col = outcome["column"]
+            vals = [str(v).strip() for v in raw[col]]
+            for i, v in enumerate(vals):
+                if v == "" or v.lower() in ("na", "nan", "none", "null"):
+                    problems.append({"case": ids[i] or f"row {i + 2}", "file": mpath, "column": col, "message": "missing outcome"})
+            present = [v for v in vals if v != "" and v.lower() not in ("na", "nan", "none", "null")]
+
+            def num(v):
+                try:
+                    return float(v)
+                except ValueError:
+                    return None
+
+            if kind == "continuous":
+                cont = []
+                for i, v in enumerate(vals):
+                    x = num(v) if v in present else None
+                    if x is None and v in present:
+                        problems.append({"case": ids[i], "file": mpath, "column": col, "message": f"outcome `{v}` is not a number"})
+                    cont.append(float("nan") if x is None else x)
+                out["outcome"] = pd.Series(cont, dtype="float64")
+            else:
+                labels = sorted(set(present), key=lambda v: (num(v) is None, num(v) if num(v) is not None else 0, v))
+                if kind == "binary":
+                    pos = outcome.get("positive")
+                    if pos is not None:
+                        pos = str(pos)
+                        if pos not in labels and labels:
+                            problems.append({"case": None, "file": mpath, "column": col,
+                                             "message": f"positive label `{pos}` never occurs; labels: {', '.join(labels)}"})
+                        neg = [v for v in labels if v != pos]
+                        classes = neg + [pos]
+                    elif len(labels) > 2:
+                        problems.append({"case": None, "file": mpath, "column": col, "fatal": True,
+                                         "message": f"a binary outcome needs two labels, found {len(labels)}: {', '.join(labels[:8])}"})
+                        classes = labels
+                    else:
+                        classes = labels
+                    if pos is not None:
+                        codes = [(1 if v == pos else 0) if v in present else -1 for v in vals]
+                    else:
+                        codes = [(classes.index(v) if len(classes) == 2 else (1 if num(v) == 1 else 0)) if v in present else -1 for v in vals]
+                else:
+                    classes = labels
+                    codes = [labels.index(v) if v in present else -1 for v in vals]
+                out["outcome"] = pd.Series(codes, dtype="int64")
+    if params.get("site"):
+        out["site"] = [str(v).strip() for v in raw[params["site"]]]
+    for c in params.get("clinical") or []:
+        col = raw[c].map(lambda v: str(v).strip())
+        nums = pd.to_numeric(col.replace({"": None, "NA": None, "nan": None, "NaN": None}), errors="coerce")
+        blank = col.isin(["", "NA", "nan", "NaN"])
+        out[f"clinical.{c}"] = nums.astype("float64") if bool((nums.notna() | blank).all()) else col
+    cols = {"case_id": params["id"], "patient_id": params.get("patient") or params["id"]}
+    cols.update({canon: col for canon, col in path_cols})
+    if outcome:
+        if outcome["kind"] == "survival":
+            cols.update({"time": outcome["time"], "event": outcome["event"]})
+        else:
+            cols["outcome"] = outcome["column"]
+    if params.get("site"):
+        cols["site"] = params["site"]
+    cols.update({f"clinical.{c}": c for c in params.get("clinical") or []})
+    out.attrs["radlang"] = {"name": name, "source": mpath, "columns": cols,
+                            "images": [canon for canon, col in path_cols if canon != "mask"],
+                            "outcome": outcome["kind"] if outcome else None, "classes": classes}
+    return out, problems
+
+
 register(Operator(
     name="manifest", kind="cohort", output="Cohort", settings=ManifestSettings, positional=("path",),
-    mode="cohort", infer=cohort_type, sink=False,
+    mode="cohort", infer=cohort_type, sink=False, impl=load_manifest, helpers=(read_image_header,),
     doc="A cohort read from a CSV manifest: one row per case, columns for id, images, mask, outcome, site and covariates.",
+    examples=('cohort train = manifest("data/train.csv") { image: ct, mask: roi, outcome: malignant as binary, site: hospital }',),
+))
+
+
+# --------------------------------------------------------------------------------------------------
+# phantom: a synthetic CT-like cohort written to disk
+# --------------------------------------------------------------------------------------------------
+
+class PhantomSettings(Settings):
+    cases: int = Field(40, ge=4, le=10000, description="number of cases")
+    seed: int | None = Field(None, description="generator seed (default: the stage seed, from the study seed and the stage name)")
+    effect: float = Field(1.0, ge=0, le=10, description="effect size: how strongly lesion texture and shape depend on the outcome (0 = none)")
+    sites: int = Field(1, ge=1, le=8, description="number of acquisition sites (≥ 2 adds a site column with scanner-like shifts)")
+    site_shift: Intensity = Field(0.0, description="extra intensity offset for every case (an external scanner), e.g. 30HU")
+    noise: Intensity = Field(8.0, ge=0, description="image noise standard deviation (HU)")
+    size: list[int] = Field(default_factory=lambda: [40, 40, 40], min_length=3, max_length=3, description="volume size in voxels (x, y, z)")
+    spacing: list[Length] = Field(default_factory=lambda: [1.0, 1.0, 1.0], min_length=3, max_length=3, description="voxel spacing (mm)")
+    prefix: str | None = Field(None, description="case id prefix (default: the stage name)")
+
+    @field_validator("size")
+    @classmethod
+    def _size(cls, v):
+        if any(x < 16 or x > 512 for x in v):
+            raise ValueError("each size must be between 16 and 512 voxels")
+        return v
+
+    @field_validator("spacing")
+    @classmethod
+    def _spacing(cls, v):
+        if any(x <= 0 for x in v):
+            raise ValueError("spacing must be > 0")
+        return v
+
+
+def phantom_type(ctx) -> RType:
+    s = ctx.settings
+    return RType("Cohort", cohort=ctx.stmt.name, outcome="binary", dims=3, channels=1, has_site=s.sites >= 2,
+                 has_mask=True, detail="phantom")
+
+
+def make_phantom(params, seed, out_dir, prefix):
+    """Write a synthetic CT-like cohort: per case a NIfTI image (int16 HU) and lesion mask, plus
+    `manifest.csv` (case_id, image, mask, malignant, site, age). Returns the manifest path.
+
+    Each case has soft tissue (~40 HU) with smooth noise and one lobulated lesion. The outcome
+    `malignant` is balanced; a latent score s = effect * malignant + N(0, 0.5) raises the lesion's
+    texture heterogeneity and surface lobulation. Sites add an intensity offset and a noise scale."""
+    import csv
+    import io
+    import os
+
+    import numpy as np
+    import SimpleITK as sitk
+    from scipy import ndimage
+
+    n = int(params["cases"])
+    nx_, ny_, nz_ = (int(v) for v in params["size"])
+    sp = [float(v) for v in params["spacing"]]
+    effect = float(params["effect"])
+    sites = int(params["sites"])
+    offsets = [0.0, 25.0, -15.0, 40.0, -30.0, 10.0, 55.0, -5.0]
+    scales = [1.0, 1.6, 0.7, 1.3, 0.9, 2.0, 1.1, 0.8]
+    os.makedirs(os.path.join(out_dir, "cases"), exist_ok=True)
+    master = np.random.default_rng(seed)
+    labels = master.permutation(np.arange(n) % 2)
+    site_of = master.permutation(np.arange(n) % sites)
+    z, y, x = np.meshgrid(np.arange(nz_) * sp[2], np.arange(ny_) * sp[1], np.arange(nx_) * sp[0], indexing="ij")
+    rows = []
+    for i in range(n):
+        rng = np.random.default_rng([seed, i])
+        lab = int(labels[i])
+        site = int(site_of[i])
+        s = effect * lab + rng.normal(0.0, 0.5)
+        extent = np.array([nx_ * sp[0], ny_ * sp[1], nz_ * sp[2]])
+        r0 = float(rng.uniform(0.18, 0.26) * extent.min())
+        c = extent / 2 + rng.uniform(-0.08, 0.08, 3) * extent
+        dx, dy, dz = x - c[0], y - c[1], z - c[2]
+        r = np.sqrt(dx * dx + dy * dy + dz * dz) + 1e-9
+        theta = np.arccos(np.clip(dz / r, -1, 1))
+        phi = np.arctan2(dy, dx)
+        lob = float(np.clip(0.06 + 0.07 * s, 0.0, 0.3))
+        k, m = int(rng.integers(3, 6)), int(rng.integers(2, 5))
+        ph1, ph2 = rng.uniform(0, 2 * np.pi, 2)
+        surface = r0 * (1 + lob * np.cos(k * phi + ph1) * np.sin(theta) + lob * 0.7 * np.cos(m * theta + ph2))
+        lesion = r < surface
+        tissue = ndimage.gaussian_filter(rng.normal(0.0, 1.0, lesion.shape), 2.0)
+        tissue *= 6.0 / (tissue.std() + 1e-9)
+        tex = ndimage.gaussian_filter(rng.normal(0.0, 1.0, lesion.shape), 1.0)
+        tex /= tex.std() + 1e-9
+        hetero = float(np.clip(12.0 + 9.0 * s, 3.0, 60.0))
+        img = 40.0 + tissue
+        img = np.where(lesion, float(rng.uniform(55, 75)) + hetero * tex, img)
+        img = img + offsets[site % 8] + float(params["site_shift"])
+        img = img + rng.normal(0.0, float(params["noise"]) * scales[site % 8], img.shape)
+        arr = np.clip(np.round(img), -1024, 3071).astype(np.int16)
+        cid = f"{prefix}_{i:03d}"
+        im = sitk.GetImageFromArray(arr)
+        im.SetSpacing(sp)
+        mk = sitk.GetImageFromArray(lesion.astype(np.uint8))
+        mk.CopyInformation(im)
+        ip = os.path.join("cases", f"{cid}_image.nii.gz")
+        mp = os.path.join("cases", f"{cid}_mask.nii.gz")
+        sitk.WriteImage(im, os.path.join(out_dir, ip), True)
+        sitk.WriteImage(mk, os.path.join(out_dir, mp), True)
+        age = int(np.clip(round(rng.normal(60 + 3 * effect * lab, 9)), 25, 95))
+        rows.append([cid, ip, mp, lab, f"site{site + 1}", age])
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["case_id", "image", "mask", "malignant", "site", "age"])
+    w.writerows(rows)
+    path = os.path.join(out_dir, "manifest.csv")
+    tmp = path + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as fh:
+        fh.write(buf.getvalue())
+    os.replace(tmp, path)
+    return path
+
+
+def phantom_manifest_params(params):
+    """The manifest settings under which a phantom's manifest.csv is read."""
+    return {"path": "manifest.csv", "id": "case_id", "patient": None, "image": "image", "mask": "mask",
+            "outcome": {"kind": "binary", "column": "malignant", "time": None, "event": None, "positive": None},
+            "site": "site" if int(params["sites"]) >= 2 else None, "clinical": ["age"], "dims": 3}
+
+
+register(Operator(
+    name="phantom", kind="cohort", output="Cohort", settings=PhantomSettings, positional=("cases",),
+    mode="cohort", infer=phantom_type, impl=make_phantom, helpers=(phantom_manifest_params, load_manifest, read_image_header),
+    version="1",
+    doc=("A synthetic CT-like cohort (no download): per case a small 3D volume with one lesion, written as NIfTI with a "
+         "manifest under <out>/data/<stage>/. The binary outcome `malignant` changes lesion texture and shape by `effect`; "
+         "`sites` add scanner-like intensity and noise shifts; `site_shift` and another `seed` make an external cohort."),
+    examples=("cohort train = phantom(40) { effect: 1.0, sites: 2 }",
+              "cohort external = phantom(20, seed: 99) { site_shift: 30HU }"),
 ))

@@ -2,10 +2,11 @@
 
 from radlang.passes.prune import prune
 from radlang.passes.merge import merge_identical
+from radlang.passes.merge_features import merge_features
 from radlang.passes.fit_boundaries import fit_boundaries
 from radlang.passes.seeds import seeds
 
-PASSES = (prune, merge_identical, fit_boundaries, seeds)
+PASSES = (prune, merge_identical, merge_features, fit_boundaries, seeds)
 
 
 def run_passes(study, passes=PASSES):

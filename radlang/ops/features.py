@@ -1,0 +1,485 @@
+"""`pyradiomics`: radiomics features of a region of interest, by PyRadiomics, with every setting that
+changes values mapped one to one (radlang name -> PyRadiomics name):
+
+    bin_width -> binWidth            bin_count -> binCount          resample -> resampledPixelSpacing
+    interpolator -> interpolator     pad_distance -> padDistance    normalize / normalize_scale -> normalize / normalizeScale
+    remove_outliers -> removeOutliers  resegment / resegment_mode / resegment_shape -> resegmentRange / resegmentMode / resegmentShape
+    force2d / force2d_dimension -> force2D / force2Ddimension       label -> label       distances -> distances
+    voxel_array_shift -> voxelArrayShift   symmetrical_glcm -> symmetricalGLCM   weighting_norm -> weightingNorm   gldm_a -> gldm_a
+    min_roi_dimensions / min_roi_size -> minimumROIDimensions / minimumROISize   pre_crop -> preCrop
+    correct_mask / geometry_tolerance -> correctMask / geometryTolerance
+    filters -> imageType: original, log(sigma), wavelet(wavelet, level, start_level), square, square_root, logarithm,
+               exponential, gradient(use_spacing), lbp2d(radius, samples, method), lbp3d(levels, radius, subdivision)
+    classes -> featureClass: firstorder, shape, shape2D, glcm, glrlm, glszm, gldm, ngtdm; `glcm(Contrast, Idm)` keeps named features
+    params: "file.yaml" -> an existing PyRadiomics parameter file (from_params); settings written in the spec override it.
+
+A setting left unset keeps PyRadiomics' default (or the params file's value). Results: a features table
+indexed by case_id with PyRadiomics' own column names, written to <out>/features/<stage>.csv; PyRadiomics'
+diagnostics_* go to <out>/features/<stage>.diagnostics.csv.
+
+`pyradiomics_config`, `extract_features` and `features_csv` are self-contained (see radlang/registry.py).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal, Union
+
+from pydantic import BeforeValidator, Field, field_validator, model_validator
+
+from radlang.diagnostics import did_you_mean
+from radlang.registry import Operator, Port, register
+from radlang.types import RType
+from radlang.units import Intensity, Length
+from radlang.values import CallValue, Settings, Variant, variants
+
+# PyRadiomics 3.0.1 feature names per class (radiomics.getFeatureClasses()); `True` = deprecated /
+# disabled by default (enable it by naming it). Kept here so `radlang check` never imports PyRadiomics.
+FEATURES: dict[str, dict[str, bool]] = {
+    "firstorder": dict.fromkeys(
+        ["10Percentile", "90Percentile", "Energy", "Entropy", "InterquartileRange", "Kurtosis", "Maximum", "Mean",
+         "MeanAbsoluteDeviation", "Median", "Minimum", "Range", "RobustMeanAbsoluteDeviation", "RootMeanSquared", "Skewness",
+         "TotalEnergy", "Uniformity", "Variance"], False) | {"StandardDeviation": True},
+    "shape": dict.fromkeys(
+        ["Elongation", "Flatness", "LeastAxisLength", "MajorAxisLength", "Maximum2DDiameterColumn", "Maximum2DDiameterRow",
+         "Maximum2DDiameterSlice", "Maximum3DDiameter", "MeshVolume", "MinorAxisLength", "Sphericity", "SurfaceArea",
+         "SurfaceVolumeRatio", "VoxelVolume"], False) | dict.fromkeys(["Compactness1", "Compactness2", "SphericalDisproportion"], True),
+    "shape2D": dict.fromkeys(
+        ["Elongation", "MajorAxisLength", "MaximumDiameter", "MeshSurface", "MinorAxisLength", "Perimeter", "PerimeterSurfaceRatio",
+         "PixelSurface", "Sphericity"], False) | {"SphericalDisproportion": True},
+    "glcm": dict.fromkeys(
+        ["Autocorrelation", "ClusterProminence", "ClusterShade", "ClusterTendency", "Contrast", "Correlation", "DifferenceAverage",
+         "DifferenceEntropy", "DifferenceVariance", "Id", "Idm", "Idmn", "Idn", "Imc1", "Imc2", "InverseVariance", "JointAverage",
+         "JointEnergy", "JointEntropy", "MCC", "MaximumProbability", "SumAverage", "SumEntropy", "SumSquares"], False)
+    | dict.fromkeys(["Dissimilarity", "Homogeneity1", "Homogeneity2", "SumVariance"], True),
+    "glrlm": dict.fromkeys(
+        ["GrayLevelNonUniformity", "GrayLevelNonUniformityNormalized", "GrayLevelVariance", "HighGrayLevelRunEmphasis",
+         "LongRunEmphasis", "LongRunHighGrayLevelEmphasis", "LongRunLowGrayLevelEmphasis", "LowGrayLevelRunEmphasis", "RunEntropy",
+         "RunLengthNonUniformity", "RunLengthNonUniformityNormalized", "RunPercentage", "RunVariance", "ShortRunEmphasis",
+         "ShortRunHighGrayLevelEmphasis", "ShortRunLowGrayLevelEmphasis"], False),
+    "glszm": dict.fromkeys(
+        ["GrayLevelNonUniformity", "GrayLevelNonUniformityNormalized", "GrayLevelVariance", "HighGrayLevelZoneEmphasis",
+         "LargeAreaEmphasis", "LargeAreaHighGrayLevelEmphasis", "LargeAreaLowGrayLevelEmphasis", "LowGrayLevelZoneEmphasis",
+         "SizeZoneNonUniformity", "SizeZoneNonUniformityNormalized", "SmallAreaEmphasis", "SmallAreaHighGrayLevelEmphasis",
+         "SmallAreaLowGrayLevelEmphasis", "ZoneEntropy", "ZonePercentage", "ZoneVariance"], False),
+    "gldm": dict.fromkeys(
+        ["DependenceEntropy", "DependenceNonUniformity", "DependenceNonUniformityNormalized", "DependenceVariance",
+         "GrayLevelNonUniformity", "GrayLevelVariance", "HighGrayLevelEmphasis", "LargeDependenceEmphasis",
+         "LargeDependenceHighGrayLevelEmphasis", "LargeDependenceLowGrayLevelEmphasis", "LowGrayLevelEmphasis",
+         "SmallDependenceEmphasis", "SmallDependenceHighGrayLevelEmphasis", "SmallDependenceLowGrayLevelEmphasis"], False)
+    | dict.fromkeys(["DependencePercentage", "GrayLevelNonUniformityNormalized"], True),
+    "ngtdm": dict.fromkeys(["Busyness", "Coarseness", "Complexity", "Contrast", "Strength"], False),
+}
+DEFAULT_CLASSES = ("firstorder", "shape", "glcm", "glrlm", "glszm", "gldm", "ngtdm")
+
+INTERPOLATORS = {
+    "nearest": "sitkNearestNeighbor", "linear": "sitkLinear", "bspline": "sitkBSpline", "gaussian": "sitkGaussian",
+    "label_gaussian": "sitkLabelGaussian", "hamming_sinc": "sitkHammingWindowedSinc", "cosine_sinc": "sitkCosineWindowedSinc",
+    "welch_sinc": "sitkWelchWindowedSinc", "lanczos_sinc": "sitkLanczosWindowedSinc", "blackman_sinc": "sitkBlackmanWindowedSinc",
+}
+
+
+# ---- filters (PyRadiomics image types) ----------------------------------------------------------
+
+class Original(Variant):
+    call_name = "original"
+
+
+class LoG(Variant):
+    call_name = "log"
+    positional = ("sigma",)
+    sigma: list[Length] = Field(min_length=1, description="Laplacian-of-Gaussian sigmas (mm)")
+
+    @field_validator("sigma", mode="before")
+    @classmethod
+    def _one(cls, v):
+        return v if isinstance(v, list) else [v]
+
+    @field_validator("sigma")
+    @classmethod
+    def _pos(cls, v):
+        if any(s <= 0 for s in v):
+            raise ValueError("LoG sigma must be > 0 mm")
+        return v
+
+
+class Wavelet(Variant):
+    call_name = "wavelet"
+    positional = ("wavelet",)
+    wavelet: str = Field("coif1", description="PyWavelets wavelet name (coif1, haar, db2, ...)")
+    level: int = Field(1, ge=1, le=5, description="number of decomposition levels")
+    start_level: int = Field(0, ge=0, le=4, description="first level kept")
+
+    @field_validator("wavelet", mode="before")
+    @classmethod
+    def _w(cls, v):
+        return str(v)
+
+
+class Square(Variant):
+    call_name = "square"
+
+
+class SquareRoot(Variant):
+    call_name = "square_root"
+
+
+class Logarithm(Variant):
+    call_name = "logarithm"
+
+
+class Exponential(Variant):
+    call_name = "exponential"
+
+
+class Gradient(Variant):
+    call_name = "gradient"
+    use_spacing: bool = Field(True, description="gradient in mm (true) or per voxel (false)")
+
+
+class LBP2D(Variant):
+    call_name = "lbp2d"
+    radius: float = Field(1.0, gt=0)
+    samples: int = Field(9, ge=1)
+    method: Literal["default", "ror", "uniform", "var"] = "uniform"
+
+
+class LBP3D(Variant):
+    call_name = "lbp3d"
+    levels: int = Field(2, ge=1)
+    radius: float = Field(1.0, gt=0)
+    subdivision: int = Field(1, ge=0)
+
+
+FILTERS = (Original, LoG, Wavelet, Square, SquareRoot, Logarithm, Exponential, Gradient, LBP2D, LBP3D)
+Filter = Annotated[Union[FILTERS], variants(*FILTERS)]  # noqa: UP007 -- a Union over a tuple of classes
+
+
+# ---- feature classes, optionally with named features --------------------------------------------
+
+class FeatureClass(Settings):
+    name: str
+    features: list[str] = Field(default_factory=list)
+
+
+def _feature_class(v):
+    if isinstance(v, FeatureClass):
+        return v
+    if isinstance(v, dict):
+        return FeatureClass(**v)
+    if isinstance(v, CallValue):
+        if v.kwargs:
+            raise ValueError(f"`{v.name}(...)` takes feature names, like `glcm(Contrast, Idm)`")
+        name, feats = v.name, [str(a) for a in v.args]
+    elif isinstance(v, str):
+        name, feats = str(v), []
+    else:
+        raise ValueError("a feature class is a name, like `glcm`, or `glcm(Contrast, Idm)` for some of its features")
+    if name not in FEATURES:
+        hint = did_you_mean(name, FEATURES) or f"classes: {', '.join(FEATURES)}"
+        raise ValueError(f"unknown feature class `{name}`; {hint}")
+    for f in feats:
+        if f not in FEATURES[name]:
+            hint = did_you_mean(f, FEATURES[name]) or f"its features: {', '.join(sorted(FEATURES[name]))}"
+            raise ValueError(f"`{name}` has no feature `{f}`; {hint}")
+    return FeatureClass(name=name, features=feats)
+
+
+ClassSel = Annotated[FeatureClass, BeforeValidator(_feature_class)]
+
+
+def _from_params(v):
+    if isinstance(v, CallValue):
+        if v.name != "from_params" or len(v.args) != 1 or v.kwargs:
+            raise ValueError('write `params: from_params("file.yaml")` or `params: "file.yaml"`')
+        return str(v.args[0])
+    return v
+
+
+class PyradiomicsSettings(Settings):
+    params: Annotated[str | None, BeforeValidator(_from_params)] = Field(
+        None, description='a PyRadiomics parameter file (YAML/JSON), relative to the spec: `from_params("file.yaml")`; settings in the spec override it')
+    bin_width: Intensity | None = Field(None, gt=0, description="binWidth: fixed bin width (PyRadiomics default 25)")
+    bin_count: int | None = Field(None, ge=1, description="binCount: a fixed number of bins instead of a bin width")
+    resample: list[Length] | None = Field(None, min_length=2, max_length=3, description="resampledPixelSpacing (mm); 0 keeps an axis' spacing")
+    interpolator: Literal[tuple(INTERPOLATORS)] | None = Field(None, description="interpolator for resampling (PyRadiomics default bspline)")
+    pad_distance: int | None = Field(None, ge=0, description="padDistance: voxels kept around the ROI when resampling")
+    normalize: bool | None = Field(None, description="normalize: z-score the whole image before extraction")
+    normalize_scale: float | None = Field(None, gt=0, description="normalizeScale: multiply the normalised image")
+    remove_outliers: float | None = Field(None, gt=0, description="removeOutliers: clip to mean ± n·sd (with normalize)")
+    resegment: list[Intensity] | None = Field(None, min_length=1, max_length=2, description="resegmentRange: [lo] or [lo, hi]")
+    resegment_mode: Literal["absolute", "relative", "sigma"] | None = Field(None, description="resegmentMode")
+    resegment_shape: bool | None = Field(None, description="resegmentShape: also compute shape on the resegmented mask")
+    force2d: bool | None = Field(None, description="force2D: texture matrices per slice")
+    force2d_dimension: Literal[0, 1, 2] | None = Field(None, description="force2Ddimension: the out-of-plane axis (0 = z)")
+    label: int | None = Field(None, ge=1, description="label: mask value of the ROI (when the mask is a cohort's mask)")
+    distances: list[int] | None = Field(None, min_length=1, description="distances: neighbour distances for texture matrices")
+    voxel_array_shift: Intensity | None = Field(None, description="voxelArrayShift: added before Energy / TotalEnergy / RMS")
+    symmetrical_glcm: bool | None = Field(None, description="symmetricalGLCM")
+    weighting_norm: Literal["manhattan", "euclidean", "infinity", "no_weighting"] | None = Field(None, description="weightingNorm for GLCM/GLRLM angles")
+    gldm_a: int | None = Field(None, ge=0, description="gldm_a: the GLDM dependence cut-off (whole grey levels)")
+    min_roi_dimensions: Literal[1, 2, 3] | None = Field(None, description="minimumROIDimensions")
+    min_roi_size: int | None = Field(None, ge=1, description="minimumROISize (voxels)")
+    pre_crop: bool | None = Field(None, description="preCrop: crop to the ROI before filtering")
+    correct_mask: bool | None = Field(None, description="correctMask: resample a mask whose geometry differs slightly")
+    geometry_tolerance: float | None = Field(None, gt=0, description="geometryTolerance")
+    filters: list[Filter] | None = Field(None, min_length=1, description="image types: original, log(sigma), wavelet, square, ... (default: original)")
+    classes: list[ClassSel] | None = Field(None, min_length=1, description="feature classes, e.g. [firstorder, shape, glcm(Contrast, Idm)] (default: all but shape2D)")
+
+    @field_validator("voxel_array_shift")
+    @classmethod
+    def _shift(cls, v):
+        if v is not None and not float(v).is_integer():
+            raise ValueError("voxel_array_shift must be a whole number (PyRadiomics takes an integer)")
+        return v
+
+    @field_validator("distances")
+    @classmethod
+    def _dist(cls, v):
+        if v is not None and any(d < 1 for d in v):
+            raise ValueError("distances must be ≥ 1")
+        return v
+
+    @model_validator(mode="after")
+    def _consistent(self):
+        if self.bin_width is not None and self.bin_count is not None:
+            raise ValueError("set `bin_width` or `bin_count`, not both")
+        if self.filters is not None:
+            kinds = [f.call_name for f in self.filters]
+            dup = sorted({k for k in kinds if kinds.count(k) > 1})
+            if dup:
+                raise ValueError(f"filter `{dup[0]}` is listed twice; give one entry (e.g. log(sigma: [1mm, 3mm]))")
+        if self.classes is not None:
+            names = [c.name for c in self.classes]
+            dup = sorted({k for k in names if names.count(k) > 1})
+            if dup:
+                raise ValueError(f"class `{dup[0]}` is listed twice")
+        return self
+
+
+IMAGE_TYPE_NAMES = {"original": "Original", "log": "LoG", "wavelet": "Wavelet", "square": "Square", "square_root": "SquareRoot",
+                    "logarithm": "Logarithm", "exponential": "Exponential", "gradient": "Gradient", "lbp2d": "LBP2D", "lbp3d": "LBP3D"}
+
+SETTING_NAMES = {
+    "bin_width": "binWidth", "bin_count": "binCount", "resample": "resampledPixelSpacing", "interpolator": "interpolator",
+    "pad_distance": "padDistance", "normalize": "normalize", "normalize_scale": "normalizeScale", "remove_outliers": "removeOutliers",
+    "resegment": "resegmentRange", "resegment_mode": "resegmentMode", "resegment_shape": "resegmentShape", "force2d": "force2D",
+    "force2d_dimension": "force2Ddimension", "label": "label", "distances": "distances", "voxel_array_shift": "voxelArrayShift",
+    "symmetrical_glcm": "symmetricalGLCM", "weighting_norm": "weightingNorm", "gldm_a": "gldm_a",
+    "min_roi_dimensions": "minimumROIDimensions", "min_roi_size": "minimumROISize", "pre_crop": "preCrop",
+    "correct_mask": "correctMask", "geometry_tolerance": "geometryTolerance",
+}
+# settings that change what is extracted, not how the image is prepared (the merge pass may differ on these)
+SELECTION_SETTINGS = ("filters", "classes")
+
+
+def pyradiomics_config(params, params_file_text=None):
+    """radlang settings (stage.params) -> a PyRadiomics parameter dict {setting, imageType, featureClass}.
+    A params file (YAML/JSON text) is the base; every setting written in the spec overrides it."""
+    import yaml
+
+    base = yaml.safe_load(params_file_text) if params_file_text else {}
+    base = base or {}
+    setting = dict(base.get("setting") or {})
+    image_type = {k: dict(v or {}) for k, v in (base.get("imageType") or {}).items()}
+    feature_class = {k: (list(v) if v else []) for k, v in (base.get("featureClass") or {}).items()}
+    interp = {"nearest": "sitkNearestNeighbor", "linear": "sitkLinear", "bspline": "sitkBSpline", "gaussian": "sitkGaussian",
+              "label_gaussian": "sitkLabelGaussian", "hamming_sinc": "sitkHammingWindowedSinc",
+              "cosine_sinc": "sitkCosineWindowedSinc", "welch_sinc": "sitkWelchWindowedSinc",
+              "lanczos_sinc": "sitkLanczosWindowedSinc", "blackman_sinc": "sitkBlackmanWindowedSinc"}
+    names = {
+        "bin_width": "binWidth", "bin_count": "binCount", "resample": "resampledPixelSpacing", "interpolator": "interpolator",
+        "pad_distance": "padDistance", "normalize": "normalize", "normalize_scale": "normalizeScale",
+        "remove_outliers": "removeOutliers", "resegment": "resegmentRange", "resegment_mode": "resegmentMode",
+        "resegment_shape": "resegmentShape", "force2d": "force2D", "force2d_dimension": "force2Ddimension", "label": "label",
+        "distances": "distances", "voxel_array_shift": "voxelArrayShift", "symmetrical_glcm": "symmetricalGLCM",
+        "weighting_norm": "weightingNorm", "gldm_a": "gldm_a", "min_roi_dimensions": "minimumROIDimensions",
+        "min_roi_size": "minimumROISize", "pre_crop": "preCrop", "correct_mask": "correctMask",
+        "geometry_tolerance": "geometryTolerance",
+    }
+    for ours, theirs in names.items():
+        v = params.get(ours)
+        if v is None:
+            continue
+        if ours == "interpolator":
+            v = interp[v]
+        if ours == "bin_width":
+            setting.pop("binCount", None)
+        if ours == "bin_count":
+            setting.pop("binWidth", None)
+        if ours in ("voxel_array_shift", "gldm_a"):
+            v = int(v)
+        setting[theirs] = list(v) if isinstance(v, list) else v
+    if params.get("filters") is not None:
+        image_type = {}
+        for f in params["filters"]:
+            kind = f["kind"]
+            if kind == "original":
+                image_type["Original"] = {}
+            elif kind == "log":
+                image_type["LoG"] = {"sigma": [float(s) for s in f["sigma"]]}
+            elif kind == "wavelet":
+                image_type["Wavelet"] = {"wavelet": f["wavelet"], "level": int(f["level"]), "start_level": int(f["start_level"])}
+            elif kind == "gradient":
+                image_type["Gradient"] = {"gradientUseSpacing": bool(f["use_spacing"])}
+            elif kind == "lbp2d":
+                image_type["LBP2D"] = {"lbp2DRadius": float(f["radius"]), "lbp2DSamples": int(f["samples"]), "lbp2DMethod": f["method"]}
+            elif kind == "lbp3d":
+                image_type["LBP3D"] = {"lbp3DLevels": int(f["levels"]), "lbp3DIcosphereRadius": float(f["radius"]),
+                                       "lbp3DIcosphereSubdivision": int(f["subdivision"])}
+            else:
+                image_type[{"square": "Square", "square_root": "SquareRoot", "logarithm": "Logarithm",
+                            "exponential": "Exponential"}[kind]] = {}
+    if not image_type:
+        image_type = {"Original": {}}
+    if params.get("classes") is not None:
+        feature_class = {c["name"]: list(c["features"]) for c in params["classes"]}
+    if not feature_class:
+        feature_class = {c: [] for c in ("firstorder", "shape", "glcm", "glrlm", "glszm", "gldm", "ngtdm")}
+    setting["additionalInfo"] = True
+    return {"setting": setting, "imageType": image_type, "featureClass": feature_class}
+
+
+def extract_features(image, mask, config, _extractors={}):  # noqa: B006 -- a per-process extractor cache
+    """Run PyRadiomics on one case (SimpleITK image and mask). Returns (features, diagnostics):
+    {PyRadiomics feature name: float} and {diagnostics_* name: str}. The extractor (its parameter
+    validation costs ~0.1 s) is built once per configuration and process."""
+    import json
+    import logging
+
+    import numpy as np
+    import radiomics
+    from radiomics import featureextractor
+
+    radiomics.setVerbosity(logging.ERROR)
+    logging.getLogger("radiomics").setLevel(logging.ERROR)
+    k = json.dumps(config, sort_keys=True)
+    ext = _extractors.get(k)
+    if ext is None:
+        ext = _extractors[k] = featureextractor.RadiomicsFeatureExtractor(config)
+    label = int(config["setting"].get("label", 1))
+    result = ext.execute(image, mask, label=label)
+    feats, diags = {}, {}
+    for k, v in result.items():
+        if k.startswith("diagnostics_"):
+            diags[k] = str(v)
+        else:
+            feats[k] = float(np.asarray(v, dtype="float64"))
+    return feats, diags
+
+
+def perturb_case(image, mask, perturb, case_id):
+    """A perturbation for robustness analyses, applied after segmentation and before extraction:
+    {"kind": "erode"|"dilate", "radius": voxels} on the ROI (label 1), or {"kind": "noise", "sigma": s,
+    "seed": n} Gaussian noise added to the image (seeded per case)."""
+    import zlib
+
+    import numpy as np
+    import SimpleITK as sitk
+
+    if not perturb:
+        return image, mask
+    kind = perturb["kind"]
+    if kind in ("erode", "dilate"):
+        r = int(perturb.get("radius", 1))
+        m = sitk.Cast(mask > 0, sitk.sitkUInt8)
+        f = sitk.BinaryErodeImageFilter() if kind == "erode" else sitk.BinaryDilateImageFilter()
+        f.SetKernelRadius(r)
+        f.SetKernelType(sitk.sitkBall)
+        f.SetForegroundValue(1)
+        out = f.Execute(m)
+        return image, out
+    if kind == "noise":
+        rng = np.random.default_rng([int(perturb.get("seed", 0)), zlib.crc32(str(case_id).encode())])
+        arr = sitk.GetArrayFromImage(image).astype("float64")
+        arr = arr + rng.normal(0.0, float(perturb["sigma"]), arr.shape)
+        out = sitk.GetImageFromArray(arr)
+        out.CopyInformation(image)
+        return out, mask
+    raise ValueError(f"unknown perturbation {kind!r}")
+
+
+def features_csv(rows, index_name="case_id"):
+    """The feature table as CSV text: first column case_id, then the feature columns in the given order;
+    floats written as their shortest round-trip representation (read back exactly with float_precision="round_trip")."""
+    import io
+
+    buf = io.StringIO()
+    rows.to_csv(buf, index=True, index_label=index_name, lineterminator="\n")
+    return buf.getvalue()
+
+
+def member_columns(columns, params):
+    """The columns of a merged PyRadiomics pass that one member stage asked for (its filters, LoG sigmas,
+    classes and named features), in the pass's order. Names are `<image type>_<class>_<feature>`."""
+    filters = params.get("filters") or [{"kind": "original"}]
+    prefixes, starts = set(), []
+    for f in filters:
+        k = f["kind"]
+        if k == "log":
+            prefixes |= {"log-sigma-%s-mm-3D" % str(float(s)).replace(".", "-") for s in f["sigma"]}
+        elif k == "wavelet":
+            starts.append("wavelet")
+        elif k == "lbp3d":
+            starts.append("lbp-3D")
+        else:
+            prefixes.add({"original": "original", "square": "square", "square_root": "squareroot", "logarithm": "logarithm",
+                          "exponential": "exponential", "gradient": "gradient", "lbp2d": "lbp-2D"}[k])
+    classes = params.get("classes")
+    wanted = ({c["name"]: set(c["features"]) for c in classes} if classes
+              else {c: set() for c in ("firstorder", "shape", "glcm", "glrlm", "glszm", "gldm", "ngtdm")})
+    out = []
+    for col in columns:
+        parts = col.split("_", 2)
+        if len(parts) != 3:
+            continue
+        itype, cls, feat = parts
+        if itype not in prefixes and not any(itype.startswith(s) for s in starts):
+            continue
+        if cls not in wanted or (wanted[cls] and feat not in wanted[cls]):
+            continue
+        out.append(col)
+    return out
+
+
+def _features_type(ctx) -> RType:
+    img, msk = ctx.inputs.get("image"), ctx.inputs.get("mask")
+    s = ctx.settings
+    if img is not None and msk is not None and img.cohort and msk.cohort and img.cohort != msk.cohort:
+        ctx.error("E207", f"the image comes from cohort `{img.cohort}` but the mask from `{msk.cohort}`", port="mask",
+                  hint="segment the same cohort whose images you extract from")
+    if msk is not None and msk.detail and not msk.detail.endswith(".mask") and s.label not in (None, 1):
+        ctx.error("E306", "a segment stage's mask marks its ROI with 1; set `label` on the `mask` segment stage instead", setting="label")
+    if s.force2d is not True and s.classes is not None and any(c.name == "shape2D" for c in s.classes):
+        ctx.error("E306", "`shape2D` needs `force2d: true` (or 2D images)", setting="classes")
+    if s.interpolator is not None and s.resample is None and s.params is None:
+        pass
+    return RType("Features", cohort=img.cohort if img else None, outcome=None, dims=img.dims if img else None, detail="pyradiomics")
+
+
+def _plan(stage, memory):
+    p = stage.params
+    filters = [f["kind"] for f in p.get("filters") or [{"kind": "original"}]]
+    n_img = 0
+    for f in p.get("filters") or [{"kind": "original"}]:
+        if f["kind"] == "log":
+            n_img += len(f["sigma"])
+        elif f["kind"] == "wavelet":
+            n_img += 8 * int(f.get("level", 1))
+        else:
+            n_img += 1
+    lines = [("info", f"per case, in one task: load image + mask, segment, check, extract ({', '.join(filters)}: {n_img} image(s))")]
+    return lines
+
+
+register(Operator(
+    name="pyradiomics", kind="features", output="Features", settings=PyradiomicsSettings, mode="case",
+    inputs=(Port("image", ("Image",), doc="a cohort's image, e.g. `train.image`"),
+            Port("mask", ("Mask",), doc="a cohort's mask (`train.mask`) or a segment stage")),
+    positional=("image", "mask"), impl=extract_features, helpers=(pyradiomics_config, perturb_case, features_csv, member_columns),
+    infer=_features_type, version="1", sink=True, plan=_plan,
+    doc=("Radiomics features by PyRadiomics, every value-changing setting mapped one to one; "
+         "`params: from_params(\"file.yaml\")` imports an existing PyRadiomics parameter file. "
+         "Writes <out>/features/<stage>.csv (case_id, then PyRadiomics' feature names) and a diagnostics side file."),
+    examples=('features rad = pyradiomics(train.image, roi) { bin_width: 25, resample: [1mm, 1mm, 1mm], filters: [original, log(sigma: [1mm, 3mm]), wavelet] }',
+              'features rad = pyradiomics(train.image, train.mask) { params: from_params("Params.yaml") }'),
+))

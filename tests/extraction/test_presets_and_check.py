@@ -1,0 +1,45 @@
+"""stdlib presets written in radlang, and `radlang check` staying free of heavy imports."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from _extraction_util import write_spec
+
+
+def test_presets_compile_and_override(tmp_path):
+    from radlang.compiler import compile_file
+    from radlang.ops.features import pyradiomics_config
+
+    spec = write_spec(tmp_path, """
+        use "ibsi_ct"
+        use "mr"
+        cohort train = phantom(8)
+        features a = pyradiomics(train.image, train.mask) like ibsi_ct { bin_width: 10HU, filters: [original, log(sigma: [1mm, 3mm])] }
+        features b = pyradiomics(train.image, train.mask) like mr
+    """)
+    res = compile_file(spec)
+    assert res.ok, [d.message for d in res.diagnostics]
+    a = pyradiomics_config(res.study.stage("a").params)
+    assert a["setting"]["binWidth"] == 10.0 and a["setting"]["resegmentRange"] == [-1000.0, 400.0]
+    assert a["setting"]["interpolator"] == "sitkLinear" and a["setting"]["voxelArrayShift"] == 1000
+    assert a["imageType"] == {"Original": {}, "LoG": {"sigma": [1.0, 3.0]}}
+    b = pyradiomics_config(res.study.stage("b").params)
+    assert b["setting"]["normalize"] is True and b["setting"]["normalizeScale"] == 100.0 and b["setting"]["binWidth"] == 5.0
+
+
+def test_check_imports_no_heavy_library(tmp_path):
+    spec = write_spec(tmp_path, """
+        use "ibsi_ct"
+        cohort train = phantom(8) { sites: 2 }
+        cohort ext = manifest("x.csv") { mask: m, outcome: y as binary }
+        segment roi = otsu(train.image) { smooth: 1mm }
+        features a = pyradiomics(train.image, roi) like ibsi_ct
+        features b = pyradiomics(ext.image, ext.mask) { classes: [glcm(Contrast)] }
+    """)
+    code = (f"import sys\nfrom radlang.cli import main\nrc = main(['check', {str(spec)!r}])\n"
+            "heavy = sorted(m for m in ('torch', 'monai', 'radiomics', 'shap', 'sklearn', 'SimpleITK', 'pandas') if m in sys.modules)\n"
+            "print(rc, heavy)\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False)
+    assert r.stdout.strip().splitlines()[-1] == "0 []", r.stdout + r.stderr

@@ -1,0 +1,6 @@
+"""The reference tests read ../shared/data; make the helper module next to them importable."""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
