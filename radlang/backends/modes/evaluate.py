@@ -1,0 +1,430 @@
+"""Mode `evaluate`: leakage-free validation.
+
+Glue only. It walks upstream from the model through the `select` stages to the feature stage, joins
+the feature table with the cohort's outcome / patient / site by case id, checks the study design on
+the data (E64x), assembles the recipe of the fitted pipeline, runs the folds in parallel through the
+executor, and writes the outputs atomically. Every number comes from the self-contained functions in
+radlang/ops/validate.py, radlang/ops/select.py and radlang/ops/models.py.
+"""
+
+from __future__ import annotations
+
+from radlang.backends.cache import atomic_write_bytes, key
+from radlang.backends.executor import RunError, mode
+from radlang.diagnostics import Diagnostic
+
+
+def build_pipeline(selectors, assemble, model_name, model_params, seed):
+    """Build the unfitted pipeline inside a worker: selectors are (name, factory, params, seed, raters)."""
+    steps = [(name, factory(params, s, raters)) for name, factory, params, s, raters in selectors]
+    return assemble(steps, model_name, model_params, seed)
+
+
+def _chain(ctx, stage):
+    """(feature stage, [select stages in pipeline order], model stage)."""
+    by = ctx.study.by_name()
+    model = by[stage.inputs["model"].stage]
+    chain = []
+    cur = by[model.inputs["input"].stage]
+    while cur.kind == "select":
+        chain.append(cur)
+        cur = by[cur.inputs["input"].stage]
+    return cur, list(reversed(chain)), model
+
+
+def features_for(ctx, feature_stage, cohort_df, perturb=None):
+    """The feature table of `feature_stage` computed on another cohort table (external, retest, perturbed)."""
+    if feature_stage.op == "tabular":
+        if perturb:
+            raise RunError([Diagnostic("E646", f"`{feature_stage.name}` is a tabular feature table; it cannot be re-extracted under {perturb}",
+                                       feature_stage.span)])
+        from radlang.backends.modes.estimator import tabular_table
+
+        return tabular_table(ctx, feature_stage, cohort_df)
+    try:
+        from radlang.backends.modes.case import extract_for_cohort
+    except ImportError as e:  # the extraction mode is not installed in this checkout
+        raise RunError([Diagnostic("E646", f"cannot re-extract `{feature_stage.name}`: {e}", feature_stage.span)])
+    return extract_for_cohort(ctx, feature_stage, cohort_df, perturb=perturb)
+
+
+def _outcome(df, task):
+    import numpy as np
+
+    if task == "survival":
+        from sksurv.util import Surv
+
+        return Surv.from_arrays(df["event"].astype(bool).to_numpy(), df["time"].astype(float).to_numpy()), df["event"].astype(int).to_numpy()
+    y = df["outcome"].to_numpy()
+    if task in ("binary", "multiclass"):
+        y = y.astype(np.int64)
+        return y, y
+    return y.astype(float), None
+
+
+def _case_contents(ctx, df) -> dict:
+    """case_id -> a content hash: the image (and mask) file hashes, or, for tabular cohorts, the clinical values."""
+    import hashlib
+
+    info = df.attrs.get("radlang", {})
+    cols = [c for c in (info.get("images") or []) if c in df.columns]
+    if not cols:
+        cols = [c for c in ("image",) if c in df.columns]
+    out = {}
+    if cols:
+        for _, row in df.iterrows():
+            h = hashlib.sha256()
+            for c in cols:
+                try:
+                    h.update(ctx.hash_input(row[c]).encode())
+                except OSError:
+                    h.update(f"missing:{row[c]}".encode())
+            out[str(row["case_id"])] = h.hexdigest()
+        return out
+    clin = sorted(c for c in df.columns if str(c).startswith("clinical."))
+    if not clin:
+        return out
+    for cid, vals in zip(df["case_id"], df[clin].itertuples(index=False)):
+        out[str(cid)] = hashlib.sha256(repr(tuple(float(v) for v in vals)).encode()).hexdigest()
+    return out
+
+
+def _names(xs, n=8):
+    xs = list(xs)
+    s = ", ".join(f"`{x}`" for x in xs[:n])
+    return s + (f" and {len(xs) - n} more" if len(xs) > n else "")
+
+
+def _design_checks(ctx, stage, cohort_name, data, y_strat, task, cv, groups, sites, n_features):
+    """Run-time study-design problems (all at once) and warnings."""
+    import numpy as np
+
+    errs, warns = [], []
+    n = len(data)
+    if task in ("binary", "multiclass", "survival") and y_strat is not None:
+        classes, counts = np.unique(y_strat, return_counts=True)
+        what = "event indicator" if task == "survival" else "outcome"
+        if len(classes) < 2:
+            errs.append(Diagnostic("E642", f"`{stage.name}`: the {what} of cohort `{cohort_name}` has a single class "
+                                   f"({classes[0] if len(classes) else 'none'}) in all {n} cases ({_names(data['case_id'])})", stage.span,
+                                   hint="a model needs cases of both classes"))
+        elif cv["kind"] == "stratified_kfold" and counts.min() < int(cv["k"]):
+            small = classes[int(np.argmin(counts))]
+            cases = data["case_id"][y_strat == small]
+            errs.append(Diagnostic("E643", f"`{stage.name}`: cohort `{cohort_name}` has {counts.min()} case(s) with {what} {small} "
+                                   f"({_names(cases)}), fewer than the {cv['k']} folds", stage.span,
+                                   hint=f"use `stratified_kfold({max(2, int(counts.min()))})` or add cases"))
+        if task == "binary" and len(classes) == 2:
+            epv = counts.min() / max(n_features, 1)
+            if epv < 10:
+                warns.append(f"`{stage.name}`: low events per variable: {counts.min()} events (smaller class) for {n_features} "
+                             f"candidate features = {epv:.2f} (< 10); expect optimism and unstable selection")
+    if cv["kind"] in ("stratified_kfold", "kfold"):
+        k = int(cv["k"])
+        ng = len(set(groups))
+        if n < k or ng < k:
+            errs.append(Diagnostic("E643", f"`{stage.name}`: cohort `{cohort_name}` has {n} cases from {ng} patients, fewer than the {k} folds "
+                                   f"({_names(data['case_id'])})", stage.span, hint="use fewer folds"))
+    if cv["kind"] == "leave_one_site_out" and (sites is None or len(set(sites)) < 2):
+        errs.append(Diagnostic("E643", f"`{stage.name}`: leave-one-site-out needs at least 2 sites in cohort `{cohort_name}`, "
+                               f"found {len(set(sites)) if sites is not None else 0}", stage.span))
+    return errs, warns
+
+
+def _external_checks(ctx, stage, cohort_name, cohort_df, ext_name, ext_df):
+    errs = []
+    pa = set(cohort_df["patient_id"].astype(str))
+    pb = set(ext_df["patient_id"].astype(str))
+    both = sorted(pa & pb)
+    if both:
+        errs.append(Diagnostic("E644", f"`{stage.name}`: {len(both)} patient id(s) appear in both the training cohort `{cohort_name}` "
+                               f"and the external cohort `{ext_name}`: {_names(both)}", stage.span,
+                               hint="an external cohort must hold other patients"))
+    ha = _case_contents(ctx, cohort_df)
+    hb = _case_contents(ctx, ext_df)
+    inv: dict[str, list] = {}
+    for c, h in ha.items():
+        inv.setdefault(h, []).append(c)
+    pairs = [(a, b) for b, h in sorted(hb.items()) for a in inv.get(h, [])]
+    if pairs:
+        what = ", ".join(f"`{a}` = `{b}`" for a, b in pairs[:8]) + (f" and {len(pairs) - 8} more" if len(pairs) > 8 else "")
+        errs.append(Diagnostic("E645", f"`{stage.name}`: {len(pairs)} case(s) of the external cohort `{ext_name}` have the same content "
+                               f"as cases of the training cohort `{cohort_name}` ({cohort_name} = {ext_name}): {what}", stage.span,
+                               hint="the same images (or values) in training and external data inflate the external result"))
+    return errs
+
+
+@mode("evaluate")
+def run_evaluate(stage, ctx):
+    import numpy as np
+    import pandas as pd
+
+    from radlang import registry
+    from radlang.backends.modes.estimator import _table_key
+    from radlang.ops.validate import (
+        binary_metrics,
+        evaluation_csv,
+        evaluation_json,
+        make_splits,
+        multiclass_metrics,
+        run_fold,
+        survival_metrics,
+    )
+
+    p = stage.params
+    op = registry.get(stage.op)
+    feat_stage, selects, model = _chain(ctx, stage)
+    task = model.type.outcome
+    cohort_name = model.inputs["target"].stage
+    cohort_df = ctx.results[cohort_name]
+    feats = ctx.results[feat_stage.name]
+    if not isinstance(feats, pd.DataFrame):
+        raise RunError([Diagnostic("E646", f"`{stage.name}`: `{feat_stage.name}` did not produce a feature table", stage.span)])
+
+    # --- join features with outcome / patient / site by case id
+    cohort_df = cohort_df.assign(case_id=cohort_df["case_id"].astype(str))
+    present = cohort_df["case_id"].isin(feats.index.astype(str))
+    warns = []
+    if not present.all():
+        missing = cohort_df.loc[~present, "case_id"].tolist()
+        warns.append(f"`{stage.name}`: {len(missing)} case(s) of `{cohort_name}` have no features in `{feat_stage.name}` and are left out: {_names(missing)}")
+    data = cohort_df[present].reset_index(drop=True)
+    out_cols = ["time", "event"] if task == "survival" else ["outcome"]
+    nan_out = data[out_cols].isna().any(axis=1)
+    if nan_out.any():
+        src = cohort_df.attrs.get("radlang", {})
+        orig = ", ".join(f"`{src.get('columns', {}).get(c, c)}`" for c in out_cols)
+        raise RunError([Diagnostic("E647", f"`{stage.name}`: case(s) {_names(data.loc[nan_out, 'case_id'])} of cohort `{cohort_name}` "
+                                   f"({src.get('source', '?')}) have no outcome in column {orig}", stage.span,
+                                   hint="fill in the outcome or remove the cases from the manifest")])
+    X = feats.copy()
+    X.index = X.index.astype(str)
+    X = X.loc[data["case_id"]].astype(float)
+    X.index.name = "case_id"
+    y, y_strat = _outcome(data, task)
+    gref = stage.inputs.get("groups")
+    gattr = (gref.attr or "patient") if gref is not None else (p["cv"].get("groups") or "").rpartition(".")[2] or None
+    if gattr is not None:
+        gcol = {"id": "case_id", "patient": "patient_id", "site": "site"}.get(gattr, "patient_id")
+        groups = data[gcol].astype(str).to_numpy()
+    else:
+        groups = data["patient_id"].astype(str).to_numpy()
+    sites = data["site"].astype(str).to_numpy() if "site" in data.columns else None
+    cv = p["cv"]
+    errs, w2 = _design_checks(ctx, stage, cohort_name, data, y_strat, task, cv, groups, sites, X.shape[1])
+    warns += w2
+
+    # --- external cohort
+    ext_ref = stage.inputs.get("external")
+    Xe = ye = ext_data = None
+    if ext_ref is not None:
+        ext_df = ctx.results[ext_ref.stage]
+        ext_df = ext_df.assign(case_id=ext_df["case_id"].astype(str))
+        errs += _external_checks(ctx, stage, cohort_name, cohort_df, ext_ref.stage, ext_df)
+        if not errs:
+            ef = features_for(ctx, feat_stage, ext_df)
+            ef.index = ef.index.astype(str)
+            ext_data = ext_df[ext_df["case_id"].isin(ef.index)].reset_index(drop=True)
+            lost = [c for c in X.columns if c not in ef.columns]
+            if lost:
+                warns.append(f"`{stage.name}`: {len(lost)} feature(s) missing in the external cohort `{ext_ref.stage}` are imputed: {_names(lost)}")
+            Xe = ef.reindex(index=ext_data["case_id"], columns=X.columns).astype(float)
+            Xe.index.name = "case_id"
+            ye, _ = _outcome(ext_data, task)
+    if errs:
+        raise RunError(errs)
+
+    # --- robustness raters for icc stages (unsupervised re-extractions; the ICC itself is fit inside folds)
+    raters_by_stage = {}
+    for s in selects:
+        if s.op != "icc":
+            continue
+        raters = {}
+        for i, pert in enumerate(s.params.get("perturb") or []):
+            pp = {k: v for k, v in pert.items()}
+            if pp.get("kind") == "noise":
+                pp["seed"] = s.seed
+            name = f"{i}:{pp['kind']}"
+            raters[name] = features_for(ctx, feat_stage, cohort_df, perturb=pp)
+        rt = s.inputs.get("retest")
+        if rt is not None:
+            raters["retest"] = features_for(ctx, feat_stage, ctx.results[rt.stage])
+        for name, t in raters.items():
+            t.index = t.index.astype(str)
+        raters_by_stage[s.name] = raters
+
+    # --- the pipeline recipe: every step is built and fit inside the worker, on the training fold only
+    sel_specs = []
+    for s in selects:
+        sop = registry.get(s.op)
+        sel_specs.append((s.name, sop.impl, {**s.params, "_task": task}, s.seed, raters_by_stage.get(s.name)))
+    mop = registry.get(model.op)
+    from radlang.ops.models import assemble_pipeline, split_params
+
+    n_classes = len(np.unique(y_strat)) if task in ("binary", "multiclass") else 0
+    mparams = split_params({**model.params, "_classes": n_classes})
+    build = (build_pipeline, (sel_specs, assemble_pipeline, model.op, mparams, model.seed))
+    wanted = set(p.get("metrics") or _default_metrics(task))
+    needs_threshold = p.get("threshold") is not None or bool(wanted & {"sensitivity", "specificity", "accuracy"})
+    rule = (p.get("threshold") or {"metric": "youden"}) if task == "binary" and needs_threshold else None
+
+    # --- cache: same recipe, same data -> same outputs
+    ck = key("evaluate", op.version, mop.version, p, stage.seed, [(s.name, s.op, s.params, s.seed) for s in selects],
+             (model.op, model.params, model.seed), _table_key(X), data[["case_id", "patient_id"] + out_cols].to_csv(index=False),
+             list(map(str, groups)), _table_key(Xe) if Xe is not None else None,
+             ext_data[["case_id"] + out_cols].to_csv(index=False) if ext_data is not None else None,
+             {k: {n: _table_key(t) for n, t in v.items()} for k, v in raters_by_stage.items()})
+    cached = ctx.cache.get(ck)
+    if cached is not None:
+        mbytes, pbytes, metrics = cached
+        atomic_write_bytes(ctx.out / "metrics" / f"{stage.name}.json", mbytes)
+        atomic_write_bytes(ctx.out / "predictions" / f"{stage.name}.csv", pbytes)
+        ctx.warnings.extend(metrics.get("warnings", []))
+        ctx.keys[stage.name] = ck
+        return {"metrics": metrics, "predictions": pd.read_csv(ctx.out / "predictions" / f"{stage.name}.csv"), "model": None}
+
+    splits = make_splits(cv, y_strat if task in ("binary", "multiclass", "survival") else None, groups, sites, stage.seed)
+    tasks = [{"build": build, "X": X, "y": y, "train": tr, "test": te, "task": task, "rule": rule, "search": bool(mparams.get("search"))}
+             for _, _, tr, te in splits]
+    if Xe is not None:
+        Xall = pd.concat([X, Xe])
+        yall = np.concatenate([y, ye])
+        tasks.append({"build": build, "X": Xall, "y": yall, "train": np.arange(len(X)), "test": np.arange(len(X), len(Xall)),
+                      "task": task, "rule": rule, "return_model": ctx.workers <= 1, "search": bool(mparams.get("search"))})
+    results: list = [None] * len(tasks)
+    try:
+        if ctx.workers > 1 and len(tasks) > 1:
+            for i, r in ctx.executor.map(run_fold, tasks):
+                results[i] = r
+        else:
+            for i, t in enumerate(tasks):
+                results[i] = run_fold(t)
+    except (ValueError, ArithmeticError, np.linalg.LinAlgError) as e:   # a model that cannot be fit on these data
+        which = next((f"fold {s[1] + 1} of repeat {s[0] + 1}" for s, r in zip(splits, results) if r is None), "the final model")
+        raise RunError([Diagnostic("E648", f"`{stage.name}`: fitting `{model.name}` on cohort `{cohort_name}` failed in {which}: {e}",
+                                   stage.span, hint="check the settings of the select and model stages for these data")]) from None
+
+    # --- predictions and metrics
+    rows = []
+    fold_info = []
+    for (rep, fold, tr, te), r in zip(splits, results):
+        sub = data.iloc[te]
+        d = {"set": "cv", "repeat": rep, "fold": fold, "case_id": sub["case_id"].to_numpy(), "patient_id": sub["patient_id"].to_numpy()}
+        rows.append(_pred_frame(d, sub, r, task, out_cols))
+        if r.get("threshold") is not None:
+            yt = y[te].astype(int)
+            pred = r["test"] >= r["threshold"]
+            fold_info.append({"repeat": rep, "fold": fold, "threshold": r["threshold"], "train_sensitivity": r["train_sensitivity"],
+                              "train_specificity": r["train_specificity"],
+                              "test_sensitivity": float(pred[yt == 1].mean()) if (yt == 1).any() else None,
+                              "test_specificity": float((~pred[yt == 0]).mean()) if (yt == 0).any() else None})
+    final = results[-1] if Xe is not None else None
+    if final is not None:
+        d = {"set": "external", "repeat": 0, "fold": -1, "case_id": ext_data["case_id"].to_numpy(), "patient_id": ext_data["patient_id"].to_numpy()}
+        rows.append(_pred_frame(d, ext_data, final, task, out_cols))
+    preds = pd.concat(rows, ignore_index=True) if rows else pd.DataFrame()
+
+    mp = {**p, "metrics": p.get("metrics") or _default_metrics(task)}
+    metrics = {
+        "stage": stage.name, "task": task, "model": model.op, "cohort": cohort_name, "features": feat_stage.name,
+        "pipeline": (["impute"] if mparams.get("impute") not in (None, "none") else []) + [s.name for s in selects]
+                    + (["scale"] if mparams.get("scale") not in (None, "none") else []) + [model.name],
+        "search": dict(mparams["search"]) if mparams.get("search") else None,
+        "n_cases": len(data), "n_patients": len(set(data["patient_id"])), "n_features": int(X.shape[1]),
+        "cv": {**cv, "splits": len(splits), "grouped": bool(len(set(groups)) < len(groups))},
+        "seed": stage.seed,
+    }
+    if task in ("binary", "multiclass"):
+        vals, counts = np.unique(y_strat, return_counts=True)
+        metrics["outcome_counts"] = {str(int(v)): int(c) for v, c in zip(vals, counts)}
+    if task == "binary" and rule is not None:
+        metrics["threshold"] = {"rule": rule, "folds": fold_info}
+        if fold_info:
+            metrics["threshold"]["train_sensitivity_min"] = min(f["train_sensitivity"] for f in fold_info)
+            metrics["threshold"]["train_specificity_min"] = min(f["train_specificity"] for f in fold_info)
+    cvp = preds[preds["set"] == "cv"] if len(preds) else preds
+    if len(cvp):
+        metrics["cross_validation"] = _metrics_for(cvp, task, mp, stage.seed, binary_metrics, multiclass_metrics, survival_metrics)
+    if final is not None:
+        ep = preds[preds["set"] == "external"]
+        em = _metrics_for(ep, task, mp, stage.seed, binary_metrics, multiclass_metrics, survival_metrics)
+        em["cohort"] = ext_ref.stage
+        if final.get("threshold") is not None:
+            em["threshold"] = final["threshold"]
+            em["train_sensitivity"] = final["train_sensitivity"]
+            em["train_specificity"] = final["train_specificity"]
+        metrics["external"] = em
+    sel = {}
+    for s in selects:
+        lists = [r.get("selected", {}).get(s.name, []) for r in results[:len(splits)]]
+        if not lists:
+            continue
+        freq: dict[str, int] = {}
+        for lst in lists:
+            for f in lst:
+                freq[f] = freq.get(f, 0) + 1
+        sel[s.name] = {"per_fold_count": [len(lst) for lst in lists],
+                       "frequency": {f: c / len(lists) for f, c in sorted(freq.items())}}
+        if final is not None:
+            sel[s.name]["final"] = final.get("selected", {}).get(s.name, [])
+    metrics["selection"] = sel
+    if mparams.get("search"):
+        metrics["search"]["best_params"] = [r.get("best_params") for r in results]
+    metrics["warnings"] = warns
+    ctx.warnings.extend(warns)
+    mbytes = evaluation_json(metrics)
+    pbytes = evaluation_csv(preds)
+    atomic_write_bytes(ctx.out / "metrics" / f"{stage.name}.json", mbytes)
+    atomic_write_bytes(ctx.out / "predictions" / f"{stage.name}.csv", pbytes)
+    ctx.cache.put(ck, (mbytes, pbytes, metrics))
+    ctx.keys[stage.name] = ck
+    return {"metrics": metrics, "predictions": preds, "model": final.get("model") if final else None}
+
+
+def _default_metrics(task):
+    from radlang.ops.validate import BINARY_METRICS, MULTICLASS_METRICS, SURVIVAL_METRICS
+
+    return list({"binary": BINARY_METRICS, "multiclass": MULTICLASS_METRICS, "survival": SURVIVAL_METRICS}.get(task, ()))
+
+
+def _pred_frame(d, sub, r, task, out_cols):
+    import numpy as np
+    import pandas as pd
+
+    for c in out_cols:
+        d[c] = sub[c].to_numpy()
+    if task == "binary":
+        d["probability"] = r["test"]
+        if r.get("threshold") is not None:
+            d["threshold"] = np.full(len(sub), r["threshold"])
+            d["predicted"] = (r["test"] >= r["threshold"]).astype(int)
+    elif task == "multiclass":
+        P = np.asarray(r["test"])
+        for k in range(P.shape[1]):
+            d[f"probability_{k}"] = P[:, k]
+    else:
+        d["risk"] = r["test"]
+    return pd.DataFrame(d)
+
+
+def _metrics_for(df, task, params, seed, binary_metrics, multiclass_metrics, survival_metrics):
+
+    if task == "binary":
+        pred = df["predicted"].to_numpy() if "predicted" in df.columns else None
+        m = binary_metrics(df["outcome"].to_numpy(), df["probability"].to_numpy(), pred, df["patient_id"].astype(str).to_numpy(), params, seed)
+        per = []
+        for _, g in df.groupby("repeat", sort=True):
+            if g["outcome"].nunique() == 2 and "auc" in m:
+                from sklearn.metrics import roc_auc_score
+
+                per.append(float(roc_auc_score(g["outcome"], g["probability"])))
+        if per and "auc" in m:
+            m["auc"]["per_repeat"] = per
+        return m
+    if task == "multiclass":
+        cols = sorted([c for c in df.columns if c.startswith("probability_")], key=lambda c: int(c.split("_")[1]))
+        return multiclass_metrics(df["outcome"].to_numpy(), df[cols].to_numpy(), params)
+    if task == "survival":
+        folds = [f"{r}:{f}" for r, f in zip(df["repeat"], df["fold"])]
+        return survival_metrics(df["time"].to_numpy(), df["event"].to_numpy(), df["risk"].to_numpy(), folds)
+    return {"n_predictions": len(df), "note": f"no metrics for a {task} outcome"}
