@@ -22,7 +22,11 @@ def _stage_info(study, s, memory):
     op = registry.get(s.op)
     extra = []
     if op.plan is not None:
-        extra = [{"severity": sev, "text": t} for sev, t in op.plan(s, memory)]
+        import inspect
+
+        # plan(stage, memory) or plan(stage, memory, study): the study lets a stage read its inputs' settings
+        args = (s, memory, study) if len(inspect.signature(op.plan).parameters) >= 3 else (s, memory)
+        extra = [{"severity": sev, "text": t} for sev, t in op.plan(*args)]
     for n in s.extra.get("plan_notes", []):
         extra.append({"severity": "info", "text": n})
     return {
@@ -51,7 +55,9 @@ def plan_text(study, memory=None) -> str:
         lines.append(f"{i:>3}. {s['kind']} {s['name']} = {s['op']}   [{s['mode']}]")
         lines.append(f"       consumes: {cons}")
         lines.append(f"       produces: {s['produces']}")
-        if s["fit"] != "none":
+        if s["mode"] == "evaluate":
+            lines.append("       fit boundary: every fitted stage above is refit inside each of its training folds")
+        elif s["fit"] != "none":
             where = ", ".join(s["fit_within"])
             how = "outcomes" if s["fit"] == "outcome" else "data statistics"
             lines.append(f"       fit on {how}: " + (f"inside the training folds of {where}" if where else "on the whole training cohort (no validation uses it)"))
