@@ -157,3 +157,21 @@ validate seg = segmentation_metrics(fed, test)
     with pytest.raises(RunError) as e:
         run_study(compile_spec(spec, tmp_path), out=tmp_path / "o", workers=1, quiet=True)
     assert e.value.diagnostics[0].code == "E690" and "not available" in e.value.diagnostics[0].message
+
+
+def test_habitat_mask_feeds_per_habitat_radiomics(cohorts, tmp_path):
+    """A network's per-class output (here the core habitat, label 2) is a mask that `pyradiomics` extracts on."""
+    spec = SEG.format(**cohorts).replace(
+        "segment habitats = predict_mask(fit, test)",
+        "segment core = predict_mask(fit, test) { label: 2 }\n"
+        "features core_rad = pyradiomics(test.image, core) { bin_width: 10, classes: [firstorder, shape] }")
+    study = compile_spec(spec, tmp_path)
+    ctx = run_study(study, out=tmp_path / "o", workers=1, quiet=True)
+    feats = ctx.results["core_rad"]
+    masks = ctx.results["core"].set_index("case_id")["mask"]
+    assert list(feats.index) == ["c00", "c01", "c02"]
+    for cid in feats.index:
+        m = sitk.GetArrayFromImage(sitk.ReadImage(masks[cid]))
+        assert m.sum() > 0
+        # shape voxel volume is the habitat's voxel count x the voxel volume (1 x 1 x 1.2 mm)
+        assert feats.loc[cid, "t1_original_shape_VoxelVolume"] == pytest.approx(m.sum() * 1.2)

@@ -74,8 +74,13 @@ def feature_plan(ctx, stage) -> dict:
     except Exception as e:  # noqa: BLE001 -- any reader failure is bad data, reported as a diagnostic
         raise RunError([Diagnostic("E602", f"`{stage.name}`: the PyRadiomics params file is not valid YAML: {e}", stage.span)]) from None
     img_ref, mask_ref = stage.inputs["image"], stage.inputs["mask"]
+    seg_mode = None if mask_ref.attr == "mask" else registry.get(_stage_by_name(ctx, mask_ref.stage).op).mode
     if mask_ref.attr == "mask":
         seg = {"op": None, "source": "mask", "label": int(config["setting"].get("label", 1))}
+    elif seg_mode != "segment":
+        # a stage that has already written one mask file per case (e.g. a network's `predict_mask`):
+        # extract on those files, keyed by their content like any cohort mask
+        seg = {"op": None, "source": "mask", "label": int(config["setting"].get("label", 1)), "table": mask_ref.stage}
     else:
         seg_stage = _stage_by_name(ctx, mask_ref.stage)
         src = next(iter(seg_stage.inputs.values()))
@@ -232,11 +237,20 @@ def run_case_task(task) -> dict:
 def _tasks(ctx, stage, plan, cohort_df, perturb):
     cols = image_columns(cohort_df, plan["image_attr"])
     names = cohort_df.attrs.get("radlang", {}).get("columns", {})
+    table = plan["seg"].get("table")
+    masks = {}
+    if table is not None:
+        mdf = ctx.results[table]
+        masks = {str(c): m for c, m in zip(mdf["case_id"], mdf["mask"])}
     tasks = []
     for _, row in cohort_df.iterrows():
         images = [(col, row[col]) for col in cols]
+        if table is not None:
+            mask, mask_col = masks.get(str(row["case_id"])), f"{table}.mask"
+        else:
+            mask, mask_col = (row["mask"] if "mask" in cohort_df.columns else None), names.get("mask", "mask")
         t = {"case": str(row["case_id"]), "images": [(names.get(c, c), p) for c, p in images],
-             "mask": row["mask"] if "mask" in cohort_df.columns else None, "mask_column": names.get("mask", "mask"),
+             "mask": mask, "mask_column": mask_col,
              "seg": plan["seg"], "config": plan["config"], "perturb": perturb}
         tasks.append(t)
     return tasks
@@ -274,7 +288,7 @@ def _extract(ctx, stage, cohort_df, perturb=None):
     plan = feature_plan(ctx, stage)
     if not image_columns(cohort_df, plan["image_attr"]):
         raise RunError([Diagnostic("E603", f"`{stage.name}`: the cohort table has no image column", stage.span)])
-    if plan["seg"]["source"] == "mask" and "mask" not in cohort_df.columns:
+    if plan["seg"]["source"] == "mask" and "mask" not in cohort_df.columns and not plan["seg"].get("table"):
         raise RunError([Diagnostic("E603", f"`{stage.name}`: the cohort table has no mask column", stage.span,
                                    hint="give the cohort a `mask:` column, or segment one (otsu/threshold)")])
     tasks = _tasks(ctx, stage, plan, cohort_df, perturb)
