@@ -139,7 +139,7 @@ def load_manifest(params, manifest_path, name, check_files=True):
         raw = pd.read_csv(mpath, dtype=str, keep_default_na=False)
     except FileNotFoundError:
         return None, [{"case": None, "file": mpath, "column": None, "message": "manifest not found", "fatal": True}]
-    except Exception as e:  # unreadable CSV
+    except (OSError, ValueError) as e:  # unreadable CSV: parser errors, empty file and bad encoding are ValueErrors
         return None, [{"case": None, "file": mpath, "column": None, "message": f"cannot read the manifest: {e}", "fatal": True}]
     raw.columns = [c.strip() for c in raw.columns]
     images = params["image"] if isinstance(params["image"], list) else [params["image"]]

@@ -416,7 +416,7 @@ def member_columns(columns, params):
     for f in filters:
         k = f["kind"]
         if k == "log":
-            prefixes |= {"log-sigma-%s-mm-3D" % str(float(s)).replace(".", "-") for s in f["sigma"]}
+            prefixes |= {"log-sigma-{}-mm-3D".format(str(float(s)).replace(".", "-")) for s in f["sigma"]}
         elif k == "wavelet":
             starts.append("wavelet")
         elif k == "lbp3d":

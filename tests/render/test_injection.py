@@ -1,0 +1,68 @@
+"""Spec strings, comments and paths that hold quotes, triple quotes, backslashes, newlines, carriage
+returns, Jinja syntax and Python code end up in the script only as inert literals and comments: the
+script renders, parses, runs the study, and nothing else runs (no marker file appears)."""
+
+from __future__ import annotations
+
+import ast
+import json
+
+from render_helpers import compile_spec, run_script
+from test_equivalence import equivalent
+
+from radlang.backends.render import render_to_file
+
+
+def _payload(marker) -> str:
+    # Python that would create the marker file if it ever ran, in the shapes an injection would take
+    return f'"); import os; os.system("touch {marker}"); ("'
+
+
+def test_nasty_spec_renders_inert_and_runs_only_the_study(tmp_path):
+    marker = tmp_path / "PWNED"
+    code = _payload(marker)
+    esc = code.replace("\\", "\\\\").replace('"', '\\"')     # as a radlang string literal
+    # a folder and a spec file name with quotes, braces, a newline and Jinja syntax
+    folder = tmp_path / "we\"ird '{{ x }}' {% if %}\nfolder"
+    folder.mkdir()
+    spec = folder / 'sp"ec{{y}}.rad'
+    spec.write_text(
+        f"# {code}\n"
+        "# triple quotes \"\"\" ''' a backslash \\ {{ jinja }} {% raw %} {# c #} and a carriage\rreturn in a comment\n"
+        f'study "T\\"itle \\"\\"\\" \'\'\' \\\\ {{{{ x }}}} {{% if 1 %}} {esc}" {{\n'
+        "  seed: 5\n"
+        f'  out: "runs/o\\"ut\'\\\\ {{{{ y }}}} {esc}\\n"\n'
+        "}\n"
+        f'cohort dev = dataset("breast_cancer") {{ stop: 120, site: "s{esc}\\n\\"\\"\\"\\r" }}  # {code}\n'
+        'cohort ext = dataset("breast_cancer") { start: 500 }\n'
+        "features f = tabular(dev)\n"
+        f"model clf = logistic(f, target: dev.outcome)   # }}}} {{% endif %}} {code}\n"
+        'validate v = evaluate(clf) { cv: "none", external: ext, metrics: [auc], bootstrap: 0 }\n',
+        encoding="utf-8", newline="")
+    study = compile_spec(spec)
+    script = render_to_file(study, folder / "study.py")
+    text = script.read_text(encoding="utf-8")
+
+    tree = ast.parse(text)   # valid Python
+    # the payload never appears as code: every occurrence of it is inside a string constant or a comment
+    calls = [ast.unparse(n) for n in ast.walk(tree) if isinstance(n, ast.Call) and "system" in ast.unparse(n.func)]
+    assert calls == [], calls
+    for line in text.splitlines():
+        if "os.system" in line:
+            stripped = line.lstrip()
+            assert stripped.startswith(("#", "'", '"')) or "'" in line.split("os.system")[0], line
+    # the string settings reach the study intact
+    consts = {n.value for n in ast.walk(tree) if isinstance(n, ast.Constant) and isinstance(n.value, str)}
+    assert f"s{code}\n\"\"\"\r" in consts and study.title in consts
+
+    # the script runs the study (and gives `radlang run`'s bytes: this is also the equivalence test of an
+    # external-cohort validation), and nothing else
+    out = equivalent(study, tmp_path / "eq", script_path=script)
+    assert not marker.exists(), "spec text ran as code"
+    metrics = json.loads(out["metrics/v.json"])
+    assert metrics["n_cases"] == 120 and 0.5 < metrics["external"]["auc"]["estimate"] <= 1.0
+    # without --out the spec's nasty `out` folder is used, relative to the spec's folder, and still nothing runs
+    proc = run_script(script)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert (folder / study.config["out"] / "metrics" / "v.json").is_file()
+    assert not marker.exists()
