@@ -26,6 +26,14 @@ def _emit(diags: list[Diagnostic], sources: dict, fmt: str, stream=None):
         print(render_text(diags, sources), file=stream)
 
 
+def _status(res) -> int:
+    """0 clean (warnings allowed), 2 when the only errors are usage errors (E7xx: unreadable file), else 1."""
+    if res.ok:
+        return 0
+    errors = [d for d in res.diagnostics if d.is_error]
+    return 2 if errors and all(d.code.startswith("E7") for d in errors) else 1
+
+
 def _compile(path, fmt, passes=True):
     from radlang.compiler import compile_file
 
@@ -39,7 +47,7 @@ def cmd_check(a) -> int:
     if res.ok and a.format == "text":
         n = len(res.study.stages)
         print(f"{a.file}: ok ({n} stage{'s' if n != 1 else ''})", file=sys.stderr)
-    return 0 if res.ok else 1
+    return _status(res)
 
 
 def cmd_parse(a) -> int:
@@ -56,7 +64,10 @@ def cmd_parse(a) -> int:
     except OSError as e:
         print(f"radlang: error[E701]: cannot read `{a.file}`: {e.strerror or e}", file=sys.stderr)
         return 2
-    sys.stdout.write(dump(m))
+    if a.format == "json":
+        print(json.dumps(m.model_dump(mode="json"), indent=2, sort_keys=True, ensure_ascii=False))
+    else:
+        sys.stdout.write(dump(m))
     return 0
 
 
@@ -66,7 +77,14 @@ def cmd_plan(a) -> int:
     res = _compile(a.file, a.format)
     if not res.ok:
         _emit(res.diagnostics, res.sources, a.format)
-        return 1
+        return _status(res)
+    from radlang.backends.plan import parse_memory
+
+    try:
+        parse_memory(a.memory)
+    except ValueError as e:
+        print(f"radlang: error[E701]: --memory: {e}", file=sys.stderr)
+        return 2
     if a.format == "json":
         print(json.dumps(plan_json(res.study, memory=a.memory), indent=2, sort_keys=True))
     else:
@@ -82,7 +100,7 @@ def cmd_graph(a) -> int:
     res = _compile(a.file, "text")
     if not res.ok:
         _emit(res.diagnostics, res.sources, "text")
-        return 1
+        return _status(res)
     print({"dot": to_dot, "mermaid": to_mermaid, "json": to_json}[a.format](res.study))
     return 0
 
@@ -107,7 +125,7 @@ def cmd_run(a) -> int:
     res = _compile(a.file, a.format)
     if not res.ok:
         _emit(res.diagnostics, res.sources, a.format)
-        return 1
+        return _status(res)
     _emit(res.diagnostics, res.sources, a.format)
     from radlang.backends.executor import RunError, run_study
 
@@ -128,7 +146,7 @@ def cmd_render(a) -> int:
     res = _compile(a.file, a.format)
     if not res.ok:
         _emit(res.diagnostics, res.sources, a.format)
-        return 1
+        return _status(res)
     from radlang.backends.render import RenderError, render_to_file
 
     try:
@@ -183,3 +201,13 @@ def main(argv=None) -> int:
         return a.fn(a)
     except BrokenPipeError:
         return 0
+    except KeyboardInterrupt:
+        return 130
+    except Exception as e:  # a bug in radlang, not in the spec: one line, no traceback (RADLANG_DEBUG=1 shows it)
+        import os
+
+        if os.environ.get("RADLANG_DEBUG"):
+            raise
+        print(f"radlang: internal error ({type(e).__name__}: {e}); this is a bug in radlang, not in your spec. "
+              "Rerun with RADLANG_DEBUG=1 to see the traceback.", file=sys.stderr)
+        return 3

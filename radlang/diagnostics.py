@@ -108,18 +108,23 @@ def did_you_mean(word: str, candidates: Iterable[str]) -> str | None:
     return f"did you mean `{best[0]}`?" if best else None
 
 
-def _source_line(sources: dict[str, str], span: Span) -> str | None:
+def _source_line(sources: dict[str, str], span: Span, _lines: dict | None = None) -> str | None:
     text = sources.get(span.file)
     if text is None:
         return None
-    lines = text.split("\n")
+    if _lines is None:
+        lines = text.split("\n")
+    else:  # one split per file per rendering, not one per diagnostic
+        lines = _lines.get(span.file)
+        if lines is None:
+            lines = _lines[span.file] = text.split("\n")
     if 1 <= span.line <= len(lines):
         return lines[span.line - 1]
     return None
 
 
-def _excerpt(sources: dict[str, str], span: Span) -> list[str]:
-    line = _source_line(sources, span)
+def _excerpt(sources: dict[str, str], span: Span, _lines: dict | None = None) -> list[str]:
+    line = _source_line(sources, span, _lines)
     if line is None:
         return []
     shown = line if len(line) <= 200 else line[: max(span.col + 40, 200)] + " …"
@@ -131,17 +136,19 @@ def _excerpt(sources: dict[str, str], span: Span) -> list[str]:
 
 
 def render_text(diags: Iterable[Diagnostic], sources: dict[str, str]) -> str:
+    diags = list(diags)   # may be a generator: it is walked twice
     out: list[str] = []
+    lines: dict = {}
     for d in diags:
         loc = d.span.short() + ": " if d.span else ""
         out.append(f"{loc}{d.severity}[{d.code}]: {d.message}")
         if d.span:
-            out.extend(_excerpt(sources, d.span))
+            out.extend(_excerpt(sources, d.span, lines))
         if d.hint:
             out.append(f"  hint: {d.hint}")
         for r in d.related:
             out.append(f"  note: {r.span.short()}: {r.message}")
-            out.extend("  " + ln for ln in _excerpt(sources, r.span))
+            out.extend("  " + ln for ln in _excerpt(sources, r.span, lines))
         out.append("")
     diags = list(diags)
     n_err = sum(d.is_error for d in diags)

@@ -110,7 +110,7 @@ def to_plain(v):
 class Settings(BaseModel):
     """Base class of every operator's settings model: strict about unknown keys, immutable."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)  # schemas build on first use: `radlang check` starts fast
 
 
 class Variant(Settings):

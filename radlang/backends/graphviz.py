@@ -14,7 +14,7 @@ def _edges(study):
                 out.append((r.stage, s.name, p + (f" ({r.attr})" if r.attr else "")))
         for ref in s.extra.get("refs", []):
             head = ref.split(".")[0]
-            if head in names and head not in {r.stage for r in s.inputs.values()}:
+            if "." in ref and head in names and head not in {r.stage for r in s.inputs.values()}:
                 out.append((head, s.name, ref))
     return out
 

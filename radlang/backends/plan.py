@@ -26,7 +26,10 @@ def _stage_info(study, s, memory):
 
         # plan(stage, memory) or plan(stage, memory, study): the study lets a stage read its inputs' settings
         args = (s, memory, study) if len(inspect.signature(op.plan).parameters) >= 3 else (s, memory)
-        extra = [{"severity": sev, "text": t} for sev, t in op.plan(*args)]
+        try:
+            extra = [{"severity": sev, "text": t} for sev, t in op.plan(*args)]
+        except Exception as e:  # an estimate must never take `radlang plan` down; say so in the plan instead
+            extra = [{"severity": "warning", "text": f"no estimate: `{op.name}`'s plan failed ({type(e).__name__}: {e})"}]
     for n in s.extra.get("plan_notes", []):
         extra.append({"severity": "info", "text": n})
     return {

@@ -137,6 +137,10 @@ def port_type(ref: Ref, types: dict[str, RType], stmts: dict[str, Stmt], diags: 
     if head not in stmts:
         diags.append(Diagnostic("E101", f"`{head}` is not defined", ref.span, hint=did_you_mean(head, stmts)))
         return None
+    if stmts[head].kind == "preset":
+        diags.append(Diagnostic("E202", f"`{head}` is a preset (settings to copy with `like {head}`), not a stage", ref.span,
+                                related=(Related(stmts[head].span, f"`{head}` defined here"),)))
+        return None
     t = types.get(head)
     if t is None:
         return None   # the source stage failed its own checks; don't cascade
@@ -224,7 +228,8 @@ def check_stage(b: Bound, types: dict[str, RType], stmts: dict[str, Stmt], diags
         diags.append(Diagnostic(code, message, sp or stmt.op.span, hint=hint))
 
     ctx = InferCtx(stmt=stmt, inputs=in_types, settings=settings, report=report, types=types)
-    out = op.infer(ctx) if op.infer else None
+    # a preset only carries settings: it has no inputs, so the operator's own type rules do not apply to it
+    out = op.infer(ctx) if op.infer and not is_preset else None
     if len(diags) > n_before and any(d.is_error for d in diags[n_before:]):
         return None
     if out is None:

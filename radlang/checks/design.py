@@ -12,6 +12,7 @@ def check_design(g: nx.DiGraph, stages: dict, diags: list):
 
     For every stage with an `external` input (an external validation cohort), no stage that is
     fit (on outcomes or data statistics) upstream of it may descend from that same cohort."""
+    cohorts_up = _cohorts_upstream(g, stages)
     for name in sorted(stages):
         st = stages[name]
         ext = st.inputs.get("external")
@@ -23,7 +24,7 @@ def check_design(g: nx.DiGraph, stages: dict, diags: list):
             up = stages.get(a)
             if up is None or up.fit == "none":
                 continue
-            lineage = {up.type.cohort} | {r.stage for r in up.inputs.values()} | _lineage(g, stages, a)
+            lineage = {up.type.cohort} | {r.stage for r in up.inputs.values()} | cohorts_up.get(a, set())
             if ext_cohort in lineage:
                 diags.append(Diagnostic(
                     "E501", f"`{name}` validates on `{ext_cohort}`, but `{a}` is fit on `{ext_cohort}`", st.span,
@@ -35,10 +36,15 @@ def check_design(g: nx.DiGraph, stages: dict, diags: list):
                                     hint="name a separate cohort as `external`"))
 
 
-def _lineage(g, stages, name) -> set:
-    out = set()
-    for a in nx.ancestors(g, name) | {name}:
-        s = stages.get(a)
+def _cohorts_upstream(g, stages) -> dict[str, set]:
+    """For each stage, the cohort stages among itself and its ancestors (one pass in topological order)."""
+    out: dict[str, set] = {}
+    for n in nx.topological_sort(g):
+        acc = set()
+        for p in g.predecessors(n):
+            acc |= out[p]
+        s = stages.get(n)
         if s is not None and s.kind == "cohort":
-            out.add(a)
+            acc.add(n)
+        out[n] = acc
     return out

@@ -13,11 +13,24 @@ def build_graph(bounds: dict) -> nx.DiGraph:
         g.add_node(name)
     for name in sorted(bounds):
         b = bounds[name]
-        heads = {r.parts[0] for r in b.ports.values()} | {r.parts[0] for r in b.refs if r.parts[0] in bounds}
+        # ports name stages; inside settings only a dotted reference (`groups: train.id`) does. A bare name in a
+        # setting is a symbol (a column, a feature class, an option), even when a stage has the same name.
+        heads = {r.parts[0] for r in b.ports.values()} | {r.parts[0] for r in b.refs if len(r.parts) > 1 and r.parts[0] in bounds}
         for h in sorted(heads):
             if h in bounds:
                 g.add_edge(h, name)
     return g
+
+
+def induced(g: nx.DiGraph, keep) -> nx.DiGraph:
+    """The subgraph on `keep`, as a real graph (a NetworkX subgraph view makes every later traversal slow)."""
+    keep = set(keep)
+    if keep >= set(g.nodes):
+        return g
+    h = nx.DiGraph()
+    h.add_nodes_from(n for n in g.nodes if n in keep)
+    h.add_edges_from((a, b) for a, b in g.edges if a in keep and b in keep)
+    return h
 
 
 def check_cycles(g: nx.DiGraph, bounds: dict, diags: list) -> bool:

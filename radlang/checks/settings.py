@@ -34,7 +34,16 @@ def validate_settings(op, values: dict, spans: dict, key_spans: dict, stmt_span,
             etype = err["type"]
             code = code_for(etype)
             hint = None
-            if code == "E301":
+            path = tuple(x for x in loc if not _is_tag(x))
+            if code == "E301" and len(path) > 1:
+                # an unknown keyword inside a nested call, e.g. `cv: stratified_kfold(5, repeets: 2)`
+                span = _span_for(path, spans) or key_spans.get(key, stmt_span)
+                inner = values.get(key)
+                where = f"`{getattr(inner, 'name', key)}`" if not isinstance(inner, (list, dict)) else f"`{'.'.join(map(str, path[:-1]))}`"
+                msg = f"{'.'.join(map(str, path[:-1]))}: {where} has no setting `{path[-1]}`"
+                names = _sub_fields(op.settings, path[:-1])
+                hint = (did_you_mean(str(path[-1]), names) or f"its settings are: {', '.join(names)}") if names else None
+            elif code == "E301":
                 span = key_spans.get(key, stmt_span)
                 msg = f"`{op.name}` has no setting `{key}`"
                 hint = did_you_mean(str(key), fields) or (f"its settings are: {', '.join(fields)}" if fields else "it takes no settings")
@@ -54,6 +63,32 @@ def validate_settings(op, values: dict, spans: dict, key_spans: dict, stmt_span,
                         hint = f"allowed: {', '.join(allowed)}"
             diags.append(Diagnostic(code, msg, span, hint=hint))
         return None
+
+
+def _sub_fields(model, path) -> list[str]:
+    """Field names of the nested settings model at `path` (best effort: variant calls and sub-models)."""
+    cls = model
+    for part in path:
+        f = getattr(cls, "model_fields", {}).get(part) if isinstance(part, str) else None
+        if f is None:
+            return []
+        cands = [a for a in _flatten(f.annotation) if hasattr(a, "model_fields")]
+        if len(cands) != 1:
+            return sorted({n for c in cands for n in c.model_fields})
+        cls = cands[0]
+    return list(getattr(cls, "model_fields", {}))
+
+
+def _flatten(ann):
+    import typing
+
+    args = typing.get_args(ann)
+    if not args:
+        return [ann]
+    out = []
+    for a in args:
+        out += _flatten(a)
+    return out
 
 
 def _is_tag(x) -> bool:

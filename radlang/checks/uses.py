@@ -34,7 +34,9 @@ def resolve_uses(module: Module, sources: dict[str, str], diags: list, _stack: t
     for use in module.uses:
         path = _locate(use.path, base)
         if path is None:
-            hint = did_you_mean(use.path, stdlib_names()) or f"stdlib presets: {', '.join(stdlib_names())}; or give a path ending in .rad"
+            names = stdlib_names()
+            hint = did_you_mean(use.path, names) or (f"stdlib presets: {', '.join(names)}; or give a path ending in .rad" if names
+                                                     else "give a path ending in .rad, relative to this file")
             diags.append(Diagnostic("E105", f"preset `{use.path}` not found", use.span, hint=hint))
             continue
         key = str(path.resolve())
@@ -42,11 +44,15 @@ def resolve_uses(module: Module, sources: dict[str, str], diags: list, _stack: t
             diags.append(Diagnostic("E106", f"circular `use`: `{use.path}` is already being loaded",
                                     use.span, hint="remove one of the `use` lines that form the cycle"))
             continue
-        text = path.read_text(encoding="utf-8")
         display = f"<stdlib>/{path.name}" if path.parent == stdlib_dir() else str(path)
-        sources[display] = text
         try:
-            sub = parse(text, file=display)
+            data = path.read_bytes()
+        except OSError as e:
+            diags.append(Diagnostic("E105", f"preset `{use.path}` cannot be read: {e.strerror or e}", use.span))
+            continue
+        sources[display] = data.decode("utf-8", "replace")
+        try:
+            sub = parse(data, file=display)
         except SourceError as e:
             diags.extend(e.diagnostics)
             diags.append(Diagnostic("E105", f"preset `{use.path}` has errors", use.span))

@@ -10,7 +10,7 @@ from radlang.diagnostics import Span
 
 
 class Node(BaseModel):
-    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
+    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True, defer_build=True)
     span: Span
 
 
@@ -121,12 +121,12 @@ class Use(Node):
 
 
 class Module(BaseModel):
-    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
+    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True, defer_build=True)
     file: str
     study: Study | None = None
     uses: tuple[Use, ...] = ()
     stmts: tuple[Stmt, ...] = ()
 
 
-for _m in (ListV, ArgV, CallV, Compare, Cast, Setting, Stmt):
-    _m.model_rebuild()
+# Schemas are built on first validation (defer_build): the parser builds nodes directly, so
+# `radlang check` never pays for them. Forward references ("Value", "Stmt") resolve then.

@@ -5,6 +5,7 @@ from __future__ import annotations
 import networkx as nx
 
 from radlang import registry
+from radlang.checks.graph import induced
 
 
 def prune(study):
@@ -17,5 +18,5 @@ def prune(study):
     if dropped:
         study.notes.append(f"pruned (feed no output): {', '.join(dropped)}")
     study.stages = [s for s in study.stages if s.name in keep]
-    study.graph = g.subgraph([s.name for s in study.stages]).copy()
+    study.graph = induced(g, [s.name for s in study.stages])
     return study

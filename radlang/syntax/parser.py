@@ -5,8 +5,8 @@ from __future__ import annotations
 import re
 from functools import lru_cache
 
-from lark import Lark, Token, Transformer, v_args
-from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken, VisitError
+from lark import Lark, Token, Transformer
+from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
 
 from radlang.diagnostics import Diagnostic, Span
 from radlang.ir.nodes import ArgV, Bool, CallV, Cast, Compare, ListV, Module, NoneV, Num, Ref, Setting, Stmt, Str, Study, Use
@@ -29,34 +29,25 @@ class SourceError(Exception):
         self.diagnostics = diagnostics
 
 
-@lru_cache(maxsize=1)
-def _parser() -> Lark:
-    return Lark(
-        grammar_path().read_text(encoding="utf-8"),
-        parser="lalr",
-        propagate_positions=True,
-        maybe_placeholders=False,
-        cache=True,
-    )
+class _ValueError(Exception):
+    """A value the grammar accepts but the language does not (bad escape, negated name)."""
+
+    def __init__(self, code, message, span, hint=None):
+        self.code, self.message, self.span, self.hint = code, message, span, hint
 
 
-def _span(file: str, meta_or_tok) -> Span:
-    m = meta_or_tok
-    if isinstance(m, Token):
-        return Span(file, m.line, m.column, m.end_line or m.line, m.end_column or m.column + len(m), m.start_pos or 0, m.end_pos or 0)
-    return Span(file, m.line, m.column, m.end_line, m.end_column, m.start_pos, m.end_pos)
+def _span(file: str, tok: Token) -> Span:
+    return Span(file, tok.line, tok.column, tok.end_line or tok.line, tok.end_column or tok.column + len(tok),
+                tok.start_pos or 0, tok.end_pos or 0)
 
 
 _ESC = {'"': '"', "\\": "\\", "n": "\n", "t": "\t", "r": "\r", "0": "\0"}
 
 
-class _StringEscapeError(Exception):
-    def __init__(self, message, tok):
-        self.message, self.tok = message, tok
-
-
-def _unquote(tok: Token) -> str:
+def _unquote(tok: Token, file: str = "<input>") -> str:
     s = tok[1:-1]
+    if "\\" not in s:
+        return s
     out, i = [], 0
     while i < len(s):
         c = s[i]
@@ -72,110 +63,192 @@ def _unquote(tok: Token) -> str:
             out.append(chr(int(s[i + 2:i + 6], 16)))
             i += 6
         else:
-            raise _StringEscapeError(f"unknown escape `\\{nxt}` in string", tok)
+            raise _ValueError("E003", f"unknown escape `\\{nxt}` in string", _span(file, tok),
+                              hint='valid escapes are \\" \\\\ \\n \\t \\r \\0 \\uXXXX')
     return "".join(out)
 
 
-@v_args(meta=True)
-class _ToIR(Transformer):
-    def __init__(self, file: str):
-        super().__init__()
-        self.file = file
+def _start(c):
+    if isinstance(c, Token):
+        return c.line, c.column, c.start_pos or 0
+    sp = c.span
+    return sp.line, sp.col, sp.start
 
-    def sp(self, meta) -> Span:
-        return _span(self.file, meta)
+
+def _end(c):
+    if isinstance(c, Token):
+        return (c.end_line or c.line), (c.end_column or c.column + len(c)), (c.end_pos or 0)
+    sp = c.span
+    return sp.end_line, sp.end_col, sp.end
+
+
+_FIELDS: dict = {}
+
+
+def _mk(cls, **kw):
+    """Build a frozen IR node without re-validating what the parser just built (the parser is the
+    only producer, and this is its hot loop). Equivalent to `cls.model_construct(**kw)`, faster."""
+    base = _FIELDS.get(cls)
+    if base is None:
+        base = _FIELDS[cls] = {n: (None if f.is_required() else f.get_default(call_default_factory=True)) for n, f in cls.model_fields.items()}
+    d = dict(base)
+    d.update(kw)
+    o = cls.__new__(cls)
+    object.__setattr__(o, "__dict__", d)
+    object.__setattr__(o, "__pydantic_fields_set__", set(kw))
+    object.__setattr__(o, "__pydantic_extra__", None)
+    object.__setattr__(o, "__pydantic_private__", None)
+    return o
+
+
+class _Block:
+    __slots__ = ("entries", "span")
+
+    def __init__(self, entries, span):
+        self.entries, self.span = entries, span
+
+
+class _ToIR(Transformer):
+    """Builds the IR while the LALR parser reduces (no intermediate parse tree).
+
+    The parser keeps every token (keep_all_tokens), so a node's span runs from the start of its
+    first child to the end of its last one, brackets and keywords included."""
+
+    file = "<input>"
+
+    def __init__(self):
+        super().__init__(visit_tokens=False)
+
+    def _sp(self, ch) -> Span:
+        l1, c1, p1 = _start(ch[0])
+        l2, c2, p2 = _end(ch[-1])
+        return Span(self.file, l1, c1, l2, c2, p1, p2)
+
+    def _tok(self, t) -> Span:
+        return _span(self.file, t)
 
     # values
-    def quantity(self, meta, ch):
+    def quantity(self, ch):
         tok = ch[0]
         m = re.fullmatch(r"((?:\d+\.\d*|\.\d+|\d+)(?:[eE][+-]?\d+)?)([A-Za-z%]+)", str(tok))
-        return Num(value=_num(m.group(1)), unit=m.group(2), span=self.sp(meta))
+        return _mk(Num, value=_num(m.group(1), self._tok(tok)), unit=m.group(2), span=self._tok(tok))
 
-    def number(self, meta, ch):
-        return Num(value=_num(str(ch[0])), span=self.sp(meta))
+    def number(self, ch):
+        return _mk(Num, value=_num(str(ch[0]), self._tok(ch[0])), span=self._tok(ch[0]))
 
-    def string(self, meta, ch):
-        return Str(value=_unquote(ch[0]), span=self.sp(meta))
+    def string(self, ch):
+        return _mk(Str, value=_unquote(ch[0], self.file), span=self._tok(ch[0]))
 
-    def true(self, meta, ch):
-        return Bool(value=True, span=self.sp(meta))
+    def true(self, ch):
+        return _mk(Bool, value=True, span=self._tok(ch[0]))
 
-    def false(self, meta, ch):
-        return Bool(value=False, span=self.sp(meta))
+    def false(self, ch):
+        return _mk(Bool, value=False, span=self._tok(ch[0]))
 
-    def none(self, meta, ch):
-        return NoneV(span=self.sp(meta))
+    def none(self, ch):
+        return _mk(NoneV, span=self._tok(ch[0]))
 
-    def neg(self, meta, ch):
-        v = ch[0]
+    def neg(self, ch):
+        v = ch[1]
         if isinstance(v, Num):
-            return Num(value=-v.value, unit=v.unit, span=self.sp(meta))
-        raise _StringEscapeError("only numbers can be negated", None)
+            return _mk(Num, value=-v.value, unit=v.unit, span=self._sp(ch))
+        raise _ValueError("E001", "only numbers can be negated", self._sp(ch), hint="write `-` directly before a number: `-3`, `-1000HU`")
 
-    def list(self, meta, ch):
-        return ListV(items=tuple(ch), span=self.sp(meta))
+    def atom(self, ch):  # "(" value ")"
+        return ch[1]
 
-    def ref(self, meta, ch):
-        return Ref(parts=tuple(str(t) for t in ch), span=self.sp(meta))
+    def list(self, ch):
+        return _mk(ListV, items=tuple(c for c in ch if not isinstance(c, Token)), span=self._sp(ch))
 
-    def comparison(self, meta, ch):
-        return Compare(op=str(ch[1]), left=ch[0], right=ch[2], span=self.sp(meta))
+    def ref(self, ch):
+        return _mk(Ref, parts=tuple(str(t) for t in ch if t.type == "NAME"), span=self._sp(ch))
 
-    def cast(self, meta, ch):
-        return Cast(value=ch[0], kind=ch[1], span=self.sp(meta))
+    def comparison(self, ch):
+        return _mk(Compare, op=str(ch[1]), left=ch[0], right=ch[2], span=self._sp(ch))
 
-    def posarg(self, meta, ch):
-        return ArgV(name=None, value=ch[0], span=self.sp(meta))
+    def cast(self, ch):
+        return _mk(Cast, value=ch[0], kind=ch[2], span=self._sp(ch))
 
-    def kwarg(self, meta, ch):
-        return ArgV(name=str(ch[0]), value=ch[1], span=self.sp(meta))
+    def posarg(self, ch):
+        return _mk(ArgV, name=None, value=ch[0], span=self._sp(ch))
 
-    def call(self, meta, ch):
+    def kwarg(self, ch):
+        return _mk(ArgV, name=str(ch[0]), value=ch[2], span=self._sp(ch))
+
+    def call(self, ch):
         name = ch[0]
-        return CallV(name=str(name), name_span=_span(self.file, name), args=tuple(ch[1:]), span=self.sp(meta))
+        return _mk(CallV, name=str(name), name_span=self._tok(name),
+                                     args=tuple(c for c in ch[2:] if not isinstance(c, Token)), span=self._sp(ch))
 
     # statements
-    def setting(self, meta, ch):
-        return Setting(key=str(ch[0]), key_span=_span(self.file, ch[0]), value=ch[1], span=self.sp(meta))
+    def setting(self, ch):
+        return _mk(Setting, key=str(ch[0]), key_span=self._tok(ch[0]), value=ch[2], span=self._sp(ch))
 
-    def block(self, meta, ch):
-        return list(ch)
+    def block(self, ch):
+        return _Block([c for c in ch if not isinstance(c, Token)], self._sp(ch))
 
-    def like(self, meta, ch):
-        return ch[0]
+    def like(self, ch):
+        return ("like", ch[1])
 
-    def stmt(self, meta, ch):
-        kind, name, op = ch[0], ch[1], ch[2]
+    def stmt(self, ch):
+        kind, name, op = ch[0], ch[1], ch[3]
         like = None
         entries: list = []
-        for extra in ch[3:]:
-            if isinstance(extra, Token):
-                like = extra
+        for extra in ch[4:]:
+            if isinstance(extra, tuple):
+                like = extra[1]
             else:
-                entries = extra
-        return Stmt(
-            kind=str(kind), kind_span=_span(self.file, kind), name=str(name), name_span=_span(self.file, name),
-            op=op, like=str(like) if like else None, like_span=_span(self.file, like) if like else None,
+                entries = extra.entries
+        last = ch[-1]
+        if isinstance(last, tuple):
+            last = last[1]
+        return _mk(Stmt, 
+            kind=str(kind), kind_span=self._tok(kind), name=str(name), name_span=self._tok(name),
+            op=op, like=str(like) if like else None, like_span=self._tok(like) if like else None,
             settings=tuple(e for e in entries if isinstance(e, Setting)),
             children=tuple(e for e in entries if isinstance(e, Stmt)),
-            span=self.sp(meta),
+            comments=(), span=self._sp([ch[0], last]),
         )
 
-    def study(self, meta, ch):
-        settings = ch[1] if len(ch) > 1 else []
-        return Study(title=_unquote(ch[0]), settings=tuple(s for s in settings if isinstance(s, Setting)), span=self.sp(meta))
+    def study(self, ch):
+        entries = ch[2].entries if len(ch) > 2 else []
+        for e in entries:
+            if isinstance(e, Stmt):
+                raise _ValueError("E001", f"a statement (`{e.kind} {e.name}`) inside the `study` block", e.span,
+                                  hint="the `study` block holds settings only (seed, out, workers, on_error); move the statement below it")
+        return _mk(Study, title=_unquote(ch[1], self.file), settings=tuple(entries), span=self._sp(ch))
 
-    def use(self, meta, ch):
-        return Use(path=_unquote(ch[0]), span=self.sp(meta))
+    def use(self, ch):
+        return _mk(Use, path=_unquote(ch[1], self.file), span=self._sp(ch))
 
-    def start(self, meta, ch):
+    def start(self, ch):
         return list(ch)
 
 
-def _num(text: str):
+_TRANSFORMER = _ToIR()
+
+
+@lru_cache(maxsize=1)
+def _parser() -> Lark:
+    return Lark(
+        grammar_path().read_text(encoding="utf-8"),
+        parser="lalr",
+        keep_all_tokens=True,
+        maybe_placeholders=False,
+        transformer=_TRANSFORMER,
+        cache=True,
+    )
+
+
+def _num(text: str, span: Span | None = None):
+    if len(text) > 100:
+        raise _ValueError("E005", f"a number with {len(text)} characters", span, hint="numbers in a spec have at most 100 digits")
     if re.fullmatch(r"\d+", text):
         return int(text)
-    return float(text)
+    v = float(text)
+    if v in (float("inf"), float("-inf")):
+        raise _ValueError("E005", f"`{text}` is too large for a number", span, hint="numbers must be below 1.8e308")
+    return v
 
 
 def _describe_token(tok: Token) -> str:
@@ -220,31 +293,20 @@ def _syntax_diag(file: str, text: str, e: UnexpectedInput) -> Diagnostic:
     return Diagnostic("E001", "syntax error", Span(file, line, col, line, col + 1))
 
 
+# strings (possibly unterminated at the end of a line), comments, and brackets: what the scanners below need
+_SCAN = re.compile(r'"(?:[^"\\\n]|\\.)*"?|#[^\n]*|[()\[\]{}]')
+
+
 def _depth_check(file: str, text: str) -> Diagnostic | None:
-    depth, in_str, in_comment, line, col = 0, False, False, 1, 0
-    esc = False
-    for ch in text:
-        col += 1
-        if ch == "\n":
-            line, col, in_comment, in_str = line + 1, 0, False, False
-            continue
-        if in_comment:
-            continue
-        if in_str:
-            if esc:
-                esc = False
-            elif ch == "\\":
-                esc = True
-            elif ch == '"':
-                in_str = False
-            continue
-        if ch == "#":
-            in_comment = True
-        elif ch == '"':
-            in_str = True
-        elif ch in "([{":
+    depth = 0
+    for m in _SCAN.finditer(text):
+        ch = m.group()
+        if ch in "([{":
             depth += 1
             if depth > MAX_DEPTH:
+                i = m.start()
+                line = text.count("\n", 0, i) + 1
+                col = i - (text.rfind("\n", 0, i) + 1) + 1
                 return Diagnostic("E005", f"brackets nested more than {MAX_DEPTH} deep", Span(file, line, col, line, col + 1),
                                   hint="flatten the value; no radlang setting needs this much nesting")
         elif ch in ")]}":
@@ -253,10 +315,6 @@ def _depth_check(file: str, text: str) -> Diagnostic | None:
 
 
 _STMT_START = re.compile(r"^[ \t]*(?:study\b|use\b|[A-Za-z_]\w*[ \t]+[A-Za-z_]\w*[ \t]*=)", re.M)
-
-
-def _parse_tree(file: str, text: str):
-    return _parser().parse(text)
 
 
 def _chunks(text: str):
@@ -270,16 +328,14 @@ def _chunks(text: str):
             yield a, text[a:b]
 
 
-def _transform(file: str, tree):
-    try:
-        return _ToIR(file).transform(tree), []
-    except VisitError as ve:
-        orig = ve.orig_exc
-        if isinstance(orig, _StringEscapeError):
-            tok = orig.tok
-            span = _span(file, tok) if tok is not None else Span(file, 1, 1, 1, 2)
-            return None, [Diagnostic("E003", orig.message, span, hint='valid escapes are \\" \\\\ \\n \\t \\r \\uXXXX')]
-        raise
+def _parse_items(file: str, text: str) -> list:
+    """Parse straight into IR nodes. Raises UnexpectedInput or _ValueError."""
+    _TRANSFORMER.file = file
+    return _parser().parse(text)
+
+
+def _value_diag(e: _ValueError) -> Diagnostic:
+    return Diagnostic(e.code, e.message, e.span, hint=e.hint)
 
 
 def parse(text: str | bytes, file: str = "<input>") -> Module:
@@ -295,8 +351,10 @@ def parse(text: str | bytes, file: str = "<input>") -> Module:
             col = len(prefix) - (prefix.rfind("\n") + 1) + 1
             raise SourceError([Diagnostic("E003", f"invalid UTF-8 at byte {e.start}", Span(file, line, col, line, col + 1),
                                           hint="save the spec as UTF-8 text")]) from None
-    if len(text.encode("utf-8", "surrogatepass")) > MAX_BYTES:
-        raise SourceError([_too_big(file, len(text))])
+    if text.startswith("\ufeff"):  # a byte-order mark (some editors write one): a space keeps every column in place
+        text = " " + text[1:]
+    if len(text) > MAX_BYTES or len(text.encode("utf-8", "surrogatepass")) > MAX_BYTES:
+        raise SourceError([_too_big(file, len(text.encode("utf-8", "surrogatepass")))])
     if "\x00" in text:
         i = text.index("\x00")
         line = text.count("\n", 0, i) + 1
@@ -310,26 +368,34 @@ def parse(text: str | bytes, file: str = "<input>") -> Module:
     if deep:
         raise SourceError([deep])
 
-    comments: list[Token] = []
     try:
-        tree = _parser().parse(text, on_error=None)
-        items, diags = _transform(file, tree)
-        if diags:
-            raise SourceError(diags)
+        items = _parse_items(file, text)
+    except _ValueError as e:
+        items = None
+        first = e
     except UnexpectedInput:
+        items = None
+        first = None
+    if items is None:
         diags = []
         for offset, chunk in _chunks(text):
             pad = "\n" * text.count("\n", 0, offset)
             try:
-                _, d = _transform(file, _parser().parse(pad + chunk))
-                diags += d
+                _parse_items(file, pad + chunk)
+            except _ValueError as e:
+                diags.append(_value_diag(e))
             except UnexpectedInput as e:
                 diags.append(_syntax_diag(file, pad + chunk, e))
         if not diags:  # the chunks parse alone but not together: report the whole-file error
-            try:
-                _parser().parse(text)
-            except UnexpectedInput as e:
-                diags.append(_syntax_diag(file, text, e))
+            if first is not None:
+                diags.append(_value_diag(first))
+            else:
+                try:
+                    _parse_items(file, text)
+                except UnexpectedInput as e:
+                    diags.append(_syntax_diag(file, text, e))
+                except _ValueError as e:
+                    diags.append(_value_diag(e))
         raise SourceError(diags) from None
 
     comments = _comments(text)
@@ -347,8 +413,9 @@ def parse(text: str | bytes, file: str = "<input>") -> Module:
             stmts.append(it)
     if diags:
         raise SourceError(diags)
-    stmts = _attach_comments(stmts, comments)
-    return Module(file=file, study=study, uses=tuple(uses), stmts=tuple(stmts))
+    header_end = max([u.span.end_line for u in uses] + ([study.span.end_line] if study else []) + [0])
+    stmts = _attach_comments(stmts, comments, header_end)
+    return _mk(Module, file=file, study=study, uses=tuple(uses), stmts=tuple(stmts))
 
 
 def _too_big(file, n):
@@ -358,32 +425,23 @@ def _too_big(file, n):
 
 def _comments(text: str) -> list[tuple[int, str]]:
     """(line, text) of every `#` comment outside strings."""
-    out = []
-    for lineno, line in enumerate(text.split("\n"), 1):
-        in_str, esc = False, False
-        for i, ch in enumerate(line):
-            if in_str:
-                if esc:
-                    esc = False
-                elif ch == "\\":
-                    esc = True
-                elif ch == '"':
-                    in_str = False
-            elif ch == '"':
-                in_str = True
-            elif ch == "#":
-                out.append((lineno, line[i + 1:].strip()))
-                break
+    out, line, pos = [], 1, 0
+    for m in _SCAN.finditer(text):
+        if m.group().startswith("#"):
+            line += text.count("\n", pos, m.start())
+            pos = m.start()
+            out.append((line, m.group()[1:].strip()))
     return out
 
 
-def _attach_comments(stmts, comments):
-    """Give each top-level statement the comments above it and inside it."""
+def _attach_comments(stmts, comments, header_end=0):
+    """Give each top-level statement the comments above it and inside it (not those of the study header)."""
     if not comments:
         return stmts
     out, prev_end = [], 0
     for s in stmts:
-        mine = tuple(c for ln, c in comments if prev_end < ln <= s.span.end_line and c)
+        lo = header_end if prev_end == 0 and header_end < s.span.line else prev_end
+        mine = tuple(c for ln, c in comments if lo < ln <= s.span.end_line and c)
         prev_end = s.span.end_line
         out.append(s.model_copy(update={"comments": mine}) if mine else s)
     return out
