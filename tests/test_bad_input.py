@@ -4,17 +4,14 @@ Most cases run the CLI in-process (fast); a few run it as a real subprocess, as 
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from radlang import cli
+from tests.cli_runner import run_cli
 from radlang.compiler import compile_source
 
 REPO = Path(__file__).resolve().parents[1]
@@ -24,22 +21,6 @@ features feats = tabular(dev)
 model clf = logistic(feats, target: dev.outcome)
 validate v = evaluate(clf)
 """
-
-
-def run_cli(argv, cwd=None) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    old = os.getcwd()
-    try:
-        if cwd:
-            os.chdir(cwd)
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            try:
-                rc = cli.main([str(a) for a in argv])
-            except SystemExit as e:
-                rc = e.code
-    finally:
-        os.chdir(old)
-    return rc, out.getvalue(), err.getvalue()
 
 
 def check_file(tmp_path, data: bytes | str, name="spec.rad", fmt="text"):

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
-import os
 import re
 import subprocess
 import sys
@@ -13,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from radlang import cli, registry
+from tests.cli_runner import run_cli as run
+from radlang import registry
 
 REPO = Path(__file__).resolve().parents[1]
 SPEC = """# A small study on a dataset shipped with scikit-learn
@@ -34,22 +32,6 @@ validate v = evaluate(clf) {
 }
 """
 STAGES = ["dev", "ext", "feats", "keep", "sig", "clf", "v"]
-
-
-def run(argv, cwd=None):
-    out, err = io.StringIO(), io.StringIO()
-    old = os.getcwd()
-    try:
-        if cwd:
-            os.chdir(cwd)
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            try:
-                rc = cli.main([str(a) for a in argv])
-            except SystemExit as e:
-                rc = e.code
-    finally:
-        os.chdir(old)
-    return rc, out.getvalue(), err.getvalue()
 
 
 @pytest.fixture

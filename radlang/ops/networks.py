@@ -232,16 +232,15 @@ def _odd(v):
     return v
 
 
-class UNetSettings(NetSettings):
+class _LevelSettings(NetSettings):
+    """Settings shared by the encoder-decoder networks (UNet, AttentionUnet): one entry per level."""
+
     channels: list[int] = Field(default_factory=lambda: [16, 32, 64, 128], min_length=2, max_length=8,
                                 description="feature channels per level, top to bottom")
     strides: list[int] = Field(default_factory=lambda: [2, 2, 2], min_length=1, max_length=7,
                                description="downsampling stride between levels (one fewer than channels)")
     kernel_size: int = Field(3, ge=1, le=7, description="convolution kernel size")
     up_kernel_size: int = Field(3, ge=1, le=7, description="transposed-convolution kernel size")
-    num_res_units: int = Field(2, ge=0, le=4, description="residual units per level (0 = plain convolutions)")
-    norm: Literal["instance", "batch", "none"] = Field("instance", description="normalisation layer")
-    act: Literal["prelu", "relu", "leakyrelu"] = Field("prelu", description="activation")
     dropout: float = Field(0.0, ge=0, lt=1, description="dropout probability")
 
     _k = field_validator("kernel_size", "up_kernel_size")(lambda cls, v: _odd(v))
@@ -268,23 +267,14 @@ class UNetSettings(NetSettings):
         return self
 
 
-class AttentionUNetSettings(NetSettings):
-    channels: list[int] = Field(default_factory=lambda: [16, 32, 64, 128], min_length=2, max_length=8,
-                                description="feature channels per level, top to bottom")
-    strides: list[int] = Field(default_factory=lambda: [2, 2, 2], min_length=1, max_length=7,
-                               description="downsampling stride between levels (one fewer than channels)")
-    kernel_size: int = Field(3, ge=1, le=7, description="convolution kernel size")
-    up_kernel_size: int = Field(3, ge=1, le=7, description="transposed-convolution kernel size")
-    dropout: float = Field(0.0, ge=0, lt=1, description="dropout probability")
+class UNetSettings(_LevelSettings):
+    num_res_units: int = Field(2, ge=0, le=4, description="residual units per level (0 = plain convolutions)")
+    norm: Literal["instance", "batch", "none"] = Field("instance", description="normalisation layer")
+    act: Literal["prelu", "relu", "leakyrelu"] = Field("prelu", description="activation")
 
-    _k = field_validator("kernel_size", "up_kernel_size")(lambda cls, v: _odd(v))
 
-    @model_validator(mode="after")
-    def _levels(self):
-        if len(self.strides) != len(self.channels) - 1:
-            raise ValueError(f"`strides` needs one entry fewer than `channels`: {len(self.channels)} channels, "
-                             f"so {len(self.channels) - 1} strides (got {len(self.strides)})")
-        return self
+class AttentionUNetSettings(_LevelSettings):
+    pass
 
 
 class SegResNetSettings(NetSettings):
