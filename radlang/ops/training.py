@@ -532,6 +532,13 @@ def _train_plan(stage, memory, study=None):
         est = network_estimates(spec, patch, int(p["batch"]), p["optimizer"])
     except ImportError:
         return [("info", "install torch and monai for memory estimates")]
+    except RuntimeError as e:
+        if "smaller than kernel size" not in str(e):
+            raise
+        lines.append(("warning", (f"patch {p['patch']} is too small for {spec['arch']}: its feature maps shrink below a "
+                                 "kernel before the last layer, so training would fail; use a larger patch "
+                                 "(DenseNet and ResNet downsample by 32)")))
+        return lines
     rf = receptive_field(spec)
     shape = "x".join(str(v) for v in p["patch"])
     lines.append(("info", f"{dims}D {spec['arch']}: {est['params']:,} parameters; receptive field "
@@ -547,7 +554,7 @@ def _train_plan(stage, memory, study=None):
 register(Operator(
     name="supervised", kind="train", output="TrainedModel", settings=SupervisedSettings, fit="outcome", mode="train_network",
     inputs=(Port("net", ("Network",), doc="a `network` stage"), Port("cohort", ("Cohort",), doc="the training cohort")),
-    positional=("net", "cohort"), infer=_train_type, impl=train_network, plan=_train_plan, version="1",
+    positional=("net", "cohort"), infer=_train_type, impl=train_network, plan=_train_plan, version="1", sink=True,
     helpers=(build_network, load_case, normalize_image, make_loss, sample_patches, classification_crop, divisible_pad,
              predict_volume, seg_scores, save_weights, load_weights, split_validation, _divisor, metrics_json),
     doc=("Supervised training of a MONAI network on a cohort: segmentation (masks; pos/neg crops, 2D slice-wise or 3D) "

@@ -82,3 +82,18 @@ def test_training_memory_estimate_within_30_percent_of_measured_peak(spec, patch
     assert r["measured"] > 50e6                      # large enough to dwarf allocator noise
     ratio = r["estimate"] / r["measured"]
     assert 0.7 <= ratio <= 1.3, r
+
+
+def test_plan_warns_when_the_patch_is_too_small_for_a_classifier(tmp_path):
+    from radlang.backends.plan import plan_json
+    from tests.deep.conftest import compile_spec
+
+    study = compile_spec('''
+study "d" { seed: 1 }
+cohort train = phantom(20)
+network net = densenet121(dims: 3, in_channels: 1, out_channels: 2)
+train fit = supervised(net, train) { patch: [32, 32, 16], epochs: 1, batch: 2, loss: cross_entropy }
+''', tmp_path)
+    notes = next(s for s in plan_json(study)["stages"] if s["name"] == "fit")["notes"]
+    assert [n["severity"] for n in notes] == ["warning"]
+    assert "too small for densenet121" in notes[0]["text"]
