@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import networkx as nx
 
+from radlang import registry
 from radlang.diagnostics import Diagnostic, Related
 
 
@@ -15,6 +16,7 @@ def check_design(g: nx.DiGraph, stages: dict, diags: list):
     cohorts_up = _cohorts_upstream(g, stages)
     for name in sorted(stages):
         st = stages[name]
+        _check_refit_chain(g, stages, name, st, cohorts_up, diags)
         ext = st.inputs.get("external")
         if ext is None:
             continue
@@ -48,3 +50,27 @@ def _cohorts_upstream(g, stages) -> dict[str, set]:
             acc.add(n)
         out[n] = acc
     return out
+
+
+def _check_refit_chain(g, stages, name, st, cohorts_up, diags):
+    """A validation refits its model chain (the `select` and `model` stages) inside every training fold.
+    A stage fit on outcomes or data statistics above that chain (a trained network whose masks feed the
+    features, say) is fit once; if it was fit on the very cohort being cross-validated, the held-out
+    folds were part of its training data."""
+    op = registry.get(st.op)
+    if op is None or op.mode != "evaluate":
+        return
+    cohort = st.type.cohort
+    for a in sorted(nx.ancestors(g, name)):
+        up = stages.get(a)
+        if up is None or up.fit == "none":
+            continue
+        up_op = registry.get(up.op)
+        if up_op is not None and up_op.mode == "estimator":
+            continue
+        lineage = {up.type.cohort} | {r.stage for r in up.inputs.values()} | cohorts_up.get(a, set())
+        if cohort in lineage:
+            diags.append(Diagnostic(
+                "E504", f"`{name}` cross-validates on `{cohort}`, but `{a}` upstream is fit once on `{cohort}`, held-out folds included",
+                st.span, related=(Related(up.span, f"`{a}` ({up.op}) is fit on outcomes or data statistics of `{cohort}`"),),
+                hint=f"fit `{a}` on a separate cohort (e.g. a segmentation training set), so the cases `{name}` holds out never trained it"))

@@ -1,5 +1,7 @@
-"""Mark fit boundaries: every stage fit on outcomes or data statistics that feeds a validation
-stage is (re)fit inside that validation's training folds only."""
+"""Mark fit boundaries: the model chain of a validation stage (its `select` and `model` stages, all
+fit on outcomes or data statistics) is (re)fit inside that validation's training folds only.
+Fitted stages above the chain (a trained network, say) are fit once; the design check (E504)
+makes sure they were not fit on the cohort being cross-validated."""
 
 from __future__ import annotations
 
@@ -16,6 +18,6 @@ def fit_boundaries(study):
             continue
         for a in sorted(nx.ancestors(g, v.name)):
             s = by[a]
-            if s.fit != "none" and v.name not in s.fit_within:
+            if s.fit != "none" and registry.get(s.op).mode == "estimator" and v.name not in s.fit_within:
                 s.fit_within = tuple(sorted(s.fit_within + (v.name,)))
     return study
