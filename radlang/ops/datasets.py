@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from radlang.registry import Operator, Port, register
 from radlang.types import RType
@@ -197,6 +197,16 @@ class TableSettings(Settings):
     @classmethod
     def _c(cls, v):
         return [str(x) for x in v] if isinstance(v, list) else v
+
+    @model_validator(mode="after")
+    def _no_leak(self):
+        o = self.outcome or {}
+        roles = {self.id: "the case id", self.patient: "the patient id", self.site: "the site",
+                 o.get("column"): "the outcome", o.get("time"): "the survival time", o.get("event"): "the event"}
+        for c in self.columns or []:
+            if roles.get(c):
+                raise ValueError(f"`{c}` is {roles[c]} column; it cannot also be a feature column (the model would see the answer)")
+        return self
 
 
 def load_table(params: dict, path: str, stage_name: str):
