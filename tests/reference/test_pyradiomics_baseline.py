@@ -56,7 +56,10 @@ def test_features_match_baseline(baseline_run):
                     continue
                 value, ref = float(got.loc[case, feat]), float(ref)
                 rel = abs(value - ref) / abs(ref) if ref != 0 else abs(value)
-                tol = 0.03 if cls == "shape" else 1e-6
+                # The issue's bounds are 3% (shape, PyRadiomics' own test tolerance) and 1e-6 (the rest); we hold
+                # tighter ones, a few times the measured worst cases (shape 9.1e-4 from an older baseline release,
+                # the rest 1.1e-12), so a real regression can't hide in the slack.
+                tol = 3e-3 if cls == "shape" else 1e-9
                 group = "shape" if cls == "shape" else "other"
                 worst[group] = max(worst[group], rel)
                 n += 1
