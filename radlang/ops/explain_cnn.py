@@ -111,7 +111,7 @@ def _gradcam_type(ctx) -> RType:
     m, coh = ctx.inputs["model"], ctx.inputs["cohort"]
     if m.kind != "TrainedModel":
         ctx.error("E209", f"Grad-CAM needs a convolutional network, but this is a {m.describe()} (tabular: no spatial feature maps)",
-                  port="model", hint="explain a tabular model with `shap`; Grad-CAM explains a `train` stage of densenet121 or resnet")
+                  port="model", hint="Grad-CAM explains a `train` stage of densenet121 or resnet")
     elif m.task != "classification":
         ctx.error("E209", f"Grad-CAM explains a classification network, but this is a {m.describe()} ({m.task})", port="model")
     else:

@@ -670,6 +670,8 @@ def _fed_type(ctx) -> RType:
         ctx.error("E211", f"the network takes {net.channels} channel(s), but cohort `{coh.cohort}` has {coh.channels} image column(s)", port="net")
     if net.dims == 3 and coh.dims == 2:
         ctx.error("E210", "a 3D network cannot train on 2D images", port="net")
+    ctx.error("W690", "federated execution is not available in this version: the stage is checked and planned, "
+              "but `radlang run` stops at it", hint="train with `supervised` on the pooled cohort meanwhile")
     return RType("TrainedModel", cohort=coh.cohort, outcome=coh.outcome, dims=net.dims, channels=net.channels, task=net.task,
                  classes=net.classes, has_site=True, detail=f"federated {net.detail}")
 
