@@ -139,6 +139,8 @@ def cmd_run(a) -> int:
         return 130
     if not a.quiet:
         print(f"done in {ctx.timings.get('total', 0):.1f}s; outputs in {ctx.out}", file=sys.stderr)
+        for line in ctx.summary:
+            print(line, file=sys.stderr)
     return 0
 
 

@@ -14,8 +14,9 @@ fold. Splits are group-aware: all cases of one patient land on the same side. Th
 on the training fold's own predictions by the stated rule, then applied unchanged to the held-out fold
 (and, for the final model fit on every training case, to the external cohort).
 
-Outputs: <out>/metrics/<stage>.json (sorted keys, 12 significant digits) and out-of-fold predictions
-<out>/predictions/<stage>.csv. The functions below are self-contained (the renderer inlines them).
+Outputs: <out>/metrics/<stage>.json (sorted keys, 12 significant digits), out-of-fold predictions
+<out>/predictions/<stage>.csv and, for binary outcomes, ROC / calibration / decision-curve PNGs drawn from
+the metrics under <out>/plots/<stage>/. The functions below are self-contained (the renderer inlines them).
 """
 
 from __future__ import annotations
@@ -300,6 +301,215 @@ def evaluation_csv(df):
     return df.to_csv(index=False, float_format="%.17g", lineterminator="\n").encode("utf-8")
 
 
+def evaluation_plots(metrics):
+    """PNG bytes of the plots of a binary evaluation, from its metrics dict (nothing is recomputed):
+    {"roc.png": ..., "calibration.png": ..., "decision_curve.png": ...}; a plot whose data the metrics
+    do not hold (not asked for in `metrics:`) is left out. Fixed size, dpi and no metadata: the same
+    metrics give the same bytes."""
+    import io
+    import math
+
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    if metrics.get("task") != "binary":
+        return {}
+    sets = []
+    if isinstance(metrics.get("cross_validation"), dict):
+        cv = metrics.get("cv") or {}
+        if cv.get("kind") == "leave_one_site_out":
+            how = f"leave-one-site-out, {cv.get('splits')} sites"
+        else:
+            reps = int(cv.get("repeats") or 1)
+            how = f"{cv.get('k')}x{reps} folds" if reps > 1 else f"{cv.get('k')} folds"
+        sets.append(("cross-validation (out-of-fold, " + how + ")", metrics["cross_validation"], "#1f77b4"))
+    if isinstance(metrics.get("external"), dict):
+        sets.append((f"external `{metrics['external'].get('cohort', 'external')}`", metrics["external"], "#d62728"))
+
+    def auc_text(m):
+        a = m.get("auc") or {}
+        if a.get("estimate") is None:
+            return ""
+        t = f"AUC {a['estimate']:.3f}"
+        if a.get("ci_low") is not None and a.get("ci_high") is not None:
+            t += f" [{a['ci_low']:.3f}, {a['ci_high']:.3f}]"
+        return t
+
+    def png(fig):
+        FigureCanvasAgg(fig)
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", dpi=100, metadata={"Software": None})
+        return buf.getvalue()
+
+    title = f"`{metrics.get('stage', '')}`: {metrics.get('model', '')} on `{metrics.get('cohort', '')}` ({metrics.get('n_cases', '?')} cases)"
+    out = {}
+    rule = (metrics.get("threshold") or {}).get("rule")
+    if rule:
+        rule_text = "maximum Youden index" if rule.get("metric") == "youden" else f"{rule.get('metric')} {rule.get('op', '>=')} {rule.get('value'):g}"
+    else:
+        rule_text = ""
+
+    roc_sets = [(n, m, c) for n, m, c in sets if isinstance(m.get("roc"), dict)]
+    if roc_sets:
+        fig = Figure(figsize=(6.4, 5.6))
+        ax = fig.add_subplot(1, 1, 1)
+        ax.plot([0, 1], [0, 1], linestyle=":", color="#888888", linewidth=1, label="chance")
+        for name, m, color in roc_sets:
+            ax.plot(m["roc"]["fpr"], m["roc"]["tpr"], color=color, linewidth=2,
+                    label=f"{name}: {auc_text(m)}".rstrip(": "))
+            if m.get("sensitivity") is not None and m.get("specificity") is not None:
+                at = f"threshold {m['threshold']:.3f}" if m.get("threshold") is not None else "per-fold thresholds"
+                ax.plot([1 - m["specificity"]], [m["sensitivity"]], marker="o", markersize=9, color=color, markeredgecolor="black",
+                        linestyle="none", label=f"operating point at {at}: sens {m['sensitivity']:.2f}, spec {m['specificity']:.2f}")
+        ax.set_xlim(-0.01, 1.01)
+        ax.set_ylim(-0.01, 1.01)
+        ax.set_xlabel("1 - specificity (false positive rate)")
+        ax.set_ylabel("sensitivity (true positive rate)")
+        ax.set_title("ROC  " + title + (f"\nthreshold chosen on training data: {rule_text}" if rule_text else ""), fontsize=9)
+        ax.grid(True, alpha=0.3)
+        ax.legend(loc="lower right", fontsize=7)
+        fig.tight_layout()
+        out["roc.png"] = png(fig)
+
+    cal_sets = [(n, m, c) for n, m, c in sets if isinstance(m.get("calibration"), dict) and (m["calibration"].get("curve") or {}).get("predicted")]
+    if cal_sets:
+        fig = Figure(figsize=(6.4, 5.6))
+        ax = fig.add_subplot(1, 1, 1)
+        ax.plot([0, 1], [0, 1], linestyle=":", color="#888888", linewidth=1, label="ideal (predicted = observed)")
+        for name, m, color in cal_sets:
+            cal = m["calibration"]
+            stats = []
+            if cal.get("intercept") is not None:
+                stats.append(f"intercept {cal['intercept']:.2f}")
+            if cal.get("slope") is not None:
+                stats.append(f"slope {cal['slope']:.2f}")
+            ax.plot(cal["curve"]["predicted"], cal["curve"]["observed"], color=color, marker="o", linewidth=1.5,
+                    label=f"{name}: " + (", ".join(stats) if stats else "intercept/slope not estimable"))
+        ax.set_xlim(-0.01, 1.01)
+        ax.set_ylim(-0.01, 1.01)
+        ax.set_xlabel("predicted probability (mean of the bin)")
+        ax.set_ylabel("observed fraction of positives")
+        ax.set_title("Calibration  " + title, fontsize=9)
+        ax.grid(True, alpha=0.3)
+        ax.legend(loc="upper left", fontsize=7)
+        fig.tight_layout()
+        out["calibration.png"] = png(fig)
+
+    nb_sets = [(n, m, c) for n, m, c in sets if isinstance(m.get("net_benefit"), dict) and m["net_benefit"].get("thresholds")]
+    if nb_sets:
+        fig = Figure(figsize=(6.4, 5.6))
+        ax = fig.add_subplot(1, 1, 1)
+        top = 0.0
+        for name, m, color in nb_sets:
+            nb = m["net_benefit"]
+            t = nb["thresholds"]
+            model = [float("nan") if v is None else v for v in nb["model"]]
+            every = [float("nan") if v is None else v for v in nb["all"]]
+            ax.plot(t, model, color=color, linewidth=2, label=f"model, {name}")
+            ax.plot(t, every, color=color, linewidth=1, linestyle="--", label=f"treat all, {name}")
+            top = max([top] + [v for v in model + every if math.isfinite(v)])
+        ax.plot(nb_sets[0][1]["net_benefit"]["thresholds"], nb_sets[0][1]["net_benefit"]["none"], color="black", linewidth=1,
+                label="treat none")
+        span = max(top, 0.05)
+        ax.set_ylim(-0.15 * span, 1.1 * span)
+        ax.set_xlabel("threshold probability")
+        ax.set_ylabel("net benefit")
+        ax.set_title("Decision curve  " + title, fontsize=9)
+        ax.grid(True, alpha=0.3)
+        ax.legend(loc="best", fontsize=7)
+        fig.tight_layout()
+        out["decision_curve.png"] = png(fig)
+    return out
+
+
+def write_evaluation_plots(metrics, folder):
+    """Write the plots of `evaluation_plots` under `folder` (each atomically: a temporary file in the same
+    folder, then os.replace); removes a plot of an earlier run that these metrics no longer give.
+    Returns the file names written, in order."""
+    import os
+    import tempfile
+
+    plots = evaluation_plots(metrics)
+    folder = str(folder)
+    if plots:
+        os.makedirs(folder, exist_ok=True)
+    for name in ("roc.png", "calibration.png", "decision_curve.png"):
+        if name not in plots and os.path.exists(os.path.join(folder, name)):
+            os.remove(os.path.join(folder, name))
+    written = []
+    for name, data in plots.items():
+        fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=folder)
+        try:
+            os.chmod(tmp, 0o644)
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+            os.replace(tmp, os.path.join(folder, name))
+        except BaseException:
+            if os.path.exists(tmp):
+                os.remove(tmp)
+            raise
+        written.append(name)
+    return written
+
+
+def evaluation_summary(metrics, files):
+    """The lines `radlang run` prints after the run for one evaluate stage: the headline numbers of its metrics
+    dict (as written to the JSON) and the files written (paths relative to <out>)."""
+
+    def auc_text(a):
+        t = f"AUC {a['estimate']:.3f}"
+        if a.get("ci_low") is not None and a.get("ci_high") is not None:
+            t += f" [{a['ci_low']:.3f}, {a['ci_high']:.3f}]"
+        return t
+
+    def headline(m, task):
+        if m.get("note"):
+            return m["note"]
+        bits = []
+        if task == "survival":
+            c = m.get("c_index") or {}
+            if c.get("estimate") is not None:
+                bits.append(f"C-index {c['estimate']:.3f} (mean of {len(c.get('per_fold') or [])} folds)")
+        elif isinstance(m.get("auc"), dict) and m["auc"].get("estimate") is not None:
+            bits.append(auc_text(m["auc"]) + (" (macro one-vs-rest)" if task == "multiclass" else ""))
+        for k in ("sensitivity", "specificity", "accuracy"):
+            if m.get(k) is not None:
+                bits.append(f"{k} {m[k]:.2f}")
+        return ", ".join(bits) or "no headline metric"
+
+    task = metrics.get("task")
+    rule = (metrics.get("threshold") or {}).get("rule")
+    rule_text = None
+    if rule:
+        rule_text = "maximum Youden index" if rule.get("metric") == "youden" else f"{rule.get('metric')} {rule.get('op', '>=')} {rule.get('value'):g}"
+    parts = []
+    cvm = metrics.get("cross_validation")
+    if isinstance(cvm, dict):
+        cv = metrics.get("cv") or {}
+        if cv.get("kind") == "leave_one_site_out":
+            how = f"leave-one-site-out, {cv.get('splits')} sites"
+        else:
+            reps = int(cv.get("repeats") or 1)
+            how = f"{cv.get('k')}x{reps} folds" if reps > 1 else f"{cv.get('k')} folds"
+        n = f"{metrics.get('n_cases')} cases"
+        if metrics.get("n_patients") is not None and metrics.get("n_patients") != metrics.get("n_cases"):
+            n += f" of {metrics['n_patients']} patients"
+        text = f"cross-validated {headline(cvm, task)} ({how}, {n}"
+        if rule_text and cvm.get("sensitivity") is not None:
+            text += f"; thresholds chosen in each training fold: {rule_text}"
+        parts.append(text + ")")
+    ext = metrics.get("external")
+    if isinstance(ext, dict):
+        text = f"external `{ext.get('cohort', 'external')}` ({ext.get('n_predictions')} cases) {headline(ext, task)}"
+        if ext.get("threshold") is not None and ext.get("sensitivity") is not None:
+            text += f" at threshold {ext['threshold']:.3f}" + (f" (chosen on training data: {rule_text})" if rule_text else "")
+        parts.append(text)
+    lines = [f"{metrics.get('stage')}: " + ("; ".join(parts) if parts else "no predictions")]
+    if files:
+        lines.append(f"{metrics.get('stage')}: wrote " + ", ".join(files))
+    return lines
+
+
 # ----------------------------------------------------------------------------------------------
 # declarations
 
@@ -464,12 +674,14 @@ register(Operator(
             Port("groups", ("Ids", "Site"), optional=True, doc="what must not straddle a split (default: the cohort's patient ids)")),
     fit="outcome", mode="evaluate", sink=True, impl=run_fold,
     helpers=(make_splits, choose_threshold, auc_rank, calibration_stats, net_benefit, binary_metrics, multiclass_metrics,
-             survival_metrics, round_floats, evaluation_json, evaluation_csv),
+             survival_metrics, round_floats, evaluation_json, evaluation_csv, evaluation_plots, write_evaluation_plots,
+             evaluation_summary),
     infer=_evaluate_infer, plan=_evaluate_plan,
     doc="Leakage-free validation: repeated, group-aware cross-validation (or leave-one-site-out) and an external cohort, "
         "with every fitted stage refit inside each training fold. Metrics: AUC with a bootstrap CI, ROC points, "
         "sensitivity/specificity at a threshold chosen on training data by a stated rule, Brier, calibration "
         "intercept/slope and curve, net benefit (dcurves), and the C-index for survival models. "
-        "Writes <out>/metrics/<stage>.json and <out>/predictions/<stage>.csv.",
+        "Writes <out>/metrics/<stage>.json, <out>/predictions/<stage>.csv and, for binary outcomes, ROC, calibration and "
+        "decision-curve plots under <out>/plots/<stage>/.",
     examples=("validate v = evaluate(clf) { cv: stratified_kfold(5, repeats: 3), threshold: sensitivity >= 0.9, bootstrap: 1000 }",),
 ))

@@ -225,6 +225,14 @@ def run_segmetrics(stage, ctx):
                   "metrics": ["dice", "hd95"], "hd95_unit": "mm", "per_case": per_case, "per_class": summarize_scores(per_case)}
         ctx.cache.put(k, report)
     atomic_write_text(ctx.out / "metrics" / f"{stage.name}.json", metrics_json(report))
+    parts = []
+    for c, r in sorted(report["per_class"].items(), key=lambda kv: int(kv[0]) if str(kv[0]).isdigit() else str(kv[0])):
+        hd = f"{r['hd95_mean']:.2f} mm" if r.get("hd95_mean") is not None else "n/a"
+        inf = f" ({r['hd95_infinite']} case(s) without a finite HD95)" if r.get("hd95_infinite") else ""
+        parts.append(f"class {c}: mean Dice {r['dice_mean']:.3f}, mean HD95 {hd}{inf}")
+    n = len({r["case"] for r in report["per_case"]})
+    ctx.summary.append(f"{stage.name}: segmentation of `{report['cohort']}` ({n} cases): " + "; ".join(parts)
+                       + f"; wrote metrics/{stage.name}.json")
     return report
 
 

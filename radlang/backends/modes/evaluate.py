@@ -281,6 +281,7 @@ def run_evaluate(stage, ctx):
         atomic_write_bytes(ctx.out / "predictions" / f"{stage.name}.csv", pbytes)
         ctx.warnings.extend(metrics.get("warnings", []))
         ctx.keys[stage.name] = ck
+        _report(stage, ctx, mbytes)
         return {"metrics": metrics, "predictions": pd.read_csv(ctx.out / "predictions" / f"{stage.name}.csv"), "model": None}
 
     splits = make_splits(cv, y_strat if task in ("binary", "multiclass", "survival") else None, groups, sites, stage.seed)
@@ -378,7 +379,21 @@ def run_evaluate(stage, ctx):
     atomic_write_bytes(ctx.out / "predictions" / f"{stage.name}.csv", pbytes)
     ctx.cache.put(ck, (mbytes, pbytes, metrics))
     ctx.keys[stage.name] = ck
+    _report(stage, ctx, mbytes)
     return {"metrics": metrics, "predictions": preds, "model": final.get("model") if final else None}
+
+
+def _report(stage, ctx, mbytes):
+    """Plots (binary outcomes) under <out>/plots/<stage>/ and the run summary's lines, both from the metrics
+    exactly as written to <out>/metrics/<stage>.json: a cached re-run shows the same."""
+    import json
+
+    from radlang.ops.validate import evaluation_summary, write_evaluation_plots
+
+    shown = json.loads(mbytes.decode("utf-8"))
+    plots = write_evaluation_plots(shown, ctx.out / "plots" / stage.name)
+    files = [f"metrics/{stage.name}.json", f"predictions/{stage.name}.csv"] + [f"plots/{stage.name}/{n}" for n in plots]
+    ctx.summary.extend(evaluation_summary(shown, files))
 
 
 def _default_metrics(task):
