@@ -217,7 +217,10 @@ def binary_metrics(y, p, pred, groups, params, seed):
                     continue
                 stats.append(auc_rank(y[ix], p[ix]))
             a = (1 - float(params["ci"])) / 2
-            auc.update(ci_low=float(np.quantile(stats, a)), ci_high=float(np.quantile(stats, 1 - a)), bootstrap=len(stats), ci=float(params["ci"]))
+            if stats:
+                auc.update(ci_low=float(np.quantile(stats, a)), ci_high=float(np.quantile(stats, 1 - a)), bootstrap=len(stats), ci=float(params["ci"]))
+            else:  # every resample held one class only (a tiny or extremely unbalanced cohort): no interval
+                auc.update(ci_low=None, ci_high=None, bootstrap=0, ci=float(params["ci"]))
         m["auc"] = auc
     if "roc" in want:
         fpr, tpr, thr = roc_curve(y, p)
@@ -663,7 +666,12 @@ def _evaluate_plan(stage, memory, study=None):
             nxt = cur.inputs.get("input")
             cur = by.get(nxt.stage) if nxt is not None and by.get(nxt.stage) is not None and by[nxt.stage].kind in ("select", "model") else None
         steps = list(reversed(chain))
-        lines.append(("info", "refit in each training fold: impute -> " + " -> ".join(steps[:-1] + ["scale", steps[-1]]) + " -> threshold"))
+        model = by.get(stage.inputs["model"].stage)
+        mp = model.params if model is not None else {}
+        pre = [] if mp.get("impute", "median") == "none" else ["impute"]
+        post = [] if mp.get("scale", "standard") == "none" else ["scale"]
+        thr = " -> threshold" if stage.type.outcome == "binary" else ""
+        lines.append(("info", "refit in each training fold: " + " -> ".join(pre + steps[:-1] + post + steps[-1:]) + thr))
     return lines
 
 

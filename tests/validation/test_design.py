@@ -227,9 +227,17 @@ features f = tabular(c)
 model m = logistic(f, target: c.outcome)
 validate v = evaluate(m) { cv: stratified_kfold(4, groups: c.id), bootstrap: 0 }
 """
+    # grouping by case id would put the two cases of each patient on both sides of a split: refused, naming patients
+    diags = run_error_codes(src, tmp_path / "g0.rad", tmp_path / "out0")
+    assert [d.code for d in diags] == ["E649"] and "p00" in diags[0].message
+    src = src.replace("groups: c.id", "groups: c.patient")
     run_spec(src, tmp_path / "g.rad", tmp_path / "out")
     m = metrics(tmp_path / "out")
-    assert m["cv"]["groups"] == "c.id" and m["cv"]["grouped"] is False     # grouping by case id, as the spec says
+    assert m["cv"]["groups"] == "c.patient" and m["cv"]["grouped"] is True
+    pred = predictions(tmp_path / "out")
+    patient_of = dict(zip([f"c{i:03d}" for i in range(40)], pid))
+    for _, g in pred.groupby(["repeat", "fold"]):
+        assert len(g) == 2 * len({patient_of[c] for c in g["case_id"]})   # both cases of every held-out patient
     # a non-numeric feature value: an error naming the case, the column and the file
     text = (tmp_path / "g.csv").read_text().splitlines()
     cells = text[3].split(",")

@@ -125,7 +125,19 @@ def _design_checks(ctx, stage, cohort_name, data, y_strat, task, cv, groups, sit
         if n < k or ng < k:
             errs.append(Diagnostic("E643", f"`{stage.name}`: cohort `{cohort_name}` has {n} cases from {ng} patients, fewer than the {k} folds "
                                    f"({_names(data['case_id'])})", stage.span, hint="use fewer folds"))
-    if cv["kind"] == "leave_one_site_out" and (sites is None or len(set(sites)) < 2):
+    loso = cv["kind"] == "leave_one_site_out"
+    split_groups = sites if loso else groups
+    if split_groups is not None:
+        # one patient's cases never straddle a split: every split grouping must keep a patient in one group
+        where: dict = {}
+        for pid, g in zip(data["patient_id"].astype(str), split_groups):
+            where.setdefault(pid, set()).add(str(g))
+        straddle = sorted(pid for pid, gs in where.items() if len(gs) > 1)
+        if straddle:
+            errs.append(Diagnostic("E649", f"`{stage.name}`: the cases of patient(s) {_names(straddle)} of cohort `{cohort_name}` lie in "
+                                   f"different {'sites' if loso else 'groups'}, so they would straddle a split", stage.span,
+                                   hint="group by patient (drop `groups:`, the default) or correct the patient/site columns"))
+    if loso and (sites is None or len(set(sites)) < 2):
         errs.append(Diagnostic("E643", f"`{stage.name}`: leave-one-site-out needs at least 2 sites in cohort `{cohort_name}`, "
                                f"found {len(set(sites)) if sites is not None else 0}", stage.span))
     return errs, warns
