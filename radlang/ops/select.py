@@ -82,7 +82,7 @@ def icc_values_pingouin(stack, form):
     return out
 
 
-def select_support(kind, params, seed, X, y=None, index=None, columns=None, raters=None):
+def select_support(kind, params, seed, X, y=None, index=None, columns=None, raters=None, groups=None):
     """Which columns of X (n x p, float) stay: a boolean mask. Every selection decision lives here.
     index: the case ids of X's rows; columns: X's column names; raters: {name: DataFrame case_id x feature}
     of re-extracted features for `icc`."""
@@ -170,16 +170,25 @@ def select_support(kind, params, seed, X, y=None, index=None, columns=None, rate
             from sklearn.linear_model import LassoCV
             from sklearn.model_selection import KFold
 
-            m = LassoCV(alphas=int(params["n_alphas"]), cv=KFold(int(params["cv"]), shuffle=True, random_state=seed),
-                        random_state=seed, max_iter=5000).fit(Z, y)
+            splitter = KFold(int(params["cv"]), shuffle=True, random_state=seed)
+            if groups is not None and len(set(groups)) < len(groups):   # several cases per patient: keep each patient in one inner fold
+                from sklearn.model_selection import GroupKFold
+
+                splitter = list(GroupKFold(int(params["cv"]), shuffle=True, random_state=seed).split(Z, y, groups))
+            m = LassoCV(alphas=int(params["n_alphas"]), cv=splitter, random_state=seed, max_iter=5000).fit(Z, y)
             coef = np.abs(m.coef_)
         else:
             from sklearn.linear_model import LogisticRegressionCV
             from sklearn.model_selection import StratifiedKFold
 
             solver = "liblinear" if len(np.unique(y)) == 2 else "saga"
+            splitter = StratifiedKFold(int(params["cv"]), shuffle=True, random_state=seed)
+            if groups is not None and len(set(groups)) < len(groups):   # several cases per patient: keep each patient in one inner fold
+                from sklearn.model_selection import StratifiedGroupKFold
+
+                splitter = list(StratifiedGroupKFold(int(params["cv"]), shuffle=True, random_state=seed).split(Z, y, groups))
             m = LogisticRegressionCV(Cs=int(params["n_alphas"]), l1_ratios=(1.0,), solver=solver, scoring=params.get("scoring", "neg_log_loss"),
-                                     cv=StratifiedKFold(int(params["cv"]), shuffle=True, random_state=seed),
+                                     cv=splitter,
                                      max_iter=2000, tol=1e-3, random_state=seed, use_legacy_attributes=False).fit(Z, y)
             coef = np.abs(np.atleast_2d(m.coef_)).max(axis=0)
         mask = coef > 1e-10
@@ -210,11 +219,11 @@ def make_selector(kind, params, seed, raters=None):
             self.seed = seed
             self.raters = raters
 
-        def fit(self, X, y=None):
+        def fit(self, X, y=None, groups=None):
             index = list(X.index) if hasattr(X, "index") else None
             Xa = validate_data(self, X, reset=True, ensure_all_finite="allow-nan", dtype=float)
             cols = list(getattr(self, "feature_names_in_", [f"x{j}" for j in range(Xa.shape[1])]))
-            self.support_ = np.asarray(select_support(self.kind, self.params, self.seed, Xa, y, index, cols, self.raters), bool)
+            self.support_ = np.asarray(select_support(self.kind, self.params, self.seed, Xa, y, index, cols, self.raters, groups), bool)
             return self
 
         def _get_support_mask(self):

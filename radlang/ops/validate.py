@@ -97,7 +97,8 @@ def choose_threshold(y, p, rule):
 
 def run_fold(task):
     """Fit the pipeline on one training fold; predict the held-out fold (and the training fold, for the threshold).
-    task: {"build": (fn, args), "X": DataFrame, "y": array, "train": idx, "test": idx, "task": str, "rule": dict|None}."""
+    task: {"build": (fn, args), "X": DataFrame, "y": array, "train": idx, "test": idx, "task": str, "rule": dict|None,
+    "patients": patient id per row of X, or None}."""
     import warnings
 
     import numpy as np
@@ -106,9 +107,22 @@ def run_fold(task):
     pipe = fn(*args)
     X, y = task["X"], task["y"]
     tr, te = task["train"], task["test"]
+    fit_params = {}
+    if task.get("patients") is not None:
+        # several cases per patient: inner CV (a LASSO's penalty, a grid search) keeps each patient in one inner fold too
+        g_tr = np.asarray(task["patients"])[tr]
+        if len(set(g_tr)) < len(g_tr):
+            inner = pipe.estimator if hasattr(pipe, "param_grid") else pipe
+            fit_params = {f"{name}__groups": g_tr for name, step in inner.steps if hasattr(step, "get_support")}
+            if inner is not pipe:
+                from sklearn.model_selection import GroupKFold, StratifiedGroupKFold
+
+                kind = StratifiedGroupKFold if type(pipe.cv).__name__ == "StratifiedKFold" else GroupKFold
+                pipe.set_params(cv=kind(pipe.cv.n_splits, shuffle=True, random_state=pipe.cv.random_state))
+                fit_params["groups"] = g_tr
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        pipe.fit(X.iloc[tr], y[tr])
+        pipe.fit(X.iloc[tr], y[tr], **fit_params)
         fitted = pipe.best_estimator_ if hasattr(pipe, "best_estimator_") else pipe
         selected = {name: [str(c) for c in step.get_feature_names_out()] for name, step in fitted.steps
                     if name not in ("impute", "scale", "model") and hasattr(step, "get_support")}

@@ -82,3 +82,21 @@ def test_kbest_mutual_information_is_seeded_and_keeps_informative():
     a = make_kbest({"k": 2, "_task": "binary"}, 11).fit(X, y).get_support()
     b = make_kbest({"k": 2, "_task": "binary"}, 11).fit(X, y).get_support()
     assert list(np.flatnonzero(a)) == [2, 5] and (a == b).all()
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_lasso_inner_cv_keeps_each_patient_in_one_inner_fold(seed):
+    """Two near-identical cases per patient, pure-noise features: an inner CV that splits patients validates on
+    copies of its training cases, picks a weak penalty and keeps many noise features; grouped by patient it keeps
+    (almost) none."""
+    from radlang.ops.select import select_support
+
+    rng = np.random.default_rng(seed)
+    n, p = 60, 40
+    Xp, yp = rng.normal(size=(n, p)), rng.integers(0, 2, n)
+    X = np.repeat(Xp, 2, axis=0) + rng.normal(scale=0.01, size=(2 * n, p))
+    y, g = np.repeat(yp, 2), np.repeat(np.arange(n), 2).astype(str)
+    params = {"cv": 5, "n_alphas": 10, "max_features": None, "min_features": 1, "scoring": "neg_log_loss"}
+    leaky = int(select_support("lasso", params, 1, X, y).sum())
+    grouped = int(select_support("lasso", params, 1, X, y, groups=g).sum())
+    assert leaky > 10 and grouped <= 3, (leaky, grouped)
