@@ -24,12 +24,18 @@ _FILE_HASHES: dict[tuple, str] = {}
 
 
 def file_hash(path: str | os.PathLike) -> str:
-    """SHA-256 of a file's content (a directory: of its files' names and contents), memoised by mtime and size."""
+    """SHA-256 of a file's content (a directory: of its files' names and contents). Within one process a regular
+    file's digest is remembered by (path, size, mtime_ns, ctime_ns, inode), once the file is at least 2 s old
+    (a file rewritten within the file system's timestamp granularity is hashed again)."""
+    import time
+
     p = Path(path)
     st = p.stat()
-    memo = (str(p.resolve()), st.st_mtime_ns, st.st_size)
-    if memo in _FILE_HASHES:
-        return _FILE_HASHES[memo]
+    memo = None
+    if not p.is_dir() and max(st.st_mtime_ns, st.st_ctime_ns) < time.time_ns() - 2_000_000_000:
+        memo = (str(p.resolve()), st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
+        if memo in _FILE_HASHES:
+            return _FILE_HASHES[memo]
     h = hashlib.sha256()
     files = sorted(q for q in p.rglob("*") if q.is_file()) if p.is_dir() else [p]
     for f in files:
@@ -39,8 +45,26 @@ def file_hash(path: str | os.PathLike) -> str:
             for block in iter(lambda: fh.read(1 << 20), b""):
                 h.update(block)
     digest = h.hexdigest()
-    _FILE_HASHES[memo] = digest
+    if memo is not None:
+        _FILE_HASHES[memo] = digest
     return digest
+
+
+def stat_signature(path: str | os.PathLike) -> tuple[list, int]:
+    """(signature, newest timestamp in ns) of a file or a directory tree, from stat alone: size, mtime_ns, ctime_ns,
+    inode and device of the file (for a directory: of every file under it, with its relative name). Any write,
+    replacement, rename or chmod changes it. Raises OSError when the path is missing."""
+    p = Path(path)
+    st = p.stat()
+    if not p.is_dir():
+        return ["file", st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev], max(st.st_mtime_ns, st.st_ctime_ns)
+    rows, newest = [], max(st.st_mtime_ns, st.st_ctime_ns)
+    for q in sorted(p.rglob("*")):
+        if q.is_file():
+            s = q.stat()
+            rows.append([str(q.relative_to(p)), s.st_size, s.st_mtime_ns, s.st_ctime_ns, s.st_ino, s.st_dev])
+            newest = max(newest, s.st_mtime_ns, s.st_ctime_ns)
+    return ["dir", hashlib.sha256(canonical(rows)).hexdigest()], newest
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
@@ -65,11 +89,58 @@ def atomic_write_text(path, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
+HASH_INDEX = "file-hashes.json"
+
+
 class Cache:
+    settle_ns = 2_000_000_000       # a file hashed less than this after its last change is not put in the index
+
     def __init__(self, root: str | os.PathLike):
         self.root = Path(root)
         self.hits = 0
         self.misses = 0
+        self._index: dict[str, list] | None = None      # path -> [stat signature, sha256], see file_hash
+        self._index_new: dict[str, list] = {}
+
+    def file_hash(self, path: str | os.PathLike) -> str:
+        """file_hash(path) (the content's SHA-256: what cache keys are made of), remembered across runs in a
+        persistent index <root>/file-hashes.json keyed by the path and its stat signature (size, mtime_ns,
+        ctime_ns, inode, device; for a folder, of every file in it). A file whose signature changed is hashed
+        again; entries younger than 2 s are not stored (timestamp granularity), so a changed file is always
+        detected. A warm re-run then reads no image at all."""
+        import time
+
+        sig, newest = stat_signature(path)
+        name = os.path.abspath(path)          # the signature's inode/device identify the file behind any link
+        if self._index is None:
+            self._index = self._read_index()
+        hit = self._index.get(name)
+        if isinstance(hit, list) and len(hit) == 2 and hit[0] == sig:
+            return hit[1]
+        digest = file_hash(path)
+        if newest < time.time_ns() - self.settle_ns and stat_signature(path)[0] == sig:
+            self._index[name] = self._index_new[name] = [sig, digest]
+        return digest
+
+    def _read_index(self) -> dict[str, list]:
+        try:
+            with open(self.root / HASH_INDEX, encoding="utf-8") as fh:
+                data = json.load(fh)
+            return data if isinstance(data, dict) else {}
+        except (OSError, ValueError):
+            return {}
+
+    def flush(self) -> None:
+        """Write the new file-hash index entries (merged with what is on disk; atomically)."""
+        if not self._index_new:
+            return
+        index = self._read_index()
+        index.update(self._index_new)
+        try:
+            atomic_write_text(self.root / HASH_INDEX, json.dumps(index, sort_keys=True, separators=(",", ":")))
+        except OSError:          # only an accelerator: a read-only or full disk costs the next run some hashing
+            return
+        self._index_new = {}
 
     def _path(self, k: str) -> Path:
         return self.root / k[:2] / f"{k}.pkl"

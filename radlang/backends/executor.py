@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from radlang import __version__, registry
-from radlang.backends.cache import Cache, atomic_write_text, file_hash, key
+from radlang.backends.cache import Cache, atomic_write_text, key
 from radlang.backends.pool import make_executor
 from radlang.diagnostics import Diagnostic
 
@@ -67,6 +67,7 @@ class RunContext:
     inputs: dict[str, str] = field(default_factory=dict)       # input file -> sha256 (for the run manifest)
     excluded: list[dict] = field(default_factory=list)          # cases skipped with on_error: skip
     warnings: list[str] = field(default_factory=list)
+    summary: list[str] = field(default_factory=list)         # headline results, printed after the run
     _executor: Any = None
 
     @property
@@ -84,7 +85,7 @@ class RunContext:
     keys: dict[str, str] = field(default_factory=dict)          # stage -> content key of its output
 
     def hash_input(self, path) -> str:
-        h = file_hash(path)
+        h = self.cache.file_hash(path)          # content SHA-256, via the cache's persistent (path, stat) index
         self.inputs[str(path)] = h
         return h
 
@@ -136,6 +137,7 @@ def run_study(study, out: str | os.PathLike | None = None, workers: int | None =
     finally:
         if ctx._executor is not None:
             ctx._executor.close()
+        ctx.cache.flush()
     ctx.timings["total"] = round(time.perf_counter() - t_all, 4)
     write_manifest(ctx)
     return ctx

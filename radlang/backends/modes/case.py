@@ -243,7 +243,7 @@ def _tasks(ctx, stage, plan, cohort_df, perturb):
         mdf = ctx.results[table]
         masks = {str(c): m for c, m in zip(mdf["case_id"], mdf["mask"])}
     tasks = []
-    for _, row in cohort_df.iterrows():
+    for row in cohort_df.to_dict("records"):
         images = [(col, row[col]) for col in cols]
         if table is not None:
             mask, mask_col = masks.get(str(row["case_id"])), f"{table}.mask"
@@ -283,6 +283,9 @@ def _diagnostics(problems, stage):
 
 def _extract(ctx, stage, cohort_df, perturb=None):
     """-> (features DataFrame, diagnostics DataFrame, excluded [{case, reason}], content key)."""
+    import operator
+
+    import numpy as np
     import pandas as pd
 
     plan = feature_plan(ctx, stage)
@@ -348,8 +351,20 @@ def _extract(ctx, stage, cohort_df, perturb=None):
         from radlang.ops.features import member_columns
 
         cols = member_columns(cols, stage.params)
-    feats = pd.DataFrame([[results[c]["features"].get(n, float("nan")) for n in cols] for c in order],
-                         index=pd.Index(order, name="case_id"), columns=cols, dtype="float64")
+    # one float64 block built by numpy (a list of lists through pandas' object path costs ~0.1 s per 24 cases)
+    nan = float("nan")
+    pick = operator.itemgetter(*cols) if len(cols) > 1 else None
+
+    def row(f):
+        if pick is not None:
+            try:
+                return pick(f)          # every column present (the usual case): one C-level lookup per row
+            except KeyError:
+                pass
+        return [f.get(n, nan) for n in cols]
+
+    block = np.array([row(results[c]["features"]) for c in order], dtype="float64")
+    feats = pd.DataFrame(block.reshape(len(order), len(cols)), index=pd.Index(order, name="case_id"), columns=cols, copy=False)
     dseen: dict[str, None] = {}
     for c in order:
         dseen.update(dict.fromkeys(results[c]["diagnostics"]))
