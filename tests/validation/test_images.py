@@ -26,7 +26,7 @@ def test_phantom_icc_pipeline_and_external(tmp_path):
     sel = m["selection"]["robust"]
     assert 1 <= min(sel["per_fold_count"]) and max(sel["per_fold_count"]) <= m["n_features"]
     assert m["external"]["n_predictions"] == 8 and m["cross_validation"]["n_predictions"] == 16
-    assert 0.0 <= m["external"]["auc"]["estimate"] <= 1.0
+    assert m["external"]["auc"]["estimate"] > 0.75, m["external"]["auc"]   # effect 2.0: the lesion texture separates the classes
 
 
 @pytest.mark.slow
