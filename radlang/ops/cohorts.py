@@ -200,8 +200,12 @@ def load_manifest(params, manifest_path, name, check_files=True):
             try:
                 read_image_header(p)
             except Exception as e:  # noqa: BLE001 -- any reader failure is bad data, reported as a diagnostic
-                msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-                problems.append({"case": cid, "file": p, "column": col, "message": f"unreadable or corrupt image ({msg[:160]})"})
+                lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+                # SimpleITK's first line names its C++ source; the reason follows "ERROR:" on a later line
+                msg = next((ln.split("ERROR:", 1)[1].strip() for ln in lines if "ERROR:" in ln), lines[0] if lines else type(e).__name__)
+                problems.append({"case": cid, "file": p, "column": col, "code": "E602",
+                                 "message": f"unreadable or corrupt image ({msg[:160]})",
+                                 "hint": "radlang reads NIfTI, NRRD, MHA and DICOM series folders"})
         out[canon] = paths
 
     classes = None

@@ -122,6 +122,8 @@ def test_bad_manifest_reports_all_problems_at_once(tmp_path, tiny_cohort):
     text = "\n".join(msgs)
     assert f"case `{m.loc[1, 'case_id']}`, column `image`, file `{tmp_path / 'nowhere.nii.gz'}`: file not found" in text
     assert f"case `{m.loc[2, 'case_id']}`, column `mask`" in text and "unreadable or corrupt image" in text
+    corrupt = next(d for d in ei.value.diagnostics if "corrupt" in d.message)
+    assert corrupt.code == "E602" and "ImageIO" in corrupt.message and ".cxx" not in corrupt.message   # SimpleITK's reason, not its source line
     assert f"duplicate case id `{m.loc[3, 'case_id']}` (rows 5 and 6)" in text
     assert not (tmp_path / "out" / "features" / "f.csv").exists()          # nothing half-written
 
