@@ -352,7 +352,14 @@ def evaluation_plots(metrics):
             t += f" [{a['ci_low']:.3f}, {a['ci_high']:.3f}]"
         return t
 
-    def png(fig):
+    def finish(fig, ax, xlabel, ylabel, heading, legend_at):
+        """Label, lay out and render one plot to PNG bytes (no version stamp, so runs give identical files)."""
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(ylabel)
+        ax.set_title(heading, fontsize=9)
+        ax.grid(True, alpha=0.3)
+        ax.legend(loc=legend_at, fontsize=7)
+        fig.tight_layout()
         FigureCanvasAgg(fig)
         buf = io.BytesIO()
         fig.savefig(buf, format="png", dpi=100, metadata={"Software": None})
@@ -380,13 +387,8 @@ def evaluation_plots(metrics):
                         linestyle="none", label=f"operating point at {at}: sens {m['sensitivity']:.2f}, spec {m['specificity']:.2f}")
         ax.set_xlim(-0.01, 1.01)
         ax.set_ylim(-0.01, 1.01)
-        ax.set_xlabel("1 - specificity (false positive rate)")
-        ax.set_ylabel("sensitivity (true positive rate)")
-        ax.set_title("ROC  " + title + (f"\nthreshold chosen on training data: {rule_text}" if rule_text else ""), fontsize=9)
-        ax.grid(True, alpha=0.3)
-        ax.legend(loc="lower right", fontsize=7)
-        fig.tight_layout()
-        out["roc.png"] = png(fig)
+        out["roc.png"] = finish(fig, ax, "1 - specificity (false positive rate)", "sensitivity (true positive rate)",
+                                "ROC  " + title + (f"\nthreshold chosen on training data: {rule_text}" if rule_text else ""), "lower right")
 
     cal_sets = [(n, m, c) for n, m, c in sets if isinstance(m.get("calibration"), dict) and (m["calibration"].get("curve") or {}).get("predicted")]
     if cal_sets:
@@ -404,13 +406,8 @@ def evaluation_plots(metrics):
                     label=f"{name}: " + (", ".join(stats) if stats else "intercept/slope not estimable"))
         ax.set_xlim(-0.01, 1.01)
         ax.set_ylim(-0.01, 1.01)
-        ax.set_xlabel("predicted probability (mean of the bin)")
-        ax.set_ylabel("observed fraction of positives")
-        ax.set_title("Calibration  " + title, fontsize=9)
-        ax.grid(True, alpha=0.3)
-        ax.legend(loc="upper left", fontsize=7)
-        fig.tight_layout()
-        out["calibration.png"] = png(fig)
+        out["calibration.png"] = finish(fig, ax, "predicted probability (mean of the bin)", "observed fraction of positives",
+                                        "Calibration  " + title, "upper left")
 
     nb_sets = [(n, m, c) for n, m, c in sets if isinstance(m.get("net_benefit"), dict) and m["net_benefit"].get("thresholds")]
     if nb_sets:
@@ -429,13 +426,7 @@ def evaluation_plots(metrics):
                 label="treat none")
         span = max(top, 0.05)
         ax.set_ylim(-0.15 * span, 1.1 * span)
-        ax.set_xlabel("threshold probability")
-        ax.set_ylabel("net benefit")
-        ax.set_title("Decision curve  " + title, fontsize=9)
-        ax.grid(True, alpha=0.3)
-        ax.legend(loc="best", fontsize=7)
-        fig.tight_layout()
-        out["decision_curve.png"] = png(fig)
+        out["decision_curve.png"] = finish(fig, ax, "threshold probability", "net benefit", "Decision curve  " + title, "best")
     return out
 
 
