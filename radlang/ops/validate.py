@@ -131,10 +131,24 @@ def run_fold(task):
         p_te = pipe.predict_proba(X.iloc[te])
         out = {"test": p_te[:, 1] if task["task"] == "binary" else p_te, "threshold": None, "selected": selected}
         if task["task"] == "binary" and task.get("rule"):
-            p_tr = pipe.predict_proba(X.iloc[tr])[:, 1]
+            k = int(task.get("threshold_cv") or 0)
+            yt = np.asarray(y[tr]).astype(int)
+            if k >= 2 and min(int(yt.sum()), int(len(yt) - yt.sum())) >= k:
+                # choose on out-of-fold predictions inside the training fold: scores the model never saw while fitting
+                from sklearn.base import clone
+                from sklearn.model_selection import StratifiedGroupKFold
+
+                g_in = np.asarray(task["patients"])[tr] if task.get("patients") is not None else np.arange(len(tr)).astype(str)
+                p_tr = np.empty(len(tr))
+                for a, b in StratifiedGroupKFold(k, shuffle=True, random_state=int(task.get("seed", 0))).split(X.iloc[tr], yt, g_in):
+                    inner = clone(pipe)
+                    inner_params = {kk: (v[a] if hasattr(v, "__len__") and len(v) == len(tr) else v) for kk, v in fit_params.items()}
+                    inner.fit(X.iloc[tr].iloc[a], yt[a], **inner_params)
+                    p_tr[b] = inner.predict_proba(X.iloc[tr].iloc[b])[:, 1]
+            else:
+                p_tr = pipe.predict_proba(X.iloc[tr])[:, 1]
             t = choose_threshold(y[tr], p_tr, task["rule"])
             pred = p_tr >= t
-            yt = np.asarray(y[tr]).astype(int)
             out.update(threshold=t, train_sensitivity=float(pred[yt == 1].mean()), train_specificity=float((~pred[yt == 0]).mean()))
         if "search" in task and hasattr(pipe, "best_params_"):
             back = {"n_neighbors": "k"}
@@ -586,6 +600,8 @@ class EvaluateSettings(Settings):
     metrics: list[Literal["auc", "roc", "sensitivity", "specificity", "accuracy", "brier", "calibration", "net_benefit",
                           "c_index", "log_loss"]] | None = Field(None, description="default: every metric that fits the outcome")
     threshold: dict | None = Field(None, description="`youden` (default for binary outcomes), `sensitivity >= 0.9`, `specificity >= 0.95`")
+    threshold_cv: int = Field(3, ge=0, le=10, description=("inner folds (patient-grouped) whose out-of-fold predictions choose the "
+                              "threshold inside each training fold; 0 = the training fold's own fitted predictions (optimistic)"))
     bootstrap: int = Field(1000, ge=0, description="bootstrap resamples (by patient) for the AUC confidence interval")
     ci: float = Field(0.95, gt=0, lt=1)
     calibration_bins: int = Field(10, ge=2)

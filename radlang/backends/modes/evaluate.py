@@ -298,14 +298,16 @@ def run_evaluate(stage, ctx):
 
     splits = make_splits(cv, y_strat if task in ("binary", "multiclass", "survival") else None, groups, sites, stage.seed)
     patients = data["patient_id"].astype(str).to_numpy()
+    tcv = int(p.get("threshold_cv", 0))
     tasks = [{"build": build, "X": X, "y": y, "train": tr, "test": te, "task": task, "rule": rule, "search": bool(mparams.get("search")),
-              "patients": patients} for _, _, tr, te in splits]
+              "patients": patients, "threshold_cv": tcv, "seed": stage.seed} for _, _, tr, te in splits]
     if Xe is not None:
         Xall = pd.concat([X, Xe])
         yall = np.concatenate([y, ye])
         tasks.append({"build": build, "X": Xall, "y": yall, "train": np.arange(len(X)), "test": np.arange(len(X), len(Xall)),
                       "task": task, "rule": rule, "return_model": ctx.workers <= 1, "search": bool(mparams.get("search")),
-                      "patients": np.concatenate([patients, ext_data["patient_id"].astype(str).to_numpy()])})
+                      "patients": np.concatenate([patients, ext_data["patient_id"].astype(str).to_numpy()]),
+                      "threshold_cv": tcv, "seed": stage.seed})
     results: list = [None] * len(tasks)
     try:
         if ctx.workers > 1 and len(tasks) > 1:
