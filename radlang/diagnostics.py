@@ -11,7 +11,7 @@ from __future__ import annotations
 import difflib
 import json
 from dataclasses import dataclass, field
-from typing import Iterable
+from typing import Iterable, NamedTuple
 
 PHASES = {
     "0": "syntax",
@@ -25,9 +25,10 @@ PHASES = {
 }
 
 
-@dataclass(frozen=True)
-class Span:
-    """A half-open source range. Lines and columns are 1-based."""
+class Span(NamedTuple):
+    """A half-open source range. Lines and columns are 1-based. (A named tuple: the parser makes one per
+    node and token, tens of thousands for a big spec, and a tuple is several times cheaper to build than a
+    frozen dataclass.)"""
 
     file: str
     line: int

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from typing import Annotated, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, PlainSerializer
 
-from radlang.diagnostics import Span
+from radlang.diagnostics import Span as _Span
+
+# a span serialises with its field names (`radlang parse --format json`), not as a bare tuple
+Span = Annotated[_Span, PlainSerializer(lambda s: s._asdict(), return_type=dict)]
 
 
 class Node(BaseModel):

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import gc
 import re
 from functools import lru_cache
 
 from lark import Lark, Token, Transformer
+from lark.lexer import BasicLexer, UnlessCallback
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
 
 from radlang.diagnostics import Diagnostic, Span
@@ -169,6 +171,9 @@ class _ToIR(Transformer):
     def cast(self, ch):
         return _mk(Cast, value=ch[0], kind=ch[2], span=self._sp(ch))
 
+    def negcast(self, ch):  # `-3 as x`: the cast of a negated number
+        return _mk(Cast, value=self.neg(ch[:2]), kind=ch[3], span=self._sp(ch))
+
     def posarg(self, ch):
         return _mk(ArgV, name=None, value=ch[0], span=self._sp(ch))
 
@@ -228,11 +233,72 @@ class _ToIR(Transformer):
 _TRANSFORMER = _ToIR()
 
 
+class _Lexer(BasicLexer):
+    """Lark's basic lexer, same terminals in the same order and the same keyword rule, with its
+    per-token call chain (Scanner.match, LineCounter.feed, UnlessCallback) folded into one loop.
+    Lark's contextual lexer is not needed: no terminal of this grammar overlaps another in a way
+    the parser state would have to resolve. tests/test_parser_lexer.py holds it equal to Lark's own."""
+
+    __future_interface__ = 2
+    _union = None
+
+    def lex(self, state, parser_state):
+        scanner = self.scanner  # builds self.callback: the NAME -> keyword retyping, as BasicLexer does
+        if not all(isinstance(cb, UnlessCallback) for cb in self.callback.values()):
+            yield from super().lex(state, parser_state)  # user callbacks: Lark's own loop
+            return
+        if self._union is None:  # Lark's Scanner builds the same alternation (named groups, same order)
+            self._union = re.compile("|".join(f"(?P<{t.name}>{t.pattern.to_regexp()})" for t in scanner.terminals),
+                                     self.g_regex_flags)
+        match = self._union.match
+        keywords = {type_: {t.pattern.value: t.name for t in cb.scanner.terminals} for type_, cb in self.callback.items()}
+        ignore, newline = self.ignore_types, self.newline_types
+        text_slice = state.text
+        text, end = text_slice.text, text_slice.end
+        ctr = state.line_ctr
+        pos, line, line_start = ctr.char_pos, ctr.line, ctr.line_start_pos
+        new = str.__new__
+        while pos < end:
+            m = match(text, pos, end)
+            if m is None:
+                ctr.char_pos, ctr.line, ctr.column, ctr.line_start_pos = pos, line, pos - line_start + 1, line_start
+                allowed = scanner.allowed_types - ignore or {"<END-OF-FILE>"}
+                raise UnexpectedCharacters(text, pos, line, pos - line_start + 1, allowed=allowed,
+                                           token_history=state.last_token and [state.last_token],
+                                           state=parser_state, terminals_by_name=self.terminals_by_name)
+            type_ = m.lastgroup
+            value = m.group()
+            stop = m.end()
+            if type_ in ignore:
+                if type_ in newline:
+                    n = value.count("\n")
+                    if n:
+                        line += n
+                        line_start = pos + value.rindex("\n") + 1
+                pos = stop
+                continue
+            kw = keywords.get(type_)
+            if kw is not None:
+                type_ = kw.get(value, type_)
+            t = new(Token, value)
+            t.type, t.value, t.start_pos, t.line, t.column = type_, value, pos, line, pos - line_start + 1
+            if type_ in newline and "\n" in value:
+                line += value.count("\n")
+                line_start = pos + value.rindex("\n") + 1
+            t.end_line, t.end_column, t.end_pos = line, stop - line_start + 1, stop
+            pos = stop
+            state.last_token = t
+            ctr.char_pos, ctr.line, ctr.column, ctr.line_start_pos = pos, line, pos - line_start + 1, line_start
+            yield t
+        ctr.char_pos, ctr.line, ctr.column, ctr.line_start_pos = pos, line, pos - line_start + 1, line_start
+
+
 @lru_cache(maxsize=1)
 def _parser() -> Lark:
     return Lark(
         grammar_path().read_text(encoding="utf-8"),
         parser="lalr",
+        lexer=_Lexer,
         keep_all_tokens=True,
         maybe_placeholders=False,
         transformer=_TRANSFORMER,
@@ -260,8 +326,16 @@ def _describe_token(tok: Token) -> str:
     return f"`{val}`"
 
 
+_VALUE_START = frozenset({"QUANTITY", "NUMBER", "STRING", "TRUE", "FALSE", "NONE", "LSQB", "NAME", "LPAR"})
+
+
 def _expected(names) -> str:
-    pretty = sorted({TERMINAL_NAMES.get(n, f"`{n.lower()}`" if n.isalpha() else n) for n in names})
+    names = set(names)
+    pretty = set()
+    if _VALUE_START <= names:  # where any value may start, say so instead of listing every way to write one
+        names -= _VALUE_START | {"MINUS"}
+        pretty.add("a value")
+    pretty = sorted(pretty | {TERMINAL_NAMES.get(n, f"`{n.lower()}`" if n.isalpha() else n) for n in names})
     if len(pretty) > 6:
         pretty = pretty[:6] + ["…"]
     return ", ".join(pretty)
@@ -331,7 +405,15 @@ def _chunks(text: str):
 def _parse_items(file: str, text: str) -> list:
     """Parse straight into IR nodes. Raises UnexpectedInput or _ValueError."""
     _TRANSFORMER.file = file
-    return _parser().parse(text)
+    # The parse allocates tens of thousands of small acyclic objects; the cyclic collector's passes over them
+    # cost a third of the parse time of a big spec and can never free anything here.
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return _parser().parse(text)
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def _value_diag(e: _ValueError) -> Diagnostic:
