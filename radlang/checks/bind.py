@@ -30,7 +30,7 @@ def check_names(stmts: list[Stmt], diags: list) -> dict[str, Stmt]:
     """Duplicate names (E102), unknown kinds (E104), unknown operators (E103), kind/operator mismatch (E201)."""
     seen: dict[str, Stmt] = {}
     kinds = registry.kinds()
-    ops = [o.name for o in registry.all_ops()]
+    ops = registry.names()
     for s in stmts:
         if s.name in seen:
             first = seen[s.name]
@@ -44,7 +44,7 @@ def check_names(stmts: list[Stmt], diags: list) -> dict[str, Stmt]:
             continue
         op = registry.get(s.op.name)
         if op is None:
-            same_kind = [o.name for o in registry.all_ops() if o.kind == s.kind]
+            same_kind = registry.names(s.kind)
             hint = did_you_mean(s.op.name, ops) or (f"`{s.kind}` operators: {', '.join(same_kind)}" if same_kind else None)
             diags.append(Diagnostic("E103", f"unknown operator `{s.op.name}`", s.op.name_span, hint=hint))
             continue
