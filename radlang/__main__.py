@@ -1,4 +1,4 @@
-from radlang.cli import main
+from radlang.cli import entry
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    entry()
