@@ -237,7 +237,7 @@ class _Lexer(BasicLexer):
     """Lark's basic lexer, same terminals in the same order and the same keyword rule, with its
     per-token call chain (Scanner.match, LineCounter.feed, UnlessCallback) folded into one loop.
     Lark's contextual lexer is not needed: no terminal of this grammar overlaps another in a way
-    the parser state would have to resolve. tests/test_parser_lexer.py holds it equal to Lark's own."""
+    the parser state would have to resolve. tests/test_lexer.py holds it equal to Lark's own."""
 
     __future_interface__ = 2
     _union = None
@@ -253,44 +253,45 @@ class _Lexer(BasicLexer):
         match = self._union.match
         keywords = {type_: {t.pattern.value: t.name for t in cb.scanner.terminals} for type_, cb in self.callback.items()}
         ignore, newline = self.ignore_types, self.newline_types
-        text_slice = state.text
-        text, end = text_slice.text, text_slice.end
+        text, end = state.text.text, state.text.end
         ctr = state.line_ctr
         pos, line, line_start = ctr.char_pos, ctr.line, ctr.line_start_pos
         new = str.__new__
-        while pos < end:
-            m = match(text, pos, end)
-            if m is None:
-                ctr.char_pos, ctr.line, ctr.column, ctr.line_start_pos = pos, line, pos - line_start + 1, line_start
-                allowed = scanner.allowed_types - ignore or {"<END-OF-FILE>"}
-                raise UnexpectedCharacters(text, pos, line, pos - line_start + 1, allowed=allowed,
-                                           token_history=state.last_token and [state.last_token],
-                                           state=parser_state, terminals_by_name=self.terminals_by_name)
-            type_ = m.lastgroup
-            value = m.group()
-            stop = m.end()
-            if type_ in ignore:
-                if type_ in newline:
-                    n = value.count("\n")
-                    if n:
-                        line += n
-                        line_start = pos + value.rindex("\n") + 1
+        last = state.last_token
+        try:
+            while pos < end:
+                m = match(text, pos, end)
+                if m is None:
+                    allowed = scanner.allowed_types - ignore or {"<END-OF-FILE>"}
+                    raise UnexpectedCharacters(text, pos, line, pos - line_start + 1, allowed=allowed,
+                                               token_history=last and [last], state=parser_state,
+                                               terminals_by_name=self.terminals_by_name)
+                type_ = m.lastgroup
+                value = m.group()
+                stop = m.end()
+                if type_ in ignore:
+                    if type_ in newline:
+                        n = value.count("\n")
+                        if n:
+                            line += n
+                            line_start = pos + value.rindex("\n") + 1
+                    pos = stop
+                    continue
+                kw = keywords.get(type_)
+                if kw is not None:
+                    type_ = kw.get(value, type_)
+                t = new(Token, value)
+                t.type, t.value, t.start_pos, t.line, t.column = type_, value, pos, line, pos - line_start + 1
+                if type_ in newline and "\n" in value:
+                    line += value.count("\n")
+                    line_start = pos + value.rindex("\n") + 1
+                t.end_line, t.end_column, t.end_pos = line, stop - line_start + 1, stop
                 pos = stop
-                continue
-            kw = keywords.get(type_)
-            if kw is not None:
-                type_ = kw.get(value, type_)
-            t = new(Token, value)
-            t.type, t.value, t.start_pos, t.line, t.column = type_, value, pos, line, pos - line_start + 1
-            if type_ in newline and "\n" in value:
-                line += value.count("\n")
-                line_start = pos + value.rindex("\n") + 1
-            t.end_line, t.end_column, t.end_pos = line, stop - line_start + 1, stop
-            pos = stop
-            state.last_token = t
+                last = t
+                yield t
+        finally:  # where Lark's LineCounter would be, however the scan ends
             ctr.char_pos, ctr.line, ctr.column, ctr.line_start_pos = pos, line, pos - line_start + 1, line_start
-            yield t
-        ctr.char_pos, ctr.line, ctr.column, ctr.line_start_pos = pos, line, pos - line_start + 1, line_start
+            state.last_token = last
 
 
 @lru_cache(maxsize=1)
