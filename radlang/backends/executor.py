@@ -36,7 +36,7 @@ def mode(name: str):
 
 
 def get_mode(name: str) -> Callable:
-    if not _MODES:
+    if name not in _MODES:          # load every mode module (one of them may have been imported alone already)
         import radlang.backends.modes as pkg
 
         for m in sorted(pkgutil.iter_modules(pkg.__path__), key=lambda m: m.name):
