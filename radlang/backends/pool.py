@@ -5,21 +5,21 @@ from __future__ import annotations
 
 import os
 import sys
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
-from typing import Any, Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
+
+if TYPE_CHECKING:           # imported when the pool starts: a run whose every case is cached never needs it
+    from concurrent.futures import ProcessPoolExecutor
 
 
 def _worker_init():
-    # One thread per worker for ITK and BLAS, so N workers don't oversubscribe N cores.
+    # One thread per worker for ITK and BLAS, so N workers don't oversubscribe N cores. The libraries read these
+    # variables when they are first imported or used (ITK: its global default number of threads), so a worker that
+    # only fits models never imports SimpleITK; a library already imported is told directly.
     for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS"):
         os.environ[var] = "1"
-    try:
-        import SimpleITK as sitk
-
+    sitk = sys.modules.get("SimpleITK")
+    if sitk is not None:
         sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(1)
-    except Exception:
-        pass
-    # torch reads OMP_NUM_THREADS when it is imported; importing it here (seconds) would slow every worker's start
     torch = sys.modules.get("torch")
     if torch is not None:
         torch.set_num_threads(1)
@@ -50,6 +50,7 @@ class LocalPool(MapExecutor):
     def _get(self):
         if self._pool is None:
             import multiprocessing as mp
+            from concurrent.futures import ProcessPoolExecutor
 
             self._pool = ProcessPoolExecutor(self.workers, mp_context=mp.get_context("spawn"), initializer=_worker_init)
         return self._pool
@@ -58,6 +59,8 @@ class LocalPool(MapExecutor):
         if not items:
             return
         order = _largest_first(items, weights)
+        from concurrent.futures import FIRST_COMPLETED, wait
+
         pool = self._get()
         pending = {}
         it = iter(order)

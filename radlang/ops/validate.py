@@ -337,14 +337,15 @@ def evaluation_plots(metrics):
     {"roc.png": ..., "calibration.png": ..., "decision_curve.png": ...}; a plot whose data the metrics
     do not hold (not asked for in `metrics:`) is left out. Fixed size, dpi and no metadata: the same
     metrics give the same bytes."""
+    if metrics.get("task") != "binary":
+        return {}
+
     import io
     import math
 
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    if metrics.get("task") != "binary":
-        return {}
     sets = []
     if isinstance(metrics.get("cross_validation"), dict):
         cv = metrics.get("cv") or {}
@@ -444,14 +445,15 @@ def evaluation_plots(metrics):
     return out
 
 
-def write_evaluation_plots(metrics, folder):
+def write_evaluation_plots(metrics, folder, plots=None):
     """Write the plots of `evaluation_plots` under `folder` (each atomically: a temporary file in the same
     folder, then os.replace); removes a plot of an earlier run that these metrics no longer give.
-    Returns the file names written, in order."""
+    `plots`: evaluation_plots(metrics) when the caller already has them. Returns the file names written, in order."""
     import os
     import tempfile
 
-    plots = evaluation_plots(metrics)
+    if plots is None:
+        plots = evaluation_plots(metrics)
     folder = str(folder)
     if plots:
         os.makedirs(folder, exist_ok=True)

@@ -4,8 +4,12 @@ cache stays content-addressed (a changed file is always hashed again and detecte
 from __future__ import annotations
 
 import hashlib
+import json
 import os
+import re
 import shutil
+import subprocess
+import sys
 
 import pandas as pd
 import pytest
@@ -138,3 +142,49 @@ def test_feature_table_assembly_is_float64_in_case_order(tmp_path, tiny_cohort, 
         assert feats.equals(ctx.results["f"].iloc[:cases])
     else:
         assert feats.shape == (0, 0)
+
+
+# what a re-run must not import when the results that need it are cached
+IMAGE_STACK = ("SimpleITK", "radiomics", "torch", "monai")
+MODEL_STACK = ("sklearn", "scipy", "statsmodels", "matplotlib", "dcurves", "pingouin")
+
+
+def _run_and_list_imports(spec, out, workers=2) -> set[str]:
+    """`radlang run` in a fresh process (its pool workers too) under -X importtime: the top-level modules imported."""
+    p = subprocess.run([sys.executable, "-X", "importtime", "-m", "radlang", "run", str(spec), "--out", str(out),
+                        "--workers", str(workers), "--quiet"], capture_output=True, text=True, cwd=spec.parent, check=False)
+    assert p.returncode == 0, p.stderr[-3000:]
+    mods = {m.group(1).split(".")[0] for m in re.finditer(r"^import time:\s+\d+ \|\s+\d+ \|\s*(\S+)", p.stderr, re.MULTILINE)}
+    assert mods, "no -X importtime output"
+    return mods
+
+
+def test_warm_reruns_import_only_what_the_changed_stages_need(tmp_path, tiny_cohort):
+    """Everything cached: no image library, no scikit-learn, no matplotlib (the plots are cached with the metrics).
+    Only the downstream selection changed: the evaluation really runs again (new metrics), the image stack stays out."""
+    study = """
+        cohort c = manifest("{m}") {{ mask: mask, outcome: malignant as binary }}
+        features f = pyradiomics(c.image, c.mask) {{ classes: [firstorder] }}
+        select keep = variance(f) {{ min: {v} }}
+        model clf = logistic(keep, target: c.outcome)
+        validate v = evaluate(clf) {{ cv: stratified_kfold(2), bootstrap: 20 }}
+    """
+    spec = write_spec(tmp_path, study.format(m=tiny_cohort, v=0.0))
+    out = tmp_path / "out"
+    run_spec(spec, out)
+    files = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file() and ".cache" not in p.parts}
+    assert any(p.suffix == ".png" for p in files)
+
+    mods = _run_and_list_imports(spec, out)
+    assert "radlang" in mods and not set(IMAGE_STACK + MODEL_STACK) & mods, sorted(set(IMAGE_STACK + MODEL_STACK) & mods)
+    again = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file() and ".cache" not in p.parts}
+    assert {k: v for k, v in again.items() if k.name != "run.json"} == {k: v for k, v in files.items() if k.name != "run.json"}
+    assert json.loads((out / "run.json").read_text())["cache"] == {"hits": 9, "misses": 0}
+
+    before = (out / "metrics" / "v.json").read_bytes()
+    write_spec(tmp_path, study.format(m=tiny_cohort, v=1000.0))
+    mods = _run_and_list_imports(spec, out)
+    assert not set(IMAGE_STACK) & mods, sorted(set(IMAGE_STACK) & mods)
+    assert "sklearn" in mods
+    assert (out / "metrics" / "v.json").read_bytes() != before
+    assert json.loads((out / "run.json").read_text())["cache"] == {"hits": 8, "misses": 1}

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from _validation_util import codes, metrics, predictions, run_error_codes, run_spec, write_table
 
+import radlang.backends.modes.evaluate as evaluate_mode
 from radlang.ops.validate import make_splits
 
 
@@ -75,13 +76,14 @@ def _reordered(src: str) -> str:
     return "\n".join(head + body[vstart:] + stmts) + "\n"
 
 
-def test_determinism_two_runs_reordering_and_parallel_folds(tmp_path):
+def test_determinism_two_runs_reordering_and_parallel_folds(tmp_path, monkeypatch):
     run_spec(DET, tmp_path / "a.rad", tmp_path / "a")
     a = (tmp_path / "a" / "metrics" / "v.json").read_bytes()
     src2 = _reordered(DET)
     assert src2.splitlines()[1].startswith("validate")
     run_spec(src2, tmp_path / "c.rad", tmp_path / "c")
     assert a == (tmp_path / "c" / "metrics" / "v.json").read_bytes()
+    monkeypatch.setattr(evaluate_mode, "POOL_START_S", -1.0)         # these folds are quick: make the pool worth it
     run_spec(DET, tmp_path / "d.rad", tmp_path / "d", workers=2)     # a second run, folds in parallel processes
     assert a == (tmp_path / "d" / "metrics" / "v.json").read_bytes()
     assert (tmp_path / "a" / "predictions" / "v.csv").read_bytes() == (tmp_path / "d" / "predictions" / "v.csv").read_bytes()
@@ -271,3 +273,46 @@ validate v = evaluate(m) { cv: stratified_kfold(3), bootstrap: 0 }
     run_spec(src, tmp_path / "i.rad", tmp_path / "out")
     freq = metrics(tmp_path / "out")["selection"]["r"]["frequency"]
     assert freq == {"f0000": 1.0, "f0001": 1.0, "f0002": 1.0, "f0003": 1.0}
+
+
+class _Pool:
+    """A stand-in for the worker pool that records what it was given."""
+
+    def __init__(self):
+        self.items = None
+
+    def map(self, fn, items, weights=None):
+        self.items = list(items)
+        for i, item in enumerate(self.items):
+            yield i, fn(item)
+
+
+class _Ctx:
+    def __init__(self, workers):
+        self.workers, self.executor = workers, _Pool()
+
+
+@pytest.mark.parametrize("workers, start, pooled", [(2, 2.0, False), (2, -1.0, True), (1, -1.0, False)])
+def test_folds_go_to_the_pool_only_when_it_saves_time(monkeypatch, workers, start, pooled):
+    """The first fold runs in this process; the rest go to the pool when, at that pace, parallel work saves more
+    than starting workers costs (quick folds never start a pool). Every result lands in its own slot."""
+    monkeypatch.setattr(evaluate_mode, "POOL_START_S", start)
+    ctx = _Ctx(workers)
+    tasks = list(range(5))
+    results = [None] * len(tasks)
+    evaluate_mode._run_folds(ctx, lambda t: t * 10, tasks, results)
+    assert results == [0, 10, 20, 30, 40]
+    assert ctx.executor.items == ([1, 2, 3, 4] if pooled else None)
+
+
+def test_a_failing_fold_leaves_the_later_slots_empty():
+    """run_evaluate names the first fold without a result when fitting fails."""
+    def fit(t):
+        if t == 2:
+            raise ValueError("cannot fit")
+        return t
+
+    results = [None] * 4
+    with pytest.raises(ValueError):
+        evaluate_mode._run_folds(_Ctx(2), fit, list(range(4)), results)
+    assert results == [0, 1, None, None]

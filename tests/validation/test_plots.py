@@ -9,6 +9,7 @@ import struct
 import pytest
 from _validation_util import run_spec
 
+import radlang.ops.validate as validate_ops
 from radlang.ops.validate import evaluation_plots, evaluation_summary
 
 SPEC = """
@@ -74,10 +75,15 @@ def test_summary_line_formats_the_metrics_json(two_runs):
                             "plots/v/decision_curve.png")
 
 
-def test_cached_rerun_gives_same_plots_and_summary(two_runs):
+def _not_drawn(metrics):
+    raise AssertionError("plots drawn again although the metrics are unchanged")
+
+
+def test_cached_rerun_gives_same_plots_and_summary(two_runs, monkeypatch):
     d, a, _ = two_runs
     before = {n: (d / "a" / "plots" / "v" / n).read_bytes() for n in PLOTS}
     (d / "a" / "plots" / "v" / "roc.png").unlink()
+    monkeypatch.setattr(validate_ops, "evaluation_plots", _not_drawn)   # the PNGs come from the cache too
     again = run_spec(SPEC, d / "a.rad", d / "a")       # cache hit: metrics come back from the cache
     assert again.cache.hits >= 1
     assert again.summary == a.summary

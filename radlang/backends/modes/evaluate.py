@@ -20,6 +20,31 @@ def build_pipeline(selectors, assemble, model_name, model_params, seed):
     return assemble(steps, model_name, model_params, seed)
 
 
+# Seconds a fresh worker process takes to start and import what a fold needs (pandas, scikit-learn, ...) on a
+# typical 2-core machine: the pool is used only when the time it saves is larger.
+POOL_START_S = 2.0
+
+
+def _run_folds(ctx, run_fold, tasks, results):
+    """results[i] = run_fold(tasks[i]). The first task runs in this process; the others go to the worker pool only
+    when, at the first one's pace, running them in parallel saves more than starting the workers costs (a small
+    cohort's folds take milliseconds, a worker's imports seconds). Where a fold runs does not change its numbers."""
+    import time
+
+    if not tasks:
+        return
+    t0 = time.perf_counter()
+    results[0] = run_fold(tasks[0])
+    rest = len(tasks) - 1
+    saved = (time.perf_counter() - t0) * rest * (1 - 1 / max(ctx.workers, 1))
+    if ctx.workers > 1 and rest > 1 and saved > POOL_START_S:
+        for i, r in ctx.executor.map(run_fold, tasks[1:]):
+            results[i + 1] = r
+    else:
+        for i in range(1, len(tasks)):
+            results[i] = run_fold(tasks[i])
+
+
 def _chain(ctx, stage):
     """(feature stage, [select stages in pipeline order], model stage)."""
     by = ctx.study.by_name()
@@ -310,12 +335,7 @@ def run_evaluate(stage, ctx):
                       "threshold_cv": tcv, "seed": stage.seed})
     results: list = [None] * len(tasks)
     try:
-        if ctx.workers > 1 and len(tasks) > 1:
-            for i, r in ctx.executor.map(run_fold, tasks):
-                results[i] = r
-        else:
-            for i, t in enumerate(tasks):
-                results[i] = run_fold(t)
+        _run_folds(ctx, run_fold, tasks, results)
     except (ValueError, ArithmeticError, np.linalg.LinAlgError) as e:   # a model that cannot be fit on these data
         which = next((f"fold {s[1] + 1} of repeat {s[0] + 1}" for s, r in zip(splits, results) if r is None), "the final model")
         raise RunError([Diagnostic("E648", f"`{stage.name}`: fitting `{model.name}` on cohort `{cohort_name}` failed in {which}: {e}",
@@ -402,12 +422,28 @@ def run_evaluate(stage, ctx):
 def _report(stage, ctx, mbytes):
     """Plots (binary outcomes) under <out>/plots/<stage>/ and the run summary's lines, both from the metrics
     exactly as written to <out>/metrics/<stage>.json: a cached re-run shows the same."""
+    import hashlib
     import json
+    from importlib.metadata import PackageNotFoundError, version
 
-    from radlang.ops.validate import evaluation_summary, write_evaluation_plots
+    from radlang import registry
+    from radlang.backends.cache import Cache
+    from radlang.ops.validate import evaluation_plots, evaluation_summary, write_evaluation_plots
 
     shown = json.loads(mbytes.decode("utf-8"))
-    plots = write_evaluation_plots(shown, ctx.out / "plots" / stage.name)
+    # The PNGs are a pure function of the metrics bytes (and the plotting code and matplotlib): cached under those,
+    # a cached evaluation does not import matplotlib. Own counters: run.json's hits/misses stay the stages' own.
+    try:
+        mpl = version("matplotlib")
+    except PackageNotFoundError:
+        mpl = None
+    plot_cache = Cache(ctx.cache.root)
+    pk = key("evaluation-plots", registry.get(stage.op).version, mpl, hashlib.sha256(mbytes).hexdigest())
+    drawn = plot_cache.get(pk)
+    if drawn is None:
+        drawn = evaluation_plots(shown)
+        plot_cache.put(pk, drawn)
+    plots = write_evaluation_plots(shown, ctx.out / "plots" / stage.name, drawn)
     files = [f"metrics/{stage.name}.json", f"predictions/{stage.name}.csv"] + [f"plots/{stage.name}/{n}" for n in plots]
     ctx.summary.extend(evaluation_summary(shown, files))
 
