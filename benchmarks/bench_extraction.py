@@ -1,13 +1,20 @@
 """Benchmark: `radlang run` feature extraction against the PyRadiomics command line, side by side, on the same files.
 
-    .venv/bin/python benchmarks/bench_extraction.py [--cases 24] [--workers 2] [--memory-cases 96] [--keep DIR]
+    .venv/bin/python benchmarks/bench_extraction.py [--cases 24] [--workers 2] [--memory-cases 96] [--sections 1,2,3,4]
+                                                     [--repeats 3] [--keep DIR]
 
 1. Cold extraction. A phantom cohort (written once, NIfTI), Original + LoG(1, 3 mm) + Wavelet, bin width 25:
    `pyradiomics batch.csv -p params.yaml -j W` vs `radlang run bench.rad --workers W` with the same settings.
    Ratio = radlang wall time / CLI wall time (target <= 1.0).
 2. Merging. The same features written as two radlang stages (Original+LoG, and Wavelet), which the compiler merges
    into one PyRadiomics pass, vs the CLI run twice (once per parameter file).
-3. Warm re-run after changing only a downstream stage (a `variance` selection): radlang wall / cold wall (target <= 5%).
+3. Warm re-run after changing only a downstream stage, at --cases and at --memory-cases cases: the study extracts the
+   features and validates a model on them (`variance` selection -> `logistic` -> `evaluate`, the defaults: 5-fold CV,
+   1000 bootstrap resamples, plots). The cold run starts from an empty output folder; each warm run changes only the
+   selection's `min` (a new value each time, so the evaluation is never a cache hit) and must recompute the evaluation:
+   the benchmark checks that metrics/v.json changes and that every case came from the cache. Ratio = warm wall / cold
+   wall, medians of --repeats runs (target <= 5%); also shown without the evaluate stage's own time (from run.json),
+   i.e. what the warm run costs besides the work that really changed.
 4. Peak memory (RSS of the whole process tree, sampled from /proc) of `radlang run` for --memory-cases vs --cases
    (target <= 1.2x).
 """
@@ -15,8 +22,10 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -92,7 +101,8 @@ featureClass:
 ALL_TYPES = "  Original: {}\n  LoG:\n    sigma: [1.0, 3.0]\n  Wavelet: {}\n"
 
 
-def spec(manifest: Path, merged: bool, downstream_min: float | None = None) -> str:
+def spec(manifest: Path, merged: bool = False, downstream_min: float | None = None) -> str:
+    """The study: one feature stage (or, merged, two), and with `downstream_min` a validated model on the features."""
     head = f'study "bench" {{ seed: 1 }}\ncohort c = manifest("{manifest}") {{ mask: mask, outcome: malignant as binary }}\n'
     common = "bin_width: 25, classes: [firstorder, shape, glcm, glrlm, glszm, gldm, ngtdm]"
     if merged:
@@ -101,24 +111,57 @@ def spec(manifest: Path, merged: bool, downstream_min: float | None = None) -> s
     else:
         body = f"features rad = pyradiomics(c.image, c.mask) {{ {common}, filters: [original, log(sigma: [1mm, 3mm]), wavelet] }}\n"
     if downstream_min is not None:
-        body += f"select keep = variance(rad) {{ min: {downstream_min} }}\n"
+        # a selection alone feeds no output and would be pruned: the evaluation makes it (and its change) run
+        body += (f"select keep = variance(rad) {{ min: {downstream_min} }}\n"
+                 "model clf = logistic(keep, target: c.outcome)\n"
+                 "validate v = evaluate(clf)\n")
     return head + body
+
+
+def variance_cuts(features_csv: Path, n: int) -> list[str]:
+    """n `min` values for the variance selection, each keeping a different share of the features (20%, 30%, ...
+    of them at or below it on the whole cohort), written as plain decimals."""
+    import pandas as pd
+
+    var = sorted(pd.read_csv(features_csv, index_col=0).var(ddof=0))
+    cuts = [var[int(len(var) * (0.2 + 0.1 * (i % 6)))] for i in range(n)]
+    out = [f"{c:.6f}".rstrip("0").rstrip(".") for c in cuts]
+    if len(set(out)) < len(out) or "0" in out:
+        raise SystemExit(f"the features' variances give no {n} distinct positive thresholds: {out}")
+    return out
+
+
+def median_range(xs: list[float]) -> str:
+    return f"{statistics.median(xs):6.2f}" + (f" [{min(xs):.2f}-{max(xs):.2f}]" if len(xs) > 1 else "")
 
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--cases", type=int, default=24)
-    ap.add_argument("--memory-cases", type=int, default=96, help="cases for the memory comparison (0 = skip)")
+    ap.add_argument("--memory-cases", type=int, default=96, help="the larger cohort of sections 3 and 4 (0 = skip it)")
     ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--sections", default="1,2,3,4", help="comma-separated sections to run (default: all)")
+    ap.add_argument("--repeats", type=int, default=3, help="cold and warm runs per cohort size in section 3")
     ap.add_argument("--keep", default=None, help="work folder to keep (default: a temporary one)")
     a = ap.parse_args(argv)
+    sections = {int(s) for s in a.sections.split(",") if s.strip()}
+    if not sections <= {1, 2, 3, 4}:
+        ap.error(f"--sections: choose among 1,2,3,4, not {a.sections}")
     work = Path(a.keep) if a.keep else Path(tempfile.mkdtemp(prefix="radlang-bench-"))
     work.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
     w = str(a.workers)
-    print(f"work folder: {work}; {a.cases} cases of 40^3 voxels; {a.workers} workers; CPUs: {os.cpu_count()}")
+    load = Path("/proc/loadavg").read_text().split()[:3] if Path("/proc/loadavg").exists() else ["?"]
+    print(f"work folder: {work}; {a.cases} cases of 40^3 voxels; {a.workers} workers; CPUs: {os.cpu_count()}; "
+          f"load average {' '.join(load)}")
+    # as an installed wheel is (see bench_check.py): under PYTHONDONTWRITEBYTECODE=1 every run would recompile radlang
+    import compileall
 
-    manifest = make_cohort(work / "data", a.cases)
+    compileall.compile_dir(str(ROOT / "radlang"), quiet=1)
+
+    sizes = [a.cases] + ([a.memory_cases] if a.memory_cases else [])
+    manifests = {n: make_cohort(work / f"data_{n}", n) for n in sizes}
+    manifest = manifests[a.cases]
     import csv
 
     with open(manifest) as fh:
@@ -135,54 +178,84 @@ def main(argv=None):
         old.unlink()
     radlang = [str(BIN / "radlang")]
 
-    # 1. cold extraction, one stage
-    t_cli, _ = timed(cli + [str(work / "batch.csv"), "-p", str(work / "params.yaml"), "-j", w, "-o", str(work / "cli.csv"), "-f", "csv"], env=env)
-    (work / "one.rad").write_text(spec(manifest, merged=False, downstream_min=0.0))
-    shutil.rmtree(work / "run_one", ignore_errors=True)
-    t_rad, mem_small = timed(radlang + ["run", str(work / "one.rad"), "--out", str(work / "run_one"), "--workers", w, "--quiet"], env=env)
-    print(f"\n1. cold extraction, {a.cases} cases, Original+LoG(1,3)+Wavelet")
-    print(f"   pyradiomics CLI -j {w}: {t_cli:7.1f} s")
-    print(f"   radlang run       : {t_rad:7.1f} s   ratio radlang/CLI = {t_rad / t_cli:.2f}")
+    def run(rad: Path, out: Path):
+        return timed(radlang + ["run", str(rad), "--out", str(out), "--workers", w, "--quiet"], env=env)
 
-    # same numbers?
-    import pandas as pd
+    extraction: dict[int, tuple[float, int]] = {}
 
-    ours = pd.read_csv(work / "run_one" / "features" / "rad.csv", index_col=0, float_precision="round_trip")
-    theirs = pd.read_csv(work / "cli.csv")
-    by_image = {str(manifest.parent / r["image"]): r["case_id"] for r in rows}
-    theirs.index = [by_image[p] for p in theirs["Image"]]
-    common = [c for c in ours.columns if c in theirs.columns]
-    rel = ((ours[common] - theirs.loc[ours.index, common].astype(float)).abs() / ours[common].abs().clip(lower=1e-12)).max().max()
-    print(f"   same features as the CLI: {len(common)} columns x {len(ours)} cases, max relative difference = {rel:.1e}")
+    def cold_extraction(n: int) -> tuple[float, int]:
+        """(wall, peak RSS) of a cold `radlang run` extracting the features only, into run_<n>."""
+        if n not in extraction:
+            (work / f"extract_{n}.rad").write_text(spec(manifests[n]))
+            shutil.rmtree(work / f"run_{n}", ignore_errors=True)
+            extraction[n] = run(work / f"extract_{n}.rad", work / f"run_{n}")
+        return extraction[n]
 
-    # 2. merging: two stages, one pass, vs the CLI twice
-    t_cli_a, _ = timed(cli + [str(work / "batch.csv"), "-p", str(work / "params_a.yaml"), "-j", w, "-o", str(work / "cli_a.csv"), "-f", "csv"], env=env)
-    t_cli_b, _ = timed(cli + [str(work / "batch.csv"), "-p", str(work / "params_b.yaml"), "-j", w, "-o", str(work / "cli_b.csv"), "-f", "csv"], env=env)
-    (work / "two.rad").write_text(spec(manifest, merged=True))
-    shutil.rmtree(work / "run_two", ignore_errors=True)
-    t_two, _ = timed(radlang + ["run", str(work / "two.rad"), "--out", str(work / "run_two"), "--workers", w, "--quiet"], env=env)
-    print("\n2. two feature stages (Original+LoG; Wavelet) merged into one PyRadiomics pass")
-    print(f"   pyradiomics CLI, two parameter files: {t_cli_a + t_cli_b:7.1f} s")
-    print(f"   radlang run (merged)                : {t_two:7.1f} s   ratio = {t_two / (t_cli_a + t_cli_b):.2f}")
+    if 1 in sections:
+        t_cli, _ = timed(cli + [str(work / "batch.csv"), "-p", str(work / "params.yaml"), "-j", w, "-o", str(work / "cli.csv"), "-f", "csv"], env=env)
+        t_rad, _ = cold_extraction(a.cases)
+        print(f"\n1. cold extraction, {a.cases} cases, Original+LoG(1,3)+Wavelet")
+        print(f"   pyradiomics CLI -j {w}: {t_cli:7.1f} s")
+        print(f"   radlang run       : {t_rad:7.1f} s   ratio radlang/CLI = {t_rad / t_cli:.2f}")
 
-    # 3. warm re-run after changing only the downstream selection
-    (work / "one.rad").write_text(spec(manifest, merged=False, downstream_min=0.5))
-    t_warm, _ = timed(radlang + ["run", str(work / "one.rad"), "--out", str(work / "run_one"), "--workers", w, "--quiet"], env=env)
-    print("\n3. warm re-run after changing only a downstream stage")
-    print(f"   cold {t_rad:.1f} s, warm {t_warm:.1f} s   ratio = {t_warm / t_rad:.3f}")
+        # same numbers?
+        import pandas as pd
 
-    # 4. peak memory, more cases
-    if a.memory_cases:
-        big = make_cohort(work / "data_big", a.memory_cases)
-        (work / "big.rad").write_text(spec(big, merged=False, downstream_min=0.0))
-        shutil.rmtree(work / "run_big", ignore_errors=True)
-        t_big, mem_big = timed(radlang + ["run", str(work / "big.rad"), "--out", str(work / "run_big"), "--workers", w, "--quiet"], env=env)
-        print("\n4. peak memory (RSS of radlang and its workers)")
-        print(f"   {a.cases:>4} cases: {mem_small / 2**20:7.0f} MiB ({t_rad:.1f} s)")
+        ours = pd.read_csv(work / f"run_{a.cases}" / "features" / "rad.csv", index_col=0, float_precision="round_trip")
+        theirs = pd.read_csv(work / "cli.csv")
+        by_image = {str(manifest.parent / r["image"]): r["case_id"] for r in rows}
+        theirs.index = [by_image[p] for p in theirs["Image"]]
+        common = [c for c in ours.columns if c in theirs.columns]
+        rel = ((ours[common] - theirs.loc[ours.index, common].astype(float)).abs() / ours[common].abs().clip(lower=1e-12)).max().max()
+        print(f"   same features as the CLI: {len(common)} columns x {len(ours)} cases, max relative difference = {rel:.1e}")
+
+    if 2 in sections:
+        t_cli_a, _ = timed(cli + [str(work / "batch.csv"), "-p", str(work / "params_a.yaml"), "-j", w, "-o", str(work / "cli_a.csv"), "-f", "csv"], env=env)
+        t_cli_b, _ = timed(cli + [str(work / "batch.csv"), "-p", str(work / "params_b.yaml"), "-j", w, "-o", str(work / "cli_b.csv"), "-f", "csv"], env=env)
+        (work / "two.rad").write_text(spec(manifest, merged=True))
+        shutil.rmtree(work / "run_two", ignore_errors=True)
+        t_two, _ = run(work / "two.rad", work / "run_two")
+        print("\n2. two feature stages (Original+LoG; Wavelet) merged into one PyRadiomics pass")
+        print(f"   pyradiomics CLI, two parameter files: {t_cli_a + t_cli_b:7.1f} s")
+        print(f"   radlang run (merged)                : {t_two:7.1f} s   ratio = {t_two / (t_cli_a + t_cli_b):.2f}")
+
+    if 3 in sections:
+        table = []
+        for n in sizes:
+            rad, out = work / f"study_{n}.rad", work / f"study_{n}"
+            colds = []
+            for _ in range(a.repeats):
+                rad.write_text(spec(manifests[n], downstream_min=0.0))
+                shutil.rmtree(out, ignore_errors=True)
+                colds.append(run(rad, out)[0])
+            metrics = out / "metrics" / "v.json"
+            warms, own = [], []
+            for cut in variance_cuts(out / "features" / "rad.csv", a.repeats):
+                before = metrics.read_bytes()
+                rad.write_text(spec(manifests[n], downstream_min=cut))
+                warms.append(run(rad, out)[0])
+                manifest_json = json.loads((out / "run.json").read_text())
+                cache = manifest_json["cache"]
+                if metrics.read_bytes() == before or cache != {"hits": n, "misses": 1}:
+                    raise SystemExit(f"the warm run (variance min {cut}) did not recompute only the evaluation: "
+                                     f"metrics changed: {metrics.read_bytes() != before}, cache {cache}")
+                own.append(next(s["seconds"] for s in manifest_json["stages"] if s["name"] == "v"))
+            table.append((n, colds, warms, [x - o for x, o in zip(warms, own)], own))
+        print(f"\n3. warm re-run after changing only a downstream stage (variance min -> logistic -> evaluate); "
+              f"median [min-max] of {a.repeats} run(s), seconds")
+        print(f"   {'cases':>5}  {'cold':>19}  {'warm':>19}  {'warm/cold':>9}  {'evaluate stage':>19}  "
+              f"{'warm w/o evaluate':>19}  {'/cold':>6}")
+        for n, colds, warms, rest, own in table:
+            c = statistics.median(colds)
+            print(f"   {n:>5}  {median_range(colds):>19}  {median_range(warms):>19}  {statistics.median(warms) / c:9.3f}  "
+                  f"{median_range(own):>19}  {median_range(rest):>19}  {statistics.median(rest) / c:6.3f}")
+
+    if 4 in sections and a.memory_cases:
+        t_small, mem_small = cold_extraction(a.cases)
+        t_big, mem_big = cold_extraction(a.memory_cases)
+        print("\n4. peak memory (RSS of radlang and its workers), cold extraction")
+        print(f"   {a.cases:>4} cases: {mem_small / 2**20:7.0f} MiB ({t_small:.1f} s)")
         print(f"   {a.memory_cases:>4} cases: {mem_big / 2**20:7.0f} MiB ({t_big:.1f} s)   ratio = {mem_big / mem_small:.2f}")
-        (work / "big.rad").write_text(spec(big, merged=False, downstream_min=0.5))
-        t_big_warm, _ = timed(radlang + ["run", str(work / "big.rad"), "--out", str(work / "run_big"), "--workers", w, "--quiet"], env=env)
-        print(f"   warm re-run at {a.memory_cases} cases after a downstream change: {t_big_warm:.1f} s   ratio = {t_big_warm / t_big:.3f}")
     if not a.keep:
         shutil.rmtree(work, ignore_errors=True)
 
