@@ -82,10 +82,20 @@ def to_python(v, path: tuple = (), spans: dict | None = None):
     raise TypeError(type(v))
 
 
+_FIELD_NAMES: dict[type, tuple[str, ...]] = {}
+
+
+def _field_names(cls) -> tuple[str, ...]:
+    names = _FIELD_NAMES.get(cls)
+    if names is None:
+        names = _FIELD_NAMES[cls] = tuple(cls.model_fields)
+    return names
+
+
 def to_plain(v):
     """Settings -> JSON-able plain data (for cache keys, plans and rendered literals)."""
     if isinstance(v, BaseModel):
-        d = {k: to_plain(getattr(v, k)) for k in type(v).model_fields}
+        d = {k: to_plain(getattr(v, k)) for k in _field_names(type(v))}
         call = getattr(type(v), "call_name", None)
         if call:
             d = {"kind": call, **d}

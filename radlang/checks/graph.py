@@ -34,6 +34,8 @@ def induced(g: nx.DiGraph, keep) -> nx.DiGraph:
 
 
 def check_cycles(g: nx.DiGraph, bounds: dict, diags: list) -> bool:
+    if nx.is_directed_acyclic_graph(g):   # one linear pass; the cycles are listed only when there are some
+        return True
     cycles = list(nx.simple_cycles(g))
     for cyc in sorted(cycles, key=lambda c: sorted(c)):
         first = sorted(cyc)[0]
