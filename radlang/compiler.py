@@ -110,8 +110,9 @@ def _compile_source(text, file: str, passes) -> Result:
     study_cfg = _study_settings(module, diags)
 
     bounds = {}
+    kinds = set(registry.kinds())
     for name, s in by_name.items():
-        if registry.get(s.op.name) is None or (s.kind != "preset" and s.kind not in registry.kinds()):
+        if registry.get(s.op.name) is None or (s.kind != "preset" and s.kind not in kinds):
             continue
         b = bind(s, by_name, diags)
         if b is not None:

@@ -11,6 +11,7 @@ third-party, never radlang). The renderer inlines their source; the executor cal
 
 from __future__ import annotations
 
+import functools
 import importlib
 import pkgutil
 import sys
@@ -154,9 +155,14 @@ def names(kind: str | None = None) -> list[str]:
     return sorted(n for n, (k, _) in _index().items() if kind in (None, k))
 
 
+@functools.lru_cache(maxsize=1)
+def _kinds() -> tuple[str, ...]:
+    return tuple(sorted({k for k, _ in _index().values()} | {"preset"}))
+
+
 def kinds() -> list[str]:
     """Statement kinds: those of the operators, plus `preset`."""
-    return sorted({k for k, _ in _index().values()} | {"preset"})
+    return list(_kinds())
 
 
 def _write_index(path=None) -> str:

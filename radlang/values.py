@@ -92,8 +92,13 @@ def _field_names(cls) -> tuple[str, ...]:
     return names
 
 
+_SCALARS = frozenset({int, float, str, bool, type(None)})
+
+
 def to_plain(v):
     """Settings -> JSON-able plain data (for cache keys, plans and rendered literals)."""
+    if type(v) in _SCALARS:   # most values (exact types: a Sym is a str subclass and is handled below)
+        return v
     if isinstance(v, BaseModel):
         d = {k: to_plain(getattr(v, k)) for k in _field_names(type(v))}
         call = getattr(type(v), "call_name", None)

@@ -93,14 +93,17 @@ def _mk(cls, **kw):
     base = _FIELDS.get(cls)
     if base is None:
         base = _FIELDS[cls] = {n: (None if f.is_required() else f.get_default(call_default_factory=True)) for n, f in cls.model_fields.items()}
-    d = dict(base)
+    d = base.copy()
     d.update(kw)
-    o = cls.__new__(cls)
-    object.__setattr__(o, "__dict__", d)
-    object.__setattr__(o, "__pydantic_fields_set__", set(kw))
-    object.__setattr__(o, "__pydantic_extra__", None)
-    object.__setattr__(o, "__pydantic_private__", None)
+    o = _new(cls)
+    _set(o, "__dict__", d)
+    _set(o, "__pydantic_fields_set__", set(kw))
+    _set(o, "__pydantic_extra__", None)
+    _set(o, "__pydantic_private__", None)
     return o
+
+
+_new, _set = object.__new__, object.__setattr__
 
 
 class _Block:
@@ -163,7 +166,7 @@ class _ToIR(Transformer):
         return _mk(ListV, items=tuple(c for c in ch if not isinstance(c, Token)), span=self._sp(ch))
 
     def ref(self, ch):
-        return _mk(Ref, parts=tuple(str(t) for t in ch if t.type == "NAME"), span=self._sp(ch))
+        return _mk(Ref, parts=tuple([str(t) for t in ch if t.type == "NAME"]), span=self._sp(ch))
 
     def comparison(self, ch):
         return _mk(Compare, op=str(ch[1]), left=ch[0], right=ch[2], span=self._sp(ch))
