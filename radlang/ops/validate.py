@@ -332,6 +332,15 @@ def evaluation_csv(df):
     return df.to_csv(index=False, float_format="%.17g", lineterminator="\n").encode("utf-8")
 
 
+def cv_description(metrics):
+    """How the evaluation cross-validated, in words: `5x3 folds`, `5 folds`, `leave-one-site-out, 3 sites`."""
+    cv = metrics.get("cv") or {}
+    if cv.get("kind") == "leave_one_site_out":
+        return f"leave-one-site-out, {cv.get('splits')} sites"
+    reps = int(cv.get("repeats") or 1)
+    return f"{cv.get('k')}x{reps} folds" if reps > 1 else f"{cv.get('k')} folds"
+
+
 def evaluation_plots(metrics):
     """PNG bytes of the plots of a binary evaluation, from its metrics dict (nothing is recomputed):
     {"roc.png": ..., "calibration.png": ..., "decision_curve.png": ...}; a plot whose data the metrics
@@ -348,13 +357,7 @@ def evaluation_plots(metrics):
 
     sets = []
     if isinstance(metrics.get("cross_validation"), dict):
-        cv = metrics.get("cv") or {}
-        if cv.get("kind") == "leave_one_site_out":
-            how = f"leave-one-site-out, {cv.get('splits')} sites"
-        else:
-            reps = int(cv.get("repeats") or 1)
-            how = f"{cv.get('k')}x{reps} folds" if reps > 1 else f"{cv.get('k')} folds"
-        sets.append(("cross-validation (out-of-fold, " + how + ")", metrics["cross_validation"], "#1f77b4"))
+        sets.append(("cross-validation (out-of-fold, " + cv_description(metrics) + ")", metrics["cross_validation"], "#1f77b4"))
     if isinstance(metrics.get("external"), dict):
         sets.append((f"external `{metrics['external'].get('cohort', 'external')}`", metrics["external"], "#d62728"))
 
@@ -509,12 +512,7 @@ def evaluation_summary(metrics, files):
     parts = []
     cvm = metrics.get("cross_validation")
     if isinstance(cvm, dict):
-        cv = metrics.get("cv") or {}
-        if cv.get("kind") == "leave_one_site_out":
-            how = f"leave-one-site-out, {cv.get('splits')} sites"
-        else:
-            reps = int(cv.get("repeats") or 1)
-            how = f"{cv.get('k')}x{reps} folds" if reps > 1 else f"{cv.get('k')} folds"
+        how = cv_description(metrics)
         n = f"{metrics.get('n_cases')} cases"
         if metrics.get("n_patients") is not None and metrics.get("n_patients") != metrics.get("n_cases"):
             n += f" of {metrics['n_patients']} patients"
@@ -705,7 +703,7 @@ register(Operator(
             Port("groups", ("Ids", "Site"), optional=True, doc="what must not straddle a split (default: the cohort's patient ids)")),
     fit="outcome", mode="evaluate", sink=True, impl=run_fold,
     helpers=(make_splits, choose_threshold, auc_rank, calibration_stats, net_benefit, binary_metrics, multiclass_metrics,
-             survival_metrics, round_floats, evaluation_json, evaluation_csv, evaluation_plots, write_evaluation_plots,
+             survival_metrics, round_floats, evaluation_json, evaluation_csv, cv_description, evaluation_plots, write_evaluation_plots,
              evaluation_summary),
     infer=_evaluate_infer, plan=_evaluate_plan,
     doc="Leakage-free validation: repeated, group-aware cross-validation (or leave-one-site-out) and an external cohort, "
