@@ -65,6 +65,9 @@ class Operator:
     sink: bool = False               # its results are study outputs (files under <out>); sinks are never pruned
     render: dict = field(default_factory=dict)   # extra info for the renderer
     examples: tuple[str, ...] = ()
+    run: Callable | None = None      # run(stage, ctx) -> value: the operator's own run-time glue (else its mode's function)
+    on_cohort: Callable | str | None = None  # a feature table's: (ctx, stage, cohort_df, perturb) -> its table on another cohort
+    raters: bool = False             # a fitted selector whose factory gets re-extractions of its input (perturbations, retest)
 
     @property
     def port_names(self) -> tuple[str, ...]:
@@ -143,6 +146,14 @@ def get(name: str) -> Operator | None:
             _load()
             op = _REGISTRY.get(name)
     return op
+
+
+def resolve(ref: Callable | str | None) -> Callable | None:
+    """A declared function, given directly or as "module:function" (imported only when it is needed)."""
+    if ref is None or callable(ref):
+        return ref
+    module, _, name = ref.partition(":")
+    return getattr(importlib.import_module(module), name)
 
 
 def all_ops() -> list[Operator]:

@@ -130,7 +130,7 @@ def run_study(study, out: str | os.PathLike | None = None, workers: int | None =
         for stage in study.stages:
             op = registry.get(stage.op)
             t0 = time.perf_counter()
-            run = get_mode(op.mode)
+            run = op.run or get_mode(op.mode)
             ctx.results[stage.name] = run(stage, ctx)
             ctx.keys.setdefault(stage.name, ctx.stage_key(stage))
             ctx.timings[stage.name] = round(time.perf_counter() - t0, 4)
