@@ -96,13 +96,6 @@ class RunContext:
         return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                         TimeRemainingColumn(), disable=self.quiet, transient=False)
 
-    def input_value(self, stage, port):
-        ref = stage.inputs.get(port)
-        if ref is None:
-            return None
-        value = self.results[ref.stage]
-        return (value, ref.attr)
-
 
 def _versions() -> dict[str, str]:
     from importlib.metadata import PackageNotFoundError, version

@@ -252,7 +252,6 @@ def _model_infer(ctx, tasks):
 
 
 def _register(name, settings, tasks, doc, examples=()):
-    common = set(ModelSettings.model_fields)
     register(Operator(
         name=name, kind="model", output="Model", settings=settings,
         inputs=(Port("input", ("Features",), doc="a feature table (usually a `select` stage)"),
@@ -260,7 +259,6 @@ def _register(name, settings, tasks, doc, examples=()):
         positional=("input", "target"), fit="outcome", mode="estimator",
         impl=FACTORIES[name], helpers=(make_model, assemble_pipeline, fold_steps, node_columns, split_params),
         infer=lambda ctx: _model_infer(ctx, tasks), doc=doc, examples=examples,
-        render={"model": name, "pipeline_fields": sorted(common)},
     ))
 
 

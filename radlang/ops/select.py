@@ -375,7 +375,6 @@ def _register(name, settings, impl, fit, supervised, doc, infer=None, extra_port
         positional=("input", "target") if supervised else ("input",), fit=fit, mode="estimator",
         impl=impl, helpers=(make_selector, select_support, icc_values, icc_values_pingouin),
         infer=infer or (lambda ctx: _features_out(ctx, supervised)), doc=doc, examples=examples, raters=raters,
-        render={"factory": impl.__name__},
     ))
 
 

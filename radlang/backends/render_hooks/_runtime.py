@@ -176,7 +176,3 @@ class RunContext:
 
     def progress(self, total, description):
         return SilentProgress()
-
-    def input_value(self, stage, port):
-        ref = stage.inputs.get(port)
-        return None if ref is None else (self.results[ref.stage], ref.attr)
