@@ -115,6 +115,8 @@ CODES: dict[str, Code] = {c.code: c for c in (
     _c("E502", "a validation trains and validates on the same cohort", "checks/design.py"),
     _c("E503", "a network scored on its training cohort", "ops/training.py"),
     _c("E504", "a stage fit once on the cohort a validation cross-validates", "checks/design.py", "its held-out folds trained it; fit it inside the folds"),
+    _c("E505", "a join of two branches of one table without `prefix: true`", "checks/design.py", "the same column could come out of both branches"),
+    _c("E506", "the joins one validation refits match rows differently", "checks/design.py", "one `by:` for every join in a refit graph"),
     # runtime: radiomics data (cohorts and per-case feature extraction)
     _c("E601", "a cohort's case data is missing or malformed", f"backends/modes/cohort.py {_CASE}", "a file not found or not given, an empty or repeated case id, a missing or bad outcome"),
     _c("E602", "an unreadable or corrupt file", f"{_CASE} {_DEEP} ops/cohorts.py", "an image, a mask, a PyRadiomics params file; the message names case, column and file"),

@@ -142,6 +142,15 @@ class JoinSettings(Settings):
     _b = field_validator("by", mode="before")(lambda cls, v: str(v) if isinstance(v, Sym) else v)
 
 
+def _written(ctx, port) -> str:
+    """The reference written for `port` in the statement (`rad`), for messages."""
+    pos = [a for a in ctx.stmt.op.args if a.name is None]
+    named = {a.name: a for a in ctx.stmt.op.args if a.name is not None}
+    names = ("table1", "table2", "table3", "table4")
+    arg = named.get(port) or (pos[names.index(port)] if names.index(port) < len(pos) else None)
+    return getattr(arg.value, "dotted", port) if arg is not None else port
+
+
 def _join_type(ctx) -> RType:
     ins = [ctx.inputs[p] for p in sorted(ctx.inputs)]
     first = ins[0]
@@ -151,7 +160,7 @@ def _join_type(ctx) -> RType:
             continue
         other = ctx.types.get(t.cohort)
         if other is not None and other.outcome:
-            ctx.error("E250", f"`{t.detail or port}` comes from cohort `{t.cohort}`, the first table from cohort `{first.cohort}`; "
+            ctx.error("E250", f"`{_written(ctx, port)}` comes from cohort `{t.cohort}`, the first table from cohort `{first.cohort}`; "
                       f"both carry outcomes, so they are different cases", port=port,
                       hint=f"join tables of `{first.cohort}`, or an attribute table (a `table` cohort without an outcome) keyed by its ids")
     return RType("Features", cohort=first.cohort, outcome=first.outcome, detail="joined table")

@@ -687,21 +687,18 @@ def _evaluate_plan(stage, memory, study=None):
     ext = stage.inputs.get("external")
     lines = [("info", how + (f", plus 1 fit on every training case for the external cohort `{ext.stage}`" if ext else "")),
              ("info", "group-aware: cases of one patient never straddle a split")]
-    if study is not None:
+    refit = study.refit.get(stage.name) if study is not None else None
+    if refit is not None:
         by = study.by_name()
-        chain = []
-        cur = by.get(stage.inputs["model"].stage)
-        while cur is not None:
-            chain.append(f"{cur.name} ({cur.op})")
-            nxt = cur.inputs.get("input")
-            cur = by.get(nxt.stage) if nxt is not None and by.get(nxt.stage) is not None and by[nxt.stage].kind in ("select", "model") else None
-        steps = list(reversed(chain))
-        model = by.get(stage.inputs["model"].stage)
-        mp = model.params if model is not None else {}
+        steps = [f"{n} ({by[n].op})" for n in refit.nodes]
+        mp = by[refit.model].params
         pre = [] if mp.get("impute", "median") == "none" else ["impute"]
         post = [] if mp.get("scale", "standard") == "none" else ["scale"]
         thr = " -> threshold" if stage.type.outcome == "binary" else ""
+        lines.append(("info", f"fold input: the columns of {', '.join(refit.sources)}"))
         lines.append(("info", "refit in each training fold: " + " -> ".join(pre + steps[:-1] + post + steps[-1:]) + thr))
+        if len(refit.sources) > 1 or any(by[n].fit == "none" for n in refit.nodes):
+            lines.append(("info", "refit graph: " + "; ".join(f"{a} -> {b}.{port}" for a, b, port in refit.edges)))
     return lines
 
 
