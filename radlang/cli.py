@@ -1,4 +1,4 @@
-"""The command line: check, plan, graph, ops, parse, run, render.
+"""The command line: check, plan, graph, ops, parse, run, predict, render.
 
 Exit codes: 0 clean (warnings allowed), 1 spec or data errors, 2 usage errors."""
 
@@ -160,6 +160,26 @@ def cmd_render(a) -> int:
     return 0
 
 
+def cmd_predict(a) -> int:
+    res = _compile(a.file, "text")
+    if not res.ok:
+        _emit(res.diagnostics, res.sources, "text")
+        return _status(res)
+    from radlang.backends.executor import RunError
+    from radlang.backends.predict import PredictError, predict
+
+    try:
+        path = predict(res.study, a.stage, a.input, a.output, out=a.out, workers=a.workers)
+    except PredictError as e:
+        _emit(e.diagnostics, res.sources, "text")
+        return 2
+    except RunError as e:
+        _emit(e.diagnostics, res.sources, "text")
+        return 1
+    print(f"wrote {path}", file=sys.stderr)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="radlang", description="Compile and run radiomics study specs (.rad).")
     from radlang import __version__
@@ -190,6 +210,12 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--out", default=None, help="output folder (overrides the spec's `out`)")
     sp.add_argument("--workers", type=int, default=None, help="worker processes (default: the number of cores)")
     sp.add_argument("--quiet", action="store_true")
+    sp = with_file("predict", "apply a validation stage's saved final model to new cases", cmd_predict)
+    sp.add_argument("stage", help="the validation stage whose final model to apply")
+    sp.add_argument("input", help="a manifest or table of new cases, with the training cohort's columns")
+    sp.add_argument("-o", "--output", required=True, help="the predictions CSV to write")
+    sp.add_argument("--out", default=None, help="the study's output folder (default: the spec's `out`), where `radlang run` saved the model")
+    sp.add_argument("--workers", type=int, default=None, help="worker processes for feature extraction")
     sp = with_file("render", "render a standalone, auditable Python script", cmd_render)
     sp.add_argument("-o", "--output", required=True)
     sp.add_argument("--lock", action="store_true", help="also write requirements.lock next to the script")

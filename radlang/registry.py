@@ -67,6 +67,7 @@ class Operator:
     run: Callable | None = None      # run(stage, ctx) -> value: the operator's own run-time glue (else its mode's function)
     on_cohort: Callable | str | None = None  # a feature table's: (ctx, stage, cohort_df, perturb) -> its table on another cohort
     raters: bool = False             # a fitted selector whose factory gets re-extractions of its input (perturbations, retest)
+    read_file: Callable | str | None = None  # a cohort's: (ctx, stage, path) -> the cohort table of another file, read like its own
 
     @property
     def port_names(self) -> tuple[str, ...]:

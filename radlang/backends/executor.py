@@ -89,6 +89,13 @@ class RunContext:
         self.inputs[str(path)] = h
         return h
 
+    def close(self):
+        """Stop the workers and save the file-hash index."""
+        if self._executor is not None:
+            self._executor.close()
+            self._executor = None
+        self.cache.flush()
+
     def progress(self, total: int, description: str):
         """A rich progress bar (silent when quiet or not a terminal)."""
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
@@ -110,27 +117,40 @@ def _versions() -> dict[str, str]:
     return out
 
 
-def run_study(study, out: str | os.PathLike | None = None, workers: int | None = None, quiet: bool = False) -> RunContext:
+def resolve_out(study, out: str | os.PathLike | None = None) -> Path:
+    """The output folder: `--out` as given, else the spec's `out` relative to the spec's folder."""
     out_dir = Path(out or study.config.get("out") or "runs/study")
     if not out_dir.is_absolute() and out is None:
         out_dir = Path(study.file).resolve().parent / out_dir
+    return out_dir
+
+
+def open_run(study, out: str | os.PathLike | None = None, workers: int | None = None, quiet: bool = False) -> RunContext:
+    out_dir = resolve_out(study, out)
     out_dir.mkdir(parents=True, exist_ok=True)
     w = workers or study.config.get("workers") or os.cpu_count() or 1
-    ctx = RunContext(study=study, out=out_dir, cache=Cache(out_dir / ".cache"), workers=w,
-                     on_error=study.config.get("on_error", "fail"), quiet=quiet)
+    return RunContext(study=study, out=out_dir, cache=Cache(out_dir / ".cache"), workers=w,
+                      on_error=study.config.get("on_error", "fail"), quiet=quiet)
+
+
+def run_stages(ctx: RunContext, stages) -> None:
+    """Run `stages` (in the study's order) in ctx: each operator's own run-time code, else its mode's."""
+    for stage in stages:
+        op = registry.get(stage.op)
+        t0 = time.perf_counter()
+        run = op.run or get_mode(op.mode)
+        ctx.results[stage.name] = run(stage, ctx)
+        ctx.keys.setdefault(stage.name, ctx.stage_key(stage))
+        ctx.timings[stage.name] = round(time.perf_counter() - t0, 4)
+
+
+def run_study(study, out: str | os.PathLike | None = None, workers: int | None = None, quiet: bool = False) -> RunContext:
+    ctx = open_run(study, out, workers, quiet)
     t_all = time.perf_counter()
     try:
-        for stage in study.stages:
-            op = registry.get(stage.op)
-            t0 = time.perf_counter()
-            run = op.run or get_mode(op.mode)
-            ctx.results[stage.name] = run(stage, ctx)
-            ctx.keys.setdefault(stage.name, ctx.stage_key(stage))
-            ctx.timings[stage.name] = round(time.perf_counter() - t0, 4)
+        run_stages(ctx, study.stages)
     finally:
-        if ctx._executor is not None:
-            ctx._executor.close()
-        ctx.cache.flush()
+        ctx.close()
     ctx.timings["total"] = round(time.perf_counter() - t_all, 4)
     write_manifest(ctx)
     return ctx

@@ -300,9 +300,18 @@ def load_manifest(params, manifest_path, name, check_files=True):
     return out, problems
 
 
+def manifest_read_file(ctx, stage, path):
+    """`radlang predict`: another manifest, read with this cohort's column settings."""
+    from dataclasses import replace
+
+    from radlang.backends.modes.cohort import run_cohort
+
+    return run_cohort(replace(stage, params={**stage.params, "path": str(path), "outcome": None}), ctx)
+
+
 register(Operator(
     name="manifest", kind="cohort", output="Cohort", settings=ManifestSettings, positional=("path",),
-    mode="cohort", infer=cohort_type, sink=False, impl=load_manifest, helpers=(read_image_header,),
+    mode="cohort", infer=cohort_type, sink=False, impl=load_manifest, helpers=(read_image_header,), read_file=manifest_read_file,
     doc="A cohort read from a CSV manifest: one row per case, columns for id, images, mask, outcome, site and covariates.",
     examples=('cohort train = manifest("data/train.csv") { image: ct, mask: roi, outcome: malignant as binary, site: hospital }',),
 ))
@@ -429,9 +438,19 @@ def phantom_manifest_params(params):
             "site": "site" if int(params["sites"]) >= 2 else None, "clinical": ["age"], "dims": 3}
 
 
+def phantom_read_file(ctx, stage, path):
+    """`radlang predict`: a manifest laid out like a phantom's own (e.g. another phantom's <out>/data/.../manifest.csv)."""
+    from dataclasses import replace
+
+    from radlang.backends.modes.cohort import run_cohort
+
+    return run_cohort(replace(stage, op="manifest", params={**phantom_manifest_params(stage.params), "path": str(path), "outcome": None}), ctx)
+
+
 register(Operator(
     name="phantom", kind="cohort", output="Cohort", settings=PhantomSettings, positional=("cases",),
     mode="cohort", infer=phantom_type, impl=make_phantom, helpers=(phantom_manifest_params, load_manifest, read_image_header),
+    read_file=phantom_read_file,
     version="1",
     doc=("A synthetic CT-like cohort (no download): per case a small 3D volume with one lesion, written as NIfTI with a "
          "manifest under <out>/data/<stage>/. The binary outcome `malignant` changes lesion texture and shape by `effect`; "

@@ -105,9 +105,20 @@ def _dataset_type(ctx) -> RType:
                  has_mask=False, detail=f"dataset {s.name}")
 
 
+def dataset_read_file(ctx, stage, path):
+    """`radlang predict`: a CSV of new cases for a model trained on a built-in dataset: a `case_id` column and the
+    dataset's feature columns, read as a `table` cohort."""
+    from dataclasses import replace
+
+    from radlang.backends.modes.estimator import run_dataset
+
+    params = {"path": str(path), "id": "case_id", "patient": None, "outcome": None, "site": None, "columns": None}
+    return run_dataset(replace(stage, op="table", params=params), ctx)
+
+
 register(Operator(
     name="dataset", kind="cohort", output="Cohort", settings=DatasetSettings, positional=("name",),
-    mode="dataset", impl=load_dataset, infer=_dataset_type,
+    mode="dataset", impl=load_dataset, infer=_dataset_type, read_file=dataset_read_file,
     doc="A tabular cohort shipped inside an installed package (no download): sklearn's breast cancer set "
         "(569 cases, 30 image-derived features, malignant = 1) or scikit-survival's gbsg2, whas500 and "
         "veterans_lung_cancer (survival). Its features are the cohort's `clinical.<name>` columns.",
@@ -296,9 +307,18 @@ def _table_type(ctx) -> RType:
                  has_mask=False, detail="table")
 
 
+def table_read_file(ctx, stage, path):
+    """`radlang predict`: another CSV, read with this cohort's column settings (its outcome column may be absent)."""
+    from dataclasses import replace
+
+    from radlang.backends.modes.estimator import run_dataset
+
+    return run_dataset(replace(stage, params={**stage.params, "path": str(path), "outcome": None}), ctx)
+
+
 register(Operator(
     name="table", kind="cohort", output="Cohort", settings=TableSettings, positional=("path",),
-    mode="dataset", impl=load_table, infer=_table_type,
+    mode="dataset", impl=load_table, infer=_table_type, read_file=table_read_file,
     doc="A tabular cohort from a CSV file (no images): an id column, an outcome, optional patient and site columns; "
         "every other column (or `columns`) is a feature under `clinical.<name>`.",
     examples=('cohort t = table("features.csv") { id: case, outcome: malignant as binary }',),
