@@ -12,7 +12,7 @@ The implementations below are self-contained (see radlang/registry.py): plain da
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, field_validator
 
@@ -319,23 +319,11 @@ class PhantomSettings(Settings):
     sites: int = Field(1, ge=1, le=8, description="number of acquisition sites (≥ 2 adds a site column with scanner-like shifts)")
     site_shift: Intensity = Field(0.0, description="extra intensity offset for every case (an external scanner), e.g. 30HU")
     noise: Intensity = Field(8.0, ge=0, description="image noise standard deviation (HU)")
-    size: list[int] = Field(default_factory=lambda: [40, 40, 40], min_length=3, max_length=3, description="volume size in voxels (x, y, z)")
-    spacing: list[Length] = Field(default_factory=lambda: [1.0, 1.0, 1.0], min_length=3, max_length=3, description="voxel spacing (mm)")
+    size: list[Annotated[int, Field(ge=16, le=512)]] = Field(default_factory=lambda: [40, 40, 40], min_length=3, max_length=3,
+                                                            description="volume size in voxels (x, y, z)")
+    spacing: list[Annotated[Length, Field(gt=0)]] = Field(default_factory=lambda: [1.0, 1.0, 1.0], min_length=3, max_length=3,
+                                                          description="voxel spacing (mm)")
     prefix: str | None = Field(None, description="case id prefix (default: the stage name)")
-
-    @field_validator("size")
-    @classmethod
-    def _size(cls, v):
-        if any(x < 16 or x > 512 for x in v):
-            raise ValueError("each size must be between 16 and 512 voxels")
-        return v
-
-    @field_validator("spacing")
-    @classmethod
-    def _spacing(cls, v):
-        if any(x <= 0 for x in v):
-            raise ValueError("spacing must be > 0")
-        return v
 
 
 def phantom_type(ctx) -> RType:
