@@ -128,9 +128,13 @@ def cmd_run(a) -> int:
         return _status(res)
     _emit(res.diagnostics, res.sources, a.format)
     from radlang.backends.executor import RunError, run_study
+    from radlang.backends.outdir import OutDirError
 
     try:
-        ctx = run_study(res.study, out=a.out, workers=a.workers, quiet=a.quiet)
+        ctx = run_study(res.study, out=a.out, workers=a.workers, quiet=a.quiet, force=a.force)
+    except OutDirError as e:
+        print(f"radlang: error[{e.code}]: {e.message}" + (f"\n  hint: {e.hint}" if e.hint else ""), file=sys.stderr)
+        return 2
     except RunError as e:
         _emit(e.diagnostics, res.sources, a.format)
         return 1
@@ -187,7 +191,10 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--format", choices=("text", "json", "markdown"), default="text")
     sp.set_defaults(fn=cmd_ops)
     sp = with_file("run", "run a study", cmd_run)
-    sp.add_argument("--out", default=None, help="output folder (overrides the spec's `out`)")
+    sp.add_argument("--out", default=None, help="output folder, relative to the current folder (overrides the spec's `out`, "
+                    "which is relative to the spec's folder)")
+    sp.add_argument("--force", action="store_true", help="write into an out folder that holds other files (the spec's or the "
+                    "current folder, a folder above them, or a non-empty folder radlang did not make)")
     sp.add_argument("--workers", type=int, default=None, help="worker processes (default: the number of cores)")
     sp.add_argument("--quiet", action="store_true")
     sp = with_file("render", "render a standalone, auditable Python script", cmd_render)

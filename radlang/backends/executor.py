@@ -21,6 +21,7 @@ from typing import Any, Callable
 
 from radlang import __version__, registry
 from radlang.backends.cache import Cache, atomic_write_text, key
+from radlang.backends.outdir import prepare_out_dir
 from radlang.backends.pool import make_executor
 from radlang.diagnostics import Diagnostic
 
@@ -117,11 +118,15 @@ def _versions() -> dict[str, str]:
     return out
 
 
-def run_study(study, out: str | os.PathLike | None = None, workers: int | None = None, quiet: bool = False) -> RunContext:
+def run_study(study, out: str | os.PathLike | None = None, workers: int | None = None, quiet: bool = False,
+              force: bool = False) -> RunContext:
+    """`out` (the --out flag) is relative to the current folder; the spec's `out:` is relative to the spec's folder.
+    The out folder is checked first (radlang.backends.outdir: OutDirError, a usage error; `force` lifts the refusals
+    of folders that hold other files)."""
     out_dir = Path(out or study.config.get("out") or "runs/study")
     if not out_dir.is_absolute() and out is None:
         out_dir = Path(study.file).resolve().parent / out_dir
-    out_dir.mkdir(parents=True, exist_ok=True)
+    prepare_out_dir(out_dir, study.file, force)
     w = workers or study.config.get("workers") or os.cpu_count() or 1
     ctx = RunContext(study=study, out=out_dir, cache=Cache(out_dir / ".cache"), workers=w,
                      on_error=study.config.get("on_error", "fail"), quiet=quiet)

@@ -19,7 +19,7 @@ from pydantic import Field, field_validator
 from radlang.registry import Operator, register
 from radlang.types import OUTCOME_KINDS, RType
 from radlang.units import Intensity, Length
-from radlang.values import CallValue, CastValue, Settings, Sym
+from radlang.values import CallValue, CastValue, Settings, Sym, outside_out
 
 
 class OutcomeSpec(Settings):
@@ -171,6 +171,10 @@ def load_manifest(params, manifest_path, name, check_files=True):
     for i, cid in enumerate(ids):
         if cid == "":
             problems.append({"case": f"row {i + 2}", "file": mpath, "column": params["id"], "message": "empty case id"})
+        elif "/" in cid or "\\" in cid or "\0" in cid or ".." in cid:
+            problems.append({"case": cid, "file": mpath, "column": params["id"],
+                             "message": f"the case id holds `/`, `\\` or `..` (row {i + 2}): output files are named after case ids",
+                             "hint": "rename the case (e.g. replace `/` with `_`)"})
         elif cid in first_row:
             problems.append({"case": cid, "file": mpath, "column": params["id"],
                              "message": f"duplicate case id `{cid}` (rows {first_row[cid] + 2} and {i + 2})"})
@@ -323,7 +327,15 @@ class PhantomSettings(Settings):
                                                             description="volume size in voxels (x, y, z)")
     spacing: list[Annotated[Length, Field(gt=0)]] = Field(default_factory=lambda: [1.0, 1.0, 1.0], min_length=3, max_length=3,
                                                           description="voxel spacing (mm)")
-    prefix: str | None = Field(None, description="case id prefix (default: the stage name)")
+    prefix: str | None = Field(None, description="case id prefix (default: the stage name); a plain name: case ids name files")
+
+    @field_validator("prefix")
+    @classmethod
+    def _prefix(cls, v):
+        if v is not None and (v == "" or "/" in v or "\\" in v or "\0" in v or ".." in v):
+            raise outside_out(f"`{v}` is not a plain name: the phantom writes cases/<prefix>_000_image.nii.gz, and every file "
+                              "a run writes stays inside its out folder (no `/`, `\\`, `..`)")
+        return v
 
 
 def phantom_type(ctx) -> RType:

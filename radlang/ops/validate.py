@@ -710,7 +710,8 @@ register(Operator(
         "with every fitted stage refit inside each training fold. Metrics: AUC with a bootstrap CI, ROC points, "
         "sensitivity/specificity at a threshold chosen on training data by a stated rule, Brier, calibration "
         "intercept/slope and curve, net benefit (dcurves), and the C-index for survival models. "
-        "Writes <out>/metrics/<stage>.json, <out>/predictions/<stage>.csv and, for binary outcomes, ROC, calibration and "
-        "decision-curve plots under <out>/plots/<stage>/.",
+        "Writes <out>/metrics/<stage>.json, <out>/predictions/<stage>.csv and, for binary outcomes, plots under "
+        "<out>/plots/<stage>/, each when its metric is listed: roc.png (`roc`), calibration.png (`calibration`), "
+        "decision_curve.png (`net_benefit`).",
     examples=("validate v = evaluate(clf) { cv: stratified_kfold(5, repeats: 3), threshold: sensitivity >= 0.9, bootstrap: 1000 }",),
 ))
