@@ -196,7 +196,7 @@ def port_type(ref: Ref, types: dict[str, RType], stmts: dict[str, Stmt], diags: 
                  has_site=t.has_site, has_mask=t.has_mask, detail=f"{head}.{attr}")
 
 
-def check_stage(b: Bound, types: dict[str, RType], stmts: dict[str, Stmt], diags: list, clashes=frozenset()):
+def check_stage(b: Bound, types: dict[str, RType], stmts: dict[str, Stmt], diags: list, clashes=frozenset(), externals=None):
     """Port types, settings, and the operator's own inference. Returns (settings, RType, inputs) or None."""
     op, stmt = b.op, b.stmt
     ok = True
@@ -246,7 +246,7 @@ def check_stage(b: Bound, types: dict[str, RType], stmts: dict[str, Stmt], diags
             sp = b.ports[port].span
         diags.append(Diagnostic(code, message, sp or stmt.op.span, hint=hint))
 
-    ctx = InferCtx(stmt=stmt, inputs=in_types, settings=settings, report=report, types=types)
+    ctx = InferCtx(stmt=stmt, inputs=in_types, settings=settings, report=report, types=types, externals=externals or {})
     # a preset only carries settings: it has no inputs, so the operator's own type rules do not apply to it
     out = op.infer(ctx) if op.infer and not is_preset else None
     if len(diags) > n_before and any(d.is_error for d in diags[n_before:]):
