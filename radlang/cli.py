@@ -1,4 +1,4 @@
-"""The command line: check, plan, graph, ops, parse, run, render.
+"""The command line: check, plan, graph, ops, parse, run, render, selftest.
 
 Exit codes: 0 clean (warnings allowed), 1 spec or data errors, 2 usage errors."""
 
@@ -164,6 +164,22 @@ def cmd_render(a) -> int:
     return 0
 
 
+def cmd_selftest(a) -> int:
+    from radlang.selftest import report_text, run_selftest
+
+    try:
+        result = run_selftest()
+    except ImportError as e:
+        print(f"radlang: selftest needs the science stack (PyRadiomics, SimpleITK): pip install 'radlang[science]' ({e})",
+              file=sys.stderr)
+        return 2
+    if a.format == "json":
+        print(json.dumps(result, indent=2, sort_keys=True))
+    else:
+        print(report_text(result))
+    return 0 if result["ok"] else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="radlang", description="Compile and run radiomics study specs (.rad).")
     from radlang import __version__
@@ -200,6 +216,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp = with_file("render", "render a standalone, auditable Python script", cmd_render)
     sp.add_argument("-o", "--output", required=True)
     sp.add_argument("--lock", action="store_true", help="also write requirements.lock next to the script")
+    sp = sub.add_parser("selftest", help="check that this installation reproduces the IBSI reference values (digital phantom)")
+    sp.add_argument("--format", choices=("text", "json"), default="text")
+    sp.set_defaults(fn=cmd_selftest)
     return p
 
 
