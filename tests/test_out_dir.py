@@ -113,3 +113,17 @@ def test_a_case_id_that_is_no_file_name_is_a_manifest_diagnostic(tmp_path, bad):
     assert rc == 0, err
     excluded = json.loads((tmp_path / "o" / "run.json").read_text())["excluded_cases"]
     assert [e["case"] for e in excluded] == [rows[2][0]]
+
+
+def test_an_out_folder_of_an_earlier_radlang_needs_no_force(tmp_path):
+    """Folders written before the marker existed hold run.json and .cache/: they are radlang's."""
+    spec = _spec(tmp_path / "spec")
+    out = tmp_path / "old"
+    (out / ".cache").mkdir(parents=True)
+    (out / "run.json").write_text("{}")
+    rc, _, err = run_cli(["run", spec, "--out", out, "--quiet"])
+    assert rc == 0, err
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "run.json").write_text("{}")       # a run.json alone is not enough
+    rc, _, err = run_cli(["run", spec, "--out", tmp_path / "other", "--quiet"])
+    assert rc == 2 and "E722" in err

@@ -10,7 +10,8 @@ Before writing, `prepare_out_dir` refuses, as usage errors:
 - E723: `out` cannot be created or written.
 
 A folder is radlang's when it holds the marker file `MARKER`, which `prepare_out_dir` writes first thing
-into every folder it accepts: a re-run (also after an interrupted run) writes into it again without `force`.
+into every folder it accepts, or (written by a radlang from before the marker) both `run.json` and `.cache/`:
+a re-run (also after an interrupted run) writes into it again without `force`.
 """
 
 from __future__ import annotations
@@ -34,6 +35,10 @@ def _within(inner: Path, outer: Path) -> bool:
     return inner == outer or outer in inner.parents
 
 
+def _made_by_radlang(folder: Path) -> bool:
+    return (folder / MARKER).exists() or ((folder / "run.json").is_file() and (folder / ".cache").is_dir())
+
+
 def prepare_out_dir(out_dir: Path, spec_file: str | os.PathLike, force: bool = False) -> Path:
     """Check `out_dir` (see the module doc), create it, mark it as radlang's; returns it."""
     out_dir = Path(out_dir)
@@ -51,7 +56,7 @@ def prepare_out_dir(out_dir: Path, spec_file: str | os.PathLike, force: bool = F
                 what = name if where == folder else f"a folder above {name} (`{folder}`)"
                 raise OutDirError("E721", f"the out folder `{out_dir}` is {what}: a run would write among the files there",
                                   hint="write the outputs to their own folder, e.g. --out runs/study (or pass --force)")
-        if where.is_dir() and not (where / MARKER).exists() and any(where.iterdir()):
+        if where.is_dir() and not _made_by_radlang(where) and any(where.iterdir()):
             raise OutDirError("E722", f"the out folder `{out_dir}` is not empty and was not made by radlang",
                               hint=f"choose a new or empty folder (radlang marks its own with `{MARKER}`), or pass --force")
     try:
