@@ -70,8 +70,8 @@ def report_text(result: dict) -> str:
 
     from radlang import __version__
 
-    lines = [f"IBSI self-test: PyRadiomics {version('pyradiomics')} through radlang {__version__}, on the IBSI digital phantom "
-             "(IBSI chapter-1 consensus values and tolerances)"]
+    lines = [(f"IBSI self-test: PyRadiomics {version('pyradiomics')} through radlang {__version__}, on the IBSI digital phantom "
+              "(IBSI chapter-1 consensus values and tolerances)")]
     width = max(len(n) for n in result["configs"])
     for name, c in result["configs"].items():
         n = c["counts"]

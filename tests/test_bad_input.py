@@ -259,6 +259,6 @@ def test_a_surrogate_escape_is_E003_at_the_string(tmp_path, where, cmd):
     """A `\\uXXXX` escape naming a UTF-16 surrogate is no Unicode character: one E003 on the string, exit 1, no internal error."""
     f = tmp_path / "spec.rad"
     f.write_text(where(OK_SPEC), encoding="utf-8")
-    rc, out, err = run_cli([*cmd, f], cwd=tmp_path)
+    rc, _, err = run_cli([*cmd, f], cwd=tmp_path)
     assert rc == 1, err
     assert err.count("error[") == 1 and "error[E003]" in err and "surrogate" in err and "internal error" not in err

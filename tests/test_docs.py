@@ -69,8 +69,8 @@ CODE_MEANINGS = [
     ("E302", "out of range", 'cohort t = phantom(8) { spacing: [0mm, 1mm, 1mm] }'),
     ("E302", "out of range", 'cohort t = phantom(8)\nfeatures f = pyradiomics(t.image, t.mask) { distances: [0] }'),
     ("E302", "out of range", 'cohort t = phantom(8)\nfeatures f = pyradiomics(t.image, t.mask) { filters: [log(sigma: 0mm)] }'),
-    ("E302", "out of range", 'cohort t = phantom(8)\nfeatures f = tabular(t)\nmodel m = logistic(f, target: t.outcome)\n'
-                             'validate v = evaluate(m) { threshold: sensitivity >= 1.5 }'),
+    ("E302", "out of range", ('cohort t = phantom(8)\nfeatures f = tabular(t)\nmodel m = logistic(f, target: t.outcome)\n'
+                              'validate v = evaluate(m) { threshold: sensitivity >= 1.5 }')),
     ("E306", "settings that contradict each other", 'cohort t = phantom(8)\nfeatures f = pyradiomics(t.image, t.mask) { bin_width: 5, bin_count: 32 }'),
     ("E306", "settings that contradict each other", 'cohort t = phantom(8)\nsegment s = threshold(t.image) { lo: 100HU, hi: 0HU }'),
     ("E303", "wrong or missing unit", 'cohort t = phantom(8) { site_shift: 3mm }'),

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.cli_runner import run_cli
 from radlang.backends.outdir import MARKER
 from radlang.compiler import compile_source
+from tests.cli_runner import run_cli
 
 SPEC = """study "t" {{ seed: 1{out} }}
 cohort dev = dataset("breast_cancer") {{ stop: 60 }}
@@ -46,10 +46,10 @@ def test_a_phantom_prefix_that_is_not_a_plain_name_is_E308(prefix):
 def test_an_out_folder_that_is_a_file_is_E720(tmp_path):
     spec = _spec(tmp_path / "spec")
     (tmp_path / "afile").write_text("keep me")
-    rc, out, err = run_cli(["run", spec, "--out", tmp_path / "afile"])
+    rc, _, err = run_cli(["run", spec, "--out", tmp_path / "afile"])
     assert rc == 2 and "error[E720]" in err and "afile" in err and "internal error" not in err
     assert (tmp_path / "afile").read_text() == "keep me"
-    rc, out, err = run_cli(["run", spec, "--out", tmp_path / "afile", "--force"])   # --force does not make a file a folder
+    rc, _, err = run_cli(["run", spec, "--out", tmp_path / "afile", "--force"])   # --force does not make a file a folder
     assert rc == 2 and "error[E720]" in err
 
 

@@ -10,7 +10,6 @@ import json
 import tokenize
 
 import pytest
-
 from render_helpers import compile_spec, run_script
 from test_equivalence import equivalent
 
