@@ -15,7 +15,7 @@ import functools
 import importlib
 import pkgutil
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable, Literal
 
 from radlang.types import RType
@@ -41,9 +41,25 @@ class InferCtx:
     settings: Any
     report: Callable[..., None]     # report(code, message, span=None, hint=None, setting=None)
     types: dict[str, RType]         # every stage type known so far, by name
+    externals: dict[str, str] = field(default_factory=dict)   # cohort -> the validation stage that names it `external`
 
     def error(self, code: str, message: str, *, setting: str | None = None, port: str | None = None, hint: str | None = None):
         self.report(code, message, setting=setting, port=port, hint=hint)
+
+    def mixed_cohorts(self, src: RType, tgt: RType):
+        """E242: a stage fit on the features of one cohort and the outcome of another. When one of the two is an
+        external validation cohort, the hint leads to fitting on the training cohort, never on the external one."""
+        if not (src.cohort and tgt.cohort and src.cohort != tgt.cohort):
+            return
+        if src.cohort in self.externals:
+            hint = (f"`{src.cohort}` is the external validation cohort of `{self.externals[src.cohort]}`: fit on the training cohort "
+                    f"`{tgt.cohort}` instead (build the features from `{tgt.cohort}`, upstream too); `{src.cohort}` is for evaluation only")
+        elif tgt.cohort in self.externals:
+            hint = (f"use `{src.cohort}.outcome`: `{tgt.cohort}` is the external validation cohort of "
+                    f"`{self.externals[tgt.cohort]}`, for evaluation only")
+        else:
+            hint = f"use `{src.cohort}.outcome`"
+        self.error("E242", f"the features come from cohort `{src.cohort}` but the target is `{tgt.detail}`", port="target", hint=hint)
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,8 @@ import importlib.util
 import re
 from pathlib import Path
 
+import pytest
+
 from radlang import registry
 from radlang.codes import CODES
 
@@ -62,3 +64,39 @@ def test_the_first_example_compiles(tmp_path, monkeypatch):
     res = compile_source(example, "study.rad")
     assert res.ok, [f"{d.code} {d.message}" for d in res.diagnostics]
     assert [s.name for s in res.study.stages] == ["external", "train", "roi", "rad", "sig", "clf", "v"]
+
+
+# The code registry (radlang/codes.py, and the table of docs/language.md, section 6, generated from it) gives each settings
+# code one meaning; these specs hold the code to it.
+CODE_MEANINGS = [
+    ("E302", "out of range", 'cohort t = phantom(8) { size: [8, 40, 40] }'),
+    ("E302", "out of range", 'cohort t = phantom(8) { spacing: [0mm, 1mm, 1mm] }'),
+    ("E302", "out of range", 'cohort t = phantom(8)\nfeatures f = pyradiomics(t.image, t.mask) { distances: [0] }'),
+    ("E302", "out of range", 'cohort t = phantom(8)\nfeatures f = pyradiomics(t.image, t.mask) { filters: [log(sigma: 0mm)] }'),
+    ("E302", "out of range", ('cohort t = phantom(8)\nfeatures f = tabular(t)\nmodel m = logistic(f, target: t.outcome)\n'
+                              'validate v = evaluate(m) { threshold: sensitivity >= 1.5 }')),
+    ("E306", "settings that contradict each other", 'cohort t = phantom(8)\nfeatures f = pyradiomics(t.image, t.mask) { bin_width: 5, bin_count: 32 }'),
+    ("E306", "settings that contradict each other", 'cohort t = phantom(8)\nsegment s = threshold(t.image) { lo: 100HU, hi: 0HU }'),
+    ("E303", "wrong or missing unit", 'cohort t = phantom(8) { site_shift: 3mm }'),
+]
+
+
+@pytest.mark.parametrize("code,meaning,spec", CODE_MEANINGS, ids=[f"{c}-{i}" for i, (c, _, _) in enumerate(CODE_MEANINGS)])
+def test_each_settings_code_means_what_the_table_says(code, meaning, spec):
+    from radlang.compiler import compile_source
+
+    from radlang.codes import CODES
+
+    text = DOC.read_text(encoding="utf-8")
+    assert meaning in CODES[code].meaning and f"| {code} | {CODES[code].meaning} |" in text   # the table is generated from the registry
+    errors = [d for d in compile_source(spec + "\n", "s.rad").diagnostics if d.is_error]
+    assert [d.code for d in errors] == [code], [f"{d.code} {d.message}" for d in errors]
+    assert " a intensity" not in errors[0].message and " a angle" not in errors[0].message
+
+
+def test_ops_shows_ranges_of_list_items_and_units_of_plain_settings():
+    from radlang.backends.opsdoc import ops_text
+
+    text = ops_text("phantom")
+    assert "size: list of int (default [40, 40, 40], each ≥ 16, ≤ 512)" in text
+    assert "site_shift: float [HU] (default 0.0)" in text

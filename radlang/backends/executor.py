@@ -21,6 +21,7 @@ from typing import Any, Callable
 
 from radlang import __version__, registry
 from radlang.backends.cache import Cache, atomic_write_text, key
+from radlang.backends.outdir import prepare_out_dir
 from radlang.backends.pool import make_executor
 from radlang.diagnostics import Diagnostic
 
@@ -118,16 +119,20 @@ def _versions() -> dict[str, str]:
 
 
 def resolve_out(study, out: str | os.PathLike | None = None) -> Path:
-    """The output folder: `--out` as given, else the spec's `out` relative to the spec's folder."""
+    """The output folder: `out` (the --out flag) is relative to the current folder; the spec's `out:` is relative to
+    the spec's folder."""
     out_dir = Path(out or study.config.get("out") or "runs/study")
     if not out_dir.is_absolute() and out is None:
         out_dir = Path(study.file).resolve().parent / out_dir
     return out_dir
 
 
-def open_run(study, out: str | os.PathLike | None = None, workers: int | None = None, quiet: bool = False) -> RunContext:
+def open_run(study, out: str | os.PathLike | None = None, workers: int | None = None, quiet: bool = False,
+             force: bool = False) -> RunContext:
+    """The run context. The out folder is checked first (radlang.backends.outdir: OutDirError, a usage error; `force`
+    lifts the refusals of folders that hold other files)."""
     out_dir = resolve_out(study, out)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    prepare_out_dir(out_dir, study.file, force)
     w = workers or study.config.get("workers") or os.cpu_count() or 1
     return RunContext(study=study, out=out_dir, cache=Cache(out_dir / ".cache"), workers=w,
                       on_error=study.config.get("on_error", "fail"), quiet=quiet)
@@ -144,8 +149,9 @@ def run_stages(ctx: RunContext, stages) -> None:
         ctx.timings[stage.name] = round(time.perf_counter() - t0, 4)
 
 
-def run_study(study, out: str | os.PathLike | None = None, workers: int | None = None, quiet: bool = False) -> RunContext:
-    ctx = open_run(study, out, workers, quiet)
+def run_study(study, out: str | os.PathLike | None = None, workers: int | None = None, quiet: bool = False,
+              force: bool = False) -> RunContext:
+    ctx = open_run(study, out, workers, quiet, force)
     t_all = time.perf_counter()
     try:
         run_stages(ctx, study.stages)

@@ -97,7 +97,7 @@ def check_geometry(ctx, stage, train_df, new_df, new_file):
                 bad.append(f"case `{cid}` ({path}): voxel spacing {list(sp)} mm; the training images have "
                            f"{', '.join(str(list(s)) for s in sorted(spacings)[:3])}")
     if bad:
-        raise RunError([Diagnostic("E736", f"`{new_file}`: {b}", stage.span,
+        raise RunError([Diagnostic("E664", f"`{new_file}`: {b}", stage.span,
                                    hint="resample the images to the training spacing (or let the feature stage resample) before predicting")
                         for b in bad[:20]])
 
@@ -136,7 +136,7 @@ def predict(study, stage_name, input_path, output, out=None, workers=1, quiet=Tr
     missing = [c for c in card["columns"] if c not in X.columns]
     if missing:
         shown = ", ".join(f"`{c}`" for c in missing[:8]) + (f" and {len(missing) - 8} more" if len(missing) > 8 else "")
-        raise RunError([Diagnostic("E734", f"`{input_path}`: the model of `{stage.name}` needs feature column(s) the new cases lack: {shown}",
+        raise RunError([Diagnostic("E663", f"`{input_path}`: the model of `{stage.name}` needs feature column(s) the new cases lack: {shown}",
                                    stage.span, hint="give the new cases the same columns (and images) as the training cohort")])
     X = X.loc[new_df["case_id"][new_df["case_id"].isin(X.index.astype(str))], card["columns"]].astype(float)
     model = load_model(data, stage)

@@ -20,21 +20,33 @@ def check_design(g: nx.DiGraph, stages: dict, diags: list):
         if ext is None:
             continue
         ext_cohort = ext.stage
-        anc = nx.ancestors(g, name)
-        for a in sorted(anc):
+        fitted = []
+        for a in sorted(nx.ancestors(g, name)):
             up = stages.get(a)
             if up is None or up.fit == "none":
                 continue
             lineage = {up.type.cohort} | {r.stage for r in up.inputs.values()} | cohorts_up.get(a, set())
             if ext_cohort in lineage:
-                diags.append(Diagnostic(
-                    "E501", f"`{name}` validates on `{ext_cohort}`, but `{a}` is fit on `{ext_cohort}`", st.span,
-                    related=(Related(up.span, f"`{a}` ({up.op}) is fit on outcomes or data statistics of `{ext_cohort}`"),),
-                    hint="fit every stage on the training cohort only; an external cohort is for evaluation"))
+                fitted.append(a)
+        related = tuple(Related(stages[a].span, f"`{a}` ({stages[a].op}) is fit on outcomes or data statistics of `{ext_cohort}`")
+                        for a in fitted)
+        listed = ", ".join(f"`{a}`" for a in fitted)
         train_cohort = st.type.cohort
+        # one root cause, one diagnostic: a validation that trains on its external cohort (E502) explains every stage
+        # fit on it; otherwise the stages fit on the external cohort are one E501
         if train_cohort and train_cohort == ext_cohort:
+            others = sorted(n for n, s in stages.items() if s.kind == "cohort" and n != ext_cohort)
+            train = f"the training cohort (`{others[0]}`)" if len(others) == 1 else "a training cohort"
             diags.append(Diagnostic("E502", f"`{name}` uses `{ext_cohort}` both for training and as its external cohort", st.span,
-                                    hint="name a separate cohort as `external`"))
+                                    related=related,
+                                    hint=f"fit the model and every stage above it ({listed}) on {train}; keep `{ext_cohort}` for evaluation"
+                                    if fitted else "name a separate cohort as `external`"))
+        elif fitted:
+            verb = "is" if len(fitted) == 1 else "are"
+            train = f"`{train_cohort}`" if train_cohort else "the training cohort"
+            diags.append(Diagnostic(
+                "E501", f"`{name}` validates on `{ext_cohort}`, but {listed} {verb} fit on `{ext_cohort}`", st.span, related=related,
+                hint=f"fit every stage on {train} only (features and target from {train}); `{ext_cohort}` is for evaluation"))
 
 
 def _cohorts_upstream(g, stages) -> dict[str, set]:

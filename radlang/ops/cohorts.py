@@ -12,14 +12,14 @@ The implementations below are self-contained (see radlang/registry.py): plain da
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, field_validator
 
 from radlang.registry import Operator, register
 from radlang.types import OUTCOME_KINDS, RType
 from radlang.units import Intensity, Length
-from radlang.values import CallValue, CastValue, Settings, Sym
+from radlang.values import CallValue, CastValue, Settings, Sym, outside_out
 
 
 class OutcomeSpec(Settings):
@@ -171,6 +171,10 @@ def load_manifest(params, manifest_path, name, check_files=True):
     for i, cid in enumerate(ids):
         if cid == "":
             problems.append({"case": f"row {i + 2}", "file": mpath, "column": params["id"], "message": "empty case id"})
+        elif "/" in cid or "\\" in cid or "\0" in cid or ".." in cid:
+            problems.append({"case": cid, "file": mpath, "column": params["id"],
+                             "message": f"the case id holds `/`, `\\` or `..` (row {i + 2}): output files are named after case ids",
+                             "hint": "rename the case (e.g. replace `/` with `_`)"})
         elif cid in first_row:
             problems.append({"case": cid, "file": mpath, "column": params["id"],
                              "message": f"duplicate case id `{cid}` (rows {first_row[cid] + 2} and {i + 2})"})
@@ -328,22 +332,18 @@ class PhantomSettings(Settings):
     sites: int = Field(1, ge=1, le=8, description="number of acquisition sites (≥ 2 adds a site column with scanner-like shifts)")
     site_shift: Intensity = Field(0.0, description="extra intensity offset for every case (an external scanner), e.g. 30HU")
     noise: Intensity = Field(8.0, ge=0, description="image noise standard deviation (HU)")
-    size: list[int] = Field(default_factory=lambda: [40, 40, 40], min_length=3, max_length=3, description="volume size in voxels (x, y, z)")
-    spacing: list[Length] = Field(default_factory=lambda: [1.0, 1.0, 1.0], min_length=3, max_length=3, description="voxel spacing (mm)")
-    prefix: str | None = Field(None, description="case id prefix (default: the stage name)")
+    size: list[Annotated[int, Field(ge=16, le=512)]] = Field(default_factory=lambda: [40, 40, 40], min_length=3, max_length=3,
+                                                            description="volume size in voxels (x, y, z)")
+    spacing: list[Annotated[Length, Field(gt=0)]] = Field(default_factory=lambda: [1.0, 1.0, 1.0], min_length=3, max_length=3,
+                                                          description="voxel spacing (mm)")
+    prefix: str | None = Field(None, description="case id prefix (default: the stage name); a plain name: case ids name files")
 
-    @field_validator("size")
+    @field_validator("prefix")
     @classmethod
-    def _size(cls, v):
-        if any(x < 16 or x > 512 for x in v):
-            raise ValueError("each size must be between 16 and 512 voxels")
-        return v
-
-    @field_validator("spacing")
-    @classmethod
-    def _spacing(cls, v):
-        if any(x <= 0 for x in v):
-            raise ValueError("spacing must be > 0")
+    def _prefix(cls, v):
+        if v is not None and (v == "" or "/" in v or "\\" in v or "\0" in v or ".." in v):
+            raise outside_out(f"`{v}` is not a plain name: the phantom writes cases/<prefix>_000_image.nii.gz, and every file "
+                              "a run writes stays inside its out folder (no `/`, `\\`, `..`)")
         return v
 
 

@@ -17,7 +17,7 @@ from pydantic import Field, field_validator, model_validator
 
 from radlang.registry import Operator, Port, register
 from radlang.types import RType
-from radlang.values import Settings, Sym
+from radlang.values import Settings, Sym, contradiction
 
 DATASETS = {
     # name: (package, outcome kind, cases)
@@ -216,7 +216,7 @@ class TableSettings(Settings):
                  o.get("column"): "the outcome", o.get("time"): "the survival time", o.get("event"): "the event"}
         for c in self.columns or []:
             if roles.get(c):
-                raise ValueError(f"`{c}` is {roles[c]} column; it cannot also be a feature column (the model would see the answer)")
+                raise contradiction(f"`{c}` is {roles[c]} column; it cannot also be a feature column (the model would see the answer)")
         return self
 
 

@@ -235,9 +235,7 @@ def _model_infer(ctx, tasks):
     if tgt.outcome not in tasks:
         hint = "for a survival outcome use `cox`" if tgt.outcome == "survival" else f"`{name}` fits {' or '.join(tasks)} outcomes"
         ctx.error("E244", f"`{name}` cannot fit a {tgt.outcome} outcome (`{tgt.detail}`)", port="target", hint=hint)
-    if src.cohort and tgt.cohort and src.cohort != tgt.cohort:
-        ctx.error("E242", f"the features come from cohort `{src.cohort}` but the target is `{tgt.detail}`", port="target",
-                  hint=f"use `{src.cohort}.outcome`")
+    ctx.mixed_cohorts(src, tgt)
     s = ctx.settings
     if s.search is not None:
         if not s.search.grid:

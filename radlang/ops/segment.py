@@ -23,7 +23,7 @@ from pydantic import Field, model_validator
 from radlang.registry import Operator, Port, register
 from radlang.types import RType
 from radlang.units import Intensity, Length
-from radlang.values import Settings
+from radlang.values import Settings, contradiction
 
 
 def load_image(path):
@@ -202,7 +202,7 @@ class ThresholdSettings(Settings):
         if self.lo is None and self.hi is None:
             raise ValueError("give `lo`, `hi`, or both")
         if self.lo is not None and self.hi is not None and self.lo > self.hi:
-            raise ValueError(f"`lo` ({self.lo:g}) is above `hi` ({self.hi:g})")
+            raise contradiction(f"`lo` ({self.lo:g}) is above `hi` ({self.hi:g})")
         return self
 
 

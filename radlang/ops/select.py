@@ -296,9 +296,7 @@ def _features_out(ctx, supervised: bool, tasks=("binary", "multiclass", "continu
         if tgt.outcome not in tasks:
             ctx.error("E241", f"`{ctx.stmt.op.name}` selects on a {', '.join(tasks)} outcome, but `{tgt.detail}` is {tgt.outcome}",
                       port="target", hint="use an unsupervised selector (variance, correlation, icc) before a survival model")
-        if src.cohort and tgt.cohort and src.cohort != tgt.cohort:
-            ctx.error("E242", f"the features come from cohort `{src.cohort}` but the target is `{tgt.detail}`", port="target",
-                      hint=f"use `{src.cohort}.outcome`")
+        ctx.mixed_cohorts(src, tgt)
     return RType("Features", cohort=src.cohort, outcome=(tgt.outcome if tgt is not None else src.outcome), detail=f"{ctx.stmt.op.name} selection")
 
 

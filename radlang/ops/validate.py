@@ -27,7 +27,7 @@ from pydantic import Field, field_validator
 
 from radlang.registry import Operator, Port, register
 from radlang.types import RType
-from radlang.values import Rule, Settings, Sym, Variant, variants
+from radlang.values import Rule, Settings, Sym, Variant, out_of_range, variants
 
 # ----------------------------------------------------------------------------------------------
 # self-contained implementation
@@ -648,7 +648,7 @@ def _rule(v):
         if v.op not in (">=", ">"):
             raise ValueError(f"write the rule as `{left} >= <value>`")
         if isinstance(v.right, bool) or not isinstance(v.right, (int, float)) or not 0 < v.right < 1:
-            raise ValueError(f"`{left} {v.op} ...` needs a number between 0 and 1")
+            raise out_of_range(f"`{left} {v.op} ...` needs a number between 0 and 1")
         return {"metric": left, "op": v.op, "value": float(v.right)}
     raise ValueError("write the threshold as `youden`, `sensitivity >= 0.9` or `specificity >= 0.95`")
 
@@ -680,7 +680,7 @@ class EvaluateSettings(Settings):
     @classmethod
     def _nb(cls, v):
         if len(v) != 3 or not (0 < v[0] < 1 and 0 < v[1] < 1 and v[0] <= v[1] and v[2] > 0):
-            raise ValueError("`net_benefit_range` is [from, to, step] with 0 < from <= to < 1 and step > 0")
+            raise out_of_range("`net_benefit_range` is [from, to, step] with 0 < from <= to < 1 and step > 0")
         return v
 
 
@@ -767,7 +767,8 @@ register(Operator(
         "with every fitted stage refit inside each training fold. Metrics: AUC with a bootstrap CI, ROC points, "
         "sensitivity/specificity at a threshold chosen on training data by a stated rule, Brier, calibration "
         "intercept/slope and curve, net benefit (dcurves), and the C-index for survival models. "
-        "Writes <out>/metrics/<stage>.json, <out>/predictions/<stage>.csv and, for binary outcomes, ROC, calibration and "
-        "decision-curve plots under <out>/plots/<stage>/.",
+        "Writes <out>/metrics/<stage>.json, <out>/predictions/<stage>.csv and, for binary outcomes, plots under "
+        "<out>/plots/<stage>/, each when its metric is listed: roc.png (`roc`), calibration.png (`calibration`), "
+        "decision_curve.png (`net_benefit`).",
     examples=("validate v = evaluate(clf) { cv: stratified_kfold(5, repeats: 3), threshold: sensitivity >= 0.9, bootstrap: 1000 }",),
 ))

@@ -70,7 +70,7 @@ def test_predict_refuses_bad_input_and_writes_nothing(study_run, tmp_path):
     make_phantom({"cases": 4, "effect": 2.0, "sites": 1, "site_shift": 0.0, "noise": 8.0, "size": [16, 16, 16],
                   "spacing": [2.0, 2.0, 2.0]}, 5, str(tmp_path / "coarse"), "x")
     rc, _, err = run_cli(["predict", spec, "v", tmp_path / "coarse" / "manifest.csv", "--out", out, "-o", target])
-    assert rc == 1 and "E736" in err and "voxel spacing [2.0, 2.0, 2.0]" in err and not target.exists()
+    assert rc == 1 and "E664" in err and "voxel spacing [2.0, 2.0, 2.0]" in err and not target.exists()
     # a saved model altered after the run
     model = out / "models" / "v.skops"
     data = model.read_bytes()
