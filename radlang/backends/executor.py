@@ -8,6 +8,7 @@ self-contained implementations, which the renderer inlines too.
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import json
 import os
@@ -20,6 +21,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from radlang import __version__, registry
+from radlang.backends.artefacts import write_artefact_manifest
 from radlang.backends.cache import Cache, atomic_write_text, key
 from radlang.backends.outdir import prepare_out_dir
 from radlang.backends.pool import make_executor
@@ -159,6 +161,7 @@ def run_study(study, out: str | os.PathLike | None = None, workers: int | None =
         ctx.close()
     ctx.timings["total"] = round(time.perf_counter() - t_all, 4)
     write_manifest(ctx)
+    write_artefact_manifest(ctx, hashlib.sha256(study.source.encode()).hexdigest())
     return ctx
 
 

@@ -105,9 +105,9 @@ def check_geometry(ctx, stage, train_df, new_df, new_file):
 def predict(study, stage_name, input_path, output, out=None, workers=1, quiet=True) -> Path:
     """Predictions of `stage_name`'s saved final model for the cases of `input_path`, written to `output`."""
     from radlang import registry
+    from radlang.backends.cache import atomic_write_bytes
     from radlang.backends.executor import open_run, resolve_out, run_stages
     from radlang.backends.refit import assemble
-    from radlang.backends.cache import atomic_write_bytes
     from radlang.ops.validate import evaluation_csv
 
     stage = validation_stage(study, stage_name)

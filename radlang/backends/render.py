@@ -571,7 +571,9 @@ def render_study(study, date: str | None = None) -> tuple[str, dict[str, str]]:
     """The script text and the package pins it records."""
     rc = RenderContext(study=study, spec_dir=str(Path(study.file).resolve().parent))
     runtime, runtime_names = _runtime_source()
-    wanted: list[Callable] = _runtime_needs()
+    from radlang.backends.artefacts import write_artefact_manifest
+
+    wanted: list[Callable] = [*_runtime_needs(), write_artefact_manifest]
     spec_path = str(Path(study.file).resolve()) if Path(study.file).exists() else study.file
     origin: dict[int, str] = {}
     stages, options, glue_imports, problems, ops = [], [], set(), [], {}

@@ -71,7 +71,7 @@ validate v = evaluate(clf) { cv: stratified_kfold(5), bootstrap: 500 }
 
 def test_a_join_by_patient_gives_each_case_its_patients_row(tmp_path):
     """Two cases per patient, one clinical row per patient: the fold input equals the hand-made join."""
-    rad, clin, y = _tables(tmp_path, n=40, p=3, q=2, cases_per_patient=2)
+    _tables(tmp_path, n=40, p=3, q=2, cases_per_patient=2)
     spec = HEAD + """
 features both = join(rad, clin) { by: patient }
 model clf = logistic(both, target: train.outcome)
@@ -89,7 +89,7 @@ validate v = evaluate(clf) { cv: stratified_kfold(4), bootstrap: 0 }
 
 
 def test_join_problems_name_the_table_and_the_ids(tmp_path):
-    rad, clin, _ = _tables(tmp_path, n=20, p=3, q=2)
+    _, clin, _ = _tables(tmp_path, n=20, p=3, q=2)
     clin.iloc[:3].to_csv(tmp_path / "few.csv", index=False)                 # patients missing
     dup = pd.concat([clin, clin.iloc[:2]])                                  # two rows for two patients
     dup.insert(0, "row", [f"x{i}" for i in range(len(dup))])

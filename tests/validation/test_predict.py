@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from cli_runner import run_cli  # noqa: E402
+from cli_runner import run_cli
 
 SPEC = """
 study "predict" { seed: 4 }
@@ -60,7 +60,7 @@ def test_predict_on_the_external_cohort_equals_its_rows_of_the_predictions(study
 
 
 def test_predict_refuses_bad_input_and_writes_nothing(study_run, tmp_path):
-    root, spec, out = study_run
+    _, spec, out = study_run
     target = tmp_path / "p.csv"
     rc, _, err = run_cli(["predict", spec, "vv", _ext_manifest(out), "--out", out, "-o", target])
     assert rc == 2 and "E730" in err and "did you mean `v`" in err and not target.exists()

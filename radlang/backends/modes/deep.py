@@ -131,7 +131,7 @@ def run_train(stage, ctx):
     atomic_write_text(ctx.out / "metrics" / f"{stage.name}_training.json",
                       metrics_json({"stage": stage.name, "history": result["history"], "best_epoch": result["best_epoch"],
                                     "train_cases": result["train_cases"], "validation_cases": result["val_cases"],
-                                    "checkpoint": str(model_path)}))
+                                    "checkpoint": f"models/{stage.name}.pt"}))   # relative to the out folder: the same bytes anywhere
     return {"spec": spec, "params": params, "state": result["state"], "history": result["history"], "task": task,
             "best_epoch": result["best_epoch"], "checkpoint": str(model_path)}
 
