@@ -128,12 +128,17 @@ def cmd_run(a) -> int:
         return _status(res)
     _emit(res.diagnostics, res.sources, a.format)
     from radlang.backends.executor import RunError, run_study
+    from radlang.backends.outlock import OutDirInUse
 
     try:
-        ctx = run_study(res.study, out=a.out, workers=a.workers, quiet=a.quiet)
+        ctx = run_study(res.study, out=a.out, workers=a.workers, quiet=a.quiet, wait=a.wait)
     except RunError as e:
         _emit(e.diagnostics, res.sources, a.format)
         return 1
+    except OutDirInUse as e:
+        _emit([Diagnostic("E710", str(e), None, hint="wait for that run to finish (or pass --wait), or give this run "
+                          "another --out folder")], res.sources, a.format)
+        return 2
     except KeyboardInterrupt:
         print("radlang: interrupted; finished stages are cached and a re-run resumes from them", file=sys.stderr)
         return 130
@@ -190,6 +195,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--out", default=None, help="output folder (overrides the spec's `out`)")
     sp.add_argument("--workers", type=int, default=None, help="worker processes (default: the number of cores)")
     sp.add_argument("--quiet", action="store_true")
+    sp.add_argument("--wait", action="store_true", help="if another run holds the output folder, wait for it "
+                    "(default: stop at once with E710)")
     sp = with_file("render", "render a standalone, auditable Python script", cmd_render)
     sp.add_argument("-o", "--output", required=True)
     sp.add_argument("--lock", action="store_true", help="also write requirements.lock next to the script")

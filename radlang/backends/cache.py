@@ -73,6 +73,15 @@ def stat_signature(path: str | os.PathLike) -> tuple[list, int]:
     return ["dir", hashlib.sha256(canonical(rows)).hexdigest()], newest
 
 
+def output_sha256(path: str | os.PathLike) -> str | None:
+    """SHA-256 of a file written by a run (None when it is missing): compared with the digest recorded at writing."""
+    try:
+        with open(path, "rb") as fh:
+            return hashlib.file_digest(fh, "sha256").hexdigest()
+    except OSError:
+        return None
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> bool:
     """Write `data` to `path` through a uniquely named temporary file in the same folder and os.replace. A file
     that already holds exactly these bytes is left alone (an unchanged output keeps its mtime); any other content,
@@ -257,22 +266,22 @@ class Cache:
     settle_ns = 2_000_000_000       # a file hashed less than this after its last change is not put in the index
     verify = True                   # check every SHA-256 on read (False only to measure what the checks cost)
 
-    def __init__(self, root: str | os.PathLike, warnings: list[str] | None = None, quiet: bool = False):
+    def __init__(self, root: str | os.PathLike, warnings: list[str] | None = None):
         self.root = Path(root)
         self.hits = 0
         self.misses = 0
         self.warnings = warnings if warnings is not None else []     # W670/W671 lines (the run's ctx.warnings)
-        self.quiet = quiet
         self._index: dict[str, list] | None = None      # path -> [stat signature, sha256], see file_hash
         self._index_new: dict[str, list] = {}
 
     def uncounted(self) -> Cache:
         """The same cache (folder, warnings) with its own hit/miss counters: run.json counts the stages' entries only."""
-        other = Cache(self.root, self.warnings, self.quiet)
+        other = Cache(self.root, self.warnings)
         other._index, other._index_new = self._index, self._index_new
         return other
 
     def warn(self, code: str, message: str) -> None:
+        """Print a warning at once (also under --quiet) and keep it for run.json."""
         import sys
 
         line = f"{code}: {message}"

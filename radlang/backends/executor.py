@@ -84,6 +84,10 @@ class RunContext:
 
     keys: dict[str, str] = field(default_factory=dict)          # stage -> content key of its output
 
+    def warn(self, code: str, message: str) -> None:
+        """A runtime warning (W6xx): printed at once and listed in run.json."""
+        self.cache.warn(code, message)
+
     def hash_input(self, path) -> str:
         h = self.cache.file_hash(path)          # content SHA-256, via the cache's persistent (path, stat) index
         self.inputs[str(path)] = h
@@ -117,29 +121,42 @@ def _versions() -> dict[str, str]:
     return out
 
 
-def run_study(study, out: str | os.PathLike | None = None, workers: int | None = None, quiet: bool = False) -> RunContext:
+def run_study(study, out: str | os.PathLike | None = None, workers: int | None = None, quiet: bool = False,
+              wait: bool = False) -> RunContext:
+    """Run every stage into the output folder, holding it for this run alone (outlock.OutDirLock: OutDirInUse when
+    another run holds it, unless `wait`)."""
+    from radlang.backends.outlock import OutDirLock, describe
+
     out_dir = Path(out or study.config.get("out") or "runs/study")
     if not out_dir.is_absolute() and out is None:
         out_dir = Path(study.file).resolve().parent / out_dir
-    out_dir.mkdir(parents=True, exist_ok=True)
     w = workers or study.config.get("workers") or os.cpu_count() or 1
-    ctx = RunContext(study=study, out=out_dir, cache=Cache(out_dir / ".cache"), workers=w,
-                     on_error=study.config.get("on_error", "fail"), quiet=quiet)
-    t_all = time.perf_counter()
-    try:
-        for stage in study.stages:
-            op = registry.get(stage.op)
-            t0 = time.perf_counter()
-            run = get_mode(op.mode)
-            ctx.results[stage.name] = run(stage, ctx)
-            ctx.keys.setdefault(stage.name, ctx.stage_key(stage))
-            ctx.timings[stage.name] = round(time.perf_counter() - t0, 4)
-    finally:
-        if ctx._executor is not None:
-            ctx._executor.close()
-        ctx.cache.flush()
-    ctx.timings["total"] = round(time.perf_counter() - t_all, 4)
-    write_manifest(ctx)
+
+    def waiting(message):
+        print(f"radlang: {message}", file=sys.stderr)
+
+    with OutDirLock(out_dir, str(study.file), wait=wait, on_wait=waiting) as lock:
+        ctx = RunContext(study=study, out=out_dir, cache=Cache(out_dir / ".cache"), workers=w,
+                         on_error=study.config.get("on_error", "fail"), quiet=quiet)
+        ctx.warnings = ctx.cache.warnings
+        if lock.dead is not None:
+            ctx.cache.warn("W673", f"a run that did not finish held `{out_dir}` ({describe(lock.dead)}); this run takes the "
+                                   "folder over and reuses the verified cache entries it left")
+        t_all = time.perf_counter()
+        try:
+            for stage in study.stages:
+                op = registry.get(stage.op)
+                t0 = time.perf_counter()
+                run = get_mode(op.mode)
+                ctx.results[stage.name] = run(stage, ctx)
+                ctx.keys.setdefault(stage.name, ctx.stage_key(stage))
+                ctx.timings[stage.name] = round(time.perf_counter() - t0, 4)
+        finally:
+            if ctx._executor is not None:
+                ctx._executor.close()
+            ctx.cache.flush()
+        ctx.timings["total"] = round(time.perf_counter() - t_all, 4)
+        write_manifest(ctx)
     return ctx
 
 

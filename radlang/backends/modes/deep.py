@@ -156,6 +156,8 @@ def run_predict(stage, ctx):
 
     import pandas as pd
 
+    import uuid
+
     from radlang.ops.training import predict_volume, write_label_map
 
     model = ctx.results[stage.inputs["model"].stage]
@@ -178,7 +180,7 @@ def run_predict(stage, ctx):
     for c in cases:
         lab = predict_volume(net, c["image"], params, "segmentation").argmax(0)
         row = {"case_id": c["case"]}
-        tmp = folder / f".{c['case']}.tmp.nii.gz"
+        tmp = folder / f".{c['case']}.{uuid.uuid4().hex}.tmp.nii.gz"          # unique: never shared with another writer
         if label is not None:
             write_label_map((lab == label).astype("uint8"), c["geometry"], tmp)
             dest = folder / f"{c['case']}_class{label}.nii.gz"
@@ -238,6 +240,8 @@ def run_segmetrics(stage, ctx):
 
 @mode("gradcam")
 def run_gradcam(stage, ctx):
+    import uuid
+
     from radlang.ops.explain_cnn import DEFAULT_LAYER, gradcam_case, overlay_png, write_heatmap
 
     model = ctx.results[stage.inputs["model"].stage]
@@ -261,7 +265,7 @@ def run_gradcam(stage, ctx):
     patch = model["params"]["patch"]
     for c in cases:
         heat, prob, cls = gradcam_case(net, c["image"], c["mask"], patch, layer, stage.params.get("class_index"))
-        tmp = folder / f".{c['case']}.tmp.nii.gz"
+        tmp = folder / f".{c['case']}.{uuid.uuid4().hex}.tmp.nii.gz"          # unique: never shared with another writer
         write_heatmap(heat, c["geometry"], tmp)
         dest = folder / f"{c['case']}_gradcam.nii.gz"
         tmp.replace(dest)
