@@ -15,9 +15,10 @@ import pkgutil
 import platform
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from radlang import __version__, registry
 from radlang.backends.cache import Cache, atomic_write_text, key

@@ -14,6 +14,7 @@ import os
 import socket
 import time
 from pathlib import Path
+from typing import Self
 
 LOCK = ".radlang.lock"
 HOLDER = ".radlang.lock.json"
@@ -58,7 +59,7 @@ class OutDirLock:
         self.dead: dict | None = None
         self._lock = None
 
-    def __enter__(self) -> OutDirLock:
+    def __enter__(self) -> Self:
         from filelock import FileLock, Timeout
 
         self.out.mkdir(parents=True, exist_ok=True)

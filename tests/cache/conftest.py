@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+
 @pytest.fixture(scope="session")
 def tiny_manifest(tmp_path_factory) -> Path:
     """8 phantom cases of 16x16x16 voxels as NIfTI + manifest.csv (binary outcome `malignant`)."""

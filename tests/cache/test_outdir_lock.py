@@ -32,7 +32,7 @@ def _holder(out, spec, seconds):
 
 
 def _radlang(*args, cwd=None):
-    return subprocess.run([sys.executable, "-m", "radlang", *map(str, args)], capture_output=True, text=True, cwd=cwd, timeout=300)
+    return subprocess.run([sys.executable, "-m", "radlang", *map(str, args)], check=False, capture_output=True, text=True, cwd=cwd, timeout=300)
 
 
 SPEC = """

@@ -153,10 +153,9 @@ def _infer_params(stage, model):
 @mode("predict_mask")
 def run_predict(stage, ctx):
     import os
+    import uuid
 
     import pandas as pd
-
-    import uuid
 
     from radlang.ops.training import predict_volume, write_label_map
 
