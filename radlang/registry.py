@@ -15,7 +15,7 @@ import functools
 import importlib
 import pkgutil
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable, Literal
 
 from radlang.types import RType
@@ -63,8 +63,10 @@ class Operator:
     version: str = "1"
     plan: Callable | None = None     # plan(stage, memory_budget_bytes) -> list of (severity, text) lines for `radlang plan`
     sink: bool = False               # its results are study outputs (files under <out>); sinks are never pruned
-    render: dict = field(default_factory=dict)   # extra info for the renderer
     examples: tuple[str, ...] = ()
+    run: Callable | None = None      # run(stage, ctx) -> value: the operator's own run-time glue (else its mode's function)
+    on_cohort: Callable | str | None = None  # a feature table's: (ctx, stage, cohort_df, perturb) -> its table on another cohort
+    raters: bool = False             # a fitted selector whose factory gets re-extractions of its input (perturbations, retest)
 
     @property
     def port_names(self) -> tuple[str, ...]:
@@ -91,16 +93,6 @@ def register(op: Operator) -> Operator:
     if frame is not None:
         _DECLARED_IN[op.name] = frame.f_globals["__name__"].rsplit(".", 1)[-1]
     return op
-
-
-def operator(**kw):
-    """Decorator form: the decorated function is the implementation."""
-
-    def wrap(fn):
-        register(Operator(impl=fn, **kw))
-        return fn
-
-    return wrap
 
 
 def _load():
@@ -143,6 +135,14 @@ def get(name: str) -> Operator | None:
             _load()
             op = _REGISTRY.get(name)
     return op
+
+
+def resolve(ref: Callable | str | None) -> Callable | None:
+    """A declared function, given directly or as "module:function" (imported only when it is needed)."""
+    if ref is None or callable(ref):
+        return ref
+    module, _, name = ref.partition(":")
+    return getattr(importlib.import_module(module), name)
 
 
 def all_ops() -> list[Operator]:

@@ -101,13 +101,6 @@ class RunContext:
         return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                         TimeRemainingColumn(), disable=self.quiet, transient=False)
 
-    def input_value(self, stage, port):
-        ref = stage.inputs.get(port)
-        if ref is None:
-            return None
-        value = self.results[ref.stage]
-        return (value, ref.attr)
-
 
 def _versions() -> dict[str, str]:
     from importlib.metadata import PackageNotFoundError, version
@@ -148,7 +141,7 @@ def run_study(study, out: str | os.PathLike | None = None, workers: int | None =
             for stage in study.stages:
                 op = registry.get(stage.op)
                 t0 = time.perf_counter()
-                run = get_mode(op.mode)
+                run = op.run or get_mode(op.mode)
                 ctx.results[stage.name] = run(stage, ctx)
                 ctx.keys.setdefault(stage.name, ctx.stage_key(stage))
                 ctx.timings[stage.name] = round(time.perf_counter() - t0, 4)

@@ -162,7 +162,7 @@ def _tabular_type(ctx) -> RType:
 register(Operator(
     name="tabular", kind="features", output="Features", settings=TabularSettings, positional=("cohort",),
     inputs=(Port("cohort", ("Cohort",), doc="a cohort with clinical columns, e.g. `dataset(\"breast_cancer\")`"),),
-    mode="tabular", impl=tabular_features, infer=_tabular_type,
+    mode="tabular", impl=tabular_features, infer=_tabular_type, on_cohort="radlang.backends.modes.estimator:tabular_for_cohort",
     doc="A feature table made from a cohort's clinical columns (tabular, image-derived or clinical features).",
     examples=("features f = tabular(bc)", "features f = tabular(bc) { columns: [mean_radius, mean_texture] }"),
 ))

@@ -473,6 +473,7 @@ def _plan(stage, memory):
 
 register(Operator(
     name="pyradiomics", kind="features", output="Features", settings=PyradiomicsSettings, mode="case",
+    on_cohort="radlang.backends.modes.case:extract_for_cohort",
     inputs=(Port("image", ("Image",), doc="a cohort's image, e.g. `train.image`"),
             Port("mask", ("Mask",), doc="a cohort's mask (`train.mask`) or a segment stage")),
     positional=("image", "mask"), impl=extract_features, helpers=(pyradiomics_config, perturb_case, features_csv, member_columns),

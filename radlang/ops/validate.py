@@ -108,24 +108,21 @@ def run_fold(task):
     X, y = task["X"], task["y"]
     tr, te = task["train"], task["test"]
     fit_params = {}
-    if task.get("patients") is not None:
-        # several cases per patient: inner CV (a LASSO's penalty, a grid search) keeps each patient in one inner fold too
+    if task.get("patients") is not None and hasattr(pipe, "param_grid"):
+        # several cases per patient: the grid search's inner CV keeps each patient in one inner fold too (selectors
+        # group their own inner CV by the patients they were built with)
         g_tr = np.asarray(task["patients"])[tr]
         if len(set(g_tr)) < len(g_tr):
-            inner = pipe.estimator if hasattr(pipe, "param_grid") else pipe
-            fit_params = {f"{name}__groups": g_tr for name, step in inner.steps if hasattr(step, "get_support")}
-            if inner is not pipe:
-                from sklearn.model_selection import GroupKFold, StratifiedGroupKFold
+            from sklearn.model_selection import GroupKFold, StratifiedGroupKFold
 
-                kind = StratifiedGroupKFold if type(pipe.cv).__name__ == "StratifiedKFold" else GroupKFold
-                pipe.set_params(cv=kind(pipe.cv.n_splits, shuffle=True, random_state=pipe.cv.random_state))
-                fit_params["groups"] = g_tr
+            kind = StratifiedGroupKFold if type(pipe.cv).__name__ == "StratifiedKFold" else GroupKFold
+            pipe.set_params(cv=kind(pipe.cv.n_splits, shuffle=True, random_state=pipe.cv.random_state))
+            fit_params["groups"] = g_tr
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         pipe.fit(X.iloc[tr], y[tr], **fit_params)
         fitted = pipe.best_estimator_ if hasattr(pipe, "best_estimator_") else pipe
-        selected = {name: [str(c) for c in step.get_feature_names_out()] for name, step in fitted.steps
-                    if name not in ("impute", "scale", "model") and hasattr(step, "get_support")}
+        selected = fitted_selections(fitted)
         if task["task"] == "survival":
             return {"test": np.asarray(pipe.predict(X.iloc[te]), float), "threshold": None, "selected": selected}
         p_te = pipe.predict_proba(X.iloc[te])
@@ -155,6 +152,18 @@ def run_fold(task):
             out["best_params"] = {back.get(k.split("__", 1)[1], k.split("__", 1)[1]): v for k, v in pipe.best_params_.items()}
         if task.get("return_model"):
             out["model"] = pipe
+    return out
+
+
+def fitted_selections(pipe):
+    """{selector step name: the feature names it kept}, for every fitted selector in a pipeline, also inside the
+    branches of a join (a ColumnTransformer)."""
+    out = {}
+    for name, step in getattr(pipe, "steps", []):
+        if hasattr(step, "get_support"):
+            out[name] = [str(c) for c in step.get_feature_names_out()]
+        for branch in getattr(step, "named_transformers_", {}).values():
+            out.update(fitted_selections(branch))
     return out
 
 
@@ -678,21 +687,18 @@ def _evaluate_plan(stage, memory, study=None):
     ext = stage.inputs.get("external")
     lines = [("info", how + (f", plus 1 fit on every training case for the external cohort `{ext.stage}`" if ext else "")),
              ("info", "group-aware: cases of one patient never straddle a split")]
-    if study is not None:
+    refit = study.refit.get(stage.name) if study is not None else None
+    if refit is not None:
         by = study.by_name()
-        chain = []
-        cur = by.get(stage.inputs["model"].stage)
-        while cur is not None:
-            chain.append(f"{cur.name} ({cur.op})")
-            nxt = cur.inputs.get("input")
-            cur = by.get(nxt.stage) if nxt is not None and by.get(nxt.stage) is not None and by[nxt.stage].kind in ("select", "model") else None
-        steps = list(reversed(chain))
-        model = by.get(stage.inputs["model"].stage)
-        mp = model.params if model is not None else {}
+        steps = [f"{n} ({by[n].op})" for n in refit.nodes]
+        mp = by[refit.model].params
         pre = [] if mp.get("impute", "median") == "none" else ["impute"]
         post = [] if mp.get("scale", "standard") == "none" else ["scale"]
         thr = " -> threshold" if stage.type.outcome == "binary" else ""
+        lines.append(("info", f"fold input: the columns of {', '.join(refit.sources)}"))
         lines.append(("info", "refit in each training fold: " + " -> ".join(pre + steps[:-1] + post + steps[-1:]) + thr))
+        if len(refit.sources) > 1 or any(by[n].fit == "none" for n in refit.nodes):
+            lines.append(("info", "refit graph: " + "; ".join(f"{a} -> {b}.{port}" for a, b, port in refit.edges)))
     return lines
 
 
@@ -702,7 +708,7 @@ register(Operator(
             Port("external", ("Cohort",), optional=True, doc="an external validation cohort (never fit on)"),
             Port("groups", ("Ids", "Site"), optional=True, doc="what must not straddle a split (default: the cohort's patient ids)")),
     fit="outcome", mode="evaluate", sink=True, impl=run_fold,
-    helpers=(make_splits, choose_threshold, auc_rank, calibration_stats, net_benefit, binary_metrics, multiclass_metrics,
+    helpers=(make_splits, choose_threshold, fitted_selections, auc_rank, calibration_stats, net_benefit, binary_metrics, multiclass_metrics,
              survival_metrics, round_floats, evaluation_json, evaluation_csv, cv_description, evaluation_plots, write_evaluation_plots,
              evaluation_summary),
     infer=_evaluate_infer, plan=_evaluate_plan,

@@ -113,7 +113,7 @@ def image_columns(df, attr="image") -> list[str]:
 # worker-side functions (module level: picklable for the process pool)
 # ---------------------------------------------------------------------------------------------------
 
-def _problem(task, message, file=None, column=None, code="E603"):
+def _problem(task, message, file, column, code):
     return {"case": task["case"], "file": file, "column": column, "message": message, "code": code}
 
 
@@ -161,8 +161,7 @@ def precheck_task(task) -> list[dict]:
         if how == "resample" and ref.GetSize() != mask.GetSize():
             mask = sitk.Resample(mask, ref, sitk.Transform(), sitk.sitkNearestNeighbor, 0, mask.GetPixelID())
         _, msgs = check_mask(ref, mask, label, how, tol)
-        for m in msgs:
-            code = "E604" if "geometry" in m else ("E605" if "empty" in m else "E606")
+        for code, m in msgs:
             problems.append(_problem(task, m, path, col, code))
     return problems
 
@@ -207,11 +206,10 @@ def run_case_task(task) -> dict:
     elif seg["op"] == "threshold":
         roi, msgs = segment_threshold(first, seg["params"])
     else:
-        roi, msgs = None, [f"unknown segmentation `{seg['op']}`"]
+        raise ValueError(f"no per-case segmentation for the operator `{seg['op']}`")   # a segment operator not wired here: a bug
     if roi is None:
         f, c = (task["mask"], task["mask_column"]) if seg["source"] == "mask" else (task["images"][0][1], task["images"][0][0])
-        for m in msgs:
-            code = "E604" if "geometry" in m else ("E605" if "empty" in m else "E606")
+        for code, m in msgs:
             out["problems"].append(_problem(task, m, f, c, code))
         return out
     multi = len(images) > 1

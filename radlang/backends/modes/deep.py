@@ -46,17 +46,17 @@ def _load_cases(stage, ctx, df, *, labels: bool, classes: int | None = None, out
         for where, msg in problems:
             col = "mask" if where == "mask" else cols[where]
             path = row["mask"] if where == "mask" else row[col]
-            diags.append(Diagnostic("E603", f"`{stage.name}`: case `{cid}`, column `{_original(df, col)}`, file `{path}`: {msg}", stage.span,
+            diags.append(Diagnostic("E620", f"`{stage.name}`: case `{cid}`, column `{_original(df, col)}`, file `{path}`: {msg}", stage.span,
                                     hint="co-register the channels (and the mask) onto one grid before training"))
         if problems:
             continue
         if labels and case["label"] is None:
-            diags.append(Diagnostic("E604", f"`{stage.name}`: case `{cid}` has no mask", stage.span))
+            diags.append(Diagnostic("E621", f"`{stage.name}`: case `{cid}` has no mask", stage.span))
             continue
         if labels and classes is not None:
             mx = int(case["label"].max())
             if case["label"].min() < 0 or mx >= classes:
-                diags.append(Diagnostic("E605", f"`{stage.name}`: case `{cid}`, column `{_original(df, 'mask')}`, file `{row['mask']}`: "
+                diags.append(Diagnostic("E622", f"`{stage.name}`: case `{cid}`, column `{_original(df, 'mask')}`, file `{row['mask']}`: "
                                         f"label {mx} found, but the network predicts classes 0..{classes - 1}", stage.span,
                                         hint=f"set `out_channels: {mx + 1}` on the network"))
                 continue
@@ -67,7 +67,7 @@ def _load_cases(stage, ctx, df, *, labels: bool, classes: int | None = None, out
         if outcome:
             v = row.get("outcome")
             if v is None or pd.isna(v):
-                diags.append(Diagnostic("E606", f"`{stage.name}`: case `{cid}` has no outcome value", stage.span))
+                diags.append(Diagnostic("E623", f"`{stage.name}`: case `{cid}` has no outcome value", stage.span))
                 continue
             case["label"] = int(v)
         out.append(case)
@@ -107,7 +107,7 @@ def run_train(stage, ctx):
             dims = int(spec["params"]["dims"])
             bad = [v for v in params["patch"][:dims] if v % params["_divisor"]]
             if task == "segmentation" and bad:
-                raise RunError([Diagnostic("E607", f"`{stage.name}`: patch {params['patch']} is not divisible by {params['_divisor']}, "
+                raise RunError([Diagnostic("E624", f"`{stage.name}`: patch {params['patch']} is not divisible by {params['_divisor']}, "
                                            "the network's total downsampling", stage.span, hint=f"use multiples of {params['_divisor']}")])
         cases = _load_cases(stage, ctx, df, labels=task == "segmentation", classes=int(spec["params"]["out_channels"]),
                             outcome=task == "classification")
@@ -258,7 +258,7 @@ def run_gradcam(stage, ctx):
     names = dict(net.named_modules())
     if layer not in names:
         close = [m for m in names if m and m.count(".") <= 1][-8:]
-        raise RunError([Diagnostic("E608", f"`{stage.name}`: the network has no layer `{layer}`", stage.span,
+        raise RunError([Diagnostic("E625", f"`{stage.name}`: the network has no layer `{layer}`", stage.span,
                                    hint="layers near the output: " + ", ".join(close))])
     cases = _load_cases(stage, ctx, df, labels=False)
     folder = ctx.out / "explain" / stage.name

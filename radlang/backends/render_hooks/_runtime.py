@@ -79,9 +79,9 @@ class RunError(Exception):
 
 
 class OperatorInfo:
-    def __init__(self, name, mode, version, impl=None, helpers=(), sink=False, fit="none"):
+    def __init__(self, name, mode, version, impl=None, helpers=(), sink=False, fit="none", on_cohort=None, raters=False):
         self.name, self.mode, self.version, self.impl, self.helpers = name, mode, version, impl, tuple(helpers)
-        self.sink, self.fit = sink, fit
+        self.sink, self.fit, self.on_cohort, self.raters = sink, fit, on_cohort, raters
 
 
 class Registry:
@@ -95,6 +95,10 @@ class Registry:
 
     def get(self, name):
         return self.ops.get(name)
+
+    def resolve(self, fn):
+        """A declared function: in the script it is the (inlined) function itself."""
+        return fn
 
 
 registry = Registry()
@@ -182,7 +186,3 @@ class RunContext:
 
     def progress(self, total, description):
         return SilentProgress()
-
-    def input_value(self, stage, port):
-        ref = stage.inputs.get(port)
-        return None if ref is None else (self.results[ref.stage], ref.attr)
