@@ -206,16 +206,21 @@ def select_support(kind, params, seed, X, y=None, index=None, columns=None, rate
     raise ValueError(f"unknown selector {kind!r}")
 
 
-def make_selector(kind, params, seed, fold_inputs):
-    """An unfitted scikit-learn selector (fit / transform / get_support) that calls select_support.
-    fold_inputs: {"outcome": the outcome kind, "patients": {case id: patient id}, "raters": {name: table}} (all optional);
-    the patients of the training rows become the inner-CV groups when a patient has several cases."""
+def selector_class(_made={}):  # noqa: B006 -- one class per process, so fitted selectors pickle and load by name
+    """The scikit-learn selector class (fit / transform / get_support) that calls select_support. It is built on
+    first use (scikit-learn is imported then, not when radlang checks a spec) and named `radlang.ops.select.RadSelector`
+    (this module resolves that name to it), so a saved model (skops) loads it by name."""
+    if "cls" in _made:
+        return _made["cls"]
     import numpy as np
     from sklearn.base import BaseEstimator
     from sklearn.feature_selection import SelectorMixin
     from sklearn.utils.validation import validate_data
 
     class RadSelector(SelectorMixin, BaseEstimator):
+        """fold_inputs: {"outcome": the outcome kind, "patients": {case id: patient id}, "raters": {name: table}}
+        (all optional); the patients of the training rows become the inner-CV groups when a patient has several cases."""
+
         def __init__(self, kind="variance", params=None, seed=0, fold_inputs=None):
             self.kind = kind
             self.params = params
@@ -238,7 +243,15 @@ def make_selector(kind, params, seed, fold_inputs):
         def _get_support_mask(self):
             return self.support_
 
-    return RadSelector(kind=kind, params=params, seed=seed, fold_inputs=fold_inputs)
+    RadSelector.__module__ = "radlang.ops.select"
+    RadSelector.__qualname__ = "RadSelector"
+    _made["cls"] = RadSelector
+    return RadSelector
+
+
+def make_selector(kind, params, seed, fold_inputs):
+    """An unfitted selector for one fold (see selector_class)."""
+    return selector_class()(kind=kind, params=params, seed=seed, fold_inputs=fold_inputs)
 
 
 def make_variance(params, seed, fold_inputs):
@@ -373,7 +386,7 @@ def _register(name, settings, impl, fit, supervised, doc, infer=None, extra_port
     register(Operator(
         name=name, kind="select", output="Features", settings=settings, inputs=ports,
         positional=("input", "target") if supervised else ("input",), fit=fit, mode="estimator",
-        impl=impl, helpers=(make_selector, select_support, icc_values, icc_values_pingouin),
+        impl=impl, helpers=(make_selector, selector_class, select_support, icc_values, icc_values_pingouin),
         infer=infer or (lambda ctx: _features_out(ctx, supervised)), doc=doc, examples=examples, raters=raters,
     ))
 
@@ -396,3 +409,10 @@ _register("lasso", LassoSettings, make_lasso, "outcome", True,
           infer=lambda ctx: _features_out(ctx, True, ("binary", "multiclass", "continuous")))
 _register("kbest", KBestSettings, make_kbest, "outcome", True,
           "The k features with the highest mutual information with the outcome.")
+
+
+def __getattr__(name):
+    """`radlang.ops.select.RadSelector`: the selector class, built on first use (see selector_class)."""
+    if name == "RadSelector":
+        return selector_class()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

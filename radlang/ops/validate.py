@@ -124,8 +124,9 @@ def run_fold(task):
         fitted = pipe.best_estimator_ if hasattr(pipe, "best_estimator_") else pipe
         selected = fitted_selections(fitted)
         if task["task"] == "survival":
-            return {"test": np.asarray(pipe.predict(X.iloc[te]), float), "threshold": None, "selected": selected}
-        p_te = pipe.predict_proba(X.iloc[te])
+            risk = np.asarray(pipe.predict(X.iloc[te]), float) if len(te) else np.empty(0)
+            return {"test": risk, "threshold": None, "selected": selected, **({"model": pipe} if task.get("return_model") else {})}
+        p_te = pipe.predict_proba(X.iloc[te]) if len(te) else np.empty((0, len(fitted.classes_)))
         out = {"test": p_te[:, 1] if task["task"] == "binary" else p_te, "threshold": None, "selected": selected}
         if task["task"] == "binary" and task.get("rule"):
             k = int(task.get("threshold_cv") or 0)
@@ -165,6 +166,56 @@ def fitted_selections(pipe):
         for branch in getattr(step, "named_transformers_", {}).values():
             out.update(fitted_selections(branch))
     return out
+
+
+def model_artefact(model):
+    """The final fitted pipeline as bytes in skops' format, which loads without running code when the loader names
+    the types it trusts. The fold-only inputs of selectors (patients, raters) are dropped, and the archive is made
+    reproducible: skops names its arrays by memory address and stamps the time, so the arrays are renamed in order
+    of appearance and every entry gets a fixed date: the same model gives the same bytes."""
+    import io
+    import json
+    import zipfile
+
+    import skops.io as sio
+
+    def strip(est):
+        for _, step in getattr(est, "steps", []):
+            strip(step)
+        for branch in getattr(est, "named_transformers_", {}).values():
+            strip(branch)
+        if hasattr(est, "fold_inputs"):
+            est.fold_inputs = None
+
+    model = getattr(model, "best_estimator_", model)
+    strip(model)
+    raw = zipfile.ZipFile(io.BytesIO(sio.dumps(model)))
+    schema = json.loads(raw.read("schema.json"))
+    names, ids = {}, {}
+
+    def rename(node):       # array files and object ids (skops' memo of shared objects) are numbered in a fixed walk order
+        if isinstance(node, dict):
+            if isinstance(node.get("file"), str):
+                node["file"] = names.setdefault(node["file"], f"{len(names):06d}.npy")
+            if isinstance(node.get("__id__"), int):
+                node["__id__"] = ids.setdefault(node["__id__"], len(ids))
+            for k in sorted(node):
+                rename(node[k])
+        elif isinstance(node, list):
+            for v in node:
+                rename(v)
+
+    rename(schema)
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as z:
+        entries = [("schema.json", json.dumps(schema, sort_keys=True).encode())]
+        entries += sorted((new, raw.read(old)) for old, new in names.items())
+        for name, data in entries:
+            info = zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0))
+            info.compress_type = zipfile.ZIP_DEFLATED
+            info.external_attr = 0o644 << 16
+            z.writestr(info, data)
+    return out.getvalue()
 
 
 def calibration_stats(y, p, bins):
@@ -708,7 +759,7 @@ register(Operator(
             Port("external", ("Cohort",), optional=True, doc="an external validation cohort (never fit on)"),
             Port("groups", ("Ids", "Site"), optional=True, doc="what must not straddle a split (default: the cohort's patient ids)")),
     fit="outcome", mode="evaluate", sink=True, impl=run_fold,
-    helpers=(make_splits, choose_threshold, fitted_selections, auc_rank, calibration_stats, net_benefit, binary_metrics, multiclass_metrics,
+    helpers=(make_splits, choose_threshold, fitted_selections, model_artefact, auc_rank, calibration_stats, net_benefit, binary_metrics, multiclass_metrics,
              survival_metrics, round_floats, evaluation_json, evaluation_csv, cv_description, evaluation_plots, write_evaluation_plots,
              evaluation_summary),
     infer=_evaluate_infer, plan=_evaluate_plan,

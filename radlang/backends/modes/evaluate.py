@@ -169,13 +169,17 @@ def run_evaluate(stage, ctx):
     import pandas as pd
 
     from radlang import registry
-    from radlang.backends.refit import assemble, recipe, refit_of, source_columns, source_order, sources_under
+    import hashlib
+    import json
+
+    from radlang.backends.refit import assemble, match_by, recipe, refit_of, source_columns, source_order, sources_under
     from radlang.backends.modes.estimator import _table_key
     from radlang.ops.validate import (
         binary_metrics,
         evaluation_csv,
         evaluation_json,
         make_splits,
+        model_artefact,
         multiclass_metrics,
         run_fold,
         survival_metrics,
@@ -298,29 +302,28 @@ def run_evaluate(stage, ctx):
              {k: {n: _table_key(t) for n, t in v.items()} for k, v in raters_by_stage.items()})
     cached = ctx.cache.get(ck)
     if cached is not None:
-        mbytes, pbytes, metrics = cached
-        atomic_write_bytes(ctx.out / "metrics" / f"{stage.name}.json", mbytes)
-        atomic_write_bytes(ctx.out / "predictions" / f"{stage.name}.csv", pbytes)
+        mbytes, pbytes, metrics, model_bytes, card_bytes = cached
+        _write_outputs(stage, ctx, mbytes, pbytes, model_bytes, card_bytes)
         ctx.warnings.extend(metrics.get("warnings", []))
         ctx.keys[stage.name] = ck
         _report(stage, ctx, mbytes)
-        return {"metrics": metrics, "predictions": pd.read_csv(ctx.out / "predictions" / f"{stage.name}.csv"), "model": None}
+        return {"metrics": metrics, "predictions": pd.read_csv(ctx.out / "predictions" / f"{stage.name}.csv")}
 
     splits = make_splits(cv, y_strat if task in ("binary", "multiclass", "survival") else None, groups, sites, stage.seed)
     patients = data["patient_id"].astype(str).to_numpy()
     tcv = int(p.get("threshold_cv", 0))
     tasks = [{"build": build, "X": X, "y": y, "train": tr, "test": te, "task": task, "rule": rule, "search": bool(mparams.get("search")),
               "patients": patients, "threshold_cv": tcv, "seed": stage.seed} for _, _, tr, te in splits]
-    if Xe is not None:
-        Xall = pd.concat([X, Xe])
-        yall = np.concatenate([y, ye])
-        tasks.append({"build": build, "X": Xall, "y": yall, "train": np.arange(len(X)), "test": np.arange(len(X), len(Xall)),
-                      "task": task, "rule": rule, "return_model": ctx.workers <= 1, "search": bool(mparams.get("search")),
-                      "patients": np.concatenate([patients, ext_data["patient_id"].astype(str).to_numpy()]),
-                      "threshold_cv": tcv, "seed": stage.seed})
-    results: list = [None] * len(tasks)
+    # the final model: fit on every training case (in this process, to keep it), applied to the external cohort if any
+    Xall, yall = (pd.concat([X, Xe]), np.concatenate([y, ye])) if Xe is not None else (X, y)
+    final_task = {"build": build, "X": Xall, "y": yall, "train": np.arange(len(X)), "test": np.arange(len(X), len(Xall)),
+                  "task": task, "rule": rule, "return_model": True, "search": bool(mparams.get("search")),
+                  "patients": np.concatenate([patients, ext_data["patient_id"].astype(str).to_numpy()]) if Xe is not None else patients,
+                  "threshold_cv": tcv, "seed": stage.seed}
+    results: list = [None] * (len(tasks) + 1)
     try:
         _run_folds(ctx, run_fold, tasks, results)
+        results[-1] = run_fold(final_task)
     except (ValueError, ArithmeticError, np.linalg.LinAlgError) as e:   # a model that cannot be fit on these data
         which = next((f"fold {s[1] + 1} of repeat {s[0] + 1}" for s, r in zip(splits, results) if r is None), "the final model")
         raise RunError([Diagnostic("E648", f"`{stage.name}`: fitting `{model.name}` on cohort `{cohort_name}` failed in {which}: {e}",
@@ -340,8 +343,8 @@ def run_evaluate(stage, ctx):
                               "train_specificity": r["train_specificity"],
                               "test_sensitivity": float(pred[yt == 1].mean()) if (yt == 1).any() else None,
                               "test_specificity": float((~pred[yt == 0]).mean()) if (yt == 0).any() else None})
-    final = results[-1] if Xe is not None else None
-    if final is not None:
+    final = results[-1]
+    if Xe is not None:
         d = {"set": "external", "repeat": 0, "fold": -1, "case_id": ext_data["case_id"].to_numpy(), "patient_id": ext_data["patient_id"].to_numpy()}
         rows.append(_pred_frame(d, ext_data, final, task, out_cols))
     preds = pd.concat(rows, ignore_index=True) if rows else pd.DataFrame()
@@ -367,7 +370,7 @@ def run_evaluate(stage, ctx):
     cvp = preds[preds["set"] == "cv"] if len(preds) else preds
     if len(cvp):
         metrics["cross_validation"] = _metrics_for(cvp, task, mp, stage.seed, binary_metrics, multiclass_metrics, survival_metrics)
-    if final is not None:
+    if Xe is not None:
         ep = preds[preds["set"] == "external"]
         em = _metrics_for(ep, task, mp, stage.seed, binary_metrics, multiclass_metrics, survival_metrics)
         em["cohort"] = ext_ref.stage
@@ -389,8 +392,7 @@ def run_evaluate(stage, ctx):
                 freq[f] = freq.get(f, 0) + 1
         sel[s.name] = {"per_fold_count": [len(lst) for lst in lists],
                        "frequency": {f: c / len(lists) for f, c in sorted(freq.items())}}
-        if final is not None:
-            sel[s.name]["final"] = final.get("selected", {}).get(s.name, [])
+        sel[s.name]["final"] = final.get("selected", {}).get(s.name, [])
     metrics["selection"] = sel
     if mparams.get("search"):
         metrics["search"]["best_params"] = [r.get("best_params") for r in results]
@@ -398,12 +400,25 @@ def run_evaluate(stage, ctx):
     ctx.warnings.extend(warns)
     mbytes = evaluation_json(metrics)
     pbytes = evaluation_csv(preds)
-    atomic_write_bytes(ctx.out / "metrics" / f"{stage.name}.json", mbytes)
-    atomic_write_bytes(ctx.out / "predictions" / f"{stage.name}.csv", pbytes)
-    ctx.cache.put(ck, (mbytes, pbytes, metrics))
+    model_bytes = model_artefact(final["model"])
+    card = {"stage": stage.name, "model": model.name, "operator": model.op, "outcome": task, "cohort": cohort_name, "sources": sources,
+            "columns": [str(c) for c in X.columns], "threshold": final.get("threshold"), "classes": n_classes, "refit": graph,
+            "match": match_by(ctx, graph), "format": "skops", "sha256": hashlib.sha256(model_bytes).hexdigest()}
+    card_bytes = (json.dumps(card, indent=2, sort_keys=True) + "\n").encode()
+    _write_outputs(stage, ctx, mbytes, pbytes, model_bytes, card_bytes)
+    ctx.cache.put(ck, (mbytes, pbytes, metrics, model_bytes, card_bytes))
     ctx.keys[stage.name] = ck
     _report(stage, ctx, mbytes)
-    return {"metrics": metrics, "predictions": preds, "model": final.get("model") if final else None}
+    return {"metrics": metrics, "predictions": preds}
+
+
+def _write_outputs(stage, ctx, mbytes, pbytes, model_bytes, card_bytes):
+    """metrics/<stage>.json, predictions/<stage>.csv, and the final model: models/<stage>.skops with its card
+    models/<stage>.json (what `radlang predict` needs: the input columns, the threshold, the model's sha256)."""
+    atomic_write_bytes(ctx.out / "metrics" / f"{stage.name}.json", mbytes)
+    atomic_write_bytes(ctx.out / "predictions" / f"{stage.name}.csv", pbytes)
+    atomic_write_bytes(ctx.out / "models" / f"{stage.name}.skops", model_bytes)
+    atomic_write_bytes(ctx.out / "models" / f"{stage.name}.json", card_bytes)
 
 
 def _report(stage, ctx, mbytes):
