@@ -34,7 +34,8 @@ def _find(root, kind):
             return p, text.index(b'"stats"') + 12
         return root / "blobs" / d["table"]["sha256"][:2] / d["table"]["sha256"], 100
     if kind in ("evaluation entry", "bytes blob"):
-        p, d = next((p, d) for p, d in docs.items() if d.get("$") == "tuple" and len(d["v"]) == 3)
+        # the evaluation's entry: (metrics bytes, predictions bytes, metrics, ...), the study's only tuple
+        p, d = next((p, d) for p, d in docs.items() if d.get("$") == "tuple" and d["v"][0].get("$") == "bytes")
         if kind == "evaluation entry":
             text = p.read_bytes()
             return p, text.index(b'"estimate":') + len(b'"estimate":') + 2
