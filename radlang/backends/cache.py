@@ -270,7 +270,7 @@ class Cache:
         self.root = Path(root)
         self.hits = 0
         self.misses = 0
-        self.warnings = warnings if warnings is not None else []     # W670/W671 lines (the run's ctx.warnings)
+        self.warnings = warnings if warnings is not None else []     # the run's ctx.warnings (W670-W673 among them)
         self._index: dict[str, list] | None = None      # path -> [stat signature, sha256], see file_hash
         self._index_new: dict[str, list] = {}
 
