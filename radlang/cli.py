@@ -129,11 +129,16 @@ def cmd_run(a) -> int:
     _emit(res.diagnostics, res.sources, a.format)
     from radlang.backends.executor import RunError, run_study
     from radlang.backends.outdir import OutDirError
+    from radlang.backends.outlock import OutDirInUse
 
     try:
-        ctx = run_study(res.study, out=a.out, workers=a.workers, quiet=a.quiet, force=a.force)
+        ctx = run_study(res.study, out=a.out, workers=a.workers, quiet=a.quiet, force=a.force, wait=a.wait)
     except OutDirError as e:
         print(f"radlang: error[{e.code}]: {e.message}" + (f"\n  hint: {e.hint}" if e.hint else ""), file=sys.stderr)
+        return 2
+    except OutDirInUse as e:
+        _emit([Diagnostic("E710", str(e), None, hint="wait for that run to finish (or pass --wait), or give this run "
+                          "another --out folder")], res.sources, a.format)
         return 2
     except RunError as e:
         _emit(e.diagnostics, res.sources, a.format)
@@ -171,12 +176,16 @@ def cmd_predict(a) -> int:
         return _status(res)
     from radlang.backends.executor import RunError
     from radlang.backends.outdir import OutDirError
+    from radlang.backends.outlock import OutDirInUse
     from radlang.backends.predict import PredictError, predict
 
     try:
         path = predict(res.study, a.stage, a.input, a.output, out=a.out, workers=a.workers)
     except OutDirError as e:
         print(f"radlang: error[{e.code}]: {e.message}" + (f"\n  hint: {e.hint}" if e.hint else ""), file=sys.stderr)
+        return 2
+    except OutDirInUse as e:
+        _emit([Diagnostic("E710", str(e), None, hint="wait for that run to finish, or predict with another --out folder")], res.sources, "text")
         return 2
     except PredictError as e:
         _emit(e.diagnostics, res.sources, "text")
@@ -237,6 +246,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "current folder, a folder above them, or a non-empty folder radlang did not make)")
     sp.add_argument("--workers", type=int, default=None, help="worker processes (default: the number of cores)")
     sp.add_argument("--quiet", action="store_true")
+    sp.add_argument("--wait", action="store_true", help="if another run holds the output folder, wait for it "
+                    "(default: stop at once with E710)")
     sp = with_file("predict", "apply a validation stage's saved final model to new cases", cmd_predict)
     sp.add_argument("stage", help="the validation stage whose final model to apply")
     sp.add_argument("input", help="a manifest or table of new cases, with the training cohort's columns")

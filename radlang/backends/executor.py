@@ -16,9 +16,11 @@ import pkgutil
 import platform
 import sys
 import time
+from collections.abc import Callable
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from radlang import __version__, registry
 from radlang.backends.artefacts import write_artefact_manifest
@@ -87,6 +89,10 @@ class RunContext:
 
     keys: dict[str, str] = field(default_factory=dict)          # stage -> content key of its output
 
+    def warn(self, code: str, message: str) -> None:
+        """A runtime warning (W6xx): printed at once and listed in run.json."""
+        self.cache.warn(code, message)
+
     def hash_input(self, path) -> str:
         h = self.cache.file_hash(path)          # content SHA-256, via the cache's persistent (path, stat) index
         self.inputs[str(path)] = h
@@ -129,15 +135,32 @@ def resolve_out(study, out: str | os.PathLike | None = None) -> Path:
     return out_dir
 
 
-def open_run(study, out: str | os.PathLike | None = None, workers: int | None = None, quiet: bool = False,
-             force: bool = False) -> RunContext:
-    """The run context. The out folder is checked first (radlang.backends.outdir: OutDirError, a usage error; `force`
-    lifts the refusals of folders that hold other files)."""
+@contextmanager
+def held_run(study, out: str | os.PathLike | None = None, workers: int | None = None, quiet: bool = False,
+             force: bool = False, wait: bool = False):
+    """The run context, with the output folder checked (radlang.backends.outdir: OutDirError, a usage error; `force` lifts
+    the refusals of folders that hold other files) and held for this run alone (outlock.OutDirLock: OutDirInUse when
+    another run holds it, unless `wait`). On leaving, the workers stop and the file-hash index is saved."""
+    from radlang.backends.outlock import OutDirLock, describe
+
     out_dir = resolve_out(study, out)
     prepare_out_dir(out_dir, study.file, force)
     w = workers or study.config.get("workers") or os.cpu_count() or 1
-    return RunContext(study=study, out=out_dir, cache=Cache(out_dir / ".cache"), workers=w,
-                      on_error=study.config.get("on_error", "fail"), quiet=quiet)
+
+    def waiting(message):
+        print(f"radlang: {message}", file=sys.stderr)
+
+    with OutDirLock(out_dir, str(study.file), wait=wait, on_wait=waiting) as lock:
+        ctx = RunContext(study=study, out=out_dir, cache=Cache(out_dir / ".cache"), workers=w,
+                         on_error=study.config.get("on_error", "fail"), quiet=quiet)
+        ctx.warnings = ctx.cache.warnings
+        if lock.dead is not None:
+            ctx.cache.warn("W673", f"a run that did not finish held `{out_dir}` ({describe(lock.dead)}); this run takes the "
+                                   "folder over and reuses the verified cache entries it left")
+        try:
+            yield ctx
+        finally:
+            ctx.close()
 
 
 def run_stages(ctx: RunContext, stages) -> None:
@@ -152,16 +175,13 @@ def run_stages(ctx: RunContext, stages) -> None:
 
 
 def run_study(study, out: str | os.PathLike | None = None, workers: int | None = None, quiet: bool = False,
-              force: bool = False) -> RunContext:
-    ctx = open_run(study, out, workers, quiet, force)
-    t_all = time.perf_counter()
-    try:
+              force: bool = False, wait: bool = False) -> RunContext:
+    with held_run(study, out, workers, quiet, force, wait) as ctx:
+        t_all = time.perf_counter()
         run_stages(ctx, study.stages)
-    finally:
-        ctx.close()
-    ctx.timings["total"] = round(time.perf_counter() - t_all, 4)
-    write_manifest(ctx)
-    write_artefact_manifest(ctx, hashlib.sha256(study.source.encode()).hexdigest())
+        ctx.timings["total"] = round(time.perf_counter() - t_all, 4)
+        write_manifest(ctx)
+        write_artefact_manifest(ctx, hashlib.sha256(study.source.encode()).hexdigest())
     return ctx
 
 

@@ -10,7 +10,8 @@ Before writing, `prepare_out_dir` refuses, as usage errors:
 - E723: `out` cannot be created or written.
 
 A folder is radlang's when it holds the marker file `MARKER`, which `prepare_out_dir` writes first thing
-into every folder it accepts, or (written by a radlang from before the marker) both `run.json` and `.cache/`:
+into every folder it accepts, the lock record of a run that holds or held it (`.radlang.lock.json`), or (written by
+a radlang from before the marker) both `run.json` and `.cache/`:
 a re-run (also after an interrupted run) writes into it again without `force`.
 """
 
@@ -36,7 +37,9 @@ def _within(inner: Path, outer: Path) -> bool:
 
 
 def _made_by_radlang(folder: Path) -> bool:
-    return (folder / MARKER).exists() or ((folder / "run.json").is_file() and (folder / ".cache").is_dir())
+    """The marker, a run's lock (a run holds or held the folder), or an older radlang's run.json and cache."""
+    return ((folder / MARKER).exists() or (folder / ".radlang.lock.json").exists()
+            or ((folder / "run.json").is_file() and (folder / ".cache").is_dir()))
 
 
 def prepare_out_dir(out_dir: Path, spec_file: str | os.PathLike, force: bool = False) -> Path:

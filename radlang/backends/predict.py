@@ -106,7 +106,7 @@ def predict(study, stage_name, input_path, output, out=None, workers=1, quiet=Tr
     """Predictions of `stage_name`'s saved final model for the cases of `input_path`, written to `output`."""
     from radlang import registry
     from radlang.backends.cache import atomic_write_bytes
-    from radlang.backends.executor import open_run, resolve_out, run_stages
+    from radlang.backends.executor import held_run, resolve_out, run_stages
     from radlang.backends.refit import assemble
     from radlang.ops.validate import evaluation_csv
 
@@ -115,7 +115,6 @@ def predict(study, stage_name, input_path, output, out=None, workers=1, quiet=Tr
     if not output.parent.is_dir() or output.is_dir():
         raise PredictError([Diagnostic("E737", f"cannot write `{output}`: {'it is a folder' if output.is_dir() else 'its folder does not exist'}")])
     card, data = load_card(resolve_out(study, out), stage)
-    ctx = open_run(study, out, workers, quiet)
     graph = stage.extra["refit"]
     by = study.by_name()
     cohort = by[card["cohort"]]
@@ -125,14 +124,12 @@ def predict(study, stage_name, input_path, output, out=None, workers=1, quiet=Tr
     needed = set()
     for s in graph["sources"]:
         needed |= {s} | set(_ancestors(study, s))
-    try:
+    with held_run(study, out, workers, quiet) as ctx:
         run_stages(ctx, [s for s in study.stages if s.name in needed])
         new_df = reader(ctx, cohort, Path(input_path).resolve())
         new_df = new_df.assign(case_id=new_df["case_id"].astype(str))
         check_geometry(ctx, stage, ctx.results[cohort.name], new_df, input_path)
         X = assemble(ctx, stage, graph, cohort.name, new_df)
-    finally:
-        ctx.close()
     missing = [c for c in card["columns"] if c not in X.columns]
     if missing:
         shown = ", ".join(f"`{c}`" for c in missing[:8]) + (f" and {len(missing) - 8} more" if len(missing) > 8 else "")

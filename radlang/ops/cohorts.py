@@ -363,6 +363,7 @@ def make_phantom(params, seed, out_dir, prefix):
     import csv
     import io
     import os
+    import tempfile
 
     import numpy as np
     import SimpleITK as sitk
@@ -415,8 +416,16 @@ def make_phantom(params, seed, out_dir, prefix):
         mk.CopyInformation(im)
         ip = os.path.join("cases", f"{cid}_image.nii.gz")
         mp = os.path.join("cases", f"{cid}_mask.nii.gz")
-        sitk.WriteImage(im, os.path.join(out_dir, ip), True)
-        sitk.WriteImage(mk, os.path.join(out_dir, mp), True)
+        for volume, rel in ((im, ip), (mk, mp)):          # each file under a unique temporary name, then renamed
+            fd, tmp = tempfile.mkstemp(prefix=f".{cid}.", suffix=".nii.gz", dir=os.path.join(out_dir, "cases"))
+            os.close(fd)
+            try:
+                sitk.WriteImage(volume, tmp, True)
+                os.replace(tmp, os.path.join(out_dir, rel))
+            except BaseException:
+                if os.path.exists(tmp):
+                    os.remove(tmp)
+                raise
         age = int(np.clip(round(rng.normal(60 + 3 * effect * lab, 9)), 25, 95))
         rows.append([cid, ip, mp, lab, f"site{site + 1}", age])
     buf = io.StringIO()
@@ -424,10 +433,15 @@ def make_phantom(params, seed, out_dir, prefix):
     w.writerow(["case_id", "image", "mask", "malignant", "site", "age"])
     w.writerows(rows)
     path = os.path.join(out_dir, "manifest.csv")
-    tmp = path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as fh:
-        fh.write(buf.getvalue())
-    os.replace(tmp, path)
+    fd, tmp = tempfile.mkstemp(prefix=".manifest.csv.", suffix=".tmp", dir=out_dir)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
+            fh.write(buf.getvalue())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
     return path
 
 
@@ -453,7 +467,7 @@ register(Operator(
     read_file=phantom_read_file,
     version="1",
     doc=("A synthetic CT-like cohort (no download): per case a small 3D volume with one lesion, written as NIfTI with a "
-         "manifest under <out>/data/<stage>/. The binary outcome `malignant` changes lesion texture and shape by `effect`; "
+         "manifest under <out>/data/<stage>-<settings hash>/. The binary outcome `malignant` changes lesion texture and shape by `effect`; "
          "`sites` add scanner-like intensity and noise shifts; `site_shift` and another `seed` make an external cohort."),
     examples=("cohort train = phantom(40) { effect: 1.0, sites: 2 }",
               "cohort external = phantom(20, seed: 99) { site_shift: 30HU }"),

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 
-from radlang.backends.cache import atomic_write_bytes, atomic_write_text
+from radlang.backends.cache import atomic_write_bytes, atomic_write_text, output_sha256
 from radlang.backends.executor import RunError, mode
 from radlang.diagnostics import Diagnostic
 
@@ -153,6 +153,7 @@ def _infer_params(stage, model):
 @mode("predict_mask")
 def run_predict(stage, ctx):
     import os
+    import uuid
 
     import pandas as pd
 
@@ -164,11 +165,14 @@ def run_predict(stage, ctx):
     k = ctx.stage_key(stage)
     ctx.keys[stage.name] = k
     folder = ctx.out / "masks" / stage.name
-    rows = ctx.cache.get(k)
-    if rows is not None and all(os.path.exists(p) for r in rows for c, p in r.items() if c.startswith("mask")):
+    hit = ctx.cache.get(k)          # {"rows": the table's rows, "sha256": mask file -> its SHA-256 when written}
+    if hit is not None and all(output_sha256(p) == h for p, h in hit["sha256"].items()):
+        rows = hit["rows"]
         out = pd.DataFrame(rows)
         out.attrs["radlang"] = {"name": stage.name, "classes": int(model["spec"]["params"]["out_channels"]), "label": stage.params.get("label")}
         return out
+    if hit is not None:
+        ctx.warn("W672", f"`{stage.name}`: a mask under masks/{stage.name}/ changed since radlang wrote it, or is missing; predicted again")
     cases = _load_cases(stage, ctx, df, labels=False)
     net = _net(model)
     classes = int(model["spec"]["params"]["out_channels"])
@@ -178,7 +182,7 @@ def run_predict(stage, ctx):
     for c in cases:
         lab = predict_volume(net, c["image"], params, "segmentation").argmax(0)
         row = {"case_id": c["case"]}
-        tmp = folder / f".{c['case']}.tmp.nii.gz"
+        tmp = folder / f".{c['case']}.{uuid.uuid4().hex}.tmp.nii.gz"          # unique: never shared with another writer
         if label is not None:
             write_label_map((lab == label).astype("uint8"), c["geometry"], tmp)
             dest = folder / f"{c['case']}_class{label}.nii.gz"
@@ -196,7 +200,7 @@ def run_predict(stage, ctx):
                     os.replace(tmp, d)
                     row[f"mask.class{j}"] = str(d)
         rows.append(row)
-    ctx.cache.put(k, rows)
+    ctx.cache.put(k, {"rows": rows, "sha256": {p: output_sha256(p) for r in rows for c, p in r.items() if c.startswith("mask")}})
     out = pd.DataFrame(rows)
     out.attrs["radlang"] = {"name": stage.name, "classes": classes, "label": label}
     return out
@@ -238,6 +242,8 @@ def run_segmetrics(stage, ctx):
 
 @mode("gradcam")
 def run_gradcam(stage, ctx):
+    import uuid
+
     from radlang.ops.explain_cnn import DEFAULT_LAYER, gradcam_case, overlay_png, write_heatmap
 
     model = ctx.results[stage.inputs["model"].stage]
@@ -261,7 +267,7 @@ def run_gradcam(stage, ctx):
     patch = model["params"]["patch"]
     for c in cases:
         heat, prob, cls = gradcam_case(net, c["image"], c["mask"], patch, layer, stage.params.get("class_index"))
-        tmp = folder / f".{c['case']}.tmp.nii.gz"
+        tmp = folder / f".{c['case']}.{uuid.uuid4().hex}.tmp.nii.gz"          # unique: never shared with another writer
         write_heatmap(heat, c["geometry"], tmp)
         dest = folder / f"{c['case']}_gradcam.nii.gz"
         tmp.replace(dest)

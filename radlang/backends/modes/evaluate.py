@@ -429,7 +429,6 @@ def _report(stage, ctx, mbytes):
     from importlib.metadata import PackageNotFoundError, version
 
     from radlang import registry
-    from radlang.backends.cache import Cache
     from radlang.ops.validate import evaluation_plots, evaluation_summary, write_evaluation_plots
 
     shown = json.loads(mbytes.decode("utf-8"))
@@ -439,7 +438,7 @@ def _report(stage, ctx, mbytes):
         mpl = version("matplotlib")
     except PackageNotFoundError:
         mpl = None
-    plot_cache = Cache(ctx.cache.root)
+    plot_cache = ctx.cache.uncounted()
     pk = key("evaluation-plots", registry.get(stage.op).version, mpl, hashlib.sha256(mbytes).hexdigest())
     drawn = plot_cache.get(pk)
     if drawn is None:

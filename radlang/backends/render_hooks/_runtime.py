@@ -119,6 +119,9 @@ class Cache:
     def put(self, key, value):
         """Nothing is stored."""
 
+    def uncounted(self):
+        return Cache(self.root)
+
 
 class SerialMap:
     """Cases one after another, in order (results are the same as with a process pool)."""
@@ -167,6 +170,13 @@ class RunContext:
 
     def stage_key(self, stage, *extra):
         return stage.name
+
+    def warn(self, code, message):
+        """A runtime warning: printed at once and listed in run.json."""
+        import sys
+
+        print(f"warning[{code}]: {message}", file=sys.stderr)
+        self.warnings.append(f"{code}: {message}")
 
     def hash_input(self, path):
         """SHA-256 of an input file (or folder), recorded for run.json: radlang's own `file_hash`."""
