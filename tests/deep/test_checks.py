@@ -105,7 +105,7 @@ network net = unet(dims: 3, in_channels: 1, out_channels: 2) { channels: [8, 16,
 train fit = supervised(net, ct3d) { epochs: 1 }
 validate s = segmentation_metrics(fit, test)
 ''')
-    assert [c for c, _ in errs] == ["E304"] and "one entry fewer" in errs[0][1]
+    assert [c for c, _ in errs] == ["E306"] and "one entry fewer" in errs[0][1]
 
 
 def test_scoring_on_the_training_cohort_is_a_design_error():
