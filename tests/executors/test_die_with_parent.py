@@ -28,7 +28,7 @@ FILES = ["features/rad.csv", "features/rad.diagnostics.csv", "metrics/v.json", "
 
 def _finish(proc, timeout=240):
     try:
-        out, err = proc.communicate(timeout=timeout)
+        _, err = proc.communicate(timeout=timeout)
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)

@@ -6,7 +6,8 @@ reaches an output. Implementations: `local` (a spawn process pool, serial for on
 
 from __future__ import annotations
 
-from typing import Any, Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
 
 from radlang.diagnostics import Diagnostic
 

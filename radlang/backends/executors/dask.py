@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 
 from distributed import Client, LocalCluster, WorkerPlugin, as_completed
 
@@ -34,12 +35,18 @@ class RadlangWorker(WorkerPlugin):
 
 class DaskExecutor(MapExecutor):
     def __init__(self, workers: int | None = None, address: str | None = None):
-        self._address = address
         self._cluster = None
         self._client = None
+        self._starting: threading.Thread | None = None
+        self._start_error: BaseException | None = None
         self.workers = workers or 2
         if address is not None:
             self._connect(address)
+        else:
+            # The LocalCluster starts in the background (about 2 s) while the first stages run (cohorts, cache look-ups);
+            # a run whose every task is cached pays for it too.
+            self._starting = threading.Thread(target=self._start_cluster, name="radlang-dask-start", daemon=True)
+            self._starting.start()
 
     def _connect(self, address):
         try:
@@ -60,17 +67,25 @@ class DaskExecutor(MapExecutor):
         self._client = client
         self.workers = max(1, sum(client.nthreads().values()))
 
-    def _get(self):
-        if self._client is None:
+    def _start_cluster(self):
+        try:
             self._cluster = LocalCluster(n_workers=self.workers, threads_per_worker=1, processes=True, host="127.0.0.1",
                                          dashboard_address=None, env=dict.fromkeys(THREAD_VARS, "1"),
                                          silence_logs=logging.ERROR)
-            try:
-                self._client = Client(self._cluster, set_as_default=False)
-                self._client.register_plugin(RadlangWorker(os.getpid()), name="radlang-worker")
-            except BaseException:
-                self.close()
-                raise
+            self._client = Client(self._cluster, set_as_default=False)
+            self._client.register_plugin(RadlangWorker(os.getpid()), name="radlang-worker")
+        except BaseException as e:          # raised in the run's thread by _get
+            self._start_error = e
+
+    def _started(self):
+        if self._starting is not None:
+            self._starting.join()
+            self._starting = None
+
+    def _get(self):
+        self._started()
+        if self._start_error is not None:
+            raise self._start_error
         return self._client
 
     def map(self, fn, items, weights=None):
@@ -93,6 +108,7 @@ class DaskExecutor(MapExecutor):
                 client.cancel(futures)
 
     def close(self):
+        self._started()
         try:
             if self._client is not None:
                 self._client.close()
