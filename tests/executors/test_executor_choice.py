@@ -94,3 +94,28 @@ def test_a_failing_dask_run_stops_its_cluster(tmp_path, tiny, monkeypatch):
     while any(Path(f"/proc/{p}").exists() for p in pids) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not any(Path(f"/proc/{p}").exists() for p in pids)
+
+
+def test_a_running_scheduler_without_workers_then_with_one(tmp_path, tiny):
+    """`--executor tcp://...`: a scheduler with no worker is E718 (nothing written); once a worker joins, the run
+    writes the bytes of the local pool."""
+    pytest.importorskip("distributed")
+    from distributed import LocalCluster
+
+    spec = _spec(tmp_path, tiny)
+    cluster = LocalCluster(n_workers=0, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None)
+    try:
+        address = cluster.scheduler_address
+        rc, _, err = run_cli(["run", spec, "--out", tmp_path / "none", "--executor", address, "--quiet"])
+        assert rc == 2 and "error[E718]" in err and f"`{address}`" in err
+        assert not (tmp_path / "none").exists()
+        cluster.scale(1)
+        cluster.wait_for_workers(1, timeout=60)
+        rc, _, err = run_cli(["run", spec, "--out", tmp_path / "remote", "--executor", address, "--quiet"])
+        assert rc == 0, err
+    finally:
+        cluster.close(timeout=30)
+    rc, _, err = run_cli(["run", spec, "--out", tmp_path / "local", "--workers", 2, "--quiet"])
+    assert rc == 0, err
+    for f in ("features/rad.csv", "features/rad.diagnostics.csv"):
+        assert (tmp_path / "remote" / f).read_bytes() == (tmp_path / "local" / f).read_bytes()
