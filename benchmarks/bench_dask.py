@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_extraction import BIN, ROOT, make_cohort, spec, timed  # noqa: E402
+from bench_extraction import BIN, ROOT, make_cohort, spec, timed
 
 
 def cluster_start_stop(workers: int) -> float:
@@ -59,12 +59,12 @@ def main(argv=None):
     env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
     walls: dict[str, list[float]] = {"local": [], "dask": []}
     for _ in range(a.repeats):
-        for executor in walls:
+        for executor, runs in walls.items():
             out = work / f"run_{executor}"
             shutil.rmtree(out, ignore_errors=True)
             wall, _ = timed([str(BIN / "radlang"), "run", str(rad), "--out", str(out), "--workers", str(a.workers),
                              "--executor", executor, "--quiet"], env=env)
-            walls[executor].append(wall)
+            runs.append(wall)
     same = (work / "run_local" / "features" / "rad.csv").read_bytes() == (work / "run_dask" / "features" / "rad.csv").read_bytes()
     start = cluster_start_stop(a.workers)
     local, dask = statistics.median(walls["local"]), statistics.median(walls["dask"])

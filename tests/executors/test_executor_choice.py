@@ -51,7 +51,7 @@ def test_unreachable_scheduler_is_a_usage_error_and_nothing_is_written(tmp_path,
     assert not out.exists()
 
 
-@pytest.mark.parametrize("value", ["dusk", "tcp://", "http://127.0.0.1:8786"])
+@pytest.mark.parametrize("value", ["dusk", "tcp://", "http://127.0.0.1:8786", "tls://127.0.0.1:8786"])
 def test_an_unknown_executor_is_a_usage_error(tmp_path, tiny, value):
     out = tmp_path / "out"
     rc, _, err = run_cli(["run", _spec(tmp_path, tiny), "--out", out, "--executor", value, "--quiet"])
@@ -96,9 +96,9 @@ def test_a_failing_dask_run_stops_its_cluster(tmp_path, tiny, monkeypatch):
     assert not any(Path(f"/proc/{p}").exists() for p in pids)
 
 
-def test_a_running_scheduler_without_workers_then_with_one(tmp_path, tiny):
-    """`--executor tcp://...`: a scheduler with no worker is E718 (nothing written); once a worker joins, the run
-    writes the bytes of the local pool."""
+def test_a_running_scheduler_without_workers_then_with_one(tmp_path, tiny, monkeypatch):
+    """`--executor tcp://...`: a scheduler with no worker is E718, workers with another radlang E719 (nothing
+    written); with a worker of the same radlang, the run writes the bytes of the local pool."""
     pytest.importorskip("distributed")
     from distributed import LocalCluster
 
@@ -111,6 +111,13 @@ def test_a_running_scheduler_without_workers_then_with_one(tmp_path, tiny):
         assert not (tmp_path / "none").exists()
         cluster.scale(1)
         cluster.wait_for_workers(1, timeout=60)
+        import radlang
+
+        with monkeypatch.context() as m:
+            m.setattr(radlang, "__version__", "0.0.0-other")
+            rc, _, err = run_cli(["run", spec, "--out", tmp_path / "other", "--executor", address, "--quiet"])
+        assert rc == 2 and "error[E719]" in err and f"run radlang {radlang.__version__}, this run 0.0.0-other" in err
+        assert not (tmp_path / "other").exists()
         rc, _, err = run_cli(["run", spec, "--out", tmp_path / "remote", "--executor", address, "--quiet"])
         assert rc == 0, err
     finally:

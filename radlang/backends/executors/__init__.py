@@ -13,7 +13,7 @@ from radlang.diagnostics import Diagnostic
 
 
 class ExecutorError(Exception):
-    """The executor cannot be started (a usage problem, E715-E717): raised before anything is written."""
+    """The executor cannot be started (a usage problem, E715-E719): raised before anything is written."""
 
     def __init__(self, diagnostic: Diagnostic):
         self.diagnostic = diagnostic
@@ -41,7 +41,7 @@ def largest_first(items, weights) -> list[int]:
 
 
 def is_scheduler_address(spec: str) -> bool:
-    return spec.startswith(("tcp://", "tls://"))
+    return spec.startswith("tcp://")
 
 
 def check_spec(spec: str) -> Diagnostic | None:

@@ -13,7 +13,7 @@ import threading
 from distributed import Client, LocalCluster, WorkerPlugin, as_completed
 
 from radlang.backends.executors import ExecutorError, MapExecutor, largest_first
-from radlang.backends.executors.worker import THREAD_VARS, die_with_parent, limit_threads
+from radlang.backends.executors.worker import THREAD_VARS, die_with_parent, limit_threads, radlang_version
 from radlang.diagnostics import Diagnostic
 
 CONNECT_S = 5          # seconds to wait for a scheduler (and for one of its workers)
@@ -63,6 +63,21 @@ class DaskExecutor(MapExecutor):
             raise ExecutorError(Diagnostic("E718", f"--executor {address}: the Dask scheduler at `{address}` has no workers "
                                                    f"(none joined within {CONNECT_S}s); nothing was run or written",
                                            hint="start workers with `dask worker ADDRESS` on machines with radlang installed")) from None
+        try:
+            versions = client.run(radlang_version)
+        except Exception as e:  # noqa: BLE001 -- raised on a worker: radlang (or a module it needs) cannot be imported there
+            client.close()
+            raise ExecutorError(Diagnostic("E719", f"--executor {address}: radlang cannot be imported on the workers of "
+                                                   f"`{address}` ({type(e).__name__}: {e})",
+                                           hint="install the same radlang, with its `science` extra, on every worker")) from None
+        from radlang import __version__
+
+        other = sorted({v for v in versions.values() if v != __version__})
+        if other:
+            client.close()
+            raise ExecutorError(Diagnostic("E719", f"--executor {address}: the workers of `{address}` run radlang "
+                                                   f"{', '.join(other)}, this run {__version__}",
+                                           hint="install the same radlang, with its `science` extra, on every worker"))
         client.register_plugin(RadlangWorker(None), name="radlang-worker")
         self._client = client
         self.workers = max(1, sum(client.nthreads().values()))
@@ -74,7 +89,7 @@ class DaskExecutor(MapExecutor):
                                          silence_logs=logging.ERROR)
             self._client = Client(self._cluster, set_as_default=False)
             self._client.register_plugin(RadlangWorker(os.getpid()), name="radlang-worker")
-        except BaseException as e:          # raised in the run's thread by _get
+        except BaseException as e:  # noqa: BLE001 -- re-raised in the run's thread by _get
             self._start_error = e
 
     def _started(self):

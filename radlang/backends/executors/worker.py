@@ -55,3 +55,10 @@ def init_local_worker(parent_pid: int, kernel_signal: bool):
     """The initializer of the local process pool's workers."""
     limit_threads()
     die_with_parent(parent_pid, kernel_signal)
+
+
+def radlang_version() -> str:
+    """The radlang version a worker imports (checked against the run's before a remote cluster is used)."""
+    from radlang import __version__
+
+    return __version__
