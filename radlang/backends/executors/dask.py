@@ -1,8 +1,8 @@
 """The Dask executor (dask.distributed). `--executor dask` starts a LocalCluster bound to 127.0.0.1 (one process
-per worker, one thread each, no dashboard) on first use and closes it at the end of the run; `--executor
-tcp://HOST:PORT` connects to a running scheduler, whose workers must have radlang (and the science stack) installed:
-tasks name radlang's module-level functions, which workers import. Results are placed by index, as with the local
-pool, so outputs are byte-identical."""
+per worker, one thread each, no dashboard, no memory limit: as the local pool) when the run starts and closes it at
+the end of the run; `--executor tcp://HOST:PORT` connects to a running scheduler, whose workers must have the same
+radlang (and the science stack) installed: tasks name radlang's module-level functions, which workers import.
+Results are placed by index, as with the local pool, so outputs are byte-identical."""
 
 from __future__ import annotations
 
@@ -86,7 +86,7 @@ class DaskExecutor(MapExecutor):
         try:
             self._cluster = LocalCluster(n_workers=self.workers, threads_per_worker=1, processes=True, host="127.0.0.1",
                                          dashboard_address=None, env=dict.fromkeys(THREAD_VARS, "1"),
-                                         silence_logs=logging.ERROR)
+                                         memory_limit=0, silence_logs=logging.ERROR)
             self._client = Client(self._cluster, set_as_default=False)
             self._client.register_plugin(RadlangWorker(os.getpid()), name="radlang-worker")
         except BaseException as e:  # noqa: BLE001 -- re-raised in the run's thread by _get
