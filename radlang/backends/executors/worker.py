@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import sys
 import threading
+import time
 
 THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS")
 
@@ -43,7 +44,7 @@ def die_with_parent(parent_pid: int, kernel_signal: bool):
 
     def watch():
         while os.getppid() == parent_pid:
-            threading.Event().wait(WATCH_S)
+            time.sleep(WATCH_S)
         os._exit(1)
 
     if os.getppid() != parent_pid:
