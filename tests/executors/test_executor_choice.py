@@ -59,6 +59,17 @@ def test_an_unknown_executor_is_a_usage_error(tmp_path, tiny, value):
     assert not out.exists()
 
 
+def test_dask_not_installed_is_a_usage_error(tmp_path, tiny, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "distributed", None)           # `import distributed` fails as when not installed
+    monkeypatch.delitem(sys.modules, "radlang.backends.executors.dask", raising=False)
+    out = tmp_path / "out"
+    rc, _, err = run_cli(["run", _spec(tmp_path, tiny), "--out", out, "--executor", "dask", "--quiet"])
+    assert rc == 2 and "error[E717]" in err and "dask[distributed]" in err
+    assert not out.exists()
+
+
 def test_a_failing_dask_run_stops_its_cluster(tmp_path, tiny, monkeypatch):
     """An empty mask: the per-case check on a Dask worker reports it (E605), and the LocalCluster's worker processes
     are gone when the run returns."""
