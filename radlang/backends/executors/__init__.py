@@ -53,8 +53,9 @@ def check_spec(spec: str) -> Diagnostic | None:
 
 
 def make_executor(spec: str, workers: int | None) -> MapExecutor:
-    """`local` (workers=None: one per core), `dask` (a LocalCluster of `workers` or 2 processes, started on first
-    use) or a scheduler address (connected now, so that an unreachable one is reported before any output)."""
+    """`local` (workers=None: one per core), `dask` (a LocalCluster of `workers` or 2 processes, starting in the
+    background from now) or a scheduler address (connected now, so that an unreachable one is reported before any
+    output)."""
     bad = check_spec(spec)
     if bad is not None:
         raise ExecutorError(bad)
