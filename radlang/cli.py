@@ -122,17 +122,28 @@ def cmd_ops(a) -> int:
 
 
 def cmd_run(a) -> int:
+    from radlang.backends.executors import check_spec
+
+    bad = check_spec(a.executor)
+    if bad is not None:
+        _emit([bad], {}, a.format)
+        return 2
     res = _compile(a.file, a.format)
     if not res.ok:
         _emit(res.diagnostics, res.sources, a.format)
         return _status(res)
     _emit(res.diagnostics, res.sources, a.format)
     from radlang.backends.executor import RunError, run_study
+    from radlang.backends.executors import ExecutorError
     from radlang.backends.outdir import OutDirError
     from radlang.backends.outlock import OutDirInUse
 
     try:
-        ctx = run_study(res.study, out=a.out, workers=a.workers, quiet=a.quiet, force=a.force, wait=a.wait)
+        ctx = run_study(res.study, out=a.out, workers=a.workers, quiet=a.quiet, force=a.force, wait=a.wait,
+                        executor=a.executor)
+    except ExecutorError as e:
+        _emit([e.diagnostic], res.sources, a.format)
+        return 2
     except OutDirError as e:
         print(f"radlang: error[{e.code}]: {e.message}" + (f"\n  hint: {e.hint}" if e.hint else ""), file=sys.stderr)
         return 2
@@ -244,7 +255,11 @@ def build_parser() -> argparse.ArgumentParser:
                     "which is relative to the spec's folder)")
     sp.add_argument("--force", action="store_true", help="write into an out folder that holds other files (the spec's or the "
                     "current folder, a folder above them, or a non-empty folder radlang did not make)")
-    sp.add_argument("--workers", type=int, default=None, help="worker processes (default: the number of cores)")
+    sp.add_argument("--workers", type=int, default=None,
+                    help="worker processes (default: the number of cores; 2 with --executor dask)")
+    sp.add_argument("--executor", default="local", metavar="local|dask|tcp://HOST:PORT",
+                    help="where per-case and per-fold tasks run: a local process pool (default), a Dask LocalCluster "
+                         "on 127.0.0.1, or the Dask scheduler at that address (its workers need radlang installed)")
     sp.add_argument("--quiet", action="store_true")
     sp.add_argument("--wait", action="store_true", help="if another run holds the output folder, wait for it "
                     "(default: stop at once with E710)")

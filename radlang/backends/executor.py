@@ -25,8 +25,8 @@ from typing import Any
 from radlang import __version__, registry
 from radlang.backends.artefacts import write_artefact_manifest
 from radlang.backends.cache import Cache, atomic_write_text, key
+from radlang.backends.executors import make_executor
 from radlang.backends.outdir import prepare_out_dir
-from radlang.backends.pool import make_executor
 from radlang.diagnostics import Diagnostic
 
 _MODES: dict[str, Callable] = {}
@@ -73,13 +73,7 @@ class RunContext:
     excluded: list[dict] = field(default_factory=list)          # cases skipped with on_error: skip
     warnings: list[str] = field(default_factory=list)
     summary: list[str] = field(default_factory=list)         # headline results, printed after the run
-    _executor: Any = None
-
-    @property
-    def executor(self):
-        if self._executor is None:
-            self._executor = make_executor(self.workers)
-        return self._executor
+    executor: Any = None          # a MapExecutor (radlang/backends/executors): per-case and per-fold tasks
 
     def stage_key(self, stage, *extra) -> str:
         """A cache key for a stage: operator, version, settings, input stage keys, and extra content hashes."""
@@ -100,10 +94,10 @@ class RunContext:
 
     def close(self):
         """Stop the workers and save the file-hash index."""
-        if self._executor is not None:
-            self._executor.close()
-            self._executor = None
-        self.cache.flush()
+        try:
+            self.executor.close()
+        finally:
+            self.cache.flush()
 
     def progress(self, total: int, description: str):
         """A rich progress bar (silent when quiet or not a terminal)."""
@@ -137,30 +131,35 @@ def resolve_out(study, out: str | os.PathLike | None = None) -> Path:
 
 @contextmanager
 def held_run(study, out: str | os.PathLike | None = None, workers: int | None = None, quiet: bool = False,
-             force: bool = False, wait: bool = False):
-    """The run context, with the output folder checked (radlang.backends.outdir: OutDirError, a usage error; `force` lifts
-    the refusals of folders that hold other files) and held for this run alone (outlock.OutDirLock: OutDirInUse when
-    another run holds it, unless `wait`). On leaving, the workers stop and the file-hash index is saved."""
+             force: bool = False, wait: bool = False, executor: str = "local"):
+    """The run context. The executor starts first (`local`, `dask` or a Dask scheduler address, see
+    radlang/backends/executors: one that cannot start raises ExecutorError before anything is written); then the output
+    folder is checked (radlang.backends.outdir: OutDirError, a usage error; `force` lifts the refusals of folders that
+    hold other files) and held for this run alone (outlock.OutDirLock: OutDirInUse when another run holds it, unless
+    `wait`). On leaving, the workers stop and the file-hash index is saved."""
     from radlang.backends.outlock import OutDirLock, describe
 
     out_dir = resolve_out(study, out)
-    prepare_out_dir(out_dir, study.file, force)
-    w = workers or study.config.get("workers") or os.cpu_count() or 1
+    ex = make_executor(executor, workers or study.config.get("workers"))
+    try:
+        prepare_out_dir(out_dir, study.file, force)
 
-    def waiting(message):
-        print(f"radlang: {message}", file=sys.stderr)
+        def waiting(message):
+            print(f"radlang: {message}", file=sys.stderr)
 
-    with OutDirLock(out_dir, str(study.file), wait=wait, on_wait=waiting) as lock:
-        ctx = RunContext(study=study, out=out_dir, cache=Cache(out_dir / ".cache"), workers=w,
-                         on_error=study.config.get("on_error", "fail"), quiet=quiet)
-        ctx.warnings = ctx.cache.warnings
-        if lock.dead is not None:
-            ctx.cache.warn("W673", f"a run that did not finish held `{out_dir}` ({describe(lock.dead)}); this run takes the "
-                                   "folder over and reuses the verified cache entries it left")
-        try:
-            yield ctx
-        finally:
-            ctx.close()
+        with OutDirLock(out_dir, str(study.file), wait=wait, on_wait=waiting) as lock:
+            ctx = RunContext(study=study, out=out_dir, cache=Cache(out_dir / ".cache"), workers=ex.workers,
+                             on_error=study.config.get("on_error", "fail"), quiet=quiet, executor=ex)
+            ctx.warnings = ctx.cache.warnings
+            if lock.dead is not None:
+                ctx.cache.warn("W673", f"a run that did not finish held `{out_dir}` ({describe(lock.dead)}); this run takes "
+                                       "the folder over and reuses the verified cache entries it left")
+            try:
+                yield ctx
+            finally:
+                ctx.close()
+    finally:
+        ex.close()          # a second close is a no-op: this one stops the workers when the folder was refused
 
 
 def run_stages(ctx: RunContext, stages) -> None:
@@ -175,8 +174,8 @@ def run_stages(ctx: RunContext, stages) -> None:
 
 
 def run_study(study, out: str | os.PathLike | None = None, workers: int | None = None, quiet: bool = False,
-              force: bool = False, wait: bool = False) -> RunContext:
-    with held_run(study, out, workers, quiet, force, wait) as ctx:
+              force: bool = False, wait: bool = False, executor: str = "local") -> RunContext:
+    with held_run(study, out, workers, quiet, force, wait, executor) as ctx:
         t_all = time.perf_counter()
         run_stages(ctx, study.stages)
         ctx.timings["total"] = round(time.perf_counter() - t_all, 4)

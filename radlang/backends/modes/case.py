@@ -1,6 +1,6 @@
 """Mode `case` (per-case feature extraction) and mode `segment` (lazy: segmentation runs inside the case task).
 
-One task per case, in the process pool (ctx.executor.map), largest cases first: load the image(s) and the
+One task per case, in the executor (ctx.executor.map), largest cases first: load the image(s) and the
 mask, segment, check the mask, perturb (robustness analyses), extract. Only feature rows travel between
 processes. Each case's result is cached under a content key (operator, version, settings, segmentation
 chain, perturbation, and the content hashes of the case's files), written atomically as soon as the case

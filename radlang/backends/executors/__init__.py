@@ -1,0 +1,77 @@
+"""Where per-case and per-fold tasks run. One interface, `MapExecutor`, as in Hamilton: an executor is given a
+picklable module-level function and a list of items and knows nothing about what the function does; modes call
+`ctx.executor.map(fn, items)` and place each result by its index, so the order in which tasks finish never
+reaches an output. Implementations: `local` (a spawn process pool, serial for one worker) and `dask`
+(dask.distributed: a LocalCluster on 127.0.0.1 or a running scheduler at tcp://HOST:PORT)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+from radlang.diagnostics import Diagnostic
+
+
+class ExecutorError(Exception):
+    """The executor cannot be started (a usage problem, E715-E719): raised before anything is written."""
+
+    def __init__(self, diagnostic: Diagnostic):
+        self.diagnostic = diagnostic
+        super().__init__(diagnostic.message)
+
+
+class MapExecutor:
+    """`map` yields (index, fn(items[index])) as tasks finish, largest `weights` first; `workers` is how many
+    tasks run at once; `close` stops whatever the executor started (it is called also when a run fails)."""
+
+    workers: int = 1
+
+    def map(self, fn: Callable, items: list, weights: Iterable[float] | None = None) -> Iterator[tuple[int, Any]]:
+        raise NotImplementedError
+
+    def close(self):
+        pass
+
+
+def largest_first(items, weights) -> list[int]:
+    if weights is None:
+        return list(range(len(items)))
+    w = list(weights)
+    return sorted(range(len(items)), key=lambda i: (-w[i], i))
+
+
+def is_scheduler_address(spec: str) -> bool:
+    return spec.startswith("tcp://")
+
+
+def check_spec(spec: str) -> Diagnostic | None:
+    """E716 when `spec` names no executor (checked by the CLI before anything runs)."""
+    if spec in ("local", "dask") or (is_scheduler_address(spec) and len(spec.split("://", 1)[1]) > 0):
+        return None
+    return Diagnostic("E716", f"--executor `{spec}`: not an executor; use `local`, `dask` or a scheduler address "
+                              "`tcp://HOST:PORT`", hint="`--executor dask` starts 2 local Dask workers (or --workers N)")
+
+
+def make_executor(spec: str, workers: int | None) -> MapExecutor:
+    """`local` (workers=None: one per core), `dask` (a LocalCluster of `workers` or 2 processes, starting in the
+    background from now) or a scheduler address (connected now, so that an unreachable one is reported before any
+    output)."""
+    bad = check_spec(spec)
+    if bad is not None:
+        raise ExecutorError(bad)
+    if spec == "local":
+        from radlang.backends.executors.local import make_local
+
+        return make_local(workers)
+    try:
+        from radlang.backends.executors.dask import DaskExecutor
+    except ModuleNotFoundError as e:
+        if (e.name or "").split(".")[0] not in ("dask", "distributed"):
+            raise
+        raise ExecutorError(Diagnostic("E717", f"--executor {spec}: dask.distributed is not installed",
+                                       hint="pip install 'dask[distributed]' (in radlang's `science` extra), "
+                                            "or use --executor local")) from None
+
+    if spec == "dask":
+        return DaskExecutor(workers=workers or 2)
+    return DaskExecutor(address=spec)

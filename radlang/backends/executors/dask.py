@@ -1,0 +1,134 @@
+"""The Dask executor (dask.distributed). `--executor dask` starts a LocalCluster bound to 127.0.0.1 (one process
+per worker, one thread each, no dashboard, no memory limit: as the local pool) when the run starts and closes it at
+the end of the run; `--executor tcp://HOST:PORT` connects to a running scheduler, whose workers must have the same
+radlang (and the science stack) installed: tasks name radlang's module-level functions, which workers import.
+Results are placed by index, as with the local pool, so outputs are byte-identical."""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+
+from distributed import Client, LocalCluster, WorkerPlugin, as_completed
+
+from radlang.backends.executors import ExecutorError, MapExecutor, largest_first
+from radlang.backends.executors.worker import THREAD_VARS, die_with_parent, limit_threads, radlang_version
+from radlang.diagnostics import Diagnostic
+
+CONNECT_S = 5          # seconds to wait for a scheduler (and for one of its workers)
+
+
+class RadlangWorker(WorkerPlugin):
+    """One thread per worker; the workers of a LocalCluster this run started also die with the run."""
+
+    def __init__(self, parent_pid: int | None):
+        self.parent_pid = parent_pid
+
+    def setup(self, worker):
+        limit_threads()
+        if self.parent_pid is not None:
+            # The worker process was started by this run's in-process nanny from a thread that lives as long as the
+            # worker (distributed's AsyncProcess watch thread), so the kernel's parent-death signal is safe to arm.
+            die_with_parent(self.parent_pid, kernel_signal=True)
+
+
+class DaskExecutor(MapExecutor):
+    def __init__(self, workers: int | None = None, address: str | None = None):
+        self._cluster = None
+        self._client = None
+        self._starting: threading.Thread | None = None
+        self._start_error: BaseException | None = None
+        self.workers = workers or 2
+        if address is not None:
+            self._connect(address)
+        else:
+            # The LocalCluster starts in the background (about 2 s) while the first stages run (cohorts, cache look-ups);
+            # a run whose every task is cached pays for it too.
+            self._starting = threading.Thread(target=self._start_cluster, name="radlang-dask-start", daemon=True)
+            self._starting.start()
+
+    def _connect(self, address):
+        try:
+            client = Client(address, timeout=CONNECT_S, set_as_default=False)
+        except (OSError, TimeoutError) as e:
+            raise ExecutorError(Diagnostic("E715", f"--executor {address}: cannot reach a Dask scheduler at `{address}` "
+                                                   f"within {CONNECT_S}s ({type(e).__name__}); nothing was run or written",
+                                           hint="start one (`dask scheduler` and `dask worker ADDRESS` on machines with "
+                                                "radlang installed), or use --executor dask for workers on this machine")) from None
+        try:
+            client.wait_for_workers(1, timeout=CONNECT_S)
+        except (OSError, TimeoutError):
+            client.close()
+            raise ExecutorError(Diagnostic("E718", f"--executor {address}: the Dask scheduler at `{address}` has no workers "
+                                                   f"(none joined within {CONNECT_S}s); nothing was run or written",
+                                           hint="start workers with `dask worker ADDRESS` on machines with radlang installed")) from None
+        try:
+            versions = client.run(radlang_version)
+        except Exception as e:  # noqa: BLE001 -- raised on a worker: radlang (or a module it needs) cannot be imported there
+            client.close()
+            raise ExecutorError(Diagnostic("E719", f"--executor {address}: radlang cannot be imported on the workers of "
+                                                   f"`{address}` ({type(e).__name__}: {e})",
+                                           hint="install the same radlang, with its `science` extra, on every worker")) from None
+        from radlang import __version__
+
+        other = sorted({v for v in versions.values() if v != __version__})
+        if other:
+            client.close()
+            raise ExecutorError(Diagnostic("E719", f"--executor {address}: the workers of `{address}` run radlang "
+                                                   f"{', '.join(other)}, this run {__version__}",
+                                           hint="install the same radlang, with its `science` extra, on every worker"))
+        client.register_plugin(RadlangWorker(None), name="radlang-worker")
+        self._client = client
+        self.workers = max(1, sum(client.nthreads().values()))
+
+    def _start_cluster(self):
+        try:
+            self._cluster = LocalCluster(n_workers=self.workers, threads_per_worker=1, processes=True, host="127.0.0.1",
+                                         dashboard_address=None, env=dict.fromkeys(THREAD_VARS, "1"),
+                                         memory_limit=0, silence_logs=logging.ERROR)
+            self._client = Client(self._cluster, set_as_default=False)
+            self._client.register_plugin(RadlangWorker(os.getpid()), name="radlang-worker")
+        except BaseException as e:  # noqa: BLE001 -- re-raised in the run's thread by _get
+            self._start_error = e
+
+    def _started(self):
+        if self._starting is not None:
+            self._starting.join()
+            self._starting = None
+
+    def _get(self):
+        self._started()
+        if self._start_error is not None:
+            raise self._start_error
+        return self._client
+
+    def map(self, fn, items, weights=None):
+        if not items:
+            return
+        client = self._get()
+        order = largest_first(items, weights)
+        index, futures = {}, []
+        for rank, i in enumerate(order):       # higher priority runs first: the largest cases start first
+            fut = client.submit(fn, items[i], priority=len(order) - rank, pure=False)
+            index[fut.key] = i
+            futures.append(fut)
+        finished = False
+        try:
+            for fut, result in as_completed(futures, loop=client.loop, with_results=True):
+                yield index[fut.key], result
+            finished = True
+        finally:
+            if not finished:
+                client.cancel(futures)
+
+    def close(self):
+        self._started()
+        try:
+            if self._client is not None:
+                self._client.close()
+        finally:
+            self._client = None
+            if self._cluster is not None:
+                self._cluster.close()
+                self._cluster = None

@@ -1,0 +1,65 @@
+"""Set-up run inside every worker process, whatever executor started it: one thread per worker for the numeric
+libraries, and (for workers this run started) death with the run, so that `kill -9` of `radlang run` leaves no
+worker behind holding memory."""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+import time
+
+THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS")
+
+_PR_SET_PDEATHSIG = 1         # linux/prctl.h
+_SIGKILL = 9
+WATCH_S = 0.5                 # how often a worker checks that its parent is alive
+
+
+def limit_threads():
+    # One thread per worker for ITK and BLAS, so N workers don't oversubscribe N cores. The libraries read these
+    # variables when they are first imported or used (ITK: its global default number of threads), so a worker that
+    # only fits models never imports SimpleITK; a library already imported is told directly.
+    for var in THREAD_VARS:
+        os.environ[var] = "1"
+    sitk = sys.modules.get("SimpleITK")
+    if sitk is not None:
+        sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(1)
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        torch.set_num_threads(1)
+
+
+def die_with_parent(parent_pid: int, kernel_signal: bool):
+    """Exit when the process `parent_pid` is gone. With `kernel_signal` (Linux; only when the thread that started
+    this process lives as long as its process does, because the kernel sends the parent-death signal when that
+    *thread* ends) the kernel kills this process the moment the parent dies, even in the middle of a C call. A daemon
+    thread also polls the parent id every WATCH_S seconds (other systems; a parent that died before the signal was
+    armed)."""
+    if kernel_signal and sys.platform.startswith("linux"):
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, _SIGKILL, 0, 0, 0)
+
+    def watch():
+        while os.getppid() == parent_pid:
+            time.sleep(WATCH_S)
+        os._exit(1)
+
+    if os.getppid() != parent_pid:
+        os._exit(1)
+    threading.Thread(target=watch, name="radlang-parent-watch", daemon=True).start()
+
+
+def init_local_worker(parent_pid: int, kernel_signal: bool):
+    """The initializer of the local process pool's workers."""
+    limit_threads()
+    die_with_parent(parent_pid, kernel_signal)
+
+
+def radlang_version() -> str:
+    """The radlang version a worker imports (checked against the run's before a remote cluster is used)."""
+    from radlang import __version__
+
+    return __version__
