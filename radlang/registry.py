@@ -1,7 +1,19 @@
 """The operator registry. An operator is declared once, in one module under radlang/ops/:
 its ports, its settings model, its output type, how it is fit, its implementation, and what the
-renderer needs. The grammar never names operators; `radlang ops` and docs/language.md are
-generated from this registry.
+renderer needs, and how it runs. The grammar, the executor and the renderer never name operators;
+`radlang ops` and docs/language.md are generated from this registry.
+
+How an operator runs (`behaviour`):
+
+- `stateless`: run once per stage; `run(stage, ctx) -> value`.
+- `per_case`: a function applied to each case (`case`), which the stage's `run` hands to the executor's
+  per-case map (radlang/backends/cases.py: the process pool, one cache entry per case, all problems at once).
+- `fitted`: fit on a training view, apply to any view (selectors and models: the validation stage refits them
+  inside each training fold).
+
+`run(stage, ctx)` is the run-time entry point: glue that lives in the operator's own module (reading and
+caching inputs, writing outputs) and imports radlang's backend machinery inside its body only, so that
+`radlang check` never imports it. `radlang render` inlines it into the script the same way.
 
 Implementation rule (it makes `radlang render` possible without writing logic twice): `impl`
 and every function in `helpers` are self-contained. They use only their arguments, builtins,
@@ -15,13 +27,15 @@ import functools
 import importlib
 import pkgutil
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable, Literal
 
 from radlang.types import RType
 from radlang.values import Settings
 
 Fit = Literal["none", "data", "outcome"]
+Behaviour = Literal["stateless", "per_case", "fitted"]
+BEHAVIOURS = ("stateless", "per_case", "fitted")
 
 
 @dataclass(frozen=True)
@@ -56,15 +70,27 @@ class Operator:
     inputs: tuple[Port, ...] = ()
     positional: tuple[str, ...] = () # names (ports first, then settings) that positional arguments fill
     fit: Fit = "none"                # "data": fit on data statistics; "outcome": fit on outcomes
-    mode: str = "table"              # how the executor runs it (see radlang/backends/modes)
+    behaviour: Behaviour | None = None  # how it runs: stateless, per_case or fitted (see the module doc); required
+    run: Callable | None = None      # run(stage, ctx) -> the stage's value (the run-time entry point)
+    mode: str | None = None          # an executor mode of radlang/backends/modes that runs it instead of `run`
+    case: Callable | None = None     # per_case: the function applied to each case (a segmenter's (image, mask, params) -> (roi, messages))
+    on_cohort: Callable | None = None  # on_cohort(ctx, stage, cohort_df, perturb) -> the stage's value computed on another cohort
+    cli_paths: tuple[str, ...] = ()  # path settings the rendered script exposes as `--<stage>-<setting>` flags
     impl: Callable | None = None
     helpers: tuple[Callable, ...] = ()
     infer: Callable[[InferCtx], RType | None] | None = None
     version: str = "1"
     plan: Callable | None = None     # plan(stage, memory_budget_bytes) -> list of (severity, text) lines for `radlang plan`
     sink: bool = False               # its results are study outputs (files under <out>); sinks are never pruned
-    render: dict = field(default_factory=dict)   # extra info for the renderer
     examples: tuple[str, ...] = ()
+
+    def __post_init__(self):
+        if self.behaviour not in BEHAVIOURS:
+            raise ValueError(f"operator {self.name!r}: `behaviour` must be one of {', '.join(BEHAVIOURS)}, not {self.behaviour!r}")
+        if (self.run is None) == (self.mode is None):
+            raise ValueError(f"operator {self.name!r} declares how it runs with exactly one of `run` and `mode`")
+        if self.behaviour == "per_case" and self.case is None:
+            raise ValueError(f"operator {self.name!r} runs per case: declare the per-case function as `case`")
 
     @property
     def port_names(self) -> tuple[str, ...]:
@@ -91,16 +117,6 @@ def register(op: Operator) -> Operator:
     if frame is not None:
         _DECLARED_IN[op.name] = frame.f_globals["__name__"].rsplit(".", 1)[-1]
     return op
-
-
-def operator(**kw):
-    """Decorator form: the decorated function is the implementation."""
-
-    def wrap(fn):
-        register(Operator(impl=fn, **kw))
-        return fn
-
-    return wrap
 
 
 def _load():

@@ -1,9 +1,10 @@
 """`radlang run`: execute a compiled study stage by stage.
 
-Each operator has a `mode` (cohort, case, estimator, evaluate, ...). A mode is a function
-`run(stage, ctx) -> value` registered with `@mode("name")` in radlang/backends/modes/. Modes are
-thin glue (caching, parallelism, writing outputs); the numbers come from the operators' own
-self-contained implementations, which the renderer inlines too.
+Each operator declares how it runs (radlang/registry.py): its own `run(stage, ctx) -> value`, in its
+module under radlang/ops/, or an executor mode (a function registered with `@mode("name")` in
+radlang/backends/modes/). The executor never names an operator; the glue that does the work calls the
+generic machinery here (the per-case map in cases.py, the cache, atomic writes, glue.py), and the numbers
+come from the operators' own self-contained implementations, which the renderer inlines too.
 """
 
 from __future__ import annotations
@@ -96,13 +97,6 @@ class RunContext:
         return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                         TimeRemainingColumn(), disable=self.quiet, transient=False)
 
-    def input_value(self, stage, port):
-        ref = stage.inputs.get(port)
-        if ref is None:
-            return None
-        value = self.results[ref.stage]
-        return (value, ref.attr)
-
 
 def _versions() -> dict[str, str]:
     from importlib.metadata import PackageNotFoundError, version
@@ -130,7 +124,7 @@ def run_study(study, out: str | os.PathLike | None = None, workers: int | None =
         for stage in study.stages:
             op = registry.get(stage.op)
             t0 = time.perf_counter()
-            run = get_mode(op.mode)
+            run = op.run if op.run is not None else get_mode(op.mode)
             ctx.results[stage.name] = run(stage, ctx)
             ctx.keys.setdefault(stage.name, ctx.stage_key(stage))
             ctx.timings[stage.name] = round(time.perf_counter() - t0, 4)

@@ -309,7 +309,7 @@ class ResNetSettings(NetSettings):
 # compile time: types and plan
 
 
-def _task(name):
+def _head(name):
     return "segmentation" if name in SEGMENTATION_NETS else "classification"
 
 
@@ -318,18 +318,38 @@ LABELS = {"unet": "UNet", "segresnet": "SegResNet", "attention_unet": "Attention
 
 def _net_type(ctx) -> RType:
     s, name = ctx.settings, ctx.stmt.op.name
-    if _task(name) == "classification" and s.out_channels < 2:
+    if _head(name) == "classification" and s.out_channels < 2:
         ctx.error("E302", "a classification network needs `out_channels` ≥ 2 (one per class)", setting="out_channels")
-    if _task(name) == "segmentation" and s.out_channels < 2:
+    if _head(name) == "segmentation" and s.out_channels < 2:
         ctx.error("E302", "a segmentation network needs `out_channels` ≥ 2 (background and at least one class)",
                   setting="out_channels", hint="use 2 for a binary mask, or 1 + the number of habitats")
     label = LABELS[name] + (f"{s.depth}" if name == "resnet" else "")
-    return RType("Network", dims=s.dims, channels=s.in_channels, task=_task(name), classes=s.out_channels,
+    return RType("Network", dims=s.dims, channels=s.in_channels, head=_head(name), classes=s.out_channels,
                  detail=f"{s.dims}D {label}")
 
 
 def spec_of(stage) -> dict:
     return {"arch": stage.op, "params": stage.params}
+
+
+def downsampling(spec) -> int:
+    """The network's total downsampling: a segmentation network's input sides must be multiples of it."""
+    p = spec["params"]
+    if spec["arch"] in ("unet", "attention_unet"):
+        k = 1
+        for s in p["strides"]:
+            k *= int(s)
+        return k
+    if spec["arch"] == "segresnet":
+        return 2 ** (len(p["blocks_down"]) - 1)
+    return 1
+
+
+def run_network(stage, ctx):
+    """A network stage trains nothing: its value is the recipe a training stage builds (with the operator's `impl`),
+    its head and its total downsampling."""
+    spec = spec_of(stage)
+    return {**spec, "head": _head(stage.op), "divisor": downsampling(spec)}
 
 
 def _human(n):
@@ -360,7 +380,7 @@ def _net_plan(stage, memory):
 
 def _register(name, settings, doc, example):
     register(Operator(
-        name=name, kind="network", output="Network", settings=settings, mode="network", infer=_net_type,
+        name=name, kind="network", output="Network", settings=settings, behaviour="stateless", run=run_network, infer=_net_type,
         impl=build_network, plan=_net_plan, doc=doc, examples=(example,),
     ))
 

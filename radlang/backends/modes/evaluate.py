@@ -59,18 +59,13 @@ def _chain(ctx, stage):
 
 def features_for(ctx, feature_stage, cohort_df, perturb=None):
     """The feature table of `feature_stage` computed on another cohort table (external, retest, perturbed)."""
-    if feature_stage.op == "tabular":
-        if perturb:
-            raise RunError([Diagnostic("E646", f"`{feature_stage.name}` is a tabular feature table; it cannot be re-extracted under {perturb}",
-                                       feature_stage.span)])
-        from radlang.backends.modes.estimator import tabular_table
+    from radlang import registry
 
-        return tabular_table(ctx, feature_stage, cohort_df)
-    try:
-        from radlang.backends.modes.case import extract_for_cohort
-    except ImportError as e:  # the extraction mode is not installed in this checkout
-        raise RunError([Diagnostic("E646", f"cannot re-extract `{feature_stage.name}`: {e}", feature_stage.span)])
-    return extract_for_cohort(ctx, feature_stage, cohort_df, perturb=perturb)
+    op = registry.get(feature_stage.op)
+    if op.on_cohort is None:
+        raise RunError([Diagnostic("E646", f"`{feature_stage.name}` (`{feature_stage.op}`) cannot be recomputed on another cohort",
+                                   feature_stage.span)])
+    return op.on_cohort(ctx, feature_stage, cohort_df, perturb)
 
 
 def _outcome(df, task):
@@ -197,7 +192,7 @@ def run_evaluate(stage, ctx):
     import pandas as pd
 
     from radlang import registry
-    from radlang.backends.modes.estimator import _table_key
+    from radlang.backends.glue import table_key
     from radlang.ops.validate import (
         binary_metrics,
         evaluation_csv,
@@ -307,10 +302,10 @@ def run_evaluate(stage, ctx):
 
     # --- cache: same recipe, same data -> same outputs
     ck = key("evaluate", op.version, mop.version, p, stage.seed, [(s.name, s.op, s.params, s.seed) for s in selects],
-             (model.op, model.params, model.seed), _table_key(X), data[["case_id", "patient_id"] + out_cols].to_csv(index=False),
-             list(map(str, groups)), _table_key(Xe) if Xe is not None else None,
+             (model.op, model.params, model.seed), table_key(X), data[["case_id", "patient_id"] + out_cols].to_csv(index=False),
+             list(map(str, groups)), table_key(Xe) if Xe is not None else None,
              ext_data[["case_id"] + out_cols].to_csv(index=False) if ext_data is not None else None,
-             {k: {n: _table_key(t) for n, t in v.items()} for k, v in raters_by_stage.items()})
+             {k: {n: table_key(t) for n, t in v.items()} for k, v in raters_by_stage.items()})
     cached = ctx.cache.get(ck)
     if cached is not None:
         mbytes, pbytes, metrics = cached

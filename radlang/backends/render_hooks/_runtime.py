@@ -79,8 +79,12 @@ class RunError(Exception):
 
 
 class OperatorInfo:
-    def __init__(self, name, mode, version, impl=None, helpers=(), sink=False, fit="none"):
-        self.name, self.mode, self.version, self.impl, self.helpers = name, mode, version, impl, tuple(helpers)
+    """What the stages' code reads of an operator's declaration (radlang/registry.py)."""
+
+    def __init__(self, name, behaviour, version, run=None, mode=None, case=None, on_cohort=None, impl=None, helpers=(),
+                 sink=False, fit="none"):
+        self.name, self.behaviour, self.version, self.run, self.mode = name, behaviour, version, run, mode
+        self.case, self.on_cohort, self.impl, self.helpers = case, on_cohort, impl, tuple(helpers)
         self.sink, self.fit = sink, fit
 
 
@@ -172,7 +176,3 @@ class RunContext:
 
     def progress(self, total, description):
         return SilentProgress()
-
-    def input_value(self, stage, port):
-        ref = stage.inputs.get(port)
-        return None if ref is None else (self.results[ref.stage], ref.attr)
