@@ -33,7 +33,7 @@ def _stage_info(study, s, memory):
     for n in s.extra.get("plan_notes", []):
         extra.append({"severity": "info", "text": n})
     return {
-        "name": s.name, "kind": s.kind, "op": s.op, "mode": op.mode,
+        "name": s.name, "kind": s.kind, "op": s.op, "behaviour": op.behaviour,
         "consumes": {p: str(r) for p, r in sorted(s.inputs.items())},
         "produces": s.type.describe(),
         "fit": s.fit, "fit_within": list(s.fit_within), "seed": s.seed,
@@ -53,12 +53,13 @@ def plan_json(study, memory=None) -> dict:
 def plan_text(study, memory=None) -> str:
     pj = plan_json(study, memory)
     lines = [f"study \"{pj['study']}\"  seed {pj['seed']}  out {pj['out']}", ""]
+    boundaries = {v for s in pj["stages"] for v in s["fit_within"]}
     for i, s in enumerate(pj["stages"], 1):
         cons = ", ".join(f"{p}={r}" for p, r in s["consumes"].items()) or "-"
-        lines.append(f"{i:>3}. {s['kind']} {s['name']} = {s['op']}   [{s['mode']}]")
+        lines.append(f"{i:>3}. {s['kind']} {s['name']} = {s['op']}   [{s['behaviour']}]")
         lines.append(f"       consumes: {cons}")
         lines.append(f"       produces: {s['produces']}")
-        if s["mode"] == "evaluate":
+        if s["name"] in boundaries:
             lines.append("       fit boundary: every fitted stage above is refit inside each of its training folds")
         elif s["fit"] != "none":
             where = ", ".join(s["fit_within"])

@@ -7,8 +7,13 @@
     network res = resnet(dims: 3, depth: 18, in_channels: 1, out_channels: 2)
 
 A network stage is a description; it is trained by `train fit = supervised(net, cohort) {...}`
-(radlang/ops/training.py). `radlang plan` shows, for each network, the parameter count and the
+(radlang/ops/supervised.py). `radlang plan` shows, for each network, the parameter count and the
 receptive field; a `train` stage adds the training memory for its patch and batch.
+
+A network's stage value (`run_network`) is the recipe the training stage builds with the operator's `impl`,
+with its head (segmentation or classification) and its total downsampling. Adding a network is a settings
+model, a branch of `build_network` (and of `downsampling` and the estimates when it downsamples differently),
+and a `_register` line, all in this module.
 
 Self-contained functions (see radlang/registry.py): `build_network` builds the MONAI module from the
 plain spec {"arch": ..., "params": ...}; `receptive_field` follows kernel sizes and strides exactly
