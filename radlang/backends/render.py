@@ -629,6 +629,8 @@ def render_study(study, date: str | None = None) -> tuple[str, dict[str, str]]:
     for op in [*ops.values(), *registry.all_ops()]:   # the study's operators first
         for f in op_functions(op):
             origin.setdefault(id(f), f"{f.__module__} (operator `{op.name}` v{op.version})")
+        for f in run_functions(op):
+            origin.setdefault(id(f), f"{f.__module__} (operator `{op.name}` v{op.version}, its run-time glue, verbatim)")
     functions, sources, more_imports, glue_problems = inline_closure(wanted, strict, runtime_names)
     problems += glue_problems
     glue_imports |= more_imports
