@@ -1,12 +1,12 @@
 """The executor's per-case map, for operators that run per case (`behaviour="per_case"`, radlang/registry.py).
 
-A per-case operator's `run` builds one task (plain data) per case and hands it here with the case's content
+A per-case operator's `run` builds one case job (plain data) per case and hands it here with the case's content
 key. Cached cases are reused; the others first pass a cheap `check` (every problem of every case at once,
 before hours of work), then the operator's per-case function `work`, in the process pool (ctx.executor.map),
 heaviest first. Each case's result is cached the moment it finishes (atomically), so a killed run resumes.
 With `on_error: "skip"` the bad cases are left out and listed; otherwise the stage stops with every problem.
 
-`check(task) -> [problem]` and `work(task) -> {"problems": [problem], **result}` are module-level functions
+`check(case_job) -> [problem]` and `work(case_job) -> {"problems": [problem], **result}` are module-level functions
 (picklable); a problem is a dict {case, file, column, message, code} (radlang/backends/glue.py)."""
 
 from __future__ import annotations
@@ -21,12 +21,12 @@ def case_diagnostics(problems, stage):
     return problem_diagnostics(sorted(problems, key=lambda p: (str(p.get("case")), p.get("code", ""), p["message"])), stage)
 
 
-def map_cases(ctx, stage, tasks, keys, check, work, weight, label):
-    """Run `work` on every task whose key is not cached (`weight(task)`: the larger, the earlier).
+def map_cases(ctx, stage, case_jobs, keys, check, work, weight, label):
+    """Run `work` on every case job whose key is not cached (`weight(case_job)`: the larger, the earlier).
     -> (results {case: result}, problems of the cases left out)."""
     results: dict[str, dict] = {}
     todo = []
-    for t, k in zip(tasks, keys):
+    for t, k in zip(case_jobs, keys):
         hit = ctx.cache.get(k) if k else None
         if hit is not None:
             results[t["case"]] = hit

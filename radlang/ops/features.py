@@ -19,7 +19,7 @@ diagnostics_* go to <out>/features/<stage>.diagnostics.csv.
 
 `pyradiomics_config`, `extract_features` and `features_csv` are self-contained (see radlang/registry.py).
 The operator runs per case: `extract_case` (load, segment, check, perturb, extract one case) is mapped over the
-cohort by radlang/backends/cases.py; `run_pyradiomics` builds the tasks and writes the tables.
+cohort by radlang/backends/cases.py; `run_pyradiomics` builds the case jobs and writes the tables.
 """
 
 from __future__ import annotations
@@ -444,11 +444,11 @@ def member_columns(columns, params):
 
 
 # --------------------------------------------------------------------------------------------------
-# run time: one task per case (radlang/backends/cases.py maps them over the process pool, with the cache)
+# run time: one case job per case (radlang/backends/cases.py maps them over the process pool, with the cache)
 # --------------------------------------------------------------------------------------------------
 
 def feature_plan(ctx, stage) -> dict:
-    """What one case task needs besides its files: the image column(s), the segmentation step, the
+    """What one case job needs besides its files: the image column(s), the segmentation step, the
     PyRadiomics config and the content that keys the cache."""
     import os
 
@@ -483,7 +483,7 @@ def feature_plan(ctx, stage) -> dict:
             # a stage that has already written one mask file per case (e.g. a network's `predict_mask`):
             # extract on those files, keyed by their content like any cohort mask
             seg = {"op": None, "source": "mask", "label": int(config["setting"].get("label", 1)), "table": mask_ref.stage}
-        else:   # a segmenter: its per-case function runs inside each case's task
+        else:   # a segmenter: its per-case function runs inside each case job
             src = next(iter(seg_stage.inputs.values()))
             seg = {"op": seg_stage.op, "params": seg_stage.params, "version": seg_op.version, "source": src.attr or "mask"}
             segment = seg_op.case
@@ -508,8 +508,8 @@ def image_columns(df, attr="image") -> list[str]:
     return cols
 
 
-def _case_problem(task, message, file=None, column=None, code="E603"):
-    return {"case": task["case"], "file": file, "column": column, "message": message, "code": code}
+def _case_problem(case_job, message, file=None, column=None, code="E603"):
+    return {"case": case_job["case"], "file": file, "column": column, "message": message, "code": code}
 
 
 def _mask_problem_code(message) -> str:
@@ -517,7 +517,7 @@ def _mask_problem_code(message) -> str:
     return "E604" if "geometry" in message else ("E605" if "empty" in message else "E606")
 
 
-def check_case(task) -> list[dict]:
+def check_case(case_job) -> list[dict]:
     """Cheap checks before extraction: every file readable; for a cohort mask, geometry, emptiness and label."""
     import os
 
@@ -528,24 +528,24 @@ def check_case(task) -> list[dict]:
 
     problems = []
     headers = {}
-    for col, path in task["images"]:
+    for col, path in case_job["images"]:
         if not path or not os.path.exists(path):
-            problems.append(_case_problem(task, "file not found", path, col, "E601"))
+            problems.append(_case_problem(case_job, "file not found", path, col, "E601"))
             continue
         try:
             headers[col] = read_image_header(path)
         except Exception as e:  # noqa: BLE001 -- any reader failure is bad data, reported as a diagnostic
-            problems.append(_case_problem(task, f"unreadable or corrupt image ({_short_error(e)})", path, col, "E602"))
-    seg = task["seg"]
+            problems.append(_case_problem(case_job, f"unreadable or corrupt image ({_short_error(e)})", path, col, "E602"))
+    seg = case_job["seg"]
     if seg["source"] == "mask":
-        path, col = task["mask"], task["mask_column"]
+        path, col = case_job["mask"], case_job["mask_column"]
         if not path or not os.path.exists(path):
-            problems.append(_case_problem(task, "file not found", path, col, "E601"))
+            problems.append(_case_problem(case_job, "file not found", path, col, "E601"))
             return problems
         try:
             mask = load_image(path)
         except Exception as e:  # noqa: BLE001 -- any reader failure is bad data, reported as a diagnostic
-            problems.append(_case_problem(task, f"unreadable or corrupt mask ({_short_error(e)})", path, col, "E602"))
+            problems.append(_case_problem(case_job, f"unreadable or corrupt mask ({_short_error(e)})", path, col, "E602"))
             return problems
         if not headers:
             return problems
@@ -564,7 +564,7 @@ def check_case(task) -> list[dict]:
             mask = sitk.Resample(mask, ref, sitk.Transform(), sitk.sitkNearestNeighbor, 0, mask.GetPixelID())
         _, msgs = check_mask(ref, mask, label, how, tol)
         for m in msgs:
-            problems.append(_case_problem(task, m, path, col, _mask_problem_code(m)))
+            problems.append(_case_problem(case_job, m, path, col, _mask_problem_code(m)))
     return problems
 
 
@@ -577,44 +577,44 @@ def _short_error(e) -> str:
     return (s.splitlines()[0][:200] if s else type(e).__name__)
 
 
-def extract_case(task) -> dict:
+def extract_case(case_job) -> dict:
     """One case: load, segment, check, perturb, extract. Returns {case, features, diagnostics, problems}."""
     import math
 
     from radlang.ops.segment import check_mask, load_image
 
-    out = {"case": task["case"], "features": {}, "diagnostics": {}, "problems": []}
+    out = {"case": case_job["case"], "features": {}, "diagnostics": {}, "problems": []}
     try:
-        images = [(col, load_image(path)) for col, path in task["images"]]
+        images = [(col, load_image(path)) for col, path in case_job["images"]]
     except Exception as e:  # noqa: BLE001 -- any reader failure is bad data, reported as a diagnostic
-        out["problems"].append(_case_problem(task, f"unreadable or corrupt image ({_short_error(e)})", task["images"][0][1],
-                                             task["images"][0][0], "E602"))
+        out["problems"].append(_case_problem(case_job, f"unreadable or corrupt image ({_short_error(e)})", case_job["images"][0][1],
+                                             case_job["images"][0][0], "E602"))
         return out
-    seg = task["seg"]
+    seg = case_job["seg"]
     first = images[0][1]
     try:
-        mask = load_image(task["mask"]) if seg["source"] == "mask" else None
+        mask = load_image(case_job["mask"]) if seg["source"] == "mask" else None
     except Exception as e:  # noqa: BLE001 -- any reader failure is bad data, reported as a diagnostic
-        out["problems"].append(_case_problem(task, f"unreadable or corrupt mask ({_short_error(e)})", task["mask"], task["mask_column"], "E602"))
+        out["problems"].append(_case_problem(case_job, f"unreadable or corrupt mask ({_short_error(e)})", case_job["mask"], case_job["mask_column"], "E602"))
         return out
-    if task["segment"] is None:
+    if case_job["segment"] is None:
         roi, msgs = check_mask(first, mask, seg["label"], "error")
         if msgs:
             roi = None
     else:
-        roi, msgs = task["segment"](first, mask, seg["params"])
+        roi, msgs = case_job["segment"](first, mask, seg["params"])
     if roi is None:
-        f, c = (task["mask"], task["mask_column"]) if seg["source"] == "mask" else (task["images"][0][1], task["images"][0][0])
+        f, c = (case_job["mask"], case_job["mask_column"]) if seg["source"] == "mask" else (case_job["images"][0][1], case_job["images"][0][0])
         for m in msgs:
-            out["problems"].append(_case_problem(task, m, f, c, _mask_problem_code(m)))
+            out["problems"].append(_case_problem(case_job, m, f, c, _mask_problem_code(m)))
         return out
     multi = len(images) > 1
     for col, img in images:
         try:
-            img_p, roi_p = perturb_case(img, roi, task.get("perturb"), task["case"])
-            feats, diags = extract_features(img_p, roi_p, task["config"])
+            img_p, roi_p = perturb_case(img, roi, case_job.get("perturb"), case_job["case"])
+            feats, diags = extract_features(img_p, roi_p, case_job["config"])
         except Exception as e:  # noqa: BLE001 -- any reader failure is bad data, reported as a diagnostic
-            out["problems"].append(_case_problem(task, f"PyRadiomics failed: {_short_error(e)}", task["images"][0][1], col, "E607"))
+            out["problems"].append(_case_problem(case_job, f"PyRadiomics failed: {_short_error(e)}", case_job["images"][0][1], col, "E607"))
             return out
         prefix = f"{col}_" if multi else ""
         out["features"].update({prefix + k: v for k, v in feats.items()})
@@ -622,11 +622,11 @@ def extract_case(task) -> dict:
         bad = [k for k, v in feats.items() if not math.isfinite(v)]
         if bad:
             shown = ", ".join(bad[:6]) + (f" and {len(bad) - 6} more" if len(bad) > 6 else "")
-            out["problems"].append(_case_problem(task, f"PyRadiomics returned NaN/inf for {shown}", task["images"][0][1], col, "E608"))
+            out["problems"].append(_case_problem(case_job, f"PyRadiomics returned NaN/inf for {shown}", case_job["images"][0][1], col, "E608"))
     return out
 
 
-def _case_tasks(ctx, plan, cohort_df, perturb):
+def _case_jobs(ctx, plan, cohort_df, perturb):
     cols = image_columns(cohort_df, plan["image_attr"])
     names = cohort_df.attrs.get("radlang", {}).get("columns", {})
     table = plan["seg"].get("table")
@@ -634,7 +634,7 @@ def _case_tasks(ctx, plan, cohort_df, perturb):
     if table is not None:
         mdf = ctx.results[table]
         masks = {str(c): m for c, m in zip(mdf["case_id"], mdf["mask"])}
-    tasks = []
+    case_jobs = []
     for row in cohort_df.to_dict("records"):
         images = [(col, row[col]) for col in cols]
         if table is not None:
@@ -644,15 +644,15 @@ def _case_tasks(ctx, plan, cohort_df, perturb):
         t = {"case": str(row["case_id"]), "images": [(names.get(c, c), p) for c, p in images],
              "mask": mask, "mask_column": mask_col,
              "seg": plan["seg"], "segment": plan["segment"], "config": plan["config"], "perturb": perturb}
-        tasks.append(t)
-    return tasks
+        case_jobs.append(t)
+    return case_jobs
 
 
-def _case_weight(task) -> float:
+def _case_weight(case_job) -> float:
     import os
 
     w = 0
-    for _, p in task["images"]:
+    for _, p in case_job["images"]:
         try:
             w += os.path.getsize(p) if os.path.isfile(p) else sum(e.stat().st_size for e in os.scandir(p))
         except OSError:
@@ -660,15 +660,15 @@ def _case_weight(task) -> float:
     return w
 
 
-def _case_key(ctx, plan, task) -> str | None:
+def _case_key(ctx, plan, case_job) -> str | None:
     from radlang.backends.cache import key
 
     try:
-        hashes = [ctx.hash_input(p) for _, p in task["images"]]
-        mh = ctx.hash_input(task["mask"]) if task["seg"]["source"] == "mask" else None
+        hashes = [ctx.hash_input(p) for _, p in case_job["images"]]
+        mh = ctx.hash_input(case_job["mask"]) if case_job["seg"]["source"] == "mask" else None
     except OSError:
         return None
-    return key("case", plan["key"], task["perturb"], [c for c, _ in task["images"]], hashes, mh)
+    return key("case", plan["key"], case_job["perturb"], [c for c, _ in case_job["images"]], hashes, mh)
 
 
 def _extract(ctx, stage, cohort_df, perturb=None):
@@ -690,14 +690,14 @@ def _extract(ctx, stage, cohort_df, perturb=None):
     if plan["seg"]["source"] == "mask" and "mask" not in cohort_df.columns and not plan["seg"].get("table"):
         raise RunError([Diagnostic("E603", f"`{stage.name}`: the cohort table has no mask column", stage.span,
                                    hint="give the cohort a `mask:` column, or segment one (otsu/threshold)")])
-    tasks = _case_tasks(ctx, plan, cohort_df, perturb)
-    keys = [_case_key(ctx, plan, t) for t in tasks]
+    case_jobs = _case_jobs(ctx, plan, cohort_df, perturb)
+    keys = [_case_key(ctx, plan, t) for t in case_jobs]
     what = cohort_df.attrs.get("radlang", {}).get("name") or "cohort"
     if perturb:
         what += f", {perturb['kind']}"
-    results, problems = map_cases(ctx, stage, tasks, keys, check_case, extract_case, _case_weight, f"{stage.name} ({what}): extracting")
+    results, problems = map_cases(ctx, stage, case_jobs, keys, check_case, extract_case, _case_weight, f"{stage.name} ({what}): extracting")
     excluded = excluded_cases(problems)
-    order = [t["case"] for t in tasks if t["case"] in results]
+    order = [t["case"] for t in case_jobs if t["case"] in results]
     seen: dict[str, None] = {}
     for c in order:
         seen.update(dict.fromkeys(results[c]["features"]))
@@ -798,7 +798,7 @@ def _plan(stage, memory):
             n_img += 8 * int(f.get("level", 1))
         else:
             n_img += 1
-    lines = [("info", f"per case, in one task: load image + mask, segment, check, extract ({', '.join(filters)}: {n_img} image(s))")]
+    lines = [("info", f"per case, in one case job: load image + mask, segment, check, extract ({', '.join(filters)}: {n_img} image(s))")]
     return lines
 
 

@@ -222,7 +222,6 @@ def _model_infer(ctx, tasks):
 
 
 def _register(name, settings, tasks, doc, examples=()):
-    common = set(ModelSettings.model_fields)
     register(Operator(
         name=name, kind="model", output="Model", settings=settings,
         inputs=(Port("input", ("Features",), doc="a feature table (usually a `select` stage)"),

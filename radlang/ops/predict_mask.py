@@ -11,7 +11,15 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from radlang.ops.netio import classification_crop, load_case, load_weights, normalize_image, predict_volume, segmentation_network, write_label_map
+from radlang.ops.netio import (
+    classification_crop,
+    load_case,
+    load_weights,
+    normalize_image,
+    predict_volume,
+    segmentation_network,
+    write_label_map,
+)
 from radlang.registry import Operator, Port, register
 from radlang.types import RType
 from radlang.values import Settings

@@ -4,7 +4,7 @@
     segment roi = otsu(train.image) { smooth: 1mm, largest: true }      # SimpleITK Otsu threshold
     segment roi = threshold(train.image, lo: -100HU, hi: 300HU)         # a fixed intensity window
 
-Segmentation runs per case, inside the same task as feature extraction (`extract_case` in
+Segmentation runs per case, inside the same case job as feature extraction (`extract_case` in
 radlang/ops/features.py), so images never travel between processes. A segmenter declares `behaviour="per_case"`
 and its per-case function as `case`: `(image, mask, params) -> (roi, messages)`, where `mask` is the cohort's
 mask when the segmenter reads one (its input port is a `.mask`) and None otherwise; the stage's own value is a
@@ -149,7 +149,7 @@ def segment_threshold(image, mask, params):
 
 @dataclass(frozen=True)
 class LazyMask:
-    """The run-time value of a segment stage: segmentation happens per case, inside the feature task."""
+    """The run-time value of a segment stage: segmentation happens per case, inside the feature stage's case job."""
 
     stage: str
     op: str

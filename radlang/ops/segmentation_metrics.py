@@ -10,7 +10,15 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from radlang.ops.netio import classification_crop, load_case, load_weights, metrics_json, normalize_image, predict_volume, segmentation_network
+from radlang.ops.netio import (
+    classification_crop,
+    load_case,
+    load_weights,
+    metrics_json,
+    normalize_image,
+    predict_volume,
+    segmentation_network,
+)
 from radlang.registry import Operator, Port, register
 from radlang.types import RType
 from radlang.values import Settings

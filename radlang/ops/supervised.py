@@ -24,12 +24,21 @@ from typing import Annotated, Literal
 
 from pydantic import Field, field_validator
 
-from radlang.ops.netio import classification_crop, divisible_pad, load_case, load_weights, metrics_json, normalize_image, predict_volume, save_weights
+from radlang.ops.netio import (
+    classification_crop,
+    divisible_pad,
+    load_case,
+    load_weights,
+    metrics_json,
+    normalize_image,
+    predict_volume,
+    save_weights,
+)
 from radlang.ops.networks import downsampling
 from radlang.ops.segmentation_metrics import seg_scores
 from radlang.registry import Operator, Port, register
 from radlang.types import RType
-from radlang.values import Settings, Sym, Variant, variants
+from radlang.values import Settings, Variant, variants
 
 # ----------------------------------------------------------------------------------------------
 # self-contained implementation
