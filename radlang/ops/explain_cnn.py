@@ -17,12 +17,10 @@ from __future__ import annotations
 from pydantic import Field
 
 from radlang.ops.netio import classification_crop, load_case, load_weights, normalize_image
-from radlang.ops.networks import layer_resolution
+from radlang.ops.networks import cam_layer, layer_resolution
 from radlang.registry import Operator, Port, register
 from radlang.types import RType
 from radlang.values import Settings
-
-DEFAULT_LAYER = {"densenet121": "class_layers.relu", "resnet": "layer4"}
 
 # ----------------------------------------------------------------------------------------------
 # self-contained implementation
@@ -134,7 +132,7 @@ def _gradcam_plan(stage, memory, study=None):
         return []
     net = by[fit.inputs["net"].stage]
     spec = {"arch": net.op, "params": net.params}
-    layer = stage.params.get("layer") or DEFAULT_LAYER.get(net.op)
+    layer = stage.params.get("layer") or cam_layer(net.op)
     patch = fit.params.get("patch")
     if not patch:
         return []
@@ -170,7 +168,7 @@ def run_gradcam(stage, ctx):
         attrs = df.attrs
         df = df.head(int(n))
         df.attrs = attrs
-    layer = stage.params.get("layer") or DEFAULT_LAYER.get(model["spec"]["arch"])
+    layer = stage.params.get("layer") or model["spec"]["cam_layer"]
     net = trained_network(model)
     names = dict(net.named_modules())
     if layer not in names:

@@ -11,9 +11,11 @@ A network stage is a description; it is trained by `train fit = supervised(net, 
 receptive field; a `train` stage adds the training memory for its patch and batch.
 
 A network's stage value (`run_network`) is the recipe the training stage builds with the operator's `impl`,
-with its head (segmentation or classification) and its total downsampling. Adding a network is a settings
-model, a branch of `build_network` (and of `downsampling` and the estimates when it downsamples differently),
-and a `_register` line, all in this module.
+with its head (segmentation or classification), its total downsampling and its default Grad-CAM layer; the
+training, inference and Grad-CAM stages read these from it and build the network with its operator's `impl`.
+Adding a network is a settings model, a branch of `build_network`, its entry in SEGMENTATION_NETS or
+CLASSIFICATION_NETS, LABELS (and CAM_LAYERS), `downsampling` and `receptive_field` branches when it downsamples, and a
+`_register` line: all in this module.
 
 Self-contained functions (see radlang/registry.py): `build_network` builds the MONAI module from the
 plain spec {"arch": ..., "params": ...}; `receptive_field` follows kernel sizes and strides exactly
@@ -34,6 +36,7 @@ from radlang.values import Settings
 
 SEGMENTATION_NETS = ("unet", "segresnet", "attention_unet")
 CLASSIFICATION_NETS = ("densenet121", "resnet")
+CAM_LAYERS = {"densenet121": "class_layers.relu", "resnet": "layer4"}   # Grad-CAM's default target layer
 
 # ----------------------------------------------------------------------------------------------
 # self-contained implementation
@@ -350,11 +353,16 @@ def downsampling(spec) -> int:
     return 1
 
 
+def cam_layer(arch) -> str | None:
+    """Grad-CAM's default target layer of a classification network (None: the `gradcam` stage names one)."""
+    return CAM_LAYERS.get(arch)
+
+
 def run_network(stage, ctx):
     """A network stage trains nothing: its value is the recipe a training stage builds (with the operator's `impl`),
-    its head and its total downsampling."""
+    its head, its total downsampling and its default Grad-CAM layer."""
     spec = spec_of(stage)
-    return {**spec, "head": _head(stage.op), "divisor": downsampling(spec)}
+    return {**spec, "head": _head(stage.op), "divisor": downsampling(spec), "cam_layer": cam_layer(stage.op)}
 
 
 def _human(n):
