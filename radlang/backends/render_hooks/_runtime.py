@@ -1,7 +1,6 @@
-"""The small runtime a rendered script carries when it calls an executor mode's own code verbatim
-(modes whose glue still holds logic: see the hooks that use `call_mode`). These classes stand in for
-what the mode reads of radlang's compiled Stage, RunContext, registry and diagnostics: plain data, no
-numbers decided here. The script has no cache (every run computes everything) and runs cases serially,
+"""The small runtime a rendered script carries when it calls radlang's run-time glue verbatim (operators'
+`run` functions, executor modes). These classes stand in for what the glue reads of radlang's compiled
+Stage, RunContext, registry and diagnostics: plain data, no numbers decided here. The script has no cache (every run computes everything) and runs cases serially,
 which gives the same numbers as `radlang run` with any number of workers."""
 
 from __future__ import annotations
