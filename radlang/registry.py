@@ -27,7 +27,7 @@ import functools
 import importlib
 import pkgutil
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable, Literal
 
 from radlang.types import RType
@@ -55,9 +55,25 @@ class InferCtx:
     settings: Any
     report: Callable[..., None]     # report(code, message, span=None, hint=None, setting=None)
     types: dict[str, RType]         # every stage type known so far, by name
+    externals: dict[str, str] = field(default_factory=dict)   # cohort -> the validation stage that names it `external`
 
     def error(self, code: str, message: str, *, setting: str | None = None, port: str | None = None, hint: str | None = None):
         self.report(code, message, setting=setting, port=port, hint=hint)
+
+    def mixed_cohorts(self, src: RType, tgt: RType):
+        """E242: a stage fit on the features of one cohort and the outcome of another. When one of the two is an
+        external validation cohort, the hint leads to fitting on the training cohort, never on the external one."""
+        if not (src.cohort and tgt.cohort and src.cohort != tgt.cohort):
+            return
+        if src.cohort in self.externals:
+            hint = (f"`{src.cohort}` is the external validation cohort of `{self.externals[src.cohort]}`: fit on the training cohort "
+                    f"`{tgt.cohort}` instead (build the features from `{tgt.cohort}`, upstream too); `{src.cohort}` is for evaluation only")
+        elif tgt.cohort in self.externals:
+            hint = (f"use `{src.cohort}.outcome`: `{tgt.cohort}` is the external validation cohort of "
+                    f"`{self.externals[tgt.cohort]}`, for evaluation only")
+        else:
+            hint = f"use `{src.cohort}.outcome`"
+        self.error("E242", f"the features come from cohort `{src.cohort}` but the target is `{tgt.detail}`", port="target", hint=hint)
 
 
 @dataclass(frozen=True)
@@ -73,7 +89,7 @@ class Operator:
     behaviour: Behaviour | None = None  # how it runs: stateless, per_case or fitted (see the module doc); required
     run: Callable | None = None      # run(stage, ctx) -> the stage's value (the run-time entry point)
     mode: str | None = None          # an executor mode of radlang/backends/modes that runs it instead of `run`
-    case: Callable | None = None     # per_case: the function applied to each case (a segmenter's (image, mask, params) -> (roi, messages))
+    case: Callable | None = None     # per_case: the function applied to each case (a segmenter's (image, mask, params) -> (roi, problems))
     on_cohort: Callable | None = None  # on_cohort(ctx, stage, cohort_df, perturb) -> the stage's value computed on another cohort
     cli_paths: tuple[str, ...] = ()  # path settings the rendered script exposes as `--<stage>-<setting>` flags
     impl: Callable | None = None
@@ -83,6 +99,8 @@ class Operator:
     plan: Callable | None = None     # plan(stage, memory_budget_bytes) -> list of (severity, text) lines for `radlang plan`
     sink: bool = False               # its results are study outputs (files under <out>); sinks are never pruned
     examples: tuple[str, ...] = ()
+    raters: bool = False             # a fitted selector whose factory gets re-extractions of its input (perturbations, retest)
+    read_file: Callable | None = None  # a cohort's: (ctx, stage, path) -> the cohort table of another file, read like its own
 
     def __post_init__(self):
         if self.behaviour not in BEHAVIOURS:
@@ -159,6 +177,14 @@ def get(name: str) -> Operator | None:
             _load()
             op = _REGISTRY.get(name)
     return op
+
+
+def resolve(ref: Callable | str | None) -> Callable | None:
+    """A declared function, given directly or as "module:function" (imported only when it is needed)."""
+    if ref is None or callable(ref):
+        return ref
+    module, _, name = ref.partition(":")
+    return getattr(importlib.import_module(module), name)
 
 
 def all_ops() -> list[Operator]:

@@ -22,6 +22,7 @@ from typing import Any, Callable
 
 from radlang import __version__, registry
 from radlang.backends.cache import Cache, atomic_write_text, key
+from radlang.backends.outdir import prepare_out_dir
 from radlang.backends.pool import make_executor
 from radlang.diagnostics import Diagnostic
 
@@ -90,6 +91,13 @@ class RunContext:
         self.inputs[str(path)] = h
         return h
 
+    def close(self):
+        """Stop the workers and save the file-hash index."""
+        if self._executor is not None:
+            self._executor.close()
+            self._executor = None
+        self.cache.flush()
+
     def progress(self, total: int, description: str):
         """A rich progress bar (silent when quiet or not a terminal)."""
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
@@ -111,27 +119,45 @@ def _versions() -> dict[str, str]:
     return out
 
 
-def run_study(study, out: str | os.PathLike | None = None, workers: int | None = None, quiet: bool = False) -> RunContext:
+def resolve_out(study, out: str | os.PathLike | None = None) -> Path:
+    """The output folder: `out` (the --out flag) is relative to the current folder; the spec's `out:` is relative to
+    the spec's folder."""
     out_dir = Path(out or study.config.get("out") or "runs/study")
     if not out_dir.is_absolute() and out is None:
         out_dir = Path(study.file).resolve().parent / out_dir
-    out_dir.mkdir(parents=True, exist_ok=True)
+    return out_dir
+
+
+def open_run(study, out: str | os.PathLike | None = None, workers: int | None = None, quiet: bool = False,
+             force: bool = False) -> RunContext:
+    """The run context. The out folder is checked first (radlang.backends.outdir: OutDirError, a usage error; `force`
+    lifts the refusals of folders that hold other files)."""
+    out_dir = resolve_out(study, out)
+    prepare_out_dir(out_dir, study.file, force)
     w = workers or study.config.get("workers") or os.cpu_count() or 1
-    ctx = RunContext(study=study, out=out_dir, cache=Cache(out_dir / ".cache"), workers=w,
-                     on_error=study.config.get("on_error", "fail"), quiet=quiet)
+    return RunContext(study=study, out=out_dir, cache=Cache(out_dir / ".cache"), workers=w,
+                      on_error=study.config.get("on_error", "fail"), quiet=quiet)
+
+
+def run_stages(ctx: RunContext, stages) -> None:
+    """Run `stages` (in the study's order) in ctx: each operator's own run-time code, else its mode's."""
+    for stage in stages:
+        op = registry.get(stage.op)
+        t0 = time.perf_counter()
+        run = op.run or get_mode(op.mode)
+        ctx.results[stage.name] = run(stage, ctx)
+        ctx.keys.setdefault(stage.name, ctx.stage_key(stage))
+        ctx.timings[stage.name] = round(time.perf_counter() - t0, 4)
+
+
+def run_study(study, out: str | os.PathLike | None = None, workers: int | None = None, quiet: bool = False,
+              force: bool = False) -> RunContext:
+    ctx = open_run(study, out, workers, quiet, force)
     t_all = time.perf_counter()
     try:
-        for stage in study.stages:
-            op = registry.get(stage.op)
-            t0 = time.perf_counter()
-            run = op.run if op.run is not None else get_mode(op.mode)
-            ctx.results[stage.name] = run(stage, ctx)
-            ctx.keys.setdefault(stage.name, ctx.stage_key(stage))
-            ctx.timings[stage.name] = round(time.perf_counter() - t0, 4)
+        run_stages(ctx, study.stages)
     finally:
-        if ctx._executor is not None:
-            ctx._executor.close()
-        ctx.cache.flush()
+        ctx.close()
     ctx.timings["total"] = round(time.perf_counter() - t_all, 4)
     write_manifest(ctx)
     return ctx

@@ -38,6 +38,8 @@ def _stage_info(study, s, memory):
         "produces": s.type.describe(),
         "fit": s.fit, "fit_within": list(s.fit_within), "seed": s.seed,
         "settings": s.params, "notes": extra,
+        **({"refit": {**study.refit[s.name].to_plain(), "edges": [f"{a} -> {b}.{port}" for a, b, port in study.refit[s.name].edges]}}
+           if s.name in study.refit else {}),
     }
 
 
@@ -53,15 +55,12 @@ def plan_json(study, memory=None) -> dict:
 def plan_text(study, memory=None) -> str:
     pj = plan_json(study, memory)
     lines = [f"study \"{pj['study']}\"  seed {pj['seed']}  out {pj['out']}", ""]
-    boundaries = {v for s in pj["stages"] for v in s["fit_within"]}
     for i, s in enumerate(pj["stages"], 1):
         cons = ", ".join(f"{p}={r}" for p, r in s["consumes"].items()) or "-"
         lines.append(f"{i:>3}. {s['kind']} {s['name']} = {s['op']}   [{s['behaviour']}]")
         lines.append(f"       consumes: {cons}")
         lines.append(f"       produces: {s['produces']}")
-        if s["name"] in boundaries:
-            lines.append("       fit boundary: every fitted stage above is refit inside each of its training folds")
-        elif s["fit"] != "none":
+        if s["fit"] != "none" and "refit" not in s:
             where = ", ".join(s["fit_within"])
             how = "outcomes" if s["fit"] == "outcome" else "data statistics"
             lines.append(f"       fit on {how}: " + (f"inside the training folds of {where}" if where else "on the whole training cohort (no validation uses it)"))

@@ -654,6 +654,8 @@ def render_study(study, date: str | None = None) -> tuple[str, dict[str, str]]:
             args.append(f"impl={op.impl.__name__}")
         if op.helpers:
             args.append("helpers=(" + ", ".join(h.__name__ for h in op.helpers) + ("," if len(op.helpers) == 1 else "") + ")")
+        if op.raters:
+            args.append("raters=True")
         registry_lines.append(f"registry.add(OperatorInfo({', '.join(args)}))")
 
     from jinja2 import Environment, FileSystemLoader, StrictUndefined

@@ -14,14 +14,14 @@ turning problems into E6xx diagnostics through radlang/backends/glue.py.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, field_validator
 
 from radlang.registry import Operator, register
 from radlang.types import OUTCOME_KINDS, RType
 from radlang.units import Intensity, Length
-from radlang.values import CallValue, CastValue, Settings, Sym
+from radlang.values import CallValue, CastValue, Settings, Sym, outside_out
 
 
 class OutcomeSpec(Settings):
@@ -173,6 +173,10 @@ def load_manifest(params, manifest_path, name, check_files=True):
     for i, cid in enumerate(ids):
         if cid == "":
             problems.append({"case": f"row {i + 2}", "file": mpath, "column": params["id"], "message": "empty case id"})
+        elif "/" in cid or "\\" in cid or "\0" in cid or ".." in cid:
+            problems.append({"case": cid, "file": mpath, "column": params["id"],
+                             "message": f"the case id holds `/`, `\\` or `..` (row {i + 2}): output files are named after case ids",
+                             "hint": "rename the case (e.g. replace `/` with `_`)"})
         elif cid in first_row:
             problems.append({"case": cid, "file": mpath, "column": params["id"],
                              "message": f"duplicate case id `{cid}` (rows {first_row[cid] + 2} and {i + 2})"})
@@ -341,9 +345,16 @@ def run_manifest(stage, ctx):
     return df
 
 
+def manifest_read_file(ctx, stage, path):
+    """`radlang predict`: another manifest, read with this cohort's column settings."""
+    from dataclasses import replace
+
+    return run_manifest(replace(stage, params={**stage.params, "path": str(path), "outcome": None}), ctx)
+
+
 register(Operator(
     name="manifest", kind="cohort", output="Cohort", settings=ManifestSettings, positional=("path",),
-    behaviour="stateless", run=run_manifest, cli_paths=("path",),
+    behaviour="stateless", run=run_manifest, cli_paths=("path",), read_file=manifest_read_file,
     infer=cohort_type, sink=False, impl=load_manifest, helpers=(read_image_header,),
     doc="A cohort read from a CSV manifest: one row per case, columns for id, images, mask, outcome, site and covariates.",
     examples=('cohort train = manifest("data/train.csv") { image: ct, mask: roi, outcome: malignant as binary, site: hospital }',),
@@ -361,22 +372,18 @@ class PhantomSettings(Settings):
     sites: int = Field(1, ge=1, le=8, description="number of acquisition sites (≥ 2 adds a site column with scanner-like shifts)")
     site_shift: Intensity = Field(0.0, description="extra intensity offset for every case (an external scanner), e.g. 30HU")
     noise: Intensity = Field(8.0, ge=0, description="image noise standard deviation (HU)")
-    size: list[int] = Field(default_factory=lambda: [40, 40, 40], min_length=3, max_length=3, description="volume size in voxels (x, y, z)")
-    spacing: list[Length] = Field(default_factory=lambda: [1.0, 1.0, 1.0], min_length=3, max_length=3, description="voxel spacing (mm)")
-    prefix: str | None = Field(None, description="case id prefix (default: the stage name)")
+    size: list[Annotated[int, Field(ge=16, le=512)]] = Field(default_factory=lambda: [40, 40, 40], min_length=3, max_length=3,
+                                                            description="volume size in voxels (x, y, z)")
+    spacing: list[Annotated[Length, Field(gt=0)]] = Field(default_factory=lambda: [1.0, 1.0, 1.0], min_length=3, max_length=3,
+                                                          description="voxel spacing (mm)")
+    prefix: str | None = Field(None, description="case id prefix (default: the stage name); a plain name: case ids name files")
 
-    @field_validator("size")
+    @field_validator("prefix")
     @classmethod
-    def _size(cls, v):
-        if any(x < 16 or x > 512 for x in v):
-            raise ValueError("each size must be between 16 and 512 voxels")
-        return v
-
-    @field_validator("spacing")
-    @classmethod
-    def _spacing(cls, v):
-        if any(x <= 0 for x in v):
-            raise ValueError("spacing must be > 0")
+    def _prefix(cls, v):
+        if v is not None and (v == "" or "/" in v or "\\" in v or "\0" in v or ".." in v):
+            raise outside_out(f"`{v}` is not a plain name: the phantom writes cases/<prefix>_000_image.nii.gz, and every file "
+                              "a run writes stays inside its out folder (no `/`, `\\`, `..`)")
         return v
 
 
@@ -503,9 +510,17 @@ def run_phantom(stage, ctx):
     return df
 
 
+def phantom_read_file(ctx, stage, path):
+    """`radlang predict`: a manifest laid out like a phantom's own (e.g. another phantom's <out>/data/.../manifest.csv)."""
+    from dataclasses import replace
+
+    return run_manifest(replace(stage, op="manifest", params={**phantom_manifest_params(stage.params), "path": str(path), "outcome": None}), ctx)
+
+
 register(Operator(
     name="phantom", kind="cohort", output="Cohort", settings=PhantomSettings, positional=("cases",),
-    behaviour="stateless", run=run_phantom, infer=phantom_type, impl=make_phantom, helpers=(phantom_manifest_params, load_manifest, read_image_header),
+    behaviour="stateless", run=run_phantom, read_file=phantom_read_file, infer=phantom_type, impl=make_phantom,
+    helpers=(phantom_manifest_params, load_manifest, read_image_header),
     version="1",
     doc=("A synthetic CT-like cohort (no download): per case a small 3D volume with one lesion, written as NIfTI with a "
          "manifest under <out>/data/<stage>/. The binary outcome `malignant` changes lesion texture and shape by `effect`; "

@@ -18,7 +18,7 @@ from pydantic import Field, field_validator, model_validator
 
 from radlang.registry import Operator, Port, register
 from radlang.types import RType
-from radlang.values import Settings, Sym
+from radlang.values import Settings, Sym, contradiction
 
 DATASETS = {
     # name: (package, outcome kind, cases)
@@ -127,9 +127,18 @@ def run_dataset(stage, ctx):
     return df
 
 
+def dataset_read_file(ctx, stage, path):
+    """`radlang predict`: a CSV of new cases for a model trained on a built-in dataset: a `case_id` column and the
+    dataset's feature columns, read as a `table` cohort."""
+    from dataclasses import replace
+
+    params = {"path": str(path), "id": "case_id", "patient": None, "outcome": None, "site": None, "columns": None}
+    return run_table(replace(stage, op="table", params=params), ctx)
+
+
 register(Operator(
     name="dataset", kind="cohort", output="Cohort", settings=DatasetSettings, positional=("name",),
-    behaviour="stateless", run=run_dataset, impl=load_dataset, infer=_dataset_type,
+    behaviour="stateless", run=run_dataset, read_file=dataset_read_file, impl=load_dataset, infer=_dataset_type,
     doc="A tabular cohort shipped inside an installed package (no download): sklearn's breast cancer set "
         "(569 cases, 30 image-derived features, malignant = 1) or scikit-survival's gbsg2, whas500 and "
         "veterans_lung_cancer (survival). Its features are the cohort's `clinical.<name>` columns.",
@@ -259,7 +268,7 @@ class TableSettings(Settings):
                  o.get("column"): "the outcome", o.get("time"): "the survival time", o.get("event"): "the event"}
         for c in self.columns or []:
             if roles.get(c):
-                raise ValueError(f"`{c}` is {roles[c]} column; it cannot also be a feature column (the model would see the answer)")
+                raise contradiction(f"`{c}` is {roles[c]} column; it cannot also be a feature column (the model would see the answer)")
         return self
 
 
@@ -376,9 +385,16 @@ def run_table(stage, ctx):
     return df
 
 
+def table_read_file(ctx, stage, path):
+    """`radlang predict`: another CSV, read with this cohort's column settings (its outcome column may be absent)."""
+    from dataclasses import replace
+
+    return run_table(replace(stage, params={**stage.params, "path": str(path), "outcome": None}), ctx)
+
+
 register(Operator(
     name="table", kind="cohort", output="Cohort", settings=TableSettings, positional=("path",),
-    behaviour="stateless", run=run_table, impl=load_table, infer=_table_type,
+    behaviour="stateless", run=run_table, read_file=table_read_file, impl=load_table, infer=_table_type,
     doc="A tabular cohort from a CSV file (no images): an id column, an outcome, optional patient and site columns; "
         "every other column (or `columns`) is a feature under `clinical.<name>`.",
     examples=('cohort t = table("features.csv") { id: case, outcome: malignant as binary }',),

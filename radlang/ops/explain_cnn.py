@@ -173,7 +173,7 @@ def run_gradcam(stage, ctx):
     names = dict(net.named_modules())
     if layer not in names:
         close = [m for m in names if m and m.count(".") <= 1][-8:]
-        raise RunError([Diagnostic("E608", f"`{stage.name}`: the network has no layer `{layer}`", stage.span,
+        raise RunError([Diagnostic("E625", f"`{stage.name}`: the network has no layer `{layer}`", stage.span,
                                    hint="layers near the output: " + ", ".join(close))])
     cases = load_cases(stage, ctx, df, normalize=model["params"].get("normalize", "zscore"), labels=False)
     folder = ctx.out / "explain" / stage.name

@@ -32,7 +32,7 @@ from radlang.diagnostics import did_you_mean
 from radlang.registry import Operator, Port, register
 from radlang.types import RType
 from radlang.units import Intensity, Length
-from radlang.values import CallValue, Settings, Variant, variants
+from radlang.values import CallValue, Settings, Variant, out_of_range, variants
 
 # PyRadiomics 3.0.1 feature names per class (radiomics.getFeatureClasses()); `True` = deprecated /
 # disabled by default (enable it by naming it). Kept here so `radlang check` never imports PyRadiomics.
@@ -100,7 +100,7 @@ class LoG(Variant):
     @classmethod
     def _pos(cls, v):
         if any(s <= 0 for s in v):
-            raise ValueError("LoG sigma must be > 0 mm")
+            raise out_of_range("LoG sigma must be > 0 mm")
         return v
 
 
@@ -227,6 +227,8 @@ class PyradiomicsSettings(Settings):
     filters: list[Filter] | None = Field(None, min_length=1, description="image types: original, log(sigma), wavelet, square, ... (default: original)")
     classes: list[ClassSel] | None = Field(None, min_length=1, description="feature classes, e.g. [firstorder, shape, glcm(Contrast, Idm)] (default: all but shape2D)")
 
+    exclusive = (("bin_width", "bin_count"),)
+
     @field_validator("voxel_array_shift")
     @classmethod
     def _shift(cls, v):
@@ -238,13 +240,11 @@ class PyradiomicsSettings(Settings):
     @classmethod
     def _dist(cls, v):
         if v is not None and any(d < 1 for d in v):
-            raise ValueError("distances must be ≥ 1")
+            raise out_of_range("distances must be ≥ 1")
         return v
 
     @model_validator(mode="after")
     def _consistent(self):
-        if self.bin_width is not None and self.bin_count is not None:
-            raise ValueError("set `bin_width` or `bin_count`, not both")
         if self.filters is not None:
             kinds = [f.call_name for f in self.filters]
             dup = sorted({k for k in kinds if kinds.count(k) > 1})
@@ -512,11 +512,6 @@ def _case_problem(case_job, message, file=None, column=None, code="E603"):
     return {"case": case_job["case"], "file": file, "column": column, "message": message, "code": code}
 
 
-def _mask_problem_code(message) -> str:
-    """The code of a mask check's message (check_mask, a segmenter): geometry, emptiness or an absent label."""
-    return "E604" if "geometry" in message else ("E605" if "empty" in message else "E606")
-
-
 def check_case(case_job) -> list[dict]:
     """Cheap checks before extraction: every file readable; for a cohort mask, geometry, emptiness and label."""
     import os
@@ -563,8 +558,8 @@ def check_case(case_job) -> list[dict]:
         if how == "resample" and ref.GetSize() != mask.GetSize():
             mask = sitk.Resample(mask, ref, sitk.Transform(), sitk.sitkNearestNeighbor, 0, mask.GetPixelID())
         _, msgs = check_mask(ref, mask, label, how, tol)
-        for m in msgs:
-            problems.append(_case_problem(case_job, m, path, col, _mask_problem_code(m)))
+        for code, m in msgs:
+            problems.append(_case_problem(case_job, m, path, col, code))
     return problems
 
 
@@ -605,8 +600,8 @@ def extract_case(case_job) -> dict:
         roi, msgs = case_job["segment"](first, mask, seg["params"])
     if roi is None:
         f, c = (case_job["mask"], case_job["mask_column"]) if seg["source"] == "mask" else (case_job["images"][0][1], case_job["images"][0][0])
-        for m in msgs:
-            out["problems"].append(_case_problem(case_job, m, f, c, _mask_problem_code(m)))
+        for code, m in msgs:
+            out["problems"].append(_case_problem(case_job, m, f, c, code))
         return out
     multi = len(images) > 1
     for col, img in images:

@@ -232,17 +232,17 @@ def load_cases(stage, ctx, df, *, normalize: str, labels: bool, classes: int | N
         for where, msg in problems:
             col = "mask" if where == "mask" else cols[where]
             path = row["mask"] if where == "mask" else row[col]
-            diags.append(Diagnostic("E603", f"`{stage.name}`: case `{cid}`, column `{_source_column(df, col)}`, file `{path}`: {msg}", stage.span,
+            diags.append(Diagnostic("E620", f"`{stage.name}`: case `{cid}`, column `{_source_column(df, col)}`, file `{path}`: {msg}", stage.span,
                                     hint="co-register the channels (and the mask) onto one grid before training"))
         if problems:
             continue
         if labels and case["label"] is None:
-            diags.append(Diagnostic("E604", f"`{stage.name}`: case `{cid}` has no mask", stage.span))
+            diags.append(Diagnostic("E621", f"`{stage.name}`: case `{cid}` has no mask", stage.span))
             continue
         if labels and classes is not None:
             mx = int(case["label"].max())
             if case["label"].min() < 0 or mx >= classes:
-                diags.append(Diagnostic("E605", f"`{stage.name}`: case `{cid}`, column `{_source_column(df, 'mask')}`, file `{row['mask']}`: "
+                diags.append(Diagnostic("E622", f"`{stage.name}`: case `{cid}`, column `{_source_column(df, 'mask')}`, file `{row['mask']}`: "
                                         f"label {mx} found, but the network predicts classes 0..{classes - 1}", stage.span,
                                         hint=f"set `out_channels: {mx + 1}` on the network"))
                 continue
@@ -253,7 +253,7 @@ def load_cases(stage, ctx, df, *, normalize: str, labels: bool, classes: int | N
         if outcome:
             v = row.get("outcome")
             if v is None or pd.isna(v):
-                diags.append(Diagnostic("E606", f"`{stage.name}`: case `{cid}` has no outcome value", stage.span))
+                diags.append(Diagnostic("E623", f"`{stage.name}`: case `{cid}` has no outcome value", stage.span))
                 continue
             case["label"] = int(v)
         out.append(case)

@@ -6,13 +6,15 @@
 
 Segmentation runs per case, inside the same case job as feature extraction (`extract_case` in
 radlang/ops/features.py), so images never travel between processes. A segmenter declares `behaviour="per_case"`
-and its per-case function as `case`: `(image, mask, params) -> (roi, messages)`, where `mask` is the cohort's
+and its per-case function as `case`: `(image, mask, params) -> (roi, problems)`, where `mask` is the cohort's
 mask when the segmenter reads one (its input port is a `.mask`) and None otherwise; the stage's own value is a
 `LazyMask` (`run_segmenter`). Every segment operator yields a binary mask (ROI = 1) on the
 image grid. Mask checks (empty mask, absent label, geometry that differs from the image) run before any
 extraction, for every case at once.
 
 The functions below are self-contained (see radlang/registry.py): SimpleITK images in, SimpleITK images out.
+A segment function returns (ROI, problems), the ROI None when there are problems, each problem a
+(diagnostic code, message) pair (the codes are listed in radlang/codes.py).
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from pydantic import Field, model_validator
 from radlang.registry import Operator, Port, register
 from radlang.types import RType
 from radlang.units import Intensity, Length
-from radlang.values import Settings
+from radlang.values import Settings, contradiction
 
 
 def load_image(path):
@@ -47,8 +49,8 @@ def load_image(path):
 def check_mask(image, mask, label, on_mismatch="error", tolerance=1e-3):
     """Check a mask against its image. Returns (mask, problems): `mask` is put on the image grid
     (nearest-neighbour) when the geometry differs and on_mismatch == "resample", and takes the image's
-    geometry exactly when it agrees within `tolerance`; `problems` is a list of messages (geometry
-    mismatch, empty mask, absent label)."""
+    geometry exactly when it agrees within `tolerance`; `problems` is a list of (code, message): geometry
+    mismatch (E604), empty mask (E605), absent label (E606)."""
     import numpy as np
     import SimpleITK as sitk
 
@@ -69,8 +71,8 @@ def check_mask(image, mask, label, on_mismatch="error", tolerance=1e-3):
                                ("origin", image.GetOrigin(), mask.GetOrigin()), ("direction", image.GetDirection(), mask.GetDirection())):
                 if len(a) != len(b) or not np.allclose(a, b, rtol=tolerance, atol=tolerance):
                     diffs.append(f"{what} {fmt(a)} vs {fmt(b)}")
-            problems.append("mask geometry differs from the image: " + "; ".join(diffs or ["origin"]) +
-                            " (set `on_mismatch: resample` on a `mask` segment stage to resample the mask)")
+            problems.append(("E604", "mask geometry differs from the image: " + "; ".join(diffs or ["origin"]) +
+                             " (set `on_mismatch: resample` on a `mask` segment stage to resample the mask)"))
             return mask, problems
     elif (image.GetSpacing(), image.GetOrigin(), image.GetDirection()) != (mask.GetSpacing(), mask.GetOrigin(), mask.GetDirection()):
         # the same grid up to rounding (e.g. a DICOM series and a NIfTI mask): take the image's geometry exactly
@@ -79,10 +81,10 @@ def check_mask(image, mask, label, on_mismatch="error", tolerance=1e-3):
     arr = sitk.GetArrayViewFromImage(mask)
     present = np.unique(arr)
     if not np.any(arr != 0):
-        problems.append("the mask is empty (no voxel is labelled)")
+        problems.append(("E605", "the mask is empty (no voxel is labelled)"))
     elif label not in present:
         labels = ", ".join(str(int(v)) for v in present if v != 0)
-        problems.append(f"label {label} is absent from the mask (labels present: {labels})")
+        problems.append(("E606", f"label {label} is absent from the mask (labels present: {labels})"))
     return mask, problems
 
 
@@ -124,7 +126,7 @@ def segment_otsu(image, mask, params):
     if params.get("fill_holes"):
         roi = sitk.BinaryFillhole(roi, fullyConnected=False, foregroundValue=1)
     if not sitk.GetArrayViewFromImage(roi).any():
-        return None, ["Otsu segmentation found no voxel above the threshold (empty mask)"]
+        return None, [("E605", "Otsu segmentation found no voxel above the threshold (empty mask)")]
     return roi, []
 
 
@@ -143,7 +145,7 @@ def segment_threshold(image, mask, params):
     if params.get("fill_holes"):
         roi = sitk.BinaryFillhole(roi, fullyConnected=False, foregroundValue=1)
     if not sitk.GetArrayViewFromImage(roi).any():
-        return None, [f"no voxel lies between {lo:g} and {hi:g} (empty mask)"]
+        return None, [("E605", f"no voxel lies between {lo:g} and {hi:g} (empty mask)")]
     return roi, []
 
 
@@ -218,7 +220,7 @@ class ThresholdSettings(Settings):
         if self.lo is None and self.hi is None:
             raise ValueError("give `lo`, `hi`, or both")
         if self.lo is not None and self.hi is not None and self.lo > self.hi:
-            raise ValueError(f"`lo` ({self.lo:g}) is above `hi` ({self.hi:g})")
+            raise contradiction(f"`lo` ({self.lo:g}) is above `hi` ({self.hi:g})")
         return self
 
 

@@ -38,7 +38,7 @@ from radlang.ops.networks import downsampling
 from radlang.ops.segmentation_metrics import seg_scores
 from radlang.registry import Operator, Port, register
 from radlang.types import RType
-from radlang.values import Settings, Variant, variants
+from radlang.values import Settings, Variant, out_of_range, variants
 
 # ----------------------------------------------------------------------------------------------
 # self-contained implementation
@@ -250,7 +250,7 @@ class SupervisedSettings(Settings):
     @classmethod
     def _patch(cls, v):
         if v is not None and (not 2 <= len(v) <= 3 or any(x < 4 for x in v)):
-            raise ValueError("`patch` lists 2 or 3 sizes of at least 4 voxels")
+            raise out_of_range("`patch` lists 2 or 3 sizes of at least 4 voxels")
         return v
 
 
@@ -365,7 +365,7 @@ def run_supervised(stage, ctx):
             dims = int(spec["params"]["dims"])
             bad = [v for v in params["patch"][:dims] if v % params["_divisor"]]
             if head == "segmentation" and bad:
-                raise RunError([Diagnostic("E607", f"`{stage.name}`: patch {params['patch']} is not divisible by {params['_divisor']}, "
+                raise RunError([Diagnostic("E624", f"`{stage.name}`: patch {params['patch']} is not divisible by {params['_divisor']}, "
                                            "the network's total downsampling", stage.span, hint=f"use multiples of {params['_divisor']}")])
         cases = load_cases(stage, ctx, df, normalize=params.get("normalize", "zscore"), labels=head == "segmentation",
                            classes=int(spec["params"]["out_channels"]), outcome=head == "classification")

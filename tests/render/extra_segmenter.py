@@ -25,7 +25,7 @@ def segment_above_mean(image, mask, params):
     roi = sitk.GetImageFromArray((arr > arr.mean() + float(params["shift"])).astype("uint8"))
     roi.CopyInformation(image)
     if not sitk.GetArrayViewFromImage(roi).any():
-        return None, ["no voxel lies above the mean (empty mask)"]
+        return None, [("E605", "no voxel lies above the mean (empty mask)")]
     return roi, []
 
 

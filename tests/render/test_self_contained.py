@@ -175,7 +175,8 @@ def test_every_executor_mode_function_can_be_inlined():
     strict = {f for op in registry.all_ops() for f in op_functions(op)}
     _, runtime_names = _runtime_source()
     problems = {}
-    for name, fn in sorted(executor._MODES.items()):
+    declared = {f"operator {op.name}": f for op in registry.all_ops() for f in (op.run, registry.resolve(op.on_cohort)) if f is not None}
+    for name, fn in sorted({**executor._MODES, **declared}.items()):
         _, _, _, ps = inline_closure([fn], strict, runtime_names)
         if ps:
             problems[name] = ps

@@ -81,10 +81,10 @@ class OperatorInfo:
     """What the stages' code reads of an operator's declaration (radlang/registry.py)."""
 
     def __init__(self, name, behaviour, version, run=None, mode=None, case=None, on_cohort=None, impl=None, helpers=(),
-                 sink=False, fit="none"):
+                 sink=False, fit="none", raters=False):
         self.name, self.behaviour, self.version, self.run, self.mode = name, behaviour, version, run, mode
         self.case, self.on_cohort, self.impl, self.helpers = case, on_cohort, impl, tuple(helpers)
-        self.sink, self.fit = sink, fit
+        self.sink, self.fit, self.raters = sink, fit, raters
 
 
 class Registry:
@@ -98,6 +98,10 @@ class Registry:
 
     def get(self, name):
         return self.ops.get(name)
+
+    def resolve(self, fn):
+        """A declared function: in the script it is the (inlined) function itself."""
+        return fn
 
 
 registry = Registry()
