@@ -165,15 +165,15 @@ def _external_checks(ctx, stage, cohort_name, cohort_df, ext_name, ext_df):
 
 @mode("evaluate")
 def run_evaluate(stage, ctx):
+    import hashlib
+    import json
+
     import numpy as np
     import pandas as pd
 
     from radlang import registry
-    import hashlib
-    import json
-
-    from radlang.backends.refit import assemble, match_by, recipe, refit_of, source_columns, source_order, sources_under
     from radlang.backends.glue import table_key
+    from radlang.backends.refit import assemble, match_by, recipe, refit_of, source_columns, source_order, sources_under
     from radlang.ops.validate import (
         binary_metrics,
         evaluation_csv,
