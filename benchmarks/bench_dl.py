@@ -45,10 +45,11 @@ def make_cases(n=16, size=40, seed=0):
 
 
 def radlang_loop(cases, params, seed):
-    from radlang.ops.training import train_network
+    from radlang.ops.networks import build_network
+    from radlang.ops.supervised import train_network
 
     t = time.perf_counter()
-    train_network(cases, SPEC, params, seed, "segmentation")
+    train_network(cases, build_network, SPEC, params, seed, "segmentation")
     return time.perf_counter() - t
 
 

@@ -16,7 +16,7 @@ To add a code:
   1. take a free number in the range of the phase that finds the problem (E6xx for bad data met by
      `radlang run`, say), and not one allocated to work in progress elsewhere;
   2. add one line below, in numeric order:
-        _c("E6nn", "the one-line meaning", "backends/modes/case.py", "optional detail for the docs"),
+        _c("E6nn", "the one-line meaning", "ops/features.py", "optional detail for the docs"),
      with the modules that raise it as paths under radlang/, separated by spaces;
   3. raise it with the literal code at the call site;
   4. run `python docs/gen_codes.py` to regenerate docs/language.md, section 6.
@@ -59,7 +59,7 @@ def _c(code: str, meaning: str, modules: str, doc: str = "") -> Code:
     return Code(code, meaning, tuple(modules.split()), doc)
 
 
-_CASE, _DEEP, _EVAL = "backends/modes/case.py", "backends/modes/deep.py", "backends/modes/evaluate.py"
+_EVAL = "backends/modes/evaluate.py"
 
 CODES: dict[str, Code] = {c.code: c for c in (
     # syntax: radlang/syntax/parser.py
@@ -79,16 +79,16 @@ CODES: dict[str, Code] = {c.code: c for c in (
     # types
     _c("E201", "an input or a statement kind of the wrong type", "checks/bind.py", "an input the port does not take, or an operator under another statement kind"),
     _c("E202", "a reference that names no stage output", "checks/bind.py", "not a stage reference, a preset used as a stage, or an attribute that does not exist"),
-    _c("E203", "the cohort lacks what the stage needs", "checks/bind.py ops/training.py", "a site, mask or outcome column"),
+    _c("E203", "the cohort lacks what the stage needs", "checks/bind.py ops/fedavg.py ops/segmentation_metrics.py ops/supervised.py", "a site, mask or outcome column"),
     _c("E204", "`like` across operators", "checks/bind.py"),
     _c("E205", "missing input", "checks/bind.py"),
     _c("E206", "too many positional arguments", "checks/bind.py"),
     _c("E207", "the image does not fit its mask or segmentation", "ops/features.py ops/segment.py", "image and mask from different cohorts; several channels where one is segmented"),
     _c("E208", "nested statements in an operator that takes none", "compiler.py"),
-    _c("E209", "the wrong kind of network for the stage", "ops/explain_cnn.py ops/training.py", "Grad-CAM needs a convolutional classifier; segmenting needs a trained segmentation network"),
-    _c("E210", "the network's dimensions (2D/3D) do not match the images", "ops/explain_cnn.py ops/training.py"),
-    _c("E211", "the network's input channels do not match the cohort's image columns", "ops/explain_cnn.py ops/training.py"),
-    _c("E212", "a classification network on an outcome that is not binary or multiclass", "ops/training.py"),
+    _c("E209", "the wrong kind of network for the stage", "ops/explain_cnn.py ops/netio.py", "Grad-CAM needs a convolutional classifier; segmenting needs a trained segmentation network"),
+    _c("E210", "the network's dimensions (2D/3D) do not match the images", "ops/explain_cnn.py ops/fedavg.py ops/netio.py ops/supervised.py"),
+    _c("E211", "the network's input channels do not match the cohort's image columns", "ops/explain_cnn.py ops/fedavg.py ops/netio.py ops/supervised.py"),
+    _c("E212", "a classification network on an outcome that is not binary or multiclass", "ops/supervised.py"),
     _c("E241", "the selector does not support the outcome type", "ops/select.py"),
     _c("E242", "inputs come from different cohorts", "ops/validate.py registry.py", "features and target, or cross-validation groups and model"),
     _c("E243", "`icc` perturbations on a tabular feature table", "ops/select.py", "perturbations re-extract features from images"),
@@ -100,11 +100,11 @@ CODES: dict[str, Code] = {c.code: c for c in (
     _c("E250", "a join of tables from two cohorts that both carry outcomes", "ops/join.py", "join tables of one cohort, or an attribute table (a `table` without an outcome)"),
     # settings
     _c("E301", "unknown setting", "checks/settings.py compiler.py ops/models.py", "also a hyper-parameter to search that the model does not have; with \"did you mean\""),
-    _c("E302", "a setting out of range", "checks/settings.py ops/datasets.py ops/explain_cnn.py ops/networks.py ops/training.py"),
+    _c("E302", "a setting out of range", "checks/settings.py ops/datasets.py ops/explain_cnn.py ops/networks.py ops/predict_mask.py"),
     _c("E303", "a wrong or missing unit", "checks/settings.py"),
     _c("E304", "a setting of the wrong type, or a value not allowed", "checks/settings.py compiler.py ops/validate.py"),
-    _c("E305", "missing required setting", "checks/settings.py ops/models.py ops/select.py ops/training.py ops/validate.py"),
-    _c("E306", "settings that contradict each other", "ops/cohorts.py ops/features.py ops/training.py checks/settings.py", "also two settings of which only one may be given, such as `bin_width` and `bin_count`"),
+    _c("E305", "missing required setting", "checks/settings.py ops/models.py ops/select.py ops/validate.py ops/supervised.py"),
+    _c("E306", "settings that contradict each other", "ops/cohorts.py ops/features.py checks/settings.py ops/fedavg.py ops/supervised.py", "also two settings of which only one may be given, such as `bin_width` and `bin_count`"),
     _c("E307", "a setting given twice", "checks/bind.py"),
     _c("E308", "a path the study would write resolves outside its out folder", "checks/settings.py", "today the phantom `prefix`: a plain name"),
     # graph
@@ -114,34 +114,34 @@ CODES: dict[str, Code] = {c.code: c for c in (
     # study design
     _c("E501", "a stage upstream of a validation is fit on its external cohort", "checks/design.py", "one diagnostic per validation, listing every such stage"),
     _c("E502", "a validation trains and validates on the same cohort", "checks/design.py", "it explains the stages fit there: no E501 besides"),
-    _c("E503", "a network scored on its training cohort", "ops/training.py"),
+    _c("E503", "a network scored on its training cohort", "ops/segmentation_metrics.py"),
     _c("E504", "a stage fit once on the cohort a validation cross-validates", "checks/design.py", "its held-out folds trained it; fit it inside the folds"),
     _c("E505", "a join of two branches of one table without `prefix: true`", "checks/design.py", "the same column could come out of both branches"),
     _c("E506", "the joins one validation refits match rows differently", "checks/design.py", "one `by:` for every join in a refit graph"),
     # runtime: radiomics data (cohorts and per-case feature extraction)
-    _c("E601", "a cohort's case data is missing or malformed", f"backends/modes/cohort.py {_CASE}", "a file not found or not given, an empty or repeated case id, a missing or bad outcome"),
-    _c("E602", "an unreadable or corrupt file", f"{_CASE} {_DEEP} ops/cohorts.py", "an image, a mask, a PyRadiomics params file; the message names case, column and file"),
-    _c("E603", "the cohort table lacks the image or mask column the feature stage needs", _CASE),
+    _c("E601", "a cohort's case data is missing or malformed", "backends/glue.py ops/features.py", "a file not found or not given, an empty or repeated case id, a missing or bad outcome"),
+    _c("E602", "an unreadable or corrupt file", "ops/cohorts.py ops/features.py ops/netio.py", "an image, a mask, a PyRadiomics params file; the message names case, column and file"),
+    _c("E603", "the cohort table lacks the image or mask column the feature stage needs", "ops/features.py"),
     _c("E604", "the mask's geometry differs from the image's", "ops/segment.py", "size, spacing, origin or direction; `on_mismatch: resample` on `mask` resamples it"),
     _c("E605", "the region of interest is empty", "ops/segment.py", "an empty mask, or a segmentation that selects no voxel"),
     _c("E606", "the label is absent from the mask", "ops/segment.py", "the message lists the labels present"),
-    _c("E607", "PyRadiomics failed on a case", _CASE),
-    _c("E608", "PyRadiomics returned NaN or infinite features", _CASE, "the message names the features"),
+    _c("E607", "PyRadiomics failed on a case", "ops/features.py"),
+    _c("E608", "PyRadiomics returned NaN or infinite features", "ops/features.py", "the message names the features"),
     # runtime: deep learning (network stages)
-    _c("E620", "a case's image channels or mask are not on one grid", _DEEP, "co-register them before training"),
-    _c("E621", "a case has no mask to train or score a segmentation on", _DEEP),
-    _c("E622", "a mask holds labels the network does not predict", _DEEP, "the hint gives the `out_channels` that fits"),
-    _c("E623", "a case has no outcome value to train a classification network on", _DEEP),
-    _c("E624", "the patch size is not divisible by the network's downsampling", _DEEP),
-    _c("E625", "the network has no layer of that name", _DEEP, "Grad-CAM's `layer`; the hint lists layers near the output"),
+    _c("E620", "a case's image channels or mask are not on one grid", "ops/netio.py", "co-register them before training"),
+    _c("E621", "a case has no mask to train or score a segmentation on", "ops/netio.py"),
+    _c("E622", "a mask holds labels the network does not predict", "ops/netio.py", "the hint gives the `out_channels` that fits"),
+    _c("E623", "a case has no outcome value to train a classification network on", "ops/netio.py"),
+    _c("E624", "the patch size is not divisible by the network's downsampling", "ops/supervised.py"),
+    _c("E625", "the network has no layer of that name", "ops/explain_cnn.py", "Grad-CAM's `layer`; the hint lists layers near the output"),
     # runtime: tabular data, validation
-    _c("E640", "a built-in dataset cannot be loaded", "backends/modes/estimator.py", "bad rows, a package that is not installed, a row range with no cases"),
-    _c("E641", "a clinical column is not numeric", "backends/modes/estimator.py"),
+    _c("E640", "a built-in dataset cannot be loaded", "ops/datasets.py", "bad rows, a package that is not installed, a row range with no cases"),
+    _c("E641", "a clinical column is not numeric", "ops/datasets.py"),
     _c("E642", "the outcome has a single class", _EVAL),
     _c("E643", "too few cases for the cross-validation", _EVAL, "fewer cases per class, or patients, than folds; fewer than two sites for leave-one-site-out"),
     _c("E644", "patients in both the training and the external cohort", _EVAL),
     _c("E645", "external cases with the same content as training cases", _EVAL),
-    _c("E646", "the features cannot be built for the validation", _EVAL + " backends/refit.py backends/modes/estimator.py", "no feature table, or a tabular table that cannot be re-extracted under a perturbation"),
+    _c("E646", "the features cannot be built for the validation", "backends/modes/evaluate.py backends/refit.py ops/datasets.py", "no feature table, or a tabular table that cannot be re-extracted under a perturbation"),
     _c("E647", "cases without an outcome in the validation", _EVAL),
     _c("E648", "fitting a model failed", _EVAL, "the message names the cohort and the step"),
     _c("E649", "a patient's cases lie in different cross-validation groups", _EVAL, "they would straddle a split"),
@@ -154,12 +154,12 @@ CODES: dict[str, Code] = {c.code: c for c in (
        "its bytes differ from the SHA-256 recorded with it, or no reader accepts them; the entry is rewritten"),
     _c("W671", "the file-hash index failed verification; it is rebuilt", "backends/cache.py",
        "`<out>/.cache/file-hashes.json`: every input file is hashed again"),
-    _c("W672", "an output file changed since radlang wrote it; it is written again", "backends/modes/case.py backends/modes/deep.py",
+    _c("W672", "an output file changed since radlang wrote it; it is written again", "ops/features.py ops/predict_mask.py",
        "a feature table, or a predicted mask (predicted again)"),
     _c("W673", "a run that died held the output folder; this run takes it over", "backends/executor.py",
        "the warning names the dead run's pid, host and spec"),
-    _c("E690", "federated execution is not implemented", _DEEP, "`radlang run` stops at a federated stage"),
-    _c("W690", "federated execution is not implemented", "ops/training.py", "`radlang check` warns: the stage is checked and planned, but will not run"),
+    _c("E690", "federated execution is not implemented", "ops/fedavg.py", "`radlang run` stops at a federated stage"),
+    _c("W690", "federated execution is not implemented", "ops/fedavg.py", "`radlang check` warns: the stage is checked and planned, but will not run"),
     # usage
     _c("E701", "an unreadable input file or a bad command-line option", "cli.py compiler.py"),
     _c("E702", "`render` cannot write the script where asked", "backends/render.py", "a folder, a missing or read-only folder"),

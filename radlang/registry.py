@@ -1,7 +1,19 @@
 """The operator registry. An operator is declared once, in one module under radlang/ops/:
 its ports, its settings model, its output type, how it is fit, its implementation, and what the
-renderer needs. The grammar never names operators; `radlang ops` and docs/language.md are
-generated from this registry.
+renderer needs, and how it runs. The grammar, the executor and the renderer never name operators;
+`radlang ops` and docs/language.md are generated from this registry.
+
+How an operator runs (`behaviour`):
+
+- `stateless`: run once per stage; `run(stage, ctx) -> value`.
+- `per_case`: a function applied to each case (`case`), which the stage's `run` hands to the executor's
+  per-case map (radlang/backends/cases.py: the process pool, one cache entry per case, all problems at once).
+- `fitted`: fit on a training view, apply to any view (selectors and models: the validation stage refits them
+  inside each training fold).
+
+`run(stage, ctx)` is the run-time entry point: glue that lives in the operator's own module (reading and
+caching inputs, writing outputs) and imports radlang's backend machinery inside its body only, so that
+`radlang check` never imports it. `radlang render` inlines it into the script the same way.
 
 Implementation rule (it makes `radlang render` possible without writing logic twice): `impl`
 and every function in `helpers` are self-contained. They use only their arguments, builtins,
@@ -22,6 +34,8 @@ from radlang.types import RType
 from radlang.values import Settings
 
 Fit = Literal["none", "data", "outcome"]
+Behaviour = Literal["stateless", "per_case", "fitted"]
+BEHAVIOURS = ("stateless", "per_case", "fitted")
 
 
 @dataclass(frozen=True)
@@ -72,7 +86,12 @@ class Operator:
     inputs: tuple[Port, ...] = ()
     positional: tuple[str, ...] = () # names (ports first, then settings) that positional arguments fill
     fit: Fit = "none"                # "data": fit on data statistics; "outcome": fit on outcomes
-    mode: str = "table"              # how the executor runs it (see radlang/backends/modes)
+    behaviour: Behaviour | None = None  # how it runs: stateless, per_case or fitted (see the module doc); required
+    run: Callable | None = None      # run(stage, ctx) -> the stage's value (the run-time entry point)
+    mode: str | None = None          # an executor mode of radlang/backends/modes that runs it instead of `run`
+    case: Callable | None = None     # per_case: the function applied to each case (a segmenter's (image, mask, params) -> (roi, problems))
+    on_cohort: Callable | None = None  # on_cohort(ctx, stage, cohort_df, perturb) -> the stage's value computed on another cohort
+    cli_paths: tuple[str, ...] = ()  # path settings the rendered script exposes as `--<stage>-<setting>` flags
     impl: Callable | None = None
     helpers: tuple[Callable, ...] = ()
     infer: Callable[[InferCtx], RType | None] | None = None
@@ -80,10 +99,16 @@ class Operator:
     plan: Callable | None = None     # plan(stage, memory_budget_bytes) -> list of (severity, text) lines for `radlang plan`
     sink: bool = False               # its results are study outputs (files under <out>); sinks are never pruned
     examples: tuple[str, ...] = ()
-    run: Callable | None = None      # run(stage, ctx) -> value: the operator's own run-time glue (else its mode's function)
-    on_cohort: Callable | str | None = None  # a feature table's: (ctx, stage, cohort_df, perturb) -> its table on another cohort
     raters: bool = False             # a fitted selector whose factory gets re-extractions of its input (perturbations, retest)
-    read_file: Callable | str | None = None  # a cohort's: (ctx, stage, path) -> the cohort table of another file, read like its own
+    read_file: Callable | None = None  # a cohort's: (ctx, stage, path) -> the cohort table of another file, read like its own
+
+    def __post_init__(self):
+        if self.behaviour not in BEHAVIOURS:
+            raise ValueError(f"operator {self.name!r}: `behaviour` must be one of {', '.join(BEHAVIOURS)}, not {self.behaviour!r}")
+        if (self.run is None) == (self.mode is None):
+            raise ValueError(f"operator {self.name!r} declares how it runs with exactly one of `run` and `mode`")
+        if self.behaviour == "per_case" and self.case is None:
+            raise ValueError(f"operator {self.name!r} runs per case: declare the per-case function as `case`")
 
     @property
     def port_names(self) -> tuple[str, ...]:

@@ -20,7 +20,7 @@ class RType:
     outcome: str | None = None         # outcome kind carried by cohorts, outcomes, models, evaluations
     dims: int | None = None            # 2 or 3 for images, masks and networks
     channels: int | None = None        # image channels / network input channels
-    task: str | None = None            # network task: segmentation | classification
+    head: str | None = None            # a network's head: segmentation | classification
     has_site: bool = False
     has_mask: bool = False
     classes: int | None = None         # label classes (masks, segmentation networks)

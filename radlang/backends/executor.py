@@ -1,9 +1,10 @@
 """`radlang run`: execute a compiled study stage by stage.
 
-Each operator has a `mode` (cohort, case, estimator, evaluate, ...). A mode is a function
-`run(stage, ctx) -> value` registered with `@mode("name")` in radlang/backends/modes/. Modes are
-thin glue (caching, parallelism, writing outputs); the numbers come from the operators' own
-self-contained implementations, which the renderer inlines too.
+Each operator declares how it runs (radlang/registry.py): its own `run(stage, ctx) -> value`, in its
+module under radlang/ops/, or an executor mode (a function registered with `@mode("name")` in
+radlang/backends/modes/). The executor never names an operator; the glue that does the work calls the
+generic machinery here (the per-case map in cases.py, the cache, atomic writes, glue.py), and the numbers
+come from the operators' own self-contained implementations, which the renderer inlines too.
 """
 
 from __future__ import annotations

@@ -87,7 +87,7 @@ def ops_json(name=None) -> dict:
     ops = [o for o in registry.all_ops() if name in (None, o.name)]
     return {"operators": [{
         "name": o.name, "kind": o.kind, "doc": o.doc, "signature": signature(o), "output": o.output, "fit": o.fit,
-        "mode": o.mode, "positional": list(o.positional), "version": o.version,
+        "behaviour": o.behaviour, "positional": list(o.positional), "version": o.version,
         "inputs": [{"name": p.name, "kinds": list(p.kinds), "optional": p.optional, "doc": p.doc} for p in o.inputs],
         "settings": settings_rows(o), "implemented": o.impl is not None,
     } for o in ops]}

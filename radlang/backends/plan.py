@@ -33,7 +33,7 @@ def _stage_info(study, s, memory):
     for n in s.extra.get("plan_notes", []):
         extra.append({"severity": "info", "text": n})
     return {
-        "name": s.name, "kind": s.kind, "op": s.op, "mode": op.mode,
+        "name": s.name, "kind": s.kind, "op": s.op, "behaviour": op.behaviour,
         "consumes": {p: str(r) for p, r in sorted(s.inputs.items())},
         "produces": s.type.describe(),
         "fit": s.fit, "fit_within": list(s.fit_within), "seed": s.seed,
@@ -57,7 +57,7 @@ def plan_text(study, memory=None) -> str:
     lines = [f"study \"{pj['study']}\"  seed {pj['seed']}  out {pj['out']}", ""]
     for i, s in enumerate(pj["stages"], 1):
         cons = ", ".join(f"{p}={r}" for p, r in s["consumes"].items()) or "-"
-        lines.append(f"{i:>3}. {s['kind']} {s['name']} = {s['op']}   [{s['mode']}]")
+        lines.append(f"{i:>3}. {s['kind']} {s['name']} = {s['op']}   [{s['behaviour']}]")
         lines.append(f"       consumes: {cons}")
         lines.append(f"       produces: {s['produces']}")
         if s["fit"] != "none" and "refit" not in s:

@@ -2,14 +2,16 @@
 
 One implementation: the script holds radlang's own code, copied verbatim with `inspect.getsource`,
 never a second version of it. That is (1) the operators' self-contained functions (`impl` and
-`helpers`, see radlang/registry.py), (2) the executor's mode functions that call them (with every
-radlang function, class and constant they reach; `from radlang... import f` becomes a comment since f
+`helpers`, see radlang/registry.py), (2) the run-time glue that calls them: each operator's declared
+`run` (and its per-case `case` and `on_cohort` functions), or the executor mode that runs it, with every
+radlang function, class and constant they reach (`from radlang... import f` becomes a comment since f
 is defined in the script), and (3) a small runtime (render_hooks/_runtime.py) standing in for the
-Stage, RunContext, registry and diagnostics a mode reads. The stages call the modes in study order
-with their settings as Python literals, exactly as `radlang run` does, so the two agree to the byte.
+Stage, RunContext, registry and diagnostics the glue reads. The stages call the same functions in study
+order with their settings as Python literals, exactly as `radlang run` does, so the two agree to the byte.
 
-How a stage of a mode is wired lives in radlang/backends/render_hooks/<mode>.py (one module per
-executor mode); the page layout lives in radlang/backends/templates/study.py.j2. Nothing from the
+A stage of an operator with its own `run` calls it (`call_run`); the operator's `cli_paths` become
+`--<stage>-<setting>` flags. A stage of an operator run by an executor mode is wired by the hook of
+radlang/backends/render_hooks/<mode>.py; the page layout lives in radlang/backends/templates/study.py.j2. Nothing from the
 spec is pasted into code: strings become `repr` literals and comments are sanitised `#` lines, so
 spec text can never run. See docs/architecture.md, "Rendering".
 """
@@ -499,6 +501,27 @@ def call_mode(stage, rc: RenderContext, mode_fn: Callable, before: list[str] = (
     return StageCode(body=[*before, f"return {mode_fn.__name__}(stage, ctx)"], functions=[mode_fn], **kw)
 
 
+def call_run(stage, rc: RenderContext, op) -> StageCode:
+    """A stage of an operator that declares its own `run`: the stage calls it, inlined verbatim, exactly as
+    `radlang run` does. Each of the operator's `cli_paths` settings can be pointed elsewhere with a
+    `--<stage>-<setting>` flag (relative to the working folder); the default is the spec's value, relative to
+    the spec's folder, as in `radlang run`."""
+    before, options = [], []
+    for setting in op.cli_paths:
+        flag, dest = rc.flag(stage, setting)
+        before += [f"if args.{dest}:",
+                   f"    stage.params = {{**stage.params, {setting!r}: str(Path(args.{dest}).resolve())}}"]
+        help_ = (f"`{setting}` of {stage.kind} `{stage.name}` (default: {stage.params[setting]}, relative to the spec's folder)")
+        options.append(rc.option(flag, dest, None, help_))
+    return StageCode(body=[*before, f"return {op.run.__name__}(stage, ctx)"], functions=run_functions(op), options=options,
+                     imports=["Path"] if before else [])
+
+
+def run_functions(op) -> list[Callable]:
+    """An operator's run-time glue: its `run`, per-case `case` and `on_cohort` functions (those it declares)."""
+    return [f for f in (op.run, op.case, op.on_cohort) if f is not None]
+
+
 def mode_calls(module: str, table: dict[str, str]) -> dict[str, Callable]:
     """`call_mode` hooks for several modes at once: mode -> the name of its function in `module`."""
 
@@ -579,15 +602,17 @@ def render_study(study, date: str | None = None) -> tuple[str, dict[str, str]]:
     stages, options, glue_imports, problems, ops = [], [], set(), [], {}
     for st in study.stages:
         op = registry.get(st.op)
-        h = (lambda st, rc, fn=op.run: call_mode(st, rc, fn)) if op.run is not None else get_hook(op.mode)
-        if h is None:
-            raise RenderError("E703", f"stage `{st.name}`: operator `{st.op}` runs in executor mode `{op.mode}`, "
-                                      "which `radlang render` cannot write yet")
+        if op.run is not None:
+            code: StageCode = call_run(st, rc, op)
+        else:
+            h = get_hook(op.mode)
+            if h is None:
+                raise RenderError("E703", f"stage `{st.name}`: operator `{st.op}` runs in executor mode `{op.mode}`, "
+                                          "which `radlang render` cannot write yet")
+            code = h(st, rc)
         problems += check_operator(op)
-        code: StageCode = h(st, rc)
 
-        on_cohort = registry.resolve(op.on_cohort)
-        for f in [*op_functions(op), *code.functions, *([on_cohort] if on_cohort else [])]:
+        for f in [*op_functions(op), *run_functions(op), *code.functions]:
             if f not in wanted:
                 wanted.append(f)
         ops[op.name] = op
@@ -595,7 +620,7 @@ def render_study(study, date: str | None = None) -> tuple[str, dict[str, str]]:
         glue_imports |= {SCRIPT_MODULES.get(m, f"import {m}") for m in code.imports}
         stages.append({
             "name": st.name, "fn": f"stage_{identifier(st.name)}", "body": [*_stage_literal(st, spec_path).split("\n"), *code.body],
-            "header": comment_text(f"{st.kind} {st.name} = {st.op}(...)   [mode {op.mode}, seed {st.seed}]"),
+            "header": comment_text(f"{st.kind} {st.name} = {st.op}(...)   [{op.behaviour}, seed {st.seed}]"),
             "comments": [comment_text(c) for c in st.comments],
             "spec": _spec_lines(study, st),
             "consumes": comment_text(", ".join(f"{p} <- {r}" for p, r in sorted(st.inputs.items())) or "nothing"),
@@ -606,6 +631,8 @@ def render_study(study, date: str | None = None) -> tuple[str, dict[str, str]]:
     for op in [*ops.values(), *registry.all_ops()]:   # the study's operators first
         for f in op_functions(op):
             origin.setdefault(id(f), f"{f.__module__} (operator `{op.name}` v{op.version})")
+        for f in run_functions(op):
+            origin.setdefault(id(f), f"{f.__module__} (operator `{op.name}` v{op.version}, its run-time glue, verbatim)")
     functions, sources, more_imports, glue_problems = inline_closure(wanted, strict, runtime_names)
     problems += glue_problems
     glue_imports |= more_imports
@@ -621,13 +648,14 @@ def render_study(study, date: str | None = None) -> tuple[str, dict[str, str]]:
         date = when.strftime("%Y-%m-%dT%H:%M:%SZ")
     registry_lines = []
     for op in ops.values():
-        args = [f"name={op.name!r}", f"mode={op.mode!r}", f"version={op.version!r}", f"sink={op.sink!r}", f"fit={op.fit!r}"]
+        args = [f"name={op.name!r}", f"behaviour={op.behaviour!r}", f"version={op.version!r}", f"sink={op.sink!r}", f"fit={op.fit!r}"]
+        args += [f"{what}={fn.__name__}" for what, fn in (("run", op.run), ("case", op.case), ("on_cohort", op.on_cohort)) if fn is not None]
+        if op.mode is not None:
+            args.append(f"mode={op.mode!r}")
         if op.impl is not None:
             args.append(f"impl={op.impl.__name__}")
         if op.helpers:
             args.append("helpers=(" + ", ".join(h.__name__ for h in op.helpers) + ("," if len(op.helpers) == 1 else "") + ")")
-        if op.on_cohort is not None:
-            args.append(f"on_cohort={registry.resolve(op.on_cohort).__name__}")
         if op.raters:
             args.append("raters=True")
         registry_lines.append(f"registry.add(OperatorInfo({', '.join(args)}))")

@@ -8,6 +8,8 @@ order): `case_id`, `patient_id`, `image` (or `image.<column>` per channel), `mas
 - `phantom(cases)`: seedable synthetic CT-like volumes with one lesion each, written as NIfTI + manifest.
 
 The implementations below are self-contained (see radlang/registry.py): plain data in, plain data out.
+Each operator's `run` (at the end of its section) is its run-time glue: where files live, caching, and
+turning problems into E6xx diagnostics through radlang/backends/glue.py.
 """
 
 from __future__ import annotations
@@ -304,18 +306,56 @@ def load_manifest(params, manifest_path, name, check_files=True):
     return out, problems
 
 
+def _cached_manifest(ctx, version, params, path, name):
+    """load_manifest, reused when the manifest's content and every file it names (by mtime and size) are unchanged:
+    a warm re-run then skips reading every image header again."""
+    from radlang.backends.cache import key
+    from radlang.backends.glue import file_stat
+
+    if not path.exists():
+        return load_manifest(params, str(path), name)
+    mhash = ctx.hash_input(path)
+    cache = ctx.cache.uncounted()          # its own counters: the run manifest's hits/misses count case entries
+    k = key("manifest-table", version, params, str(path), mhash)
+    hit = cache.get(k)
+    if hit is not None and all(file_stat(f) == s for f, s in hit["stats"].items()):
+        return hit["table"], hit["problems"]
+    df, problems = load_manifest(params, str(path), name)
+    if df is not None:
+        files = [f for c in df.columns if c in ("image", "mask") or c.startswith("image.") for f in df[c] if f]
+        cache.put(k, {"table": df, "problems": problems, "stats": {f: file_stat(f) for f in files}})
+    return df, problems
+
+
+def run_manifest(stage, ctx):
+    """The cohort table of a manifest stage; its path is relative to the spec's folder."""
+    from pathlib import Path
+
+    from radlang import registry
+    from radlang.backends.cache import key
+    from radlang.backends.glue import cohort_key, finish_cohort, spec_dir
+
+    op = registry.get(stage.op)
+    path = Path(stage.params["path"])
+    if not path.is_absolute():
+        path = spec_dir(stage, ctx) / path
+    df, problems = _cached_manifest(ctx, op.version, stage.params, path, stage.name)
+    df = finish_cohort(stage, ctx, df, problems)
+    ctx.keys[stage.name] = key("cohort", stage.op, op.version, cohort_key(df))
+    return df
+
+
 def manifest_read_file(ctx, stage, path):
     """`radlang predict`: another manifest, read with this cohort's column settings."""
     from dataclasses import replace
 
-    from radlang.backends.modes.cohort import run_cohort
-
-    return run_cohort(replace(stage, params={**stage.params, "path": str(path), "outcome": None}), ctx)
+    return run_manifest(replace(stage, params={**stage.params, "path": str(path), "outcome": None}), ctx)
 
 
 register(Operator(
     name="manifest", kind="cohort", output="Cohort", settings=ManifestSettings, positional=("path",),
-    mode="cohort", infer=cohort_type, sink=False, impl=load_manifest, helpers=(read_image_header,), read_file=manifest_read_file,
+    behaviour="stateless", run=run_manifest, cli_paths=("path",), read_file=manifest_read_file,
+    infer=cohort_type, sink=False, impl=load_manifest, helpers=(read_image_header,),
     doc="A cohort read from a CSV manifest: one row per case, columns for id, images, mask, outcome, site and covariates.",
     examples=('cohort train = manifest("data/train.csv") { image: ct, mask: roi, outcome: malignant as binary, site: hospital }',),
 ))
@@ -452,19 +492,50 @@ def phantom_manifest_params(params):
             "site": "site" if int(params["sites"]) >= 2 else None, "clinical": ["age"], "dims": 3}
 
 
+def run_phantom(stage, ctx):
+    """Write the phantom's volumes and manifest under <out>/data/<stage>-<hash of its settings>/ (unless the same ones
+    are there), then read
+    the manifest back like any manifest cohort."""
+    import json
+
+    from radlang import registry
+    from radlang.backends.cache import atomic_write_text, key
+    from radlang.backends.glue import cohort_key, finish_cohort
+
+    op = registry.get(stage.op)
+    p = stage.params
+    seed = p["seed"] if p.get("seed") is not None else stage.seed
+    prefix = p.get("prefix") or stage.name
+    want = {"params": p, "seed": seed, "prefix": prefix, "version": op.version}
+    out_dir = ctx.out / "data" / f"{stage.name}-{key(want)[:16]}"     # named by content: other settings, other folder
+    stamp = out_dir / "phantom.json"
+    manifest = out_dir / "manifest.csv"
+    try:
+        have = json.loads(stamp.read_text())
+    except (OSError, ValueError):
+        have = None
+    if have != want or not manifest.exists():
+        if stamp.exists():
+            stamp.unlink()
+        make_phantom(p, seed, str(out_dir), prefix)
+        atomic_write_text(stamp, json.dumps(want, sort_keys=True, indent=1) + "\n")
+    df, problems = load_manifest(phantom_manifest_params(p), str(manifest), stage.name)
+    df = finish_cohort(stage, ctx, df, problems)
+    ctx.keys[stage.name] = key("cohort", stage.op, op.version, cohort_key(df))
+    return df
+
+
 def phantom_read_file(ctx, stage, path):
     """`radlang predict`: a manifest laid out like a phantom's own (e.g. another phantom's <out>/data/.../manifest.csv)."""
     from dataclasses import replace
 
-    from radlang.backends.modes.cohort import run_cohort
-
-    return run_cohort(replace(stage, op="manifest", params={**phantom_manifest_params(stage.params), "path": str(path), "outcome": None}), ctx)
+    return run_manifest(replace(stage, op="manifest", params={**phantom_manifest_params(stage.params), "path": str(path), "outcome": None}), ctx)
 
 
 register(Operator(
     name="phantom", kind="cohort", output="Cohort", settings=PhantomSettings, positional=("cases",),
-    mode="cohort", infer=phantom_type, impl=make_phantom, helpers=(phantom_manifest_params, load_manifest, read_image_header),
-    read_file=phantom_read_file,
+    behaviour="stateless", run=run_phantom, read_file=phantom_read_file, infer=phantom_type, impl=make_phantom,
+    helpers=(phantom_manifest_params, load_manifest, read_image_header),
     version="1",
     doc=("A synthetic CT-like cohort (no download): per case a small 3D volume with one lesion, written as NIfTI with a "
          "manifest under <out>/data/<stage>-<settings hash>/. The binary outcome `malignant` changes lesion texture and shape by `effect`; "

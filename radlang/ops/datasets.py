@@ -6,7 +6,8 @@ turns a cohort's clinical columns into a feature table.
     features f = tabular(bc)                          # every clinical.<name> column, as a feature table
 
 Both follow the cohort table contract (radlang docs): one row per case, `case_id`, `patient_id`,
-`outcome` (or `time` + `event`), and the feature columns under `clinical.<name>`.
+`outcome` (or `time` + `event`), and the feature columns under `clinical.<name>`. Each operator's `run`
+(after its implementation) is its run-time glue: paths, content keys and E640/E641 diagnostics.
 """
 
 from __future__ import annotations
@@ -105,20 +106,39 @@ def _dataset_type(ctx) -> RType:
                  has_mask=False, detail=f"dataset {s.name}")
 
 
+def run_dataset(stage, ctx):
+    """The rows `start:stop` of a packaged dataset as a cohort table."""
+    from radlang import registry
+    from radlang.backends.cache import key
+    from radlang.backends.executor import RunError
+    from radlang.backends.glue import table_key
+    from radlang.diagnostics import Diagnostic
+
+    op = registry.get(stage.op)
+    try:
+        df = load_dataset({**stage.params, "_stage": stage.name})
+    except ImportError as e:
+        raise RunError([Diagnostic("E640", f"`{stage.name}`: dataset `{stage.params['name']}` needs a package that is not installed: {e}",
+                                   stage.span, hint="pip install 'radlang[science]'")])
+    if df.empty:
+        raise RunError([Diagnostic("E640", f"`{stage.name}`: rows {stage.params.get('start')}:{stage.params.get('stop')} of "
+                                   f"`{stage.params['name']}` hold no cases", stage.span)])
+    ctx.keys[stage.name] = key("dataset", stage.op, op.version, table_key(df))
+    return df
+
+
 def dataset_read_file(ctx, stage, path):
     """`radlang predict`: a CSV of new cases for a model trained on a built-in dataset: a `case_id` column and the
     dataset's feature columns, read as a `table` cohort."""
     from dataclasses import replace
 
-    from radlang.backends.modes.estimator import run_dataset
-
     params = {"path": str(path), "id": "case_id", "patient": None, "outcome": None, "site": None, "columns": None}
-    return run_dataset(replace(stage, op="table", params=params), ctx)
+    return run_table(replace(stage, op="table", params=params), ctx)
 
 
 register(Operator(
     name="dataset", kind="cohort", output="Cohort", settings=DatasetSettings, positional=("name",),
-    mode="dataset", impl=load_dataset, infer=_dataset_type, read_file=dataset_read_file,
+    behaviour="stateless", run=run_dataset, read_file=dataset_read_file, impl=load_dataset, infer=_dataset_type,
     doc="A tabular cohort shipped inside an installed package (no download): sklearn's breast cancer set "
         "(569 cases, 30 image-derived features, malignant = 1) or scikit-survival's gbsg2, whas500 and "
         "veterans_lung_cancer (survival). Its features are the cohort's `clinical.<name>` columns.",
@@ -170,10 +190,42 @@ def _tabular_type(ctx) -> RType:
     return RType("Features", cohort=c.cohort, outcome=c.outcome, detail="tabular")
 
 
+def tabular_on_cohort(ctx, stage, cohort_df, perturb=None):
+    """The `tabular` stage's feature table for any cohort table (the stage's own, or an external one). A table
+    has no images to re-extract under a perturbation."""
+    from radlang.backends.executor import RunError
+    from radlang.diagnostics import Diagnostic
+
+    if perturb:
+        raise RunError([Diagnostic("E646", f"`{stage.name}` is a tabular feature table; it cannot be re-extracted under {perturb}",
+                                   stage.span)])
+    feats, problems = tabular_features(cohort_df, stage.params)
+    if problems:
+        cohort = cohort_df.attrs.get("radlang", {}).get("name", "?")
+        diags = []
+        for case, col, msg in problems:
+            where = f"case `{case}`, " if case else ""
+            diags.append(Diagnostic("E641", f"`{stage.name}` on cohort `{cohort}`: {where}column `clinical.{col}`: {msg}", stage.span,
+                                    hint="list only numeric clinical columns in `columns`"))
+        raise RunError(diags)
+    return feats
+
+
+def run_tabular(stage, ctx):
+    from radlang import registry
+    from radlang.backends.cache import key
+    from radlang.backends.glue import table_key
+
+    op = registry.get(stage.op)
+    feats = tabular_on_cohort(ctx, stage, ctx.results[stage.inputs["cohort"].stage])
+    ctx.keys[stage.name] = key("tabular", op.version, stage.params, ctx.keys.get(stage.inputs["cohort"].stage), table_key(feats))
+    return feats
+
+
 register(Operator(
     name="tabular", kind="features", output="Features", settings=TabularSettings, positional=("cohort",),
     inputs=(Port("cohort", ("Cohort",), doc="a cohort with clinical columns, e.g. `dataset(\"breast_cancer\")`"),),
-    mode="tabular", impl=tabular_features, infer=_tabular_type, on_cohort="radlang.backends.modes.estimator:tabular_for_cohort",
+    behaviour="stateless", run=run_tabular, on_cohort=tabular_on_cohort, impl=tabular_features, infer=_tabular_type,
     doc="A feature table made from a cohort's clinical columns (tabular, image-derived or clinical features).",
     examples=("features f = tabular(bc)", "features f = tabular(bc) { columns: [mean_radius, mean_texture] }"),
 ))
@@ -307,18 +359,42 @@ def _table_type(ctx) -> RType:
                  has_mask=False, detail="table")
 
 
+def run_table(stage, ctx):
+    """The cohort table of a CSV table; its path is relative to the spec's folder. Every problem at once (E640)."""
+    from pathlib import Path
+
+    from radlang import registry
+    from radlang.backends.cache import key
+    from radlang.backends.executor import RunError
+    from radlang.backends.glue import problem_diagnostics, spec_dir, table_key
+    from radlang.diagnostics import Diagnostic
+
+    op = registry.get(stage.op)
+    path = Path(stage.params["path"])
+    if not path.is_absolute():
+        path = spec_dir(stage, ctx) / path
+    if path.exists():
+        ctx.hash_input(path)
+    df, problems = load_table(stage.params, str(path), stage.name)
+    if problems:
+        diags = problem_diagnostics([{**q, "code": "E640", "hint": None} for q in problems[:50]], stage)
+        if len(problems) > 50:
+            diags.append(Diagnostic("E640", f"`{stage.name}`: and {len(problems) - 50} more problems", stage.span))
+        raise RunError(diags)
+    ctx.keys[stage.name] = key("dataset", stage.op, op.version, table_key(df))
+    return df
+
+
 def table_read_file(ctx, stage, path):
     """`radlang predict`: another CSV, read with this cohort's column settings (its outcome column may be absent)."""
     from dataclasses import replace
 
-    from radlang.backends.modes.estimator import run_dataset
-
-    return run_dataset(replace(stage, params={**stage.params, "path": str(path), "outcome": None}), ctx)
+    return run_table(replace(stage, params={**stage.params, "path": str(path), "outcome": None}), ctx)
 
 
 register(Operator(
     name="table", kind="cohort", output="Cohort", settings=TableSettings, positional=("path",),
-    mode="dataset", impl=load_table, infer=_table_type, read_file=table_read_file,
+    behaviour="stateless", run=run_table, read_file=table_read_file, impl=load_table, infer=_table_type,
     doc="A tabular cohort from a CSV file (no images): an id column, an outcome, optional patient and site columns; "
         "every other column (or `columns`) is a feature under `clinical.<name>`.",
     examples=('cohort t = table("features.csv") { id: case, outcome: malignant as binary }',),

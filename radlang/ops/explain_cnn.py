@@ -16,13 +16,11 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from radlang.ops.networks import build_network, layer_resolution
-from radlang.ops.training import classification_crop, load_case, load_weights, normalize_image
+from radlang.ops.netio import classification_crop, load_case, load_weights, normalize_image
+from radlang.ops.networks import cam_layer, layer_resolution
 from radlang.registry import Operator, Port, register
 from radlang.types import RType
 from radlang.values import Settings
-
-DEFAULT_LAYER = {"densenet121": "class_layers.relu", "resnet": "layer4"}
 
 # ----------------------------------------------------------------------------------------------
 # self-contained implementation
@@ -112,8 +110,8 @@ def _gradcam_type(ctx) -> RType:
     if m.kind != "TrainedModel":
         ctx.error("E209", f"Grad-CAM needs a convolutional network, but this is a {m.describe()} (tabular: no spatial feature maps)",
                   port="model", hint="Grad-CAM explains a `train` stage of densenet121 or resnet")
-    elif m.task != "classification":
-        ctx.error("E209", f"Grad-CAM explains a classification network, but this is a {m.describe()} ({m.task})", port="model")
+    elif m.head != "classification":
+        ctx.error("E209", f"Grad-CAM explains a classification network, but this is a {m.describe()} ({m.head})", port="model")
     else:
         if m.dims == 3 and coh.dims == 2:
             ctx.error("E210", f"a 3D network cannot explain 2D images of cohort `{coh.cohort}`", port="cohort")
@@ -134,7 +132,7 @@ def _gradcam_plan(stage, memory, study=None):
         return []
     net = by[fit.inputs["net"].stage]
     spec = {"arch": net.op, "params": net.params}
-    layer = stage.params.get("layer") or DEFAULT_LAYER.get(net.op)
+    layer = stage.params.get("layer") or cam_layer(net.op)
     patch = fit.params.get("patch")
     if not patch:
         return []
@@ -152,12 +150,62 @@ def _gradcam_plan(stage, memory, study=None):
                      f"each cell spans {'x'.join(f'{c:g}' for c in cell)} voxels (upsampling adds no detail)"))]
 
 
+def run_gradcam(stage, ctx):
+    """Heatmaps (NIfTI + PNG overlay) of the first `cases` cases, and <out>/explain/<stage>/gradcam.json."""
+    import json
+    import uuid
+
+    import numpy as np
+
+    from radlang.backends.cache import atomic_write_bytes, atomic_write_text
+    from radlang.backends.executor import RunError
+    from radlang.diagnostics import Diagnostic
+    from radlang.ops.netio import load_cases, trained_network
+
+    model = ctx.results[stage.inputs["model"].stage]
+    df = ctx.results[stage.inputs["cohort"].stage]
+    n = stage.params.get("cases")
+    if n:
+        attrs = df.attrs
+        df = df.head(int(n))
+        df.attrs = attrs
+    layer = stage.params.get("layer") or model["spec"]["cam_layer"]
+    net = trained_network(model)
+    names = dict(net.named_modules())
+    if layer not in names:
+        close = [m for m in names if m and m.count(".") <= 1][-8:]
+        raise RunError([Diagnostic("E625", f"`{stage.name}`: the network has no layer `{layer}`", stage.span,
+                                   hint="layers near the output: " + ", ".join(close))])
+    cases = load_cases(stage, ctx, df, normalize=model["params"].get("normalize", "zscore"), labels=False)
+    folder = ctx.out / "explain" / stage.name
+    folder.mkdir(parents=True, exist_ok=True)
+    summary = []
+    patch = model["params"]["patch"]
+    for c in cases:
+        heat, prob, cls = gradcam_case(net, c["image"], c["mask"], patch, layer, stage.params.get("class_index"))
+        tmp = folder / f".{c['case']}.{uuid.uuid4().hex}.tmp.nii.gz"          # unique: never shared with another writer
+        write_heatmap(heat, c["geometry"], tmp)
+        dest = folder / f"{c['case']}_gradcam.nii.gz"
+        tmp.replace(dest)
+        if c["mask"] is not None and c["mask"].max() > 0:
+            idx = np.argwhere(c["mask"][0] > 0)
+            centre = ((idx.min(0) + idx.max(0)) // 2).tolist()
+        else:
+            centre = [s // 2 for s in heat.shape]
+        png = overlay_png(c["image"], heat, centre, c["geometry"]["spacing"], f"{c['case']}: class {cls}, p = {prob[cls]:.2f}")
+        atomic_write_bytes(folder / f"{c['case']}_gradcam.png", png)
+        summary.append({"case": c["case"], "class": cls, "probabilities": [float(v) for v in prob], "heatmap": str(dest)})
+    atomic_write_text(folder / "gradcam.json", json.dumps({"layer": layer, "cases": summary}, indent=2, sort_keys=True) + "\n")
+    ctx.keys[stage.name] = ctx.stage_key(stage)
+    return summary
+
+
 register(Operator(
-    name="gradcam", kind="explain", output="Explanation", settings=GradCAMSettings, mode="gradcam", sink=True,
+    name="gradcam", kind="explain", output="Explanation", settings=GradCAMSettings, behaviour="stateless", run=run_gradcam, sink=True,
     inputs=(Port("model", ("TrainedModel", "Model"), doc="a `train` stage of a classification network"),
             Port("cohort", ("Cohort",), doc="the cases to explain")),
     positional=("model", "cohort"), infer=_gradcam_type, impl=gradcam_case, plan=_gradcam_plan, version="1",
-    helpers=(build_network, load_case, normalize_image, classification_crop, load_weights, write_heatmap, overlay_png),
+    helpers=(load_case, normalize_image, classification_crop, load_weights, write_heatmap, overlay_png),
     doc=("Grad-CAM heatmaps (MONAI GradCAM) of a classification network: NIfTI in the image geometry plus PNG overlays "
          "of the central slices, under <out>/explain/<stage>/."),
     examples=("explain cam = gradcam(fit, test) { cases: 8 }",),

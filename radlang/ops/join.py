@@ -116,13 +116,13 @@ def join_on(ctx, stage, cohort_df=None, perturb=None):
 
 def run_join(stage, ctx):
     from radlang.backends.cache import key
-    from radlang.backends.modes.estimator import _table_key
+    from radlang.backends.glue import table_key
 
     if stage.fit_within:        # fed by fitted stages: joined inside the training folds of these validations
         ctx.keys[stage.name] = ctx.stage_key(stage)
         return None
     out = join_on(ctx, stage)
-    ctx.keys[stage.name] = key("join", stage.params, [ctx.keys.get(r.stage) for _, r in sorted(stage.inputs.items())], _table_key(out))
+    ctx.keys[stage.name] = key("join", stage.params, [ctx.keys.get(r.stage) for _, r in sorted(stage.inputs.items())], table_key(out))
     return out
 
 
@@ -174,7 +174,7 @@ register(Operator(
             Port("table3", ("Features",), optional=True, doc=TABLE_DOC),
             Port("table4", ("Features",), optional=True, doc=TABLE_DOC)),
     positional=("table1", "table2", "table3", "table4"),
-    mode="join", run=run_join, on_cohort=join_for_cohort, impl=join_tables, infer=_join_type,
+    behaviour="stateless", run=run_join, on_cohort=join_for_cohort, impl=join_tables, infer=_join_type,
     doc="Feature tables side by side (up to four), matched by case id or patient id; refit inside the folds when a fitted "
         "stage feeds it.",
     examples=("features both = join(rad, clin)", "features both = join(rad, clin) { by: patient, prefix: true }"),

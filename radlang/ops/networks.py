@@ -7,8 +7,15 @@
     network res = resnet(dims: 3, depth: 18, in_channels: 1, out_channels: 2)
 
 A network stage is a description; it is trained by `train fit = supervised(net, cohort) {...}`
-(radlang/ops/training.py). `radlang plan` shows, for each network, the parameter count and the
+(radlang/ops/supervised.py). `radlang plan` shows, for each network, the parameter count and the
 receptive field; a `train` stage adds the training memory for its patch and batch.
+
+A network's stage value (`run_network`) is the recipe the training stage builds with the operator's `impl`,
+with its head (segmentation or classification), its total downsampling and its default Grad-CAM layer; the
+training, inference and Grad-CAM stages read these from it and build the network with its operator's `impl`.
+Adding a network is a settings model, a branch of `build_network`, its entry in SEGMENTATION_NETS or
+CLASSIFICATION_NETS, LABELS (and CAM_LAYERS), `downsampling` and `receptive_field` branches when it downsamples, and a
+`_register` line: all in this module.
 
 Self-contained functions (see radlang/registry.py): `build_network` builds the MONAI module from the
 plain spec {"arch": ..., "params": ...}; `receptive_field` follows kernel sizes and strides exactly
@@ -29,6 +36,7 @@ from radlang.values import Settings, contradiction, out_of_range
 
 SEGMENTATION_NETS = ("unet", "segresnet", "attention_unet")
 CLASSIFICATION_NETS = ("densenet121", "resnet")
+CAM_LAYERS = {"densenet121": "class_layers.relu", "resnet": "layer4"}   # Grad-CAM's default target layer
 
 # ----------------------------------------------------------------------------------------------
 # self-contained implementation
@@ -309,7 +317,7 @@ class ResNetSettings(NetSettings):
 # compile time: types and plan
 
 
-def _task(name):
+def _head(name):
     return "segmentation" if name in SEGMENTATION_NETS else "classification"
 
 
@@ -318,18 +326,43 @@ LABELS = {"unet": "UNet", "segresnet": "SegResNet", "attention_unet": "Attention
 
 def _net_type(ctx) -> RType:
     s, name = ctx.settings, ctx.stmt.op.name
-    if _task(name) == "classification" and s.out_channels < 2:
+    if _head(name) == "classification" and s.out_channels < 2:
         ctx.error("E302", "a classification network needs `out_channels` ≥ 2 (one per class)", setting="out_channels")
-    if _task(name) == "segmentation" and s.out_channels < 2:
+    if _head(name) == "segmentation" and s.out_channels < 2:
         ctx.error("E302", "a segmentation network needs `out_channels` ≥ 2 (background and at least one class)",
                   setting="out_channels", hint="use 2 for a binary mask, or 1 + the number of habitats")
     label = LABELS[name] + (f"{s.depth}" if name == "resnet" else "")
-    return RType("Network", dims=s.dims, channels=s.in_channels, task=_task(name), classes=s.out_channels,
+    return RType("Network", dims=s.dims, channels=s.in_channels, head=_head(name), classes=s.out_channels,
                  detail=f"{s.dims}D {label}")
 
 
 def spec_of(stage) -> dict:
     return {"arch": stage.op, "params": stage.params}
+
+
+def downsampling(spec) -> int:
+    """The network's total downsampling: a segmentation network's input sides must be multiples of it."""
+    p = spec["params"]
+    if spec["arch"] in ("unet", "attention_unet"):
+        k = 1
+        for s in p["strides"]:
+            k *= int(s)
+        return k
+    if spec["arch"] == "segresnet":
+        return 2 ** (len(p["blocks_down"]) - 1)
+    return 1
+
+
+def cam_layer(arch) -> str | None:
+    """Grad-CAM's default target layer of a classification network (None: the `gradcam` stage names one)."""
+    return CAM_LAYERS.get(arch)
+
+
+def run_network(stage, ctx):
+    """A network stage trains nothing: its value is the recipe a training stage builds (with the operator's `impl`),
+    its head, its total downsampling and its default Grad-CAM layer."""
+    spec = spec_of(stage)
+    return {**spec, "head": _head(stage.op), "divisor": downsampling(spec), "cam_layer": cam_layer(stage.op)}
 
 
 def _human(n):
@@ -360,7 +393,7 @@ def _net_plan(stage, memory):
 
 def _register(name, settings, doc, example):
     register(Operator(
-        name=name, kind="network", output="Network", settings=settings, mode="network", infer=_net_type,
+        name=name, kind="network", output="Network", settings=settings, behaviour="stateless", run=run_network, infer=_net_type,
         impl=build_network, plan=_net_plan, doc=doc, examples=(example,),
     ))
 

@@ -4,8 +4,11 @@
     segment roi = otsu(train.image) { smooth: 1mm, largest: true }      # SimpleITK Otsu threshold
     segment roi = threshold(train.image, lo: -100HU, hi: 300HU)         # a fixed intensity window
 
-Segmentation runs per case, inside the same task as feature extraction (radlang/backends/modes/case.py),
-so images never travel between processes. Every segment operator yields a binary mask (ROI = 1) on the
+Segmentation runs per case, inside the same case job as feature extraction (`extract_case` in
+radlang/ops/features.py), so images never travel between processes. A segmenter declares `behaviour="per_case"`
+and its per-case function as `case`: `(image, mask, params) -> (roi, problems)`, where `mask` is the cohort's
+mask when the segmenter reads one (its input port is a `.mask`) and None otherwise; the stage's own value is a
+`LazyMask` (`run_segmenter`). Every segment operator yields a binary mask (ROI = 1) on the
 image grid. Mask checks (empty mask, absent label, geometry that differs from the image) run before any
 extraction, for every case at once.
 
@@ -16,6 +19,7 @@ A segment function returns (ROI, problems), the ROI None when there are problems
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Literal
 
 from pydantic import Field, model_validator
@@ -104,7 +108,7 @@ def segment_mask(image, mask, params):
     return roi, []
 
 
-def segment_otsu(image, params):
+def segment_otsu(image, mask, params):
     """`otsu`: SimpleITK's Otsu threshold (voxels above it are the ROI), after optional Gaussian
     smoothing (sigma in mm), optionally keeping only the largest connected component."""
     import SimpleITK as sitk
@@ -126,7 +130,7 @@ def segment_otsu(image, params):
     return roi, []
 
 
-def segment_threshold(image, params):
+def segment_threshold(image, mask, params):
     """`threshold`: voxels with lo <= intensity <= hi (after optional smoothing) are the ROI."""
     import SimpleITK as sitk
 
@@ -143,6 +147,20 @@ def segment_threshold(image, params):
     if not sitk.GetArrayViewFromImage(roi).any():
         return None, [("E605", f"no voxel lies between {lo:g} and {hi:g} (empty mask)")]
     return roi, []
+
+
+@dataclass(frozen=True)
+class LazyMask:
+    """The run-time value of a segment stage: segmentation happens per case, inside the feature stage's case job."""
+
+    stage: str
+    op: str
+
+
+def run_segmenter(stage, ctx):
+    """A segment stage computes nothing on its own: the feature stage that reads it runs its `case` function per case."""
+    ctx.keys[stage.name] = ctx.stage_key(stage)
+    return LazyMask(stage.name, stage.op)
 
 
 def _mask_type(ctx) -> RType:
@@ -166,7 +184,7 @@ class MaskSettings(Settings):
 
 
 register(Operator(
-    name="mask", kind="segment", output="Mask", settings=MaskSettings, mode="segment",
+    name="mask", kind="segment", output="Mask", behaviour="per_case", run=run_segmenter, case=segment_mask, settings=MaskSettings,
     inputs=(Port("mask", ("Mask",), doc="a cohort's mask, e.g. `train.mask`"),), positional=("mask",),
     impl=segment_mask, helpers=(check_mask,), infer=_mask_type, version="1",
     doc="Use the cohort's own mask: checked (empty, absent label, geometry) before extraction, then binarised (label -> 1).",
@@ -182,7 +200,7 @@ class OtsuSettings(Settings):
 
 
 register(Operator(
-    name="otsu", kind="segment", output="Mask", settings=OtsuSettings, mode="segment",
+    name="otsu", kind="segment", output="Mask", behaviour="per_case", run=run_segmenter, case=segment_otsu, settings=OtsuSettings,
     inputs=(Port("image", ("Image",), doc="a cohort's image, e.g. `train.image`"),), positional=("image",),
     impl=segment_otsu, helpers=(largest_component,), infer=_image_type, version="1",
     doc="Segment the bright region with SimpleITK's Otsu threshold, optionally smoothed, keeping the largest connected component.",
@@ -207,7 +225,7 @@ class ThresholdSettings(Settings):
 
 
 register(Operator(
-    name="threshold", kind="segment", output="Mask", settings=ThresholdSettings, mode="segment",
+    name="threshold", kind="segment", output="Mask", behaviour="per_case", run=run_segmenter, case=segment_threshold, settings=ThresholdSettings,
     inputs=(Port("image", ("Image",), doc="a cohort's image, e.g. `train.image`"),), positional=("image", "lo", "hi"),
     impl=segment_threshold, helpers=(largest_component,), infer=_image_type, version="1",
     doc="Segment the voxels whose intensity lies in [lo, hi] (e.g. a HU window), optionally the largest connected component.",

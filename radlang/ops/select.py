@@ -383,7 +383,7 @@ def _register(name, settings, impl, fit, supervised, doc, infer=None, extra_port
     ports = (FEATURES,) + ((TARGET,) if supervised else ()) + tuple(extra_ports)
     register(Operator(
         name=name, kind="select", output="Features", settings=settings, inputs=ports,
-        positional=("input", "target") if supervised else ("input",), fit=fit, mode="estimator",
+        positional=("input", "target") if supervised else ("input",), fit=fit, behaviour="fitted", mode="estimator",
         impl=impl, helpers=(make_selector, selector_class, select_support, icc_values, icc_values_pingouin),
         infer=infer or (lambda ctx: _features_out(ctx, supervised)), doc=doc, examples=examples, raters=raters,
     ))

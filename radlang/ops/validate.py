@@ -758,7 +758,7 @@ register(Operator(
     inputs=(Port("model", ("Model",), doc="a `model` stage"),
             Port("external", ("Cohort",), optional=True, doc="an external validation cohort (never fit on)"),
             Port("groups", ("Ids", "Site"), optional=True, doc="what must not straddle a split (default: the cohort's patient ids)")),
-    fit="outcome", mode="evaluate", sink=True, impl=run_fold,
+    fit="outcome", behaviour="stateless", mode="evaluate", sink=True, impl=run_fold,
     helpers=(make_splits, choose_threshold, fitted_selections, model_artefact, auc_rank, calibration_stats, net_benefit, binary_metrics, multiclass_metrics,
              survival_metrics, round_floats, evaluation_json, evaluation_csv, cv_description, evaluation_plots, write_evaluation_plots,
              evaluation_summary),

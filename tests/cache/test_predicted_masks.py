@@ -39,7 +39,7 @@ def test_an_edited_predicted_mask_is_predicted_again(tmp_path, monkeypatch):
     edited.CopyInformation(img)
     sitk.WriteImage(edited, str(masks[0]), True)
 
-    import radlang.ops.training as tr
+    import radlang.ops.supervised as tr
 
     def boom(*args, **kw):
         raise AssertionError("trained again")

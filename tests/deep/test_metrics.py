@@ -6,7 +6,8 @@ import torch
 from monai.metrics import compute_dice, compute_hausdorff_distance
 from monai.networks.utils import one_hot
 
-from radlang.ops.training import make_loss, seg_scores, summarize_scores
+from radlang.ops.segmentation_metrics import seg_scores, summarize_scores
+from radlang.ops.supervised import make_loss
 
 pytestmark = pytest.mark.filterwarnings("ignore::FutureWarning")   # a MONAI deprecation notice inside its HD metric
 

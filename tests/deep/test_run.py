@@ -37,7 +37,7 @@ def test_training_is_deterministic_and_cached(cohorts, tmp_path, monkeypatch):
 
     build_network(a.results["fit"]["spec"]).load_state_dict(state)
     # re-run: the trained network comes from the cache, training is not called again
-    import radlang.ops.training as tr
+    import radlang.ops.supervised as tr
 
     def boom(*args, **kw):
         raise AssertionError("trained again")

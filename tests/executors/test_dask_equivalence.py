@@ -73,7 +73,7 @@ def test_dask_writes_the_bytes_of_the_local_pool(tmp_path, monkeypatch, text, ex
     run_study(res.study, out=tmp_path / "local", workers=2, quiet=True)
     ctx = run_study(res.study, out=tmp_path / "dask", workers=2, quiet=True, executor="dask")
     assert ctx.executor._cluster is None and ctx.executor._client is None        # closed with the run
-    assert {"precheck_task", "run_case_task", "run_fold"} <= set(functions)
+    assert {"check_case", "extract_case", "run_fold"} <= set(functions)
     local, dask = _tree(tmp_path / "local"), _tree(tmp_path / "dask")
     assert set(expect) <= set(local)
     assert local.keys() == dask.keys()

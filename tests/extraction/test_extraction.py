@@ -172,13 +172,13 @@ def test_cache_recomputes_only_what_changed(tmp_path, tiny_cohort):
 
 def test_interrupted_run_resumes(tmp_path, tiny_cohort, monkeypatch):
     """Cases finished before an interruption are cached (atomically); the re-run computes only the rest."""
-    import radlang.backends.modes.case as case_mode
+    import radlang.ops.features as case_mode
 
     spec = write_spec(tmp_path, f"""
         cohort c = manifest("{tiny_cohort}") {{ mask: mask }}
         features f = pyradiomics(c.image, c.mask) {{ classes: [shape(VoxelVolume)] }}
     """)
-    real = case_mode.run_case_task
+    real = case_mode.extract_case
     calls = {"n": 0}
 
     def flaky(task):
@@ -187,10 +187,10 @@ def test_interrupted_run_resumes(tmp_path, tiny_cohort, monkeypatch):
             raise KeyboardInterrupt
         return real(task)
 
-    monkeypatch.setattr(case_mode, "run_case_task", flaky)
+    monkeypatch.setattr(case_mode, "extract_case", flaky)
     with pytest.raises(KeyboardInterrupt):
         run_spec(spec)
-    monkeypatch.setattr(case_mode, "run_case_task", real)
+    monkeypatch.setattr(case_mode, "extract_case", real)
     leftovers = [p for p in (tmp_path / "out" / ".cache").rglob("*") if p.name.endswith(".tmp")]
     assert leftovers == []
     ctx = run_spec(spec)
@@ -199,7 +199,7 @@ def test_interrupted_run_resumes(tmp_path, tiny_cohort, monkeypatch):
 
 
 def test_extract_for_cohort_and_perturbations(tmp_path, tiny_cohort):
-    from radlang.backends.modes.case import extract_for_cohort
+    from radlang.ops.features import pyradiomics_on_cohort as extract_for_cohort
 
     spec = write_spec(tmp_path, f"""
         cohort c = manifest("{tiny_cohort}") {{ mask: mask }}
@@ -264,10 +264,10 @@ def _mask_variants(tmp_path, tiny_cohort):
 
 
 def test_mask_checks_report_every_case_before_extraction(tmp_path, tiny_cohort, monkeypatch):
-    import radlang.backends.modes.case as case_mode
+    import radlang.ops.features as case_mode
 
     m = _mask_variants(tmp_path, tiny_cohort)
-    monkeypatch.setattr(case_mode, "run_case_task", lambda task: pytest.fail("extraction ran before the checks failed"))
+    monkeypatch.setattr(case_mode, "extract_case", lambda task: pytest.fail("extraction ran before the checks failed"))
     spec = write_spec(tmp_path, """
         cohort c = manifest("m.csv") { mask: mask }
         features f = pyradiomics(c.image, c.mask) { classes: [firstorder(Mean)] }

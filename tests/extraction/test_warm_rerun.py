@@ -123,7 +123,7 @@ def test_warm_run_reads_no_image_and_a_changed_image_is_still_detected(tmp_path,
 @pytest.mark.parametrize("cases", [0, 3])
 def test_feature_table_assembly_is_float64_in_case_order(tmp_path, tiny_cohort, cases):
     """The numpy-built feature block: float64 columns, manifest order, case_id index (empty cohort included)."""
-    from radlang.backends.modes.case import _extract
+    from radlang.ops.features import _extract
 
     spec = write_spec(tmp_path, f"""
         cohort c = manifest("{tiny_cohort}") {{ mask: mask }}

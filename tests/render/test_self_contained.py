@@ -1,5 +1,6 @@
-"""Every operator that `radlang run` supports can be rendered: it has a render hook for its mode, and
-its implementation and helpers can be inlined into a standalone script (no radlang, no module globals).
+"""Every operator that `radlang run` supports can be rendered: its declared run-time glue (`run`, `case`,
+`on_cohort`), or the executor mode that runs it, can be inlined with everything it reaches, and its
+implementation and helpers can be inlined into a standalone script (no radlang, no module globals).
 
 A new operator (or mode) that `render` cannot write fails here, with the reason."""
 
@@ -58,6 +59,13 @@ def _default_uses_global(x, k=GLOBAL_CONSTANT):
     return x + k
 
 
+_MODULE_OBJECT = object()
+
+
+def _glue_reads_a_module_object(stage, ctx):
+    return _MODULE_OBJECT
+
+
 def _closure_factory():
     y = 2
 
@@ -90,11 +98,42 @@ def test_checker_accepts_local_imports_nested_code_and_listed_helpers():
     assert "sorted" in global_names(_local_imports_and_nesting)
 
 
-def test_every_operator_has_a_render_hook_for_its_mode():
+def test_every_operator_declares_how_it_runs_and_can_be_rendered():
     missing = [f"`{op.name}` (mode `{op.mode}`, {op.impl.__module__ if op.impl else 'no impl'})"
                for op in registry.all_ops() if op.run is None and get_hook(op.mode) is None]
-    assert not missing, ("operators that `radlang run` supports but `radlang render` cannot write; add a hook in "
+    assert not missing, ("operators that `radlang run` supports but `radlang render` cannot write; declare `run` or add a hook in "
                          "radlang/backends/render_hooks/<mode>.py: " + ", ".join(missing) + f" (hooked modes: {hooked_modes()})")
+    assert {op.behaviour for op in registry.all_ops()} <= {"stateless", "per_case", "fitted"}
+    assert all(op.case is not None for op in registry.all_ops() if op.behaviour == "per_case")
+
+
+def test_every_operator_run_function_can_be_inlined():
+    """What `call_run` inlines: an operator's run-time glue and everything it reaches (radlang functions, classes,
+    constants, the generic per-case map); anything the script cannot hold is reported here, before a user renders."""
+    from radlang.backends.render import _runtime_source, inline_closure, op_functions, run_functions
+
+    strict = {f for op in registry.all_ops() for f in op_functions(op)}
+    _, runtime_names = _runtime_source()
+    problems = {}
+    for op in registry.all_ops():
+        fns = run_functions(op)
+        if not fns:
+            continue
+        objs, _, _, ps = inline_closure(fns, strict, runtime_names)
+        assert all(any(f is o for o in objs) for f in fns)
+        if ps:
+            problems[op.name] = ps
+    assert not problems, "operator run-time code a rendered script cannot hold:\n" + "\n".join(
+        f"  {name}: {p}" for name, ps in problems.items() for p in dict.fromkeys(ps))
+
+
+def test_inlining_reports_run_glue_that_needs_its_module():
+    """The check above can fail: glue that reads a module-level object the script cannot hold is reported."""
+    from radlang.backends.render import _runtime_source, inline_closure
+
+    _, runtime_names = _runtime_source()
+    _, _, _, problems = inline_closure([_glue_reads_a_module_object], set(), runtime_names)
+    assert any("_MODULE_OBJECT" in p for p in problems), problems
 
 
 def test_every_executor_mode_has_a_render_hook():
@@ -132,7 +171,7 @@ def test_every_executor_mode_function_can_be_inlined():
     from radlang.backends import executor
     from radlang.backends.render import _runtime_source, inline_closure, op_functions
 
-    executor.get_mode("case")
+    executor.get_mode("estimator")
     strict = {f for op in registry.all_ops() for f in op_functions(op)}
     _, runtime_names = _runtime_source()
     problems = {}

@@ -172,7 +172,7 @@ def run_evaluate(stage, ctx):
     import pandas as pd
 
     from radlang import registry
-    from radlang.backends.modes.estimator import _table_key
+    from radlang.backends.glue import table_key
     from radlang.backends.refit import assemble, match_by, recipe, refit_of, source_columns, source_order, sources_under
     from radlang.ops.validate import (
         binary_metrics,
@@ -296,10 +296,10 @@ def run_evaluate(stage, ctx):
 
     # --- cache: same recipe, same data -> same outputs
     ck = key("evaluate", op.version, mop.version, p, stage.seed, [(by[n].name, by[n].op, by[n].params, by[n].seed) for n in graph["nodes"]], graph,
-             (model.op, model.params, model.seed), _table_key(X), data[["case_id", "patient_id"] + out_cols].to_csv(index=False),
-             list(map(str, groups)), _table_key(Xe) if Xe is not None else None,
+             (model.op, model.params, model.seed), table_key(X), data[["case_id", "patient_id"] + out_cols].to_csv(index=False),
+             list(map(str, groups)), table_key(Xe) if Xe is not None else None,
              ext_data[["case_id"] + out_cols].to_csv(index=False) if ext_data is not None else None,
-             {k: {n: _table_key(t) for n, t in v.items()} for k, v in raters_by_stage.items()})
+             {k: {n: table_key(t) for n, t in v.items()} for k, v in raters_by_stage.items()})
     cached = ctx.cache.get(ck)
     if cached is not None:
         mbytes, pbytes, metrics, model_bytes, card_bytes = cached

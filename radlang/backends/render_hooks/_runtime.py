@@ -1,7 +1,6 @@
-"""The small runtime a rendered script carries when it calls an executor mode's own code verbatim
-(modes whose glue still holds logic: see the hooks that use `call_mode`). These classes stand in for
-what the mode reads of radlang's compiled Stage, RunContext, registry and diagnostics: plain data, no
-numbers decided here. The script has no cache (every run computes everything) and runs cases serially,
+"""The small runtime a rendered script carries when it calls radlang's run-time glue verbatim (operators'
+`run` functions, executor modes). These classes stand in for what the glue reads of radlang's compiled
+Stage, RunContext, registry and diagnostics: plain data, no numbers decided here. The script has no cache (every run computes everything) and runs cases serially,
 which gives the same numbers as `radlang run` with any number of workers."""
 
 from __future__ import annotations
@@ -79,9 +78,13 @@ class RunError(Exception):
 
 
 class OperatorInfo:
-    def __init__(self, name, mode, version, impl=None, helpers=(), sink=False, fit="none", on_cohort=None, raters=False):
-        self.name, self.mode, self.version, self.impl, self.helpers = name, mode, version, impl, tuple(helpers)
-        self.sink, self.fit, self.on_cohort, self.raters = sink, fit, on_cohort, raters
+    """What the stages' code reads of an operator's declaration (radlang/registry.py)."""
+
+    def __init__(self, name, behaviour, version, run=None, mode=None, case=None, on_cohort=None, impl=None, helpers=(),
+                 sink=False, fit="none", raters=False):
+        self.name, self.behaviour, self.version, self.run, self.mode = name, behaviour, version, run, mode
+        self.case, self.on_cohort, self.impl, self.helpers = case, on_cohort, impl, tuple(helpers)
+        self.sink, self.fit, self.raters = sink, fit, raters
 
 
 class Registry:
