@@ -119,7 +119,7 @@ def precheck_task(task) -> list[dict]:
     """Cheap checks before extraction: every file readable; for a cohort mask, geometry, emptiness and label."""
     import SimpleITK as sitk
 
-    from radlang.ops.cohorts import read_image_header
+    from radlang.ops.cohorts import image_payload_problem, read_image_header
     from radlang.ops.segment import check_mask, load_image
 
     problems = []
@@ -129,14 +129,24 @@ def precheck_task(task) -> list[dict]:
             problems.append(_problem(task, "file not found", path, col, "E601"))
             continue
         try:
-            headers[col] = read_image_header(path)
+            header = read_image_header(path)
         except Exception as e:  # noqa: BLE001 -- any reader failure is bad data, reported as a diagnostic
             problems.append(_problem(task, f"unreadable or corrupt image ({_short(e)})", path, col, "E602"))
+            continue
+        bad = image_payload_problem(path)
+        if bad:
+            problems.append({"case": task["case"], "column": col, **bad})
+        else:
+            headers[col] = header
     seg = task["seg"]
     if seg["source"] == "mask":
         path, col = task["mask"], task["mask_column"]
         if not path or not os.path.exists(path):
             problems.append(_problem(task, "file not found", path, col, "E601"))
+            return problems
+        bad = image_payload_problem(path)
+        if bad:
+            problems.append({"case": task["case"], "column": col, **bad})
             return problems
         try:
             mask = load_image(path)

@@ -91,6 +91,7 @@ def _cached_manifest(ctx, op, params, path, name):
     df, problems = op.impl(params, str(path), name)
     if df is not None:
         files = [f for c in df.columns if c in ("image", "mask") or c.startswith("image.") for f in df[c] if f]
+        files += [p["file"] for p in problems if p.get("file")]      # e.g. an external data file found incomplete
         cache.put(k, {"table": df, "problems": problems, "stats": {f: _stat(f) for f in files}})
     return df, problems
 
