@@ -343,6 +343,8 @@ def dicom_series_problem(path):
     """A DICOM series folder whose slice positions (along the slice normal) are not evenly spaced:
     missing slices, or slices from another acquisition. Reads every slice's header, not its pixels.
     Returns None or a problem dict {code, file, message, hint}."""
+    from itertools import pairwise
+
     import SimpleITK as sitk
 
     files = sitk.ImageSeriesReader.GetGDCMSeriesFileNames(path)
@@ -357,7 +359,7 @@ def dicom_series_problem(path):
         if len(d) != 9:
             return None
         pos.append(o[0] * d[2] + o[1] * d[5] + o[2] * d[8])
-    steps = [b - a for a, b in zip(pos, pos[1:])]
+    steps = [b - a for a, b in pairwise(pos)]
     step = sorted(abs(s) for s in steps)[len(steps) // 2]
     tol = max(0.01, 0.05 * step)
     odd = [(i, s) for i, s in enumerate(steps) if abs(abs(s) - step) > tol]

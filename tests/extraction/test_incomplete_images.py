@@ -125,7 +125,7 @@ def test_run_names_the_case_and_file_of_a_truncated_image(tmp_path, tiny_cohort,
 
 
 def test_on_error_skip_excludes_a_truncated_image(tmp_path, tiny_cohort):
-    m, cut = _cohort_with_a_truncated_image(tmp_path, tiny_cohort, lambda n: n // 2)
+    m, _ = _cohort_with_a_truncated_image(tmp_path, tiny_cohort, lambda n: n // 2)
     spec = write_spec(tmp_path, """
         study "s" { on_error: "skip" }
         cohort a = manifest("m.csv") { mask: mask, outcome: malignant as binary }
