@@ -377,6 +377,24 @@ def dicom_series_problem(path):
             "hint": "export the complete series again; a series with missing or unevenly spaced slices would be read as a wrong volume"}
 
 
+def manifest_columns(params):
+    """The columns a manifest must have, as (role, column) pairs: id, image(s), mask, site, patient,
+    outcome (or survival time and event), clinical covariates."""
+    images = params["image"] if isinstance(params["image"], list) else [params["image"]]
+    outcome = params.get("outcome")
+    wanted = [("id", params["id"])] + [("image", c) for c in images]
+    for role in ("mask", "site", "patient"):
+        if params.get(role):
+            wanted.append((role, params[role]))
+    if outcome:
+        if outcome["kind"] == "survival":
+            wanted += [("outcome time", outcome["time"]), ("outcome event", outcome["event"])]
+        else:
+            wanted.append(("outcome", outcome["column"]))
+    wanted += [("clinical", c) for c in params.get("clinical") or []]
+    return wanted
+
+
 def load_manifest(params, manifest_path, name, check_files=True):
     """Read a manifest CSV into the cohort table.
 
@@ -399,17 +417,7 @@ def load_manifest(params, manifest_path, name, check_files=True):
     raw.columns = [c.strip() for c in raw.columns]
     images = params["image"] if isinstance(params["image"], list) else [params["image"]]
     outcome = params.get("outcome")
-    wanted = [("id", params["id"])] + [("image", c) for c in images]
-    for role in ("mask", "site", "patient"):
-        if params.get(role):
-            wanted.append((role, params[role]))
-    if outcome:
-        if outcome["kind"] == "survival":
-            wanted += [("outcome time", outcome["time"]), ("outcome event", outcome["event"])]
-        else:
-            wanted.append(("outcome", outcome["column"]))
-    wanted += [("clinical", c) for c in params.get("clinical") or []]
-    for role, col in wanted:
+    for role, col in manifest_columns(params):
         if col not in raw.columns:
             import difflib
 
@@ -561,7 +569,8 @@ def load_manifest(params, manifest_path, name, check_files=True):
 
 register(Operator(
     name="manifest", kind="cohort", output="Cohort", settings=ManifestSettings, positional=("path",),
-    mode="cohort", infer=cohort_type, sink=False, impl=load_manifest, helpers=(read_image_header, image_payload_problem, gzip_payload_size, dicom_series_problem),
+    mode="cohort", infer=cohort_type, sink=False, impl=load_manifest,
+    helpers=(manifest_columns, read_image_header, image_payload_problem, gzip_payload_size, dicom_series_problem),
     doc="A cohort read from a CSV manifest: one row per case, columns for id, images, mask, outcome, site and covariates.",
     examples=('cohort train = manifest("data/train.csv") { image: ct, mask: roi, outcome: malignant as binary, site: hospital }',),
 ))
@@ -690,8 +699,8 @@ def phantom_manifest_params(params):
 
 register(Operator(
     name="phantom", kind="cohort", output="Cohort", settings=PhantomSettings, positional=("cases",),
-    mode="cohort", infer=phantom_type, impl=make_phantom, helpers=(phantom_manifest_params, load_manifest, read_image_header, image_payload_problem,
-                                                                gzip_payload_size, dicom_series_problem),
+    mode="cohort", infer=phantom_type, impl=make_phantom, helpers=(phantom_manifest_params, load_manifest, manifest_columns, read_image_header,
+                                                                image_payload_problem, gzip_payload_size, dicom_series_problem),
     version="1",
     doc=("A synthetic CT-like cohort (no download): per case a small 3D volume with one lesion, written as NIfTI with a "
          "manifest under <out>/data/<stage>/. The binary outcome `malignant` changes lesion texture and shape by `effect`; "
