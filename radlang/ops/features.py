@@ -339,6 +339,24 @@ def pyradiomics_config(params, params_file_text=None):
     return {"setting": setting, "imageType": image_type, "featureClass": feature_class}
 
 
+def params_schema_problems(params):
+    """PyRadiomics' own check of a parameter dict (pykwalify against radiomics/schemas/paramSchema.yaml):
+    [] when it is valid, else the problems it lists."""
+    import logging
+
+    import radiomics
+    from radiomics import featureextractor
+
+    radiomics.setVerbosity(logging.ERROR)
+    logging.getLogger("pykwalify").setLevel(logging.CRITICAL)
+    try:
+        featureextractor.RadiomicsFeatureExtractor(params if isinstance(params, dict) else {})
+    except Exception as e:  # noqa: BLE001 -- pykwalify's SchemaError, or what PyRadiomics raises on a value it cannot use
+        lines = [ln.strip()[2:].removesuffix(": Path: '/'>") for ln in str(e).splitlines() if ln.strip().startswith("- ")]
+        return lines or [str(e).strip() or type(e).__name__]
+    return [] if isinstance(params, dict) or params is None else ["the file must hold a mapping (`key: value` lines)"]
+
+
 def extract_features(image, mask, config, _extractors={}):  # noqa: B006 -- a per-process extractor cache
     """Run PyRadiomics on one case (SimpleITK image and mask). Returns (features, diagnostics):
     {PyRadiomics feature name: float} and {diagnostics_* name: str}. The extractor (its parameter
@@ -475,7 +493,7 @@ register(Operator(
     name="pyradiomics", kind="features", output="Features", settings=PyradiomicsSettings, mode="case",
     inputs=(Port("image", ("Image",), doc="a cohort's image, e.g. `train.image`"),
             Port("mask", ("Mask",), doc="a cohort's mask (`train.mask`) or a segment stage")),
-    positional=("image", "mask"), impl=extract_features, helpers=(pyradiomics_config, perturb_case, features_csv, member_columns),
+    positional=("image", "mask"), impl=extract_features, helpers=(pyradiomics_config, params_schema_problems, perturb_case, features_csv, member_columns),
     infer=_features_type, version="1", sink=True, plan=_plan,
     doc=("Radiomics features by PyRadiomics, every value-changing setting mapped one to one; "
          "`params: from_params(\"file.yaml\")` imports an existing PyRadiomics parameter file. "

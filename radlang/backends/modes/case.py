@@ -54,7 +54,7 @@ def _stage_by_name(ctx, name):
 def feature_plan(ctx, stage) -> dict:
     """What one case task needs besides its files: the image column(s), the segmentation step, the
     PyRadiomics config and the content that keys the cache."""
-    from radlang.ops.features import pyradiomics_config
+    from radlang.ops.features import params_schema_problems, pyradiomics_config
 
     p = dict(stage.extra.get("merge", {}).get("params") or stage.params)
     text = None
@@ -73,6 +73,14 @@ def feature_plan(ctx, stage) -> dict:
         config = pyradiomics_config(p, text)
     except Exception as e:  # noqa: BLE001 -- any reader failure is bad data, reported as a diagnostic
         raise RunError([Diagnostic("E602", f"`{stage.name}`: the PyRadiomics params file is not valid YAML: {e}", stage.span)]) from None
+    if text is not None:
+        import yaml
+
+        bad = params_schema_problems(yaml.safe_load(text))
+        if bad:
+            raise RunError([Diagnostic("E653", f"`{stage.name}`: the PyRadiomics params file `{path}`: {m}", stage.span,
+                                       hint="PyRadiomics checks the file against its schema (radiomics/schemas/paramSchema.yaml)")
+                            for m in bad])
     img_ref, mask_ref = stage.inputs["image"], stage.inputs["mask"]
     seg_mode = None if mask_ref.attr == "mask" else registry.get(_stage_by_name(ctx, mask_ref.stage).op).mode
     if mask_ref.attr == "mask":
