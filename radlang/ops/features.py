@@ -474,18 +474,53 @@ def _features_type(ctx) -> RType:
     return RType("Features", cohort=img.cohort if img else None, outcome=None, dims=img.dims if img else None, detail="pyradiomics")
 
 
-def _plan(stage, memory):
-    p = stage.params
-    filters = [f["kind"] for f in p.get("filters") or [{"kind": "original"}]]
-    n_img = 0
-    for f in p.get("filters") or [{"kind": "original"}]:
-        if f["kind"] == "log":
-            n_img += len(f["sigma"])
-        elif f["kind"] == "wavelet":
-            n_img += 8 * int(f.get("level", 1))
+def image_types(config: dict, dims: int = 3) -> list[tuple[str, int]]:
+    """The derived images PyRadiomics computes for a parameter dict: [(image type, how many)], from its `imageType`
+    section with each type's own settings over the general ones (as PyRadiomics merges them). LoG: one per sigma;
+    Wavelet: 2^d - 1 detail images per level plus the last approximation (d = 3, or 2 with force2D); LBP3D: one per
+    level plus the kurtosis image; every other type one."""
+    general = config.get("setting") or {}
+    out = []
+    for kind, own in (config.get("imageType") or {}).items():
+        kw = {**general, **(own or {})}
+        if kind == "LoG":
+            n = len(kw.get("sigma") or [])
+        elif kind == "Wavelet":
+            d = dims - 1 if kw.get("force2D") else dims
+            n = int(kw.get("level", 1)) * (2 ** d - 1) + 1
+        elif kind == "LBP3D":
+            n = int(kw.get("lbp3DLevels", 2)) + 1
         else:
-            n_img += 1
-    lines = [("info", f"per case, in one task: load image + mask, segment, check, extract ({', '.join(filters)}: {n_img} image(s))")]
+            n = 1
+        out.append((kind, n))
+    return out
+
+
+def _plan(stage, memory):
+    """What one case task computes, from the settings merged over the params file, as the run merges them."""
+    import os
+
+    p = stage.params
+    lines, text = [], None
+    if p.get("params"):
+        from radlang.checks.data import spec_folder
+
+        folder = spec_folder(stage)
+        path = p["params"] if os.path.isabs(p["params"]) or folder is None else str(folder / p["params"])
+        try:
+            with open(path, encoding="utf-8") as fh:
+                text = fh.read()
+        except OSError as e:
+            lines.append(("warning", f"cannot read the params file `{path}` ({e.strerror or e}): the counts below leave it out"))
+    try:
+        config = pyradiomics_config(p, text)
+    except Exception as e:  # noqa: BLE001 -- a params file that is not YAML: `check` and `run` report it
+        config = pyradiomics_config(p)
+        lines.append(("warning", f"the params file is not valid YAML ({type(e).__name__}): the counts below leave it out"))
+    kinds = image_types(config, int(stage.type.dims or 3))
+    total = sum(n for _, n in kinds)
+    what = ", ".join(k if n == 1 else f"{k} ×{n}" for k, n in kinds)
+    lines.insert(0, ("info", f"per case, in one task: load image + mask, segment, check, extract ({what}: {total} image(s))"))
     return lines
 
 
