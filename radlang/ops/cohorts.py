@@ -16,6 +16,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator
 
+from radlang.diagnostics import label_cases
 from radlang.registry import Operator, register
 from radlang.types import OUTCOME_KINDS, RType
 from radlang.units import Intensity, Length
@@ -531,8 +532,11 @@ def load_manifest(params, manifest_path, name, check_files=True):
                         neg = [v for v in labels if v != pos]
                         classes = neg + [pos]
                     elif len(labels) > 2:
+                        seen = [(v, ids[i] or f"row {i + 2}") for i, v in enumerate(vals) if v in present]
                         problems.append({"case": None, "file": mpath, "column": col, "fatal": True,
-                                         "message": f"a binary outcome needs two labels, found {len(labels)}: {', '.join(labels[:8])}"})
+                                         "message": f"a binary outcome needs two labels, found {len(labels)}: {label_cases(seen)}",
+                                         "hint": "correct the stray labels, name the event with `as binary(positive: ...)`, "
+                                                 "or read the column `as multiclass`"})
                         classes = labels
                     else:
                         classes = labels
@@ -570,7 +574,7 @@ def load_manifest(params, manifest_path, name, check_files=True):
 register(Operator(
     name="manifest", kind="cohort", output="Cohort", settings=ManifestSettings, positional=("path",),
     mode="cohort", infer=cohort_type, sink=False, impl=load_manifest,
-    helpers=(manifest_columns, read_image_header, image_payload_problem, gzip_payload_size, dicom_series_problem),
+    helpers=(manifest_columns, label_cases, read_image_header, image_payload_problem, gzip_payload_size, dicom_series_problem),
     doc="A cohort read from a CSV manifest: one row per case, columns for id, images, mask, outcome, site and covariates.",
     examples=('cohort train = manifest("data/train.csv") { image: ct, mask: roi, outcome: malignant as binary, site: hospital }',),
 ))
@@ -699,7 +703,7 @@ def phantom_manifest_params(params):
 
 register(Operator(
     name="phantom", kind="cohort", output="Cohort", settings=PhantomSettings, positional=("cases",),
-    mode="cohort", infer=phantom_type, impl=make_phantom, helpers=(phantom_manifest_params, load_manifest, manifest_columns, read_image_header,
+    mode="cohort", infer=phantom_type, impl=make_phantom, helpers=(phantom_manifest_params, load_manifest, manifest_columns, label_cases, read_image_header,
                                                                 image_payload_problem, gzip_payload_size, dicom_series_problem),
     version="1",
     doc=("A synthetic CT-like cohort (no download): per case a small 3D volume with one lesion, written as NIfTI with a "

@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
+from radlang.diagnostics import label_cases
 from radlang.registry import Operator, Port, register
 from radlang.types import RType
 from radlang.values import Settings, Sym
@@ -264,7 +265,9 @@ def load_table(params: dict, path: str, stage_name: str):
         if kind == "binary":
             pos = str(o["positive"]) if o.get("positive") is not None else (labels[-1] if labels else None)
             if len(labels) > 2:
-                problems.append({"file": path, "column": o["column"], "message": f"a binary outcome has more than 2 labels: {', '.join(labels[:6])}"})
+                problems.append({"file": path, "column": o["column"],
+                                 "message": f"a binary outcome has more than 2 labels: {label_cases([(v, c) for v, c in zip(col, ids) if v != ''])}",
+                                 "hint": "correct the stray labels, or read the column `as multiclass`"})
             classes = [lab for lab in labels if lab != pos] + [pos]
             df["outcome"] = (col == pos).astype(np.int64)
         else:
@@ -298,7 +301,7 @@ def _table_type(ctx) -> RType:
 
 register(Operator(
     name="table", kind="cohort", output="Cohort", settings=TableSettings, positional=("path",),
-    mode="dataset", impl=load_table, infer=_table_type,
+    mode="dataset", impl=load_table, helpers=(label_cases,), infer=_table_type,
     doc="A tabular cohort from a CSV file (no images): an id column, an outcome, optional patient and site columns; "
         "every other column (or `columns`) is a feature under `clinical.<name>`.",
     examples=('cohort t = table("features.csv") { id: case, outcome: malignant as binary }',),

@@ -163,7 +163,16 @@ def precheck_task(task) -> list[dict]:
             return problems
         if not headers:
             return problems
-        h = next(iter(headers.values()))
+        img_col, h = next(iter(headers.items()))
+        if len(h["size"]) != mask.GetDimension():
+            # the image is what differs from its cohort's masks (a 2D slice among 3D volumes, say): name the image
+            img_path = dict(task["images"])[img_col]
+            dims = " × ".join(str(int(x)) for x in h["size"])
+            mdims = " × ".join(str(int(x)) for x in mask.GetSize())
+            problems.append(_problem(task, f"the image is {len(h['size'])}D ({dims} voxels) but its mask `{path}` is "
+                                           f"{mask.GetDimension()}D ({mdims}): an image and its mask need the same dimensions",
+                                     img_path, img_col, "E604"))
+            return problems
         ref = sitk.Image([int(x) for x in h["size"]], sitk.sitkUInt8) if len(h["size"]) in (2, 3) else None
         if ref is None:
             return problems

@@ -62,7 +62,7 @@ def run_dataset(stage, ctx):
             for q in problems[:50]:
                 where = ", ".join(x for x in (f"case `{q['case']}`" if q.get("case") else "", f"column `{q['column']}`" if q.get("column") else "",
                                                f"file `{q['file']}`" if q.get("file") else "") if x)
-                diags.append(Diagnostic("E640", f"`{stage.name}`: {where}: {q['message']}", stage.span))
+                diags.append(Diagnostic("E640", f"`{stage.name}`: {where}: {q['message']}", stage.span, hint=q.get("hint")))
             if len(problems) > 50:
                 diags.append(Diagnostic("E640", f"`{stage.name}`: and {len(problems) - 50} more problems", stage.span))
             raise RunError(diags)
