@@ -2,8 +2,9 @@
 
 It reads only what is cheap, for a spec read from a file (paths are relative to it):
 
-- a manifest's header and rows, with the csv module: every column the cohort names exists (E601, with a
-  "did you mean"), and every image and mask path it lists exists (E601; no image is opened);
+- a manifest's (or a `table`'s) header and rows, with the csv module: every column the cohort names exists
+  (E601, a table's E640, with a "did you mean"), and every image and mask path it lists exists (E601; no image
+  is opened);
 - a PyRadiomics parameter file (`params: from_params("file.yaml")`): it exists and is YAML (E602), and it
   passes PyRadiomics' schema (E653, radlang/checks/pyradiomics_params.py).
 
@@ -19,7 +20,7 @@ from pathlib import Path
 
 from radlang.diagnostics import Diagnostic, did_you_mean
 
-MISSING = ("", "na", "nan", "none", "null")   # outcome values load_manifest reads as missing
+MISSING = ("", "na", "nan", "none", "null")   # outcome values load_manifest reads as missing (load_table: only "")
 SHOWN = 5                                        # missing files listed by name, per column
 
 
@@ -47,10 +48,10 @@ def check_data(stages: dict, bounds: dict, diags: list) -> dict[str, dict]:
         if st.op == "phantom":
             n = int(st.params["cases"])
             facts[name] = {"cases": n, "classes": {"0": n - n // 2, "1": n // 2}, "grouped": False}
-        elif st.op == "manifest":
+        elif st.op in ("manifest", "table"):
             folder = spec_folder(st)
             if folder is not None:
-                got = _check_manifest(st, bounds.get(name), folder, diags)
+                got = _check_csv(st, bounds.get(name), folder, diags)
                 if got is not None:
                     facts[name] = got
         elif st.op == "pyradiomics" and st.params.get("params"):
@@ -60,12 +61,34 @@ def check_data(stages: dict, bounds: dict, diags: list) -> dict[str, dict]:
     return facts
 
 
-def _check_manifest(st, bound, folder: Path, diags: list) -> dict | None:
-    import csv
-
+def _columns(st) -> tuple[list, list]:
+    """(the columns a cohort CSV must have as (role, column, setting, index in a list setting), the path columns as
+    (column, setting, index)): `manifest` through the operator's own list, `table` from its settings."""
     from radlang.ops.cohorts import manifest_columns
 
     p = st.params
+    if st.op == "table":
+        o = p.get("outcome") or {}
+        wanted = [("id", p["id"], "id", None)] + [(r, p[r], r, None) for r in ("patient", "site") if p.get(r)]
+        wanted += [(f"outcome {k}" if k != "column" else "outcome", o[k], "outcome", None) for k in ("column", "time", "event") if o.get(k)]
+        wanted += [("feature", c, "columns", i) for i, c in enumerate(p.get("columns") or [])]
+        return wanted, []
+    images = p["image"] if isinstance(p["image"], list) else [p["image"]]
+    listed = {"image": images if isinstance(p["image"], list) else [], "clinical": p.get("clinical") or []}
+    wanted = [(role, c, {"outcome time": "outcome", "outcome event": "outcome"}.get(role, role),
+               listed[role].index(c) if c in listed.get(role, []) else None) for role, c in manifest_columns(p)]
+    paths = [(c, "image", i if isinstance(p["image"], list) else None) for i, c in enumerate(images)]
+    if p.get("mask"):
+        paths.append((p["mask"], "mask", None))
+    return wanted, paths
+
+
+def _check_csv(st, bound, folder: Path, diags: list) -> dict | None:
+    import csv
+
+    p = st.params
+    what = "table" if st.op == "table" else "manifest"
+    code = "E640" if st.op == "table" else "E601"        # what `radlang run` reports a table's and a manifest's problems as
     path = Path(p["path"]) if os.path.isabs(p["path"]) else folder / p["path"]
     mpath = os.path.abspath(path)
     where = _span(bound, "path") or st.span
@@ -74,33 +97,25 @@ def _check_manifest(st, bound, folder: Path, diags: list) -> dict | None:
             rows = [r for r in csv.reader(fh) if any(c.strip() for c in r)]
     except FileNotFoundError:
         near = [f.name for f in Path(mpath).parent.glob("*.csv")] if Path(mpath).parent.is_dir() else []
-        diags.append(Diagnostic("E601", f"`{st.name}`: file `{mpath}`: manifest not found", where,
+        diags.append(Diagnostic(code, f"`{st.name}`: file `{mpath}`: {what} not found", where,
                                 hint=did_you_mean(Path(mpath).name, near) or "the path is relative to the spec file"))
         return None
     except (OSError, UnicodeDecodeError, csv.Error) as e:
-        diags.append(Diagnostic("E601", f"`{st.name}`: file `{mpath}`: cannot read the manifest: {e}", where))
+        diags.append(Diagnostic(code, f"`{st.name}`: file `{mpath}`: cannot read the {what}: {e}", where))
         return None
     if not rows:
-        diags.append(Diagnostic("E601", f"`{st.name}`: file `{mpath}`: cannot read the manifest: it is empty", where))
+        diags.append(Diagnostic(code, f"`{st.name}`: file `{mpath}`: cannot read the {what}: it is empty", where))
         return None
     header = [c.strip() for c in rows[0]]
     body = rows[1:]
     col = {c: i for i, c in reversed(list(enumerate(header)))}
-    setting_of = {"outcome time": "outcome", "outcome event": "outcome"}
-    images = p["image"] if isinstance(p["image"], list) else [p["image"]]
-    missing = False
-    for role, c in manifest_columns(p):
-        if c in col:
-            continue
-        missing = True
-        setting = setting_of.get(role, role)
-        idx = images.index(c) if role == "image" and isinstance(p["image"], list) else None
-        if role == "clinical":
-            idx = p["clinical"].index(c)
-        diags.append(Diagnostic("E601", f"`{st.name}`: column `{c}`, file `{mpath}`: the manifest has no column `{c}` (the {role} column)",
+    wanted, path_cols = _columns(st)
+    absent_cols = [(role, c, setting, idx) for role, c, setting, idx in wanted if c not in col]
+    for role, c, setting, idx in absent_cols:
+        diags.append(Diagnostic(code, f"`{st.name}`: column `{c}`, file `{mpath}`: the {what} has no column `{c}` (the {role} column)",
                                 _span(bound, setting, idx) or st.span,
                                 hint=did_you_mean(c, header) or f"its columns are: {', '.join(header)}"))
-    if missing:
+    if absent_cols:
         return None
 
     def cell(row, c):
@@ -109,10 +124,7 @@ def _check_manifest(st, bound, folder: Path, diags: list) -> dict | None:
 
     base = os.path.dirname(mpath)
     ids = [cell(r, p["id"]) or f"row {i + 2}" for i, r in enumerate(body)]
-    path_cols = [("image", c, i if isinstance(p["image"], list) else None) for i, c in enumerate(images)]
-    if p.get("mask"):
-        path_cols.append(("mask", p["mask"], None))
-    for setting, c, idx in path_cols:
+    for c, setting, idx in path_cols:
         absent = []
         for cid, r in zip(ids, body):
             v = cell(r, c)
@@ -131,7 +143,7 @@ def _check_manifest(st, bound, folder: Path, diags: list) -> dict | None:
         classes = {}
         for r in body:
             v = cell(r, out["column"])
-            if v.lower() not in MISSING:
+            if (v.lower() not in MISSING) if st.op == "manifest" else v != "":
                 classes[v] = classes.get(v, 0) + 1
     patients = [cell(r, p["patient"]) for r in body] if p.get("patient") else None
     return {"cases": len(body), "classes": classes, "grouped": patients is not None and len(set(patients)) < len(patients)}

@@ -182,3 +182,19 @@ def test_a_spec_not_read_from_a_file_reads_no_data(tmp_path, monkeypatch):
     res = compile_source('cohort a = manifest("nowhere.csv") { mask: roi }\nfeatures f = pyradiomics(a.image, a.mask)', data=True)
     assert res.ok, [d.message for d in res.diagnostics]
     assert compile_file(write_spec(tmp_path, res.study.source), data=True).diagnostics[0].code == "E601"
+
+
+def test_a_table_cohort_is_checked_like_a_manifest(tmp_path):
+    pd.DataFrame({"case": [f"t{i}" for i in range(8)], "malignant": [0, 1] * 4, "size_mm": range(8)}).to_csv(tmp_path / "t.csv", index=False)
+    spec = write_spec(tmp_path, """
+        cohort t = table("t.csv") { id: case, outcome: malignent as binary, columns: [size] }
+        features f = tabular(t)
+        select sig = lasso(f, target: t.outcome) { cv: 4 }
+        model m = logistic(sig, target: t.outcome)
+        validate v = evaluate(m) { cv: stratified_kfold(2), threshold_cv: 0 }
+    """)
+    rc, diags, _ = _check(spec)
+    assert rc == 1 and [(d["code"], d["hint"]) for d in diags] == [("E640", "did you mean `malignant`?"), ("E640", "did you mean `size_mm`?")]
+    fixed = write_spec(tmp_path, spec.read_text().replace("malignent", "malignant").replace("[size]", "[size_mm]"))
+    rc, [d], _ = _check(fixed)                          # 8 cases, 4 per class: a training fold of 2 holds 2 of each
+    assert d["code"] == "E652" and d["hint"].startswith("set `cv: 2` on `sig`")
