@@ -195,7 +195,8 @@ def image_payload_problem(path):
         return dicom_series_problem(path)
     low = str(path).lower()
     if low.endswith((".nii", ".nii.gz", ".hdr", ".hdr.gz")):
-        zipped = low.endswith(".gz")
+        with open(path, "rb") as fh:
+            zipped = fh.read(2) == b"\x1f\x8b"          # by content: a `.nii.gz` may hold plain bytes, as readers allow
         try:
             with (gzip.open(path, "rb") if zipped else open(path, "rb")) as fh:
                 h = fh.read(540)
@@ -221,7 +222,7 @@ def image_payload_problem(path):
             return None
         want = math.prod(dim[1:dim[0] + 1]) * bitpix // 8
         if pair:
-            stem = path[:-3] if zipped else path
+            stem = path[:-3] if low.endswith(".gz") else path
             data = stem[:-4] + (".img" if stem.endswith(".hdr") else ".IMG")
             data_zipped = not os.path.exists(data) and os.path.exists(data + ".gz")
             data = data + ".gz" if data_zipped else data

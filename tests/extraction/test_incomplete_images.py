@@ -151,3 +151,13 @@ def test_run_reports_a_dicom_series_with_a_missing_slice(tmp_path):
         run_spec(spec)
     [diag] = ei.value.diagnostics
     assert diag.code == "E651" and f"case `c1`, column `image`, file `{d}`" in diag.message
+
+
+def test_a_nii_gz_holding_plain_bytes_is_judged_by_its_content(tmp_path):
+    plain = _write(tmp_path / "a.nii", False)
+    p = tmp_path / "b.nii.gz"
+    shutil.copy(plain, p)
+    assert sitk.GetArrayFromImage(sitk.ReadImage(str(p))).tolist() == VOXELS.tolist()
+    assert image_payload_problem(str(p)) is None
+    _cut(p, -10)
+    assert "holds 47,990 bytes of voxel data where its header implies 48,000" in image_payload_problem(str(p))["message"]
