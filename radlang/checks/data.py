@@ -32,6 +32,20 @@ def spec_folder(stage) -> Path | None:
     return Path(f).resolve().parent
 
 
+def listed(path: str, listings: dict) -> bool:
+    """Whether a file or folder exists, from one listing per folder (a manifest's images mostly share a few
+    folders: a listing each is far cheaper than a stat per row). String operations, not os.path: this runs
+    once per row of every manifest."""
+    folder, _, name = path.rstrip(os.sep).rpartition(os.sep)
+    names = listings.get(folder)
+    if names is None:
+        try:
+            names = listings[folder] = set(os.listdir(folder or os.sep))
+        except OSError:
+            names = listings[folder] = set()
+    return name in names or (name in ("", os.curdir, os.pardir) and os.path.exists(path))
+
+
 def _span(bound, setting, index=None):
     if bound is None:
         return None
@@ -44,6 +58,7 @@ def check_data(stages: dict, bounds: dict, diags: list) -> dict[str, dict]:
     """`stages`: name -> Stage (checked), `bounds`: name -> Bound (for spans). Appends diagnostics; returns
     cohort name -> {"cases": n, "classes": {label: n} or None, "grouped": bool} for the cohorts whose size it knows."""
     facts: dict[str, dict] = {}
+    listings: dict[str, set] = {}                  # folder -> the names in it, read once per check
     for name, st in stages.items():
         if st.op == "phantom":
             n = int(st.params["cases"])
@@ -51,7 +66,7 @@ def check_data(stages: dict, bounds: dict, diags: list) -> dict[str, dict]:
         elif st.op in ("manifest", "table"):
             folder = spec_folder(st)
             if folder is not None:
-                got = _check_csv(st, bounds.get(name), folder, diags)
+                got = _check_csv(st, bounds.get(name), folder, diags, listings)
                 if got is not None:
                     facts[name] = got
         elif st.op == "pyradiomics" and st.params.get("params"):
@@ -83,7 +98,7 @@ def _columns(st) -> tuple[list, list]:
     return wanted, paths
 
 
-def _check_csv(st, bound, folder: Path, diags: list) -> dict | None:
+def _check_csv(st, bound, folder: Path, diags: list, listings: dict) -> dict | None:
     import csv
 
     p = st.params
@@ -124,13 +139,17 @@ def _check_csv(st, bound, folder: Path, diags: list) -> dict | None:
 
     base = os.path.dirname(mpath)
     ids = [cell(r, p["id"]) or f"row {i + 2}" for i, r in enumerate(body)]
+    prefix = base.rstrip(os.sep) + os.sep
+    posix = os.name == "posix"
     for c, setting, idx in path_cols:
         absent = []
+        i = col[c]
         for cid, r in zip(ids, body):
-            v = cell(r, c)
-            f = v if os.path.isabs(v) else os.path.normpath(os.path.join(base, v))
-            if not v or not os.path.exists(f):
-                absent.append((cid, f if v else "no path given"))
+            v = r[i].strip() if i < len(r) else ""
+            if not v:
+                absent.append((cid, "no path given"))
+            elif not listed(v if (v.startswith(os.sep) if posix else os.path.isabs(v)) else prefix + v, listings):
+                absent.append((cid, os.path.normpath(os.path.join(base, v))))
         if absent:
             shown = ", ".join(f"case `{cid}` (`{f}`)" for cid, f in absent[:SHOWN])
             more = f" and {len(absent) - SHOWN} more" if len(absent) > SHOWN else ""
