@@ -157,10 +157,11 @@ def gzip_payload_size(path, offset=0, expected=None):
 
 
 def image_payload_problem(path):
-    """Check, from headers and file sizes only, that an image holds all the voxel data its header
-    implies: NIfTI (.nii, .nii.gz, .hdr/.img), MetaImage (.mha, .mhd + data file), NRRD (.nrrd,
-    .nhdr + data file), and a DICOM series folder (no missing slices, uniform slice spacing).
-    Returns None, or a problem dict {code, file, message, hint}. SimpleITK reads a truncated NIfTI
+    """Check that an image holds all the voxel data its header implies: NIfTI (.nii, .nii.gz, .hdr/.img),
+    MetaImage (.mha, .mhd + data file), NRRD (.nrrd, .nhdr + data file), and a DICOM series folder (no
+    missing slices, uniform slice spacing). It reads headers and file sizes; a gzip stream is taken as
+    complete when its trailer records the expected size, and is decompressed (not kept) only when it does
+    not. Returns None, or a problem dict {code, file, message, hint}. SimpleITK reads a truncated NIfTI
     without complaint and fills the missing voxels with zeros, so this runs before any image is used."""
     import bz2
     import gzip
@@ -210,24 +211,23 @@ def image_payload_problem(path):
             bitpix = struct.unpack(e + "h", h[14:16])[0]
             dim = struct.unpack(e + "8q", h[16:80])
             offset = struct.unpack(e + "q", h[168:176])[0]
-            pair = h[4:7] == b"ni2"
         elif struct.unpack(e + "i", h[:4])[0] == 348:
             bitpix = struct.unpack(e + "h", h[72:74])[0]
             dim = struct.unpack(e + "8h", h[40:56])
             offset = int(struct.unpack(e + "f", h[108:112])[0])
-            pair = h[344:348] != b"n+1\0"
         else:
             return None                      # not a NIfTI header: the reader reports it
         if not 1 <= dim[0] <= 7 or bitpix <= 0 or any(d < 1 for d in dim[1:dim[0] + 1]):
             return None
         want = math.prod(dim[1:dim[0] + 1]) * bitpix // 8
-        if pair:
-            stem = path[:-3] if low.endswith(".gz") else path
-            data = stem[:-4] + (".img" if stem.endswith(".hdr") else ".IMG")
+        if low.endswith((".hdr", ".hdr.gz")):          # a header/data pair (NIfTI or Analyze): the voxels are in the .img
+            data = str(path)[:-7 if low.endswith(".gz") else -4] + ".img"
             data_zipped = not os.path.exists(data) and os.path.exists(data + ".gz")
             data = data + ".gz" if data_zipped else data
             if not os.path.exists(data):
-                return {"code": "E650", "file": data, "hint": hint, "message": "incomplete image: the header's data file (.img) is missing"}
+                return {"code": "E650", "file": data, "hint": "a .hdr header needs its .img data file next to it",
+                        "message": f"incomplete image: the header `{os.path.basename(path)}` names the data file "
+                                   f"`{os.path.basename(data)}`, which is missing"}
             if data_zipped:
                 return compressed(data, 0, offset + want, "gzip")
             have = os.path.getsize(data) - offset

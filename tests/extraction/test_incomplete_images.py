@@ -49,7 +49,7 @@ def test_the_first_400_bytes_of_a_nifti(tmp_path):
 
 
 @pytest.mark.parametrize("name,data,compress", [("a.mhd", "a.raw", False), ("a.mhd", "a.zraw", True),
-                                                ("a.nhdr", "a.raw", False), ("a.nhdr", "a.raw.gz", True)])
+                                                ("a.nhdr", "a.raw", False), ("a.nhdr", "a.raw.gz", True), ("a.hdr", "a.img", False)])
 def test_a_short_external_data_file(tmp_path, name, data, compress):
     p = _write(tmp_path / name, compress)
     assert (tmp_path / data).exists() and image_payload_problem(str(p)) is None
