@@ -226,8 +226,8 @@ def image_payload_problem(path):
             data = data + ".gz" if data_zipped else data
             if not os.path.exists(data):
                 return {"code": "E650", "file": data, "hint": "a .hdr header needs its .img data file next to it",
-                        "message": f"incomplete image: the header `{os.path.basename(path)}` names the data file "
-                                   f"`{os.path.basename(data)}`, which is missing"}
+                        "message": f"incomplete image: the data file `{os.path.basename(data)}` of the header "
+                                   f"`{os.path.basename(path)}` is missing"}
             if data_zipped:
                 return compressed(data, 0, offset + want, "gzip")
             have = os.path.getsize(data) - offset
