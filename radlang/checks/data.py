@@ -41,7 +41,7 @@ def listed(path: str, listings: dict) -> bool:
     if names is None:
         try:
             names = listings[folder] = set(os.listdir(folder or os.sep))
-        except OSError:
+        except (OSError, ValueError):
             names = listings[folder] = set()
     return name in names or (name in ("", os.curdir, os.pardir) and os.path.exists(path))
 
@@ -115,7 +115,7 @@ def _check_csv(st, bound, folder: Path, diags: list, listings: dict) -> dict | N
         diags.append(Diagnostic(code, f"`{st.name}`: file `{mpath}`: {what} not found", where,
                                 hint=did_you_mean(Path(mpath).name, near) or "the path is relative to the spec file"))
         return None
-    except (OSError, UnicodeDecodeError, csv.Error) as e:
+    except (OSError, ValueError, csv.Error) as e:        # ValueError: bad encoding, or a NUL byte in the path
         diags.append(Diagnostic(code, f"`{st.name}`: file `{mpath}`: cannot read the {what}: {e}", where))
         return None
     if not rows:
@@ -177,11 +177,15 @@ def _check_params_file(st, bound, folder: Path, diags: list):
     try:
         with open(path, encoding="utf-8") as fh:
             text = fh.read()
-    except OSError as e:
+    except FileNotFoundError as e:
         near = [f.name for f in Path(path).parent.iterdir() if f.suffix.lower() in (".yaml", ".yml", ".json")] \
             if Path(path).parent.is_dir() else []
-        diags.append(Diagnostic("E602", f"`{st.name}`: cannot read the PyRadiomics params file `{path}`: {e.strerror or e}", where,
+        diags.append(Diagnostic("E602", f"`{st.name}`: cannot read the PyRadiomics params file `{path}`: {e.strerror}", where,
                                 hint=did_you_mean(Path(path).name, near) or "the path is relative to the spec file"))
+        return
+    except (OSError, ValueError) as e:                    # ValueError: not UTF-8, or a NUL byte in the path
+        diags.append(Diagnostic("E602", f"`{st.name}`: cannot read the PyRadiomics params file `{path}`: "
+                                f"{getattr(e, 'strerror', None) or e}", where, hint="a params file is UTF-8 YAML or JSON text"))
         return
     import yaml
 

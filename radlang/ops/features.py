@@ -510,8 +510,9 @@ def _plan(stage, memory):
         try:
             with open(path, encoding="utf-8") as fh:
                 text = fh.read()
-        except OSError as e:
-            lines.append(("warning", f"cannot read the params file `{path}` ({e.strerror or e}): the counts below leave it out"))
+        except (OSError, ValueError) as e:                # ValueError: bad encoding, or a NUL byte in the path
+            lines.append(("warning", f"cannot read the params file `{path}` ({getattr(e, 'strerror', None) or e}): "
+                                     "the counts below leave it out"))
     try:
         config = pyradiomics_config(p, text)
     except Exception as e:  # noqa: BLE001 -- a params file that is not YAML: `check` and `run` report it

@@ -198,3 +198,23 @@ def test_a_table_cohort_is_checked_like_a_manifest(tmp_path):
     fixed = write_spec(tmp_path, spec.read_text().replace("malignent", "malignant").replace("[size]", "[size_mm]"))
     rc, [d], _ = _check(fixed)                          # 8 cases, 4 per class: a training fold of 2 holds 2 of each
     assert d["code"] == "E652" and d["hint"].startswith("set `cv: 2` on `sig`")
+
+
+@pytest.mark.parametrize("path,content", [("enc.yaml", b"\xff\xfe"), ("dir.yaml", None), ("nul\\u0000.yaml", None)],
+                         ids=["not utf-8", "a folder", "a NUL byte"])
+def test_an_unreadable_params_file_or_manifest_is_a_diagnostic(tmp_path, path, content):
+    if content is not None:
+        (tmp_path / path).write_bytes(content)
+    elif "\\" not in path:
+        (tmp_path / path).mkdir()
+    spec = write_spec(tmp_path, f"""
+        cohort a = manifest("{path.replace('yaml', 'csv')}") {{ mask: roi }}
+        features f = pyradiomics(a.image, a.mask) {{ params: from_params("{path}") }}
+    """)
+    if content is not None:
+        (tmp_path / path.replace("yaml", "csv")).write_bytes(content)
+    elif "\\" not in path:
+        (tmp_path / path.replace("yaml", "csv")).mkdir()
+    rc, diags, err = _check(spec)
+    assert rc == 1 and sorted(d["code"] for d in diags) == ["E601", "E602"], (diags, err)
+    assert all("cannot read" in d["message"] for d in diags) and "internal error" not in err
