@@ -511,8 +511,8 @@ def _plan(stage, memory):
             with open(path, encoding="utf-8") as fh:
                 text = fh.read()
         except (OSError, ValueError) as e:                # ValueError: bad encoding, or a NUL byte in the path
-            lines.append(("warning", f"cannot read the params file `{path}` ({getattr(e, 'strerror', None) or e}): "
-                                     "the counts below leave it out"))
+            why = getattr(e, "strerror", None) or e
+            lines.append(("warning", f"cannot read the params file `{path}` ({why}): the counts below leave it out"))
     try:
         config = pyradiomics_config(p, text)
     except Exception as e:  # noqa: BLE001 -- a params file that is not YAML: `check` and `run` report it
