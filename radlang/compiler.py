@@ -143,10 +143,17 @@ def _compile_source(text, file: str, passes, data=False) -> Result:
         check_unused(g, real, diags)   # on the whole graph: a consumer that failed its own checks still counts as a use
         check_design(sub, checked, diags)
         if data:
+            import networkx as nx
+
             from radlang.checks.data import check_data
             from radlang.checks.folds import check_folds
 
-            check_folds(checked, bounds, check_data(checked, bounds, diags), diags)
+            # only the data of stages that will run (a sink is reachable from them; the others are W402)
+            live = {n for n, meta in real.items() if meta["sink"]}
+            for n in list(live):
+                live |= nx.ancestors(sub, n)
+            running = {n: st for n, st in checked.items() if n in live}
+            check_folds(running, bounds, check_data(running, bounds, diags), diags)
 
     diags = sorted(set(diags), key=Diagnostic.sort_key)
     if any(d.is_error for d in diags):

@@ -8,7 +8,8 @@ It reads only what is cheap, for a spec read from a file (paths are relative to 
 - a PyRadiomics parameter file (`params: from_params("file.yaml")`): it exists and is YAML (E602), and it
   passes PyRadiomics' schema (E653, radlang/checks/pyradiomics_params.py).
 
-The codes are those `radlang run` gives the same problems. What it learns about each cohort's size (cases,
+Only stages that will run are checked (a sink is reachable from them: the compiler passes those). The codes
+are those `radlang run` gives the same problems. What it learns about each cohort's size (cases,
 cases per outcome class, whether a patient has several cases) it returns for radlang/checks/folds.py; a
 phantom's size is known from its settings.
 """

@@ -218,3 +218,16 @@ def test_an_unreadable_params_file_or_manifest_is_a_diagnostic(tmp_path, path, c
     rc, diags, err = _check(spec)
     assert rc == 1 and sorted(d["code"] for d in diags) == ["E601", "E602"], (diags, err)
     assert all("cannot read" in d["message"] for d in diags) and "internal error" not in err
+
+
+def test_only_the_data_of_stages_that_run_is_read(tmp_path):
+    """A cohort no output needs is W402 (it will not run): its missing manifest is not an error."""
+    spec = write_spec(tmp_path, """
+        cohort train = phantom(8)
+        cohort spare = manifest("nowhere.csv") { mask: roi }
+        features f = pyradiomics(train.image, train.mask)
+    """)
+    rc, diags, _ = _check(spec)
+    assert rc == 0 and [d["code"] for d in diags] == ["W402"]
+    rc, diags, _ = _check(write_spec(tmp_path, spec.read_text() + "features g = pyradiomics(spare.image, spare.mask)\n"))
+    assert rc == 1 and [d["code"] for d in diags] == ["E601"]
