@@ -1,4 +1,4 @@
-"""The command line: check, plan, graph, ops, parse, run, render.
+"""The command line: check, plan, graph, ops, parse, run, predict, render, selftest.
 
 Exit codes: 0 clean (warnings allowed), 1 spec or data errors, 2 usage errors."""
 
@@ -128,9 +128,18 @@ def cmd_run(a) -> int:
         return _status(res)
     _emit(res.diagnostics, res.sources, a.format)
     from radlang.backends.executor import RunError, run_study
+    from radlang.backends.outdir import OutDirError
+    from radlang.backends.outlock import OutDirInUse
 
     try:
-        ctx = run_study(res.study, out=a.out, workers=a.workers, quiet=a.quiet)
+        ctx = run_study(res.study, out=a.out, workers=a.workers, quiet=a.quiet, force=a.force, wait=a.wait)
+    except OutDirError as e:
+        print(f"radlang: error[{e.code}]: {e.message}" + (f"\n  hint: {e.hint}" if e.hint else ""), file=sys.stderr)
+        return 2
+    except OutDirInUse as e:
+        _emit([Diagnostic("E710", str(e), None, hint="wait for that run to finish (or pass --wait), or give this run "
+                          "another --out folder")], res.sources, a.format)
+        return 2
     except RunError as e:
         _emit(e.diagnostics, res.sources, a.format)
         return 1
@@ -158,6 +167,50 @@ def cmd_render(a) -> int:
         return 1 if e.code.startswith("E6") else 2
     print(f"wrote {a.output}", file=sys.stderr)
     return 0
+
+
+def cmd_predict(a) -> int:
+    res = _compile(a.file, "text")
+    if not res.ok:
+        _emit(res.diagnostics, res.sources, "text")
+        return _status(res)
+    from radlang.backends.executor import RunError
+    from radlang.backends.outdir import OutDirError
+    from radlang.backends.outlock import OutDirInUse
+    from radlang.backends.predict import PredictError, predict
+
+    try:
+        path = predict(res.study, a.stage, a.input, a.output, out=a.out, workers=a.workers)
+    except OutDirError as e:
+        print(f"radlang: error[{e.code}]: {e.message}" + (f"\n  hint: {e.hint}" if e.hint else ""), file=sys.stderr)
+        return 2
+    except OutDirInUse as e:
+        _emit([Diagnostic("E710", str(e), None, hint="wait for that run to finish, or predict with another --out folder")], res.sources, "text")
+        return 2
+    except PredictError as e:
+        _emit(e.diagnostics, res.sources, "text")
+        return 2
+    except RunError as e:
+        _emit(e.diagnostics, res.sources, "text")
+        return 1
+    print(f"wrote {path}", file=sys.stderr)
+    return 0
+
+
+def cmd_selftest(a) -> int:
+    from radlang.selftest import report_text, run_selftest
+
+    try:
+        result = run_selftest()
+    except ImportError as e:
+        print(f"radlang: selftest needs the science stack (PyRadiomics, SimpleITK): pip install 'radlang[science]' ({e})",
+              file=sys.stderr)
+        return 2
+    if a.format == "json":
+        print(json.dumps(result, indent=2, sort_keys=True))
+    else:
+        print(report_text(result))
+    return 0 if result["ok"] else 1
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -189,12 +242,26 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--format", choices=("text", "json", "markdown"), default="text")
     sp.set_defaults(fn=cmd_ops)
     sp = with_file("run", "run a study", cmd_run)
-    sp.add_argument("--out", default=None, help="output folder (overrides the spec's `out`)")
+    sp.add_argument("--out", default=None, help="output folder, relative to the current folder (overrides the spec's `out`, "
+                    "which is relative to the spec's folder)")
+    sp.add_argument("--force", action="store_true", help="write into an out folder that holds other files (the spec's or the "
+                    "current folder, a folder above them, or a non-empty folder radlang did not make)")
     sp.add_argument("--workers", type=int, default=None, help="worker processes (default: the number of cores)")
     sp.add_argument("--quiet", action="store_true")
+    sp.add_argument("--wait", action="store_true", help="if another run holds the output folder, wait for it "
+                    "(default: stop at once with E710)")
+    sp = with_file("predict", "apply a validation stage's saved final model to new cases", cmd_predict)
+    sp.add_argument("stage", help="the validation stage whose final model to apply")
+    sp.add_argument("input", help="a manifest or table of new cases, with the training cohort's columns")
+    sp.add_argument("-o", "--output", required=True, help="the predictions CSV to write")
+    sp.add_argument("--out", default=None, help="the study's output folder (default: the spec's `out`), where `radlang run` saved the model")
+    sp.add_argument("--workers", type=int, default=None, help="worker processes for feature extraction")
     sp = with_file("render", "render a standalone, auditable Python script", cmd_render)
     sp.add_argument("-o", "--output", required=True)
     sp.add_argument("--lock", action="store_true", help="also write requirements.lock next to the script")
+    sp = sub.add_parser("selftest", help="check that this installation reproduces the IBSI reference values (digital phantom)")
+    sp.add_argument("--format", choices=("text", "json"), default="text")
+    sp.set_defaults(fn=cmd_selftest)
     return p
 
 

@@ -42,6 +42,30 @@ class Stage:
         return sorted({r.stage for r in self.inputs.values()})
 
 
+@dataclass(frozen=True)
+class RefitGraph:
+    """What one validation stage refits inside each of its training folds (the `fit_boundaries` pass builds it;
+    evaluation, the design checks, `plan` and `render` read it).
+
+    `sources` are the feature tables computed before the folds: their columns are the fold's input. `nodes` are
+    the stages between them and the model, in execution order, the model last: every one is fitted, or combines
+    the outputs of fitted stages (a join). `edges` are (producer, consumer, consumer's port) among them."""
+
+    validation: str
+    model: str
+    sources: tuple[str, ...]
+    nodes: tuple[str, ...]
+    edges: tuple[tuple[str, str, str], ...]
+
+    def inputs_of(self, node: str) -> list[str]:
+        """The producers feeding `node`, in the order of its ports' names."""
+        return [a for a, b, _ in sorted(self.edges, key=lambda e: e[2]) if b == node]
+
+    def to_plain(self) -> dict:
+        return {"model": self.model, "sources": list(self.sources), "nodes": list(self.nodes),
+                "edges": [list(e) for e in self.edges]}
+
+
 @dataclass
 class Study:
     title: str
@@ -53,6 +77,7 @@ class Study:
     graph: Any = None              # networkx.DiGraph
     notes: list[str] = field(default_factory=list)
     config: dict = field(default_factory=dict)   # study block: seed, out, workers, on_error
+    refit: dict[str, RefitGraph] = field(default_factory=dict)   # validation stage -> what its training folds refit
 
     def stage(self, name: str) -> Stage:
         return next(s for s in self.stages if s.name == name)

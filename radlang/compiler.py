@@ -107,7 +107,8 @@ def _compile_source(text, file: str, passes, data=False) -> Result:
         for c in s.children:
             diags.append(Diagnostic("E208", f"`{s.op.name}` takes no nested statements", c.span,
                                     hint="nested statements are reserved for multi-task heads"))
-    by_name = check_names(stmts, diags)
+    clashes: set[str] = set()
+    by_name = check_names(stmts, diags, clashes)
     study_cfg = _study_settings(module, diags)
 
     bounds = {}
@@ -120,13 +121,14 @@ def _compile_source(text, file: str, passes, data=False) -> Result:
             bounds[name] = b
 
     g = build_graph(bounds)
+    externals = {b.ports["external"].parts[0]: name for name, b in sorted(bounds.items()) if "external" in b.ports}
     types: dict = {}
     checked: dict[str, Stage] = {}
     sub = g
     if check_cycles(g, bounds, diags):
         for name in order(g):
             b = bounds[name]
-            res = check_stage(b, types, by_name, diags)
+            res = check_stage(b, types, by_name, diags, clashes, externals)
             if res is None:
                 continue
             settings, rtype, inputs = res

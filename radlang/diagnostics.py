@@ -1,9 +1,7 @@
 """Diagnostics: one dataclass, one text renderer, one JSON renderer.
 
-Codes are ranged by phase:
-  E0xx syntax · E1xx names · E2xx types · E3xx settings · E4xx graph
-  E5xx study design · E6xx runtime (data) · E7xx usage.
-Warnings use the same numbers with a ``W`` prefix.
+Codes are ranged by phase (the first digit, `PHASES`); every code and its meaning is listed in
+radlang/codes.py.
 """
 
 from __future__ import annotations
@@ -13,16 +11,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Iterable, NamedTuple
 
-PHASES = {
-    "0": "syntax",
-    "1": "names",
-    "2": "types",
-    "3": "settings",
-    "4": "graph",
-    "5": "study design",
-    "6": "runtime",
-    "7": "usage",
-}
+from radlang.codes import PHASES
 
 
 class Span(NamedTuple):

@@ -41,9 +41,25 @@ class InferCtx:
     settings: Any
     report: Callable[..., None]     # report(code, message, span=None, hint=None, setting=None)
     types: dict[str, RType]         # every stage type known so far, by name
+    externals: dict[str, str] = field(default_factory=dict)   # cohort -> the validation stage that names it `external`
 
     def error(self, code: str, message: str, *, setting: str | None = None, port: str | None = None, hint: str | None = None):
         self.report(code, message, setting=setting, port=port, hint=hint)
+
+    def mixed_cohorts(self, src: RType, tgt: RType):
+        """E242: a stage fit on the features of one cohort and the outcome of another. When one of the two is an
+        external validation cohort, the hint leads to fitting on the training cohort, never on the external one."""
+        if not (src.cohort and tgt.cohort and src.cohort != tgt.cohort):
+            return
+        if src.cohort in self.externals:
+            hint = (f"`{src.cohort}` is the external validation cohort of `{self.externals[src.cohort]}`: fit on the training cohort "
+                    f"`{tgt.cohort}` instead (build the features from `{tgt.cohort}`, upstream too); `{src.cohort}` is for evaluation only")
+        elif tgt.cohort in self.externals:
+            hint = (f"use `{src.cohort}.outcome`: `{tgt.cohort}` is the external validation cohort of "
+                    f"`{self.externals[tgt.cohort]}`, for evaluation only")
+        else:
+            hint = f"use `{src.cohort}.outcome`"
+        self.error("E242", f"the features come from cohort `{src.cohort}` but the target is `{tgt.detail}`", port="target", hint=hint)
 
 
 @dataclass(frozen=True)
@@ -63,8 +79,11 @@ class Operator:
     version: str = "1"
     plan: Callable | None = None     # plan(stage, memory_budget_bytes) -> list of (severity, text) lines for `radlang plan`
     sink: bool = False               # its results are study outputs (files under <out>); sinks are never pruned
-    render: dict = field(default_factory=dict)   # extra info for the renderer
     examples: tuple[str, ...] = ()
+    run: Callable | None = None      # run(stage, ctx) -> value: the operator's own run-time glue (else its mode's function)
+    on_cohort: Callable | str | None = None  # a feature table's: (ctx, stage, cohort_df, perturb) -> its table on another cohort
+    raters: bool = False             # a fitted selector whose factory gets re-extractions of its input (perturbations, retest)
+    read_file: Callable | str | None = None  # a cohort's: (ctx, stage, path) -> the cohort table of another file, read like its own
 
     @property
     def port_names(self) -> tuple[str, ...]:
@@ -91,16 +110,6 @@ def register(op: Operator) -> Operator:
     if frame is not None:
         _DECLARED_IN[op.name] = frame.f_globals["__name__"].rsplit(".", 1)[-1]
     return op
-
-
-def operator(**kw):
-    """Decorator form: the decorated function is the implementation."""
-
-    def wrap(fn):
-        register(Operator(impl=fn, **kw))
-        return fn
-
-    return wrap
 
 
 def _load():
@@ -143,6 +152,14 @@ def get(name: str) -> Operator | None:
             _load()
             op = _REGISTRY.get(name)
     return op
+
+
+def resolve(ref: Callable | str | None) -> Callable | None:
+    """A declared function, given directly or as "module:function" (imported only when it is needed)."""
+    if ref is None or callable(ref):
+        return ref
+    module, _, name = ref.partition(":")
+    return getattr(importlib.import_module(module), name)
 
 
 def all_ops() -> list[Operator]:

@@ -1,4 +1,4 @@
-"""Find the grammar and the stdlib from a checkout or from an installed wheel."""
+"""Find the grammar, the stdlib and the IBSI self-test data from a checkout or from an installed wheel."""
 
 from __future__ import annotations
 
@@ -21,3 +21,8 @@ def grammar_path() -> Path:
 
 def stdlib_dir() -> Path:
     return _first(_PKG / "_data" / "stdlib", _PKG.parent / "stdlib")
+
+
+def ibsi_dir() -> Path:
+    """The IBSI digital phantom and its reference values, for `radlang selftest` (see ibsi/README.md)."""
+    return _first(_PKG / "_data" / "ibsi", _PKG.parent / "ibsi")

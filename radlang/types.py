@@ -4,10 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-KINDS = (
-    "Cohort", "Image", "Mask", "Features", "Outcome", "Ids", "Site", "Covariates",
-    "Model", "Network", "TrainedModel", "Predictions", "Evaluation", "Explanation", "Report",
-)
 OUTCOME_KINDS = ("binary", "multiclass", "continuous", "survival")
 
 # What `cohort.attr` refers to.

@@ -31,22 +31,28 @@ class Quantity:
         return f"{self.value:g}{self.unit}"
 
 
+def _a(noun: str) -> str:
+    """The noun with its indefinite article: `a length`, `an intensity`."""
+    return f"{'an' if noun[:1].lower() in 'aeiou' else 'a'} {noun}"
+
+
 def _converter(dimension: str, allow_plain: bool = True):
     units = DIMENSIONS[dimension]
+    a_dim = _a(dimension)
 
     def convert(v):
         if isinstance(v, Quantity):
             if v.unit not in ALL_UNITS:
-                raise PydanticCustomError("unit", "unknown unit `{unit}`; a {dim} takes {allowed}",
-                                          {"unit": v.unit, "dim": dimension, "allowed": ", ".join(units)})
+                raise PydanticCustomError("unit", "unknown unit `{unit}`; {a_dim} takes {allowed}",
+                                          {"unit": v.unit, "a_dim": a_dim, "allowed": ", ".join(units)})
             if v.unit not in units:
-                raise PydanticCustomError("unit", "`{q}` is a {got}, but this setting is a {dim} ({allowed})",
-                                          {"q": str(v), "got": ALL_UNITS[v.unit], "dim": dimension, "allowed": ", ".join(units)})
+                raise PydanticCustomError("unit", "`{q}` is {a_got}, but this setting is {a_dim} ({allowed})",
+                                          {"q": str(v), "a_got": _a(ALL_UNITS[v.unit]), "a_dim": a_dim, "allowed": ", ".join(units)})
             return v.value * units[v.unit]
         if isinstance(v, bool):
             return v
         if isinstance(v, (int, float)) and not allow_plain:
-            raise PydanticCustomError("unit", "a {dim} needs a unit ({allowed})", {"dim": dimension, "allowed": ", ".join(units)})
+            raise PydanticCustomError("unit", "{a_dim} needs a unit ({allowed})", {"a_dim": a_dim, "allowed": ", ".join(units)})
         return v
 
     return convert

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict
+from pydantic import BaseModel, BeforeValidator, ConfigDict, model_validator
 from pydantic_core import PydanticCustomError
 
 from radlang.diagnostics import Span, did_you_mean
@@ -122,10 +122,37 @@ def to_plain(v):
     return v
 
 
+def out_of_range(message: str) -> PydanticCustomError:
+    """A validator's error for a value outside its allowed range (E302)."""
+    return PydanticCustomError("range", message)
+
+
+def contradiction(message: str) -> PydanticCustomError:
+    """A validator's error for settings that contradict each other (E306)."""
+    return PydanticCustomError("contradiction", message)
+
+
+def outside_out(message: str) -> PydanticCustomError:
+    """A validator's error for a setting that would make a run write outside its out folder (E308)."""
+    return PydanticCustomError("outside_out", message)
+
+
 class Settings(BaseModel):
-    """Base class of every operator's settings model: strict about unknown keys, immutable."""
+    """Base class of every operator's settings model: strict about unknown keys, immutable.
+
+    `exclusive` lists groups of settings that exclude each other: at most one setting of a group may be
+    given (E306), and under `like` a statement's own setting replaces the inherited settings of its group."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)  # schemas build on first use: `radlang check` starts fast
+    exclusive: ClassVar[tuple[tuple[str, ...], ...]] = ()
+
+    @model_validator(mode="after")
+    def _one_of_each_exclusive_group(self):
+        for group in type(self).exclusive:
+            given = [k for k in group if getattr(self, k) is not None]
+            if len(given) > 1:
+                raise contradiction(f"set {' or '.join(f'`{k}`' for k in group)}, not {'both' if len(group) == 2 else 'several'}")
+        return self
 
 
 class Variant(Settings):

@@ -244,3 +244,21 @@ def test_a_preset_is_not_a_stage(tmp_path):
     diags = json.loads(out)["diagnostics"]
     assert rc == 1 and [d["code"] for d in diags] == ["E202"]      # and no spurious "never used" warning for `dev`
     assert "is a preset" in diags[0]["message"]
+
+
+# ------------------------------------------------------------------------------------ lone surrogates (issue 15.3)
+
+@pytest.mark.parametrize("where", [
+    lambda s: s.replace('study "Small"', 'study "Small \\uD800"'),
+    lambda s: s.replace('validate v = evaluate(clf)', 'validate v = evaluate(clf) { threshold: "\\uDFFF" >= 0.9 }'),
+    lambda s: s.replace('study "Small" { seed: 1 }', 'study "Small" { seed: 1, out: "r\\udbff" }'),
+    lambda s: s.replace('study "Small"', 'study "\\uD83D\\uDE00"'),       # a UTF-16 pair is not a character either
+], ids=["title", "threshold", "out", "pair"])
+@pytest.mark.parametrize("cmd", [["check"], ["parse"], ["plan"], ["render", "-o", "s.py"], ["run"]])
+def test_a_surrogate_escape_is_E003_at_the_string(tmp_path, where, cmd):
+    """A `\\uXXXX` escape naming a UTF-16 surrogate is no Unicode character: one E003 on the string, exit 1, no internal error."""
+    f = tmp_path / "spec.rad"
+    f.write_text(where(OK_SPEC), encoding="utf-8")
+    rc, _, err = run_cli([*cmd, f], cwd=tmp_path)
+    assert rc == 1, err
+    assert err.count("error[") == 1 and "error[E003]" in err and "surrogate" in err and "internal error" not in err

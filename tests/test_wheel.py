@@ -1,4 +1,4 @@
-"""The package works when installed from a wheel: the grammar and the stdlib ship inside it.
+"""The package works when installed from a wheel: the grammar, the stdlib and the IBSI self-test data ship inside it.
 
 Builds a wheel of this checkout, installs it with `--no-deps` into a fresh virtual environment
 (no system site-packages) together with only the light dependencies, and runs `radlang check`
@@ -40,7 +40,7 @@ def installed(tmp_path_factory) -> Path:
     # Build from a copy of the sources that go into the wheel (so nothing is written into the checkout).
     src = tmp / "src"
     src.mkdir()
-    for name in ("radlang", "grammar", "stdlib", "pyproject.toml", "README.md"):
+    for name in ("radlang", "grammar", "stdlib", "ibsi", "pyproject.toml", "README.md"):
         p = REPO / name
         if p.is_dir():
             shutil.copytree(p, src / name, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
@@ -76,6 +76,13 @@ def test_wheel_ships_grammar_and_stdlib(installed):
     assert Path(grammar).read_text() == (REPO / "grammar" / "radlang.lark").read_text()
     shipped = sorted(p.name for p in Path(stdlib).glob("*.rad"))
     assert shipped == sorted(p.name for p in (REPO / "stdlib").glob("*.rad"))
+    # the IBSI digital phantom, its licence and reference values, for `radlang selftest`
+    r = _run([py, "-c", "import radlang.resources as r; print(r.ibsi_dir())"], cwd=installed)
+    assert r.returncode == 0, r.stderr
+    ibsi = Path(r.stdout.strip())
+    assert "site-packages/radlang/_data/ibsi" in str(ibsi)
+    files = sorted(p.relative_to(ibsi).as_posix() for p in ibsi.rglob("*") if p.is_file())
+    assert files == sorted(p.relative_to(REPO / "ibsi").as_posix() for p in (REPO / "ibsi").rglob("*") if p.is_file())
 
 
 @pytest.mark.slow

@@ -8,6 +8,7 @@ self-contained implementations, which the renderer inlines too.
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import json
 import os
@@ -15,12 +16,16 @@ import pkgutil
 import platform
 import sys
 import time
+from collections.abc import Callable
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from radlang import __version__, registry
+from radlang.backends.artefacts import write_artefact_manifest
 from radlang.backends.cache import Cache, atomic_write_text, key
+from radlang.backends.outdir import prepare_out_dir
 from radlang.backends.pool import make_executor
 from radlang.diagnostics import Diagnostic
 
@@ -84,10 +89,21 @@ class RunContext:
 
     keys: dict[str, str] = field(default_factory=dict)          # stage -> content key of its output
 
+    def warn(self, code: str, message: str) -> None:
+        """A runtime warning (W6xx): printed at once and listed in run.json."""
+        self.cache.warn(code, message)
+
     def hash_input(self, path) -> str:
         h = self.cache.file_hash(path)          # content SHA-256, via the cache's persistent (path, stat) index
         self.inputs[str(path)] = h
         return h
+
+    def close(self):
+        """Stop the workers and save the file-hash index."""
+        if self._executor is not None:
+            self._executor.close()
+            self._executor = None
+        self.cache.flush()
 
     def progress(self, total: int, description: str):
         """A rich progress bar (silent when quiet or not a terminal)."""
@@ -95,13 +111,6 @@ class RunContext:
 
         return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                         TimeRemainingColumn(), disable=self.quiet, transient=False)
-
-    def input_value(self, stage, port):
-        ref = stage.inputs.get(port)
-        if ref is None:
-            return None
-        value = self.results[ref.stage]
-        return (value, ref.attr)
 
 
 def _versions() -> dict[str, str]:
@@ -117,29 +126,62 @@ def _versions() -> dict[str, str]:
     return out
 
 
-def run_study(study, out: str | os.PathLike | None = None, workers: int | None = None, quiet: bool = False) -> RunContext:
+def resolve_out(study, out: str | os.PathLike | None = None) -> Path:
+    """The output folder: `out` (the --out flag) is relative to the current folder; the spec's `out:` is relative to
+    the spec's folder."""
     out_dir = Path(out or study.config.get("out") or "runs/study")
     if not out_dir.is_absolute() and out is None:
         out_dir = Path(study.file).resolve().parent / out_dir
-    out_dir.mkdir(parents=True, exist_ok=True)
+    return out_dir
+
+
+@contextmanager
+def held_run(study, out: str | os.PathLike | None = None, workers: int | None = None, quiet: bool = False,
+             force: bool = False, wait: bool = False):
+    """The run context, with the output folder checked (radlang.backends.outdir: OutDirError, a usage error; `force` lifts
+    the refusals of folders that hold other files) and held for this run alone (outlock.OutDirLock: OutDirInUse when
+    another run holds it, unless `wait`). On leaving, the workers stop and the file-hash index is saved."""
+    from radlang.backends.outlock import OutDirLock, describe
+
+    out_dir = resolve_out(study, out)
+    prepare_out_dir(out_dir, study.file, force)
     w = workers or study.config.get("workers") or os.cpu_count() or 1
-    ctx = RunContext(study=study, out=out_dir, cache=Cache(out_dir / ".cache"), workers=w,
-                     on_error=study.config.get("on_error", "fail"), quiet=quiet)
-    t_all = time.perf_counter()
-    try:
-        for stage in study.stages:
-            op = registry.get(stage.op)
-            t0 = time.perf_counter()
-            run = get_mode(op.mode)
-            ctx.results[stage.name] = run(stage, ctx)
-            ctx.keys.setdefault(stage.name, ctx.stage_key(stage))
-            ctx.timings[stage.name] = round(time.perf_counter() - t0, 4)
-    finally:
-        if ctx._executor is not None:
-            ctx._executor.close()
-        ctx.cache.flush()
-    ctx.timings["total"] = round(time.perf_counter() - t_all, 4)
-    write_manifest(ctx)
+
+    def waiting(message):
+        print(f"radlang: {message}", file=sys.stderr)
+
+    with OutDirLock(out_dir, str(study.file), wait=wait, on_wait=waiting) as lock:
+        ctx = RunContext(study=study, out=out_dir, cache=Cache(out_dir / ".cache"), workers=w,
+                         on_error=study.config.get("on_error", "fail"), quiet=quiet)
+        ctx.warnings = ctx.cache.warnings
+        if lock.dead is not None:
+            ctx.cache.warn("W673", f"a run that did not finish held `{out_dir}` ({describe(lock.dead)}); this run takes the "
+                                   "folder over and reuses the verified cache entries it left")
+        try:
+            yield ctx
+        finally:
+            ctx.close()
+
+
+def run_stages(ctx: RunContext, stages) -> None:
+    """Run `stages` (in the study's order) in ctx: each operator's own run-time code, else its mode's."""
+    for stage in stages:
+        op = registry.get(stage.op)
+        t0 = time.perf_counter()
+        run = op.run or get_mode(op.mode)
+        ctx.results[stage.name] = run(stage, ctx)
+        ctx.keys.setdefault(stage.name, ctx.stage_key(stage))
+        ctx.timings[stage.name] = round(time.perf_counter() - t0, 4)
+
+
+def run_study(study, out: str | os.PathLike | None = None, workers: int | None = None, quiet: bool = False,
+              force: bool = False, wait: bool = False) -> RunContext:
+    with held_run(study, out, workers, quiet, force, wait) as ctx:
+        t_all = time.perf_counter()
+        run_stages(ctx, study.stages)
+        ctx.timings["total"] = round(time.perf_counter() - t_all, 4)
+        write_manifest(ctx)
+        write_artefact_manifest(ctx, hashlib.sha256(study.source.encode()).hexdigest())
     return ctx
 
 

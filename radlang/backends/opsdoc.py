@@ -10,20 +10,27 @@ from radlang import registry
 from radlang.checks.bind import signature
 
 
-def _type_name(ann) -> str:
+def _units(meta) -> str | None:
+    """The units a unit converter among these annotation metadata accepts (radlang.units._converter), or None."""
+    for m in meta:
+        fn = getattr(m, "func", None)
+        if "_converter" in getattr(fn, "__qualname__", ""):
+            cells = [c.cell_contents for c in (fn.__closure__ or ()) if isinstance(c.cell_contents, dict)]
+            return ", ".join(cells[0]) if cells else ""
+    return None
+
+
+def _type_name(ann, meta=()) -> str:
+    """`meta`: the field's own metadata (Pydantic moves a field's top-level `Annotated` metadata there)."""
+    units = _units(meta)
+    if units is not None:
+        return f"{_type_name(ann)} [{units}]"
     if ann is None:
         return "none"
     origin = typing.get_origin(ann)
     if origin is typing.Annotated:
-        base, *meta = typing.get_args(ann)
-        for m in meta:
-            fn = getattr(m, "func", None)
-            q = getattr(fn, "__qualname__", "")
-            if "_converter" in q:
-                cells = [c.cell_contents for c in (fn.__closure__ or ()) if isinstance(c.cell_contents, dict)]
-                units = ", ".join(cells[0]) if cells else ""
-                return f"{_type_name(base)} [{units}]"
-        return _type_name(base)
+        base, *inner = typing.get_args(ann)
+        return _type_name(base, inner)
     if origin is typing.Literal:
         return " | ".join(repr(a) if not isinstance(a, str) else a for a in typing.get_args(ann))
     if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
@@ -34,13 +41,26 @@ def _type_name(ann) -> str:
     return getattr(ann, "__name__", str(ann))
 
 
-def _constraints(field) -> str:
+def _bounds(meta) -> list[str]:
     bits = []
-    for m in field.metadata:
+    for m in meta:
         for attr, sym in (("gt", ">"), ("ge", "≥"), ("lt", "<"), ("le", "≤")):
             v = getattr(m, attr, None)
             if v is not None:
                 bits.append(f"{sym} {v}")
+        bits += _bounds(getattr(m, "metadata", ()))     # a Field(...) inside Annotated carries its bounds as metadata
+    return bits
+
+
+def _constraints(field) -> str:
+    """The field's bounds, and those of each list item (`each ≥ 16, ≤ 512`)."""
+    bits = _bounds(field.metadata)
+    ann = field.annotation
+    for arg in typing.get_args(ann) if typing.get_origin(ann) not in (typing.Literal,) else ():
+        if typing.get_origin(ann) in (list, tuple) and typing.get_origin(arg) is typing.Annotated:
+            item = _bounds(typing.get_args(arg)[1:])
+            if item:
+                bits.append("each " + ", ".join(item))
     return ", ".join(bits)
 
 
@@ -51,7 +71,7 @@ def settings_rows(op) -> list[dict]:
         if f.default_factory is not None:
             default = f.default_factory()
         rows.append({
-            "name": name, "type": _type_name(f.annotation), "default": _plain(default),
+            "name": name, "type": _type_name(f.annotation, f.metadata), "default": _plain(default),
             "required": f.is_required(), "range": _constraints(f), "doc": f.description or "",
         })
     return rows

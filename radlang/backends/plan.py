@@ -40,6 +40,8 @@ def _stage_info(study, s, memory):
         # the seed the stage runs with: its own (from the study seed and its name), or the one its settings give
         "seed": s.params["seed"] if isinstance(s.params.get("seed"), int) else s.seed,
         "settings": s.params, "notes": extra,
+        **({"refit": {**study.refit[s.name].to_plain(), "edges": [f"{a} -> {b}.{port}" for a, b, port in study.refit[s.name].edges]}}
+           if s.name in study.refit else {}),
     }
 
 
@@ -60,9 +62,7 @@ def plan_text(study, memory=None) -> str:
         lines.append(f"{i:>3}. {s['kind']} {s['name']} = {s['op']}   [{s['mode']}]   seed {s['seed']}")
         lines.append(f"       consumes: {cons}")
         lines.append(f"       produces: {s['produces']}")
-        if s["mode"] == "evaluate":
-            lines.append("       fit boundary: every fitted stage above is refit inside each of its training folds")
-        elif s["fit"] != "none":
+        if s["fit"] != "none" and "refit" not in s:
             where = ", ".join(s["fit_within"])
             how = "outcomes" if s["fit"] == "outcome" else "data statistics"
             lines.append(f"       fit on {how}: " + (f"inside the training folds of {where}" if where else "on the whole training cohort (no validation uses it)"))

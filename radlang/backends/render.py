@@ -571,20 +571,23 @@ def render_study(study, date: str | None = None) -> tuple[str, dict[str, str]]:
     """The script text and the package pins it records."""
     rc = RenderContext(study=study, spec_dir=str(Path(study.file).resolve().parent))
     runtime, runtime_names = _runtime_source()
-    wanted: list[Callable] = _runtime_needs()
+    from radlang.backends.artefacts import write_artefact_manifest
+
+    wanted: list[Callable] = [*_runtime_needs(), write_artefact_manifest]
     spec_path = str(Path(study.file).resolve()) if Path(study.file).exists() else study.file
     origin: dict[int, str] = {}
     stages, options, glue_imports, problems, ops = [], [], set(), [], {}
     for st in study.stages:
         op = registry.get(st.op)
-        h = get_hook(op.mode)
+        h = (lambda st, rc, fn=op.run: call_mode(st, rc, fn)) if op.run is not None else get_hook(op.mode)
         if h is None:
             raise RenderError("E703", f"stage `{st.name}`: operator `{st.op}` runs in executor mode `{op.mode}`, "
                                       "which `radlang render` cannot write yet")
         problems += check_operator(op)
         code: StageCode = h(st, rc)
 
-        for f in [*op_functions(op), *code.functions]:
+        on_cohort = registry.resolve(op.on_cohort)
+        for f in [*op_functions(op), *code.functions, *([on_cohort] if on_cohort else [])]:
             if f not in wanted:
                 wanted.append(f)
         ops[op.name] = op
@@ -623,6 +626,10 @@ def render_study(study, date: str | None = None) -> tuple[str, dict[str, str]]:
             args.append(f"impl={op.impl.__name__}")
         if op.helpers:
             args.append("helpers=(" + ", ".join(h.__name__ for h in op.helpers) + ("," if len(op.helpers) == 1 else "") + ")")
+        if op.on_cohort is not None:
+            args.append(f"on_cohort={registry.resolve(op.on_cohort).__name__}")
+        if op.raters:
+            args.append("raters=True")
         registry_lines.append(f"registry.add(OperatorInfo({', '.join(args)}))")
 
     from jinja2 import Environment, FileSystemLoader, StrictUndefined

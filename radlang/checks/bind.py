@@ -26,14 +26,29 @@ class Bound:
     inherited_from: str | None = None
 
 
-def check_names(stmts: list[Stmt], diags: list) -> dict[str, Stmt]:
-    """Duplicate names (E102), unknown kinds (E104), unknown operators (E103), kind/operator mismatch (E201)."""
+def check_names(stmts: list[Stmt], diags: list, clashes: set | None = None) -> dict[str, Stmt]:
+    """Duplicate names (E102), unknown kinds (E104), unknown operators (E103), kind/operator mismatch (E201).
+
+    A preset and a stage with the same name (often a cohort named like a `use`d preset) are one E102: the name
+    stays the preset's (so `like` finds it), and the name goes into `clashes` so that references to it report
+    nothing more."""
     seen: dict[str, Stmt] = {}
     kinds = registry.kinds()
     ops = registry.names()
     for s in stmts:
         if s.name in seen:
             first = seen[s.name]
+            if (first.kind == "preset") != (s.kind == "preset"):
+                preset, stage = (first, s) if first.kind == "preset" else (s, first)
+                where = "" if preset.span.file == stage.span.file else f" (from `{preset.span.file}`)"
+                diags.append(Diagnostic("E102", f"`{s.name}` names both a preset{where} and the {stage.kind} `{s.name}`", stage.name_span,
+                                        hint=f"rename the {stage.kind} (e.g. `{s.name}_{stage.kind}`): `like {s.name}` copies the preset's "
+                                             "settings, and a stage is referred to by its own name",
+                                        related=(Related(preset.name_span, "the preset is defined here"),)))
+                seen[s.name] = preset
+                if clashes is not None:
+                    clashes.add(s.name)
+                continue
             diags.append(Diagnostic("E102", f"`{s.name}` is defined twice", s.name_span,
                                     hint="give each stage its own name", related=(Related(first.name_span, "first defined here"),)))
             continue
@@ -70,8 +85,9 @@ def _collect_refs(v, out: list):
         _collect_refs(v.value, out)
 
 
-def _entries(stmt: Stmt, by_name: dict[str, Stmt], diags: list, _seen=()) -> tuple[list[ArgV], list, str | None]:
-    """Positional args, keyword entries (ArgV or Setting), following `like` chains; own entries win."""
+def _entries(stmt: Stmt, by_name: dict[str, Stmt], diags: list, exclusive=(), _seen=()) -> tuple[list[ArgV], list, str | None]:
+    """Positional args, keyword entries (ArgV or Setting), following `like` chains; own entries win, and an own
+    entry also replaces the inherited entries of its `exclusive` group (e.g. `bin_count` replaces `bin_width`)."""
     pos = [a for a in stmt.op.args if a.name is None]
     kw: list = [a for a in stmt.op.args if a.name is not None] + list(stmt.settings)
     if not stmt.like:
@@ -89,8 +105,9 @@ def _entries(stmt: Stmt, by_name: dict[str, Stmt], diags: list, _seen=()) -> tup
                                 stmt.like_span, related=(Related(base.span, f"`{base.name}` defined here"),),
                                 hint="`like` copies settings between statements of the same operator"))
         return pos, kw, None
-    bpos, bkw, _ = _entries(base, by_name, diags, _seen + (stmt.name,))
+    bpos, bkw, _ = _entries(base, by_name, diags, exclusive, _seen + (stmt.name,))
     own = {(e.name if isinstance(e, ArgV) else e.key) for e in kw}
+    own |= {k for group in exclusive if own & set(group) for k in group}
     merged_kw = [e for e in bkw if (e.name if isinstance(e, ArgV) else e.key) not in own] + kw
     merged_pos = pos if pos else bpos
     return merged_pos, merged_kw, base.name
@@ -100,7 +117,7 @@ def bind(stmt: Stmt, by_name: dict[str, Stmt], diags: list) -> Bound | None:
     op = registry.get(stmt.op.name)
     if op is None:
         return None
-    pos, kw, inherited = _entries(stmt, by_name, diags)
+    pos, kw, inherited = _entries(stmt, by_name, diags, op.settings.exclusive)
     b = Bound(stmt=stmt, op=op, inherited_from=inherited)
     names = list(op.positional)
     if len(pos) > len(names):
@@ -132,11 +149,13 @@ def bind(stmt: Stmt, by_name: dict[str, Stmt], diags: list) -> Bound | None:
     return b
 
 
-def port_type(ref: Ref, types: dict[str, RType], stmts: dict[str, Stmt], diags: list) -> RType | None:
+def port_type(ref: Ref, types: dict[str, RType], stmts: dict[str, Stmt], diags: list, clashes=frozenset()) -> RType | None:
     head = ref.parts[0]
     if head not in stmts:
         diags.append(Diagnostic("E101", f"`{head}` is not defined", ref.span, hint=did_you_mean(head, stmts)))
         return None
+    if head in clashes:
+        return None   # the name is both a preset and a stage: reported once, by check_names
     if stmts[head].kind == "preset":
         diags.append(Diagnostic("E202", f"`{head}` is a preset (settings to copy with `like {head}`), not a stage", ref.span,
                                 related=(Related(stmts[head].span, f"`{head}` defined here"),)))
@@ -177,7 +196,7 @@ def port_type(ref: Ref, types: dict[str, RType], stmts: dict[str, Stmt], diags: 
                  has_site=t.has_site, has_mask=t.has_mask, detail=f"{head}.{attr}")
 
 
-def check_stage(b: Bound, types: dict[str, RType], stmts: dict[str, Stmt], diags: list):
+def check_stage(b: Bound, types: dict[str, RType], stmts: dict[str, Stmt], diags: list, clashes=frozenset(), externals=None):
     """Port types, settings, and the operator's own inference. Returns (settings, RType, inputs) or None."""
     op, stmt = b.op, b.stmt
     ok = True
@@ -192,7 +211,7 @@ def check_stage(b: Bound, types: dict[str, RType], stmts: dict[str, Stmt], diags
                                         stmt.op.span, hint=f"signature: {signature(op)}"))
                 ok = False
             continue
-        t = port_type(ref, types, stmts, diags)
+        t = port_type(ref, types, stmts, diags, clashes)
         if t is None:
             ok = False
             continue
@@ -209,7 +228,7 @@ def check_stage(b: Bound, types: dict[str, RType], stmts: dict[str, Stmt], diags
             diags.append(Diagnostic("E101", f"`{head}` is not defined", r.span, hint=did_you_mean(head, stmts)))
             ok = False
         elif head in stmts and len(r.parts) > 1:
-            if port_type(r, types, stmts, diags) is None:
+            if port_type(r, types, stmts, diags, clashes) is None:
                 ok = False
     values = dict(b.values)
     settings = validate_settings(op, values, b.spans, b.key_spans, stmt.op.span, diags)
@@ -227,7 +246,7 @@ def check_stage(b: Bound, types: dict[str, RType], stmts: dict[str, Stmt], diags
             sp = b.ports[port].span
         diags.append(Diagnostic(code, message, sp or stmt.op.span, hint=hint))
 
-    ctx = InferCtx(stmt=stmt, inputs=in_types, settings=settings, report=report, types=types)
+    ctx = InferCtx(stmt=stmt, inputs=in_types, settings=settings, report=report, types=types, externals=externals or {})
     # a preset only carries settings: it has no inputs, so the operator's own type rules do not apply to it
     out = op.infer(ctx) if op.infer and not is_preset else None
     if len(diags) > n_before and any(d.is_error for d in diags[n_before:]):

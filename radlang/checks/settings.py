@@ -13,12 +13,16 @@ _RANGE = {"greater_than", "greater_than_equal", "less_than", "less_than_equal", 
 def code_for(err_type: str) -> str:
     if err_type == "extra_forbidden":
         return "E301"
-    if err_type in _RANGE:
+    if err_type in _RANGE or err_type == "range":
         return "E302"
     if err_type == "unit":
         return "E303"
     if err_type == "missing":
         return "E305"
+    if err_type == "contradiction":
+        return "E306"
+    if err_type == "outside_out":
+        return "E308"
     return "E304"
 
 

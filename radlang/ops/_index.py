@@ -13,6 +13,7 @@ OPERATORS = {
     'gradcam': ('explain', 'explain_cnn'),
     'gradient_boosting': ('model', 'models'),
     'icc': ('select', 'select'),
+    'join': ('features', 'join'),
     'kbest': ('select', 'select'),
     'knn': ('model', 'models'),
     'lasso': ('select', 'select'),

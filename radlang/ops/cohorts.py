@@ -12,7 +12,7 @@ The implementations below are self-contained (see radlang/registry.py): plain da
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, field_validator
 
@@ -20,7 +20,7 @@ from radlang.diagnostics import label_cases
 from radlang.registry import Operator, register
 from radlang.types import OUTCOME_KINDS, RType
 from radlang.units import Intensity, Length
-from radlang.values import CallValue, CastValue, Settings, Sym
+from radlang.values import CallValue, CastValue, Settings, Sym, outside_out
 
 
 class OutcomeSpec(Settings):
@@ -436,6 +436,10 @@ def load_manifest(params, manifest_path, name, check_files=True):
     for i, cid in enumerate(ids):
         if cid == "":
             problems.append({"case": f"row {i + 2}", "file": mpath, "column": params["id"], "message": "empty case id"})
+        elif "/" in cid or "\\" in cid or "\0" in cid or ".." in cid:
+            problems.append({"case": cid, "file": mpath, "column": params["id"],
+                             "message": f"the case id holds `/`, `\\` or `..` (row {i + 2}): output files are named after case ids",
+                             "hint": "rename the case (e.g. replace `/` with `_`)"})
         elif cid in first_row:
             problems.append({"case": cid, "file": mpath, "column": params["id"],
                              "message": f"duplicate case id `{cid}` (rows {first_row[cid] + 2} and {i + 2})"})
@@ -572,9 +576,18 @@ def load_manifest(params, manifest_path, name, check_files=True):
     return out, problems
 
 
+def manifest_read_file(ctx, stage, path):
+    """`radlang predict`: another manifest, read with this cohort's column settings."""
+    from dataclasses import replace
+
+    from radlang.backends.modes.cohort import run_cohort
+
+    return run_cohort(replace(stage, params={**stage.params, "path": str(path), "outcome": None}), ctx)
+
+
 register(Operator(
     name="manifest", kind="cohort", output="Cohort", settings=ManifestSettings, positional=("path",),
-    mode="cohort", infer=cohort_type, sink=False, impl=load_manifest,
+    mode="cohort", infer=cohort_type, sink=False, impl=load_manifest, read_file=manifest_read_file,
     helpers=(manifest_columns, label_cases, read_image_header, image_payload_problem, gzip_payload_size, dicom_series_problem),
     doc="A cohort read from a CSV manifest: one row per case, columns for id, images, mask, outcome, site and covariates.",
     examples=('cohort train = manifest("data/train.csv") { image: ct, mask: roi, outcome: malignant as binary, site: hospital }',),
@@ -592,22 +605,18 @@ class PhantomSettings(Settings):
     sites: int = Field(1, ge=1, le=8, description="number of acquisition sites (≥ 2 adds a site column with scanner-like shifts)")
     site_shift: Intensity = Field(0.0, description="extra intensity offset for every case (an external scanner), e.g. 30HU")
     noise: Intensity = Field(8.0, ge=0, description="image noise standard deviation (HU)")
-    size: list[int] = Field(default_factory=lambda: [40, 40, 40], min_length=3, max_length=3, description="volume size in voxels (x, y, z)")
-    spacing: list[Length] = Field(default_factory=lambda: [1.0, 1.0, 1.0], min_length=3, max_length=3, description="voxel spacing (mm)")
-    prefix: str | None = Field(None, description="case id prefix (default: the stage name)")
+    size: list[Annotated[int, Field(ge=16, le=512)]] = Field(default_factory=lambda: [40, 40, 40], min_length=3, max_length=3,
+                                                            description="volume size in voxels (x, y, z)")
+    spacing: list[Annotated[Length, Field(gt=0)]] = Field(default_factory=lambda: [1.0, 1.0, 1.0], min_length=3, max_length=3,
+                                                          description="voxel spacing (mm)")
+    prefix: str | None = Field(None, description="case id prefix (default: the stage name); a plain name: case ids name files")
 
-    @field_validator("size")
+    @field_validator("prefix")
     @classmethod
-    def _size(cls, v):
-        if any(x < 16 or x > 512 for x in v):
-            raise ValueError("each size must be between 16 and 512 voxels")
-        return v
-
-    @field_validator("spacing")
-    @classmethod
-    def _spacing(cls, v):
-        if any(x <= 0 for x in v):
-            raise ValueError("spacing must be > 0")
+    def _prefix(cls, v):
+        if v is not None and (v == "" or "/" in v or "\\" in v or "\0" in v or ".." in v):
+            raise outside_out(f"`{v}` is not a plain name: the phantom writes cases/<prefix>_000_image.nii.gz, and every file "
+                              "a run writes stays inside its out folder (no `/`, `\\`, `..`)")
         return v
 
 
@@ -627,6 +636,7 @@ def make_phantom(params, seed, out_dir, prefix):
     import csv
     import io
     import os
+    import tempfile
 
     import numpy as np
     import SimpleITK as sitk
@@ -679,8 +689,16 @@ def make_phantom(params, seed, out_dir, prefix):
         mk.CopyInformation(im)
         ip = os.path.join("cases", f"{cid}_image.nii.gz")
         mp = os.path.join("cases", f"{cid}_mask.nii.gz")
-        sitk.WriteImage(im, os.path.join(out_dir, ip), True)
-        sitk.WriteImage(mk, os.path.join(out_dir, mp), True)
+        for volume, rel in ((im, ip), (mk, mp)):          # each file under a unique temporary name, then renamed
+            fd, tmp = tempfile.mkstemp(prefix=f".{cid}.", suffix=".nii.gz", dir=os.path.join(out_dir, "cases"))
+            os.close(fd)
+            try:
+                sitk.WriteImage(volume, tmp, True)
+                os.replace(tmp, os.path.join(out_dir, rel))
+            except BaseException:
+                if os.path.exists(tmp):
+                    os.remove(tmp)
+                raise
         age = int(np.clip(round(rng.normal(60 + 3 * effect * lab, 9)), 25, 95))
         rows.append([cid, ip, mp, lab, f"site{site + 1}", age])
     buf = io.StringIO()
@@ -688,10 +706,15 @@ def make_phantom(params, seed, out_dir, prefix):
     w.writerow(["case_id", "image", "mask", "malignant", "site", "age"])
     w.writerows(rows)
     path = os.path.join(out_dir, "manifest.csv")
-    tmp = path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as fh:
-        fh.write(buf.getvalue())
-    os.replace(tmp, path)
+    fd, tmp = tempfile.mkstemp(prefix=".manifest.csv.", suffix=".tmp", dir=out_dir)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
+            fh.write(buf.getvalue())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
     return path
 
 
@@ -702,13 +725,23 @@ def phantom_manifest_params(params):
             "site": "site" if int(params["sites"]) >= 2 else None, "clinical": ["age"], "dims": 3}
 
 
+def phantom_read_file(ctx, stage, path):
+    """`radlang predict`: a manifest laid out like a phantom's own (e.g. another phantom's <out>/data/.../manifest.csv)."""
+    from dataclasses import replace
+
+    from radlang.backends.modes.cohort import run_cohort
+
+    return run_cohort(replace(stage, op="manifest", params={**phantom_manifest_params(stage.params), "path": str(path), "outcome": None}), ctx)
+
+
 register(Operator(
     name="phantom", kind="cohort", output="Cohort", settings=PhantomSettings, positional=("cases",),
-    mode="cohort", infer=phantom_type, impl=make_phantom, helpers=(phantom_manifest_params, load_manifest, manifest_columns, label_cases, read_image_header,
-                                                                image_payload_problem, gzip_payload_size, dicom_series_problem),
+    mode="cohort", infer=phantom_type, impl=make_phantom, read_file=phantom_read_file,
+    helpers=(phantom_manifest_params, load_manifest, manifest_columns, label_cases, read_image_header,
+             image_payload_problem, gzip_payload_size, dicom_series_problem),
     version="1",
     doc=("A synthetic CT-like cohort (no download): per case a small 3D volume with one lesion, written as NIfTI with a "
-         "manifest under <out>/data/<stage>/. The binary outcome `malignant` changes lesion texture and shape by `effect`; "
+         "manifest under <out>/data/<stage>-<settings hash>/. The binary outcome `malignant` changes lesion texture and shape by `effect`; "
          "`sites` add scanner-like intensity and noise shifts; `site_shift` and another `seed` make an external cohort."),
     examples=("cohort train = phantom(40) { effect: 1.0, sites: 2 }",
               "cohort external = phantom(20, seed: 99) { site_shift: 30HU }"),

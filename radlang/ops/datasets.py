@@ -18,7 +18,7 @@ from pydantic import Field, field_validator, model_validator
 from radlang.diagnostics import label_cases
 from radlang.registry import Operator, Port, register
 from radlang.types import RType
-from radlang.values import Settings, Sym
+from radlang.values import Settings, Sym, contradiction
 
 DATASETS = {
     # name: (package, outcome kind, cases)
@@ -106,9 +106,20 @@ def _dataset_type(ctx) -> RType:
                  has_mask=False, detail=f"dataset {s.name}")
 
 
+def dataset_read_file(ctx, stage, path):
+    """`radlang predict`: a CSV of new cases for a model trained on a built-in dataset: a `case_id` column and the
+    dataset's feature columns, read as a `table` cohort."""
+    from dataclasses import replace
+
+    from radlang.backends.modes.estimator import run_dataset
+
+    params = {"path": str(path), "id": "case_id", "patient": None, "outcome": None, "site": None, "columns": None}
+    return run_dataset(replace(stage, op="table", params=params), ctx)
+
+
 register(Operator(
     name="dataset", kind="cohort", output="Cohort", settings=DatasetSettings, positional=("name",),
-    mode="dataset", impl=load_dataset, infer=_dataset_type,
+    mode="dataset", impl=load_dataset, infer=_dataset_type, read_file=dataset_read_file,
     doc="A tabular cohort shipped inside an installed package (no download): sklearn's breast cancer set "
         "(569 cases, 30 image-derived features, malignant = 1) or scikit-survival's gbsg2, whas500 and "
         "veterans_lung_cancer (survival). Its features are the cohort's `clinical.<name>` columns.",
@@ -163,7 +174,7 @@ def _tabular_type(ctx) -> RType:
 register(Operator(
     name="tabular", kind="features", output="Features", settings=TabularSettings, positional=("cohort",),
     inputs=(Port("cohort", ("Cohort",), doc="a cohort with clinical columns, e.g. `dataset(\"breast_cancer\")`"),),
-    mode="tabular", impl=tabular_features, infer=_tabular_type,
+    mode="tabular", impl=tabular_features, infer=_tabular_type, on_cohort="radlang.backends.modes.estimator:tabular_for_cohort",
     doc="A feature table made from a cohort's clinical columns (tabular, image-derived or clinical features).",
     examples=("features f = tabular(bc)", "features f = tabular(bc) { columns: [mean_radius, mean_texture] }"),
 ))
@@ -206,7 +217,7 @@ class TableSettings(Settings):
                  o.get("column"): "the outcome", o.get("time"): "the survival time", o.get("event"): "the event"}
         for c in self.columns or []:
             if roles.get(c):
-                raise ValueError(f"`{c}` is {roles[c]} column; it cannot also be a feature column (the model would see the answer)")
+                raise contradiction(f"`{c}` is {roles[c]} column; it cannot also be a feature column (the model would see the answer)")
         return self
 
 
@@ -299,9 +310,18 @@ def _table_type(ctx) -> RType:
                  has_mask=False, detail="table")
 
 
+def table_read_file(ctx, stage, path):
+    """`radlang predict`: another CSV, read with this cohort's column settings (its outcome column may be absent)."""
+    from dataclasses import replace
+
+    from radlang.backends.modes.estimator import run_dataset
+
+    return run_dataset(replace(stage, params={**stage.params, "path": str(path), "outcome": None}), ctx)
+
+
 register(Operator(
     name="table", kind="cohort", output="Cohort", settings=TableSettings, positional=("path",),
-    mode="dataset", impl=load_table, helpers=(label_cases,), infer=_table_type,
+    mode="dataset", impl=load_table, helpers=(label_cases,), infer=_table_type, read_file=table_read_file,
     doc="A tabular cohort from a CSV file (no images): an id column, an outcome, optional patient and site columns; "
         "every other column (or `columns`) is a feature under `clinical.<name>`.",
     examples=('cohort t = table("features.csv") { id: case, outcome: malignant as binary }',),

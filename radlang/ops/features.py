@@ -30,7 +30,7 @@ from radlang.diagnostics import did_you_mean
 from radlang.registry import Operator, Port, register
 from radlang.types import RType
 from radlang.units import Intensity, Length
-from radlang.values import CallValue, Settings, Variant, variants
+from radlang.values import CallValue, Settings, Variant, out_of_range, variants
 
 # PyRadiomics 3.0.1 feature names per class (radiomics.getFeatureClasses()); `True` = deprecated /
 # disabled by default (enable it by naming it). Kept here so `radlang check` never imports PyRadiomics.
@@ -98,7 +98,7 @@ class LoG(Variant):
     @classmethod
     def _pos(cls, v):
         if any(s <= 0 for s in v):
-            raise ValueError("LoG sigma must be > 0 mm")
+            raise out_of_range("LoG sigma must be > 0 mm")
         return v
 
 
@@ -225,6 +225,8 @@ class PyradiomicsSettings(Settings):
     filters: list[Filter] | None = Field(None, min_length=1, description="image types: original, log(sigma), wavelet, square, ... (default: original)")
     classes: list[ClassSel] | None = Field(None, min_length=1, description="feature classes, e.g. [firstorder, shape, glcm(Contrast, Idm)] (default: all but shape2D)")
 
+    exclusive = (("bin_width", "bin_count"),)
+
     @field_validator("voxel_array_shift")
     @classmethod
     def _shift(cls, v):
@@ -236,13 +238,11 @@ class PyradiomicsSettings(Settings):
     @classmethod
     def _dist(cls, v):
         if v is not None and any(d < 1 for d in v):
-            raise ValueError("distances must be ≥ 1")
+            raise out_of_range("distances must be ≥ 1")
         return v
 
     @model_validator(mode="after")
     def _consistent(self):
-        if self.bin_width is not None and self.bin_count is not None:
-            raise ValueError("set `bin_width` or `bin_count`, not both")
         if self.filters is not None:
             kinds = [f.call_name for f in self.filters]
             dup = sorted({k for k in kinds if kinds.count(k) > 1})
@@ -527,6 +527,7 @@ def _plan(stage, memory):
 
 register(Operator(
     name="pyradiomics", kind="features", output="Features", settings=PyradiomicsSettings, mode="case",
+    on_cohort="radlang.backends.modes.case:extract_for_cohort",
     inputs=(Port("image", ("Image",), doc="a cohort's image, e.g. `train.image`"),
             Port("mask", ("Mask",), doc="a cohort's mask (`train.mask`) or a segment stage")),
     positional=("image", "mask"), impl=extract_features, helpers=(pyradiomics_config, params_schema_problems, perturb_case, features_csv, member_columns),

@@ -33,7 +33,7 @@ def make_model(name, params, seed):
         pen = hp.get("penalty", "l2")
         kw = {"C": float(hp["C"])} if pen != "none" else {"C": float("inf")}
         if pen == "l1":
-            kw.update(l1_ratio=1.0, solver="liblinear" if params.get("_classes", 2) == 2 else "saga")
+            kw.update(l1_ratio=1.0, solver="liblinear" if params.get("classes", 2) == 2 else "saga")
         return LogisticRegression(max_iter=int(hp.get("max_iter", 1000)), class_weight=hp.get("class_weight"), random_state=seed, **kw)
     if name == "random_forest":
         from sklearn.ensemble import RandomForestClassifier
@@ -86,10 +86,40 @@ def make_cox(params, seed):
     return make_model("cox", split_params(params), seed)
 
 
-def assemble_pipeline(steps, model_name, model_params, seed):
-    """[impute] -> selectors (name, transformer) -> [scale] -> model, as one scikit-learn Pipeline that keeps
-    pandas frames (case ids as the index) between steps. With a `search`, the whole pipeline is wrapped in an
-    inner-CV grid search, so selection is refit inside the inner folds too."""
+def fold_steps(node):
+    """The unfitted scikit-learn steps of one node of a refit-graph recipe (see radlang.backends.refit.recipe):
+    a source adds nothing (its columns are the input), a step adds its factory's estimator after its input's steps,
+    a join adds a ColumnTransformer whose branches are its inputs' steps on their own columns."""
+    if "source" in node:
+        return []
+    if "step" in node:
+        name, factory, params, seed, fold_inputs = node["step"]
+        return fold_steps(node["input"]) + [(name, factory(params, seed, fold_inputs))]
+    from sklearn.compose import ColumnTransformer
+    from sklearn.pipeline import Pipeline
+
+    branches = []
+    for label, inp in zip(node["names"], node["inputs"]):
+        steps = fold_steps(inp)
+        branches.append((label, Pipeline(steps).set_output(transform="pandas") if steps else "passthrough", node_columns(inp)))
+    names = "{transformer_name}.{feature_name}" if node["prefix"] else False
+    return [(node["join"], ColumnTransformer(branches, remainder="drop", verbose_feature_names_out=names).set_output(transform="pandas"))]
+
+
+def node_columns(node):
+    """The source columns a recipe node reads, in order of first appearance."""
+    if "source" in node:
+        return list(node["columns"])
+    out = []
+    for inp in ([node["input"]] if "step" in node else node["inputs"]):
+        out += [c for c in node_columns(inp) if c not in out]
+    return out
+
+
+def assemble_pipeline(graph, model_name, model_params, seed):
+    """[impute] -> the refit graph's steps -> [scale] -> model, as one scikit-learn Pipeline that keeps pandas frames
+    (case ids as the index) between steps. With a `search`, the whole pipeline is wrapped in an inner-CV grid search,
+    so selection is refit inside the inner folds too."""
     from sklearn.pipeline import Pipeline
 
     parts = []
@@ -98,7 +128,7 @@ def assemble_pipeline(steps, model_name, model_params, seed):
         from sklearn.impute import SimpleImputer
 
         parts.append(("impute", SimpleImputer(strategy=imp, keep_empty_features=True)))
-    parts.extend(steps)
+    parts.extend(fold_steps(graph))
     sc = model_params.get("scale", "standard")
     if sc != "none":
         from sklearn.preprocessing import MinMaxScaler, RobustScaler, StandardScaler
@@ -205,9 +235,7 @@ def _model_infer(ctx, tasks):
     if tgt.outcome not in tasks:
         hint = "for a survival outcome use `cox`" if tgt.outcome == "survival" else f"`{name}` fits {' or '.join(tasks)} outcomes"
         ctx.error("E244", f"`{name}` cannot fit a {tgt.outcome} outcome (`{tgt.detail}`)", port="target", hint=hint)
-    if src.cohort and tgt.cohort and src.cohort != tgt.cohort:
-        ctx.error("E242", f"the features come from cohort `{src.cohort}` but the target is `{tgt.detail}`", port="target",
-                  hint=f"use `{src.cohort}.outcome`")
+    ctx.mixed_cohorts(src, tgt)
     s = ctx.settings
     if s.search is not None:
         if not s.search.grid:
@@ -222,15 +250,13 @@ def _model_infer(ctx, tasks):
 
 
 def _register(name, settings, tasks, doc, examples=()):
-    common = set(ModelSettings.model_fields)
     register(Operator(
         name=name, kind="model", output="Model", settings=settings,
         inputs=(Port("input", ("Features",), doc="a feature table (usually a `select` stage)"),
                 Port("target", ("Outcome",), doc="the training cohort's outcome, e.g. `train.outcome`")),
         positional=("input", "target"), fit="outcome", mode="estimator",
-        impl=FACTORIES[name], helpers=(make_model, assemble_pipeline, split_params),
+        impl=FACTORIES[name], helpers=(make_model, assemble_pipeline, fold_steps, node_columns, split_params),
         infer=lambda ctx: _model_infer(ctx, tasks), doc=doc, examples=examples,
-        render={"model": name, "pipeline_fields": sorted(common)},
     ))
 
 
@@ -242,10 +268,7 @@ def split_params(params):
     """A model stage's plain settings -> {impute, scale, search, hyper: {...}} for make_model/assemble_pipeline."""
     pipeline_keys = ("impute", "scale", "search")
     out = {k: params.get(k) for k in pipeline_keys}
-    out["hyper"] = {k: v for k, v in params.items() if k not in pipeline_keys and not k.startswith("_")}
-    for k, v in params.items():
-        if k.startswith("_"):
-            out[k] = v
+    out["hyper"] = {k: v for k, v in params.items() if k not in pipeline_keys}
     if out.get("search"):
         out["search"] = {"cv": params["search"]["cv"], "scoring": params["search"]["scoring"], "grid": params["search"]["grid"]}
     return out

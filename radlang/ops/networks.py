@@ -25,7 +25,7 @@ from pydantic import Field, field_validator, model_validator
 
 from radlang.registry import Operator, register
 from radlang.types import RType
-from radlang.values import Settings
+from radlang.values import Settings, contradiction, out_of_range
 
 SEGMENTATION_NETS = ("unet", "segresnet", "attention_unet")
 CLASSIFICATION_NETS = ("densenet121", "resnet")
@@ -249,20 +249,20 @@ class _LevelSettings(NetSettings):
     @classmethod
     def _chan(cls, v):
         if any(c < 1 for c in v):
-            raise ValueError("channels must be ≥ 1")
+            raise out_of_range("channels must be ≥ 1")
         return v
 
     @field_validator("strides")
     @classmethod
     def _str(cls, v):
         if any(s < 1 or s > 4 for s in v):
-            raise ValueError("strides must be between 1 and 4")
+            raise out_of_range("strides must be between 1 and 4")
         return v
 
     @model_validator(mode="after")
     def _levels(self):
         if len(self.strides) != len(self.channels) - 1:
-            raise ValueError(f"`strides` needs one entry fewer than `channels`: {len(self.channels)} channels, "
+            raise contradiction(f"`strides` needs one entry fewer than `channels`: {len(self.channels)} channels, "
                              f"so {len(self.channels) - 1} strides (got {len(self.strides)})")
         return self
 
@@ -291,9 +291,9 @@ class SegResNetSettings(NetSettings):
     @model_validator(mode="after")
     def _check(self):
         if len(self.blocks_up) != len(self.blocks_down) - 1:
-            raise ValueError(f"`blocks_up` needs one entry fewer than `blocks_down` ({len(self.blocks_down) - 1}, got {len(self.blocks_up)})")
+            raise contradiction(f"`blocks_up` needs one entry fewer than `blocks_down` ({len(self.blocks_down) - 1}, got {len(self.blocks_up)})")
         if self.norm == "group" and self.init_filters % self.groups:
-            raise ValueError(f"group normalisation: `init_filters` ({self.init_filters}) must be a multiple of `groups` ({self.groups})")
+            raise contradiction(f"group normalisation: `init_filters` ({self.init_filters}) must be a multiple of `groups` ({self.groups})")
         return self
 
 

@@ -10,6 +10,8 @@ image grid. Mask checks (empty mask, absent label, geometry that differs from th
 extraction, for every case at once.
 
 The functions below are self-contained (see radlang/registry.py): SimpleITK images in, SimpleITK images out.
+A segment function returns (ROI, problems), the ROI None when there are problems, each problem a
+(diagnostic code, message) pair (the codes are listed in radlang/codes.py).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from pydantic import Field, model_validator
 from radlang.registry import Operator, Port, register
 from radlang.types import RType
 from radlang.units import Intensity, Length
-from radlang.values import Settings
+from radlang.values import Settings, contradiction
 
 
 def load_image(path):
@@ -43,8 +45,8 @@ def load_image(path):
 def check_mask(image, mask, label, on_mismatch="error", tolerance=1e-3):
     """Check a mask against its image. Returns (mask, problems): `mask` is put on the image grid
     (nearest-neighbour) when the geometry differs and on_mismatch == "resample", and takes the image's
-    geometry exactly when it agrees within `tolerance`; `problems` is a list of messages (geometry
-    mismatch, empty mask, absent label)."""
+    geometry exactly when it agrees within `tolerance`; `problems` is a list of (code, message): geometry
+    mismatch (E604), empty mask (E605), absent label (E606)."""
     import numpy as np
     import SimpleITK as sitk
 
@@ -65,8 +67,8 @@ def check_mask(image, mask, label, on_mismatch="error", tolerance=1e-3):
                                ("origin", image.GetOrigin(), mask.GetOrigin()), ("direction", image.GetDirection(), mask.GetDirection())):
                 if len(a) != len(b) or not np.allclose(a, b, rtol=tolerance, atol=tolerance):
                     diffs.append(f"{what} {fmt(a)} vs {fmt(b)}")
-            problems.append("mask geometry differs from the image: " + "; ".join(diffs or ["origin"]) +
-                            " (set `on_mismatch: resample` on a `mask` segment stage to resample the mask)")
+            problems.append(("E604", "mask geometry differs from the image: " + "; ".join(diffs or ["origin"]) +
+                             " (set `on_mismatch: resample` on a `mask` segment stage to resample the mask)"))
             return mask, problems
     elif (image.GetSpacing(), image.GetOrigin(), image.GetDirection()) != (mask.GetSpacing(), mask.GetOrigin(), mask.GetDirection()):
         # the same grid up to rounding (e.g. a DICOM series and a NIfTI mask): take the image's geometry exactly
@@ -75,10 +77,10 @@ def check_mask(image, mask, label, on_mismatch="error", tolerance=1e-3):
     arr = sitk.GetArrayViewFromImage(mask)
     present = np.unique(arr)
     if not np.any(arr != 0):
-        problems.append("the mask is empty (no voxel is labelled)")
+        problems.append(("E605", "the mask is empty (no voxel is labelled)"))
     elif label not in present:
         labels = ", ".join(str(int(v)) for v in present if v != 0)
-        problems.append(f"label {label} is absent from the mask (labels present: {labels})")
+        problems.append(("E606", f"label {label} is absent from the mask (labels present: {labels})"))
     return mask, problems
 
 
@@ -120,7 +122,7 @@ def segment_otsu(image, params):
     if params.get("fill_holes"):
         roi = sitk.BinaryFillhole(roi, fullyConnected=False, foregroundValue=1)
     if not sitk.GetArrayViewFromImage(roi).any():
-        return None, ["Otsu segmentation found no voxel above the threshold (empty mask)"]
+        return None, [("E605", "Otsu segmentation found no voxel above the threshold (empty mask)")]
     return roi, []
 
 
@@ -139,7 +141,7 @@ def segment_threshold(image, params):
     if params.get("fill_holes"):
         roi = sitk.BinaryFillhole(roi, fullyConnected=False, foregroundValue=1)
     if not sitk.GetArrayViewFromImage(roi).any():
-        return None, [f"no voxel lies between {lo:g} and {hi:g} (empty mask)"]
+        return None, [("E605", f"no voxel lies between {lo:g} and {hi:g} (empty mask)")]
     return roi, []
 
 
@@ -200,7 +202,7 @@ class ThresholdSettings(Settings):
         if self.lo is None and self.hi is None:
             raise ValueError("give `lo`, `hi`, or both")
         if self.lo is not None and self.hi is not None and self.lo > self.hi:
-            raise ValueError(f"`lo` ({self.lo:g}) is above `hi` ({self.hi:g})")
+            raise contradiction(f"`lo` ({self.lo:g}) is above `hi` ({self.hi:g})")
         return self
 
 

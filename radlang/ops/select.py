@@ -82,10 +82,11 @@ def icc_values_pingouin(stack, form):
     return out
 
 
-def select_support(kind, params, seed, X, y=None, index=None, columns=None, raters=None, groups=None):
+def select_support(kind, params, seed, X, y=None, index=None, columns=None, raters=None, groups=None, outcome="binary"):
     """Which columns of X (n x p, float) stay: a boolean mask. Every selection decision lives here.
     index: the case ids of X's rows; columns: X's column names; raters: {name: DataFrame case_id x feature}
-    of re-extracted features for `icc`."""
+    of re-extracted features for `icc`; groups: each row's patient (inner CV keeps a patient in one inner fold);
+    outcome: the outcome kind (binary, multiclass, continuous)."""
     import numpy as np
 
     X = np.asarray(X, dtype=float)
@@ -135,7 +136,7 @@ def select_support(kind, params, seed, X, y=None, index=None, columns=None, rate
         mask = np.nan_to_num(icc, nan=-np.inf) >= float(params["min"])
         return mask if mask.sum() >= keep_min else top(icc, keep_min)
     y = np.asarray(y)
-    task = params.get("_task", "binary")
+    task = outcome
     if kind == "univariate":
         from scipy import stats
 
@@ -205,55 +206,76 @@ def select_support(kind, params, seed, X, y=None, index=None, columns=None, rate
     raise ValueError(f"unknown selector {kind!r}")
 
 
-def make_selector(kind, params, seed, raters=None):
-    """An unfitted scikit-learn selector (fit / transform / get_support) that calls select_support."""
+def selector_class(_made={}):  # noqa: B006 -- one class per process, so fitted selectors pickle and load by name
+    """The scikit-learn selector class (fit / transform / get_support) that calls select_support. It is built on
+    first use (scikit-learn is imported then, not when radlang checks a spec) and named `radlang.ops.select.RadSelector`
+    (this module resolves that name to it), so a saved model (skops) loads it by name."""
+    if "cls" in _made:
+        return _made["cls"]
     import numpy as np
     from sklearn.base import BaseEstimator
     from sklearn.feature_selection import SelectorMixin
     from sklearn.utils.validation import validate_data
 
     class RadSelector(SelectorMixin, BaseEstimator):
-        def __init__(self, kind="variance", params=None, seed=0, raters=None):
+        """fold_inputs: {"outcome": the outcome kind, "patients": {case id: patient id}, "raters": {name: table}}
+        (all optional); the patients of the training rows become the inner-CV groups when a patient has several cases."""
+
+        def __init__(self, kind="variance", params=None, seed=0, fold_inputs=None):
             self.kind = kind
             self.params = params
             self.seed = seed
-            self.raters = raters
+            self.fold_inputs = fold_inputs
 
-        def fit(self, X, y=None, groups=None):
-            index = list(X.index) if hasattr(X, "index") else None
+        def fit(self, X, y=None):
+            index = [str(i) for i in X.index] if hasattr(X, "index") else None
             Xa = validate_data(self, X, reset=True, ensure_all_finite="allow-nan", dtype=float)
             cols = list(getattr(self, "feature_names_in_", [f"x{j}" for j in range(Xa.shape[1])]))
-            self.support_ = np.asarray(select_support(self.kind, self.params, self.seed, Xa, y, index, cols, self.raters, groups), bool)
+            info = self.fold_inputs or {}
+            patients = info.get("patients") or {}
+            groups = [patients.get(i, i) for i in index] if index is not None and patients else None
+            if groups is not None and len(set(groups)) == len(groups):
+                groups = None
+            self.support_ = np.asarray(select_support(self.kind, self.params, self.seed, Xa, y, index, cols, info.get("raters"), groups,
+                                                      info.get("outcome", "binary")), bool)
             return self
 
         def _get_support_mask(self):
             return self.support_
 
-    return RadSelector(kind=kind, params=params, seed=seed, raters=raters)
+    RadSelector.__module__ = "radlang.ops.select"
+    RadSelector.__qualname__ = "RadSelector"
+    _made["cls"] = RadSelector
+    return RadSelector
 
 
-def make_variance(params, seed, raters=None):
-    return make_selector("variance", params, seed)
+def make_selector(kind, params, seed, fold_inputs):
+    """An unfitted selector for one fold (see selector_class)."""
+    return selector_class()(kind=kind, params=params, seed=seed, fold_inputs=fold_inputs)
 
 
-def make_correlation(params, seed, raters=None):
-    return make_selector("correlation", params, seed)
+def make_variance(params, seed, fold_inputs):
+    return make_selector("variance", params, seed, fold_inputs)
 
 
-def make_icc(params, seed, raters=None):
-    return make_selector("icc", params, seed, raters)
+def make_correlation(params, seed, fold_inputs):
+    return make_selector("correlation", params, seed, fold_inputs)
 
 
-def make_univariate(params, seed, raters=None):
-    return make_selector("univariate", params, seed)
+def make_icc(params, seed, fold_inputs):
+    return make_selector("icc", params, seed, fold_inputs)
 
 
-def make_lasso(params, seed, raters=None):
-    return make_selector("lasso", params, seed)
+def make_univariate(params, seed, fold_inputs):
+    return make_selector("univariate", params, seed, fold_inputs)
 
 
-def make_kbest(params, seed, raters=None):
-    return make_selector("kbest", params, seed)
+def make_lasso(params, seed, fold_inputs):
+    return make_selector("lasso", params, seed, fold_inputs)
+
+
+def make_kbest(params, seed, fold_inputs):
+    return make_selector("kbest", params, seed, fold_inputs)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -274,9 +296,7 @@ def _features_out(ctx, supervised: bool, tasks=("binary", "multiclass", "continu
         if tgt.outcome not in tasks:
             ctx.error("E241", f"`{ctx.stmt.op.name}` selects on a {', '.join(tasks)} outcome, but `{tgt.detail}` is {tgt.outcome}",
                       port="target", hint="use an unsupervised selector (variance, correlation, icc) before a survival model")
-        if src.cohort and tgt.cohort and src.cohort != tgt.cohort:
-            ctx.error("E242", f"the features come from cohort `{src.cohort}` but the target is `{tgt.detail}`", port="target",
-                      hint=f"use `{src.cohort}.outcome`")
+        ctx.mixed_cohorts(src, tgt)
     return RType("Features", cohort=src.cohort, outcome=(tgt.outcome if tgt is not None else src.outcome), detail=f"{ctx.stmt.op.name} selection")
 
 
@@ -359,14 +379,13 @@ def _icc_infer(ctx):
     return _features_out(ctx, False)
 
 
-def _register(name, settings, impl, fit, supervised, doc, infer=None, extra_ports=(), examples=()):
+def _register(name, settings, impl, fit, supervised, doc, infer=None, extra_ports=(), examples=(), raters=False):
     ports = (FEATURES,) + ((TARGET,) if supervised else ()) + tuple(extra_ports)
     register(Operator(
         name=name, kind="select", output="Features", settings=settings, inputs=ports,
         positional=("input", "target") if supervised else ("input",), fit=fit, mode="estimator",
-        impl=impl, helpers=(make_selector, select_support, icc_values, icc_values_pingouin),
-        infer=infer or (lambda ctx: _features_out(ctx, supervised)), doc=doc, examples=examples,
-        render={"factory": impl.__name__},
+        impl=impl, helpers=(make_selector, selector_class, select_support, icc_values, icc_values_pingouin),
+        infer=infer or (lambda ctx: _features_out(ctx, supervised)), doc=doc, examples=examples, raters=raters,
     ))
 
 
@@ -377,7 +396,7 @@ _register("correlation", CorrelationSettings, make_correlation, "data", False,
 _register("icc", IccSettings, make_icc, "data", False,
           "Robustness: keep features whose ICC (pingouin's forms) across the original extraction, each perturbation "
           "(mask erosion, dilation, intensity noise) and an optional test-retest cohort is at least `min`; computed on training cases only.",
-          infer=_icc_infer,
+          infer=_icc_infer, raters=True,
           extra_ports=(Port("retest", ("Cohort",), optional=True, doc="a test-retest cohort: the same case ids, re-imaged"),),
           examples=("select robust = icc(rad) { min: 0.75, perturb: [erode(1), dilate(1), noise(10HU)] }",))
 _register("univariate", UnivariateSettings, make_univariate, "outcome", True,
@@ -388,3 +407,10 @@ _register("lasso", LassoSettings, make_lasso, "outcome", True,
           infer=lambda ctx: _features_out(ctx, True, ("binary", "multiclass", "continuous")))
 _register("kbest", KBestSettings, make_kbest, "outcome", True,
           "The k features with the highest mutual information with the outcome.")
+
+
+def __getattr__(name):
+    """`radlang.ops.select.RadSelector`: the selector class, built on first use (see selector_class)."""
+    if name == "RadSelector":
+        return selector_class()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -27,7 +27,7 @@ from pydantic import Field, field_validator
 from radlang.ops.networks import build_network
 from radlang.registry import Operator, Port, register
 from radlang.types import RType
-from radlang.values import Settings, Sym, Variant, variants
+from radlang.values import Settings, Sym, Variant, out_of_range, variants
 
 # ----------------------------------------------------------------------------------------------
 # self-contained implementation
@@ -448,7 +448,7 @@ class SupervisedSettings(Settings):
     @classmethod
     def _patch(cls, v):
         if v is not None and (not 2 <= len(v) <= 3 or any(x < 4 for x in v)):
-            raise ValueError("`patch` lists 2 or 3 sizes of at least 4 voxels")
+            raise out_of_range("`patch` lists 2 or 3 sizes of at least 4 voxels")
         return v
 
 

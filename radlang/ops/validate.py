@@ -27,7 +27,7 @@ from pydantic import Field, field_validator
 
 from radlang.registry import Operator, Port, register
 from radlang.types import RType
-from radlang.values import Rule, Settings, Sym, Variant, variants
+from radlang.values import Rule, Settings, Sym, Variant, out_of_range, variants
 
 # ----------------------------------------------------------------------------------------------
 # self-contained implementation
@@ -108,27 +108,25 @@ def run_fold(task):
     X, y = task["X"], task["y"]
     tr, te = task["train"], task["test"]
     fit_params = {}
-    if task.get("patients") is not None:
-        # several cases per patient: inner CV (a LASSO's penalty, a grid search) keeps each patient in one inner fold too
+    if task.get("patients") is not None and hasattr(pipe, "param_grid"):
+        # several cases per patient: the grid search's inner CV keeps each patient in one inner fold too (selectors
+        # group their own inner CV by the patients they were built with)
         g_tr = np.asarray(task["patients"])[tr]
         if len(set(g_tr)) < len(g_tr):
-            inner = pipe.estimator if hasattr(pipe, "param_grid") else pipe
-            fit_params = {f"{name}__groups": g_tr for name, step in inner.steps if hasattr(step, "get_support")}
-            if inner is not pipe:
-                from sklearn.model_selection import GroupKFold, StratifiedGroupKFold
+            from sklearn.model_selection import GroupKFold, StratifiedGroupKFold
 
-                kind = StratifiedGroupKFold if type(pipe.cv).__name__ == "StratifiedKFold" else GroupKFold
-                pipe.set_params(cv=kind(pipe.cv.n_splits, shuffle=True, random_state=pipe.cv.random_state))
-                fit_params["groups"] = g_tr
+            kind = StratifiedGroupKFold if type(pipe.cv).__name__ == "StratifiedKFold" else GroupKFold
+            pipe.set_params(cv=kind(pipe.cv.n_splits, shuffle=True, random_state=pipe.cv.random_state))
+            fit_params["groups"] = g_tr
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         pipe.fit(X.iloc[tr], y[tr], **fit_params)
         fitted = pipe.best_estimator_ if hasattr(pipe, "best_estimator_") else pipe
-        selected = {name: [str(c) for c in step.get_feature_names_out()] for name, step in fitted.steps
-                    if name not in ("impute", "scale", "model") and hasattr(step, "get_support")}
+        selected = fitted_selections(fitted)
         if task["task"] == "survival":
-            return {"test": np.asarray(pipe.predict(X.iloc[te]), float), "threshold": None, "selected": selected}
-        p_te = pipe.predict_proba(X.iloc[te])
+            risk = np.asarray(pipe.predict(X.iloc[te]), float) if len(te) else np.empty(0)
+            return {"test": risk, "threshold": None, "selected": selected, **({"model": pipe} if task.get("return_model") else {})}
+        p_te = pipe.predict_proba(X.iloc[te]) if len(te) else np.empty((0, len(fitted.classes_)))
         out = {"test": p_te[:, 1] if task["task"] == "binary" else p_te, "threshold": None, "selected": selected}
         if task["task"] == "binary" and task.get("rule"):
             k = int(task.get("threshold_cv") or 0)
@@ -156,6 +154,68 @@ def run_fold(task):
         if task.get("return_model"):
             out["model"] = pipe
     return out
+
+
+def fitted_selections(pipe):
+    """{selector step name: the feature names it kept}, for every fitted selector in a pipeline, also inside the
+    branches of a join (a ColumnTransformer)."""
+    out = {}
+    for name, step in getattr(pipe, "steps", []):
+        if hasattr(step, "get_support"):
+            out[name] = [str(c) for c in step.get_feature_names_out()]
+        for branch in getattr(step, "named_transformers_", {}).values():
+            out.update(fitted_selections(branch))
+    return out
+
+
+def model_artefact(model):
+    """The final fitted pipeline as bytes in skops' format, which loads without running code when the loader names
+    the types it trusts. The fold-only inputs of selectors (patients, raters) are dropped, and the archive is made
+    reproducible: skops names its arrays by memory address and stamps the time, so the arrays are renamed in order
+    of appearance and every entry gets a fixed date: the same model gives the same bytes."""
+    import io
+    import json
+    import zipfile
+
+    import skops.io as sio
+
+    def strip(est):
+        for _, step in getattr(est, "steps", []):
+            strip(step)
+        for branch in getattr(est, "named_transformers_", {}).values():
+            strip(branch)
+        if hasattr(est, "fold_inputs"):
+            est.fold_inputs = None
+
+    model = getattr(model, "best_estimator_", model)
+    strip(model)
+    raw = zipfile.ZipFile(io.BytesIO(sio.dumps(model)))
+    schema = json.loads(raw.read("schema.json"))
+    names, ids = {}, {}
+
+    def rename(node):       # array files and object ids (skops' memo of shared objects) are numbered in a fixed walk order
+        if isinstance(node, dict):
+            if isinstance(node.get("file"), str):
+                node["file"] = names.setdefault(node["file"], f"{len(names):06d}.npy")
+            if isinstance(node.get("__id__"), int):
+                node["__id__"] = ids.setdefault(node["__id__"], len(ids))
+            for k in sorted(node):
+                rename(node[k])
+        elif isinstance(node, list):
+            for v in node:
+                rename(v)
+
+    rename(schema)
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as z:
+        entries = [("schema.json", json.dumps(schema, sort_keys=True).encode())]
+        entries += sorted((new, raw.read(old)) for old, new in names.items())
+        for name, data in entries:
+            info = zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0))
+            info.compress_type = zipfile.ZIP_DEFLATED
+            info.external_attr = 0o644 << 16
+            z.writestr(info, data)
+    return out.getvalue()
 
 
 def calibration_stats(y, p, bins):
@@ -588,7 +648,7 @@ def _rule(v):
         if v.op not in (">=", ">"):
             raise ValueError(f"write the rule as `{left} >= <value>`")
         if isinstance(v.right, bool) or not isinstance(v.right, (int, float)) or not 0 < v.right < 1:
-            raise ValueError(f"`{left} {v.op} ...` needs a number between 0 and 1")
+            raise out_of_range(f"`{left} {v.op} ...` needs a number between 0 and 1")
         return {"metric": left, "op": v.op, "value": float(v.right)}
     raise ValueError("write the threshold as `youden`, `sensitivity >= 0.9` or `specificity >= 0.95`")
 
@@ -620,7 +680,7 @@ class EvaluateSettings(Settings):
     @classmethod
     def _nb(cls, v):
         if len(v) != 3 or not (0 < v[0] < 1 and 0 < v[1] < 1 and v[0] <= v[1] and v[2] > 0):
-            raise ValueError("`net_benefit_range` is [from, to, step] with 0 < from <= to < 1 and step > 0")
+            raise out_of_range("`net_benefit_range` is [from, to, step] with 0 < from <= to < 1 and step > 0")
         return v
 
 
@@ -678,21 +738,18 @@ def _evaluate_plan(stage, memory, study=None):
     ext = stage.inputs.get("external")
     lines = [("info", how + (f", plus 1 fit on every training case for the external cohort `{ext.stage}`" if ext else "")),
              ("info", "group-aware: cases of one patient never straddle a split")]
-    if study is not None:
+    refit = study.refit.get(stage.name) if study is not None else None
+    if refit is not None:
         by = study.by_name()
-        chain = []
-        cur = by.get(stage.inputs["model"].stage)
-        while cur is not None:
-            chain.append(f"{cur.name} ({cur.op})")
-            nxt = cur.inputs.get("input")
-            cur = by.get(nxt.stage) if nxt is not None and by.get(nxt.stage) is not None and by[nxt.stage].kind in ("select", "model") else None
-        steps = list(reversed(chain))
-        model = by.get(stage.inputs["model"].stage)
-        mp = model.params if model is not None else {}
+        steps = [f"{n} ({by[n].op})" for n in refit.nodes]
+        mp = by[refit.model].params
         pre = [] if mp.get("impute", "median") == "none" else ["impute"]
         post = [] if mp.get("scale", "standard") == "none" else ["scale"]
         thr = " -> threshold" if stage.type.outcome == "binary" else ""
+        lines.append(("info", f"fold input: the columns of {', '.join(refit.sources)}"))
         lines.append(("info", "refit in each training fold: " + " -> ".join(pre + steps[:-1] + post + steps[-1:]) + thr))
+        if len(refit.sources) > 1 or any(by[n].fit == "none" for n in refit.nodes):
+            lines.append(("info", "refit graph: " + "; ".join(f"{a} -> {b}.{port}" for a, b, port in refit.edges)))
     return lines
 
 
@@ -702,7 +759,7 @@ register(Operator(
             Port("external", ("Cohort",), optional=True, doc="an external validation cohort (never fit on)"),
             Port("groups", ("Ids", "Site"), optional=True, doc="what must not straddle a split (default: the cohort's patient ids)")),
     fit="outcome", mode="evaluate", sink=True, impl=run_fold,
-    helpers=(make_splits, choose_threshold, auc_rank, calibration_stats, net_benefit, binary_metrics, multiclass_metrics,
+    helpers=(make_splits, choose_threshold, fitted_selections, model_artefact, auc_rank, calibration_stats, net_benefit, binary_metrics, multiclass_metrics,
              survival_metrics, round_floats, evaluation_json, evaluation_csv, cv_description, evaluation_plots, write_evaluation_plots,
              evaluation_summary),
     infer=_evaluate_infer, plan=_evaluate_plan,
@@ -710,7 +767,8 @@ register(Operator(
         "with every fitted stage refit inside each training fold. Metrics: AUC with a bootstrap CI, ROC points, "
         "sensitivity/specificity at a threshold chosen on training data by a stated rule, Brier, calibration "
         "intercept/slope and curve, net benefit (dcurves), and the C-index for survival models. "
-        "Writes <out>/metrics/<stage>.json, <out>/predictions/<stage>.csv and, for binary outcomes, ROC, calibration and "
-        "decision-curve plots under <out>/plots/<stage>/.",
+        "Writes <out>/metrics/<stage>.json, <out>/predictions/<stage>.csv and, for binary outcomes, plots under "
+        "<out>/plots/<stage>/, each when its metric is listed: roc.png (`roc`), calibration.png (`calibration`), "
+        "decision_curve.png (`net_benefit`).",
     examples=("validate v = evaluate(clf) { cv: stratified_kfold(5, repeats: 3), threshold: sensitivity >= 0.9, bootstrap: 1000 }",),
 ))

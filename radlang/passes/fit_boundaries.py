@@ -1,23 +1,75 @@
-"""Mark fit boundaries: the model chain of a validation stage (its `select` and `model` stages, all
-fit on outcomes or data statistics) is (re)fit inside that validation's training folds only.
-Fitted stages above the chain (a trained network, say) are fit once; the design check (E504)
-makes sure they were not fit on the cohort being cross-validated."""
+"""Fit boundaries: for each validation stage, the sub-graph of stages it refits inside every training fold.
+
+Walking up from the validated model along feature-table edges, a stage belongs to the refit graph when it is
+fit (on outcomes or data statistics) or combines the output of a fitted stage (a join of a selected table
+with a clinical one, say). Where the walk reaches a feature table that nothing fitted feeds (PyRadiomics
+features, a cohort's clinical columns, a join of those), it stops: that table is a source, computed before
+the folds, and its columns are the folds' input. Branches (a table selected two ways and joined again) and
+several sources are part of the graph. A fitted stage outside it (a trained network whose masks feed the
+features) is fit once; the design check (E504) makes sure it was not fit on the cohort being validated.
+
+Each stage in a refit graph records the validation in `fit_within`; `study.refit` holds the graphs, and each
+validation stage carries its own as plain data (`extra["refit"]`: what the executor and the rendered script read)."""
 
 from __future__ import annotations
 
-import networkx as nx
-
 from radlang import registry
+from radlang.compiled import RefitGraph
+
+
+def _table_inputs(stage, by) -> list[tuple[str, str]]:
+    """(port, producer) for the ports of `stage` fed by a whole feature table (not a cohort attribute)."""
+    return [(port, ref.stage) for port, ref in sorted(stage.inputs.items())
+            if ref.attr is None and ref.stage in by and by[ref.stage].type.kind == "Features"]
+
+
+def refit_graph(validation, model, by) -> RefitGraph:
+    fed_by_fit: dict[str, bool] = {}
+
+    def downstream_of_fit(name) -> bool:
+        if name not in fed_by_fit:
+            s = by[name]
+            fed_by_fit[name] = s.fit != "none" or any(downstream_of_fit(u) for _, u in _table_inputs(s, by))
+        return fed_by_fit[name]
+
+    nodes, sources, edges = {model.name}, set(), set()
+    todo = [model.name]
+    while todo:
+        cur = by[todo.pop()]
+        for port, up in _table_inputs(cur, by):
+            edges.add((up, cur.name, port))
+            if downstream_of_fit(up):
+                if up not in nodes:
+                    nodes.add(up)
+                    todo.append(up)
+            else:
+                sources.add(up)
+    order = [s.name for s in by.values() if s.name in nodes]       # the study's stage order is topological
+    return RefitGraph(validation=validation.name, model=model.name, sources=tuple(sorted(sources)), nodes=tuple(order),
+                      edges=tuple(sorted(edges)))
+
+
+def validated_model(stage) -> str | None:
+    """The model a validation stage validates: the stage on its input port that takes a `Model`."""
+    for port in registry.get(stage.op).inputs:
+        if "Model" in port.kinds and port.name in stage.inputs:
+            return stage.inputs[port.name].stage
+    return None
 
 
 def fit_boundaries(study):
-    g = study.graph
     by = study.by_name()
+    refit = {}
     for v in study.stages:
-        if registry.get(v.op).mode != "evaluate":
+        model = validated_model(v)
+        if model is None:
             continue
-        for a in sorted(nx.ancestors(g, v.name)):
-            s = by[a]
-            if s.fit != "none" and registry.get(s.op).mode == "estimator" and v.name not in s.fit_within:
+        g = refit_graph(v, by[model], by)
+        refit[v.name] = g
+        v.extra["refit"] = g.to_plain()
+        for n in g.nodes:
+            s = by[n]
+            if v.name not in s.fit_within:
                 s.fit_within = tuple(sorted(s.fit_within + (v.name,)))
+    study.refit = refit
     return study

@@ -62,7 +62,11 @@ def _unquote(tok: Token, file: str = "<input>") -> str:
             out.append(_ESC[nxt])
             i += 2
         elif nxt == "u" and re.fullmatch(r"[0-9a-fA-F]{4}", s[i + 2:i + 6] or ""):
-            out.append(chr(int(s[i + 2:i + 6], 16)))
+            code = int(s[i + 2:i + 6], 16)
+            if 0xD800 <= code <= 0xDFFF:
+                raise _ValueError("E003", f"`\\u{s[i + 2:i + 6]}` is a UTF-16 surrogate, not a character", _span(file, tok),
+                                  hint="a string holds Unicode characters: write the character itself (specs are UTF-8)")
+            out.append(chr(code))
             i += 6
         else:
             raise _ValueError("E003", f"unknown escape `\\{nxt}` in string", _span(file, tok),

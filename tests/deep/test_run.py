@@ -80,7 +80,7 @@ def test_channels_with_different_geometry_are_all_reported(tmp_path):
     with pytest.raises(RunError) as e:
         run_study(study, out=tmp_path / "o", workers=1, quiet=True)
     diags = e.value.diagnostics
-    assert [d.code for d in diags] == ["E603", "E603"]
+    assert [d.code for d in diags] == ["E620", "E620"]
     assert "c01" in diags[0].message and "`t2`" in diags[0].message and "c01_t2.nii.gz" in diags[0].message
     assert "c03" in diags[1].message
 

@@ -389,7 +389,6 @@ def test_cli_run_out_and_exit_codes(tmp_path, tiny_cohort):
 def test_kill_9_resumes(tmp_path, tiny_cohort):
     """`kill -9` in the middle of extraction: every cache entry on disk is whole, and the re-run computes only the rest."""
     import os
-    import pickle
     import signal
     import subprocess
     import sys
@@ -403,18 +402,25 @@ def test_kill_9_resumes(tmp_path, tiny_cohort):
     proc = subprocess.Popen([sys.executable, "-m", "radlang", "run", str(spec), "--out", str(out), "--workers", "1", "--quiet"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 240
-    while time.time() < deadline and len(list((out / ".cache").rglob("*.pkl"))) < 3 and proc.poll() is None:   # the table + 2 cases
+    from radlang.backends.cache import HASH_INDEX, Cache
+
+    def entries_on_disk():
+        return [e for e in (out / ".cache").glob("??/*.json") if e.name != HASH_INDEX]
+
+    while time.time() < deadline and len(entries_on_disk()) < 3 and proc.poll() is None:   # the table + 2 cases
         time.sleep(0.05)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     entries = []
-    for e in (out / ".cache").rglob("*.pkl"):
-        with open(e, "rb") as fh:
-            value = pickle.load(fh)              # every entry on disk is whole
+    cache = Cache(out / ".cache")
+    for e in entries_on_disk():
+        value = cache.get(e.stem)              # every entry on disk is whole: it verifies (no W670)
+        assert value is not None and not cache.warnings, cache.warnings
         if "features" in value:
             entries.append(e)
     assert 2 <= len(entries) < 8
     ctx = run_spec(spec, out)
+    assert any(w.startswith("W673") and f"pid {proc.pid} " in w for w in ctx.warnings), ctx.warnings    # the dead run's lock
     assert ctx.cache.hits == len(entries) and ctx.cache.misses == 8 - len(entries)
     clean = run_spec(spec, tmp_path / "clean")
     assert ctx.results["f"].equals(clean.results["f"])

@@ -48,3 +48,44 @@ def test_check_imports_no_heavy_library(tmp_path):
             "print(rc, heavy)\n")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False)
     assert r.stdout.strip().splitlines()[-1] == "0 []", r.stdout + r.stderr
+
+
+def test_own_setting_replaces_the_inherited_settings_it_excludes(tmp_path):
+    """`bin_count` and `bin_width` exclude each other: a statement's own `bin_count` replaces the preset's `bin_width`
+    (and vice versa down a `like` chain); both in one statement is one E306."""
+    from radlang.compiler import compile_file
+    from radlang.ops.features import pyradiomics_config
+
+    spec = write_spec(tmp_path, """
+        use "mr"
+        cohort train = phantom(8)
+        features a = pyradiomics(train.image, train.mask) like mr { bin_count: 32 }
+        features b = pyradiomics(train.image, train.mask) like a { bin_width: 3 }
+    """)
+    res = compile_file(spec)
+    assert res.ok, [f"{d.code} {d.message}" for d in res.diagnostics]
+    a = pyradiomics_config(res.study.stage("a").params)["setting"]
+    b = pyradiomics_config(res.study.stage("b").params)["setting"]
+    assert a["binCount"] == 32 and "binWidth" not in a and a["normalizeScale"] == 100.0     # the rest still from `mr`
+    assert b["binWidth"] == 3.0 and "binCount" not in b and b["normalizeScale"] == 100.0
+    spec = write_spec(tmp_path, """
+        cohort train = phantom(8)
+        features a = pyradiomics(train.image, train.mask) { bin_count: 32, bin_width: 5 }
+    """)
+    assert [d.code for d in compile_file(spec).diagnostics if d.is_error] == ["E306"]
+
+
+def test_a_stage_named_like_a_used_preset_is_one_diagnostic(tmp_path):
+    from radlang.compiler import compile_file
+
+    spec = write_spec(tmp_path, """
+        use "mr"
+        cohort mr = phantom(8)
+        features rad = pyradiomics(mr.image, mr.mask) like mr
+        model clf = logistic(rad, target: mr.outcome)
+        validate v = evaluate(clf) { cv: stratified_kfold(2), bootstrap: 0 }
+    """)
+    diags = compile_file(spec).diagnostics
+    assert [d.code for d in diags] == ["E102"], [f"{d.code} {d.message}" for d in diags]
+    assert "preset" in diags[0].message and "cohort `mr`" in diags[0].message and diags[0].span.line == 2
+    assert "rename the cohort" in diags[0].hint

@@ -184,7 +184,9 @@ def test_warm_reruns_import_only_what_the_changed_stages_need(tmp_path, tiny_coh
     before = (out / "metrics" / "v.json").read_bytes()
     write_spec(tmp_path, study.format(m=tiny_cohort, v=1000.0))
     mods = _run_and_list_imports(spec, out)
-    assert not set(IMAGE_STACK) & mods, sorted(set(IMAGE_STACK) & mods)
-    assert "sklearn" in mods
+    # the refit evaluation saves its final model with skops, whose table of trusted types imports every scikit-learn
+    # module, and scikit-learn's array-API shim imports torch where it is installed: torch is the one exception
+    assert not (set(IMAGE_STACK) - {"torch"}) & mods, sorted(set(IMAGE_STACK) & mods)
+    assert "sklearn" in mods and "skops" in mods
     assert (out / "metrics" / "v.json").read_bytes() != before
     assert json.loads((out / "run.json").read_text())["cache"] == {"hits": 8, "misses": 1}

@@ -128,6 +128,7 @@ def snapshot(study) -> dict:
         "stages": [stage(s) for s in study.stages],
         "edges": sorted(f"{a} -> {b}" for a, b in study.graph.edges),
         "notes": list(study.notes),
+        "refit": {v: {**g.to_plain(), "edges": [f"{a} -> {b}.{port}" for a, b, port in g.edges]} for v, g in sorted(study.refit.items())},
     }
 
 

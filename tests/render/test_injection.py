@@ -5,8 +5,11 @@ script renders, parses, runs the study, and nothing else runs (no marker file ap
 from __future__ import annotations
 
 import ast
+import io
 import json
+import tokenize
 
+import pytest
 from render_helpers import compile_spec, run_script
 from test_equivalence import equivalent
 
@@ -66,3 +69,34 @@ def test_nasty_spec_renders_inert_and_runs_only_the_study(tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert (folder / study.config["out"] / "metrics" / "v.json").is_file()
     assert not marker.exists()
+
+
+HOSTILE = ["-*- coding: utf_7 -*-", "vim: set fileencoding=latin-1 :", '"""', "a\rb", "a\u2028b\u2029c\x85d", "{{ x }} {% if 1 %}",
+           "+AGkAbQBwAG8-rt os"]   # the last one is `import os` in UTF-7
+
+
+@pytest.mark.parametrize("text", HOSTILE, ids=["coding-utf7", "vim-coding", "triple-quote", "cr", "u2028", "jinja", "utf7-payload"])
+def test_spec_text_never_decides_how_python_decodes_the_script(tmp_path, text):
+    """Python reads an encoding declaration from line 1 or 2 of a file: those two lines are fixed, whatever the
+    title, comments and paths hold, and the script compiles from its bytes (as `python script.py` reads it)."""
+    lit = text.replace("\\", "\\\\").replace('"', '\\"').replace("\r", "\\r").replace("\u2028", "\\u2028") \
+        .replace("\u2029", "\\u2029").replace("\x85", "\\u0085")
+    comment = text.replace("\r", " ").replace("\u2028", " ").replace("\u2029", " ").replace("\x85", " ")
+    folder = tmp_path / comment.replace("/", "_")
+    folder.mkdir()
+    spec = folder / "spec.rad"
+    spec.write_text(
+        f'# {comment}\nstudy "{lit}" {{ seed: 3, out: "runs/{lit}" }}\n# {comment}\ncohort dev = dataset("breast_cancer") {{ stop: 60 }}\n'
+        f"features f = tabular(dev)   # {comment}\nmodel clf = logistic(f, target: dev.outcome)\n"
+        'validate v = evaluate(clf) { cv: stratified_kfold(3), metrics: [auc], bootstrap: 0 }\n', encoding="utf-8", newline="")
+    study = compile_spec(spec)
+    script = render_to_file(study, folder / "study.py")
+    raw = script.read_bytes()
+    assert raw.split(b"\n")[:2] == [b"#!/usr/bin/env python3",
+                                    b"# A standalone study script rendered by radlang (UTF-8; no spec text is on these two lines)."]
+    assert tokenize.detect_encoding(io.BytesIO(raw).readline)[0] == "utf-8"
+    tree = compile(raw, str(script), "exec", ast.PyCF_ONLY_AST)        # from bytes: honours a coding declaration
+    consts = {n.value for n in ast.walk(tree) if isinstance(n, ast.Constant) and isinstance(n.value, str)}
+    assert study.title == text and text in consts and f"runs/{text}" in consts
+    # a carriage return would end a comment line for Python: none is written, only its escape
+    assert b"\r" not in raw

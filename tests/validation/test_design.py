@@ -316,3 +316,36 @@ def test_a_failing_fold_leaves_the_later_slots_empty():
     with pytest.raises(ValueError):
         evaluate_mode._run_folds(_Ctx(2), fit, list(range(4)), results)
     assert results == [0, 1, None, None]
+
+
+def _diags(src):
+    from radlang.compiler import compile_source
+
+    return [d for d in compile_source(src, "s.rad").diagnostics if d.is_error]
+
+
+def test_a_selector_fit_on_the_external_cohort_gets_an_honest_hint():
+    """The hint of a cohort mismatch next to an external cohort leads to fitting on the training cohort, never
+    to taking the external cohort's outcome (issue 15.8)."""
+    ds = _diags(_cohorts("features fe = tabular(ext)\nselect s = lasso(fe, target: ext.outcome)\n"
+                         "model m = logistic(s, target: tr.outcome)\nvalidate v = evaluate(m) { external: ext }"))
+    assert [d.code for d in ds] == ["E242"]
+    assert "fit on the training cohort `tr`" in ds[0].hint and "ext.outcome" not in ds[0].hint
+    ds = _diags(_cohorts("model m = logistic(f, target: ext.outcome)\nvalidate v = evaluate(m) { external: ext }"))
+    assert [d.code for d in ds] == ["E242"] and ds[0].hint.startswith("use `tr.outcome`")
+
+
+def test_training_on_the_external_cohort_is_one_diagnostic():
+    """Following the old hint (`ext.outcome` everywhere) gave two E501 and an E502 for one mistake: now one E502
+    that lists the stages fit on the external cohort and names the training cohort."""
+    ds = _diags("""
+cohort tr = dataset("breast_cancer") { stop: 300 }
+cohort ext = dataset("breast_cancer") { start: 300 }
+features fe = tabular(ext)
+select s = lasso(fe, target: ext.outcome)
+model m = logistic(s, target: ext.outcome)
+validate v = evaluate(m) { external: ext }
+""")
+    assert [d.code for d in ds] == ["E502"]
+    assert "(`m`, `s`)" in ds[0].hint and "training cohort (`tr`)" in ds[0].hint
+    assert sorted(r.message.split("`")[1] for r in ds[0].related) == ["m", "s"]

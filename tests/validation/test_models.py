@@ -63,9 +63,9 @@ def test_multiclass_pipeline_auc_ovr():
     y = np.repeat([0, 1, 2], n // 3)
     X = pd.DataFrame(rng.normal(size=(n, 5)) + y[:, None] * 0.7, index=[f"c{i}" for i in range(n)],
                      columns=[f"f{j}" for j in range(5)])
-    params = split_params({"impute": "median", "scale": "standard", "search": None, "C": 1.0, "penalty": "l2",
-                           "max_iter": 1000, "class_weight": None, "_classes": 3})
-    pipe = assemble_pipeline([], "logistic", params, 0).fit(X.iloc[::2], y[::2])
+    params = {**split_params({"impute": "median", "scale": "standard", "search": None, "C": 1.0, "penalty": "l2",
+                              "max_iter": 1000, "class_weight": None}), "classes": 3}
+    pipe = assemble_pipeline({"source": "f", "columns": list(X.columns)}, "logistic", params, 0).fit(X.iloc[::2], y[::2])
     P = pipe.predict_proba(X.iloc[1::2])
     assert P.shape == (75, 3)
     assert roc_auc_score(y[1::2], P, multi_class="ovr") > 0.7
@@ -79,8 +79,8 @@ def test_kbest_mutual_information_is_seeded_and_keeps_informative():
     X = rng.normal(size=(120, 8))
     X[:, 2] += 2 * y
     X[:, 5] += 2 * y
-    a = make_kbest({"k": 2, "_task": "binary"}, 11).fit(X, y).get_support()
-    b = make_kbest({"k": 2, "_task": "binary"}, 11).fit(X, y).get_support()
+    a = make_kbest({"k": 2}, 11, {"outcome": "binary"}).fit(X, y).get_support()
+    b = make_kbest({"k": 2}, 11, {"outcome": "binary"}).fit(X, y).get_support()
     assert list(np.flatnonzero(a)) == [2, 5] and (a == b).all()
 
 

@@ -157,12 +157,12 @@ def test_icc_selector_keeps_reproducible_features_on_training_cases_only():
     retest = X.copy()
     retest.iloc[:, :5] += rng.normal(scale=0.1, size=(n, 5))     # reproducible
     retest.iloc[:, 5:] = rng.normal(size=(n, 5))                 # not reproducible
-    sel = make_icc({"min": 0.75, "form": "ICC(1,1)", "engine": "numpy", "min_features": 1}, 0, {"retest": retest})
+    sel = make_icc({"min": 0.75, "form": "ICC(1,1)", "engine": "numpy", "min_features": 1}, 0, {"raters": {"retest": retest}})
     sel.fit(X.iloc[:40])
     assert list(sel.get_feature_names_out()) == [f"f{j}" for j in range(5)]
     # a rater lacking a training case is an error, not a silent misalignment
     with pytest.raises(ValueError, match="lacks cases"):
-        make_icc({"min": 0.75, "form": "ICC(1,1)"}, 0, {"retest": retest.iloc[1:]}).fit(X.iloc[:40])
+        make_icc({"min": 0.75, "form": "ICC(1,1)"}, 0, {"raters": {"retest": retest.iloc[1:]}}).fit(X.iloc[:40])
 
 
 def test_threshold_on_inner_out_of_fold_predictions_holds_up_on_held_out_cases(tmp_path):

@@ -17,11 +17,13 @@ Key API (other stages call it for external cohorts and robustness perturbations)
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 from dataclasses import dataclass
 
 from radlang import registry
-from radlang.backends.cache import atomic_write_text, key
+from radlang.backends.cache import atomic_write_text, key, output_sha256
 from radlang.backends.executor import RunError, mode
 from radlang.diagnostics import Diagnostic
 
@@ -119,7 +121,7 @@ def image_columns(df, attr="image") -> list[str]:
 # worker-side functions (module level: picklable for the process pool)
 # ---------------------------------------------------------------------------------------------------
 
-def _problem(task, message, file=None, column=None, code="E603"):
+def _problem(task, message, file, column, code):
     return {"case": task["case"], "file": file, "column": column, "message": message, "code": code}
 
 
@@ -186,8 +188,7 @@ def precheck_task(task) -> list[dict]:
         if how == "resample" and ref.GetSize() != mask.GetSize():
             mask = sitk.Resample(mask, ref, sitk.Transform(), sitk.sitkNearestNeighbor, 0, mask.GetPixelID())
         _, msgs = check_mask(ref, mask, label, how, tol)
-        for m in msgs:
-            code = "E604" if "geometry" in m else ("E605" if "empty" in m else "E606")
+        for code, m in msgs:
             problems.append(_problem(task, m, path, col, code))
     return problems
 
@@ -232,11 +233,10 @@ def run_case_task(task) -> dict:
     elif seg["op"] == "threshold":
         roi, msgs = segment_threshold(first, seg["params"])
     else:
-        roi, msgs = None, [f"unknown segmentation `{seg['op']}`"]
+        raise ValueError(f"no per-case segmentation for the operator `{seg['op']}`")   # a segment operator not wired here: a bug
     if roi is None:
         f, c = (task["mask"], task["mask_column"]) if seg["source"] == "mask" else (task["images"][0][1], task["images"][0][0])
-        for m in msgs:
-            code = "E604" if "geometry" in m else ("E605" if "empty" in m else "E606")
+        for code, m in msgs:
             out["problems"].append(_problem(task, m, f, c, code))
         return out
     multi = len(images) > 1
@@ -426,14 +426,28 @@ def run_features(stage, ctx):
     for e in excluded:
         ctx.excluded.append({"stage": stage.name, **e})
     out = ctx.out / "features"
-    stamp = out / f".{stage.name}.key"          # the content key of the files below: unchanged content is not rewritten
-    written = stamp.read_text() if stamp.exists() else None
-    if written != content or not (out / f"{stage.name}.csv").exists() or not (out / f"{stage.name}.diagnostics.csv").exists():
+    # the stamp holds the content key of the files below and their SHA-256: files with that content are not rewritten;
+    # a file changed since (edited by hand) or missing is written again
+    stamp = out / f".{stage.name}.key"
+    names = [f"{stage.name}.csv", f"{stage.name}.diagnostics.csv"]
+    try:
+        written = json.loads(stamp.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        written = None
+    now = {n: output_sha256(out / n) for n in names}
+    if not isinstance(written, dict) or written.get("key") != content or written.get("sha256") != now:
+        edited = [n for n in names if isinstance(written, dict) and written.get("key") == content and now[n] is not None
+                  and now[n] != written.get("sha256", {}).get(n)]
+        if edited:
+            ctx.warn("W672", f"`{stage.name}`: {', '.join(f'features/{n}' for n in edited)} changed since radlang wrote it; "
+                             "rewritten from the run's results")
         if stamp.exists():
             stamp.unlink()
-        atomic_write_text(out / f"{stage.name}.csv", features_csv(feats))
-        atomic_write_text(out / f"{stage.name}.diagnostics.csv", diag.to_csv(lineterminator="\n"))
-        atomic_write_text(stamp, content)
+        texts = {names[0]: features_csv(feats), names[1]: diag.to_csv(lineterminator="\n")}
+        for n, text in texts.items():
+            atomic_write_text(out / n, text)
+        atomic_write_text(stamp, json.dumps({"key": content, "sha256": {n: hashlib.sha256(t.encode()).hexdigest()
+                                                                        for n, t in texts.items()}}, sort_keys=True) + "\n")
     exc_path = out / f"{stage.name}.excluded.csv"
     if excluded:
         import pandas as pd

@@ -78,12 +78,10 @@ def _stat(path):
 def _cached_manifest(ctx, op, params, path, name):
     """load_manifest, reused when the manifest's content and every file it names (by mtime and size) are unchanged:
     a warm re-run then skips reading every image header again."""
-    from radlang.backends.cache import Cache
-
     if not path.exists():
         return op.impl(params, str(path), name)
     mhash = ctx.hash_input(path)
-    cache = Cache(ctx.cache.root)          # its own counters: the run manifest's hits/misses count case entries
+    cache = ctx.cache.uncounted()          # its own counters: the run manifest's hits/misses count case entries
     k = key("manifest-table", op.version, params, str(path), mhash)
     hit = cache.get(k)
     if hit is not None and all(_stat(f) == s for f, s in hit["stats"].items()):
@@ -111,9 +109,9 @@ def run_cohort(stage, ctx):
     elif stage.op == "phantom":
         seed = p["seed"] if p.get("seed") is not None else stage.seed
         prefix = p.get("prefix") or stage.name
-        out_dir = ctx.out / "data" / stage.name
-        stamp = out_dir / "phantom.json"
         want = {"params": p, "seed": seed, "prefix": prefix, "version": op.version}
+        out_dir = ctx.out / "data" / f"{stage.name}-{key(want)[:16]}"     # named by content: other settings, other folder
+        stamp = out_dir / "phantom.json"
         manifest = out_dir / "manifest.csv"
         try:
             have = json.loads(stamp.read_text())
@@ -128,6 +126,6 @@ def run_cohort(stage, ctx):
         df, problems = op.helpers[1](mparams, str(manifest), stage.name)
         df = _finish(stage, ctx, df, problems)
     else:
-        raise RunError([Diagnostic("E601", f"`{stage.name}`: no cohort loader for `{stage.op}`", stage.span)])
+        raise ValueError(f"no cohort loader for the operator `{stage.op}`")   # a cohort operator not wired here: a bug
     ctx.keys[stage.name] = key("cohort", stage.op, op.version, table_key(df))
     return df

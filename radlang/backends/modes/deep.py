@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 
-from radlang.backends.cache import atomic_write_bytes, atomic_write_text
+from radlang.backends.cache import atomic_write_bytes, atomic_write_text, output_sha256
 from radlang.backends.executor import RunError, mode
 from radlang.diagnostics import Diagnostic
 
@@ -46,17 +46,17 @@ def _load_cases(stage, ctx, df, *, labels: bool, classes: int | None = None, out
         for where, msg in problems:
             col = "mask" if where == "mask" else cols[where]
             path = row["mask"] if where == "mask" else row[col]
-            diags.append(Diagnostic("E603", f"`{stage.name}`: case `{cid}`, column `{_original(df, col)}`, file `{path}`: {msg}", stage.span,
+            diags.append(Diagnostic("E620", f"`{stage.name}`: case `{cid}`, column `{_original(df, col)}`, file `{path}`: {msg}", stage.span,
                                     hint="co-register the channels (and the mask) onto one grid before training"))
         if problems:
             continue
         if labels and case["label"] is None:
-            diags.append(Diagnostic("E604", f"`{stage.name}`: case `{cid}` has no mask", stage.span))
+            diags.append(Diagnostic("E621", f"`{stage.name}`: case `{cid}` has no mask", stage.span))
             continue
         if labels and classes is not None:
             mx = int(case["label"].max())
             if case["label"].min() < 0 or mx >= classes:
-                diags.append(Diagnostic("E605", f"`{stage.name}`: case `{cid}`, column `{_original(df, 'mask')}`, file `{row['mask']}`: "
+                diags.append(Diagnostic("E622", f"`{stage.name}`: case `{cid}`, column `{_original(df, 'mask')}`, file `{row['mask']}`: "
                                         f"label {mx} found, but the network predicts classes 0..{classes - 1}", stage.span,
                                         hint=f"set `out_channels: {mx + 1}` on the network"))
                 continue
@@ -67,7 +67,7 @@ def _load_cases(stage, ctx, df, *, labels: bool, classes: int | None = None, out
         if outcome:
             v = row.get("outcome")
             if v is None or pd.isna(v):
-                diags.append(Diagnostic("E606", f"`{stage.name}`: case `{cid}` has no outcome value", stage.span))
+                diags.append(Diagnostic("E623", f"`{stage.name}`: case `{cid}` has no outcome value", stage.span))
                 continue
             case["label"] = int(v)
         out.append(case)
@@ -107,7 +107,7 @@ def run_train(stage, ctx):
             dims = int(spec["params"]["dims"])
             bad = [v for v in params["patch"][:dims] if v % params["_divisor"]]
             if task == "segmentation" and bad:
-                raise RunError([Diagnostic("E607", f"`{stage.name}`: patch {params['patch']} is not divisible by {params['_divisor']}, "
+                raise RunError([Diagnostic("E624", f"`{stage.name}`: patch {params['patch']} is not divisible by {params['_divisor']}, "
                                            "the network's total downsampling", stage.span, hint=f"use multiples of {params['_divisor']}")])
         cases = _load_cases(stage, ctx, df, labels=task == "segmentation", classes=int(spec["params"]["out_channels"]),
                             outcome=task == "classification")
@@ -131,7 +131,7 @@ def run_train(stage, ctx):
     atomic_write_text(ctx.out / "metrics" / f"{stage.name}_training.json",
                       metrics_json({"stage": stage.name, "history": result["history"], "best_epoch": result["best_epoch"],
                                     "train_cases": result["train_cases"], "validation_cases": result["val_cases"],
-                                    "checkpoint": str(model_path)}))
+                                    "checkpoint": f"models/{stage.name}.pt"}))   # relative to the out folder: the same bytes anywhere
     return {"spec": spec, "params": params, "state": result["state"], "history": result["history"], "task": task,
             "best_epoch": result["best_epoch"], "checkpoint": str(model_path)}
 
@@ -153,6 +153,7 @@ def _infer_params(stage, model):
 @mode("predict_mask")
 def run_predict(stage, ctx):
     import os
+    import uuid
 
     import pandas as pd
 
@@ -164,11 +165,14 @@ def run_predict(stage, ctx):
     k = ctx.stage_key(stage)
     ctx.keys[stage.name] = k
     folder = ctx.out / "masks" / stage.name
-    rows = ctx.cache.get(k)
-    if rows is not None and all(os.path.exists(p) for r in rows for c, p in r.items() if c.startswith("mask")):
+    hit = ctx.cache.get(k)          # {"rows": the table's rows, "sha256": mask file -> its SHA-256 when written}
+    if hit is not None and all(output_sha256(p) == h for p, h in hit["sha256"].items()):
+        rows = hit["rows"]
         out = pd.DataFrame(rows)
         out.attrs["radlang"] = {"name": stage.name, "classes": int(model["spec"]["params"]["out_channels"]), "label": stage.params.get("label")}
         return out
+    if hit is not None:
+        ctx.warn("W672", f"`{stage.name}`: a mask under masks/{stage.name}/ changed since radlang wrote it, or is missing; predicted again")
     cases = _load_cases(stage, ctx, df, labels=False)
     net = _net(model)
     classes = int(model["spec"]["params"]["out_channels"])
@@ -178,7 +182,7 @@ def run_predict(stage, ctx):
     for c in cases:
         lab = predict_volume(net, c["image"], params, "segmentation").argmax(0)
         row = {"case_id": c["case"]}
-        tmp = folder / f".{c['case']}.tmp.nii.gz"
+        tmp = folder / f".{c['case']}.{uuid.uuid4().hex}.tmp.nii.gz"          # unique: never shared with another writer
         if label is not None:
             write_label_map((lab == label).astype("uint8"), c["geometry"], tmp)
             dest = folder / f"{c['case']}_class{label}.nii.gz"
@@ -196,7 +200,7 @@ def run_predict(stage, ctx):
                     os.replace(tmp, d)
                     row[f"mask.class{j}"] = str(d)
         rows.append(row)
-    ctx.cache.put(k, rows)
+    ctx.cache.put(k, {"rows": rows, "sha256": {p: output_sha256(p) for r in rows for c, p in r.items() if c.startswith("mask")}})
     out = pd.DataFrame(rows)
     out.attrs["radlang"] = {"name": stage.name, "classes": classes, "label": label}
     return out
@@ -238,6 +242,8 @@ def run_segmetrics(stage, ctx):
 
 @mode("gradcam")
 def run_gradcam(stage, ctx):
+    import uuid
+
     from radlang.ops.explain_cnn import DEFAULT_LAYER, gradcam_case, overlay_png, write_heatmap
 
     model = ctx.results[stage.inputs["model"].stage]
@@ -252,7 +258,7 @@ def run_gradcam(stage, ctx):
     names = dict(net.named_modules())
     if layer not in names:
         close = [m for m in names if m and m.count(".") <= 1][-8:]
-        raise RunError([Diagnostic("E608", f"`{stage.name}`: the network has no layer `{layer}`", stage.span,
+        raise RunError([Diagnostic("E625", f"`{stage.name}`: the network has no layer `{layer}`", stage.span,
                                    hint="layers near the output: " + ", ".join(close))])
     cases = _load_cases(stage, ctx, df, labels=False)
     folder = ctx.out / "explain" / stage.name
@@ -261,7 +267,7 @@ def run_gradcam(stage, ctx):
     patch = model["params"]["patch"]
     for c in cases:
         heat, prob, cls = gradcam_case(net, c["image"], c["mask"], patch, layer, stage.params.get("class_index"))
-        tmp = folder / f".{c['case']}.tmp.nii.gz"
+        tmp = folder / f".{c['case']}.{uuid.uuid4().hex}.tmp.nii.gz"          # unique: never shared with another writer
         write_heatmap(heat, c["geometry"], tmp)
         dest = folder / f"{c['case']}_gradcam.nii.gz"
         tmp.replace(dest)

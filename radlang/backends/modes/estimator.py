@@ -97,6 +97,14 @@ def tabular_table(ctx, stage, cohort_df):
     return feats
 
 
+def tabular_for_cohort(ctx, stage, cohort_df, perturb=None):
+    """The `tabular` table of another cohort; a perturbation (which re-extracts image features) does not apply."""
+    if perturb:
+        raise RunError([Diagnostic("E646", f"`{stage.name}` is a tabular feature table; it cannot be re-extracted under {perturb}",
+                                   stage.span)])
+    return tabular_table(ctx, stage, cohort_df)
+
+
 @mode("tabular")
 def run_tabular(stage, ctx):
     from radlang import registry

@@ -1,10 +1,10 @@
 """Mode `evaluate`: leakage-free validation.
 
-Glue only. It walks upstream from the model through the `select` stages to the feature stage, joins
-the feature table with the cohort's outcome / patient / site by case id, checks the study design on
-the data (E64x), assembles the recipe of the fitted pipeline, runs the folds in parallel through the
-executor, and writes the outputs atomically. Every number comes from the self-contained functions in
-radlang/ops/validate.py, radlang/ops/select.py and radlang/ops/models.py.
+Glue only. It reads the validation's refit graph (radlang/passes/fit_boundaries.py, made concrete by
+radlang/backends/refit.py): the fold input X (the source feature tables, side by side), joined with the cohort's
+outcome / patient / site by case id; it checks the study design on the data (E64x), builds the recipe of the
+fitted graph, runs the folds in parallel through the executor, and writes the outputs atomically. Every number
+comes from the self-contained functions in radlang/ops/validate.py and the operators' factories.
 """
 
 from __future__ import annotations
@@ -14,10 +14,10 @@ from radlang.backends.executor import RunError, mode
 from radlang.diagnostics import Diagnostic
 
 
-def build_pipeline(selectors, assemble, model_name, model_params, seed):
-    """Build the unfitted pipeline inside a worker: selectors are (name, factory, params, seed, raters)."""
-    steps = [(name, factory(params, s, raters)) for name, factory, params, s, raters in selectors]
-    return assemble(steps, model_name, model_params, seed)
+def build_pipeline(graph, make, model_name, model_params, seed):
+    """Build the unfitted estimator inside a worker from the recipe of the refit graph (radlang.backends.refit.recipe)
+    with the model operator's `assemble_pipeline`."""
+    return make(graph, model_name, model_params, seed)
 
 
 # Seconds a fresh worker process takes to start and import what a fold needs (pandas, scikit-learn, ...) on a
@@ -43,34 +43,6 @@ def _run_folds(ctx, run_fold, tasks, results):
     else:
         for i in range(1, len(tasks)):
             results[i] = run_fold(tasks[i])
-
-
-def _chain(ctx, stage):
-    """(feature stage, [select stages in pipeline order], model stage)."""
-    by = ctx.study.by_name()
-    model = by[stage.inputs["model"].stage]
-    chain = []
-    cur = by[model.inputs["input"].stage]
-    while cur.kind == "select":
-        chain.append(cur)
-        cur = by[cur.inputs["input"].stage]
-    return cur, list(reversed(chain)), model
-
-
-def features_for(ctx, feature_stage, cohort_df, perturb=None):
-    """The feature table of `feature_stage` computed on another cohort table (external, retest, perturbed)."""
-    if feature_stage.op == "tabular":
-        if perturb:
-            raise RunError([Diagnostic("E646", f"`{feature_stage.name}` is a tabular feature table; it cannot be re-extracted under {perturb}",
-                                       feature_stage.span)])
-        from radlang.backends.modes.estimator import tabular_table
-
-        return tabular_table(ctx, feature_stage, cohort_df)
-    try:
-        from radlang.backends.modes.case import extract_for_cohort
-    except ImportError as e:  # the extraction mode is not installed in this checkout
-        raise RunError([Diagnostic("E646", f"cannot re-extract `{feature_stage.name}`: {e}", feature_stage.span)])
-    return extract_for_cohort(ctx, feature_stage, cohort_df, perturb=perturb)
 
 
 def _outcome(df, task):
@@ -245,16 +217,21 @@ def _inner_cv_checks(stage, selects, task, y_strat, groups, splits, final, cohor
 
 @mode("evaluate")
 def run_evaluate(stage, ctx):
+    import hashlib
+    import json
+
     import numpy as np
     import pandas as pd
 
     from radlang import registry
     from radlang.backends.modes.estimator import _table_key
+    from radlang.backends.refit import assemble, match_by, recipe, refit_of, source_columns, source_order, sources_under
     from radlang.ops.validate import (
         binary_metrics,
         evaluation_csv,
         evaluation_json,
         make_splits,
+        model_artefact,
         multiclass_metrics,
         run_fold,
         survival_metrics,
@@ -262,13 +239,19 @@ def run_evaluate(stage, ctx):
 
     p = stage.params
     op = registry.get(stage.op)
-    feat_stage, selects, model = _chain(ctx, stage)
+    by = ctx.study.by_name()
+    graph = refit_of(stage)
+    model = by[graph["model"]]
+    fitted = [by[n] for n in graph["nodes"] if n != model.name]
     task = model.type.outcome
     cohort_name = model.inputs["target"].stage
     cohort_df = ctx.results[cohort_name]
-    feats = ctx.results[feat_stage.name]
-    if not isinstance(feats, pd.DataFrame):
-        raise RunError([Diagnostic("E646", f"`{stage.name}`: `{feat_stage.name}` did not produce a feature table", stage.span)])
+    sources = source_order(ctx, graph, cohort_name)
+    for name in sources:
+        if not isinstance(ctx.results[name], pd.DataFrame):
+            raise RunError([Diagnostic("E646", f"`{stage.name}`: `{name}` did not produce a feature table", stage.span)])
+    source_names = ", ".join(f"`{n}`" for n in sources)
+    feats = assemble(ctx, stage, graph, cohort_name)
 
     # --- join features with outcome / patient / site by case id
     cohort_df = cohort_df.assign(case_id=cohort_df["case_id"].astype(str))
@@ -276,7 +259,7 @@ def run_evaluate(stage, ctx):
     warns = []
     if not present.all():
         missing = cohort_df.loc[~present, "case_id"].tolist()
-        warns.append(f"`{stage.name}`: {len(missing)} case(s) of `{cohort_name}` have no features in `{feat_stage.name}` and are left out: {_names(missing)}")
+        warns.append(f"`{stage.name}`: {len(missing)} case(s) of `{cohort_name}` have no features in {source_names} and are left out: {_names(missing)}")
     data = cohort_df[present].reset_index(drop=True)
     out_cols = ["time", "event"] if task == "survival" else ["outcome"]
     nan_out = data[out_cols].isna().any(axis=1)
@@ -311,7 +294,7 @@ def run_evaluate(stage, ctx):
         ext_df = ext_df.assign(case_id=ext_df["case_id"].astype(str))
         errs += _external_checks(ctx, stage, cohort_name, cohort_df, ext_ref.stage, ext_df)
         if not errs:
-            ef = features_for(ctx, feat_stage, ext_df)
+            ef = assemble(ctx, stage, graph, cohort_name, ext_df)
             ef.index = ef.index.astype(str)
             ext_data = ext_df[ext_df["case_id"].isin(ef.index)].reset_index(drop=True)
             lost = [c for c in X.columns if c not in ef.columns]
@@ -323,55 +306,60 @@ def run_evaluate(stage, ctx):
     if errs:
         raise RunError(errs)
 
-    # --- robustness raters for icc stages (unsupervised re-extractions; the ICC itself is fit inside folds)
-    raters_by_stage = {}
-    for s in selects:
-        if s.op != "icc":
+    # --- what each fitted node's factory gets: the outcome kind, each case's patient, and, for a selector that
+    # declares it, re-extractions of its input as raters (unsupervised; the selection itself is fit inside folds)
+    patients = dict(zip(data["case_id"].astype(str), data["patient_id"].astype(str)))
+    if ext_data is not None:
+        patients.update(zip(ext_data["case_id"].astype(str), ext_data["patient_id"].astype(str)))
+    fold_inputs, raters_by_stage = {}, {}
+    for s in fitted:
+        if s.fit == "none":
             continue
+        fold_inputs[s.name] = {"outcome": task, "patients": patients}
+        if not registry.get(s.op).raters:
+            continue
+        under = sources_under(graph, s.name)
+        sub = {**graph, "sources": under}
         raters = {}
         for i, pert in enumerate(s.params.get("perturb") or []):
-            pp = {k: v for k, v in pert.items()}
+            pp = dict(pert)
             if pp.get("kind") == "noise":
                 pp["seed"] = s.seed
-            name = f"{i}:{pp['kind']}"
-            raters[name] = features_for(ctx, feat_stage, cohort_df, perturb=pp)
+            raters[f"{i}:{pp['kind']}"] = assemble(ctx, stage, sub, cohort_name, cohort_df, perturb=pp)
         rt = s.inputs.get("retest")
         if rt is not None:
-            raters["retest"] = features_for(ctx, feat_stage, ctx.results[rt.stage])
-        for name, t in raters.items():
+            raters["retest"] = assemble(ctx, stage, sub, cohort_name, ctx.results[rt.stage])
+        for t in raters.values():
             t.index = t.index.astype(str)
         raters_by_stage[s.name] = raters
+        fold_inputs[s.name]["raters"] = raters
 
-    # --- the pipeline recipe: every step is built and fit inside the worker, on the training fold only
-    sel_specs = []
-    for s in selects:
-        sop = registry.get(s.op)
-        sel_specs.append((s.name, sop.impl, {**s.params, "_task": task}, s.seed, raters_by_stage.get(s.name)))
+    # --- the recipe of the refit graph: every node is built and fit inside the worker, on the training fold only
     mop = registry.get(model.op)
     from radlang.ops.models import assemble_pipeline, split_params
 
     n_classes = len(np.unique(y_strat)) if task in ("binary", "multiclass") else 0
-    mparams = split_params({**model.params, "_classes": n_classes})
-    build = (build_pipeline, (sel_specs, assemble_pipeline, model.op, mparams, model.seed))
+    mparams = {**split_params(model.params), "classes": n_classes}
+    columns = source_columns(graph, X, sources)
+    build = (build_pipeline, (recipe(ctx, graph, columns, fold_inputs), assemble_pipeline, model.op, mparams, model.seed))
     wanted = set(p.get("metrics") or _default_metrics(task))
     needs_threshold = p.get("threshold") is not None or bool(wanted & {"sensitivity", "specificity", "accuracy"})
     rule = (p.get("threshold") or {"metric": "youden"}) if task == "binary" and needs_threshold else None
 
     # --- cache: same recipe, same data -> same outputs
-    ck = key("evaluate", op.version, mop.version, p, stage.seed, [(s.name, s.op, s.params, s.seed) for s in selects],
+    ck = key("evaluate", op.version, mop.version, p, stage.seed, [(by[n].name, by[n].op, by[n].params, by[n].seed) for n in graph["nodes"]], graph,
              (model.op, model.params, model.seed), _table_key(X), data[["case_id", "patient_id"] + out_cols].to_csv(index=False),
              list(map(str, groups)), _table_key(Xe) if Xe is not None else None,
              ext_data[["case_id"] + out_cols].to_csv(index=False) if ext_data is not None else None,
              {k: {n: _table_key(t) for n, t in v.items()} for k, v in raters_by_stage.items()})
     cached = ctx.cache.get(ck)
     if cached is not None:
-        mbytes, pbytes, metrics = cached
-        atomic_write_bytes(ctx.out / "metrics" / f"{stage.name}.json", mbytes)
-        atomic_write_bytes(ctx.out / "predictions" / f"{stage.name}.csv", pbytes)
+        mbytes, pbytes, metrics, model_bytes, card_bytes = cached
+        _write_outputs(stage, ctx, mbytes, pbytes, model_bytes, card_bytes)
         ctx.warnings.extend(metrics.get("warnings", []))
         ctx.keys[stage.name] = ck
         _report(stage, ctx, mbytes)
-        return {"metrics": metrics, "predictions": pd.read_csv(ctx.out / "predictions" / f"{stage.name}.csv"), "model": None}
+        return {"metrics": metrics, "predictions": pd.read_csv(ctx.out / "predictions" / f"{stage.name}.csv")}
 
     splits = make_splits(cv, y_strat if task in ("binary", "multiclass", "survival") else None, groups, sites, stage.seed)
     patients = data["patient_id"].astype(str).to_numpy()
@@ -382,16 +370,16 @@ def run_evaluate(stage, ctx):
         raise RunError(errs)
     tasks = [{"build": build, "X": X, "y": y, "train": tr, "test": te, "task": task, "rule": rule, "search": bool(mparams.get("search")),
               "patients": patients, "threshold_cv": tcv, "seed": stage.seed} for _, _, tr, te in splits]
-    if Xe is not None:
-        Xall = pd.concat([X, Xe])
-        yall = np.concatenate([y, ye])
-        tasks.append({"build": build, "X": Xall, "y": yall, "train": np.arange(len(X)), "test": np.arange(len(X), len(Xall)),
-                      "task": task, "rule": rule, "return_model": ctx.workers <= 1, "search": bool(mparams.get("search")),
-                      "patients": np.concatenate([patients, ext_data["patient_id"].astype(str).to_numpy()]),
-                      "threshold_cv": tcv, "seed": stage.seed})
-    results: list = [None] * len(tasks)
+    # the final model: fit on every training case (in this process, to keep it), applied to the external cohort if any
+    Xall, yall = (pd.concat([X, Xe]), np.concatenate([y, ye])) if Xe is not None else (X, y)
+    final_task = {"build": build, "X": Xall, "y": yall, "train": np.arange(len(X)), "test": np.arange(len(X), len(Xall)),
+                  "task": task, "rule": rule, "return_model": True, "search": bool(mparams.get("search")),
+                  "patients": np.concatenate([patients, ext_data["patient_id"].astype(str).to_numpy()]) if Xe is not None else patients,
+                  "threshold_cv": tcv, "seed": stage.seed}
+    results: list = [None] * (len(tasks) + 1)
     try:
         _run_folds(ctx, run_fold, tasks, results)
+        results[-1] = run_fold(final_task)
     except (ValueError, ArithmeticError, np.linalg.LinAlgError) as e:   # a model that cannot be fit on these data
         which = next((f"fold {s[1] + 1} of repeat {s[0] + 1}" for s, r in zip(splits, results) if r is None), "the final model")
         raise RunError([Diagnostic("E648", f"`{stage.name}`: fitting `{model.name}` on cohort `{cohort_name}` failed in {which}: {e}",
@@ -411,16 +399,16 @@ def run_evaluate(stage, ctx):
                               "train_specificity": r["train_specificity"],
                               "test_sensitivity": float(pred[yt == 1].mean()) if (yt == 1).any() else None,
                               "test_specificity": float((~pred[yt == 0]).mean()) if (yt == 0).any() else None})
-    final = results[-1] if Xe is not None else None
-    if final is not None:
+    final = results[-1]
+    if Xe is not None:
         d = {"set": "external", "repeat": 0, "fold": -1, "case_id": ext_data["case_id"].to_numpy(), "patient_id": ext_data["patient_id"].to_numpy()}
         rows.append(_pred_frame(d, ext_data, final, task, out_cols))
     preds = pd.concat(rows, ignore_index=True) if rows else pd.DataFrame()
 
     mp = {**p, "metrics": p.get("metrics") or _default_metrics(task)}
     metrics = {
-        "stage": stage.name, "task": task, "model": model.op, "cohort": cohort_name, "features": feat_stage.name,
-        "pipeline": (["impute"] if mparams.get("impute") not in (None, "none") else []) + [s.name for s in selects]
+        "stage": stage.name, "task": task, "model": model.op, "cohort": cohort_name, "features": ", ".join(sources),
+        "pipeline": (["impute"] if mparams.get("impute") not in (None, "none") else []) + [s.name for s in fitted]
                     + (["scale"] if mparams.get("scale") not in (None, "none") else []) + [model.name],
         "search": dict(mparams["search"]) if mparams.get("search") else None,
         "n_cases": len(data), "n_patients": len(set(data["patient_id"])), "n_features": int(X.shape[1]),
@@ -438,7 +426,7 @@ def run_evaluate(stage, ctx):
     cvp = preds[preds["set"] == "cv"] if len(preds) else preds
     if len(cvp):
         metrics["cross_validation"] = _metrics_for(cvp, task, mp, stage.seed, binary_metrics, multiclass_metrics, survival_metrics)
-    if final is not None:
+    if Xe is not None:
         ep = preds[preds["set"] == "external"]
         em = _metrics_for(ep, task, mp, stage.seed, binary_metrics, multiclass_metrics, survival_metrics)
         em["cohort"] = ext_ref.stage
@@ -448,7 +436,9 @@ def run_evaluate(stage, ctx):
             em["train_specificity"] = final["train_specificity"]
         metrics["external"] = em
     sel = {}
-    for s in selects:
+    for s in fitted:
+        if s.fit == "none":
+            continue
         lists = [r.get("selected", {}).get(s.name, []) for r in results[:len(splits)]]
         if not lists:
             continue
@@ -458,8 +448,7 @@ def run_evaluate(stage, ctx):
                 freq[f] = freq.get(f, 0) + 1
         sel[s.name] = {"per_fold_count": [len(lst) for lst in lists],
                        "frequency": {f: c / len(lists) for f, c in sorted(freq.items())}}
-        if final is not None:
-            sel[s.name]["final"] = final.get("selected", {}).get(s.name, [])
+        sel[s.name]["final"] = final.get("selected", {}).get(s.name, [])
     metrics["selection"] = sel
     if mparams.get("search"):
         metrics["search"]["best_params"] = [r.get("best_params") for r in results]
@@ -467,12 +456,25 @@ def run_evaluate(stage, ctx):
     ctx.warnings.extend(warns)
     mbytes = evaluation_json(metrics)
     pbytes = evaluation_csv(preds)
-    atomic_write_bytes(ctx.out / "metrics" / f"{stage.name}.json", mbytes)
-    atomic_write_bytes(ctx.out / "predictions" / f"{stage.name}.csv", pbytes)
-    ctx.cache.put(ck, (mbytes, pbytes, metrics))
+    model_bytes = model_artefact(final["model"])
+    card = {"stage": stage.name, "model": model.name, "operator": model.op, "outcome": task, "cohort": cohort_name, "sources": sources,
+            "columns": [str(c) for c in X.columns], "threshold": final.get("threshold"), "classes": n_classes, "refit": graph,
+            "match": match_by(ctx, graph), "format": "skops", "sha256": hashlib.sha256(model_bytes).hexdigest()}
+    card_bytes = (json.dumps(card, indent=2, sort_keys=True) + "\n").encode()
+    _write_outputs(stage, ctx, mbytes, pbytes, model_bytes, card_bytes)
+    ctx.cache.put(ck, (mbytes, pbytes, metrics, model_bytes, card_bytes))
     ctx.keys[stage.name] = ck
     _report(stage, ctx, mbytes)
-    return {"metrics": metrics, "predictions": preds, "model": final.get("model") if final else None}
+    return {"metrics": metrics, "predictions": preds}
+
+
+def _write_outputs(stage, ctx, mbytes, pbytes, model_bytes, card_bytes):
+    """metrics/<stage>.json, predictions/<stage>.csv, and the final model: models/<stage>.skops with its card
+    models/<stage>.json (what `radlang predict` needs: the input columns, the threshold, the model's sha256)."""
+    atomic_write_bytes(ctx.out / "metrics" / f"{stage.name}.json", mbytes)
+    atomic_write_bytes(ctx.out / "predictions" / f"{stage.name}.csv", pbytes)
+    atomic_write_bytes(ctx.out / "models" / f"{stage.name}.skops", model_bytes)
+    atomic_write_bytes(ctx.out / "models" / f"{stage.name}.json", card_bytes)
 
 
 def _report(stage, ctx, mbytes):
@@ -483,7 +485,6 @@ def _report(stage, ctx, mbytes):
     from importlib.metadata import PackageNotFoundError, version
 
     from radlang import registry
-    from radlang.backends.cache import Cache
     from radlang.ops.validate import evaluation_plots, evaluation_summary, write_evaluation_plots
 
     shown = json.loads(mbytes.decode("utf-8"))
@@ -493,7 +494,7 @@ def _report(stage, ctx, mbytes):
         mpl = version("matplotlib")
     except PackageNotFoundError:
         mpl = None
-    plot_cache = Cache(ctx.cache.root)
+    plot_cache = ctx.cache.uncounted()
     pk = key("evaluation-plots", registry.get(stage.op).version, mpl, hashlib.sha256(mbytes).hexdigest())
     drawn = plot_cache.get(pk)
     if drawn is None:

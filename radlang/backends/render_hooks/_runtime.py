@@ -79,9 +79,9 @@ class RunError(Exception):
 
 
 class OperatorInfo:
-    def __init__(self, name, mode, version, impl=None, helpers=(), sink=False, fit="none"):
+    def __init__(self, name, mode, version, impl=None, helpers=(), sink=False, fit="none", on_cohort=None, raters=False):
         self.name, self.mode, self.version, self.impl, self.helpers = name, mode, version, impl, tuple(helpers)
-        self.sink, self.fit = sink, fit
+        self.sink, self.fit, self.on_cohort, self.raters = sink, fit, on_cohort, raters
 
 
 class Registry:
@@ -95,6 +95,10 @@ class Registry:
 
     def get(self, name):
         return self.ops.get(name)
+
+    def resolve(self, fn):
+        """A declared function: in the script it is the (inlined) function itself."""
+        return fn
 
 
 registry = Registry()
@@ -114,6 +118,9 @@ class Cache:
 
     def put(self, key, value):
         """Nothing is stored."""
+
+    def uncounted(self):
+        return Cache(self.root)
 
 
 class SerialMap:
@@ -164,6 +171,13 @@ class RunContext:
     def stage_key(self, stage, *extra):
         return stage.name
 
+    def warn(self, code, message):
+        """A runtime warning: printed at once and listed in run.json."""
+        import sys
+
+        print(f"warning[{code}]: {message}", file=sys.stderr)
+        self.warnings.append(f"{code}: {message}")
+
     def hash_input(self, path):
         """SHA-256 of an input file (or folder), recorded for run.json: radlang's own `file_hash`."""
         digest = file_hash(path)
@@ -172,7 +186,3 @@ class RunContext:
 
     def progress(self, total, description):
         return SilentProgress()
-
-    def input_value(self, stage, port):
-        ref = stage.inputs.get(port)
-        return None if ref is None else (self.results[ref.stage], ref.attr)

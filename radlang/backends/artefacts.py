@@ -1,0 +1,83 @@
+"""manifest.json at the root of the out folder, in the spirit of dbt's manifest: the study's graph (each stage's
+operator, settings, seed, inputs and fit boundaries, each validation's refit graph), the input files' hashes, and
+every artefact the run wrote, with its stage, its type and its sha256.
+
+`radlang run` and the rendered script write it with this one function (the renderer inlines it), so the two
+manifests are the same bytes. Unlike run.json it holds nothing that changes between two runs of the same spec on
+the same data (no timings, no platform, no cache counts), so it is a fingerprint of a study's results.
+"""
+
+from __future__ import annotations
+
+from radlang.backends.cache import atomic_write_text
+
+# (folder under the out folder, file name ending, artefact type); the first match wins
+ARTEFACT_TYPES = (
+    ("features", ".diagnostics.csv", "extraction diagnostics (CSV)"),
+    ("features", ".csv", "feature table (CSV)"),
+    ("metrics", ".json", "metrics (JSON)"),
+    ("predictions", ".csv", "predictions (CSV)"),
+    ("plots", ".png", "plot (PNG)"),
+    ("models", ".skops", "fitted model (skops)"),
+    ("models", ".json", "model card (JSON)"),
+    ("models", ".pt", "network weights (torch, weights only)"),
+    ("masks", "", "mask"),
+    ("explain", "", "explanation"),
+    ("data", "", "generated cohort data"),
+)
+
+
+def artefact_type(rel: str) -> str:
+    folder = rel.split("/", 1)[0]
+    return next((t for f, end, t in ARTEFACT_TYPES if f == folder and rel.endswith(end)), "file")
+
+
+def artefact_stage(rel: str, stages) -> str | None:
+    """The stage that wrote an artefact: the longest stage name that its second path part (`plots/<stage>/...`,
+    `features/<stage>.csv`, `data/<stage>...`) starts with."""
+    parts = rel.split("/")
+    if len(parts) < 2:
+        return None
+    head = parts[1]
+    found = [s for s in stages if head == s or head.startswith((s + ".", s + "_", s + "-"))]
+    return max(found, key=len) if found else None
+
+
+def write_artefact_manifest(ctx, spec_sha256: str) -> None:
+    import hashlib
+    import json
+    import os
+    from pathlib import Path
+
+    out = Path(ctx.out)
+    study = ctx.study
+    names = [s.name for s in study.stages]
+    artefacts = []
+    for root, dirs, files in os.walk(out):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        for f in sorted(files):
+            rel = (Path(root) / f).relative_to(out).as_posix()
+            if f.startswith(".") or rel in ("run.json", "manifest.json"):
+                continue
+            data = (Path(root) / f).read_bytes()
+            artefacts.append({"path": rel, "stage": artefact_stage(rel, names), "type": artefact_type(rel),
+                              "sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)})
+
+    def where(path):
+        p = Path(path)
+        try:
+            return "<out>/" + p.resolve().relative_to(out.resolve()).as_posix()
+        except ValueError:
+            return str(path)
+
+    manifest = {
+        "study": study.title,
+        "spec_sha256": spec_sha256,
+        "seed": study.seed,
+        "stages": [{"name": s.name, "kind": s.kind, "op": s.op, "params": s.params, "seed": s.seed,
+                    "inputs": {port: str(ref) for port, ref in sorted(s.inputs.items())}, "fit": s.fit, "fit_within": list(s.fit_within),
+                    **({"refit": s.extra["refit"]} if "refit" in s.extra else {})} for s in study.stages],
+        "inputs": dict(sorted((where(k), v) for k, v in ctx.inputs.items())),
+        "artefacts": artefacts,
+    }
+    atomic_write_text(out / "manifest.json", json.dumps(manifest, indent=2, sort_keys=True, default=str) + "\n")

@@ -1,0 +1,162 @@
+"""`radlang predict`: apply a validation stage's saved final model to new cases.
+
+The final model of a validation stage (`models/<stage>.skops`, refit on every training case: imputation,
+selection, joins, scaling, the model) and its card (`models/<stage>.json`: the input columns, the operating
+threshold, the model file's sha256) are written by `radlang run`. Predicting on a new manifest or table:
+
+1. the new file is read the way the validation's training cohort reads its own (the cohort operator's
+   `read_file`), so column names, outcome and id settings carry over;
+2. the feature tables the model reads (the refit graph's sources) are computed on it by the same code as for an
+   external cohort (radlang/backends/refit.py), with the run's cache;
+3. the model is loaded with skops, trusting only scikit-learn's, NumPy's and radlang's own types (a file that
+   names any other type is refused, never loaded), after its bytes are checked against the card's sha256;
+4. the CSV (case id, probability or risk, and the thresholded class) is written atomically.
+
+Every problem is a diagnostic and nothing is written: an unknown stage, a missing or altered model, a missing
+feature column, images of another dimension or spacing than the training cohort's, unreadable cases.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+from radlang.backends.executor import RunError
+from radlang.diagnostics import Diagnostic, did_you_mean
+
+TRUSTED_MODULES = ("sklearn.", "sksurv.", "numpy.", "scipy.")
+TRUSTED_TYPES = ("radlang.ops.select.RadSelector",)
+
+
+class PredictError(Exception):
+    """A usage problem (E73x): the diagnostics say what to change."""
+
+    def __init__(self, diagnostics: list[Diagnostic]):
+        self.diagnostics = diagnostics
+        super().__init__("; ".join(d.message for d in diagnostics))
+
+
+def validation_stage(study, name):
+    names = sorted(study.refit)
+    if name not in names:
+        hint = did_you_mean(name, names) or (f"validation stages: {', '.join(names)}" if names else "the spec has no validation stage")
+        raise PredictError([Diagnostic("E730", f"`{name}` is not a validation stage of this study", None, hint=hint)])
+    return study.stage(name)
+
+
+def load_card(out: Path, stage) -> tuple[dict, bytes]:
+    card_path, model_path = out / "models" / f"{stage.name}.json", out / "models" / f"{stage.name}.skops"
+    try:
+        card = json.loads(card_path.read_text(encoding="utf-8"))
+        data = model_path.read_bytes()
+    except (OSError, ValueError):
+        raise PredictError([Diagnostic("E731", f"no saved model for `{stage.name}` in `{out}`", stage.span,
+                                       hint="run the study first (`radlang run`), with the same `--out`")]) from None
+    if hashlib.sha256(data).hexdigest() != card.get("sha256"):
+        raise PredictError([Diagnostic("E732", f"`{model_path}` does not match the sha256 recorded in `{card_path}`: it changed after the run",
+                                       stage.span, hint="run the study again to refit and save the model")])
+    return card, data
+
+
+def load_model(data: bytes, stage):
+    import skops.io as sio
+
+    types = sio.get_untrusted_types(data=data)
+    refused = [t for t in types if not (t.startswith(TRUSTED_MODULES) or t in TRUSTED_TYPES)]
+    if refused:
+        raise PredictError([Diagnostic("E735", f"the saved model of `{stage.name}` names types radlang does not load: {', '.join(refused)}",
+                                       stage.span, hint="only models that `radlang run` saved can be applied")])
+    return sio.loads(data, trusted=types)
+
+
+def check_geometry(ctx, stage, train_df, new_df, new_file):
+    """Images of another dimension than the training cohort's, or (when the features do not resample) another voxel
+    spacing than any training image's, give features the model never saw."""
+    from radlang.ops.cohorts import read_image_header
+
+    cols = [c for c in new_df.columns if c == "image" or str(c).startswith("image.")]
+    if not cols or not all(c in train_df.columns for c in cols):
+        return
+    resampled = any(ctx.study.stage(s).params.get("resample") for s in stage.extra["refit"]["sources"])
+
+    def geometry(path):
+        h = read_image_header(path)
+        return h["dimension"], tuple(round(float(x), 4) for x in h["spacing"])
+
+    train = {geometry(p) for c in cols for p in train_df[c].dropna().astype(str).unique()[:50]}
+    dims = {d for d, _ in train}
+    spacings = {s for _, s in train}
+    bad = []
+    for c in cols:
+        for cid, path in zip(new_df["case_id"].astype(str), new_df[c].astype(str)):
+            d, sp = geometry(path)
+            if d not in dims:
+                bad.append(f"case `{cid}` ({path}): a {d}D image; the model was trained on {'/'.join(map(str, sorted(dims)))}D images")
+            elif not resampled and sp not in spacings:
+                bad.append(f"case `{cid}` ({path}): voxel spacing {list(sp)} mm; the training images have "
+                           f"{', '.join(str(list(s)) for s in sorted(spacings)[:3])}")
+    if bad:
+        raise RunError([Diagnostic("E664", f"`{new_file}`: {b}", stage.span,
+                                   hint="resample the images to the training spacing (or let the feature stage resample) before predicting")
+                        for b in bad[:20]])
+
+
+def predict(study, stage_name, input_path, output, out=None, workers=1, quiet=True) -> Path:
+    """Predictions of `stage_name`'s saved final model for the cases of `input_path`, written to `output`."""
+    from radlang import registry
+    from radlang.backends.cache import atomic_write_bytes
+    from radlang.backends.executor import held_run, resolve_out, run_stages
+    from radlang.backends.refit import assemble
+    from radlang.ops.validate import evaluation_csv
+
+    stage = validation_stage(study, stage_name)
+    output = Path(output)
+    if not output.parent.is_dir() or output.is_dir():
+        raise PredictError([Diagnostic("E737", f"cannot write `{output}`: {'it is a folder' if output.is_dir() else 'its folder does not exist'}")])
+    card, data = load_card(resolve_out(study, out), stage)
+    graph = stage.extra["refit"]
+    by = study.by_name()
+    cohort = by[card["cohort"]]
+    reader = registry.resolve(registry.get(cohort.op).read_file)
+    if reader is None:
+        raise PredictError([Diagnostic("E733", f"`{card['cohort']}` ({cohort.op}) reads no file, so new cases cannot be read like it", cohort.span)])
+    needed = set()
+    for s in graph["sources"]:
+        needed |= {s} | set(_ancestors(study, s))
+    with held_run(study, out, workers, quiet) as ctx:
+        run_stages(ctx, [s for s in study.stages if s.name in needed])
+        new_df = reader(ctx, cohort, Path(input_path).resolve())
+        new_df = new_df.assign(case_id=new_df["case_id"].astype(str))
+        check_geometry(ctx, stage, ctx.results[cohort.name], new_df, input_path)
+        X = assemble(ctx, stage, graph, cohort.name, new_df)
+    missing = [c for c in card["columns"] if c not in X.columns]
+    if missing:
+        shown = ", ".join(f"`{c}`" for c in missing[:8]) + (f" and {len(missing) - 8} more" if len(missing) > 8 else "")
+        raise RunError([Diagnostic("E663", f"`{input_path}`: the model of `{stage.name}` needs feature column(s) the new cases lack: {shown}",
+                                   stage.span, hint="give the new cases the same columns (and images) as the training cohort")])
+    X = X.loc[new_df["case_id"][new_df["case_id"].isin(X.index.astype(str))], card["columns"]].astype(float)
+    model = load_model(data, stage)
+    rows = {"case_id": list(X.index)}
+    if card["outcome"] == "binary":
+        p = model.predict_proba(X)[:, 1]
+        rows["probability"] = p
+        if card.get("threshold") is not None:
+            rows["threshold"] = [card["threshold"]] * len(p)
+            rows["predicted"] = (p >= card["threshold"]).astype(int)
+    elif card["outcome"] == "multiclass":
+        P = model.predict_proba(X)
+        for k in range(P.shape[1]):
+            rows[f"probability_{k}"] = P[:, k]
+    else:
+        rows["risk"] = model.predict(X)
+    import pandas as pd
+
+    atomic_write_bytes(output, evaluation_csv(pd.DataFrame(rows)))
+    return output
+
+
+def _ancestors(study, name):
+    import networkx as nx
+
+    return nx.ancestors(study.graph, name)

@@ -1,0 +1,181 @@
+"""`join`: several feature tables side by side, as one model input, matched by case or by patient.
+
+    features rad  = pyradiomics(train.image, train.mask)
+    features clin = tabular(records)                   # records = table("clinical.csv") { id: patient_id }
+    features both = join(rad, clin) { by: patient }    # each case gets its patient's clinical row
+    model clf = logistic(both, target: train.outcome)
+
+The first table decides the rows (its cohort's cases, in its order). Every other table must hold one row per
+key (case id, or patient id with `by: patient`) and a row for every key of the first. Tables from another
+cohort are allowed only when that cohort is an attribute table (a `table` with no outcome): two cohorts that
+each carry outcomes are two sets of cases, and joining them is a mistake (E250). Columns that occur in two
+tables are refused (E662) unless `prefix: true` names every column `<table>.<column>`.
+
+A join of tables that nothing fitted feeds runs once, before validation, like any feature table. A join of
+tables that are fit inside the folds (`join(sig, clin)` where `sig = lasso(...)`) is part of the validation's
+refit graph (radlang/passes/fit_boundaries.py): it is refit in every training fold, with the same matching.
+`join_tables` is self-contained: the renderer inlines it.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, field_validator
+
+from radlang.registry import Operator, Port, register
+from radlang.types import RType
+from radlang.values import Settings, Sym
+
+# ----------------------------------------------------------------------------------------------
+# self-contained implementation
+
+
+def join_tables(tables, keys, by, prefix):
+    """tables: [(name, DataFrame indexed by case id)]; keys: for each table, {case id: its key} (the case id, or the
+    patient id with by == "patient"). The first table decides the rows.
+
+    Returns (joined DataFrame indexed by the first table's case ids, problems): problems are dicts with `code`,
+    `table`, `ids` or `columns`, and `message`; a non-empty list means the join is refused."""
+    import pandas as pd
+
+    problems = []
+    what = "patient" if by == "patient" else "case"
+    first_name, first = tables[0]
+    if by != "patient" and first.index.has_duplicates:
+        dup = sorted(set(map(str, first.index[first.index.duplicated()])))
+        problems.append({"code": "E661", "table": first_name, "ids": dup, "message": f"duplicate case ids in `{first_name}`"})
+    rows_key = [keys[0][str(c)] for c in first.index]
+    parts = []
+    for (name, t), key in zip(tables, keys):
+        cols = [f"{name}.{c}" for c in t.columns] if prefix else [str(c) for c in t.columns]
+        block = t.set_axis(cols, axis=1)
+        if len(parts) == 0:
+            parts.append(block.set_axis(first.index.astype(str), axis=0))
+            continue
+        k = pd.Index([key[str(c)] for c in t.index])
+        if k.has_duplicates:
+            dup = sorted(set(map(str, k[k.duplicated()])))
+            problems.append({"code": "E661", "table": name, "ids": dup, "message": f"duplicate {what} ids in `{name}`"})
+            continue
+        missing = [str(c) for c, kk in zip(first.index, rows_key) if kk not in set(k)]
+        if missing:
+            problems.append({"code": "E660", "table": name, "ids": missing,
+                             "message": f"{len(missing)} case(s) of `{first_name}` have no row in `{name}` (matched by {what} id)"})
+            continue
+        aligned = block.set_axis(k, axis=0).loc[rows_key]
+        parts.append(aligned.set_axis(first.index.astype(str), axis=0))
+    seen = {}
+    for (name, _), part in zip(tables, parts):
+        for c in part.columns:
+            seen.setdefault(c, []).append(name)
+    clash = sorted(c for c, owners in seen.items() if len(owners) > 1)
+    if clash:
+        owners = sorted({o for c in clash for o in seen[c]})
+        problems.append({"code": "E662", "table": ", ".join(owners), "columns": clash,
+                         "message": f"column(s) in more than one of `{'`, `'.join(owners)}`"})
+    if problems:
+        return None, problems
+    out = pd.concat(parts, axis=1)
+    out.index.name = "case_id"
+    return out, []
+
+
+# ----------------------------------------------------------------------------------------------
+# run time: the glue that finds each table's cohort and turns problems into diagnostics
+
+
+def cohort_keys(table, rows, by):
+    """{case id: key} for a feature table whose cases are rows of the cohort table `rows`."""
+    ids = [str(c) for c in table.index]
+    if by != "patient":
+        return {c: c for c in ids}
+    patients = dict(zip(rows["case_id"].astype(str), rows["patient_id"].astype(str)))
+    return {c: patients.get(c, c) for c in ids}
+
+
+def join_on(ctx, stage, cohort_df=None, perturb=None):
+    """The join of `stage`'s tables; with `cohort_df`, on that cohort: tables of the join's own cohort are computed
+    there (an external cohort, a re-extraction), tables of an attribute cohort are used as they ran."""
+    from radlang.backends.refit import features_for, join_error
+
+    by = ctx.study.by_name()
+    p = stage.params
+    tables, keys = [], []
+    for port in sorted(stage.inputs):
+        up = by[stage.inputs[port].stage]
+        own = up.type.cohort == stage.type.cohort and (cohort_df is not None or perturb)
+        t = features_for(ctx, up, cohort_df, perturb) if own else ctx.results[up.name]
+        tables.append((up.name, t))
+        keys.append(cohort_keys(t, cohort_df if own else ctx.results[up.type.cohort], p["by"]))
+    out, problems = join_tables(tables, keys, p["by"], p["prefix"])
+    if problems:
+        raise join_error(stage, problems)
+    return out
+
+
+def run_join(stage, ctx):
+    from radlang.backends.cache import key
+    from radlang.backends.modes.estimator import _table_key
+
+    if stage.fit_within:        # fed by fitted stages: joined inside the training folds of these validations
+        ctx.keys[stage.name] = ctx.stage_key(stage)
+        return None
+    out = join_on(ctx, stage)
+    ctx.keys[stage.name] = key("join", stage.params, [ctx.keys.get(r.stage) for _, r in sorted(stage.inputs.items())], _table_key(out))
+    return out
+
+
+def join_for_cohort(ctx, stage, cohort_df, perturb=None):
+    return join_on(ctx, stage, cohort_df, perturb)
+
+
+# ----------------------------------------------------------------------------------------------
+# declaration
+
+
+class JoinSettings(Settings):
+    by: Literal["case", "patient"] = Field("case", description="match rows by case id, or by patient id (one row per patient in "
+                                                               "every table but the first)")
+    prefix: bool = Field(False, description="name every column `<table>.<column>`")
+
+    _b = field_validator("by", mode="before")(lambda cls, v: str(v) if isinstance(v, Sym) else v)
+
+
+def _written(ctx, port) -> str:
+    """The reference written for `port` in the statement (`rad`), for messages."""
+    pos = [a for a in ctx.stmt.op.args if a.name is None]
+    named = {a.name: a for a in ctx.stmt.op.args if a.name is not None}
+    names = ("table1", "table2", "table3", "table4")
+    arg = named.get(port) or (pos[names.index(port)] if names.index(port) < len(pos) else None)
+    return getattr(arg.value, "dotted", port) if arg is not None else port
+
+
+def _join_type(ctx) -> RType:
+    ins = [ctx.inputs[p] for p in sorted(ctx.inputs)]
+    first = ins[0]
+    for port in sorted(ctx.inputs)[1:]:
+        t = ctx.inputs[port]
+        if t.cohort == first.cohort:
+            continue
+        other = ctx.types.get(t.cohort)
+        if other is not None and other.outcome:
+            ctx.error("E250", f"`{_written(ctx, port)}` comes from cohort `{t.cohort}`, the first table from cohort `{first.cohort}`; "
+                      f"both carry outcomes, so they are different cases", port=port,
+                      hint=f"join tables of `{first.cohort}`, or an attribute table (a `table` cohort without an outcome) keyed by its ids")
+    return RType("Features", cohort=first.cohort, outcome=first.outcome, detail="joined table")
+
+
+TABLE_DOC = "a feature table (a `features` or `select` stage)"
+register(Operator(
+    name="join", kind="features", output="Features", settings=JoinSettings,
+    inputs=(Port("table1", ("Features",), doc=TABLE_DOC + "; its cases are the rows"),
+            Port("table2", ("Features",), doc=TABLE_DOC),
+            Port("table3", ("Features",), optional=True, doc=TABLE_DOC),
+            Port("table4", ("Features",), optional=True, doc=TABLE_DOC)),
+    positional=("table1", "table2", "table3", "table4"),
+    mode="join", run=run_join, on_cohort=join_for_cohort, impl=join_tables, infer=_join_type,
+    doc="Feature tables side by side (up to four), matched by case id or patient id; refit inside the folds when a fitted "
+        "stage feeds it.",
+    examples=("features both = join(rad, clin)", "features both = join(rad, clin) { by: patient, prefix: true }"),
+))
