@@ -163,7 +163,7 @@ def _external_checks(ctx, stage, cohort_name, cohort_df, ext_name, ext_df):
     return errs
 
 
-def _inner_cv_checks(stage, selects, task, y_strat, groups, splits, final, cohort_name, labels, patients, rule, tcv):
+def _inner_cv_checks(stage, fitted, task, y_strat, groups, splits, final, cohort_name, labels, patients, rule, tcv):
     """E652, before any fold runs: a select stage whose inner CV (lasso's `cv`) cannot be split in a set this
     validation fits it on: each training fold, the final model's cases, and the inner folds that choose a binary
     threshold (`threshold_cv`, split as ops/validate.py run_fold splits them). scikit-learn's stratified inner CV
@@ -185,7 +185,7 @@ def _inner_cv_checks(stage, selects, task, y_strat, groups, splits, final, cohor
                            for i, (a, _) in enumerate(inner)]
     grouped = len(set(groups)) < len(groups)
     errs = []
-    for s in selects:
+    for s in fitted:
         if s.op != "lasso":
             continue
         c = int(s.params["cv"])
@@ -364,7 +364,7 @@ def run_evaluate(stage, ctx):
     splits = make_splits(cv, y_strat if task in ("binary", "multiclass", "survival") else None, groups, sites, stage.seed)
     patients = data["patient_id"].astype(str).to_numpy()
     tcv = int(p.get("threshold_cv", 0))
-    errs = _inner_cv_checks(stage, selects, task, y_strat, groups, splits, Xe is not None, cohort_name,
+    errs = _inner_cv_checks(stage, fitted, task, y_strat, groups, splits, Xe is not None, cohort_name,
                             cohort_df.attrs.get("radlang", {}).get("classes"), patients, rule, tcv)
     if errs:
         raise RunError(errs)
