@@ -34,15 +34,15 @@ def _status(res) -> int:
     return 2 if errors and all(d.code.startswith("E7") for d in errors) else 1
 
 
-def _compile(path, fmt, passes=True):
+def _compile(path, fmt, passes=True, data=False):
     from radlang.compiler import compile_file
 
-    res = compile_file(path, passes=passes)
+    res = compile_file(path, passes=passes, data=data)
     return res
 
 
 def cmd_check(a) -> int:
-    res = _compile(a.file, a.format)
+    res = _compile(a.file, a.format, data=not a.no_data)
     _emit(res.diagnostics, res.sources, a.format)
     if res.ok and a.format == "text":
         n = len(res.study.stages)
@@ -238,7 +238,9 @@ def build_parser() -> argparse.ArgumentParser:
         sp.set_defaults(fn=fn)
         return sp
 
-    with_file("check", "check a spec and report every problem", cmd_check)
+    sp = with_file("check", "check a spec and report every problem", cmd_check)
+    sp.add_argument("--no-data", action="store_true",
+                    help="do not read the data the spec names (manifest columns and rows, image paths, PyRadiomics params files)")
     with_file("parse", "print the canonical IR of a spec", cmd_parse)
     sp = with_file("plan", "show the ordered stages, fit boundaries and estimates", cmd_plan)
     sp.add_argument("--memory", default=None, help="memory budget for network estimates, e.g. 8GB")

@@ -32,13 +32,14 @@ class Result:
         return self.study is not None and not any(d.is_error for d in self.diagnostics)
 
 
-def compile_file(path, passes=True) -> Result:
+def compile_file(path, passes=True, data=False) -> Result:
+    """`data`: also check the data the spec names, reading only what is cheap (radlang/checks/data.py)."""
     p = Path(path)
     try:
-        data = p.read_bytes()
+        text = p.read_bytes()
     except OSError as e:
         return Result(None, [Diagnostic("E701", f"cannot read `{path}`: {e.strerror or e}", None)])
-    return compile_source(data, str(path), passes=passes)
+    return compile_source(text, str(path), passes=passes, data=data)
 
 
 def _study_settings(module, diags) -> dict:
@@ -68,20 +69,20 @@ def _study_settings(module, diags) -> dict:
     return out
 
 
-def compile_source(text, file: str = "<input>", passes=True) -> Result:
+def compile_source(text, file: str = "<input>", passes=True, data=False) -> Result:
     """Compile a spec (str or bytes). Never raises on bad input: problems come back as diagnostics."""
     # The compiler allocates many small, long-lived objects and frees nothing cyclic: pausing the cyclic
     # garbage collector while it runs saves ~15% (it is switched back on, whatever happens).
     was_enabled = gc.isenabled()
     gc.disable()
     try:
-        return _compile_source(text, file, passes)
+        return _compile_source(text, file, passes, data)
     finally:
         if was_enabled:
             gc.enable()
 
 
-def _compile_source(text, file: str, passes) -> Result:
+def _compile_source(text, file: str, passes, data=False) -> Result:
     sources: dict[str, str] = {}
     if isinstance(text, bytes):
         sources[file] = text.decode("utf-8", "replace")
@@ -143,6 +144,18 @@ def _compile_source(text, file: str, passes) -> Result:
         sub = induced(g, checked)
         check_unused(g, real, diags)   # on the whole graph: a consumer that failed its own checks still counts as a use
         check_design(sub, checked, diags)
+        if data:
+            import networkx as nx
+
+            from radlang.checks.data import check_data
+            from radlang.checks.folds import check_folds
+
+            # only the data of stages that will run (a sink is reachable from them; the others are W402)
+            live = {n for n, meta in real.items() if meta["sink"]}
+            for n in list(live):
+                live |= nx.ancestors(sub, n)
+            running = {n: st for n, st in checked.items() if n in live}
+            check_folds(running, bounds, check_data(running, bounds, diags), diags)
 
     diags = sorted(set(diags), key=Diagnostic.sort_key)
     if any(d.is_error for d in diags):

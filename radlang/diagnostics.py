@@ -98,6 +98,24 @@ def did_you_mean(word: str, candidates: Iterable[str]) -> str | None:
     return f"did you mean `{best[0]}`?" if best else None
 
 
+def label_cases(pairs, shown=5):
+    """[(label, case id)] -> "`0` (5 cases), `1` (4 cases), `2` (1 case: `c7`)": each outcome label with its number
+    of cases, most frequent first, and the cases named for every label after the two most frequent (the strays).
+    Self-contained: the cohort operators list it among their helpers."""
+    by = {}
+    for label, case in pairs:
+        by.setdefault(label, []).append(case)
+    order = sorted(by, key=lambda lab: (-len(by[lab]), lab))
+    parts = []
+    for i, lab in enumerate(order):
+        cases = by[lab]
+        text = f"`{lab}` ({len(cases)} case{'' if len(cases) == 1 else 's'}"
+        if i >= 2:
+            text += ": " + ", ".join(f"`{c}`" for c in cases[:shown]) + (f" and {len(cases) - shown} more" if len(cases) > shown else "")
+        parts.append(text + ")")
+    return ", ".join(parts)
+
+
 def _source_line(sources: dict[str, str], span: Span, _lines: dict | None = None) -> str | None:
     text = sources.get(span.file)
     if text is None:

@@ -18,7 +18,7 @@ FORBIDDEN = ("torch", "monai", "radiomics", "shap", "sklearn", "SimpleITK", "pan
 SPEC = """study "Fast start" { seed: 1 }
 cohort train = manifest("train.csv") { image: ct, mask: roi, outcome: y as binary, site: hospital }
 segment roi = otsu(train.image)
-features rad = pyradiomics(train.image, roi) { bin_width: 25HU, filters: [original, log(sigma: [1mm, 2mm]), wavelet] }
+features rad = pyradiomics(train.image, roi) { params: from_params("params.yaml"), bin_width: 25HU, filters: [original, log(sigma: [1mm, 2mm]), wavelet] }
 select sig = lasso(rad, target: train.outcome)
 model clf = logistic(sig, target: train.outcome)
 validate v = evaluate(clf) { cv: stratified_kfold(5, repeats: 2) }
@@ -45,8 +45,18 @@ def heavy(mods: set[str]) -> list[str]:
 
 @pytest.fixture(scope="module")
 def spec(tmp_path_factory) -> Path:
-    f = tmp_path_factory.mktemp("fast") / "study.rad"
+    """The spec with the data it names, so that `check`'s data checks (the manifest's columns and rows, every
+    image and mask path, the params file against PyRadiomics' schema) run in these processes too."""
+    d = tmp_path_factory.mktemp("fast")
+    f = d / "study.rad"
     f.write_text(SPEC)
+    rows = ["case_id,ct,roi,y,hospital"]
+    for i in range(40):
+        (d / f"c{i}.nii.gz").touch()          # `check` never opens an image: an empty file is enough
+        (d / f"m{i}.nii.gz").touch()
+        rows.append(f"c{i},c{i}.nii.gz,m{i}.nii.gz,{i % 2},h{i % 3}")
+    (d / "train.csv").write_text("\n".join(rows) + "\n")
+    (d / "params.yaml").write_text("setting:\n  binWidth: 25\n  label: 1\nimageType:\n  Original: {}\nfeatureClass:\n  glcm: [Contrast]\n")
     return f
 
 

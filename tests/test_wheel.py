@@ -91,6 +91,12 @@ def test_check_an_example_from_another_directory(installed, tmp_path):
     (work / "lib").mkdir(parents=True)
     (work / "study.rad").write_text(SPEC)
     (work / "lib" / "preset.rad").write_text(PRESET)
+    # the manifest the spec names, for `check`'s data checks (columns, rows, that each file exists; no image is opened)
+    rows = [f"c{i},c{i}.nii.gz,m{i}.nii.gz,{i % 2}" for i in range(30)]
+    (work / "train.csv").write_text("\n".join(["case_id,ct,roi,malignant", *rows]) + "\n")
+    for i in range(30):
+        (work / f"c{i}.nii.gz").touch()
+        (work / f"m{i}.nii.gz").touch()
     radlang = installed / "bin" / "radlang"
     r = _run([radlang, "check", "study.rad"], cwd=work)
     assert r.returncode == 0, r.stderr

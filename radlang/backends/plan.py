@@ -36,7 +36,9 @@ def _stage_info(study, s, memory):
         "name": s.name, "kind": s.kind, "op": s.op, "behaviour": op.behaviour,
         "consumes": {p: str(r) for p, r in sorted(s.inputs.items())},
         "produces": s.type.describe(),
-        "fit": s.fit, "fit_within": list(s.fit_within), "seed": s.seed,
+        "fit": s.fit, "fit_within": list(s.fit_within),
+        # the seed the stage runs with: its own (from the study seed and its name), or the one its settings give
+        "seed": s.params["seed"] if isinstance(s.params.get("seed"), int) else s.seed,
         "settings": s.params, "notes": extra,
         **({"refit": {**study.refit[s.name].to_plain(), "edges": [f"{a} -> {b}.{port}" for a, b, port in study.refit[s.name].edges]}}
            if s.name in study.refit else {}),
@@ -57,7 +59,7 @@ def plan_text(study, memory=None) -> str:
     lines = [f"study \"{pj['study']}\"  seed {pj['seed']}  out {pj['out']}", ""]
     for i, s in enumerate(pj["stages"], 1):
         cons = ", ".join(f"{p}={r}" for p, r in s["consumes"].items()) or "-"
-        lines.append(f"{i:>3}. {s['kind']} {s['name']} = {s['op']}   [{s['behaviour']}]")
+        lines.append(f"{i:>3}. {s['kind']} {s['name']} = {s['op']}   [{s['behaviour']}]   seed {s['seed']}")
         lines.append(f"       consumes: {cons}")
         lines.append(f"       produces: {s['produces']}")
         if s["fit"] != "none" and "refit" not in s:

@@ -18,6 +18,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, field_validator
 
+from radlang.diagnostics import label_cases
 from radlang.registry import Operator, register
 from radlang.types import OUTCOME_KINDS, RType
 from radlang.units import Intensity, Length
@@ -124,6 +125,280 @@ def read_image_header(path):
             "direction": list(r.GetDirection()), "dimension": r.GetDimension()}
 
 
+def gzip_payload_size(path, offset=0, expected=None):
+    """The decompressed size of the gzip data in `path` from byte `offset` (one or more gzip members).
+    Returns (size, complete): `complete` is False when the stream stops before a member's end (a truncated
+    file) or is corrupt. When `expected` is given and the last member's trailer (ISIZE, the size modulo
+    2**32) records it, the stream is taken as complete without decompressing it."""
+    import os
+    import zlib
+
+    with open(path, "rb") as fh:
+        if expected is not None and os.path.getsize(path) - offset >= 18:
+            fh.seek(-4, os.SEEK_END)
+            if int.from_bytes(fh.read(4), "little") == expected % 2 ** 32:
+                return expected, True
+        fh.seek(offset)
+        d = zlib.decompressobj(31)
+        n, started = 0, False
+        try:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                while chunk:
+                    if not started and not chunk.strip(b"\0"):
+                        chunk = b""          # zero padding after the last member
+                        break
+                    n += len(d.decompress(chunk, 1 << 24))
+                    started = True
+                    if d.eof:
+                        chunk, d, started = d.unused_data, zlib.decompressobj(31), False
+                    else:
+                        chunk = d.unconsumed_tail
+        except zlib.error:
+            return n, False
+    return n, not started
+
+
+def image_payload_problem(path):
+    """Check that an image holds all the voxel data its header implies: NIfTI (.nii, .nii.gz, .hdr/.img),
+    MetaImage (.mha, .mhd + data file), NRRD (.nrrd, .nhdr + data file), and a DICOM series folder (no
+    missing slices, uniform slice spacing). It reads headers and file sizes; a gzip stream is taken as
+    complete when its trailer records the expected size, and is decompressed (not kept) only when it does
+    not. Returns None, or a problem dict {code, file, message, hint}. SimpleITK reads a truncated NIfTI
+    without complaint and fills the missing voxels with zeros, so this runs before any image is used."""
+    import bz2
+    import gzip
+    import math
+    import os
+    import struct
+
+    hint = "copy the file again from its source: radlang never computes features from missing voxels"
+
+    def short(file, have, want, what="voxel data"):
+        return {"code": "E650", "file": file, "hint": hint,
+                "message": f"incomplete image: the file holds {have:,} bytes of {what} where its header implies {want:,} "
+                           "(a truncated copy or download?)"}
+
+    def compressed(file, offset, want, kind):
+        if kind == "bzip2":
+            try:
+                with open(file, "rb") as fh:
+                    fh.seek(offset)
+                    have, complete = len(bz2.decompress(fh.read())), True
+            except (OSError, ValueError, EOFError):
+                have, complete = 0, False
+        else:
+            have, complete = gzip_payload_size(file, offset, want)
+        if not complete:
+            return {"code": "E650", "file": file, "hint": hint,
+                    "message": f"incomplete image: the {kind} stream ends early or is corrupt after {have:,} of the "
+                               f"{want:,} bytes its header implies (a truncated copy or download?)"}
+        return short(file, have, want, f"{kind}-decompressed voxel data") if have < want else None
+
+    if os.path.isdir(path):
+        return dicom_series_problem(path)
+    low = str(path).lower()
+    if low.endswith((".nii", ".nii.gz", ".hdr", ".hdr.gz")):
+        with open(path, "rb") as fh:
+            zipped = fh.read(2) == b"\x1f\x8b"          # by content: a `.nii.gz` may hold plain bytes, as readers allow
+        try:
+            with (gzip.open(path, "rb") if zipped else open(path, "rb")) as fh:
+                h = fh.read(540)
+        except (OSError, EOFError):
+            h = b""
+        if len(h) < 348:
+            return {"code": "E650", "file": path, "hint": hint,
+                    "message": "incomplete image: the file ends inside its NIfTI header (a truncated copy or download?)"}
+        e = "<" if struct.unpack("<i", h[:4])[0] in (348, 540) else ">"
+        if struct.unpack(e + "i", h[:4])[0] == 540:
+            bitpix = struct.unpack(e + "h", h[14:16])[0]
+            dim = struct.unpack(e + "8q", h[16:80])
+            offset = struct.unpack(e + "q", h[168:176])[0]
+        elif struct.unpack(e + "i", h[:4])[0] == 348:
+            bitpix = struct.unpack(e + "h", h[72:74])[0]
+            dim = struct.unpack(e + "8h", h[40:56])
+            offset = int(struct.unpack(e + "f", h[108:112])[0])
+        else:
+            return None                      # not a NIfTI header: the reader reports it
+        if not 1 <= dim[0] <= 7 or bitpix <= 0 or any(d < 1 for d in dim[1:dim[0] + 1]):
+            return None
+        want = math.prod(dim[1:dim[0] + 1]) * bitpix // 8
+        if low.endswith((".hdr", ".hdr.gz")):          # a header/data pair (NIfTI or Analyze): the voxels are in the .img
+            data = str(path)[:-7 if low.endswith(".gz") else -4] + ".img"
+            data_zipped = not os.path.exists(data) and os.path.exists(data + ".gz")
+            data = data + ".gz" if data_zipped else data
+            if not os.path.exists(data):
+                return {"code": "E650", "file": data, "hint": "a .hdr header needs its .img data file next to it",
+                        "message": f"incomplete image: the data file `{os.path.basename(data)}` of the header "
+                                   f"`{os.path.basename(path)}` is missing"}
+            if data_zipped:
+                return compressed(data, 0, offset + want, "gzip")
+            have = os.path.getsize(data) - offset
+            return short(data, max(have, 0), want) if have < want else None
+        if zipped:
+            return compressed(path, 0, offset + want, "gzip")
+        have = os.path.getsize(path) - offset
+        return short(path, max(have, 0), want) if have < want else None
+
+    if low.endswith((".mha", ".mhd")):
+        with open(path, "rb") as fh:
+            head = fh.read(1 << 16)
+        fields, end, pos = {}, None, 0
+        for line in head.split(b"\n"):
+            pos += len(line) + 1
+            k, sep, v = line.decode("latin-1").partition("=")
+            if not sep:
+                continue
+            fields[k.strip().lower()] = v.strip()
+            if k.strip().lower() == "elementdatafile":
+                end = pos
+                break
+        sizes = {"met_char": 1, "met_uchar": 1, "met_short": 2, "met_ushort": 2, "met_int": 4, "met_uint": 4,
+                 "met_long": 4, "met_ulong": 4, "met_long_long": 8, "met_ulong_long": 8, "met_float": 4, "met_double": 8}
+        try:
+            dims = [int(x) for x in fields["dimsize"].split()]
+            elem = sizes[fields["elementtype"].lower()] * int(fields.get("elementnumberofchannels", "1"))
+            source = fields["elementdatafile"]
+        except (KeyError, ValueError):
+            return None                      # an unusual header: the reader reports what it cannot read
+        if source.upper() == "LIST" or "%" in source or " " in source.strip():
+            return None                      # one file per slice: not checked here
+        want = math.prod(dims) * elem
+        if source.upper() == "LOCAL":
+            data, offset = path, end
+        else:
+            data = source if os.path.isabs(source) else os.path.join(os.path.dirname(path), source)
+            offset = max(int(fields.get("headersize", "0")), 0)
+            if not os.path.exists(data):
+                return {"code": "E650", "file": data, "hint": "the data file named by the header's ElementDataFile must sit next to it",
+                        "message": f"incomplete image: the header `{os.path.basename(path)}` names the data file `{source}`, which is missing"}
+        have = os.path.getsize(data) - offset
+        if fields.get("compresseddata", "false").lower() == "true":
+            if "compresseddatasize" in fields:
+                want_z = int(float(fields["compresseddatasize"]))
+                return short(data, max(have, 0), want_z, "compressed voxel data") if have < want_z else None
+            import zlib
+
+            with open(data, "rb") as fh:
+                fh.seek(offset)
+                d = zlib.decompressobj()
+                try:
+                    got = len(d.decompress(fh.read()))
+                except zlib.error:
+                    got = 0
+                if not d.eof:
+                    return {"code": "E650", "file": data, "hint": hint,
+                            "message": "incomplete image: the compressed voxel data ends early or is corrupt (a truncated copy or download?)"}
+            return short(data, got, want) if got < want else None
+        return short(data, max(have, 0), want) if have < want else None
+
+    if low.endswith((".nrrd", ".nhdr")):
+        with open(path, "rb") as fh:
+            head = fh.read(1 << 16)
+        if not head.startswith(b"NRRD"):
+            return None
+        cut = head.find(b"\n\n")
+        end = cut + 2 if cut >= 0 else None
+        fields = {}
+        for line in head[:cut if cut >= 0 else len(head)].split(b"\n")[1:]:
+            text = line.decode("latin-1").rstrip("\r")
+            if text.startswith("#"):
+                continue
+            k, sep, v = text.partition(":")
+            if sep and not v.startswith("="):
+                fields[k.strip().lower()] = v.strip()
+        one = {"signed char", "int8", "int8_t", "uchar", "unsigned char", "uint8", "uint8_t"}
+        two = {"short", "short int", "signed short", "signed short int", "int16", "int16_t", "ushort",
+               "unsigned short", "unsigned short int", "uint16", "uint16_t"}
+        four = {"int", "signed int", "int32", "int32_t", "uint", "unsigned int", "uint32", "uint32_t", "float"}
+        eight = {"longlong", "long long", "long long int", "signed long long", "signed long long int", "int64", "int64_t",
+                 "ulonglong", "unsigned long long", "unsigned long long int", "uint64", "uint64_t", "double"}
+        t = fields.get("type", "").lower()
+        elem = 1 if t in one else 2 if t in two else 4 if t in four else 8 if t in eight else None
+        try:
+            dims = [int(x) for x in fields["sizes"].split()]
+        except (KeyError, ValueError):
+            return None
+        encoding = {"raw": "raw", "gz": "gzip", "gzip": "gzip", "bz2": "bzip2", "bzip2": "bzip2"}.get(fields.get("encoding", "").lower())
+        source = fields.get("data file", fields.get("datafile"))
+        if elem is None or encoding is None or int(fields.get("line skip", fields.get("lineskip", "0"))) != 0:
+            return None                      # text encodings, `block` types and line skips: not checked here
+        if source is not None and (source.upper().startswith("LIST") or "%" in source or " " in source.strip()):
+            return None                      # one file per slice: not checked here
+        want = math.prod(dims) * elem
+        skip = int(fields.get("byte skip", fields.get("byteskip", "0")))
+        if source is None:
+            if end is None:
+                return {"code": "E650", "file": path, "hint": hint, "message": "incomplete image: the file ends inside its NRRD header"}
+            data, offset = path, end
+        else:
+            data = source if os.path.isabs(source) else os.path.join(os.path.dirname(path), source)
+            offset = 0
+            if not os.path.exists(data):
+                return {"code": "E650", "file": data, "hint": "the data file named by the header's `data file:` field must sit next to it",
+                        "message": f"incomplete image: the header `{os.path.basename(path)}` names the data file `{source}`, which is missing"}
+        if encoding != "raw":
+            return compressed(data, offset, want, encoding)
+        have = os.path.getsize(data) - offset - max(skip, 0)
+        return short(data, max(have, 0), want) if have < want else None
+    return None
+
+
+def dicom_series_problem(path):
+    """A DICOM series folder whose slice positions (along the slice normal) are not evenly spaced:
+    missing slices, or slices from another acquisition. Reads every slice's header, not its pixels.
+    Returns None or a problem dict {code, file, message, hint}."""
+    from itertools import pairwise
+
+    import SimpleITK as sitk
+
+    files = sitk.ImageSeriesReader.GetGDCMSeriesFileNames(path)
+    if len(files) < 3:
+        return None
+    pos = []
+    for f in files:
+        r = sitk.ImageFileReader()
+        r.SetFileName(f)
+        r.ReadImageInformation()
+        d, o = r.GetDirection(), r.GetOrigin()
+        if len(d) != 9:
+            return None
+        pos.append(o[0] * d[2] + o[1] * d[5] + o[2] * d[8])
+    steps = [b - a for a, b in pairwise(pos)]
+    step = sorted(abs(s) for s in steps)[len(steps) // 2]
+    tol = max(0.01, 0.05 * step)
+    odd = [(i, s) for i, s in enumerate(steps) if abs(abs(s) - step) > tol]
+    if not odd:
+        return None
+    i, s = odd[0]
+    if step > 0 and abs(s) > step and abs(abs(s) / step - round(abs(s) / step)) * step <= tol:
+        missing = round(abs(s) / step) - 1
+        msg = (f"the DICOM series has {len(odd)} gap(s) in its slice positions: {missing} slice(s) missing between slice "
+               f"{i + 1} and {i + 2} (at {pos[i]:g} and {pos[i + 1]:g} mm; the other slices are {step:g} mm apart)")
+    else:
+        msg = (f"the DICOM series has uneven slice spacing: slices {i + 1} and {i + 2} are {abs(s):g} mm apart, the others "
+               f"{step:g} mm ({len(odd)} uneven step(s) of {len(steps)})")
+    return {"code": "E651", "file": path, "message": msg,
+            "hint": "export the complete series again; a series with missing or unevenly spaced slices would be read as a wrong volume"}
+
+
+def manifest_columns(params):
+    """The columns a manifest must have, as (role, column) pairs: id, image(s), mask, site, patient,
+    outcome (or survival time and event), clinical covariates."""
+    images = params["image"] if isinstance(params["image"], list) else [params["image"]]
+    outcome = params.get("outcome")
+    wanted = [("id", params["id"])] + [("image", c) for c in images]
+    for role in ("mask", "site", "patient"):
+        if params.get(role):
+            wanted.append((role, params[role]))
+    if outcome:
+        if outcome["kind"] == "survival":
+            wanted += [("outcome time", outcome["time"]), ("outcome event", outcome["event"])]
+        else:
+            wanted.append(("outcome", outcome["column"]))
+    wanted += [("clinical", c) for c in params.get("clinical") or []]
+    return wanted
+
+
 def load_manifest(params, manifest_path, name, check_files=True):
     """Read a manifest CSV into the cohort table.
 
@@ -146,17 +421,7 @@ def load_manifest(params, manifest_path, name, check_files=True):
     raw.columns = [c.strip() for c in raw.columns]
     images = params["image"] if isinstance(params["image"], list) else [params["image"]]
     outcome = params.get("outcome")
-    wanted = [("id", params["id"])] + [("image", c) for c in images]
-    for role in ("mask", "site", "patient"):
-        if params.get(role):
-            wanted.append((role, params[role]))
-    if outcome:
-        if outcome["kind"] == "survival":
-            wanted += [("outcome time", outcome["time"]), ("outcome event", outcome["event"])]
-        else:
-            wanted.append(("outcome", outcome["column"]))
-    wanted += [("clinical", c) for c in params.get("clinical") or []]
-    for role, col in wanted:
+    for role, col in manifest_columns(params):
         if col not in raw.columns:
             import difflib
 
@@ -212,6 +477,10 @@ def load_manifest(params, manifest_path, name, check_files=True):
                 problems.append({"case": cid, "file": p, "column": col, "code": "E602",
                                  "message": f"unreadable or corrupt image ({msg[:160]})",
                                  "hint": "radlang reads NIfTI, NRRD, MHA and DICOM series folders"})
+                continue
+            bad = image_payload_problem(p)
+            if bad:
+                problems.append({"case": cid, "column": col, **bad})
         out[canon] = paths
 
     classes = None
@@ -270,8 +539,11 @@ def load_manifest(params, manifest_path, name, check_files=True):
                         neg = [v for v in labels if v != pos]
                         classes = neg + [pos]
                     elif len(labels) > 2:
+                        seen = [(v, ids[i] or f"row {i + 2}") for i, v in enumerate(vals) if v in present]
                         problems.append({"case": None, "file": mpath, "column": col, "fatal": True,
-                                         "message": f"a binary outcome needs two labels, found {len(labels)}: {', '.join(labels[:8])}"})
+                                         "message": f"a binary outcome needs two labels, found {len(labels)}: {label_cases(seen)}",
+                                         "hint": "correct the stray labels, name the event with `as binary(positive: ...)`, "
+                                                 "or read the column `as multiclass`"})
                         classes = labels
                     else:
                         classes = labels
@@ -323,6 +595,7 @@ def _cached_manifest(ctx, version, params, path, name):
     df, problems = load_manifest(params, str(path), name)
     if df is not None:
         files = [f for c in df.columns if c in ("image", "mask") or c.startswith("image.") for f in df[c] if f]
+        files += [p["file"] for p in problems if p.get("file")]      # e.g. an external data file found incomplete
         cache.put(k, {"table": df, "problems": problems, "stats": {f: file_stat(f) for f in files}})
     return df, problems
 
@@ -355,7 +628,8 @@ def manifest_read_file(ctx, stage, path):
 register(Operator(
     name="manifest", kind="cohort", output="Cohort", settings=ManifestSettings, positional=("path",),
     behaviour="stateless", run=run_manifest, cli_paths=("path",), read_file=manifest_read_file,
-    infer=cohort_type, sink=False, impl=load_manifest, helpers=(read_image_header,),
+    infer=cohort_type, sink=False, impl=load_manifest,
+    helpers=(manifest_columns, label_cases, read_image_header, image_payload_problem, gzip_payload_size, dicom_series_problem),
     doc="A cohort read from a CSV manifest: one row per case, columns for id, images, mask, outcome, site and covariates.",
     examples=('cohort train = manifest("data/train.csv") { image: ct, mask: roi, outcome: malignant as binary, site: hospital }',),
 ))
@@ -535,7 +809,8 @@ def phantom_read_file(ctx, stage, path):
 register(Operator(
     name="phantom", kind="cohort", output="Cohort", settings=PhantomSettings, positional=("cases",),
     behaviour="stateless", run=run_phantom, read_file=phantom_read_file, infer=phantom_type, impl=make_phantom,
-    helpers=(phantom_manifest_params, load_manifest, read_image_header),
+    helpers=(phantom_manifest_params, load_manifest, manifest_columns, label_cases, read_image_header,
+             image_payload_problem, gzip_payload_size, dicom_series_problem),
     version="1",
     doc=("A synthetic CT-like cohort (no download): per case a small 3D volume with one lesion, written as NIfTI with a "
          "manifest under <out>/data/<stage>-<settings hash>/. The binary outcome `malignant` changes lesion texture and shape by `effect`; "

@@ -16,6 +16,7 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
+from radlang.diagnostics import label_cases
 from radlang.registry import Operator, Port, register
 from radlang.types import RType
 from radlang.values import Settings, Sym, contradiction
@@ -327,7 +328,9 @@ def load_table(params: dict, path: str, stage_name: str):
         if kind == "binary":
             pos = str(o["positive"]) if o.get("positive") is not None else (labels[-1] if labels else None)
             if len(labels) > 2:
-                problems.append({"file": path, "column": o["column"], "message": f"a binary outcome has more than 2 labels: {', '.join(labels[:6])}"})
+                problems.append({"file": path, "column": o["column"],
+                                 "message": f"a binary outcome has more than 2 labels: {label_cases([(v, c) for v, c in zip(col, ids) if v != ''])}",
+                                 "hint": "correct the stray labels, or read the column `as multiclass`"})
             classes = [lab for lab in labels if lab != pos] + [pos]
             df["outcome"] = (col == pos).astype(np.int64)
         else:
@@ -377,7 +380,7 @@ def run_table(stage, ctx):
         ctx.hash_input(path)
     df, problems = load_table(stage.params, str(path), stage.name)
     if problems:
-        diags = problem_diagnostics([{**q, "code": "E640", "hint": None} for q in problems[:50]], stage)
+        diags = problem_diagnostics([{**q, "code": "E640"} for q in problems[:50]], stage)
         if len(problems) > 50:
             diags.append(Diagnostic("E640", f"`{stage.name}`: and {len(problems) - 50} more problems", stage.span))
         raise RunError(diags)
@@ -394,7 +397,7 @@ def table_read_file(ctx, stage, path):
 
 register(Operator(
     name="table", kind="cohort", output="Cohort", settings=TableSettings, positional=("path",),
-    behaviour="stateless", run=run_table, read_file=table_read_file, impl=load_table, infer=_table_type,
+    behaviour="stateless", run=run_table, read_file=table_read_file, impl=load_table, helpers=(label_cases,), infer=_table_type,
     doc="A tabular cohort from a CSV file (no images): an id column, an outcome, optional patient and site columns; "
         "every other column (or `columns`) is a feature under `clinical.<name>`.",
     examples=('cohort t = table("features.csv") { id: case, outcome: malignant as binary }',),

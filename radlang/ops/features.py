@@ -341,6 +341,24 @@ def pyradiomics_config(params, params_file_text=None):
     return {"setting": setting, "imageType": image_type, "featureClass": feature_class}
 
 
+def params_schema_problems(params):
+    """PyRadiomics' own check of a parameter dict (pykwalify against radiomics/schemas/paramSchema.yaml):
+    [] when it is valid, else the problems it lists."""
+    import logging
+
+    import radiomics
+    from radiomics import featureextractor
+
+    radiomics.setVerbosity(logging.ERROR)
+    logging.getLogger("pykwalify").setLevel(logging.CRITICAL)
+    try:
+        featureextractor.RadiomicsFeatureExtractor(params if isinstance(params, dict) else {})
+    except Exception as e:  # noqa: BLE001 -- pykwalify's SchemaError, or what PyRadiomics raises on a value it cannot use
+        lines = [ln.strip()[2:].removesuffix(": Path: '/'>") for ln in str(e).splitlines() if ln.strip().startswith("- ")]
+        return lines or [str(e).strip() or type(e).__name__]
+    return [] if isinstance(params, dict) or params is None else ["the file must hold a mapping (`key: value` lines)"]
+
+
 def extract_features(image, mask, config, _extractors={}):  # noqa: B006 -- a per-process extractor cache
     """Run PyRadiomics on one case (SimpleITK image and mask). Returns (features, diagnostics):
     {PyRadiomics feature name: float} and {diagnostics_* name: str}. The extractor (its parameter
@@ -472,6 +490,14 @@ def feature_plan(ctx, stage) -> dict:
         config = pyradiomics_config(p, text)
     except Exception as e:  # noqa: BLE001 -- any reader failure is bad data, reported as a diagnostic
         raise RunError([Diagnostic("E602", f"`{stage.name}`: the PyRadiomics params file is not valid YAML: {e}", stage.span)]) from None
+    if text is not None:
+        import yaml
+
+        bad = params_schema_problems(yaml.safe_load(text))
+        if bad:
+            raise RunError([Diagnostic("E653", f"`{stage.name}`: the PyRadiomics params file `{path}`: {m}", stage.span,
+                                       hint="PyRadiomics checks the file against its schema (radiomics/schemas/paramSchema.yaml)")
+                            for m in bad])
     img_ref, mask_ref = stage.inputs["image"], stage.inputs["mask"]
     segment = None
     if mask_ref.attr == "mask":
@@ -518,7 +544,7 @@ def check_case(case_job) -> list[dict]:
 
     import SimpleITK as sitk
 
-    from radlang.ops.cohorts import read_image_header
+    from radlang.ops.cohorts import image_payload_problem, read_image_header
     from radlang.ops.segment import check_mask, load_image
 
     problems = []
@@ -528,14 +554,24 @@ def check_case(case_job) -> list[dict]:
             problems.append(_case_problem(case_job, "file not found", path, col, "E601"))
             continue
         try:
-            headers[col] = read_image_header(path)
+            header = read_image_header(path)
         except Exception as e:  # noqa: BLE001 -- any reader failure is bad data, reported as a diagnostic
             problems.append(_case_problem(case_job, f"unreadable or corrupt image ({_short_error(e)})", path, col, "E602"))
+            continue
+        bad = image_payload_problem(path)
+        if bad:
+            problems.append({"case": case_job["case"], "column": col, **bad})
+        else:
+            headers[col] = header
     seg = case_job["seg"]
     if seg["source"] == "mask":
         path, col = case_job["mask"], case_job["mask_column"]
         if not path or not os.path.exists(path):
             problems.append(_case_problem(case_job, "file not found", path, col, "E601"))
+            return problems
+        bad = image_payload_problem(path)
+        if bad:
+            problems.append({"case": case_job["case"], "column": col, **bad})
             return problems
         try:
             mask = load_image(path)
@@ -544,7 +580,16 @@ def check_case(case_job) -> list[dict]:
             return problems
         if not headers:
             return problems
-        h = next(iter(headers.values()))
+        img_col, h = next(iter(headers.items()))
+        if len(h["size"]) != mask.GetDimension():
+            # the image is what differs from its cohort's masks (a 2D slice among 3D volumes, say): name the image
+            img_path = dict(case_job["images"])[img_col]
+            dims = " × ".join(str(int(x)) for x in h["size"])
+            mdims = " × ".join(str(int(x)) for x in mask.GetSize())
+            problems.append(_case_problem(case_job, f"the image is {len(h['size'])}D ({dims} voxels) but its mask `{path}` is "
+                                                    f"{mask.GetDimension()}D ({mdims}): an image and its mask need the same dimensions",
+                                          img_path, img_col, "E604"))
+            return problems
         ref = sitk.Image([int(x) for x in h["size"]], sitk.sitkUInt8) if len(h["size"]) in (2, 3) else None
         if ref is None:
             return problems
@@ -799,18 +844,54 @@ def _features_type(ctx) -> RType:
     return RType("Features", cohort=img.cohort if img else None, outcome=None, dims=img.dims if img else None, detail="pyradiomics")
 
 
-def _plan(stage, memory):
-    p = stage.params
-    filters = [f["kind"] for f in p.get("filters") or [{"kind": "original"}]]
-    n_img = 0
-    for f in p.get("filters") or [{"kind": "original"}]:
-        if f["kind"] == "log":
-            n_img += len(f["sigma"])
-        elif f["kind"] == "wavelet":
-            n_img += 8 * int(f.get("level", 1))
+def image_types(config: dict, dims: int = 3) -> list[tuple[str, int]]:
+    """The derived images PyRadiomics computes for a parameter dict: [(image type, how many)], from its `imageType`
+    section with each type's own settings over the general ones (as PyRadiomics merges them). LoG: one per sigma;
+    Wavelet: 2^d - 1 detail images per level plus the last approximation (d = 3, or 2 with force2D); LBP3D: one per
+    level plus the kurtosis image; every other type one."""
+    general = config.get("setting") or {}
+    out = []
+    for kind, own in (config.get("imageType") or {}).items():
+        kw = {**general, **(own or {})}
+        if kind == "LoG":
+            n = len(kw.get("sigma") or [])
+        elif kind == "Wavelet":
+            d = dims - 1 if kw.get("force2D") else dims
+            n = int(kw.get("level", 1)) * (2 ** d - 1) + 1
+        elif kind == "LBP3D":
+            n = int(kw.get("lbp3DLevels", 2)) + 1
         else:
-            n_img += 1
-    lines = [("info", f"per case, in one case job: load image + mask, segment, check, extract ({', '.join(filters)}: {n_img} image(s))")]
+            n = 1
+        out.append((kind, n))
+    return out
+
+
+def _plan(stage, memory):
+    """What one case job computes, from the settings merged over the params file, as the run merges them."""
+    import os
+
+    p = stage.params
+    lines, text = [], None
+    if p.get("params"):
+        from radlang.checks.data import spec_folder
+
+        folder = spec_folder(stage)
+        path = p["params"] if os.path.isabs(p["params"]) or folder is None else str(folder / p["params"])
+        try:
+            with open(path, encoding="utf-8") as fh:
+                text = fh.read()
+        except (OSError, ValueError) as e:                # ValueError: bad encoding, or a NUL byte in the path
+            why = getattr(e, "strerror", None) or e
+            lines.append(("warning", f"cannot read the params file `{path}` ({why}): the counts below leave it out"))
+    try:
+        config = pyradiomics_config(p, text)
+    except Exception as e:  # noqa: BLE001 -- a params file that is not YAML: `check` and `run` report it
+        config = pyradiomics_config(p)
+        lines.append(("warning", f"the params file is not valid YAML ({type(e).__name__}): the counts below leave it out"))
+    kinds = image_types(config, int(stage.type.dims or 3))
+    total = sum(n for _, n in kinds)
+    what = ", ".join(k if n == 1 else f"{k} ×{n}" for k, n in kinds)
+    lines.insert(0, ("info", f"per case, in one case job: load image + mask, segment, check, extract ({what}: {total} image(s))"))
     return lines
 
 
@@ -819,7 +900,7 @@ register(Operator(
     behaviour="per_case", run=run_pyradiomics, case=extract_case, on_cohort=pyradiomics_on_cohort,
     inputs=(Port("image", ("Image",), doc="a cohort's image, e.g. `train.image`"),
             Port("mask", ("Mask",), doc="a cohort's mask (`train.mask`) or a segment stage")),
-    positional=("image", "mask"), impl=extract_features, helpers=(pyradiomics_config, perturb_case, features_csv, member_columns),
+    positional=("image", "mask"), impl=extract_features, helpers=(pyradiomics_config, params_schema_problems, perturb_case, features_csv, member_columns),
     infer=_features_type, version="1", sink=True, plan=_plan,
     doc=("Radiomics features by PyRadiomics, every value-changing setting mapped one to one; "
          "`params: from_params(\"file.yaml\")` imports an existing PyRadiomics parameter file. "

@@ -124,6 +124,12 @@ network net = unet(dims: 3, in_channels: 1, out_channels: 2)
 train fit = supervised(net, ct3d) { epochs: 1 }
 validate s = segmentation_metrics(fit, test)
 ''')
+    # the manifests it names, so that check's data checks run too (they never open an image: empty files do)
+    for name in ("m.csv", "t.csv"):
+        (tmp_path / name).write_text("case_id,ct,seg,malignant\n" + "".join(f"c{i},c{i}.nii.gz,s{i}.nii.gz,{i % 2}\n" for i in range(4)))
+    for i in range(4):
+        (tmp_path / f"c{i}.nii.gz").touch()
+        (tmp_path / f"s{i}.nii.gz").touch()
     code = ("import sys; from radlang.cli import main; rc = main(['check', sys.argv[1]]); "
             "bad = [m for m in ('torch', 'monai', 'SimpleITK', 'radiomics', 'sklearn') if m in sys.modules]; "
             "print(rc, bad)")

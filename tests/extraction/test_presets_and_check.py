@@ -38,6 +38,11 @@ def test_check_imports_no_heavy_library(tmp_path):
         features a = pyradiomics(train.image, roi) like ibsi_ct
         features b = pyradiomics(ext.image, ext.mask) { classes: [glcm(Contrast)] }
     """)
+    # the manifest it names, so that check's data checks run too (they never open an image: empty files do)
+    (tmp_path / "x.csv").write_text("case_id,image,m,y\n" + "".join(f"e{i},e{i}.nii.gz,e{i}m.nii.gz,{i % 2}\n" for i in range(4)))
+    for i in range(4):
+        (tmp_path / f"e{i}.nii.gz").touch()
+        (tmp_path / f"e{i}m.nii.gz").touch()
     code = (f"import sys\nfrom radlang.cli import main\nrc = main(['check', {str(spec)!r}])\n"
             "heavy = sorted(m for m in ('torch', 'monai', 'radiomics', 'shap', 'sklearn', 'SimpleITK', 'pandas') if m in sys.modules)\n"
             "print(rc, heavy)\n")

@@ -163,6 +163,58 @@ def _external_checks(ctx, stage, cohort_name, cohort_df, ext_name, ext_df):
     return errs
 
 
+def _inner_cv_checks(stage, fitted, task, y_strat, groups, splits, final, cohort_name, labels, patients, rule, tcv):
+    """E652, before any fold runs: a select stage whose inner CV (lasso's `cv`) cannot be split in a set this
+    validation fits it on: each training fold, the final model's cases, and the inner folds that choose a binary
+    threshold (`threshold_cv`, split as ops/validate.py run_fold splits them). scikit-learn's stratified inner CV
+    needs a class with at least `cv` cases, a continuous outcome `cv` cases, and patients with several cases `cv`
+    patients. radlang/checks/folds.py finds the same from the cohort's size at `radlang check`."""
+    import numpy as np
+
+    trains = [(f"fold {f + 1} of repeat {r + 1}", tr) for r, f, tr, _ in splits]
+    if final:
+        trains.append(("the final model (all cases)", np.arange(len(groups))))
+    if task == "binary" and rule and tcv >= 2:
+        from sklearn.model_selection import StratifiedGroupKFold
+
+        for what, tr in list(trains):
+            yt = np.asarray(y_strat[tr]).astype(int)
+            if min(int(yt.sum()), len(yt) - int(yt.sum())) >= tcv:
+                inner = StratifiedGroupKFold(tcv, shuffle=True, random_state=int(stage.seed)).split(np.zeros(len(tr)), yt, patients[tr])
+                trains += [(f"inner fold {i + 1} of {tcv} choosing the threshold (`threshold_cv`) in {what}", tr[a])
+                           for i, (a, _) in enumerate(inner)]
+    grouped = len(set(groups)) < len(groups)
+    errs = []
+    for s in fitted:
+        if s.op != "lasso":
+            continue
+        c = int(s.params["cv"])
+        room = []
+        for what, tr in trains:
+            if task == "continuous" or y_strat is None:
+                cap, held = len(tr), f"{len(tr)} cases"
+            else:
+                vals, cnt = np.unique(y_strat[tr], return_counts=True)
+                cap = int(cnt.max())
+                held = " and ".join(f"{n} of class `{labels[v] if labels and v < len(labels) else v}`" for v, n in zip(vals, cnt))
+            if grouped:
+                n_groups = len(set(groups[tr]))
+                held += f" from {n_groups} patients"
+                cap = min(cap, n_groups)
+            room.append((cap, what, held))
+        cap, what, held = min(room, key=lambda t: t[0])
+        if cap >= c:
+            continue
+        need = f"{c} cases" if task == "continuous" else f"a class with at least {c} cases"
+        errs.append(Diagnostic(
+            "E652", f"`{s.name}.cv` is {c}, but {what} of `{stage.name}` trains `{s.name}` on cohort `{cohort_name}` with only {held}; "
+            f"its inner {c}-fold CV needs {need}" + (f" and {c} patients" if grouped else ""), s.span,
+            hint=(f"set `cv: {cap}` on `{s.name}` (the largest value every training set of `{stage.name}` allows), "
+                  f"or use fewer folds (`cv`, `threshold_cv`) in `{stage.name}`"
+                  if cap >= 2 else f"no inner CV fits: use fewer folds (`cv`, `threshold_cv`) in `{stage.name}`, or add cases")))
+    return errs
+
+
 @mode("evaluate")
 def run_evaluate(stage, ctx):
     import hashlib
@@ -312,6 +364,10 @@ def run_evaluate(stage, ctx):
     splits = make_splits(cv, y_strat if task in ("binary", "multiclass", "survival") else None, groups, sites, stage.seed)
     patients = data["patient_id"].astype(str).to_numpy()
     tcv = int(p.get("threshold_cv", 0))
+    errs = _inner_cv_checks(stage, fitted, task, y_strat, groups, splits, Xe is not None, cohort_name,
+                            cohort_df.attrs.get("radlang", {}).get("classes"), patients, rule, tcv)
+    if errs:
+        raise RunError(errs)
     tasks = [{"build": build, "X": X, "y": y, "train": tr, "test": te, "task": task, "rule": rule, "search": bool(mparams.get("search")),
               "patients": patients, "threshold_cv": tcv, "seed": stage.seed} for _, _, tr, te in splits]
     # the final model: fit on every training case (in this process, to keep it), applied to the external cohort if any

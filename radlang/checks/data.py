@@ -1,0 +1,200 @@
+"""Data mistakes `radlang check` finds without running (`radlang check --no-data` turns this off).
+
+It reads only what is cheap, for a spec read from a file (paths are relative to it):
+
+- a manifest's (or a `table`'s) header and rows, with the csv module: every column the cohort names exists
+  (E601, a table's E640, with a "did you mean"), and every image and mask path it lists exists (E601; no image
+  is opened);
+- a PyRadiomics parameter file (`params: from_params("file.yaml")`): it exists and is YAML (E602), and it
+  passes PyRadiomics' schema (E653, radlang/checks/pyradiomics_params.py).
+
+Only stages that will run are checked (a sink is reachable from them: the compiler passes those). The codes
+are those `radlang run` gives the same problems. What it learns about each cohort's size (cases,
+cases per outcome class, whether a patient has several cases) it returns for radlang/checks/folds.py; a
+phantom's size is known from its settings.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from radlang.diagnostics import Diagnostic, did_you_mean
+
+MISSING = ("", "na", "nan", "none", "null")   # outcome values load_manifest reads as missing (load_table: only "")
+SHOWN = 5                                        # missing files listed by name, per column
+
+
+def spec_folder(stage) -> Path | None:
+    """The folder of the spec file a stage was written in; None for a spec that is not a file."""
+    f = stage.span.file if stage.span else None
+    if not f or f.startswith("<") or not os.path.isfile(f):
+        return None
+    return Path(f).resolve().parent
+
+
+def listed(path: str, listings: dict) -> bool:
+    """Whether a file or folder exists, from one listing per folder (a manifest's images mostly share a few
+    folders: a listing each is far cheaper than a stat per row). String operations, not os.path: this runs
+    once per row of every manifest."""
+    folder, _, name = path.rstrip(os.sep).rpartition(os.sep)
+    names = listings.get(folder)
+    if names is None:
+        try:
+            names = listings[folder] = set(os.listdir(folder or os.sep))
+        except (OSError, ValueError):
+            names = listings[folder] = set()
+    return name in names or (name in ("", os.curdir, os.pardir) and os.path.exists(path))
+
+
+def _span(bound, setting, index=None):
+    if bound is None:
+        return None
+    if index is not None and (setting, index) in bound.spans:
+        return bound.spans[(setting, index)]
+    return bound.spans.get((setting,)) or bound.key_spans.get(setting)
+
+
+def check_data(stages: dict, bounds: dict, diags: list) -> dict[str, dict]:
+    """`stages`: name -> Stage (checked), `bounds`: name -> Bound (for spans). Appends diagnostics; returns
+    cohort name -> {"cases": n, "classes": {label: n} or None, "grouped": bool} for the cohorts whose size it knows."""
+    facts: dict[str, dict] = {}
+    listings: dict[str, set] = {}                  # folder -> the names in it, read once per check
+    for name, st in stages.items():
+        if st.op == "phantom":
+            n = int(st.params["cases"])
+            facts[name] = {"cases": n, "classes": {"0": n - n // 2, "1": n // 2}, "grouped": False}
+        elif st.op in ("manifest", "table"):
+            folder = spec_folder(st)
+            if folder is not None:
+                got = _check_csv(st, bounds.get(name), folder, diags, listings)
+                if got is not None:
+                    facts[name] = got
+        elif st.op == "pyradiomics" and st.params.get("params"):
+            folder = spec_folder(st)
+            if folder is not None:
+                _check_params_file(st, bounds.get(name), folder, diags)
+    return facts
+
+
+def _columns(st) -> tuple[list, list]:
+    """(the columns a cohort CSV must have as (role, column, setting, index in a list setting), the path columns as
+    (column, setting, index)): `manifest` through the operator's own list, `table` from its settings."""
+    from radlang.ops.cohorts import manifest_columns
+
+    p = st.params
+    if st.op == "table":
+        o = p.get("outcome") or {}
+        wanted = [("id", p["id"], "id", None)] + [(r, p[r], r, None) for r in ("patient", "site") if p.get(r)]
+        wanted += [(f"outcome {k}" if k != "column" else "outcome", o[k], "outcome", None) for k in ("column", "time", "event") if o.get(k)]
+        wanted += [("feature", c, "columns", i) for i, c in enumerate(p.get("columns") or [])]
+        return wanted, []
+    images = p["image"] if isinstance(p["image"], list) else [p["image"]]
+    listed = {"image": images if isinstance(p["image"], list) else [], "clinical": p.get("clinical") or []}
+    wanted = [(role, c, {"outcome time": "outcome", "outcome event": "outcome"}.get(role, role),
+               listed[role].index(c) if c in listed.get(role, []) else None) for role, c in manifest_columns(p)]
+    paths = [(c, "image", i if isinstance(p["image"], list) else None) for i, c in enumerate(images)]
+    if p.get("mask"):
+        paths.append((p["mask"], "mask", None))
+    return wanted, paths
+
+
+def _check_csv(st, bound, folder: Path, diags: list, listings: dict) -> dict | None:
+    import csv
+
+    p = st.params
+    what = "table" if st.op == "table" else "manifest"
+    code = "E640" if st.op == "table" else "E601"        # what `radlang run` reports a table's and a manifest's problems as
+    path = Path(p["path"]) if os.path.isabs(p["path"]) else folder / p["path"]
+    mpath = os.path.abspath(path)
+    where = _span(bound, "path") or st.span
+    try:
+        with open(mpath, encoding="utf-8", newline="") as fh:
+            rows = [r for r in csv.reader(fh) if any(c.strip() for c in r)]
+    except FileNotFoundError:
+        near = [f.name for f in Path(mpath).parent.glob("*.csv")] if Path(mpath).parent.is_dir() else []
+        diags.append(Diagnostic(code, f"`{st.name}`: file `{mpath}`: {what} not found", where,
+                                hint=did_you_mean(Path(mpath).name, near) or "the path is relative to the spec file"))
+        return None
+    except (OSError, ValueError, csv.Error) as e:        # ValueError: bad encoding, or a NUL byte in the path
+        diags.append(Diagnostic(code, f"`{st.name}`: file `{mpath}`: cannot read the {what}: {e}", where))
+        return None
+    if not rows:
+        diags.append(Diagnostic(code, f"`{st.name}`: file `{mpath}`: cannot read the {what}: it is empty", where))
+        return None
+    header = [c.strip() for c in rows[0]]
+    body = rows[1:]
+    col = {c: i for i, c in reversed(list(enumerate(header)))}
+    wanted, path_cols = _columns(st)
+    absent_cols = [(role, c, setting, idx) for role, c, setting, idx in wanted if c not in col]
+    for role, c, setting, idx in absent_cols:
+        diags.append(Diagnostic(code, f"`{st.name}`: column `{c}`, file `{mpath}`: the {what} has no column `{c}` (the {role} column)",
+                                _span(bound, setting, idx) or st.span,
+                                hint=did_you_mean(c, header) or f"its columns are: {', '.join(header)}"))
+    if absent_cols:
+        return None
+
+    def cell(row, c):
+        i = col[c]
+        return row[i].strip() if i < len(row) else ""
+
+    base = os.path.dirname(mpath)
+    ids = [cell(r, p["id"]) or f"row {i + 2}" for i, r in enumerate(body)]
+    prefix = base.rstrip(os.sep) + os.sep
+    posix = os.name == "posix"
+    for c, setting, idx in path_cols:
+        absent = []
+        i = col[c]
+        for cid, r in zip(ids, body):
+            v = r[i].strip() if i < len(r) else ""
+            if not v:
+                absent.append((cid, "no path given"))
+            elif not listed(v if (v.startswith(os.sep) if posix else os.path.isabs(v)) else prefix + v, listings):
+                absent.append((cid, os.path.normpath(os.path.join(base, v))))
+        if absent:
+            shown = ", ".join(f"case `{cid}` (`{f}`)" for cid, f in absent[:SHOWN])
+            more = f" and {len(absent) - SHOWN} more" if len(absent) > SHOWN else ""
+            diags.append(Diagnostic("E601", f"`{st.name}`: column `{c}`: {len(absent)} of {len(body)} file(s) not found: {shown}{more}",
+                                    _span(bound, setting, idx) or st.span,
+                                    hint=f"paths in the manifest are relative to it ({base})"))
+    out = p.get("outcome")
+    classes = None
+    if out and out["kind"] in ("binary", "multiclass"):
+        classes = {}
+        for r in body:
+            v = cell(r, out["column"])
+            if (v.lower() not in MISSING) if st.op == "manifest" else v != "":
+                classes[v] = classes.get(v, 0) + 1
+    patients = [cell(r, p["patient"]) for r in body] if p.get("patient") else None
+    return {"cases": len(body), "classes": classes, "grouped": patients is not None and len(set(patients)) < len(patients)}
+
+
+def _check_params_file(st, bound, folder: Path, diags: list):
+    from radlang.checks.pyradiomics_params import params_problems
+
+    rel = st.params["params"]
+    path = rel if os.path.isabs(rel) else str(folder / rel)
+    where = _span(bound, "params") or st.span
+    try:
+        with open(path, encoding="utf-8") as fh:
+            text = fh.read()
+    except FileNotFoundError as e:
+        near = [f.name for f in Path(path).parent.iterdir() if f.suffix.lower() in (".yaml", ".yml", ".json")] \
+            if Path(path).parent.is_dir() else []
+        diags.append(Diagnostic("E602", f"`{st.name}`: cannot read the PyRadiomics params file `{path}`: {e.strerror}", where,
+                                hint=did_you_mean(Path(path).name, near) or "the path is relative to the spec file"))
+        return
+    except (OSError, ValueError) as e:                    # ValueError: not UTF-8, or a NUL byte in the path
+        diags.append(Diagnostic("E602", f"`{st.name}`: cannot read the PyRadiomics params file `{path}`: "
+                                f"{getattr(e, 'strerror', None) or e}", where, hint="a params file is UTF-8 YAML or JSON text"))
+        return
+    import yaml
+
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        diags.append(Diagnostic("E602", f"`{st.name}`: the PyRadiomics params file `{path}` is not valid YAML: {e}", where))
+        return
+    for msg in params_problems(data):
+        diags.append(Diagnostic("E653", f"`{st.name}`: the PyRadiomics params file `{path}`: {msg}", where,
+                                hint="PyRadiomics checks the file against its schema (radiomics/schemas/paramSchema.yaml) and would refuse it"))
