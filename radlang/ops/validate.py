@@ -174,6 +174,7 @@ def model_artefact(model):
     reproducible: skops names its arrays by memory address and stamps the time, so the arrays are renamed in order
     of appearance and every entry gets a fixed date: the same model gives the same bytes."""
     import io
+    import itertools
     import json
     import zipfile
 
@@ -191,14 +192,18 @@ def model_artefact(model):
     strip(model)
     raw = zipfile.ZipFile(io.BytesIO(sio.dumps(model)))
     schema = json.loads(raw.read("schema.json"))
-    names, ids = {}, {}
+    names, ids, numbers = {}, {}, itertools.count()
 
     def rename(node):       # array files and object ids (skops' memo of shared objects) are numbered in a fixed walk order
         if isinstance(node, dict):
             if isinstance(node.get("file"), str):
                 node["file"] = names.setdefault(node["file"], f"{len(names):06d}.npy")
             if isinstance(node.get("__id__"), int):
-                node["__id__"] = ids.setdefault(node["__id__"], len(ids))
+                # a JSON scalar (a string, a number) is shared or not as the interpreter happened to intern it: each
+                # gets its own number; objects keep the sharing that the model's own structure gives them
+                if node.get("__loader__") == "JsonNode" or node["__id__"] not in ids:
+                    ids[node["__id__"]] = next(numbers)
+                node["__id__"] = ids[node["__id__"]]
             for k in sorted(node):
                 rename(node[k])
         elif isinstance(node, list):
