@@ -188,7 +188,7 @@ def cmd_predict(a) -> int:
     from radlang.backends.executor import RunError
     from radlang.backends.outdir import OutDirError
     from radlang.backends.outlock import OutDirInUse
-    from radlang.backends.predict import PredictError, predict
+    from radlang.predict import PredictError, predict
 
     try:
         path = predict(res.study, a.stage, a.input, a.output, out=a.out, workers=a.workers)

@@ -59,7 +59,7 @@ def _c(code: str, meaning: str, modules: str, doc: str = "") -> Code:
     return Code(code, meaning, tuple(modules.split()), doc)
 
 
-_EVAL = "backends/modes/evaluate.py"
+_EVAL = "ops/evaluation_run.py"
 
 CODES: dict[str, Code] = {c.code: c for c in (
     # syntax: radlang/syntax/parser.py
@@ -141,7 +141,7 @@ CODES: dict[str, Code] = {c.code: c for c in (
     _c("E643", "too few cases for the cross-validation", _EVAL, "fewer cases per class, or patients, than folds; fewer than two sites for leave-one-site-out"),
     _c("E644", "patients in both the training and the external cohort", _EVAL),
     _c("E645", "external cases with the same content as training cases", _EVAL),
-    _c("E646", "the features cannot be built for the validation", "backends/modes/evaluate.py backends/refit.py ops/datasets.py", "no feature table, or a tabular table that cannot be re-extracted under a perturbation"),
+    _c("E646", "the features cannot be built for the validation", "ops/evaluation_run.py backends/refit.py ops/datasets.py", "no feature table, or a tabular table that cannot be re-extracted under a perturbation"),
     _c("E647", "cases without an outcome in the validation", _EVAL),
     _c("E648", "fitting a model failed", _EVAL, "the message names the cohort and the step"),
     _c("E649", "a patient's cases lie in different cross-validation groups", _EVAL, "they would straddle a split"),
@@ -150,7 +150,7 @@ CODES: dict[str, Code] = {c.code: c for c in (
     _c("E651", "a DICOM series with missing slices or uneven slice spacing", "ops/cohorts.py",
        "the message gives the slice positions and how many slices are missing"),
     _c("E652", "a select stage's inner cross-validation has more folds than a training set can hold",
-       "checks/folds.py backends/modes/evaluate.py",
+       "checks/folds.py ops/evaluation_run.py",
        "lasso's `cv`: the message names the setting and the numbers, the hint the largest value that works; "
        "`radlang check` finds it where the cohort's size is known"),
     _c("E653", "a PyRadiomics params file breaks PyRadiomics' schema", "checks/data.py ops/features.py",
@@ -158,8 +158,8 @@ CODES: dict[str, Code] = {c.code: c for c in (
     _c("E660", "a joined table lacks rows for some cases", "ops/join.py backends/refit.py", "the message names the table and the case ids"),
     _c("E661", "duplicate ids in a joined table", "ops/join.py backends/refit.py", "a table joined to another holds one row per case (or patient) id"),
     _c("E662", "the same column in two joined tables", "ops/join.py backends/refit.py", "`prefix: true` names each column `<table>.<column>`"),
-    _c("E663", "new cases lack feature columns the saved model needs", "backends/predict.py", "`radlang predict`"),
-    _c("E664", "new images of another dimension or voxel spacing than the training images", "backends/predict.py", "`radlang predict`, when the features do not resample"),
+    _c("E663", "new cases lack feature columns the saved model needs", "predict.py", "`radlang predict`"),
+    _c("E664", "new images of another dimension or voxel spacing than the training images", "predict.py", "`radlang predict`, when the features do not resample"),
     _c("W670", "a cache entry failed verification; the stage is recomputed", "backends/cache.py",
        "its bytes differ from the SHA-256 recorded with it, or no reader accepts them; the entry is rewritten"),
     _c("W671", "the file-hash index failed verification; it is rebuilt", "backends/cache.py",
@@ -173,7 +173,6 @@ CODES: dict[str, Code] = {c.code: c for c in (
     # usage
     _c("E701", "an unreadable input file or a bad command-line option", "cli.py compiler.py"),
     _c("E702", "`render` cannot write the script where asked", "backends/render.py", "a folder, a missing or read-only folder"),
-    _c("E703", "`render` cannot write a stage of this executor mode", "backends/render.py"),
     _c("E704", "operator code cannot be inlined into a standalone script", "backends/render.py"),
     _c("E705", "a value cannot be written as a Python literal", "backends/render.py"),
     _c("E706", "the rendered script is not valid Python", "backends/render.py", "an internal error"),
@@ -193,10 +192,10 @@ CODES: dict[str, Code] = {c.code: c for c in (
     _c("E721", "the out folder is the spec's or the current folder, or above them", "backends/outdir.py", "needs `--force`"),
     _c("E722", "the out folder is not empty and was not made by radlang", "backends/outdir.py", "needs `--force`"),
     _c("E723", "the out folder cannot be created or written", "backends/outdir.py"),
-    _c("E730", "`radlang predict`: not a validation stage of the study", "backends/predict.py"),
-    _c("E731", "`radlang predict`: no saved model for the stage in the out folder", "backends/predict.py", "run the study first, with the same `--out`"),
-    _c("E732", "`radlang predict`: the saved model does not match the sha256 in its card", "backends/predict.py", "it changed after the run"),
-    _c("E733", "`radlang predict`: the training cohort reads no file, so new cases cannot be read like it", "backends/predict.py"),
-    _c("E735", "`radlang predict`: the saved model names a type radlang does not load", "backends/predict.py", "only scikit-learn's, NumPy's and radlang's own types are trusted"),
-    _c("E737", "`radlang predict`: the predictions file cannot be written there", "backends/predict.py"),
+    _c("E730", "`radlang predict`: not a validation stage of the study", "predict.py"),
+    _c("E731", "`radlang predict`: no saved model for the stage in the out folder", "predict.py", "run the study first, with the same `--out`"),
+    _c("E732", "`radlang predict`: the saved model does not match the sha256 in its card", "predict.py", "it changed after the run"),
+    _c("E733", "`radlang predict`: the training cohort reads no file, so new cases cannot be read like it", "predict.py"),
+    _c("E735", "`radlang predict`: the saved model names a type radlang does not load", "predict.py", "only scikit-learn's, NumPy's and radlang's own types are trusted"),
+    _c("E737", "`radlang predict`: the predictions file cannot be written there", "predict.py"),
 )}

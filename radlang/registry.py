@@ -87,8 +87,7 @@ class Operator:
     positional: tuple[str, ...] = () # names (ports first, then settings) that positional arguments fill
     fit: Fit = "none"                # "data": fit on data statistics; "outcome": fit on outcomes
     behaviour: Behaviour | None = None  # how it runs: stateless, per_case or fitted (see the module doc); required
-    run: Callable | None = None      # run(stage, ctx) -> the stage's value (the run-time entry point)
-    mode: str | None = None          # an executor mode of radlang/backends/modes that runs it instead of `run`
+    run: Callable | None = None      # run(stage, ctx) -> the stage's value (the run-time entry point); required
     case: Callable | None = None     # per_case: the function applied to each case (a segmenter's (image, mask, params) -> (roi, problems))
     on_cohort: Callable | None = None  # on_cohort(ctx, stage, cohort_df, perturb) -> the stage's value computed on another cohort
     cli_paths: tuple[str, ...] = ()  # path settings the rendered script exposes as `--<stage>-<setting>` flags
@@ -101,12 +100,13 @@ class Operator:
     examples: tuple[str, ...] = ()
     raters: bool = False             # a fitted selector whose factory gets re-extractions of its input (perturbations, retest)
     read_file: Callable | None = None  # a cohort's: (ctx, stage, path) -> the cohort table of another file, read like its own
+    inner_cv: str | None = None      # a fitted stage's setting that sets its own inner CV folds (checked against each training set)
 
     def __post_init__(self):
         if self.behaviour not in BEHAVIOURS:
             raise ValueError(f"operator {self.name!r}: `behaviour` must be one of {', '.join(BEHAVIOURS)}, not {self.behaviour!r}")
-        if (self.run is None) == (self.mode is None):
-            raise ValueError(f"operator {self.name!r} declares how it runs with exactly one of `run` and `mode`")
+        if self.run is None:
+            raise ValueError(f"operator {self.name!r} declares no `run`: its run-time entry point")
         if self.behaviour == "per_case" and self.case is None:
             raise ValueError(f"operator {self.name!r} runs per case: declare the per-case function as `case`")
 

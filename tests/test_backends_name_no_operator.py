@@ -68,19 +68,11 @@ def run(stage, params):
                      "x.py:7: dispatches on operator `phantom`", "x.py:8: dispatches on operator `otsu`"], found
 
 
-# The validation and estimator modes and `radlang predict` are being rewired onto operator declarations by the
-# lead engineer (issue 10, item 1); until then they still name operators or import operator modules. The strict
-# xfail turns into a failure once they are all clean: then delete PENDING and the xfail test.
-PENDING = ("radlang/backends/modes/evaluate.py", "radlang/backends/modes/estimator.py", "radlang/backends/predict.py")
-
-
-def _mentions(pending: bool) -> list[str]:
+def _mentions() -> list[str]:
     names = {op.name for op in registry.all_ops()}
     found = []
     for path in sorted(BACKENDS.rglob("*.py")):
-        rel = str(path.relative_to(BACKENDS.parents[1]))
-        if (rel in PENDING) == pending:
-            found += operator_mentions(path.read_text(encoding="utf-8"), names, rel)
+        found += operator_mentions(path.read_text(encoding="utf-8"), names, str(path.relative_to(BACKENDS.parents[1])))
     return found
 
 
@@ -89,11 +81,5 @@ HINT = ("radlang/backends/ must not name operators nor import their modules; mov
 
 
 def test_no_backend_module_names_an_operator():
-    found = _mentions(pending=False)
-    assert not found, HINT + "\n  ".join(found)
-
-
-@pytest.mark.xfail(strict=True, reason="modes/evaluate.py and predict.py still name operators (being rewired); see PENDING")
-def test_pending_modes_name_no_operator():
-    found = _mentions(pending=True)
+    found = _mentions()
     assert not found, HINT + "\n  ".join(found)

@@ -1,6 +1,5 @@
 """How an operator runs is part of its declaration (radlang/registry.py), and the registry refuses a
-declaration that leaves it open: no behaviour, both or neither of `run` and `mode`, a per-case operator
-without its per-case function."""
+declaration that leaves it open: no behaviour, no `run`, a per-case operator without its per-case function."""
 
 from __future__ import annotations
 
@@ -18,8 +17,7 @@ def _run(stage, ctx):
 @pytest.mark.parametrize("fields, needle", [
     ({"run": _run}, "`behaviour` must be one of"),
     ({"behaviour": "sometimes", "run": _run}, "`behaviour` must be one of"),
-    ({"behaviour": "stateless"}, "exactly one of `run` and `mode`"),
-    ({"behaviour": "stateless", "run": _run, "mode": "estimator"}, "exactly one of `run` and `mode`"),
+    ({"behaviour": "stateless"}, "declares no `run`"),
     ({"behaviour": "per_case", "run": _run}, "declare the per-case function as `case`"),
 ])
 def test_an_operator_must_declare_how_it_runs(fields, needle):

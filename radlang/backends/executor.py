@@ -1,8 +1,7 @@
 """`radlang run`: execute a compiled study stage by stage.
 
 Each operator declares how it runs (radlang/registry.py): its own `run(stage, ctx) -> value`, in its
-module under radlang/ops/, or an executor mode (a function registered with `@mode("name")` in
-radlang/backends/modes/). The executor never names an operator; the glue that does the work calls the
+module under radlang/ops/. The executor never names an operator; the glue that does the work calls the
 generic machinery here (the per-case map in cases.py, the cache, atomic writes, glue.py), and the numbers
 come from the operators' own self-contained implementations, which the renderer inlines too.
 """
@@ -10,14 +9,11 @@ come from the operators' own self-contained implementations, which the renderer 
 from __future__ import annotations
 
 import hashlib
-import importlib
 import json
 import os
-import pkgutil
 import platform
 import sys
 import time
-from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,27 +25,6 @@ from radlang.backends.cache import Cache, atomic_write_text, key
 from radlang.backends.executors import make_executor
 from radlang.backends.outdir import prepare_out_dir
 from radlang.diagnostics import Diagnostic
-
-_MODES: dict[str, Callable] = {}
-
-
-def mode(name: str):
-    def wrap(fn):
-        _MODES[name] = fn
-        return fn
-
-    return wrap
-
-
-def get_mode(name: str) -> Callable:
-    if name not in _MODES:          # load every mode module (one of them may have been imported alone already)
-        import radlang.backends.modes as pkg
-
-        for m in sorted(pkgutil.iter_modules(pkg.__path__), key=lambda m: m.name):
-            importlib.import_module(f"radlang.backends.modes.{m.name}")
-    if name not in _MODES:
-        raise KeyError(f"no executor mode {name!r}")
-    return _MODES[name]
 
 
 class RunError(Exception):
@@ -164,12 +139,11 @@ def held_run(study, out: str | os.PathLike | None = None, workers: int | None = 
 
 
 def run_stages(ctx: RunContext, stages) -> None:
-    """Run `stages` (in the study's order) in ctx: each operator's own run-time code, else its mode's."""
+    """Run `stages` (in the study's order) in ctx: each by its operator's own run-time code."""
     for stage in stages:
         op = registry.get(stage.op)
         t0 = time.perf_counter()
-        run = op.run or get_mode(op.mode)
-        ctx.results[stage.name] = run(stage, ctx)
+        ctx.results[stage.name] = op.run(stage, ctx)
         ctx.keys.setdefault(stage.name, ctx.stage_key(stage))
         ctx.timings[stage.name] = round(time.perf_counter() - t0, 4)
 

@@ -3,15 +3,14 @@
 One implementation: the script holds radlang's own code, copied verbatim with `inspect.getsource`,
 never a second version of it. That is (1) the operators' self-contained functions (`impl` and
 `helpers`, see radlang/registry.py), (2) the run-time glue that calls them: each operator's declared
-`run` (and its per-case `case` and `on_cohort` functions), or the executor mode that runs it, with every
+`run` (and its per-case `case` and `on_cohort` functions), with every
 radlang function, class and constant they reach (`from radlang... import f` becomes a comment since f
-is defined in the script), and (3) a small runtime (render_hooks/_runtime.py) standing in for the
+is defined in the script), and (3) a small runtime (render_runtime.py) standing in for the
 Stage, RunContext, registry and diagnostics the glue reads. The stages call the same functions in study
 order with their settings as Python literals, exactly as `radlang run` does, so the two agree to the byte.
 
-A stage of an operator with its own `run` calls it (`call_run`); the operator's `cli_paths` become
-`--<stage>-<setting>` flags. A stage of an operator run by an executor mode is wired by the hook of
-radlang/backends/render_hooks/<mode>.py; the page layout lives in radlang/backends/templates/study.py.j2. Nothing from the
+A stage calls its operator's `run` (`call_run`); the operator's `cli_paths` become `--<stage>-<setting>`
+flags. The page layout lives in radlang/backends/templates/study.py.j2. Nothing from the
 spec is pasted into code: strings become `repr` literals and comments are sanitised `#` lines, so
 spec text can never run. See docs/architecture.md, "Rendering".
 """
@@ -28,7 +27,6 @@ import inspect
 import keyword
 import math
 import os
-import pkgutil
 import re
 import sys
 import textwrap
@@ -51,32 +49,6 @@ class RenderError(Exception):
 
 
 # --------------------------------------------------------------------------- hooks
-
-_HOOKS: dict[str, Callable] | None = None
-
-
-def hooks() -> dict[str, Callable]:
-    """Executor mode -> how a stage of that mode is wired into the script: the `HOOKS` tables of the
-    modules in radlang/backends/render_hooks/ (one module per mode family)."""
-    global _HOOKS
-    if _HOOKS is None:
-        import radlang.backends.render_hooks as pkg
-
-        table: dict[str, Callable] = {}
-        for m in sorted(pkgutil.iter_modules(pkg.__path__), key=lambda m: m.name):
-            if not m.name.startswith("_"):
-                table.update(getattr(importlib.import_module(f"{pkg.__name__}.{m.name}"), "HOOKS", {}))
-        _HOOKS = table
-    return _HOOKS
-
-
-def get_hook(mode: str) -> Callable | None:
-    return hooks().get(mode)
-
-
-def hooked_modes() -> list[str]:
-    return sorted(hooks())
-
 
 @dataclass(frozen=True)
 class Option:
@@ -256,7 +228,7 @@ def _is_radlang(module_name: str | None) -> bool:
     return (module_name or "").split(".")[0] == "radlang"
 
 
-# radlang objects that mode glue uses and the script's runtime (render_hooks/_runtime.py) stands in for
+# radlang objects that run-time glue uses and the script's runtime (render_runtime.py) stands in for
 SHIMS = {"radlang.diagnostics.Diagnostic": "Diagnostic", "radlang.backends.executor.RunError": "RunError",
          "radlang.registry": "registry", "radlang.compiled.InputRef": "InputRef", "radlang.compiled.Stage": "Stage",
          "radlang.compiled.Study": "Study", "radlang.diagnostics.Span": "Span", "radlang.backends.cache.Cache": "Cache"}
@@ -495,12 +467,6 @@ class RenderContext:
         return "--" + dest.replace("_", "-"), dest
 
 
-def call_mode(stage, rc: RenderContext, mode_fn: Callable, before: list[str] = (), **kw) -> StageCode:
-    """The simplest faithful wiring: the stage calls the executor mode's own function, inlined verbatim
-    (with the operator code it calls), exactly as `radlang run` does."""
-    return StageCode(body=[*before, f"return {mode_fn.__name__}(stage, ctx)"], functions=[mode_fn], **kw)
-
-
 def call_run(stage, rc: RenderContext, op) -> StageCode:
     """A stage of an operator that declares its own `run`: the stage calls it, inlined verbatim, exactly as
     `radlang run` does. Each of the operator's `cli_paths` settings can be pointed elsewhere with a
@@ -522,18 +488,6 @@ def run_functions(op) -> list[Callable]:
     return [f for f in (op.run, op.case, op.on_cohort) if f is not None]
 
 
-def mode_calls(module: str, table: dict[str, str]) -> dict[str, Callable]:
-    """`call_mode` hooks for several modes at once: mode -> the name of its function in `module`."""
-
-    def make(fn_name):
-        def render_stage(stage, rc):
-            return call_mode(stage, rc, getattr(importlib.import_module(module), fn_name))
-
-        return render_stage
-
-    return {mode_name: make(fn_name) for mode_name, fn_name in table.items()}
-
-
 def _stage_literal(st, spec_path: str) -> str:
     """`stage = ctx.declare(Stage(...))` with the stage's settings and everything else a mode reads, as
     literals; fields at their defaults are left out."""
@@ -553,7 +507,7 @@ def _stage_literal(st, spec_path: str) -> str:
 
 def _runtime_needs() -> list[Callable]:
     """The radlang functions the runtime calls (imported at its top): inlined like executor glue."""
-    from radlang.backends.render_hooks import _runtime
+    from radlang.backends import render_runtime as _runtime
 
     tree = ast.parse(inspect.getsource(_runtime))
     return [getattr(_runtime, a.asname or a.name) for n in tree.body if isinstance(n, ast.ImportFrom) and _is_radlang(n.module)
@@ -561,7 +515,7 @@ def _runtime_needs() -> list[Callable]:
 
 
 def _runtime_source() -> tuple[str, frozenset[str]]:
-    from radlang.backends.render_hooks import _runtime
+    from radlang.backends import render_runtime as _runtime
 
     src = inspect.getsource(_runtime)
     tree = ast.parse(src)
@@ -602,14 +556,7 @@ def render_study(study, date: str | None = None) -> tuple[str, dict[str, str]]:
     stages, options, glue_imports, problems, ops = [], [], set(), [], {}
     for st in study.stages:
         op = registry.get(st.op)
-        if op.run is not None:
-            code: StageCode = call_run(st, rc, op)
-        else:
-            h = get_hook(op.mode)
-            if h is None:
-                raise RenderError("E703", f"stage `{st.name}`: operator `{st.op}` runs in executor mode `{op.mode}`, "
-                                          "which `radlang render` cannot write yet")
-            code = h(st, rc)
+        code: StageCode = call_run(st, rc, op)
         problems += check_operator(op)
 
         for f in [*op_functions(op), *run_functions(op), *code.functions]:
@@ -650,14 +597,14 @@ def render_study(study, date: str | None = None) -> tuple[str, dict[str, str]]:
     for op in ops.values():
         args = [f"name={op.name!r}", f"behaviour={op.behaviour!r}", f"version={op.version!r}", f"sink={op.sink!r}", f"fit={op.fit!r}"]
         args += [f"{what}={fn.__name__}" for what, fn in (("run", op.run), ("case", op.case), ("on_cohort", op.on_cohort)) if fn is not None]
-        if op.mode is not None:
-            args.append(f"mode={op.mode!r}")
         if op.impl is not None:
             args.append(f"impl={op.impl.__name__}")
         if op.helpers:
             args.append("helpers=(" + ", ".join(h.__name__ for h in op.helpers) + ("," if len(op.helpers) == 1 else "") + ")")
         if op.raters:
             args.append("raters=True")
+        if op.inner_cv is not None:
+            args.append(f"inner_cv={op.inner_cv!r}")
         registry_lines.append(f"registry.add(OperatorInfo({', '.join(args)}))")
 
     from jinja2 import Environment, FileSystemLoader, StrictUndefined

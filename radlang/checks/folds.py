@@ -1,33 +1,21 @@
 """An inner cross-validation that cannot fit in the training folds, found from the cohort's size (E652).
 
-`lasso` chooses its penalty by an inner CV with `cv` folds, run on each training fold of the validation that
-refits it. scikit-learn's stratified inner CV fails when every class of a training fold has fewer cases than
+A fitted stage that declares `inner_cv` (e.g. `lasso`, whose penalty is chosen by an inner CV with `cv` folds)
+runs that inner CV on each training fold of the validation that refits it (its refit graph). scikit-learn's stratified inner CV fails when every class of a training fold has fewer cases than
 `cv` (a continuous outcome: when the training fold has fewer cases than `cv`). Where the cohort's size is known
 before running (a phantom, or a manifest's rows read by radlang/checks/data.py), a stratified outer k-fold puts
 m - ceil(m/k) or m - floor(m/k) cases of a class with m cases into each training fold (scikit-learn's
 StratifiedKFold spreads every class evenly), so a setting that fails in every fold is an error here, and the
 largest value that works in every fold is known. The inner folds that choose a binary threshold
 (`threshold_cv`) refit the chain on a part of each training set, and count the same way. Cohorts whose patients have several cases are split by
-patient groups, whose sizes are not known here: the run checks those (radlang/backends/modes/evaluate.py).
+patient groups, whose sizes are not known here: the run checks those (radlang/ops/evaluation_run.py).
 """
 
 from __future__ import annotations
 
 from radlang import registry
 from radlang.diagnostics import Diagnostic
-
-INNER_CV = {"lasso": "cv"}     # select operator -> the setting that sets its inner CV folds
-
-
-def _chain(stages: dict, stage):
-    model = stages.get(stage.inputs["model"].stage) if "model" in stage.inputs else None
-    if model is None or "input" not in model.inputs:
-        return None, []
-    chain, cur = [], stages.get(model.inputs["input"].stage)
-    while cur is not None and cur.kind == "select":
-        chain.append(cur)
-        cur = stages.get(cur.inputs["input"].stage) if "input" in cur.inputs else None
-    return model, list(reversed(chain))
+from radlang.passes.fit_boundaries import refit_graph, validated_model
 
 
 def _classes(counts: dict) -> str:
@@ -70,12 +58,11 @@ def training_sets(st, task: str, fact: dict) -> list[tuple[str, dict, dict, bool
 def check_folds(stages: dict, bounds: dict, facts: dict, diags: list):
     for name in sorted(stages):
         st = stages[name]
-        op = registry.get(st.op)
-        if op is None or op.mode != "evaluate":
-            continue
-        model, selects = _chain(stages, st)
+        model_name = validated_model(st)
+        model = stages.get(model_name) if model_name else None
         if model is None or "target" not in model.inputs:
             continue
+        selects = [stages[n] for n in refit_graph(st, model, stages).nodes if n != model.name]
         cohort = model.inputs["target"].stage
         fact = facts.get(cohort)
         task = model.type.outcome
@@ -85,7 +72,7 @@ def check_folds(stages: dict, bounds: dict, facts: dict, diags: list):
             continue
         sets = training_sets(st, task, fact)
         for s in selects:
-            setting = INNER_CV.get(s.op)
+            setting = registry.get(s.op).inner_cv
             if setting is None:
                 continue
             c = int(s.params[setting])

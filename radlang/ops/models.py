@@ -16,6 +16,7 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator
 
+from radlang.ops.fitted_recipe import run_recipe
 from radlang.registry import Operator, Port, register
 from radlang.types import RType
 from radlang.values import CallValue, Settings, Sym, Variant, variants
@@ -254,7 +255,7 @@ def _register(name, settings, tasks, doc, examples=()):
         name=name, kind="model", output="Model", settings=settings,
         inputs=(Port("input", ("Features",), doc="a feature table (usually a `select` stage)"),
                 Port("target", ("Outcome",), doc="the training cohort's outcome, e.g. `train.outcome`")),
-        positional=("input", "target"), fit="outcome", behaviour="fitted", mode="estimator",
+        positional=("input", "target"), fit="outcome", behaviour="fitted", run=run_recipe,
         impl=FACTORIES[name], helpers=(make_model, assemble_pipeline, fold_steps, node_columns, split_params),
         infer=lambda ctx: _model_infer(ctx, tasks), doc=doc, examples=examples,
     ))

@@ -19,6 +19,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator
 
+from radlang.ops.fitted_recipe import run_recipe
 from radlang.registry import Operator, Port, register
 from radlang.types import RType
 from radlang.units import Intensity
@@ -379,13 +380,13 @@ def _icc_infer(ctx):
     return _features_out(ctx, False)
 
 
-def _register(name, settings, impl, fit, supervised, doc, infer=None, extra_ports=(), examples=(), raters=False):
+def _register(name, settings, impl, fit, supervised, doc, infer=None, extra_ports=(), examples=(), raters=False, inner_cv=None):
     ports = (FEATURES,) + ((TARGET,) if supervised else ()) + tuple(extra_ports)
     register(Operator(
         name=name, kind="select", output="Features", settings=settings, inputs=ports,
-        positional=("input", "target") if supervised else ("input",), fit=fit, behaviour="fitted", mode="estimator",
+        positional=("input", "target") if supervised else ("input",), fit=fit, behaviour="fitted", run=run_recipe,
         impl=impl, helpers=(make_selector, selector_class, select_support, icc_values, icc_values_pingouin),
-        infer=infer or (lambda ctx: _features_out(ctx, supervised)), doc=doc, examples=examples, raters=raters,
+        infer=infer or (lambda ctx: _features_out(ctx, supervised)), doc=doc, examples=examples, raters=raters, inner_cv=inner_cv,
     ))
 
 
@@ -404,7 +405,7 @@ _register("univariate", UnivariateSettings, make_univariate, "outcome", True,
 _register("lasso", LassoSettings, make_lasso, "outcome", True,
           "LASSO: an L1-penalised model (logistic, or linear for continuous outcomes) with internal CV on standardised "
           "features; keeps the features with non-zero coefficients.",
-          infer=lambda ctx: _features_out(ctx, True, ("binary", "multiclass", "continuous")))
+          infer=lambda ctx: _features_out(ctx, True, ("binary", "multiclass", "continuous")), inner_cv="cv")
 _register("kbest", KBestSettings, make_kbest, "outcome", True,
           "The k features with the highest mutual information with the outcome.")
 

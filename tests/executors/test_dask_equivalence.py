@@ -53,7 +53,7 @@ def _tree(out: Path) -> dict[str, bytes]:
 def test_dask_writes_the_bytes_of_the_local_pool(tmp_path, monkeypatch, text, expect):
     from radlang.backends.executor import run_study
     from radlang.backends.executors.dask import DaskExecutor
-    from radlang.backends.modes import evaluate
+    from radlang.ops import evaluation_run as evaluate
     from radlang.compiler import compile_file
 
     spec = tmp_path / "s.rad"

@@ -1,8 +1,8 @@
 """Every operator that `radlang run` supports can be rendered: its declared run-time glue (`run`, `case`,
-`on_cohort`), or the executor mode that runs it, can be inlined with everything it reaches, and its
-implementation and helpers can be inlined into a standalone script (no radlang, no module globals).
+`on_cohort`) can be inlined with everything it reaches, and its implementation and helpers can be inlined
+into a standalone script (no radlang, no module globals).
 
-A new operator (or mode) that `render` cannot write fails here, with the reason."""
+A new operator that `render` cannot write fails here, with the reason."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import os
 import pytest
 
 from radlang import registry
-from radlang.backends.render import check_operator, get_hook, global_names, hooked_modes, self_contained_problems
+from radlang.backends.render import check_operator, global_names, self_contained_problems
 
 GLOBAL_CONSTANT = 3
 
@@ -99,10 +99,8 @@ def test_checker_accepts_local_imports_nested_code_and_listed_helpers():
 
 
 def test_every_operator_declares_how_it_runs_and_can_be_rendered():
-    missing = [f"`{op.name}` (mode `{op.mode}`, {op.impl.__module__ if op.impl else 'no impl'})"
-               for op in registry.all_ops() if op.run is None and get_hook(op.mode) is None]
-    assert not missing, ("operators that `radlang run` supports but `radlang render` cannot write; declare `run` or add a hook in "
-                         "radlang/backends/render_hooks/<mode>.py: " + ", ".join(missing) + f" (hooked modes: {hooked_modes()})")
+    missing = [f"`{op.name}` ({op.impl.__module__ if op.impl else 'no impl'})" for op in registry.all_ops() if op.run is None]
+    assert not missing, "operators that declare no `run`: " + ", ".join(missing)
     assert {op.behaviour for op in registry.all_ops()} <= {"stateless", "per_case", "fitted"}
     assert all(op.case is not None for op in registry.all_ops() if op.behaviour == "per_case")
 
@@ -136,17 +134,6 @@ def test_inlining_reports_run_glue_that_needs_its_module():
     assert any("_MODULE_OBJECT" in p for p in problems), problems
 
 
-def test_every_executor_mode_has_a_render_hook():
-    from radlang.backends import executor
-
-    try:
-        executor.get_mode("__none__")
-    except KeyError:
-        pass
-    missing = sorted(m for m in executor._MODES if get_hook(m) is None)
-    assert not missing, f"executor modes with no render hook in radlang/backends/render_hooks/: {missing}"
-
-
 def test_every_operator_implementation_is_self_contained():
     problems = {op.name: check_operator(op) for op in registry.all_ops()}
     bad = {k: v for k, v in problems.items() if v}
@@ -163,22 +150,3 @@ def test_no_two_operator_functions_share_a_name():
             if prev is not f:
                 clashes.append(f"`{f.__name__}`: {prev.__module__} and {f.__module__}")
     assert not clashes, "a rendered script holds every function once, by name; rename one of: " + "; ".join(clashes)
-
-
-def test_every_executor_mode_function_can_be_inlined():
-    """What `call_mode` hooks inline: the mode's own function and everything it reaches (radlang functions,
-    classes, constants); anything the script cannot hold is reported here, before a user renders a spec."""
-    from radlang.backends import executor
-    from radlang.backends.render import _runtime_source, inline_closure, op_functions
-
-    executor.get_mode("estimator")
-    strict = {f for op in registry.all_ops() for f in op_functions(op)}
-    _, runtime_names = _runtime_source()
-    problems = {}
-    declared = {f"operator {op.name}": f for op in registry.all_ops() for f in (op.run, registry.resolve(op.on_cohort)) if f is not None}
-    for name, fn in sorted({**executor._MODES, **declared}.items()):
-        _, _, _, ps = inline_closure([fn], strict, runtime_names)
-        if ps:
-            problems[name] = ps
-    assert not problems, "executor mode code a rendered script cannot hold:\n" + "\n".join(
-        f"  mode {m}: {p}" for m, ps in problems.items() for p in dict.fromkeys(ps))

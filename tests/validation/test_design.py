@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from _validation_util import codes, metrics, predictions, run_error_codes, run_spec, write_table
 
-import radlang.backends.modes.evaluate as evaluate_mode
+import radlang.ops.evaluation_run as evaluate_mode
 from radlang.ops.validate import make_splits
 
 

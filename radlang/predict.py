@@ -108,7 +108,7 @@ def predict(study, stage_name, input_path, output, out=None, workers=1, quiet=Tr
     from radlang.backends.cache import atomic_write_bytes
     from radlang.backends.executor import held_run, resolve_out, run_stages
     from radlang.backends.refit import assemble
-    from radlang.ops.validate import evaluation_csv
+    from radlang.ops.clinical_metrics import evaluation_csv
 
     stage = validation_stage(study, stage_name)
     output = Path(output)

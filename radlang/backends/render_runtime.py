@@ -1,7 +1,7 @@
-"""The small runtime a rendered script carries when it calls radlang's run-time glue verbatim (operators'
-`run` functions, executor modes). These classes stand in for what the glue reads of radlang's compiled
-Stage, RunContext, registry and diagnostics: plain data, no numbers decided here. The script has no cache (every run computes everything) and runs cases serially,
-which gives the same numbers as `radlang run` with any number of workers."""
+"""The small runtime a rendered script carries when it calls radlang's run-time glue verbatim (the operators'
+`run` functions). These classes stand in for what the glue reads of radlang's compiled Stage, RunContext,
+registry and diagnostics: plain data, no numbers decided here. The script has no cache (every run computes
+everything) and runs cases serially, which gives the same numbers as `radlang run` with any number of workers."""
 
 from __future__ import annotations
 
@@ -80,11 +80,11 @@ class RunError(Exception):
 class OperatorInfo:
     """What the stages' code reads of an operator's declaration (radlang/registry.py)."""
 
-    def __init__(self, name, behaviour, version, run=None, mode=None, case=None, on_cohort=None, impl=None, helpers=(),
-                 sink=False, fit="none", raters=False):
-        self.name, self.behaviour, self.version, self.run, self.mode = name, behaviour, version, run, mode
+    def __init__(self, name, behaviour, version, run=None, case=None, on_cohort=None, impl=None, helpers=(),
+                 sink=False, fit="none", raters=False, inner_cv=None):
+        self.name, self.behaviour, self.version, self.run = name, behaviour, version, run
         self.case, self.on_cohort, self.impl, self.helpers = case, on_cohort, impl, tuple(helpers)
-        self.sink, self.fit, self.raters = sink, fit, raters
+        self.sink, self.fit, self.raters, self.inner_cv = sink, fit, raters, inner_cv
 
 
 class Registry:

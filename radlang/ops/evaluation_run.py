@@ -1,16 +1,16 @@
-"""Mode `evaluate`: leakage-free validation.
+"""The `evaluate` operator's run-time code: leakage-free validation (declared in radlang/ops/validate.py).
 
 Glue only. It reads the validation's refit graph (radlang/passes/fit_boundaries.py, made concrete by
 radlang/backends/refit.py): the fold input X (the source feature tables, side by side), joined with the cohort's
-outcome / patient / site by case id; it checks the study design on the data (E64x), builds the recipe of the
-fitted graph, runs the folds in parallel through the executor, and writes the outputs atomically. Every number
-comes from the self-contained functions in radlang/ops/validate.py and the operators' factories.
+outcome / patient / site by case id; it checks the study design on the data (E64x, E652), builds the recipe of
+the fitted graph, runs the folds through the executor, fits and saves the final model, and writes the outputs
+atomically. Every number comes from the self-contained functions of radlang/ops/fold_engine.py,
+radlang/ops/clinical_metrics.py and the fitted operators' factories. Backend code is imported inside the
+functions, so `radlang check` never loads it.
 """
 
 from __future__ import annotations
 
-from radlang.backends.cache import atomic_write_bytes, key
-from radlang.backends.executor import RunError, mode
 from radlang.diagnostics import Diagnostic
 
 
@@ -185,10 +185,13 @@ def _inner_cv_checks(stage, fitted, task, y_strat, groups, splits, final, cohort
                            for i, (a, _) in enumerate(inner)]
     grouped = len(set(groups)) < len(groups)
     errs = []
+    from radlang import registry
+
     for s in fitted:
-        if s.op != "lasso":
+        setting = registry.get(s.op).inner_cv
+        if setting is None:
             continue
-        c = int(s.params["cv"])
+        c = int(s.params[setting])
         room = []
         for what, tr in trains:
             if task == "continuous" or y_strat is None:
@@ -207,15 +210,14 @@ def _inner_cv_checks(stage, fitted, task, y_strat, groups, splits, final, cohort
             continue
         need = f"{c} cases" if task == "continuous" else f"a class with at least {c} cases"
         errs.append(Diagnostic(
-            "E652", f"`{s.name}.cv` is {c}, but {what} of `{stage.name}` trains `{s.name}` on cohort `{cohort_name}` with only {held}; "
+            "E652", f"`{s.name}.{setting}` is {c}, but {what} of `{stage.name}` trains `{s.name}` on cohort `{cohort_name}` with only {held}; "
             f"its inner {c}-fold CV needs {need}" + (f" and {c} patients" if grouped else ""), s.span,
-            hint=(f"set `cv: {cap}` on `{s.name}` (the largest value every training set of `{stage.name}` allows), "
+            hint=(f"set `{setting}: {cap}` on `{s.name}` (the largest value every training set of `{stage.name}` allows), "
                   f"or use fewer folds (`cv`, `threshold_cv`) in `{stage.name}`"
                   if cap >= 2 else f"no inner CV fits: use fewer folds (`cv`, `threshold_cv`) in `{stage.name}`, or add cases")))
     return errs
 
 
-@mode("evaluate")
 def run_evaluate(stage, ctx):
     import hashlib
     import json
@@ -224,18 +226,12 @@ def run_evaluate(stage, ctx):
     import pandas as pd
 
     from radlang import registry
+    from radlang.backends.cache import key
+    from radlang.backends.executor import RunError
     from radlang.backends.glue import table_key
     from radlang.backends.refit import assemble, match_by, recipe, refit_of, source_columns, source_order, sources_under
-    from radlang.ops.validate import (
-        binary_metrics,
-        evaluation_csv,
-        evaluation_json,
-        make_splits,
-        model_artefact,
-        multiclass_metrics,
-        run_fold,
-        survival_metrics,
-    )
+    from radlang.ops.clinical_metrics import binary_metrics, evaluation_csv, evaluation_json, multiclass_metrics, survival_metrics
+    from radlang.ops.fold_engine import make_splits, model_artefact, run_fold
 
     p = stage.params
     op = registry.get(stage.op)
@@ -471,6 +467,8 @@ def run_evaluate(stage, ctx):
 def _write_outputs(stage, ctx, mbytes, pbytes, model_bytes, card_bytes):
     """metrics/<stage>.json, predictions/<stage>.csv, and the final model: models/<stage>.skops with its card
     models/<stage>.json (what `radlang predict` needs: the input columns, the threshold, the model's sha256)."""
+    from radlang.backends.cache import atomic_write_bytes
+
     atomic_write_bytes(ctx.out / "metrics" / f"{stage.name}.json", mbytes)
     atomic_write_bytes(ctx.out / "predictions" / f"{stage.name}.csv", pbytes)
     atomic_write_bytes(ctx.out / "models" / f"{stage.name}.skops", model_bytes)
@@ -485,7 +483,9 @@ def _report(stage, ctx, mbytes):
     from importlib.metadata import PackageNotFoundError, version
 
     from radlang import registry
-    from radlang.ops.validate import evaluation_plots, evaluation_summary, write_evaluation_plots
+    from radlang.backends.cache import key
+    from radlang.ops.evaluation_plots import evaluation_plots, write_evaluation_plots
+    from radlang.ops.evaluation_summary import evaluation_summary
 
     shown = json.loads(mbytes.decode("utf-8"))
     # The PNGs are a pure function of the metrics bytes (and the plotting code and matplotlib): cached under those,

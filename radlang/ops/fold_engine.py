@@ -1,0 +1,200 @@
+"""The fold engine of validation (self-contained: the renderer inlines it).
+
+`make_splits` draws group-aware splits (a patient's cases never straddle a split); `run_fold` builds the refit
+graph's estimator inside a worker, fits it on one training fold and predicts the held-out fold, choosing a
+binary operating threshold on training data only (`choose_threshold`, on inner out-of-fold predictions with
+`threshold_cv`); `fitted_selections` reports what each selector kept; `model_artefact` saves the final model
+in skops' format, reproducibly.
+"""
+
+from __future__ import annotations
+
+
+def make_splits(cv, y_strat, groups, sites, seed):
+    """[(repeat, fold, train_idx, test_idx)]. Group-aware whenever a group (patient) has several cases."""
+    import numpy as np
+    from sklearn.model_selection import GroupKFold, KFold, LeaveOneGroupOut, StratifiedGroupKFold, StratifiedKFold
+
+    n = len(groups)
+    idx = np.arange(n)
+    kind = cv["kind"]
+    out = []
+    if kind == "none":
+        return out
+    if kind == "leave_one_site_out":
+        for f, (tr, te) in enumerate(LeaveOneGroupOut().split(idx, groups=np.asarray(sites))):
+            out.append((0, f, tr, te))
+        return out
+    grouped = len(set(groups)) < n
+    for r in range(int(cv.get("repeats", 1))):
+        rs = seed + r
+        k = int(cv["k"])
+        if kind == "stratified_kfold" and y_strat is not None:
+            splitter = StratifiedGroupKFold(k, shuffle=True, random_state=rs) if grouped else StratifiedKFold(k, shuffle=True, random_state=rs)
+        else:
+            splitter = GroupKFold(k, shuffle=True, random_state=rs) if grouped else KFold(k, shuffle=True, random_state=rs)
+        ys = y_strat if y_strat is not None else np.zeros(n)
+        for f, (tr, te) in enumerate(splitter.split(idx, ys, groups=np.asarray(groups) if grouped else None)):
+            out.append((r, f, tr, te))
+    return out
+
+
+def choose_threshold(y, p, rule):
+    """The operating threshold (predict positive when p >= t), from training predictions only.
+    rule: {"metric": "youden"} or {"metric": "sensitivity"|"specificity", "op": ">="|">", "value": v}."""
+    import math
+
+    import numpy as np
+
+    y = np.asarray(y).astype(int)
+    p = np.asarray(p, dtype=float)
+    metric = rule["metric"]
+    if metric == "youden":
+        from sklearn.metrics import roc_curve
+
+        fpr, tpr, thr = roc_curve(y, p)
+        j = tpr - fpr
+        ok = np.isfinite(thr)
+        best = int(np.argmax(np.where(ok, j, -np.inf)))
+        return float(thr[best])
+    v = float(rule["value"])
+    strict = rule.get("op") == ">"
+    if metric == "sensitivity":
+        pos = np.sort(p[y == 1])[::-1]
+        need = (math.floor(v * len(pos)) + 1) if strict else math.ceil(v * len(pos) - 1e-12)
+        need = min(max(need, 1), len(pos))
+        return float(pos[need - 1])          # the need-th highest positive score: at least `need` positives at or above it
+    if metric == "specificity":
+        neg = np.sort(p[y == 0])
+        need = (math.floor(v * len(neg)) + 1) if strict else math.ceil(v * len(neg) - 1e-12)
+        need = min(max(need, 1), len(neg))
+        return float(np.nextafter(neg[need - 1], np.inf))   # `need` negatives strictly below it
+    raise ValueError(f"unknown threshold rule {metric!r}")
+
+
+def run_fold(task):
+    """Fit the pipeline on one training fold; predict the held-out fold (and the training fold, for the threshold).
+    task: {"build": (fn, args), "X": DataFrame, "y": array, "train": idx, "test": idx, "task": str, "rule": dict|None,
+    "patients": patient id per row of X, or None}."""
+    import warnings
+
+    import numpy as np
+
+    fn, args = task["build"]
+    pipe = fn(*args)
+    X, y = task["X"], task["y"]
+    tr, te = task["train"], task["test"]
+    fit_params = {}
+    if task.get("patients") is not None and hasattr(pipe, "param_grid"):
+        # several cases per patient: the grid search's inner CV keeps each patient in one inner fold too (selectors
+        # group their own inner CV by the patients they were built with)
+        g_tr = np.asarray(task["patients"])[tr]
+        if len(set(g_tr)) < len(g_tr):
+            from sklearn.model_selection import GroupKFold, StratifiedGroupKFold
+
+            kind = StratifiedGroupKFold if type(pipe.cv).__name__ == "StratifiedKFold" else GroupKFold
+            pipe.set_params(cv=kind(pipe.cv.n_splits, shuffle=True, random_state=pipe.cv.random_state))
+            fit_params["groups"] = g_tr
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        pipe.fit(X.iloc[tr], y[tr], **fit_params)
+        fitted = pipe.best_estimator_ if hasattr(pipe, "best_estimator_") else pipe
+        selected = fitted_selections(fitted)
+        if task["task"] == "survival":
+            risk = np.asarray(pipe.predict(X.iloc[te]), float) if len(te) else np.empty(0)
+            return {"test": risk, "threshold": None, "selected": selected, **({"model": pipe} if task.get("return_model") else {})}
+        p_te = pipe.predict_proba(X.iloc[te]) if len(te) else np.empty((0, len(fitted.classes_)))
+        out = {"test": p_te[:, 1] if task["task"] == "binary" else p_te, "threshold": None, "selected": selected}
+        if task["task"] == "binary" and task.get("rule"):
+            k = int(task.get("threshold_cv") or 0)
+            yt = np.asarray(y[tr]).astype(int)
+            if k >= 2 and min(int(yt.sum()), int(len(yt) - yt.sum())) >= k:
+                # choose on out-of-fold predictions inside the training fold: scores the model never saw while fitting
+                from sklearn.base import clone
+                from sklearn.model_selection import StratifiedGroupKFold
+
+                g_in = np.asarray(task["patients"])[tr] if task.get("patients") is not None else np.arange(len(tr)).astype(str)
+                p_tr = np.empty(len(tr))
+                for a, b in StratifiedGroupKFold(k, shuffle=True, random_state=int(task.get("seed", 0))).split(X.iloc[tr], yt, g_in):
+                    inner = clone(pipe)
+                    inner_params = {kk: (v[a] if hasattr(v, "__len__") and len(v) == len(tr) else v) for kk, v in fit_params.items()}
+                    inner.fit(X.iloc[tr].iloc[a], yt[a], **inner_params)
+                    p_tr[b] = inner.predict_proba(X.iloc[tr].iloc[b])[:, 1]
+            else:
+                p_tr = pipe.predict_proba(X.iloc[tr])[:, 1]
+            t = choose_threshold(y[tr], p_tr, task["rule"])
+            pred = p_tr >= t
+            out.update(threshold=t, train_sensitivity=float(pred[yt == 1].mean()), train_specificity=float((~pred[yt == 0]).mean()))
+        if "search" in task and hasattr(pipe, "best_params_"):
+            back = {"n_neighbors": "k"}
+            out["best_params"] = {back.get(k.split("__", 1)[1], k.split("__", 1)[1]): v for k, v in pipe.best_params_.items()}
+        if task.get("return_model"):
+            out["model"] = pipe
+    return out
+
+
+def fitted_selections(pipe):
+    """{selector step name: the feature names it kept}, for every fitted selector in a pipeline, also inside the
+    branches of a join (a ColumnTransformer)."""
+    out = {}
+    for name, step in getattr(pipe, "steps", []):
+        if hasattr(step, "get_support"):
+            out[name] = [str(c) for c in step.get_feature_names_out()]
+        for branch in getattr(step, "named_transformers_", {}).values():
+            out.update(fitted_selections(branch))
+    return out
+
+
+def model_artefact(model):
+    """The final fitted pipeline as bytes in skops' format, which loads without running code when the loader names
+    the types it trusts. The fold-only inputs of selectors (patients, raters) are dropped, and the archive is made
+    reproducible: skops names its arrays by memory address and stamps the time, so the arrays are renamed in order
+    of appearance and every entry gets a fixed date: the same model gives the same bytes."""
+    import io
+    import itertools
+    import json
+    import zipfile
+
+    import skops.io as sio
+
+    def strip(est):
+        for _, step in getattr(est, "steps", []):
+            strip(step)
+        for branch in getattr(est, "named_transformers_", {}).values():
+            strip(branch)
+        if hasattr(est, "fold_inputs"):
+            est.fold_inputs = None
+
+    model = getattr(model, "best_estimator_", model)
+    strip(model)
+    raw = zipfile.ZipFile(io.BytesIO(sio.dumps(model)))
+    schema = json.loads(raw.read("schema.json"))
+    names, ids, numbers = {}, {}, itertools.count()
+
+    def rename(node):       # array files and object ids (skops' memo of shared objects) are numbered in a fixed walk order
+        if isinstance(node, dict):
+            if isinstance(node.get("file"), str):
+                node["file"] = names.setdefault(node["file"], f"{len(names):06d}.npy")
+            if isinstance(node.get("__id__"), int):
+                # a JSON scalar (a string, a number) is shared or not as the interpreter happened to intern it: each
+                # gets its own number; objects keep the sharing that the model's own structure gives them
+                if node.get("__loader__") == "JsonNode" or node["__id__"] not in ids:
+                    ids[node["__id__"]] = next(numbers)
+                node["__id__"] = ids[node["__id__"]]
+            for k in sorted(node):
+                rename(node[k])
+        elif isinstance(node, list):
+            for v in node:
+                rename(v)
+
+    rename(schema)
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as z:
+        entries = [("schema.json", json.dumps(schema, sort_keys=True).encode())]
+        entries += sorted((new, raw.read(old)) for old, new in names.items())
+        for name, data in entries:
+            info = zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0))
+            info.compress_type = zipfile.ZIP_DEFLATED
+            info.external_attr = 0o644 << 16
+            z.writestr(info, data)
+    return out.getvalue()
