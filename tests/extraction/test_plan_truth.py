@@ -65,10 +65,10 @@ def test_text_plan_shows_each_stages_seed(tmp_path):
     text = plan_text(study)
     for s in study.stages:
         seed = 123 if s.name == "b" else s.seed          # a `seed` setting is the seed the phantom is generated with
-        assert f"{s.kind} {s.name} = {s.op}   [" in text and f"= {s.op}   [{_mode(s)}]   seed {seed}" in text
+        assert f"{s.kind} {s.name} = {s.op}   [" in text and f"= {s.op}   [{_behaviour(s)}]   seed {seed}" in text
 
 
-def _mode(stage):
+def _behaviour(stage):
     from radlang import registry
 
-    return registry.get(stage.op).mode
+    return registry.get(stage.op).behaviour
