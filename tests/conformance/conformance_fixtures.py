@@ -1,0 +1,510 @@
+"""Fixture studies generated from an operator's declaration, for the registry-wide conformance harness.
+
+For an operator and one of its doc examples, `fixture(op, example, prefix, tiny)` builds a study fragment:
+
+- the example statement itself, its names renamed under `prefix` (so many operators' fixtures share one study);
+- *providers* for every name the example references, chosen by the kind the operator's port accepts
+  (`PROVIDERS`: Cohort, Features, Mask, Model, Network, TrainedModel, ...), all derived from one small cohort
+  (`COHORTS`: a tabular binary set, a 16^3 phantom, a survival set, multi-channel phantom manifests);
+- a *consumer* when the operator is not a sink (`CONSUMERS`, by output kind), so that pruning keeps it:
+  features feed a model and an evaluation, a model an evaluation, a network a training and its scoring, ...
+
+The variants of each provider, consumer and cohort are tried in order (cheapest first) until the fragment
+compiles with no error; an operator for which none does gets `FixtureError` naming it and the last diagnostics.
+With `tiny=True` the example's costly settings are shrunk by `TINY` (by setting name: epochs, bootstrap, folds,
+phantom cases and size, network channels, ...), so one run takes seconds. Nothing here names an operator under
+test: a new operator is exercised through its declaration (kind, ports, output) and its examples.
+"""
+
+from __future__ import annotations
+
+import csv
+import itertools
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from radlang.compiler import compile_source
+from radlang.ir import nodes as ir
+from radlang.syntax.parser import parse
+from radlang.types import COHORT_ATTRS
+
+
+class FixtureError(AssertionError):
+    pass
+
+
+# --------------------------------------------------------------------------------------------------
+# Cohorts: every provider derives from cohorts of one variant. (dev, held-out) statement bodies.
+# DATA is the fixture data folder (phantom cases written by `write_data`), relative to the spec.
+# --------------------------------------------------------------------------------------------------
+
+DATA = "fixture_data"
+PHANTOM = "phantom({n}{seed}) {{ size: [16, 16, 16], effect: 2.0, sites: 2 }}"
+
+
+def _multichannel(k):
+    cols = ", ".join(f"c{i + 1}" for i in range(k))
+    return tuple(f'manifest("{DATA}/{part}/channels{k}.csv") {{ image: [{cols}], mask: mask, outcome: malignant as binary, site: site }}'
+                 for part in ("dev", "held"))
+
+
+IMAGE_ATTRS = frozenset(COHORT_ATTRS)
+TABLE_ATTRS = IMAGE_ATTRS - {"image", "mask"}
+COHORTS = {
+    "breast_cancer": ('dataset("breast_cancer") { stop: 60 }', 'dataset("breast_cancer") { start: 520 }'),
+    "phantom": (PHANTOM.format(n=8, seed=""), PHANTOM.format(n=6, seed=", seed: 99")),
+    "gbsg2": ('dataset("gbsg2") { stop: 80 }', 'dataset("gbsg2") { start: 620 }'),
+    **{f"channels{k}": _multichannel(k) for k in (2, 3, 4)},
+}
+ATTRS = {v: (TABLE_ATTRS if v in ("breast_cancer", "gbsg2") else IMAGE_ATTRS) for v in COHORTS}  # what `cohort.attr` can name
+DATA_PARTS = {"dev": 8, "held": 6}   # phantom cases written for the manifest-based cohorts
+CHANNELS = (2, 3, 4)
+
+
+@dataclass
+class World:
+    """One choice of variants: the cohort variant, and the cohorts the example names (name -> index)."""
+
+    prefix: str
+    cohort_variant: str
+    cohort_index: dict[str, int]                # renamed cohort name -> 0 (dev) / 1.. (held-out)
+    stmts: list[str] = field(default_factory=list)
+    defined: set = field(default_factory=set)
+
+    def n(self, local: str) -> str:
+        """A fixture-made name (never one of the example's, which are `<prefix>_<name>`)."""
+        return f"{self.prefix}_fx_{local}"
+
+    def cohort(self, index: int) -> str:
+        """The name of the dev (0) or a held-out (>= 1) cohort, defined on first use."""
+        for name, i in self.cohort_index.items():
+            if i == index:
+                return name
+        name = self.n("dev" if index == 0 else f"held{index}")
+        self.cohort_index[name] = index
+        return name
+
+    def define_cohorts(self):
+        bodies = COHORTS[self.cohort_variant]
+        out = []
+        for name, i in sorted(self.cohort_index.items(), key=lambda kv: kv[1]):
+            body = bodies[min(i, 1)]
+            if i >= 2:   # a further held-out phantom: another generator seed
+                body = body.replace("seed: 99", f"seed: {99 + i}")
+            out.append(f"cohort {name} = {body}")
+        return out
+
+    @property
+    def dev(self) -> str:
+        return self.cohort(0)
+
+    @property
+    def held(self) -> str:
+        return self.cohort(1)
+
+    @property
+    def channels(self) -> int:
+        return int(self.cohort_variant[len("channels"):]) if self.cohort_variant.startswith("channels") else 1
+
+
+# --------------------------------------------------------------------------------------------------
+# Providers (a statement defining `name` of a kind) and consumers (statements that use `x` and reach a sink).
+# Each is a list of variants, tried in order.
+# --------------------------------------------------------------------------------------------------
+
+EVAL = "{{ cv: {cv}(2), bootstrap: 10 }}"
+UNET = "unet(dims: {d}, in_channels: {c}, out_channels: {k}) {{ channels: [4, 8], strides: [2], num_res_units: 0 }}"
+RESNET = "resnet(dims: {d}, in_channels: {c}, out_channels: 2) {{ depth: 10 }}"
+TRAIN = "{{ epochs: 1, batch: 2{extra} }}"
+
+
+def _features(variant):
+    def make(w, name):
+        if variant == "tabular":
+            return [f"features {name} = tabular({w.dev})"]
+        return [f"features {name} = pyradiomics({w.dev}.image, {w.dev}.mask) {{ bin_width: 25, classes: [firstorder, glcm] }}"]
+    return make
+
+
+def _model(model, features):
+    def make(w, name):
+        f = name + "_in"
+        return _features(features)(w, f) + [f"model {name} = {model}({f}, target: {w.dev}.outcome)"]
+    return make
+
+
+def _network(net, dims, classes=2):
+    def make(w, name):
+        return [f"network {name} = {(UNET if net == 'unet' else RESNET).format(d=dims, c=w.channels, k=classes)}"]
+    return make
+
+
+def _train_extra(net, dims):
+    """A classification network trains on fixed-size crops; a 2D segmentation network on slices of the volumes."""
+    if net == "resnet":
+        return ", loss: cross_entropy, patch: [" + ", ".join(["16"] * dims) + "]"
+    return ", slices: true" if dims == 2 else ""
+
+
+def _trained(net, dims, classes=2):
+    def make(w, name):
+        base = name + "_net"
+        return _network(net, dims, classes)(w, base) + [
+            f"train {name} = supervised({base}, {w.dev}) {TRAIN.format(extra=_train_extra(net, dims))}"]
+    return make
+
+
+def _mask(w, name):
+    return [f"segment {name} = mask({w.dev}.mask)"]
+
+
+def _cohort_attr(attr):
+    def make(w, name):   # a bare name standing for a cohort attribute has no statement of its own
+        raise FixtureError(f"`{name}` would be a cohort's `{attr}`: write it as `<cohort>.{attr}` in the example")
+    return make
+
+
+NETWORK_VARIANTS = [(net, d) for net in ("unet", "resnet") for d in (3, 2)]
+LABEL_CLASSES = (3,)   # a segmentation network with more classes than the phantom's binary mask (habitat labels)
+
+PROVIDERS = {
+    "Features": [_features("tabular"), _features("pyradiomics")],
+    "Mask": [_mask],
+    "Model": [_model(m, f) for f in ("tabular", "pyradiomics") for m in ("logistic", "cox")],
+    "Network": [_network(n, d) for n, d in NETWORK_VARIANTS] + [_network("unet", 3, k) for k in LABEL_CLASSES],
+    "TrainedModel": [_trained(n, d) for n, d in NETWORK_VARIANTS] + [_trained("unet", 3, k) for k in LABEL_CLASSES],
+}
+
+
+def _evaluate(w, x):
+    return [f"validate {w.n('eval')} = evaluate({x}) {EVAL.format(cv=cv)}" for cv in ("stratified_kfold",)]
+
+
+def _consume_features(model, cv):
+    def make(w, x, cohort=None):
+        m = w.n("model")
+        return [f"model {m} = {model}({x}, target: {cohort or w.dev}.outcome)",
+                f"validate {w.n('eval')} = evaluate({m}) {EVAL.format(cv=cv)}"]
+    return make
+
+
+def _consume_model(cv):
+    return lambda w, x: [f"validate {w.n('eval')} = evaluate({x}) {EVAL.format(cv=cv)}"]
+
+
+def _consume_cohort(how):
+    def make(w, x):
+        if how == "images":
+            return [f"features {w.n('rad')} = pyradiomics({x}.image, {x}.mask) {{ bin_width: 25, classes: [firstorder] }}"]
+        model, cv = how
+        f = w.n("tab")
+        return [f"features {f} = tabular({x})"] + _consume_features(model, cv)(w, f, cohort=x)
+    return make
+
+
+def _consume_mask(w, x):
+    return [f"features {w.n('rad')} = pyradiomics({w.dev}.image, {x}) {{ bin_width: 25, classes: [firstorder] }}"]
+
+
+def _score(how):
+    def make(w, x):
+        if how == "segmentation":
+            return [f"validate {w.n('seg')} = segmentation_metrics({x}, {w.held})"]
+        return [f"explain {w.n('cam')} = gradcam({x}, {w.held}) {{ cases: 2 }}"]
+    return make
+
+
+def _consume_network(net, dims):
+    def make(w, x):
+        fit = w.n("fit")
+        return [f"train {fit} = supervised({x}, {w.dev}) {TRAIN.format(extra=_train_extra(net, dims))}"] + \
+            _score("segmentation" if net == "unet" else "gradcam")(w, fit)
+    return make
+
+
+CONSUMERS = {
+    "Cohort": [_consume_cohort("images"), _consume_cohort(("logistic", "stratified_kfold")), _consume_cohort(("cox", "kfold"))],
+    "Features": [_consume_features("logistic", "stratified_kfold"), _consume_features("cox", "kfold")],
+    "Mask": [_consume_mask],
+    "Model": [_consume_model("stratified_kfold"), _consume_model("kfold")],
+    "Network": [_consume_network(n, d) for n, d in NETWORK_VARIANTS],
+    "TrainedModel": [_score("segmentation"), _score("gradcam")],
+}
+
+
+# --------------------------------------------------------------------------------------------------
+# Shrinking an example for a run: by setting name, from the example's value (an IR node) to new text.
+# A function returns None to keep the value; `ADD` settings are added when absent (their defaults cost).
+# --------------------------------------------------------------------------------------------------
+
+def _num(v):
+    return v.value if isinstance(v, ir.Num) and v.unit is None else None
+
+
+def _cap(limit):
+    return lambda v: str(min(_num(v), limit)) if _num(v) is not None else None
+
+
+def _cv(v):
+    if isinstance(v, ir.CallV) and v.name in ("stratified_kfold", "kfold"):
+        return f"{v.name}(2)"
+    return "2" if _num(v) is not None else None   # an inner CV's folds (lasso)
+
+
+def _channels(v):
+    if isinstance(v, ir.ListV):
+        return "[" + ", ".join(str(4 * 2 ** i) for i in range(len(v.items))) + "]"
+    return None
+
+
+def _patch(v):
+    return "[" + ", ".join("16" for _ in v.items) + "]" if isinstance(v, ir.ListV) else None
+
+
+TINY = {
+    "cases": _cap(8), "size": lambda v: "[16, 16, 16]", "bootstrap": _cap(10), "cv": _cv, "epochs": _cap(1),
+    "local_epochs": _cap(1), "rounds": _cap(1), "patch": _patch, "channels": _channels, "batch": _cap(2),
+    "validate_every": _cap(1), "n_estimators": _cap(10), "threshold_cv": _cap(2),
+}
+ADD = {"size": "[16, 16, 16]", "bootstrap": "10", "epochs": "1"}
+
+
+# --------------------------------------------------------------------------------------------------
+# The example: which names it references, and the rewrites (rename, shrink) on its text.
+# --------------------------------------------------------------------------------------------------
+
+@dataclass
+class Example:
+    op: object
+    text: str
+    stmt: ir.Stmt
+    refs: dict[str, tuple[str, ...]]        # referenced name -> accepted kinds ("Cohort" for `name.attr`)
+
+    @classmethod
+    def parse(cls, op, text):
+        try:
+            module = parse(text, f"<{op.name} example>")
+        except Exception as e:   # SourceError carries diagnostics
+            raise FixtureError(f"`{op.name}` example does not parse: {text!r}: {getattr(e, 'diagnostics', e)}") from None
+        if len(module.stmts) != 1 or module.study or module.uses:
+            raise FixtureError(f"`{op.name}` example must be exactly one statement: {text!r}")
+        stmt = module.stmts[0]
+        if stmt.op.name != op.name or stmt.kind != op.kind:
+            raise FixtureError(f"`{op.name}` example is a `{stmt.kind} ... = {stmt.op.name}(...)` statement, "
+                               f"not a `{op.kind} ... = {op.name}(...)` one: {text!r}")
+        refs: dict[str, tuple[str, ...]] = {}
+        for port, value in _port_values(op, stmt):
+            for ref in _refs(value):
+                if len(ref.parts) == 1:
+                    kinds = port.kinds if port is not None else ()
+                    if kinds:
+                        refs.setdefault(ref.parts[0], kinds)
+                elif ref.parts[1] in COHORT_ATTRS:
+                    refs[ref.parts[0]] = ("Cohort",)
+        return cls(op, text, stmt, refs)
+
+
+def _refs(value):
+    if isinstance(value, ir.Ref):
+        yield value
+    elif isinstance(value, ir.ListV):
+        for item in value.items:
+            yield from _refs(item)
+    elif isinstance(value, ir.CallV):
+        for a in value.args:
+            yield from _refs(a.value)
+    elif isinstance(value, ir.Compare):
+        yield from _refs(value.left)
+        yield from _refs(value.right)
+    elif isinstance(value, ir.Cast):
+        yield from _refs(value.value)
+
+
+def _port_values(op, stmt):
+    """(port or None, value) for every argument and setting of the statement (None: a setting)."""
+    pos = [a for a in stmt.op.args if a.name is None]
+    for i, a in enumerate(pos):
+        yield (op.port(op.positional[i]) if i < len(op.positional) else None), a.value
+    for a in stmt.op.args:
+        if a.name is not None:
+            yield op.port(a.name), a.value
+    for s in stmt.settings:
+        yield op.port(s.key), s.value
+
+
+def _settings(op, stmt):
+    """(setting name, value node) for every setting the statement gives, positional ones included."""
+    pos = [a for a in stmt.op.args if a.name is None]
+    for i, a in enumerate(pos):
+        if i < len(op.positional) and op.port(op.positional[i]) is None:
+            yield op.positional[i], a.value
+    for a in stmt.op.args:
+        if a.name is not None and op.port(a.name) is None:
+            yield a.name, a.value
+    for s in stmt.settings:
+        if op.port(s.key) is None:
+            yield s.key, s.value
+
+
+def rewrite(ex: Example, rename: dict[str, str], tiny: bool) -> str:
+    stmt, text, edits = ex.stmt, ex.text, []
+    edits.append((stmt.name_span.start, stmt.name_span.end, rename[stmt.name]))
+    for _, value in _port_values(ex.op, stmt):
+        for ref in _refs(value):
+            if ref.parts[0] in rename:
+                edits.append((ref.span.start, ref.span.end, ".".join((rename[ref.parts[0]],) + ref.parts[1:])))
+    added = []
+    if tiny:
+        fields = ex.op.settings.model_fields
+        given = dict(_settings(ex.op, stmt))
+        for key, value in given.items():
+            new = TINY[key](value) if key in TINY and key in fields else None
+            if new is not None:
+                edits.append((value.span.start, value.span.end, new))
+        added = [f"{k}: {v}" for k, v in ADD.items() if k in fields and k not in given]
+    out = text
+    for start, end, new in sorted(edits, reverse=True):
+        out = out[:start] + new + out[end:]
+    if added:
+        extra = ", ".join(added)
+        out = out.rstrip()
+        out = out[:-1].rstrip() + f", {extra} }}" if stmt.settings else out + f" {{ {extra} }}"
+    return out
+
+
+# --------------------------------------------------------------------------------------------------
+# The fixture: search the variants until the fragment compiles cleanly.
+# --------------------------------------------------------------------------------------------------
+
+@dataclass
+class Fixture:
+    op: str
+    example: str
+    stage: str                  # the example's stage name in the fixture
+    prefix: str
+    text: str                   # the statements (no `study` header)
+    cohort_variant: str
+    files: list[tuple[str, dict]] = field(default_factory=list)   # (path relative to the spec, stage params) to write
+
+
+def study_text(title: str, fragments) -> str:
+    return f'study "{title}" {{\n  seed: 5\n}}\n\n' + "\n\n".join(f.text for f in fragments) + "\n"
+
+
+def _compile(text: str, spec: Path):
+    return compile_source(text, str(spec))
+
+
+def fixture(op, example: str, prefix: str, tiny: bool, spec: Path) -> Fixture:
+    """The first combination of variants under which the example compiles with no errors (see the module doc)."""
+    ex = Example.parse(op, example)
+    cohort_refs = [n for n, k in ex.refs.items() if k == ("Cohort",)]
+    other = [n for n, k in ex.refs.items() if k != ("Cohort",)]
+    rename = {n: f"{prefix}_{n}" for n in [ex.stmt.name, *ex.refs]}
+    choices = []
+    for n in other:
+        kinds = [k for k in ex.refs[n] if k in PROVIDERS]
+        if not kinds:
+            raise FixtureError(f"`{op.name}`: no fixture provider for `{n}` of kind {' or '.join(ex.refs[n])}; add one to PROVIDERS")
+        choices.append([(k, i) for k in kinds for i in range(len(PROVIDERS[k]))])
+    consumers = [None] if op.sink else list(range(len(CONSUMERS.get(op.output, ()))))
+    if not consumers:
+        raise FixtureError(f"`{op.name}` outputs {op.output}, is not a sink, and CONSUMERS has no consumer for {op.output}: "
+                           f"add one (statements that use it and reach a sink), or pruning drops it")
+    own_cohort = op.output == "Cohort"
+    last = None
+    # cohort indices: each cohort the example names is the dev one (0) or a held-out one (1, 2, ...)
+    index_choices = list(itertools.permutations(range(len(cohort_refs) + 1), len(cohort_refs)))
+    for variant, indices, picks, consumer in itertools.product(COHORTS, index_choices, itertools.product(*choices), consumers):
+        w = World(prefix, variant, {rename[n]: i for n, i in zip(cohort_refs, indices)})
+        stmts = []
+        try:
+            for n, (kind, i) in zip(other, picks):
+                stmts += PROVIDERS[kind][i](w, rename[n])
+            stmts.append(rewrite(ex, rename, tiny))
+            if consumer is not None:
+                stmts += CONSUMERS[op.output][consumer](w, rename[ex.stmt.name])
+        except FixtureError as e:
+            last = str(e)
+            continue
+        body = "\n".join(w.define_cohorts() + stmts)
+        if not own_cohort and not w.cohort_index:
+            continue
+        missing = sorted({f"{c}.{a}" for c in w.cohort_index for a in re.findall(rf"\b{c}\.(\w+)", body) if a not in ATTRS[variant]})
+        if missing:   # the checker does not know a tabular cohort has no images; the run would
+            last = f"the {variant} cohort has no {', '.join(missing)}"
+            continue
+        res = _compile(study_text("fixture", [Fixture(op.name, example, "", prefix, body, variant)]), spec)
+        if res.ok and not any(d.severity == "error" for d in res.diagnostics):
+            stage = rename[ex.stmt.name]
+            if stage not in {s.name for s in res.study.stages}:
+                last = f"the stage `{stage}` was pruned"
+                continue
+            files = [(s.params["path"], s.params) for s in res.study.stages
+                     if s.name == stage and isinstance(s.params.get("path"), str)]
+            return Fixture(op.name, example, stage, prefix, body, variant, files)
+        last = "\n".join(f"  {d.code} {d.message}" for d in res.diagnostics if d.severity == "error") + "\n" + body
+    raise FixtureError(f"`{op.name}`: no fixture study compiles around the example {example!r}; "
+                       f"the last attempt gave:\n{last}")
+
+
+# --------------------------------------------------------------------------------------------------
+# Data files: phantom cases for the manifest-based cohort variants, and the CSV an example reads (its `path`).
+# --------------------------------------------------------------------------------------------------
+
+def write_data(spec_dir: Path, data: str = DATA):
+    """Phantom cases (16^3) under <spec_dir>/<data>/{dev,held}, with channels<k>.csv manifests."""
+    from radlang.ops.cohorts import make_phantom
+
+    rows = {}
+    for part, n in DATA_PARTS.items():
+        folder = spec_dir / data / part
+        params = {"cases": n, "effect": 2.0, "sites": 2, "site_shift": 0.0, "noise": 8.0, "size": [16, 16, 16],
+                  "spacing": [1.0, 1.0, 1.0]}
+        manifest = make_phantom(params, 17 if part == "dev" else 99, str(folder), part)
+        with open(manifest, newline="", encoding="utf-8") as fh:
+            rows[part] = list(csv.DictReader(fh))
+        for k in CHANNELS:
+            with open(folder / f"channels{k}.csv", "w", newline="", encoding="utf-8") as fh:
+                wr = csv.writer(fh, lineterminator="\n")
+                wr.writerow(["case_id"] + [f"c{i + 1}" for i in range(k)] + ["mask", "malignant", "site", "age"])
+                for r in rows[part]:
+                    wr.writerow([r["case_id"]] + [r["image"]] * k + [r["mask"], r["malignant"], r["site"], r["age"]])
+    return rows
+
+
+def write_example_file(spec_dir: Path, rel: str, params: dict, rows: list[dict], data_dir: Path):
+    """The CSV an example reads: one row per phantom case, each column under the name the example's settings give
+    its role (id, patient, image(s), mask, outcome, site, clinical); an `age` column is a feature of a table."""
+    path = spec_dir / rel
+    path.parent.mkdir(parents=True, exist_ok=True)
+    cols: dict[str, callable] = {}
+
+    def rel_to(p):
+        return os.path.relpath(data_dir / p, path.parent).replace(os.sep, "/")
+
+    cols[params.get("id") or "case_id"] = lambda r: r["case_id"]
+    if params.get("patient"):
+        cols[params["patient"]] = lambda r: r["case_id"]
+    images = params.get("image")
+    for name in ([images] if isinstance(images, str) else images or []):
+        cols[name] = lambda r: rel_to(r["image"])
+    if params.get("mask"):
+        cols[params["mask"]] = lambda r: rel_to(r["mask"])
+    outcome = params.get("outcome") or {}
+    if outcome.get("column"):
+        cols[outcome["column"]] = lambda r: r["malignant"]
+    if outcome.get("time"):
+        cols[outcome["time"]] = lambda r: str(10 + int(r["age"]) % 50)
+        cols[outcome["event"]] = lambda r: r["malignant"]
+    if params.get("site"):
+        cols[params["site"]] = lambda r: r["site"]
+    for name in params.get("clinical") or params.get("columns") or ["age"]:
+        cols[name] = lambda r: r["age"]
+    with open(path, "w", newline="", encoding="utf-8") as fh:
+        wr = csv.writer(fh, lineterminator="\n")
+        wr.writerow(list(cols))
+        for r in rows:
+            wr.writerow([f(r) for f in cols.values()])
