@@ -55,10 +55,14 @@ TABLE_ATTRS = IMAGE_ATTRS - {"image", "mask"}
 COHORTS = {
     "breast_cancer": ('dataset("breast_cancer") { stop: 60 }', 'dataset("breast_cancer") { start: 520 }'),
     "phantom": (PHANTOM.format(n=8, seed=""), PHANTOM.format(n=6, seed=", seed: 99")),
+    "habitats": tuple(f'manifest("{DATA}/{part}/habitats.csv") {{ image: image, mask: mask, outcome: malignant as binary, site: site }}'
+                      for part in ("dev", "held")),
     "gbsg2": ('dataset("gbsg2") { stop: 80 }', 'dataset("gbsg2") { start: 620 }'),
     **{f"channels{k}": _multichannel(k) for k in (2, 3, 4)},
 }
 ATTRS = {v: (TABLE_ATTRS if v in ("breast_cancer", "gbsg2") else IMAGE_ATTRS) for v in COHORTS}  # what `cohort.attr` can name
+# the largest mask label of a variant's cohorts: habitats carry a rim (1) and a core (2), like a tumour's sub-regions
+LABELS = {v: (0 if v in ("breast_cancer", "gbsg2") else 2 if v == "habitats" else 1) for v in COHORTS}
 DATA_PARTS = {"dev": 8, "held": 6}   # phantom cases written for the manifest-based cohorts
 CHANNELS = (2, 3, 4)
 
@@ -114,7 +118,9 @@ class World:
 # Each is a list of variants, tried in order.
 # --------------------------------------------------------------------------------------------------
 
-EVAL = "{{ cv: {cv}(2), bootstrap: 10 }}"
+# A consumer's evaluation: 2 folds, 10 resamples, and no plots (the metrics they draw are not asked for).
+EVAL = "{{ cv: {cv}(2), bootstrap: 10, metrics: [{metrics}] }}"
+METRICS = {"stratified_kfold": "auc, brier", "kfold": "c_index"}   # binary / survival
 UNET = "unet(dims: {d}, in_channels: {c}, out_channels: {k}) {{ channels: [4, 8], strides: [2], num_res_units: 0 }}"
 RESNET = "resnet(dims: {d}, in_channels: {c}, out_channels: 2) {{ depth: 10 }}"
 TRAIN = "{{ epochs: 1, batch: 2{extra} }}"
@@ -142,9 +148,9 @@ def _network(net, dims, classes=2):
 
 
 def _train_extra(net, dims):
-    """A classification network trains on fixed-size crops; a 2D segmentation network on slices of the volumes."""
+    """A classification network trains on fixed-size crops (padded around the mask); a 2D segmentation network on slices of the volumes."""
     if net == "resnet":
-        return ", loss: cross_entropy, patch: [" + ", ".join(["16"] * dims) + "]"
+        return ", loss: cross_entropy, patch: [" + ", ".join(["32"] * dims) + "]"   # DenseNet121 pools down by 32
     return ", slices: true" if dims == 2 else ""
 
 
@@ -178,20 +184,16 @@ PROVIDERS = {
 }
 
 
-def _evaluate(w, x):
-    return [f"validate {w.n('eval')} = evaluate({x}) {EVAL.format(cv=cv)}" for cv in ("stratified_kfold",)]
-
-
 def _consume_features(model, cv):
     def make(w, x, cohort=None):
         m = w.n("model")
         return [f"model {m} = {model}({x}, target: {cohort or w.dev}.outcome)",
-                f"validate {w.n('eval')} = evaluate({m}) {EVAL.format(cv=cv)}"]
+                f"validate {w.n('eval')} = evaluate({m}) {EVAL.format(cv=cv, metrics=METRICS[cv])}"]
     return make
 
 
 def _consume_model(cv):
-    return lambda w, x: [f"validate {w.n('eval')} = evaluate({x}) {EVAL.format(cv=cv)}"]
+    return lambda w, x: [f"validate {w.n('eval')} = evaluate({x}) {EVAL.format(cv=cv, metrics=METRICS[cv])}"]
 
 
 def _consume_cohort(how):
@@ -281,6 +283,7 @@ class Example:
     text: str
     stmt: ir.Stmt
     refs: dict[str, tuple[str, ...]]        # referenced name -> accepted kinds ("Cohort" for `name.attr`)
+    label: int                              # the largest `label: k` setting: the masks must hold label k
 
     @classmethod
     def parse(cls, op, text):
@@ -303,7 +306,8 @@ class Example:
                         refs.setdefault(ref.parts[0], kinds)
                 elif ref.parts[1] in COHORT_ATTRS:
                     refs[ref.parts[0]] = ("Cohort",)
-        return cls(op, text, stmt, refs)
+        labels = [_num(v) for k, v in _settings(op, stmt) if k == "label" and isinstance(_num(v), int)]
+        return cls(op, text, stmt, refs, max(labels, default=0))
 
 
 def _refs(value):
@@ -418,6 +422,8 @@ def fixture(op, example: str, prefix: str, tiny: bool, spec: Path) -> Fixture:
     # cohort indices: each cohort the example names is the dev one (0) or a held-out one (1, 2, ...)
     index_choices = list(itertools.permutations(range(len(cohort_refs) + 1), len(cohort_refs)))
     for variant, indices, picks, consumer in itertools.product(COHORTS, index_choices, itertools.product(*choices), consumers):
+        if LABELS[variant] < ex.label:
+            continue
         w = World(prefix, variant, {rename[n]: i for n, i in zip(cohort_refs, indices)})
         stmts = []
         try:
@@ -466,6 +472,7 @@ def write_data(spec_dir: Path, data: str = DATA):
         manifest = make_phantom(params, 17 if part == "dev" else 99, str(folder), part)
         with open(manifest, newline="", encoding="utf-8") as fh:
             rows[part] = list(csv.DictReader(fh))
+        _write_habitats(folder, rows[part])
         for k in CHANNELS:
             with open(folder / f"channels{k}.csv", "w", newline="", encoding="utf-8") as fh:
                 wr = csv.writer(fh, lineterminator="\n")
@@ -473,6 +480,26 @@ def write_data(spec_dir: Path, data: str = DATA):
                 for r in rows[part]:
                     wr.writerow([r["case_id"]] + [r["image"]] * k + [r["mask"], r["malignant"], r["site"], r["age"]])
     return rows
+
+
+def _write_habitats(folder: Path, rows: list[dict]):
+    """habitats.csv: the phantom cases with a label map per case, 1 = the lesion's rim, 2 = its core (eroded by 1 voxel)."""
+    import numpy as np
+    import SimpleITK as sitk
+    from scipy import ndimage
+
+    with open(folder / "habitats.csv", "w", newline="", encoding="utf-8") as fh:
+        wr = csv.writer(fh, lineterminator="\n")
+        wr.writerow(["case_id", "image", "mask", "malignant", "site", "age"])
+        for r in rows:
+            mask = sitk.ReadImage(str(folder / r["mask"]))
+            lesion = sitk.GetArrayFromImage(mask) > 0
+            labels = lesion.astype(np.uint8) + ndimage.binary_erosion(lesion).astype(np.uint8)
+            out = sitk.GetImageFromArray(labels)
+            out.CopyInformation(mask)
+            path = r["mask"].replace("_mask.", "_labels.")
+            sitk.WriteImage(out, str(folder / path), True)
+            wr.writerow([r["case_id"], r["image"], path, r["malignant"], r["site"], r["age"]])
 
 
 def write_example_file(spec_dir: Path, rel: str, params: dict, rows: list[dict], data_dir: Path):

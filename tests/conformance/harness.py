@@ -16,6 +16,7 @@ import os
 import re
 import subprocess
 import sys
+import traceback
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -151,6 +152,8 @@ def run_group(root: Path, group: str) -> GroupRun:
         run_study(study, out=run_dir, workers=1, quiet=True)
     except RunError as e:
         error = "`radlang run` stopped: " + "; ".join(f"{d.code} {d.message}" for d in e.diagnostics)
+    except Exception as e:   # a traceback is a defect too: report it with the rest, after the script has finished
+        error = f"`radlang run` raised {type(e).__name__}: {e}\n" + "".join(traceback.format_exception(e)[-6:])
     stdout, stderr = proc.communicate(timeout=600)
     if proc.returncode != 0:
         error += f"\nthe rendered script exited {proc.returncode}: {stderr[-3000:]}"
