@@ -41,30 +41,41 @@ class FixtureError(AssertionError):
 # --------------------------------------------------------------------------------------------------
 
 DATA = "fixture_data"
-PHANTOM = "phantom({n}{seed}) {{ size: [16, 16, 16], effect: 2.0, sites: 2 }}"
+SMALL_KINDS = ("network", "train", "federate", "explain")   # fixtures with these statements get 4-case cohorts
 
 
-def _multichannel(k):
-    cols = ", ".join(f"c{i + 1}" for i in range(k))
-    return tuple(f'manifest("{DATA}/{part}/channels{k}.csv") {{ image: [{cols}], mask: mask, outcome: malignant as binary, site: site }}'
-                 for part in ("dev", "held"))
+def _phantom(i, small):
+    n = 4 if small else (8 if i == 0 else 6)
+    return f"phantom({n}{'' if i == 0 else f', seed: {98 + i}'}) {{ size: [16, 16, 16], effect: 2.0, sites: 2 }}"
+
+
+def _manifest(csv_name, image):
+    def body(i, small):
+        path = f"{DATA}/{'dev' if i == 0 else 'held'}/{csv_name}{'_small' if small else ''}.csv"
+        return f'manifest("{path}") {{ image: {image}, mask: mask, outcome: malignant as binary, site: site }}'
+    return body
+
+
+def _dataset(name, dev, held):
+    return lambda i, small: f'dataset("{name}") {{ {dev if i == 0 else held} }}'
 
 
 IMAGE_ATTRS = frozenset(COHORT_ATTRS)
 TABLE_ATTRS = IMAGE_ATTRS - {"image", "mask"}
+CHANNELS = (2, 3, 4)
+# variant -> body(index, small): index 0 is the dev cohort, >= 1 a held-out one; `small` for the deep fixtures
 COHORTS = {
-    "breast_cancer": ('dataset("breast_cancer") { stop: 60 }', 'dataset("breast_cancer") { start: 520 }'),
-    "phantom": (PHANTOM.format(n=8, seed=""), PHANTOM.format(n=6, seed=", seed: 99")),
-    "habitats": tuple(f'manifest("{DATA}/{part}/habitats.csv") {{ image: image, mask: mask, outcome: malignant as binary, site: site }}'
-                      for part in ("dev", "held")),
-    "gbsg2": ('dataset("gbsg2") { stop: 80 }', 'dataset("gbsg2") { start: 620 }'),
-    **{f"channels{k}": _multichannel(k) for k in (2, 3, 4)},
+    "breast_cancer": _dataset("breast_cancer", "stop: 60", "start: 520"),
+    "ct": _manifest("ct", "image"),
+    "phantom": _phantom,
+    "habitats": _manifest("habitats", "image"),
+    "gbsg2": _dataset("gbsg2", "stop: 80", "start: 620"),
+    **{f"channels{k}": _manifest(f"channels{k}", "[" + ", ".join(f"c{i + 1}" for i in range(k)) + "]") for k in CHANNELS},
 }
 ATTRS = {v: (TABLE_ATTRS if v in ("breast_cancer", "gbsg2") else IMAGE_ATTRS) for v in COHORTS}  # what `cohort.attr` can name
 # the largest mask label of a variant's cohorts: habitats carry a rim (1) and a core (2), like a tumour's sub-regions
 LABELS = {v: (0 if v in ("breast_cancer", "gbsg2") else 2 if v == "habitats" else 1) for v in COHORTS}
-DATA_PARTS = {"dev": 8, "held": 6}   # phantom cases written for the manifest-based cohorts
-CHANNELS = (2, 3, 4)
+DATA_PARTS = {"dev": 8, "held": 6}   # phantom cases written for the manifest-based cohorts (the _small CSVs: the first 4)
 
 
 @dataclass
@@ -90,15 +101,9 @@ class World:
         self.cohort_index[name] = index
         return name
 
-    def define_cohorts(self):
-        bodies = COHORTS[self.cohort_variant]
-        out = []
-        for name, i in sorted(self.cohort_index.items(), key=lambda kv: kv[1]):
-            body = bodies[min(i, 1)]
-            if i >= 2:   # a further held-out phantom: another generator seed
-                body = body.replace("seed: 99", f"seed: {99 + i}")
-            out.append(f"cohort {name} = {body}")
-        return out
+    def define_cohorts(self, small: bool):
+        return [f"cohort {name} = {COHORTS[self.cohort_variant](i, small)}"
+                for name, i in sorted(self.cohort_index.items(), key=lambda kv: kv[1])]
 
     @property
     def dev(self) -> str:
@@ -219,11 +224,8 @@ def _score(how):
 
 
 def _consume_network(net, dims):
-    def make(w, x):
-        fit = w.n("fit")
-        return [f"train {fit} = supervised({x}, {w.dev}) {TRAIN.format(extra=_train_extra(net, dims))}"] + \
-            _score("segmentation" if net == "unet" else "gradcam")(w, fit)
-    return make
+    """A training (a sink: it writes the weights), as a segmentation or a classification network, 3D or on 2D slices."""
+    return lambda w, x: [f"train {w.n('fit')} = supervised({x}, {w.dev}) {TRAIN.format(extra=_train_extra(net, dims))}"]
 
 
 CONSUMERS = {
@@ -266,7 +268,7 @@ def _patch(v):
 
 
 TINY = {
-    "cases": _cap(8), "size": lambda v: "[16, 16, 16]", "bootstrap": _cap(10), "cv": _cv, "epochs": _cap(1),
+    "cases": _cap(4), "size": lambda v: "[16, 16, 16]", "bootstrap": _cap(10), "cv": _cv, "epochs": _cap(1),
     "local_epochs": _cap(1), "rounds": _cap(1), "patch": _patch, "channels": _channels, "batch": _cap(2),
     "validate_every": _cap(1), "n_estimators": _cap(10), "threshold_cv": _cap(2),
 }
@@ -435,7 +437,7 @@ def fixture(op, example: str, prefix: str, tiny: bool, spec: Path) -> Fixture:
         except FixtureError as e:
             last = str(e)
             continue
-        body = "\n".join(w.define_cohorts() + stmts)
+        body = "\n".join(w.define_cohorts(small=any(x.split(" ", 1)[0] in SMALL_KINDS for x in stmts)) + stmts)
         if not own_cohort and not w.cohort_index:
             continue
         missing = sorted({f"{c}.{a}" for c in w.cohort_index for a in re.findall(rf"\b{c}\.(\w+)", body) if a not in ATTRS[variant]})
@@ -472,34 +474,52 @@ def write_data(spec_dir: Path, data: str = DATA):
         manifest = make_phantom(params, 17 if part == "dev" else 99, str(folder), part)
         with open(manifest, newline="", encoding="utf-8") as fh:
             rows[part] = list(csv.DictReader(fh))
-        _write_habitats(folder, rows[part])
+        tables = {"habitats": _habitats(folder, rows[part]), "ct": _ct(folder, rows[part])}
         for k in CHANNELS:
-            with open(folder / f"channels{k}.csv", "w", newline="", encoding="utf-8") as fh:
-                wr = csv.writer(fh, lineterminator="\n")
-                wr.writerow(["case_id"] + [f"c{i + 1}" for i in range(k)] + ["mask", "malignant", "site", "age"])
-                for r in rows[part]:
-                    wr.writerow([r["case_id"]] + [r["image"]] * k + [r["mask"], r["malignant"], r["site"], r["age"]])
+            tables[f"channels{k}"] = [["case_id"] + [f"c{i + 1}" for i in range(k)] + ["mask", "malignant", "site", "age"]] + [
+                [r["case_id"]] + [r["image"]] * k + [r["mask"], r["malignant"], r["site"], r["age"]] for r in rows[part]]
+        for name, table in tables.items():
+            for suffix, body in (("", table[1:]), ("_small", table[1:5])):
+                with open(folder / f"{name}{suffix}.csv", "w", newline="", encoding="utf-8") as fh:
+                    csv.writer(fh, lineterminator="\n").writerows([table[0]] + body)
     return rows
 
 
-def _write_habitats(folder: Path, rows: list[dict]):
-    """habitats.csv: the phantom cases with a label map per case, 1 = the lesion's rim, 2 = its core (eroded by 1 voxel)."""
+def _ct(folder: Path, rows: list[dict]) -> list[list[str]]:
+    """The ct table: the phantom cases inside a shell of air (-1000 HU, 2 voxels thick), as a CT scan has around the body
+    (the phantom's field of view is all tissue: an intensity window such as [-100, 300] HU would select all of it)."""
+    import SimpleITK as sitk
+
+    table = [["case_id", "image", "mask", "malignant", "site", "age"]]
+    for r in rows:
+        image = sitk.ReadImage(str(folder / r["image"]))
+        arr = sitk.GetArrayFromImage(image)
+        arr[:2], arr[-2:], arr[:, :2], arr[:, -2:], arr[:, :, :2], arr[:, :, -2:] = -1000, -1000, -1000, -1000, -1000, -1000
+        out = sitk.GetImageFromArray(arr)
+        out.CopyInformation(image)
+        path = r["image"].replace("_image.", "_ct.")
+        sitk.WriteImage(out, str(folder / path), True)
+        table.append([r["case_id"], path, r["mask"], r["malignant"], r["site"], r["age"]])
+    return table
+
+
+def _habitats(folder: Path, rows: list[dict]) -> list[list[str]]:
+    """The habitats table: the phantom cases with a label map per case, 1 = the lesion's rim, 2 = its core (eroded by 1 voxel)."""
     import numpy as np
     import SimpleITK as sitk
     from scipy import ndimage
 
-    with open(folder / "habitats.csv", "w", newline="", encoding="utf-8") as fh:
-        wr = csv.writer(fh, lineterminator="\n")
-        wr.writerow(["case_id", "image", "mask", "malignant", "site", "age"])
-        for r in rows:
-            mask = sitk.ReadImage(str(folder / r["mask"]))
-            lesion = sitk.GetArrayFromImage(mask) > 0
-            labels = lesion.astype(np.uint8) + ndimage.binary_erosion(lesion).astype(np.uint8)
-            out = sitk.GetImageFromArray(labels)
-            out.CopyInformation(mask)
-            path = r["mask"].replace("_mask.", "_labels.")
-            sitk.WriteImage(out, str(folder / path), True)
-            wr.writerow([r["case_id"], r["image"], path, r["malignant"], r["site"], r["age"]])
+    table = [["case_id", "image", "mask", "malignant", "site", "age"]]
+    for r in rows:
+        mask = sitk.ReadImage(str(folder / r["mask"]))
+        lesion = sitk.GetArrayFromImage(mask) > 0
+        labels = lesion.astype(np.uint8) + ndimage.binary_erosion(lesion).astype(np.uint8)
+        out = sitk.GetImageFromArray(labels)
+        out.CopyInformation(mask)
+        path = r["mask"].replace("_mask.", "_labels.")
+        sitk.WriteImage(out, str(folder / path), True)
+        table.append([r["case_id"], r["image"], path, r["malignant"], r["site"], r["age"]])
+    return table
 
 
 def write_example_file(spec_dir: Path, rel: str, params: dict, rows: list[dict], data_dir: Path):
