@@ -27,7 +27,7 @@ from pathlib import Path
 
 from radlang.compiler import compile_source
 from radlang.ir import nodes as ir
-from radlang.syntax.parser import parse
+from radlang.syntax.parser import SourceError, parse
 from radlang.types import COHORT_ATTRS
 
 
@@ -85,8 +85,6 @@ class World:
     prefix: str
     cohort_variant: str
     cohort_index: dict[str, int]                # renamed cohort name -> 0 (dev) / 1.. (held-out)
-    stmts: list[str] = field(default_factory=list)
-    defined: set = field(default_factory=set)
 
     def n(self, local: str) -> str:
         """A fixture-made name (never one of the example's, which are `<prefix>_<name>`)."""
@@ -128,7 +126,7 @@ EVAL = "{{ cv: {cv}(2), bootstrap: 10, metrics: [{metrics}] }}"
 METRICS = {"stratified_kfold": "auc, brier", "kfold": "c_index"}   # binary / survival
 UNET = "unet(dims: {d}, in_channels: {c}, out_channels: {k}) {{ channels: [4, 8], strides: [2], num_res_units: 0 }}"
 RESNET = "resnet(dims: {d}, in_channels: {c}, out_channels: 2) {{ depth: 10 }}"
-TRAIN = "{{ epochs: 1, batch: 2{extra} }}"
+TRAIN = "{{ epochs: 1{extra} }}"
 
 
 def _features(variant):
@@ -156,7 +154,7 @@ def _train_extra(net, dims):
     """A classification network trains on fixed-size crops (padded around the mask); a 2D segmentation network on slices of the volumes."""
     if net == "resnet":
         return ", loss: cross_entropy, patch: [" + ", ".join(["32"] * dims) + "]"   # DenseNet121 pools down by 32
-    return ", slices: true" if dims == 2 else ""
+    return ", slices: true, batch: 16" if dims == 2 else ""   # 16 slices of 16 x 16 voxels a step
 
 
 def _trained(net, dims, classes=2):
@@ -169,12 +167,6 @@ def _trained(net, dims, classes=2):
 
 def _mask(w, name):
     return [f"segment {name} = mask({w.dev}.mask)"]
-
-
-def _cohort_attr(attr):
-    def make(w, name):   # a bare name standing for a cohort attribute has no statement of its own
-        raise FixtureError(f"`{name}` would be a cohort's `{attr}`: write it as `<cohort>.{attr}` in the example")
-    return make
 
 
 NETWORK_VARIANTS = [(net, d) for net in ("unet", "resnet") for d in (3, 2)]
@@ -248,27 +240,37 @@ def _num(v):
 
 
 def _cap(limit):
-    return lambda v: str(min(_num(v), limit)) if _num(v) is not None else None
+    """At most `limit`, but never below the setting's own minimum (`ge`): phantom cases >= 4, Grad-CAM cases >= 1."""
+    def shrink(v, field):
+        if _num(v) is None:
+            return None
+        floor = max((m.ge for m in field.metadata if getattr(m, "ge", None) is not None), default=limit)
+        return str(min(_num(v), max(limit, floor)))
+    return shrink
 
 
-def _cv(v):
+def _always(text):
+    return lambda v, field: text
+
+
+def _cv(v, field):
     if isinstance(v, ir.CallV) and v.name in ("stratified_kfold", "kfold"):
         return f"{v.name}(2)"
     return "2" if _num(v) is not None else None   # an inner CV's folds (lasso)
 
 
-def _channels(v):
+def _channels(v, field):
     if isinstance(v, ir.ListV):
         return "[" + ", ".join(str(4 * 2 ** i) for i in range(len(v.items))) + "]"
     return None
 
 
-def _patch(v):
+def _patch(v, field):
     return "[" + ", ".join("16" for _ in v.items) + "]" if isinstance(v, ir.ListV) else None
 
 
 TINY = {
-    "cases": _cap(4), "size": lambda v: "[16, 16, 16]", "bootstrap": _cap(10), "cv": _cv, "epochs": _cap(1),
+    "cases": _cap(2), "size": _always("[16, 16, 16]"), "bootstrap": _cap(10), "cv": _cv, "epochs": _cap(1),
     "local_epochs": _cap(1), "rounds": _cap(1), "patch": _patch, "channels": _channels, "batch": _cap(2),
     "validate_every": _cap(1), "n_estimators": _cap(10), "threshold_cv": _cap(2),
 }
@@ -291,8 +293,8 @@ class Example:
     def parse(cls, op, text):
         try:
             module = parse(text, f"<{op.name} example>")
-        except Exception as e:   # SourceError carries diagnostics
-            raise FixtureError(f"`{op.name}` example does not parse: {text!r}: {getattr(e, 'diagnostics', e)}") from None
+        except SourceError as e:
+            raise FixtureError(f"`{op.name}` example does not parse: {text!r}: {[d.message for d in e.diagnostics]}") from None
         if len(module.stmts) != 1 or module.study or module.uses:
             raise FixtureError(f"`{op.name}` example must be exactly one statement: {text!r}")
         stmt = module.stmts[0]
@@ -366,7 +368,7 @@ def rewrite(ex: Example, rename: dict[str, str], tiny: bool) -> str:
         fields = ex.op.settings.model_fields
         given = dict(_settings(ex.op, stmt))
         for key, value in given.items():
-            new = TINY[key](value) if key in TINY and key in fields else None
+            new = TINY[key](value, fields[key]) if key in TINY and key in fields else None
             if new is not None:
                 edits.append((value.span.start, value.span.end, new))
         added = [f"{k}: {v}" for k, v in ADD.items() if k in fields and k not in given]
@@ -395,12 +397,8 @@ class Fixture:
     files: list[tuple[str, dict]] = field(default_factory=list)   # (path relative to the spec, stage params) to write
 
 
-def study_text(title: str, fragments) -> str:
-    return f'study "{title}" {{\n  seed: 5\n}}\n\n' + "\n\n".join(f.text for f in fragments) + "\n"
-
-
-def _compile(text: str, spec: Path):
-    return compile_source(text, str(spec))
+def study_text(title: str, bodies: list[str]) -> str:
+    return f'study "{title}" {{\n  seed: 5\n}}\n\n' + "\n\n".join(bodies) + "\n"
 
 
 def fixture(op, example: str, prefix: str, tiny: bool, spec: Path) -> Fixture:
@@ -428,15 +426,11 @@ def fixture(op, example: str, prefix: str, tiny: bool, spec: Path) -> Fixture:
             continue
         w = World(prefix, variant, {rename[n]: i for n, i in zip(cohort_refs, indices)})
         stmts = []
-        try:
-            for n, (kind, i) in zip(other, picks):
-                stmts += PROVIDERS[kind][i](w, rename[n])
-            stmts.append(rewrite(ex, rename, tiny))
-            if consumer is not None:
-                stmts += CONSUMERS[op.output][consumer](w, rename[ex.stmt.name])
-        except FixtureError as e:
-            last = str(e)
-            continue
+        for n, (kind, i) in zip(other, picks):
+            stmts += PROVIDERS[kind][i](w, rename[n])
+        stmts.append(rewrite(ex, rename, tiny))
+        if consumer is not None:
+            stmts += CONSUMERS[op.output][consumer](w, rename[ex.stmt.name])
         body = "\n".join(w.define_cohorts(small=any(x.split(" ", 1)[0] in SMALL_KINDS for x in stmts)) + stmts)
         if not own_cohort and not w.cohort_index:
             continue
@@ -444,7 +438,7 @@ def fixture(op, example: str, prefix: str, tiny: bool, spec: Path) -> Fixture:
         if missing:   # the checker does not know a tabular cohort has no images; the run would
             last = f"the {variant} cohort has no {', '.join(missing)}"
             continue
-        res = _compile(study_text("fixture", [Fixture(op.name, example, "", prefix, body, variant)]), spec)
+        res = compile_source(study_text("fixture", [body]), str(spec))
         if res.ok and not any(d.severity == "error" for d in res.diagnostics):
             stage = rename[ex.stmt.name]
             if stage not in {s.name for s in res.study.stages}:

@@ -29,7 +29,7 @@ from radlang.registry import all_ops
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "render"))
-from render_helpers import NO_RADLANG  # noqa: E402
+from render_helpers import NO_RADLANG, run_script  # noqa: F401  (run_script: for test_run_overrides)
 
 
 @dataclass(frozen=True)
@@ -107,7 +107,7 @@ def write_spec(root: Path, fixtures: list[Fixture], title: str) -> Path:
     for f in fixtures:
         for rel, params in f.files:
             write_example_file(spec.parent, rel, params, rows["dev"], spec.parent / DATA / "dev")
-    spec.write_text(study_text(title, fixtures), encoding="utf-8")
+    spec.write_text(study_text(title, [f.text for f in fixtures]), encoding="utf-8")
     return spec
 
 
@@ -152,9 +152,9 @@ def run_group(root: Path, group: str) -> GroupRun:
         run_study(study, out=run_dir, workers=1, quiet=True)
     except RunError as e:
         error = "`radlang run` stopped: " + "; ".join(f"{d.code} {d.message}" for d in e.diagnostics)
-    except Exception as e:   # a traceback is a defect too: report it with the rest, after the script has finished
+    except Exception as e:  # noqa: BLE001  a traceback is a defect too: report it with the rest, after the script has finished
         error = f"`radlang run` raised {type(e).__name__}: {e}\n" + "".join(traceback.format_exception(e)[-6:])
-    stdout, stderr = proc.communicate(timeout=600)
+    _, stderr = proc.communicate(timeout=600)
     if proc.returncode != 0:
         error += f"\nthe rendered script exited {proc.returncode}: {stderr[-3000:]}"
     return GroupRun(all_files(run_dir) if run_dir.exists() else {}, all_files(script_dir) if script_dir.exists() else {},

@@ -25,7 +25,7 @@ def test_operator_has_examples(op):
 def test_example_checks_and_plans(op, i, tmp_path):
     spec = tmp_path / "study.rad"
     fx = fixture(op, op.examples[i], "ex", tiny=False, spec=spec)
-    spec.write_text(study_text(f"example {i} of {op.name}", [fx]), encoding="utf-8")
+    spec.write_text(study_text(f"example {i} of {op.name}", [fx.text]), encoding="utf-8")
     rc, out, err = run_cli(["check", spec, "--format", "json"])
     assert rc == 0, f"`{op.name}` example {op.examples[i]!r} does not check:\n{out}{err}"
     rc, out, err = run_cli(["plan", spec, "--format", "json"])

@@ -4,12 +4,8 @@ script stop at it with E690 naming the stage, after writing identical upstream o
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-
 import pytest
-from harness import NO_RADLANG, OVERRIDES, ExpectRunError, all_files, compile_spec, run_fixtures, write_spec
+from harness import OVERRIDES, ExpectRunError, all_files, compile_spec, run_fixtures, run_script, write_spec
 
 from radlang.backends.executor import RunError, run_study
 from radlang.backends.render import render_to_file
@@ -29,9 +25,7 @@ def test_documented_run_error(name, tmp_path):
     assert [d.code for d in diags] == list(expect.codes), f"`{name}`: expected {expect.codes} ({expect.why}), got {diags}"
     assert all(f"`{fx.stage}`" in d.message for d in diags)
     script = render_to_file(study, tmp_path / "study.py")
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    proc = subprocess.run([sys.executable, "-c", NO_RADLANG, str(script), "--out", str(tmp_path / "script")], capture_output=True,
-                          text=True, env=env, cwd=str(tmp_path), timeout=300)
+    proc = run_script(script, "--out", str(tmp_path / "script"))
     assert proc.returncode == 1, proc.stderr[-2000:]
     for code in expect.codes:
         assert f"error[{code}]: `{fx.stage}`" in proc.stderr, proc.stderr[-2000:]
