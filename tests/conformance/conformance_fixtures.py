@@ -418,7 +418,8 @@ def fixture(op, example: str, prefix: str, tiny: bool, spec: Path) -> Fixture:
         raise FixtureError(f"`{op.name}` outputs {op.output}, is not a sink, and CONSUMERS has no consumer for {op.output}: "
                            f"add one (statements that use it and reach a sink), or pruning drops it")
     own_cohort = op.output == "Cohort"
-    last = None
+    best = (float("inf"), 0, "")   # the first attempt with the fewest errors, reported if none compiles
+    attempts = itertools.count()
     # cohort indices: each cohort the example names is the dev one (0) or a held-out one (1, 2, ...)
     index_choices = list(itertools.permutations(range(len(cohort_refs) + 1), len(cohort_refs)))
     for variant, indices, picks, consumer in itertools.product(COHORTS, index_choices, itertools.product(*choices), consumers):
@@ -436,20 +437,20 @@ def fixture(op, example: str, prefix: str, tiny: bool, spec: Path) -> Fixture:
             continue
         missing = sorted({f"{c}.{a}" for c in w.cohort_index for a in re.findall(rf"\b{c}\.(\w+)", body) if a not in ATTRS[variant]})
         if missing:   # the checker does not know a tabular cohort has no images; the run would
-            last = f"the {variant} cohort has no {', '.join(missing)}"
             continue
         res = compile_source(study_text("fixture", [body]), str(spec))
         if res.ok and not any(d.severity == "error" for d in res.diagnostics):
             stage = rename[ex.stmt.name]
             if stage not in {s.name for s in res.study.stages}:
-                last = f"the stage `{stage}` was pruned"
+                best = min(best, (0, next(attempts), f"  the stage `{stage}` was pruned (no sink downstream)\n{body}"))
                 continue
             files = [(s.params["path"], s.params) for s in res.study.stages
                      if s.name == stage and isinstance(s.params.get("path"), str)]
             return Fixture(op.name, example, stage, prefix, body, variant, files)
-        last = "\n".join(f"  {d.code} {d.message}" for d in res.diagnostics if d.severity == "error") + "\n" + body
+        errors = [f"  {d.code} {d.message}" for d in res.diagnostics if d.severity == "error"]
+        best = min(best, (len(errors), next(attempts), "\n".join(errors) + "\n" + body))
     raise FixtureError(f"`{op.name}`: no fixture study compiles around the example {example!r}; "
-                       f"the last attempt gave:\n{last}")
+                       f"the closest attempt gave:\n{best[2]}")
 
 
 # --------------------------------------------------------------------------------------------------
