@@ -12,6 +12,7 @@ fixture (its statements), never silently nowhere.
 from __future__ import annotations
 
 import functools
+import json
 import os
 import re
 import subprocess
@@ -135,6 +136,7 @@ class GroupRun:
     scripted: dict[str, bytes]
     study: object
     error: str = ""
+    spec_sha256: tuple = ()     # (run, script): the spec hash each recorded in its run.json
 
 
 def run_group(root: Path, group: str) -> GroupRun:
@@ -157,8 +159,10 @@ def run_group(root: Path, group: str) -> GroupRun:
     _, stderr = proc.communicate(timeout=600)
     if proc.returncode != 0:
         error += f"\nthe rendered script exited {proc.returncode}: {stderr[-3000:]}"
+    hashes = tuple(json.loads((d / "run.json").read_text())["spec"]["sha256"] if (d / "run.json").exists() else None
+                   for d in (run_dir, script_dir))
     return GroupRun(all_files(run_dir) if run_dir.exists() else {}, all_files(script_dir) if script_dir.exists() else {},
-                    study, error)
+                    study, error, hashes)
 
 
 def check_member(result: GroupRun, name: str):
@@ -167,6 +171,7 @@ def check_member(result: GroupRun, name: str):
     if isinstance(fx, FixtureError):
         raise fx
     assert not result.error, f"`{name}`'s group failed (the message names the stage): {result.error}"
+    assert result.spec_sha256[0] and result.spec_sha256[0] == result.spec_sha256[1], f"run.json spec hashes: {result.spec_sha256}"
     stages = {s.name: s for s in result.study.stages}
     assert fx.stage in stages, f"`{name}`'s stage `{fx.stage}` is not in the compiled study (pruned or merged)"
     ran = {k: v for k, v in result.ran.items() if owned(k, name)}
