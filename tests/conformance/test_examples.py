@@ -7,7 +7,7 @@ import json
 
 import pytest
 from conformance_fixtures import fixture, study_text
-from harness import GROUPS, OVERRIDES, members, run_fixtures
+from conformance_harness import GROUPS, OVERRIDES, members, run_fixtures
 
 from radlang.registry import all_ops
 from tests.cli_runner import run_cli

@@ -5,7 +5,7 @@ script stop at it with E690 naming the stage, after writing identical upstream o
 from __future__ import annotations
 
 import pytest
-from harness import OVERRIDES, ExpectRunError, all_files, compile_spec, run_fixtures, run_script, write_spec
+from conformance_harness import OVERRIDES, ExpectRunError, all_files, compile_spec, run_fixtures, run_script, write_spec
 
 from radlang.backends.executor import RunError, run_study
 from radlang.backends.render import render_to_file

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import pytest
-from harness import check_member, members, run_group
+from conformance_harness import check_member, members, run_group
 
 GROUP = "tabular"
 
