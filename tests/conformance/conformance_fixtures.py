@@ -1,19 +1,22 @@
 """Fixture studies generated from an operator's declaration, for the registry-wide conformance harness.
 
-For an operator and one of its doc examples, `fixture(op, example, prefix, tiny)` builds a study fragment:
+For an operator and one of its doc examples, `fixture(op, example, prefix, tiny, spec)` builds a study fragment:
 
 - the example statement itself, its names renamed under `prefix` (so many operators' fixtures share one study);
-- *providers* for every name the example references, chosen by the kind the operator's port accepts
-  (`PROVIDERS`: Cohort, Features, Mask, Model, Network, TrainedModel, ...), all derived from one small cohort
-  (`COHORTS`: a tabular binary set, a 16^3 phantom, a survival set, multi-channel phantom manifests);
-- a *consumer* when the operator is not a sink (`CONSUMERS`, by output kind), so that pruning keeps it:
-  features feed a model and an evaluation, a model an evaluation, a network a training and its scoring, ...
+- *providers* for every name the example references, chosen by the kinds the operator's port accepts
+  (`PROVIDERS`: Features, Mask, Model, Network, TrainedModel; a `name.attr` reference makes `name` a cohort), all
+  derived from cohorts of one variant (`COHORTS`: a tabular binary set, a CT-like phantom manifest with air around
+  the body, the `phantom` operator, a habitat label map, a survival set, multi-channel manifests);
+- a *consumer* when the operator is not a sink (`CONSUMERS`, by output kind), so that pruning keeps it: a cohort
+  feeds an extraction or a model and an evaluation, features a model and an evaluation, a model an evaluation,
+  a mask an extraction, a network a training, a trained network its scoring or Grad-CAM.
 
-The variants of each provider, consumer and cohort are tried in order (cheapest first) until the fragment
-compiles with no error; an operator for which none does gets `FixtureError` naming it and the last diagnostics.
+The variants of cohorts, providers and consumers are tried in order (cheapest first) until the fragment compiles
+with no error; if none does, `FixtureError` names the operator and shows the closest attempt's diagnostics.
 With `tiny=True` the example's costly settings are shrunk by `TINY` (by setting name: epochs, bootstrap, folds,
-phantom cases and size, network channels, ...), so one run takes seconds. Nothing here names an operator under
-test: a new operator is exercised through its declaration (kind, ports, output) and its examples.
+phantom cases and size, network channels, ...), so one run takes seconds. The building blocks name a few operators
+(the fixture's upstream and downstream stages); the operator under test is never named: a new operator is
+exercised through its declaration (statement kind, ports, output, sink) and its examples.
 """
 
 from __future__ import annotations
