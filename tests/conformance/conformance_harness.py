@@ -13,9 +13,7 @@ from __future__ import annotations
 
 import functools
 import json
-import os
 import re
-import subprocess
 import sys
 import traceback
 from dataclasses import dataclass
@@ -30,7 +28,7 @@ from radlang.registry import all_ops
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "render"))
-from render_helpers import NO_RADLANG, run_script  # noqa: F401  (run_script: for test_run_overrides)
+from render_helpers import run_script
 
 
 @dataclass(frozen=True)
@@ -119,14 +117,17 @@ def compile_spec(spec: Path):
     return res.study
 
 
+RUN_RECORDS = ("run.json",)   # timings and platform
+
+
 def all_files(root: Path) -> dict[str, bytes]:
-    """Every file a run wrote, but run.json (timings, platform) and the cache; an output that names its own
-    folder (a checkpoint path) is compared with that folder written as <out>."""
+    """Every file a run wrote, but its records (RUN_RECORDS) and hidden entries (the cache, the out folder's lock and
+    marker)."""
     out = {}
     for p in sorted(root.rglob("*")):
         rel = p.relative_to(root).as_posix()
-        if p.is_file() and rel != "run.json" and not rel.startswith(".cache/"):
-            out[rel] = p.read_bytes().replace(str(root).encode(), b"<out>")
+        if p.is_file() and rel not in RUN_RECORDS and not rel.startswith("."):
+            out[rel] = p.read_bytes()
     return out
 
 
@@ -140,25 +141,29 @@ class GroupRun:
 
 
 def run_group(root: Path, group: str) -> GroupRun:
-    """One study holding every member's fixture: run it, render it, run the script (concurrently), collect files."""
+    """One study holding every member's fixture: run it, render it, run the script, collect files.
+
+    Both write into the same folder (<root>/out, moved aside after each), so that an output naming its own folder
+    (a checkpoint path, and then the sha256 of that file in manifest.json) is the same bytes in both."""
     fixtures = [fx for name in members(group) if isinstance(fx := run_fixtures()[name], Fixture)]
     spec = write_spec(root, fixtures, f"conformance: {group}")
     study = compile_spec(spec)
     script = render_to_file(study, root / "study.py")
-    run_dir, script_dir = root / "run", root / "script"
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    proc = subprocess.Popen([sys.executable, "-c", NO_RADLANG, str(script), "--out", str(script_dir)], cwd=str(root),
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    out, run_dir, script_dir = root / "out", root / "run", root / "script"
     error = ""
     try:
-        run_study(study, out=run_dir, workers=1, quiet=True)
+        run_study(study, out=out, workers=1, quiet=True)
     except RunError as e:
         error = "`radlang run` stopped: " + "; ".join(f"{d.code} {d.message}" for d in e.diagnostics)
-    except Exception as e:  # noqa: BLE001  a traceback is a defect too: report it with the rest, after the script has finished
+    except Exception as e:  # noqa: BLE001  a traceback is a defect too: report it, and still run the script
         error = f"`radlang run` raised {type(e).__name__}: {e}\n" + "".join(traceback.format_exception(e)[-6:])
-    _, stderr = proc.communicate(timeout=600)
+    if out.exists():
+        out.rename(run_dir)
+    proc = run_script(script, "--out", str(out), cwd=root, timeout=600)
     if proc.returncode != 0:
-        error += f"\nthe rendered script exited {proc.returncode}: {stderr[-3000:]}"
+        error += f"\nthe rendered script exited {proc.returncode}: {proc.stderr[-3000:]}"
+    if out.exists():
+        out.rename(script_dir)
     hashes = tuple(json.loads((d / "run.json").read_text())["spec"]["sha256"] if (d / "run.json").exists() else None
                    for d in (run_dir, script_dir))
     return GroupRun(all_files(run_dir) if run_dir.exists() else {}, all_files(script_dir) if script_dir.exists() else {},
@@ -180,3 +185,7 @@ def check_member(result: GroupRun, name: str):
     assert sorted(ran) == sorted(scripted), f"`{name}`: run and script wrote different files: {sorted(set(ran) ^ set(scripted))}"
     differ = [k for k in ran if ran[k] != scripted[k]]
     assert not differ, f"`{name}`: run and the rendered script differ in {differ}"
+    # the files no operator owns (manifest.json: every artefact with its sha256) hold for the whole group
+    shared = sorted(k for k in result.ran.keys() | result.scripted.keys() if not any(owned(k, n) for n in run_fixtures()))
+    differ = [k for k in shared if result.ran.get(k) != result.scripted.get(k)]
+    assert not differ, f"run and the rendered script differ in {differ}"
