@@ -185,7 +185,12 @@ def check_member(result: GroupRun, name: str):
     assert sorted(ran) == sorted(scripted), f"`{name}`: run and script wrote different files: {sorted(set(ran) ^ set(scripted))}"
     differ = [k for k in ran if ran[k] != scripted[k]]
     assert not differ, f"`{name}`: run and the rendered script differ in {differ}"
-    # the files no operator owns (manifest.json: every artefact with its sha256) hold for the whole group
+
+
+def check_shared(result: GroupRun):
+    """The files no operator owns (manifest.json: the graph, params, seeds and every artefact's sha256) are the same."""
+    assert not result.error, result.error
     shared = sorted(k for k in result.ran.keys() | result.scripted.keys() if not any(owned(k, n) for n in run_fixtures()))
+    assert "manifest.json" in shared
     differ = [k for k in shared if result.ran.get(k) != result.scripted.get(k)]
     assert not differ, f"run and the rendered script differ in {differ}"

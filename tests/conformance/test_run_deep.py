@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import pytest
-from conformance_harness import check_member, members, run_group
+from conformance_harness import check_member, check_shared, members, run_group
 
 GROUP = "deep"
 
@@ -17,3 +17,7 @@ def result(tmp_path_factory):
 @pytest.mark.parametrize("name", members(GROUP))
 def test_run_equals_render(result, name):
     check_member(result, name)
+
+
+def test_shared_files_equal(result):
+    check_shared(result)
