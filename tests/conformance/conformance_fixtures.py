@@ -317,6 +317,24 @@ class Example:
         return cls(op, text, stmt, refs, max(labels, default=0))
 
 
+def _strings(value):
+    if isinstance(value, ir.Str):
+        yield value.value
+    elif isinstance(value, ir.ListV):
+        for item in value.items:
+            yield from _strings(item)
+    elif isinstance(value, ir.CallV):
+        for a in value.args:
+            yield from _strings(a.value)
+
+
+# Files an example names by their kind (suffix), written beside the spec: a YAML file is a PyRadiomics parameter file
+# (`pyradiomics { params: from_params("Params.yaml") }`). A CSV is written from the stage's settings (write_example_file).
+EXAMPLE_FILES = {
+    ".yaml": "setting:\n  binWidth: 25\nimageType:\n  Original: {}\nfeatureClass:\n  firstorder:\n",
+}
+
+
 def _refs(value):
     if isinstance(value, ir.Ref):
         yield value
@@ -397,7 +415,8 @@ class Fixture:
     prefix: str
     text: str                   # the statements (no `study` header)
     cohort_variant: str
-    files: list[tuple[str, dict]] = field(default_factory=list)   # (path relative to the spec, stage params) to write
+    files: list[tuple[str, dict]] = field(default_factory=list)   # (path relative to the spec, stage params): CSVs to write
+    texts: list[tuple[str, str]] = field(default_factory=list)    # (path relative to the spec, text): other files to write
 
 
 def study_text(title: str, bodies: list[str]) -> str:
@@ -452,7 +471,9 @@ def fixture(op, example: str, prefix: str, tiny: bool, spec: Path) -> Fixture:
                 continue
             files = [(s.params["path"], s.params) for s in res.study.stages
                      if s.name == stage and isinstance(s.params.get("path"), str)]
-            return Fixture(op.name, example, stage, prefix, body, variant, files)
+            texts = [(v, EXAMPLE_FILES[Path(v).suffix]) for _, value in _settings(op, ex.stmt) for v in _strings(value)
+                     if Path(v).suffix in EXAMPLE_FILES]
+            return Fixture(op.name, example, stage, prefix, body, variant, files, texts)
         errors = [f"  {d.code} {d.message}" for d in res.diagnostics if d.severity == "error"]
         best = min(best, (len(errors), next(attempts), "\n".join(errors) + "\n" + body))
     raise FixtureError(f"`{op.name}`: no fixture study compiles around the example {example!r}; "

@@ -106,6 +106,8 @@ def write_spec(root: Path, fixtures: list[Fixture], title: str) -> Path:
     for f in fixtures:
         for rel, params in f.files:
             write_example_file(spec.parent, rel, params, rows["dev"], spec.parent / DATA / "dev")
+        for rel, text in f.texts:
+            (spec.parent / rel).write_text(text, encoding="utf-8")
     spec.write_text(study_text(title, [f.text for f in fixtures]), encoding="utf-8")
     return spec
 

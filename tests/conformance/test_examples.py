@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from conformance_fixtures import fixture, study_text
+from conformance_fixtures import DATA, fixture, study_text, write_data, write_example_file
 from conformance_harness import GROUPS, OVERRIDES, members, run_fixtures
 
 from radlang.registry import all_ops
@@ -21,10 +21,22 @@ def test_operator_has_examples(op):
     assert op.examples, f"operator `{op.name}` has no doc examples: add `examples=(...)` to its registration in radlang/ops/"
 
 
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    """One folder for every example's spec, with the fixture cohorts' data (`radlang check` reads the data a spec names)."""
+    folder = tmp_path_factory.mktemp("examples")
+    return folder, write_data(folder)
+
+
 @pytest.mark.parametrize("op,i", EXAMPLES, ids=[f"{op.name}-{i}" for op, i in EXAMPLES])
-def test_example_checks_and_plans(op, i, tmp_path):
-    spec = tmp_path / "study.rad"
+def test_example_checks_and_plans(op, i, data):
+    folder, rows = data
+    spec = folder / f"{op.name}-{i}.rad"
     fx = fixture(op, op.examples[i], "ex", tiny=False, spec=spec)
+    for rel, params in fx.files:
+        write_example_file(folder, rel, params, rows["dev"], folder / DATA / "dev")
+    for rel, text in fx.texts:
+        (folder / rel).write_text(text, encoding="utf-8")
     spec.write_text(study_text(f"example {i} of {op.name}", [fx.text]), encoding="utf-8")
     rc, out, err = run_cli(["check", spec, "--format", "json"])
     assert rc == 0, f"`{op.name}` example {op.examples[i]!r} does not check:\n{out}{err}"
