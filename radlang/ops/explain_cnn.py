@@ -194,7 +194,8 @@ def run_gradcam(stage, ctx):
             centre = [s // 2 for s in heat.shape]
         png = overlay_png(c["image"], heat, centre, c["geometry"]["spacing"], f"{c['case']}: class {cls}, p = {prob[cls]:.2f}")
         atomic_write_bytes(folder / f"{c['case']}_gradcam.png", png)
-        summary.append({"case": c["case"], "class": cls, "probabilities": [float(v) for v in prob], "heatmap": str(dest)})
+        summary.append({"case": c["case"], "class": cls, "probabilities": [float(v) for v in prob],
+                        "heatmap": dest.relative_to(ctx.out).as_posix()})   # relative to the out folder: the same bytes anywhere
     atomic_write_text(folder / "gradcam.json", json.dumps({"layer": layer, "cases": summary}, indent=2, sort_keys=True) + "\n")
     ctx.keys[stage.name] = ctx.stage_key(stage)
     return summary

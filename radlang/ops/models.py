@@ -279,8 +279,14 @@ _register("logistic", LogisticSettings, ("binary", "multiclass"),
           "Logistic regression (scikit-learn), with imputation and scaling inside the fitted pipeline.",
           ("model clf = logistic(sig, target: train.outcome) { C: 1.0 }",
            "model clf = logistic(sig, target: train.outcome) { search: grid(C: [0.01, 0.1, 1, 10]) }"))
-_register("random_forest", ForestSettings, ("binary", "multiclass"), "Random forest (scikit-learn).")
-_register("svm", SvmSettings, ("binary", "multiclass"), "Support vector machine with Platt-scaled probabilities (scikit-learn SVC).")
-_register("gradient_boosting", BoostingSettings, ("binary", "multiclass"), "Gradient boosting (scikit-learn).")
-_register("knn", KnnSettings, ("binary", "multiclass"), "k-nearest neighbours (scikit-learn).")
-_register("cox", CoxSettings, ("survival",), "Cox proportional hazards with a ridge penalty (scikit-survival); evaluated by the C-index.")
+_register("random_forest", ForestSettings, ("binary", "multiclass"), "Random forest (scikit-learn).",
+          ("model rf = random_forest(sig, target: train.outcome) { n_estimators: 300, min_samples_leaf: 2 }",
+           "model rf = random_forest(sig, target: train.outcome) { n_estimators: 100, search: grid(max_depth: [3, 5, none]) }"))
+_register("svm", SvmSettings, ("binary", "multiclass"), "Support vector machine with Platt-scaled probabilities (scikit-learn SVC).",
+          ("model sv = svm(sig, target: train.outcome) { C: 1.0, class_weight: balanced }",))
+_register("gradient_boosting", BoostingSettings, ("binary", "multiclass"), "Gradient boosting (scikit-learn).",
+          ("model gb = gradient_boosting(sig, target: train.outcome) { n_estimators: 100, learning_rate: 0.05, max_depth: 2 }",))
+_register("knn", KnnSettings, ("binary", "multiclass"), "k-nearest neighbours (scikit-learn).",
+          ("model nn = knn(sig, target: train.outcome) { k: 7 }",))
+_register("cox", CoxSettings, ("survival",), "Cox proportional hazards with a ridge penalty (scikit-survival); evaluated by the C-index.",
+          ("model risk = cox(clin, target: gb.outcome) { alpha: 0.1 }",))

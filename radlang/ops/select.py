@@ -391,9 +391,11 @@ def _register(name, settings, impl, fit, supervised, doc, infer=None, extra_port
 
 
 _register("variance", VarianceSettings, make_variance, "data", False,
-          "Drop features whose variance (on the training fold) is at or below `min`.")
+          "Drop features whose variance (on the training fold) is at or below `min`.",
+          examples=("select keep = variance(rad) { min: 0.0 }",))
 _register("correlation", CorrelationSettings, make_correlation, "data", False,
-          "Correlation redundancy: walking the columns in order, drop each feature whose |r| with an already kept one exceeds `max`.")
+          "Correlation redundancy: walking the columns in order, drop each feature whose |r| with an already kept one exceeds `max`.",
+          examples=("select nored = correlation(keep) { max: 0.9 }",))
 _register("icc", IccSettings, make_icc, "data", False,
           "Robustness: keep features whose ICC (pingouin's forms) across the original extraction, each perturbation "
           "(mask erosion, dilation, intensity noise) and an optional test-retest cohort is at least `min`; computed on training cases only.",
@@ -401,13 +403,16 @@ _register("icc", IccSettings, make_icc, "data", False,
           extra_ports=(Port("retest", ("Cohort",), optional=True, doc="a test-retest cohort: the same case ids, re-imaged"),),
           examples=("select robust = icc(rad) { min: 0.75, perturb: [erode(1), dilate(1), noise(10HU)] }",))
 _register("univariate", UnivariateSettings, make_univariate, "outcome", True,
-          "Univariate tests (Mann-Whitney / Kruskal-Wallis / t / ANOVA; F for continuous outcomes) with FDR correction.")
+          "Univariate tests (Mann-Whitney / Kruskal-Wallis / t / ANOVA; F for continuous outcomes) with FDR correction.",
+          examples=("select sig = univariate(robust, target: train.outcome) { fdr: 0.05 }",))
 _register("lasso", LassoSettings, make_lasso, "outcome", True,
           "LASSO: an L1-penalised model (logistic, or linear for continuous outcomes) with internal CV on standardised "
           "features; keeps the features with non-zero coefficients.",
-          infer=lambda ctx: _features_out(ctx, True, ("binary", "multiclass", "continuous")), inner_cv="cv")
+          infer=lambda ctx: _features_out(ctx, True, ("binary", "multiclass", "continuous")), inner_cv="cv",
+          examples=("select las = lasso(robust, target: train.outcome) { cv: 5, max_features: 10 }",))
 _register("kbest", KBestSettings, make_kbest, "outcome", True,
-          "The k features with the highest mutual information with the outcome.")
+          "The k features with the highest mutual information with the outcome.",
+          examples=("select mi = kbest(robust, target: train.outcome) { k: 10 }",))
 
 
 def __getattr__(name):
