@@ -33,6 +33,7 @@ def gradcam_case(net, image, mask, patch, layer, class_index=None):
     import torch
     from monai.visualize import GradCAM
 
+    torch.set_num_threads(1)        # as in training: the same heatmaps whatever the machine's core count
     crop, start = classification_crop(image, mask, patch)
     x = torch.from_numpy(crop[None])
     net.eval()

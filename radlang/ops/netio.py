@@ -103,6 +103,7 @@ def predict_volume(net, image, params, head, device="cpu", mask=None):
     import torch
     from monai.inferers import sliding_window_inference
 
+    torch.set_num_threads(1)        # as in training: the same predictions whatever the machine's core count
     net.eval()
     with torch.no_grad():
         if head == "classification":

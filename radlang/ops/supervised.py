@@ -116,6 +116,9 @@ def train_network(cases, build, spec, params, seed, head, progress=None):
     import numpy as np
     import torch
 
+    # one intra-op thread: float sums in another order (another core count) give other weights, so the same spec and
+    # data give the same network on any machine, in `radlang run`, its workers and the rendered script alike
+    torch.set_num_threads(1)
     torch.manual_seed(int(seed))
     rng = np.random.default_rng(int(seed))
     want = params.get("device", "auto")

@@ -135,7 +135,7 @@ def test_lock_file_pins_what_the_script_imports(tmp_path):
     pins = dict(line.split("==") for line in (tmp_path / "requirements.lock").read_text().splitlines())
     for pkg in ("numpy", "pandas", "SimpleITK", "pyradiomics", "scikit-learn", "scipy"):
         assert pins[pkg] == version(pkg), pkg
-    head = out.read_text().split("from __future__")[0]
+    head = out.read_text(encoding="utf-8").split("from __future__")[0]
     assert all(f"#     {k}=={v}" in head for k, v in pins.items())
     assert out.stat().st_mode & 0o111, "the script is executable (it has a shebang)"
 
