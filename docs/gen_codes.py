@@ -8,9 +8,11 @@ The table lies between the two marker lines below; everything else in the file i
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from generated_section import regenerate, splice
 
 DOC = Path(__file__).resolve().parent / "language.md"
 BEGIN = "<!-- BEGIN GENERATED DIAGNOSTIC CODES (docs/gen_codes.py) -->"
@@ -36,28 +38,11 @@ def generated() -> str:
 
 
 def render(text: str) -> str:
-    if BEGIN not in text or END not in text:
-        raise SystemExit(f"{DOC}: the markers {BEGIN!r} and {END!r} are missing")
-    head, rest = text.split(BEGIN, 1)
-    _, tail = rest.split(END, 1)
-    return f"{head}{BEGIN}\n{generated()}{END}{tail}"
+    return splice(text, BEGIN, END, generated(), DOC)
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--check", action="store_true", help="only report whether the table is up to date")
-    a = ap.parse_args(argv)
-    old = DOC.read_text(encoding="utf-8")
-    new = render(old)
-    if a.check:
-        if new != old:
-            print(f"{DOC} is out of date: run `python docs/gen_codes.py`", file=sys.stderr)
-            return 1
-        return 0
-    if new != old:
-        DOC.write_text(new, encoding="utf-8")
-        print(f"updated {DOC}")
-    return 0
+    return regenerate(DOC, render, "docs/gen_codes.py", __doc__.splitlines()[0], argv)
 
 
 if __name__ == "__main__":
