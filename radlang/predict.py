@@ -118,7 +118,7 @@ def predict(study, stage_name, input_path, output, out=None, workers=1, quiet=Tr
     graph = stage.extra["refit"]
     by = study.by_name()
     cohort = by[card["cohort"]]
-    reader = registry.resolve(registry.get(cohort.op).read_file)
+    reader = registry.get(cohort.op).read_file
     if reader is None:
         raise PredictError([Diagnostic("E733", f"`{card['cohort']}` ({cohort.op}) reads no file, so new cases cannot be read like it", cohort.span)])
     needed = set()

@@ -179,14 +179,6 @@ def get(name: str) -> Operator | None:
     return op
 
 
-def resolve(ref: Callable | str | None) -> Callable | None:
-    """A declared function, given directly or as "module:function" (imported only when it is needed)."""
-    if ref is None or callable(ref):
-        return ref
-    module, _, name = ref.partition(":")
-    return getattr(importlib.import_module(module), name)
-
-
 def all_ops() -> list[Operator]:
     _load()
     return [_REGISTRY[k] for k in sorted(_REGISTRY)]

@@ -33,7 +33,7 @@ def features_for(ctx, feature_stage, cohort_df, perturb=None):
     the operator's own `on_cohort`."""
     from radlang import registry
 
-    fn = registry.resolve(registry.get(feature_stage.op).on_cohort)
+    fn = registry.get(feature_stage.op).on_cohort
     if fn is None:
         raise RunError([Diagnostic("E646", f"`{feature_stage.name}` ({feature_stage.op}) cannot be computed on another cohort",
                                    feature_stage.span)])

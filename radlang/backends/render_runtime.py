@@ -99,10 +99,6 @@ class Registry:
     def get(self, name):
         return self.ops.get(name)
 
-    def resolve(self, fn):
-        """A declared function: in the script it is the (inlined) function itself."""
-        return fn
-
 
 registry = Registry()
 
