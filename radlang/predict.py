@@ -54,8 +54,8 @@ def load_card(out: Path, stage) -> tuple[dict, bytes]:
         raise PredictError([Diagnostic("E731", f"no saved model for `{stage.name}` in `{out}`", stage.span,
                                        hint="run the study first (`radlang run`), with the same `--out`")]) from None
     if hashlib.sha256(data).hexdigest() != card.get("sha256"):
-        raise PredictError([Diagnostic("E732", f"`{model_path}` does not match the sha256 recorded in `{card_path}`: it changed after the run",
-                                       stage.span, hint="run the study again to refit and save the model")])
+        raise PredictError([Diagnostic("E732", f"`{model_path}` does not match the sha256 recorded in `{card_path}`: "
+                                       "it changed after the run", stage.span, hint="run the study again to refit and save the model")])
     return card, data
 
 
@@ -113,14 +113,16 @@ def predict(study, stage_name, input_path, output, out=None, workers=1, quiet=Tr
     stage = validation_stage(study, stage_name)
     output = Path(output)
     if not output.parent.is_dir() or output.is_dir():
-        raise PredictError([Diagnostic("E737", f"cannot write `{output}`: {'it is a folder' if output.is_dir() else 'its folder does not exist'}")])
+        why = "it is a folder" if output.is_dir() else "its folder does not exist"
+        raise PredictError([Diagnostic("E737", f"cannot write `{output}`: {why}")])
     card, data = load_card(resolve_out(study, out), stage)
     graph = stage.extra["refit"]
     by = study.by_name()
     cohort = by[card["cohort"]]
     reader = registry.get(cohort.op).read_file
     if reader is None:
-        raise PredictError([Diagnostic("E733", f"`{card['cohort']}` ({cohort.op}) reads no file, so new cases cannot be read like it", cohort.span)])
+        raise PredictError([Diagnostic("E733", f"`{card['cohort']}` ({cohort.op}) reads no file, so new cases cannot be read like it",
+                                       cohort.span)])
     needed = set()
     for s in graph["sources"]:
         needed |= {s} | set(_ancestors(study, s))
@@ -133,8 +135,8 @@ def predict(study, stage_name, input_path, output, out=None, workers=1, quiet=Tr
     missing = [c for c in card["columns"] if c not in X.columns]
     if missing:
         shown = ", ".join(f"`{c}`" for c in missing[:8]) + (f" and {len(missing) - 8} more" if len(missing) > 8 else "")
-        raise RunError([Diagnostic("E663", f"`{input_path}`: the model of `{stage.name}` needs feature column(s) the new cases lack: {shown}",
-                                   stage.span, hint="give the new cases the same columns (and images) as the training cohort")])
+        raise RunError([Diagnostic("E663", f"`{input_path}`: the model of `{stage.name}` needs feature column(s) the new cases "
+                                   f"lack: {shown}", stage.span, hint="give the new cases the same columns (and images) as the training cohort")])
     X = X.loc[new_df["case_id"][new_df["case_id"].isin(X.index.astype(str))], card["columns"]].astype(float)
     model = load_model(data, stage)
     rows = {"case_id": list(X.index)}
