@@ -119,7 +119,7 @@ CODES: dict[str, Code] = {c.code: c for c in (
     _c("E505", "a join of two branches of one table without `prefix: true`", "checks/design.py", "the same column could come out of both branches"),
     _c("E506", "the joins one validation refits match rows differently", "checks/design.py", "one `by:` for every join in a refit graph"),
     # runtime: radiomics data (cohorts and per-case feature extraction)
-    _c("E601", "a cohort's case data is missing or malformed", "backends/glue.py ops/features.py checks/data.py", "a file not found or not given, an empty or repeated case id, a missing or bad outcome (stray labels name their cases); `radlang check` finds a missing manifest, column or file"),
+    _c("E601", "a cohort's case data is missing or malformed", "backends/glue.py ops/features.py ops/cohorts.py checks/data.py", "a file not found or not given, an empty or repeated case id, a missing or bad outcome (stray labels name their cases); `radlang check` finds a missing manifest, column or file"),
     _c("E602", "an unreadable or corrupt file", "ops/cohorts.py ops/features.py ops/netio.py checks/data.py", "an image, a mask, a PyRadiomics params file; the message names case, column and file"),
     _c("E603", "the cohort table lacks the image or mask column the feature stage needs", "ops/features.py"),
     _c("E604", "the mask's geometry differs from the image's", "ops/segment.py ops/features.py", "size, spacing, origin or direction; `on_mismatch: resample` on `mask` resamples it. An image of another number of dimensions than its mask is named itself"),
@@ -135,7 +135,7 @@ CODES: dict[str, Code] = {c.code: c for c in (
     _c("E624", "the patch size is not divisible by the network's downsampling", "ops/supervised.py"),
     _c("E625", "the network has no layer of that name", "ops/explain_cnn.py", "Grad-CAM's `layer`; the hint lists layers near the output"),
     # runtime: tabular data, validation
-    _c("E640", "a built-in dataset cannot be loaded", "ops/datasets.py checks/data.py", "bad rows, a package that is not installed, a row range with no cases"),
+    _c("E640", "a built-in dataset cannot be loaded", "ops/datasets.py", "bad rows, a package that is not installed, a row range with no cases"),
     _c("E641", "a clinical column is not numeric", "ops/datasets.py"),
     _c("E642", "the outcome has a single class", _EVAL),
     _c("E643", "too few cases for the cross-validation", _EVAL, "fewer cases per class, or patients, than folds; fewer than two sites for leave-one-site-out"),

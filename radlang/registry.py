@@ -100,6 +100,7 @@ class Operator:
     examples: tuple[str, ...] = ()
     raters: bool = False             # a fitted selector whose factory gets re-extractions of its input (perturbations, retest)
     read_file: Callable | None = None  # a cohort's: (ctx, stage, path) -> the cohort table of another file, read like its own
+    check_data: Callable | None = None  # (stage, bound, spec folder, diags, listings) -> cohort facts: what `check` reads of its files
     inner_cv: str | None = None      # a fitted stage's setting that sets its own inner CV folds (checked against each training set)
 
     def __post_init__(self):

@@ -7,7 +7,7 @@ source feature tables, the nodes between them, the edges). From it this module b
   sources matched like a join, their columns named `<source>.<column>`);
 - the same table on another cohort (an external cohort, a perturbed re-extraction, a retest cohort), through
   each source operator's own `on_cohort`;
-- the recipe of the fitted graph as plain data (`{"source": ...}`, `{"step": ...}`, `{"join": ...}` nodes), which
+- the recipe of the fitted graph as plain data (`{"source": ...}`, `{"step": ...}`, `{"concat": ...}` nodes), which
   the model operator's self-contained `assemble_pipeline` turns into one scikit-learn estimator inside each
   fold. No operator is named here: a fitted node is a step built by its operator's factory (`impl`), a node
   that is not fitted combines its inputs' columns (a join).
@@ -107,7 +107,7 @@ def recipe(ctx, refit, columns, fold_inputs):
         ins = inputs_of(refit, name)
         if s.fit != "none":
             return {"step": [s.name, registry.get(s.op).impl, s.params, s.seed, fold_inputs.get(s.name, {})], "input": node(ins[0])}
-        return {"join": s.name, "prefix": bool(s.params.get("prefix")), "inputs": [node(u) for u in ins], "names": ins}
+        return {"concat": s.name, "prefix": bool(s.params.get("prefix")), "inputs": [node(u) for u in ins], "names": ins}
 
     return node(inputs_of(refit, refit["model"])[0])
 

@@ -21,7 +21,6 @@ from pathlib import Path
 
 from radlang.diagnostics import Diagnostic, did_you_mean
 
-MISSING = ("", "na", "nan", "none", "null")   # outcome values load_manifest reads as missing (load_table: only "")
 SHOWN = 5                                        # missing files listed by name, per column
 
 
@@ -47,7 +46,7 @@ def listed(path: str, listings: dict) -> bool:
     return name in names or (name in ("", os.curdir, os.pardir) and os.path.exists(path))
 
 
-def _span(bound, setting, index=None):
+def span_of(bound, setting, index=None):
     if bound is None:
         return None
     if index is not None and (setting, index) in bound.spans:
@@ -56,58 +55,33 @@ def _span(bound, setting, index=None):
 
 
 def check_data(stages: dict, bounds: dict, diags: list) -> dict[str, dict]:
-    """`stages`: name -> Stage (checked), `bounds`: name -> Bound (for spans). Appends diagnostics; returns
-    cohort name -> {"cases": n, "classes": {label: n} or None, "grouped": bool} for the cohorts whose size it knows."""
+    """`stages`: name -> Stage (checked), `bounds`: name -> Bound (for spans). Each stage's operator says what it reads
+    (its `check_data`: the generic readers below, with its own columns and codes). Appends diagnostics; returns cohort
+    name -> {"cases": n, "classes": {label: n} or None, "grouped": bool} for the cohorts whose size it knows."""
+    from radlang import registry
+
     facts: dict[str, dict] = {}
     listings: dict[str, set] = {}                  # folder -> the names in it, read once per check
     for name, st in stages.items():
-        if st.op == "phantom":
-            n = int(st.params["cases"])
-            facts[name] = {"cases": n, "classes": {"0": n - n // 2, "1": n // 2}, "grouped": False}
-        elif st.op in ("manifest", "table"):
-            folder = spec_folder(st)
-            if folder is not None:
-                got = _check_csv(st, bounds.get(name), folder, diags, listings)
-                if got is not None:
-                    facts[name] = got
-        elif st.op == "pyradiomics" and st.params.get("params"):
-            folder = spec_folder(st)
-            if folder is not None:
-                _check_params_file(st, bounds.get(name), folder, diags)
+        hook = registry.get(st.op).check_data
+        if hook is not None:
+            got = hook(st, bounds.get(name), spec_folder(st), diags, listings)
+            if got is not None:
+                facts[name] = got
     return facts
 
 
-def _columns(st) -> tuple[list, list]:
-    """(the columns a cohort CSV must have as (role, column, setting, index in a list setting), the path columns as
-    (column, setting, index)): `manifest` through the operator's own list, `table` from its settings."""
-    from radlang.ops.cohorts import manifest_columns
-
-    p = st.params
-    if st.op == "table":
-        o = p.get("outcome") or {}
-        wanted = [("id", p["id"], "id", None)] + [(r, p[r], r, None) for r in ("patient", "site") if p.get(r)]
-        wanted += [(f"outcome {k}" if k != "column" else "outcome", o[k], "outcome", None) for k in ("column", "time", "event") if o.get(k)]
-        wanted += [("feature", c, "columns", i) for i, c in enumerate(p.get("columns") or [])]
-        return wanted, []
-    images = p["image"] if isinstance(p["image"], list) else [p["image"]]
-    listed = {"image": images if isinstance(p["image"], list) else [], "clinical": p.get("clinical") or []}
-    wanted = [(role, c, {"outcome time": "outcome", "outcome event": "outcome"}.get(role, role),
-               listed[role].index(c) if c in listed.get(role, []) else None) for role, c in manifest_columns(p)]
-    paths = [(c, "image", i if isinstance(p["image"], list) else None) for i, c in enumerate(images)]
-    if p.get("mask"):
-        paths.append((p["mask"], "mask", None))
-    return wanted, paths
-
-
-def _check_csv(st, bound, folder: Path, diags: list, listings: dict) -> dict | None:
+def check_csv(st, bound, folder: Path, diags: list, listings: dict, *, what: str, code: str, wanted: list, path_cols: list,
+              missing: tuple) -> dict | None:
+    """A cohort CSV (a manifest, a table): its header has every column the stage names, every file of its path columns
+    exists. wanted: (role, column, setting, index in a list setting); path_cols: (column, setting, index); code: what
+    `radlang run` reports the same problems as; missing: outcome values read as missing (lower case)."""
     import csv
 
     p = st.params
-    what = "table" if st.op == "table" else "manifest"
-    code = "E640" if st.op == "table" else "E601"        # what `radlang run` reports a table's and a manifest's problems as
     path = Path(p["path"]) if os.path.isabs(p["path"]) else folder / p["path"]
     mpath = os.path.abspath(path)
-    where = _span(bound, "path") or st.span
+    where = span_of(bound, "path") or st.span
     try:
         with open(mpath, encoding="utf-8", newline="") as fh:
             rows = [r for r in csv.reader(fh) if any(c.strip() for c in r)]
@@ -125,11 +99,10 @@ def _check_csv(st, bound, folder: Path, diags: list, listings: dict) -> dict | N
     header = [c.strip() for c in rows[0]]
     body = rows[1:]
     col = {c: i for i, c in reversed(list(enumerate(header)))}
-    wanted, path_cols = _columns(st)
     absent_cols = [(role, c, setting, idx) for role, c, setting, idx in wanted if c not in col]
     for role, c, setting, idx in absent_cols:
         diags.append(Diagnostic(code, f"`{st.name}`: column `{c}`, file `{mpath}`: the {what} has no column `{c}` (the {role} column)",
-                                _span(bound, setting, idx) or st.span,
+                                span_of(bound, setting, idx) or st.span,
                                 hint=did_you_mean(c, header) or f"its columns are: {', '.join(header)}"))
     if absent_cols:
         return None
@@ -155,7 +128,7 @@ def _check_csv(st, bound, folder: Path, diags: list, listings: dict) -> dict | N
             shown = ", ".join(f"case `{cid}` (`{f}`)" for cid, f in absent[:SHOWN])
             more = f" and {len(absent) - SHOWN} more" if len(absent) > SHOWN else ""
             diags.append(Diagnostic("E601", f"`{st.name}`: column `{c}`: {len(absent)} of {len(body)} file(s) not found: {shown}{more}",
-                                    _span(bound, setting, idx) or st.span,
+                                    span_of(bound, setting, idx) or st.span,
                                     hint=f"paths in the manifest are relative to it ({base})"))
     out = p.get("outcome")
     classes = None
@@ -163,18 +136,19 @@ def _check_csv(st, bound, folder: Path, diags: list, listings: dict) -> dict | N
         classes = {}
         for r in body:
             v = cell(r, out["column"])
-            if (v.lower() not in MISSING) if st.op == "manifest" else v != "":
+            if v.lower() not in missing:
                 classes[v] = classes.get(v, 0) + 1
     patients = [cell(r, p["patient"]) for r in body] if p.get("patient") else None
     return {"cases": len(body), "classes": classes, "grouped": patients is not None and len(set(patients)) < len(patients)}
 
 
-def _check_params_file(st, bound, folder: Path, diags: list):
+def check_params_file(st, bound, folder: Path, diags: list):
+    """A PyRadiomics params file (`params: from_params(...)`): readable, YAML, within PyRadiomics' schema."""
     from radlang.checks.pyradiomics_params import params_problems
 
     rel = st.params["params"]
     path = rel if os.path.isabs(rel) else str(folder / rel)
-    where = _span(bound, "params") or st.span
+    where = span_of(bound, "params") or st.span
     try:
         with open(path, encoding="utf-8") as fh:
             text = fh.read()

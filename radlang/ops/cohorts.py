@@ -618,6 +618,33 @@ def run_manifest(stage, ctx):
     return df
 
 
+MANIFEST_MISSING = ("", "na", "nan", "none", "null")   # outcome values load_manifest reads as missing
+
+
+def manifest_check_data(st, bound, folder, diags, listings):
+    """`radlang check`: the manifest's header names every column the stage names, and every image and mask exists."""
+    from radlang.checks.data import check_csv
+
+    if folder is None:
+        return None
+    p = st.params
+    images = p["image"] if isinstance(p["image"], list) else [p["image"]]
+    in_lists = {"image": images if isinstance(p["image"], list) else [], "clinical": p.get("clinical") or []}
+    wanted = [(role, c, {"outcome time": "outcome", "outcome event": "outcome"}.get(role, role),
+               in_lists[role].index(c) if c in in_lists.get(role, []) else None) for role, c in manifest_columns(p)]
+    paths = [(c, "image", i if isinstance(p["image"], list) else None) for i, c in enumerate(images)]
+    if p.get("mask"):
+        paths.append((p["mask"], "mask", None))
+    return check_csv(st, bound, folder, diags, listings, what="manifest", code="E601", wanted=wanted, path_cols=paths,
+                     missing=MANIFEST_MISSING)
+
+
+def phantom_check_data(st, bound, folder, diags, listings):
+    """`radlang check`: nothing to read; the cohort's size and classes follow from the settings."""
+    n = int(st.params["cases"])
+    return {"cases": n, "classes": {"0": n - n // 2, "1": n // 2}, "grouped": False}
+
+
 def manifest_read_file(ctx, stage, path):
     """`radlang predict`: another manifest, read with this cohort's column settings."""
     from dataclasses import replace
@@ -627,7 +654,7 @@ def manifest_read_file(ctx, stage, path):
 
 register(Operator(
     name="manifest", kind="cohort", output="Cohort", settings=ManifestSettings, positional=("path",),
-    behaviour="stateless", run=run_manifest, cli_paths=("path",), read_file=manifest_read_file,
+    behaviour="stateless", run=run_manifest, cli_paths=("path",), read_file=manifest_read_file, check_data=manifest_check_data,
     infer=cohort_type, sink=False, impl=load_manifest,
     helpers=(manifest_columns, label_cases, read_image_header, image_payload_problem, gzip_payload_size, dicom_series_problem),
     doc="A cohort read from a CSV manifest: one row per case, columns for id, images, mask, outcome, site and covariates.",
@@ -808,7 +835,8 @@ def phantom_read_file(ctx, stage, path):
 
 register(Operator(
     name="phantom", kind="cohort", output="Cohort", settings=PhantomSettings, positional=("cases",),
-    behaviour="stateless", run=run_phantom, read_file=phantom_read_file, infer=phantom_type, impl=make_phantom,
+    behaviour="stateless", run=run_phantom, read_file=phantom_read_file, check_data=phantom_check_data, infer=phantom_type,
+    impl=make_phantom,
     helpers=(phantom_manifest_params, load_manifest, manifest_columns, label_cases, read_image_header,
              image_payload_problem, gzip_payload_size, dicom_series_problem),
     version="1",

@@ -388,6 +388,20 @@ def run_table(stage, ctx):
     return df
 
 
+def table_check_data(st, bound, folder, diags, listings):
+    """`radlang check`: the table's header names the id, patient, site, outcome and feature columns the stage names."""
+    from radlang.checks.data import check_csv
+
+    if folder is None:
+        return None
+    p = st.params
+    o = p.get("outcome") or {}
+    wanted = [("id", p["id"], "id", None)] + [(r, p[r], r, None) for r in ("patient", "site") if p.get(r)]
+    wanted += [(f"outcome {k}" if k != "column" else "outcome", o[k], "outcome", None) for k in ("column", "time", "event") if o.get(k)]
+    wanted += [("feature", c, "columns", i) for i, c in enumerate(p.get("columns") or [])]
+    return check_csv(st, bound, folder, diags, listings, what="table", code="E640", wanted=wanted, path_cols=[], missing=("",))
+
+
 def table_read_file(ctx, stage, path):
     """`radlang predict`: another CSV, read with this cohort's column settings (its outcome column may be absent)."""
     from dataclasses import replace
@@ -397,7 +411,7 @@ def table_read_file(ctx, stage, path):
 
 register(Operator(
     name="table", kind="cohort", output="Cohort", settings=TableSettings, positional=("path",),
-    behaviour="stateless", run=run_table, read_file=table_read_file, impl=load_table, helpers=(label_cases,), infer=_table_type,
+    behaviour="stateless", run=run_table, read_file=table_read_file, check_data=table_check_data, impl=load_table, helpers=(label_cases,), infer=_table_type,
     doc="A tabular cohort from a CSV file (no images): an id column, an outcome, optional patient and site columns; "
         "every other column (or `columns`) is a feature under `clinical.<name>`.",
     examples=('cohort t = table("features.csv") { id: case, outcome: malignant as binary }',),

@@ -895,9 +895,18 @@ def _plan(stage, memory):
     return lines
 
 
+def pyradiomics_check_data(st, bound, folder, diags, listings):
+    """`radlang check`: a params file (`params: from_params(...)`) is readable and within PyRadiomics' schema."""
+    from radlang.checks.data import check_params_file
+
+    if st.params.get("params") and folder is not None:
+        check_params_file(st, bound, folder, diags)
+    return None
+
+
 register(Operator(
     name="pyradiomics", kind="features", output="Features", settings=PyradiomicsSettings,
-    behaviour="per_case", run=run_pyradiomics, case=extract_case, on_cohort=pyradiomics_on_cohort,
+    behaviour="per_case", run=run_pyradiomics, case=extract_case, on_cohort=pyradiomics_on_cohort, check_data=pyradiomics_check_data,
     inputs=(Port("image", ("Image",), doc="a cohort's image, e.g. `train.image`"),
             Port("mask", ("Mask",), doc="a cohort's mask (`train.mask`) or a segment stage")),
     positional=("image", "mask"), impl=extract_features, helpers=(pyradiomics_config, params_schema_problems, perturb_case, features_csv, member_columns),

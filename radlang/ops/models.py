@@ -90,7 +90,7 @@ def make_cox(params, seed):
 def fold_steps(node):
     """The unfitted scikit-learn steps of one node of a refit-graph recipe (see radlang.backends.refit.recipe):
     a source adds nothing (its columns are the input), a step adds its factory's estimator after its input's steps,
-    a join adds a ColumnTransformer whose branches are its inputs' steps on their own columns."""
+    a concat (a join in the refit graph) adds a ColumnTransformer whose branches are its inputs' steps on their own columns."""
     if "source" in node:
         return []
     if "step" in node:
@@ -104,7 +104,7 @@ def fold_steps(node):
         steps = fold_steps(inp)
         branches.append((label, Pipeline(steps).set_output(transform="pandas") if steps else "passthrough", node_columns(inp)))
     names = "{transformer_name}.{feature_name}" if node["prefix"] else False
-    return [(node["join"], ColumnTransformer(branches, remainder="drop", verbose_feature_names_out=names).set_output(transform="pandas"))]
+    return [(node["concat"], ColumnTransformer(branches, remainder="drop", verbose_feature_names_out=names).set_output(transform="pandas"))]
 
 
 def node_columns(node):
