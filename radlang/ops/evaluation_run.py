@@ -501,7 +501,8 @@ def _report(stage, ctx, mbytes):
         drawn = evaluation_plots(shown)
         plot_cache.put(pk, drawn)
     plots = write_evaluation_plots(shown, ctx.out / "plots" / stage.name, drawn)
-    files = [f"metrics/{stage.name}.json", f"predictions/{stage.name}.csv"] + [f"plots/{stage.name}/{n}" for n in plots]
+    files = [f"metrics/{stage.name}.json", f"predictions/{stage.name}.csv"] + [f"plots/{stage.name}/{n}" for n in plots] + [
+        f"models/{stage.name}.skops", f"models/{stage.name}.json"]
     ctx.summary.extend(evaluation_summary(shown, files))
 
 

@@ -72,7 +72,7 @@ def test_summary_line_formats_the_metrics_json(two_runs):
     assert (f"sensitivity {ext['sensitivity']:.2f}, specificity {ext['specificity']:.2f} at threshold {ext['threshold']:.3f} "
             "(chosen on training data: sensitivity >= 0.9)") in head
     assert a.summary[1] == ("v: wrote metrics/v.json, predictions/v.csv, plots/v/roc.png, plots/v/calibration.png, "
-                            "plots/v/decision_curve.png")
+                            "plots/v/decision_curve.png, models/v.skops, models/v.json")
 
 
 def _not_drawn(metrics):
