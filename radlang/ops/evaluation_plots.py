@@ -12,7 +12,7 @@ def evaluation_plots(metrics):
     {"roc.png": ..., "calibration.png": ..., "decision_curve.png": ...}; a plot whose data the metrics
     do not hold (not asked for in `metrics:`) is left out. Fixed size, dpi and no metadata: the same
     metrics give the same bytes."""
-    if metrics.get("task") != "binary":
+    if metrics.get("outcome") != "binary":
         return {}
 
     import io

@@ -25,35 +25,35 @@ def build_pipeline(graph, make, model_name, model_params, seed):
 POOL_START_S = 2.0
 
 
-def _run_folds(ctx, run_fold, tasks, results):
-    """results[i] = run_fold(tasks[i]). The first task runs in this process; the others go to the worker pool only
+def _run_folds(ctx, run_fold, fold_jobs, results):
+    """results[i] = run_fold(fold_jobs[i]). The first outcome runs in this process; the others go to the worker pool only
     when, at the first one's pace, running them in parallel saves more than starting the workers costs (a small
     cohort's folds take milliseconds, a worker's imports seconds). Where a fold runs does not change its numbers."""
     import time
 
-    if not tasks:
+    if not fold_jobs:
         return
     t0 = time.perf_counter()
-    results[0] = run_fold(tasks[0])
-    rest = len(tasks) - 1
+    results[0] = run_fold(fold_jobs[0])
+    rest = len(fold_jobs) - 1
     saved = (time.perf_counter() - t0) * rest * (1 - 1 / max(ctx.workers, 1))
     if ctx.workers > 1 and rest > 1 and saved > POOL_START_S:
-        for i, r in ctx.executor.map(run_fold, tasks[1:]):
+        for i, r in ctx.executor.map(run_fold, fold_jobs[1:]):
             results[i + 1] = r
     else:
-        for i in range(1, len(tasks)):
-            results[i] = run_fold(tasks[i])
+        for i in range(1, len(fold_jobs)):
+            results[i] = run_fold(fold_jobs[i])
 
 
-def _outcome(df, task):
+def _outcome_arrays(df, outcome):
     import numpy as np
 
-    if task == "survival":
+    if outcome == "survival":
         from sksurv.util import Surv
 
         return Surv.from_arrays(df["event"].astype(bool).to_numpy(), df["time"].astype(float).to_numpy()), df["event"].astype(int).to_numpy()
     y = df["outcome"].to_numpy()
-    if task in ("binary", "multiclass"):
+    if outcome in ("binary", "multiclass"):
         y = y.astype(np.int64)
         return y, y
     return y.astype(float), None
@@ -92,15 +92,15 @@ def _names(xs, n=8):
     return s + (f" and {len(xs) - n} more" if len(xs) > n else "")
 
 
-def _design_checks(ctx, stage, cohort_name, data, y_strat, task, cv, groups, sites, n_features):
+def _design_checks(ctx, stage, cohort_name, data, y_strat, outcome, cv, groups, sites, n_features):
     """Run-time study-design problems (all at once) and warnings."""
     import numpy as np
 
     errs, warns = [], []
     n = len(data)
-    if task in ("binary", "multiclass", "survival") and y_strat is not None:
+    if outcome in ("binary", "multiclass", "survival") and y_strat is not None:
         classes, counts = np.unique(y_strat, return_counts=True)
-        what = "event indicator" if task == "survival" else "outcome"
+        what = "event indicator" if outcome == "survival" else "outcome"
         if len(classes) < 2:
             errs.append(Diagnostic("E642", f"`{stage.name}`: the {what} of cohort `{cohort_name}` has a single class "
                                    f"({classes[0] if len(classes) else 'none'}) in all {n} cases ({_names(data['case_id'])})", stage.span,
@@ -111,7 +111,7 @@ def _design_checks(ctx, stage, cohort_name, data, y_strat, task, cv, groups, sit
             errs.append(Diagnostic("E643", f"`{stage.name}`: cohort `{cohort_name}` has {counts.min()} case(s) with {what} {small} "
                                    f"({_names(cases)}), fewer than the {cv['k']} folds", stage.span,
                                    hint=f"use `stratified_kfold({max(2, int(counts.min()))})` or add cases"))
-        if task == "binary" and len(classes) == 2:
+        if outcome == "binary" and len(classes) == 2:
             epv = counts.min() / max(n_features, 1)
             if epv < 10:
                 warns.append(f"`{stage.name}`: low events per variable: {counts.min()} events (smaller class) for {n_features} "
@@ -163,7 +163,7 @@ def _external_checks(ctx, stage, cohort_name, cohort_df, ext_name, ext_df):
     return errs
 
 
-def _inner_cv_checks(stage, fitted, task, y_strat, groups, splits, final, cohort_name, labels, patients, rule, tcv):
+def _inner_cv_checks(stage, fitted, outcome, y_strat, groups, splits, final, cohort_name, labels, patients, rule, tcv):
     """E652, before any fold runs: a select stage whose inner CV (lasso's `cv`) cannot be split in a set this
     validation fits it on: each training fold, the final model's cases, and the inner folds that choose a binary
     threshold (`threshold_cv`, split as ops/validate.py run_fold splits them). scikit-learn's stratified inner CV
@@ -174,7 +174,7 @@ def _inner_cv_checks(stage, fitted, task, y_strat, groups, splits, final, cohort
     trains = [(f"fold {f + 1} of repeat {r + 1}", tr) for r, f, tr, _ in splits]
     if final:
         trains.append(("the final model (all cases)", np.arange(len(groups))))
-    if task == "binary" and rule and tcv >= 2:
+    if outcome == "binary" and rule and tcv >= 2:
         from sklearn.model_selection import StratifiedGroupKFold
 
         for what, tr in list(trains):
@@ -194,7 +194,7 @@ def _inner_cv_checks(stage, fitted, task, y_strat, groups, splits, final, cohort
         c = int(s.params[setting])
         room = []
         for what, tr in trains:
-            if task == "continuous" or y_strat is None:
+            if outcome == "continuous" or y_strat is None:
                 cap, held = len(tr), f"{len(tr)} cases"
             else:
                 vals, cnt = np.unique(y_strat[tr], return_counts=True)
@@ -208,7 +208,7 @@ def _inner_cv_checks(stage, fitted, task, y_strat, groups, splits, final, cohort
         cap, what, held = min(room, key=lambda t: t[0])
         if cap >= c:
             continue
-        need = f"{c} cases" if task == "continuous" else f"a class with at least {c} cases"
+        need = f"{c} cases" if outcome == "continuous" else f"a class with at least {c} cases"
         errs.append(Diagnostic(
             "E652", f"`{s.name}.{setting}` is {c}, but {what} of `{stage.name}` trains `{s.name}` on cohort `{cohort_name}` with only {held}; "
             f"its inner {c}-fold CV needs {need}" + (f" and {c} patients" if grouped else ""), s.span,
@@ -239,7 +239,7 @@ def run_evaluate(stage, ctx):
     graph = refit_of(stage)
     model = by[graph["model"]]
     fitted = [by[n] for n in graph["nodes"] if n != model.name]
-    task = model.type.outcome
+    outcome = model.type.outcome
     cohort_name = model.inputs["target"].stage
     cohort_df = ctx.results[cohort_name]
     sources = source_order(ctx, graph, cohort_name)
@@ -257,7 +257,7 @@ def run_evaluate(stage, ctx):
         missing = cohort_df.loc[~present, "case_id"].tolist()
         warns.append(f"`{stage.name}`: {len(missing)} case(s) of `{cohort_name}` have no features in {source_names} and are left out: {_names(missing)}")
     data = cohort_df[present].reset_index(drop=True)
-    out_cols = ["time", "event"] if task == "survival" else ["outcome"]
+    out_cols = ["time", "event"] if outcome == "survival" else ["outcome"]
     nan_out = data[out_cols].isna().any(axis=1)
     if nan_out.any():
         src = cohort_df.attrs.get("radlang", {})
@@ -269,7 +269,7 @@ def run_evaluate(stage, ctx):
     X.index = X.index.astype(str)
     X = X.loc[data["case_id"]].astype(float)
     X.index.name = "case_id"
-    y, y_strat = _outcome(data, task)
+    y, y_strat = _outcome_arrays(data, outcome)
     gref = stage.inputs.get("groups")
     gattr = (gref.attr or "patient") if gref is not None else (p["cv"].get("groups") or "").rpartition(".")[2] or None
     if gattr is not None:
@@ -279,7 +279,7 @@ def run_evaluate(stage, ctx):
         groups = data["patient_id"].astype(str).to_numpy()
     sites = data["site"].astype(str).to_numpy() if "site" in data.columns else None
     cv = p["cv"]
-    errs, w2 = _design_checks(ctx, stage, cohort_name, data, y_strat, task, cv, groups, sites, X.shape[1])
+    errs, w2 = _design_checks(ctx, stage, cohort_name, data, y_strat, outcome, cv, groups, sites, X.shape[1])
     warns += w2
 
     # --- external cohort
@@ -298,7 +298,7 @@ def run_evaluate(stage, ctx):
                 warns.append(f"`{stage.name}`: {len(lost)} feature(s) missing in the external cohort `{ext_ref.stage}` are imputed: {_names(lost)}")
             Xe = ef.reindex(index=ext_data["case_id"], columns=X.columns).astype(float)
             Xe.index.name = "case_id"
-            ye, _ = _outcome(ext_data, task)
+            ye, _ = _outcome_arrays(ext_data, outcome)
     if errs:
         raise RunError(errs)
 
@@ -311,7 +311,7 @@ def run_evaluate(stage, ctx):
     for s in fitted:
         if s.fit == "none":
             continue
-        fold_inputs[s.name] = {"outcome": task, "patients": patients}
+        fold_inputs[s.name] = {"outcome": outcome, "patients": patients}
         if not registry.get(s.op).raters:
             continue
         under = sources_under(graph, s.name)
@@ -334,13 +334,13 @@ def run_evaluate(stage, ctx):
     mop = registry.get(model.op)
     from radlang.ops.models import assemble_pipeline, split_params
 
-    n_classes = len(np.unique(y_strat)) if task in ("binary", "multiclass") else 0
+    n_classes = len(np.unique(y_strat)) if outcome in ("binary", "multiclass") else 0
     mparams = {**split_params(model.params), "classes": n_classes}
     columns = source_columns(graph, X, sources)
     build = (build_pipeline, (recipe(ctx, graph, columns, fold_inputs), assemble_pipeline, model.op, mparams, model.seed))
-    wanted = set(p.get("metrics") or _default_metrics(task))
+    wanted = set(p.get("metrics") or _default_metrics(outcome))
     needs_threshold = p.get("threshold") is not None or bool(wanted & {"sensitivity", "specificity", "accuracy"})
-    rule = (p.get("threshold") or {"metric": "youden"}) if task == "binary" and needs_threshold else None
+    rule = (p.get("threshold") or {"metric": "youden"}) if outcome == "binary" and needs_threshold else None
 
     # --- cache: same recipe, same data -> same outputs
     ck = key("evaluate", op.version, mop.version, p, stage.seed, [(by[n].name, by[n].op, by[n].params, by[n].seed) for n in graph["nodes"]], graph,
@@ -357,25 +357,26 @@ def run_evaluate(stage, ctx):
         _report(stage, ctx, mbytes)
         return {"metrics": metrics, "predictions": pd.read_csv(ctx.out / "predictions" / f"{stage.name}.csv")}
 
-    splits = make_splits(cv, y_strat if task in ("binary", "multiclass", "survival") else None, groups, sites, stage.seed)
+    splits = make_splits(cv, y_strat if outcome in ("binary", "multiclass", "survival") else None, groups, sites, stage.seed)
     patients = data["patient_id"].astype(str).to_numpy()
     tcv = int(p.get("threshold_cv", 0))
-    errs = _inner_cv_checks(stage, fitted, task, y_strat, groups, splits, Xe is not None, cohort_name,
+    errs = _inner_cv_checks(stage, fitted, outcome, y_strat, groups, splits, Xe is not None, cohort_name,
                             cohort_df.attrs.get("radlang", {}).get("classes"), patients, rule, tcv)
     if errs:
         raise RunError(errs)
-    tasks = [{"build": build, "X": X, "y": y, "train": tr, "test": te, "task": task, "rule": rule, "search": bool(mparams.get("search")),
-              "patients": patients, "threshold_cv": tcv, "seed": stage.seed} for _, _, tr, te in splits]
+    fold_jobs = [{"build": build, "X": X, "y": y, "train": tr, "test": te, "outcome": outcome, "rule": rule,
+                  "search": bool(mparams.get("search")), "patients": patients, "threshold_cv": tcv, "seed": stage.seed}
+                 for _, _, tr, te in splits]
     # the final model: fit on every training case (in this process, to keep it), applied to the external cohort if any
     Xall, yall = (pd.concat([X, Xe]), np.concatenate([y, ye])) if Xe is not None else (X, y)
-    final_task = {"build": build, "X": Xall, "y": yall, "train": np.arange(len(X)), "test": np.arange(len(X), len(Xall)),
-                  "task": task, "rule": rule, "return_model": True, "search": bool(mparams.get("search")),
+    final_job = {"build": build, "X": Xall, "y": yall, "train": np.arange(len(X)), "test": np.arange(len(X), len(Xall)),
+                  "outcome": outcome, "rule": rule, "return_model": True, "search": bool(mparams.get("search")),
                   "patients": np.concatenate([patients, ext_data["patient_id"].astype(str).to_numpy()]) if Xe is not None else patients,
                   "threshold_cv": tcv, "seed": stage.seed}
-    results: list = [None] * (len(tasks) + 1)
+    results: list = [None] * (len(fold_jobs) + 1)
     try:
-        _run_folds(ctx, run_fold, tasks, results)
-        results[-1] = run_fold(final_task)
+        _run_folds(ctx, run_fold, fold_jobs, results)
+        results[-1] = run_fold(final_job)
     except (ValueError, ArithmeticError, np.linalg.LinAlgError) as e:   # a model that cannot be fit on these data
         which = next((f"fold {s[1] + 1} of repeat {s[0] + 1}" for s, r in zip(splits, results) if r is None), "the final model")
         raise RunError([Diagnostic("E648", f"`{stage.name}`: fitting `{model.name}` on cohort `{cohort_name}` failed in {which}: {e}",
@@ -387,7 +388,7 @@ def run_evaluate(stage, ctx):
     for (rep, fold, tr, te), r in zip(splits, results):
         sub = data.iloc[te]
         d = {"set": "cv", "repeat": rep, "fold": fold, "case_id": sub["case_id"].to_numpy(), "patient_id": sub["patient_id"].to_numpy()}
-        rows.append(_pred_frame(d, sub, r, task, out_cols))
+        rows.append(_pred_frame(d, sub, r, outcome, out_cols))
         if r.get("threshold") is not None:
             yt = y[te].astype(int)
             pred = r["test"] >= r["threshold"]
@@ -398,12 +399,12 @@ def run_evaluate(stage, ctx):
     final = results[-1]
     if Xe is not None:
         d = {"set": "external", "repeat": 0, "fold": -1, "case_id": ext_data["case_id"].to_numpy(), "patient_id": ext_data["patient_id"].to_numpy()}
-        rows.append(_pred_frame(d, ext_data, final, task, out_cols))
+        rows.append(_pred_frame(d, ext_data, final, outcome, out_cols))
     preds = pd.concat(rows, ignore_index=True) if rows else pd.DataFrame()
 
-    mp = {**p, "metrics": p.get("metrics") or _default_metrics(task)}
+    mp = {**p, "metrics": p.get("metrics") or _default_metrics(outcome)}
     metrics = {
-        "stage": stage.name, "task": task, "model": model.op, "cohort": cohort_name, "features": ", ".join(sources),
+        "stage": stage.name, "outcome": outcome, "model": model.op, "cohort": cohort_name, "features": ", ".join(sources),
         "pipeline": (["impute"] if mparams.get("impute") not in (None, "none") else []) + [s.name for s in fitted]
                     + (["scale"] if mparams.get("scale") not in (None, "none") else []) + [model.name],
         "search": dict(mparams["search"]) if mparams.get("search") else None,
@@ -411,20 +412,20 @@ def run_evaluate(stage, ctx):
         "cv": {**cv, "splits": len(splits), "grouped": bool(len(set(groups)) < len(groups))},
         "seed": stage.seed,
     }
-    if task in ("binary", "multiclass"):
+    if outcome in ("binary", "multiclass"):
         vals, counts = np.unique(y_strat, return_counts=True)
         metrics["outcome_counts"] = {str(int(v)): int(c) for v, c in zip(vals, counts)}
-    if task == "binary" and rule is not None:
+    if outcome == "binary" and rule is not None:
         metrics["threshold"] = {"rule": rule, "folds": fold_info}
         if fold_info:
             metrics["threshold"]["train_sensitivity_min"] = min(f["train_sensitivity"] for f in fold_info)
             metrics["threshold"]["train_specificity_min"] = min(f["train_specificity"] for f in fold_info)
     cvp = preds[preds["set"] == "cv"] if len(preds) else preds
     if len(cvp):
-        metrics["cross_validation"] = _metrics_for(cvp, task, mp, stage.seed, binary_metrics, multiclass_metrics, survival_metrics)
+        metrics["cross_validation"] = _metrics_for(cvp, outcome, mp, stage.seed, binary_metrics, multiclass_metrics, survival_metrics)
     if Xe is not None:
         ep = preds[preds["set"] == "external"]
-        em = _metrics_for(ep, task, mp, stage.seed, binary_metrics, multiclass_metrics, survival_metrics)
+        em = _metrics_for(ep, outcome, mp, stage.seed, binary_metrics, multiclass_metrics, survival_metrics)
         em["cohort"] = ext_ref.stage
         if final.get("threshold") is not None:
             em["threshold"] = final["threshold"]
@@ -453,7 +454,7 @@ def run_evaluate(stage, ctx):
     mbytes = evaluation_json(metrics)
     pbytes = evaluation_csv(preds)
     model_bytes = model_artefact(final["model"])
-    card = {"stage": stage.name, "model": model.name, "operator": model.op, "outcome": task, "cohort": cohort_name, "sources": sources,
+    card = {"stage": stage.name, "model": model.name, "operator": model.op, "outcome": outcome, "cohort": cohort_name, "sources": sources,
             "columns": [str(c) for c in X.columns], "threshold": final.get("threshold"), "classes": n_classes, "refit": graph,
             "match": match_by(ctx, graph), "format": "skops", "sha256": hashlib.sha256(model_bytes).hexdigest()}
     card_bytes = (json.dumps(card, indent=2, sort_keys=True) + "\n").encode()
@@ -506,24 +507,24 @@ def _report(stage, ctx, mbytes):
     ctx.summary.extend(evaluation_summary(shown, files))
 
 
-def _default_metrics(task):
+def _default_metrics(outcome):
     from radlang.ops.validate import BINARY_METRICS, MULTICLASS_METRICS, SURVIVAL_METRICS
 
-    return list({"binary": BINARY_METRICS, "multiclass": MULTICLASS_METRICS, "survival": SURVIVAL_METRICS}.get(task, ()))
+    return list({"binary": BINARY_METRICS, "multiclass": MULTICLASS_METRICS, "survival": SURVIVAL_METRICS}.get(outcome, ()))
 
 
-def _pred_frame(d, sub, r, task, out_cols):
+def _pred_frame(d, sub, r, outcome, out_cols):
     import numpy as np
     import pandas as pd
 
     for c in out_cols:
         d[c] = sub[c].to_numpy()
-    if task == "binary":
+    if outcome == "binary":
         d["probability"] = r["test"]
         if r.get("threshold") is not None:
             d["threshold"] = np.full(len(sub), r["threshold"])
             d["predicted"] = (r["test"] >= r["threshold"]).astype(int)
-    elif task == "multiclass":
+    elif outcome == "multiclass":
         P = np.asarray(r["test"])
         for k in range(P.shape[1]):
             d[f"probability_{k}"] = P[:, k]
@@ -532,9 +533,9 @@ def _pred_frame(d, sub, r, task, out_cols):
     return pd.DataFrame(d)
 
 
-def _metrics_for(df, task, params, seed, binary_metrics, multiclass_metrics, survival_metrics):
+def _metrics_for(df, outcome, params, seed, binary_metrics, multiclass_metrics, survival_metrics):
 
-    if task == "binary":
+    if outcome == "binary":
         pred = df["predicted"].to_numpy() if "predicted" in df.columns else None
         m = binary_metrics(df["outcome"].to_numpy(), df["probability"].to_numpy(), pred, df["patient_id"].astype(str).to_numpy(), params, seed)
         per = []
@@ -546,10 +547,10 @@ def _metrics_for(df, task, params, seed, binary_metrics, multiclass_metrics, sur
         if per and "auc" in m:
             m["auc"]["per_repeat"] = per
         return m
-    if task == "multiclass":
+    if outcome == "multiclass":
         cols = sorted([c for c in df.columns if c.startswith("probability_")], key=lambda c: int(c.split("_")[1]))
         return multiclass_metrics(df["outcome"].to_numpy(), df[cols].to_numpy(), params)
-    if task == "survival":
+    if outcome == "survival":
         folds = [f"{r}:{f}" for r, f in zip(df["repeat"], df["fold"])]
         return survival_metrics(df["time"].to_numpy(), df["event"].to_numpy(), df["risk"].to_numpy(), folds)
-    return {"n_predictions": len(df), "note": f"no metrics for a {task} outcome"}
+    return {"n_predictions": len(df), "note": f"no metrics for a {outcome} outcome"}

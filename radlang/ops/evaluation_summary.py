@@ -24,22 +24,22 @@ def evaluation_summary(metrics, files):
             t += f" [{a['ci_low']:.3f}, {a['ci_high']:.3f}]"
         return t
 
-    def headline(m, task):
+    def headline(m, outcome):
         if m.get("note"):
             return m["note"]
         bits = []
-        if task == "survival":
+        if outcome == "survival":
             c = m.get("c_index") or {}
             if c.get("estimate") is not None:
                 bits.append(f"C-index {c['estimate']:.3f} (mean of {len(c.get('per_fold') or [])} folds)")
         elif isinstance(m.get("auc"), dict) and m["auc"].get("estimate") is not None:
-            bits.append(auc_text(m["auc"]) + (" (macro one-vs-rest)" if task == "multiclass" else ""))
+            bits.append(auc_text(m["auc"]) + (" (macro one-vs-rest)" if outcome == "multiclass" else ""))
         for k in ("sensitivity", "specificity", "accuracy"):
             if m.get(k) is not None:
                 bits.append(f"{k} {m[k]:.2f}")
         return ", ".join(bits) or "no headline metric"
 
-    task = metrics.get("task")
+    outcome = metrics.get("outcome")
     rule = (metrics.get("threshold") or {}).get("rule")
     rule_text = None
     if rule:
@@ -51,13 +51,13 @@ def evaluation_summary(metrics, files):
         n = f"{metrics.get('n_cases')} cases"
         if metrics.get("n_patients") is not None and metrics.get("n_patients") != metrics.get("n_cases"):
             n += f" of {metrics['n_patients']} patients"
-        text = f"cross-validated {headline(cvm, task)} ({how}, {n}"
+        text = f"cross-validated {headline(cvm, outcome)} ({how}, {n}"
         if rule_text and cvm.get("sensitivity") is not None:
             text += f"; thresholds chosen in each training fold: {rule_text}"
         parts.append(text + ")")
     ext = metrics.get("external")
     if isinstance(ext, dict):
-        text = f"external `{ext.get('cohort', 'external')}` ({ext.get('n_predictions')} cases) {headline(ext, task)}"
+        text = f"external `{ext.get('cohort', 'external')}` ({ext.get('n_predictions')} cases) {headline(ext, outcome)}"
         if ext.get("threshold") is not None and ext.get("sensitivity") is not None:
             text += f" at threshold {ext['threshold']:.3f}" + (f" (chosen on training data: {rule_text})" if rule_text else "")
         parts.append(text)

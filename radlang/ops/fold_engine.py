@@ -72,23 +72,23 @@ def choose_threshold(y, p, rule):
     raise ValueError(f"unknown threshold rule {metric!r}")
 
 
-def run_fold(task):
+def run_fold(fold_job):
     """Fit the pipeline on one training fold; predict the held-out fold (and the training fold, for the threshold).
-    task: {"build": (fn, args), "X": DataFrame, "y": array, "train": idx, "test": idx, "task": str, "rule": dict|None,
-    "patients": patient id per row of X, or None}."""
+    fold_job: {"build": (fn, args), "X": DataFrame, "y": array, "train": idx, "test": idx, "outcome": the outcome kind
+    (binary, multiclass, survival), "rule": dict|None, "patients": patient id per row of X, or None}."""
     import warnings
 
     import numpy as np
 
-    fn, args = task["build"]
+    fn, args = fold_job["build"]
     pipe = fn(*args)
-    X, y = task["X"], task["y"]
-    tr, te = task["train"], task["test"]
+    X, y = fold_job["X"], fold_job["y"]
+    tr, te = fold_job["train"], fold_job["test"]
     fit_params = {}
-    if task.get("patients") is not None and hasattr(pipe, "param_grid"):
+    if fold_job.get("patients") is not None and hasattr(pipe, "param_grid"):
         # several cases per patient: the grid search's inner CV keeps each patient in one inner fold too (selectors
         # group their own inner CV by the patients they were built with)
-        g_tr = np.asarray(task["patients"])[tr]
+        g_tr = np.asarray(fold_job["patients"])[tr]
         if len(set(g_tr)) < len(g_tr):
             from sklearn.model_selection import GroupKFold, StratifiedGroupKFold
 
@@ -100,35 +100,35 @@ def run_fold(task):
         pipe.fit(X.iloc[tr], y[tr], **fit_params)
         fitted = pipe.best_estimator_ if hasattr(pipe, "best_estimator_") else pipe
         selected = fitted_selections(fitted)
-        if task["task"] == "survival":
+        if fold_job["outcome"] == "survival":
             risk = np.asarray(pipe.predict(X.iloc[te]), float) if len(te) else np.empty(0)
-            return {"test": risk, "threshold": None, "selected": selected, **({"model": pipe} if task.get("return_model") else {})}
+            return {"test": risk, "threshold": None, "selected": selected, **({"model": pipe} if fold_job.get("return_model") else {})}
         p_te = pipe.predict_proba(X.iloc[te]) if len(te) else np.empty((0, len(fitted.classes_)))
-        out = {"test": p_te[:, 1] if task["task"] == "binary" else p_te, "threshold": None, "selected": selected}
-        if task["task"] == "binary" and task.get("rule"):
-            k = int(task.get("threshold_cv") or 0)
+        out = {"test": p_te[:, 1] if fold_job["outcome"] == "binary" else p_te, "threshold": None, "selected": selected}
+        if fold_job["outcome"] == "binary" and fold_job.get("rule"):
+            k = int(fold_job.get("threshold_cv") or 0)
             yt = np.asarray(y[tr]).astype(int)
             if k >= 2 and min(int(yt.sum()), int(len(yt) - yt.sum())) >= k:
                 # choose on out-of-fold predictions inside the training fold: scores the model never saw while fitting
                 from sklearn.base import clone
                 from sklearn.model_selection import StratifiedGroupKFold
 
-                g_in = np.asarray(task["patients"])[tr] if task.get("patients") is not None else np.arange(len(tr)).astype(str)
+                g_in = np.asarray(fold_job["patients"])[tr] if fold_job.get("patients") is not None else np.arange(len(tr)).astype(str)
                 p_tr = np.empty(len(tr))
-                for a, b in StratifiedGroupKFold(k, shuffle=True, random_state=int(task.get("seed", 0))).split(X.iloc[tr], yt, g_in):
+                for a, b in StratifiedGroupKFold(k, shuffle=True, random_state=int(fold_job.get("seed", 0))).split(X.iloc[tr], yt, g_in):
                     inner = clone(pipe)
                     inner_params = {kk: (v[a] if hasattr(v, "__len__") and len(v) == len(tr) else v) for kk, v in fit_params.items()}
                     inner.fit(X.iloc[tr].iloc[a], yt[a], **inner_params)
                     p_tr[b] = inner.predict_proba(X.iloc[tr].iloc[b])[:, 1]
             else:
                 p_tr = pipe.predict_proba(X.iloc[tr])[:, 1]
-            t = choose_threshold(y[tr], p_tr, task["rule"])
+            t = choose_threshold(y[tr], p_tr, fold_job["rule"])
             pred = p_tr >= t
             out.update(threshold=t, train_sensitivity=float(pred[yt == 1].mean()), train_specificity=float((~pred[yt == 0]).mean()))
-        if "search" in task and hasattr(pipe, "best_params_"):
+        if "search" in fold_job and hasattr(pipe, "best_params_"):
             back = {"n_neighbors": "k"}
             out["best_params"] = {back.get(k.split("__", 1)[1], k.split("__", 1)[1]): v for k, v in pipe.best_params_.items()}
-        if task.get("return_model"):
+        if fold_job.get("return_model"):
             out["model"] = pipe
     return out
 

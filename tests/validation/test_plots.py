@@ -101,13 +101,13 @@ def test_cli_prints_the_summary_after_done(two_runs, capsys):
 
 
 def test_plots_only_for_what_the_metrics_hold():
-    base = {"stage": "v", "task": "binary", "model": "logistic", "cohort": "dev", "n_cases": 4,
+    base = {"stage": "v", "outcome": "binary", "model": "logistic", "cohort": "dev", "n_cases": 4,
             "cv": {"kind": "stratified_kfold", "k": 2, "repeats": 1, "splits": 2}}
     only_auc = {**base, "cross_validation": {"auc": {"estimate": 0.75}, "brier": 0.2, "n_predictions": 4}}
     assert evaluation_plots(only_auc) == {}
     roc = {**base, "cross_validation": {"auc": {"estimate": 0.75}, "roc": {"fpr": [0, 0, 0.5, 1], "tpr": [0, 0.5, 1, 1]}}}
     assert set(evaluation_plots(roc)) == {"roc.png"}
-    assert evaluation_plots({**roc, "task": "survival"}) == {}
+    assert evaluation_plots({**roc, "outcome": "survival"}) == {}
     assert evaluation_summary(only_auc, []) == ["v: cross-validated AUC 0.750 (2 folds, 4 cases)"]
 
 
