@@ -895,6 +895,53 @@ def _plan(stage, memory):
     return lines
 
 
+MERGE_SETTINGS = ("filters", "classes")
+ALL_CLASSES = ("firstorder", "shape", "glcm", "glrlm", "glszm", "gldm", "ngtdm")
+
+
+def union_filters(lists):
+    """Union of filter lists; LoG sigmas are merged. None if two members set one filter differently."""
+    out: dict[str, dict] = {}
+    for filters in lists:
+        for f in filters or [{"kind": "original"}]:
+            k = f["kind"]
+            if k not in out:
+                out[k] = dict(f)
+            elif k == "log":
+                out[k]["sigma"] = sorted(set(out[k]["sigma"]) | set(f["sigma"]))
+            elif out[k] != f:
+                return None
+    return list(out.values())
+
+
+def union_classes(lists):
+    out: dict[str, list | None] = {}
+    for classes in lists:
+        for c in classes or [{"name": n, "features": []} for n in ALL_CLASSES]:
+            have = out.get(c["name"], "absent")
+            if have == "absent":
+                out[c["name"]] = list(c["features"])
+            elif have and c["features"]:
+                out[c["name"]] = have + [f for f in c["features"] if f not in have]
+            else:
+                out[c["name"]] = []          # one member wants the whole class
+    return [{"name": n, "features": f} for n, f in out.items()]
+
+
+def merge_pyradiomics(params_list):
+    """The merge pass's hook: stages on the same image and mask whose settings differ only in `filters` and `classes`
+    extract once per case with the union of both (each filtered image computed once); the split back is
+    `member_columns`. A stage with a params file is never merged (its filters come from the file)."""
+    if any(p.get("params") for p in params_list):
+        return None
+    filters = union_filters([p.get("filters") for p in params_list])
+    if filters is None:
+        return None
+    classes = union_classes([p.get("classes") for p in params_list])
+    kinds = ", ".join(f["kind"] + (f"(sigma: {f['sigma']})" if f["kind"] == "log" else "") for f in filters)
+    return dict(params_list[0], filters=filters, classes=classes), f"one PyRadiomics pass per case (filters computed once: {kinds})"
+
+
 def pyradiomics_check_data(st, bound, folder, diags, listings):
     """`radlang check`: a params file (`params: from_params(...)`) is readable and within PyRadiomics' schema."""
     from radlang.checks.data import check_params_file
@@ -907,6 +954,7 @@ def pyradiomics_check_data(st, bound, folder, diags, listings):
 register(Operator(
     name="pyradiomics", kind="features", output="Features", settings=PyradiomicsSettings,
     behaviour="per_case", run=run_pyradiomics, case=extract_case, on_cohort=pyradiomics_on_cohort, check_data=pyradiomics_check_data,
+    merge=merge_pyradiomics, merge_settings=MERGE_SETTINGS,
     inputs=(Port("image", ("Image",), doc="a cohort's image, e.g. `train.image`"),
             Port("mask", ("Mask",), doc="a cohort's mask (`train.mask`) or a segment stage")),
     positional=("image", "mask"), impl=extract_features, helpers=(pyradiomics_config, params_schema_problems, perturb_case, features_csv, member_columns),
