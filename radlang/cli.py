@@ -169,7 +169,8 @@ def cmd_render(a) -> int:
     if not res.ok:
         _emit(res.diagnostics, res.sources, a.format)
         return _status(res)
-    from radlang.backends.render import RenderError, render_to_file
+    from radlang.backends.render.literals import RenderError
+    from radlang.backends.render.script import render_to_file
 
     try:
         render_to_file(res.study, a.output, lock=a.lock)

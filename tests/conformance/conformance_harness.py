@@ -22,7 +22,7 @@ from pathlib import Path
 from conformance_fixtures import DATA, Fixture, FixtureError, fixture, study_text, write_data, write_example_file
 
 from radlang.backends.executor import RunError, run_study
-from radlang.backends.render import render_to_file
+from radlang.backends.render.script import render_to_file
 from radlang.compiler import compile_source
 from radlang.registry import all_ops
 

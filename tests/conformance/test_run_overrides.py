@@ -8,7 +8,7 @@ import pytest
 from conformance_harness import OVERRIDES, ExpectRunError, all_files, compile_spec, run_fixtures, run_script, write_spec
 
 from radlang.backends.executor import RunError, run_study
-from radlang.backends.render import render_to_file
+from radlang.backends.render.script import render_to_file
 
 RUN_ERRORS = sorted(name for name, o in OVERRIDES.items() if isinstance(o, ExpectRunError))
 

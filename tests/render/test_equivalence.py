@@ -13,7 +13,7 @@ import pytest
 from render_helpers import REPO, SPECS, compile_spec, compile_text, output_files, run_script
 
 from radlang.backends.executor import run_study
-from radlang.backends.render import render_to_file
+from radlang.backends.render.script import render_to_file
 
 
 def equivalent(study, tmp_path: Path, workers: int = 1, script_path: Path | None = None) -> dict[str, bytes]:

@@ -13,7 +13,7 @@ import pytest
 from render_helpers import compile_spec, run_script
 from test_equivalence import equivalent
 
-from radlang.backends.render import render_to_file
+from radlang.backends.render.script import render_to_file
 
 
 def _payload(marker) -> str:

@@ -8,7 +8,7 @@ import math
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from radlang.backends.render import comment_text, pylit
+from radlang.backends.render.literals import comment_text, pylit
 
 NASTY = [
     'a"b', "a'b", '"""', "'''", "back\\slash", "new\nline", "cr\rlf", "{{ x }}", "{% if 1 %}", "{# c #}",

@@ -17,7 +17,8 @@ import pytest
 from render_helpers import REPO, SPECS, compile_spec, run_script
 
 from radlang import __version__
-from radlang.backends.render import RenderError, render_study, render_to_file
+from radlang.backends.render.literals import RenderError
+from radlang.backends.render.script import render_study, render_to_file
 
 RADLANG = [sys.executable, "-m", "radlang"]
 SPEC_FILES = sorted(SPECS.glob("*.rad"))

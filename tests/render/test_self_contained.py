@@ -11,7 +11,7 @@ import os
 import pytest
 
 from radlang import registry
-from radlang.backends.render import check_operator, global_names, self_contained_problems
+from radlang.backends.render.inline import check_operator, global_names, self_contained_problems
 
 GLOBAL_CONSTANT = 3
 
@@ -108,10 +108,11 @@ def test_every_operator_declares_how_it_runs_and_can_be_rendered():
 def test_every_operator_run_function_can_be_inlined():
     """What `call_run` inlines: an operator's run-time glue and everything it reaches (radlang functions, classes,
     constants, the generic per-case map); anything the script cannot hold is reported here, before a user renders."""
-    from radlang.backends.render import _runtime_source, inline_closure, op_functions, run_functions
+    from radlang.backends.render.inline import inline_closure, op_functions
+    from radlang.backends.render.script import run_functions, runtime_source
 
     strict = {f for op in registry.all_ops() for f in op_functions(op)}
-    _, runtime_names = _runtime_source()
+    _, runtime_names = runtime_source()
     problems = {}
     for op in registry.all_ops():
         fns = run_functions(op)
@@ -127,9 +128,10 @@ def test_every_operator_run_function_can_be_inlined():
 
 def test_inlining_reports_run_glue_that_needs_its_module():
     """The check above can fail: glue that reads a module-level object the script cannot hold is reported."""
-    from radlang.backends.render import _runtime_source, inline_closure
+    from radlang.backends.render.inline import inline_closure
+    from radlang.backends.render.script import runtime_source
 
-    _, runtime_names = _runtime_source()
+    _, runtime_names = runtime_source()
     _, _, _, problems = inline_closure([_glue_reads_a_module_object], set(), runtime_names)
     assert any("_MODULE_OBJECT" in p for p in problems), problems
 

@@ -115,7 +115,7 @@ def test_rendered_script_draws_the_same_plots_and_prints_the_summary(two_runs):
     import subprocess
     import sys
 
-    from radlang.backends.render import render_to_file
+    from radlang.backends.render.script import render_to_file
     from radlang.compiler import compile_source
 
     d, a, _ = two_runs
