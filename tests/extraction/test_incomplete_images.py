@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import SimpleITK as sitk
-from _extraction_util import run_spec, write_spec
+from _extraction_util import run_spec, the_run_error, write_spec
 
 from radlang.backends.executor import RunError
 from radlang.ops.cohorts import image_payload_problem
@@ -112,13 +112,7 @@ def _cohort_with_a_truncated_image(tmp_path, tiny_cohort, keep):
 @pytest.mark.parametrize("keep", [lambda n: n // 2, lambda n: 400], ids=["half", "400 bytes"])
 def test_run_names_the_case_and_file_of_a_truncated_image(tmp_path, tiny_cohort, keep):
     m, cut = _cohort_with_a_truncated_image(tmp_path, tiny_cohort, keep)
-    spec = write_spec(tmp_path, """
-        cohort a = manifest("m.csv") { mask: mask, outcome: malignant as binary }
-        features f = pyradiomics(a.image, a.mask) { classes: [firstorder(Mean)] }
-    """)
-    with pytest.raises(RunError) as ei:
-        run_spec(spec)
-    [d] = ei.value.diagnostics
+    d = the_run_error(tmp_path)
     assert d.code == "E650"
     assert f"case `{m.loc[2, 'case_id']}`, column `image`, file `{cut}`: incomplete image" in d.message
     assert not (tmp_path / "out" / "features" / "f.csv").exists()

@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import SimpleITK as sitk
-from _extraction_util import run_spec, write_spec
+from _extraction_util import run_spec, the_run_error, write_spec
 
 from radlang.backends.executor import RunError
 
@@ -24,13 +24,7 @@ def test_stray_binary_labels_name_their_cases(tmp_path, tiny_cohort):
     m["malignant"] = m["malignant"].astype(str)
     m.loc[5, "malignant"] = "yes"
     m.to_csv(tmp_path / "m.csv", index=False)
-    spec = write_spec(tmp_path, """
-        cohort a = manifest("m.csv") { mask: mask, outcome: malignant as binary }
-        features f = pyradiomics(a.image, a.mask) { classes: [firstorder(Mean)] }
-    """)
-    with pytest.raises(RunError) as ei:
-        run_spec(spec)
-    [d] = ei.value.diagnostics
+    d = the_run_error(tmp_path)
     counts = m["malignant"].value_counts()
     assert d.code == "E601" and "a binary outcome needs two labels, found 3: " in d.message
     assert f"`0` ({counts['0']} cases)" in d.message and f"`1` ({counts['1']} cases)" in d.message
@@ -60,13 +54,7 @@ def test_a_2d_image_with_a_3d_mask_names_the_image(tmp_path, tiny_cohort):
     sitk.WriteImage(img[:, :, 8], str(flat))                 # one axial slice: a 2D image
     m.loc[2, "image"] = str(flat)
     m.to_csv(tmp_path / "m.csv", index=False)
-    spec = write_spec(tmp_path, """
-        cohort a = manifest("m.csv") { mask: mask, outcome: malignant as binary }
-        features f = pyradiomics(a.image, a.mask) { classes: [firstorder(Mean)] }
-    """)
-    with pytest.raises(RunError) as ei:
-        run_spec(spec)
-    [d] = ei.value.diagnostics
+    d = the_run_error(tmp_path)
     assert d.code == "E604"
     assert d.message.startswith(f"`f`: case `{m.loc[2, 'case_id']}`, column `image`, file `{flat}`: the image is 2D (20 × 20 voxels) "
                                 f"but its mask `{m.loc[2, 'mask']}` is 3D (20 × 20 × 16)")
