@@ -1,9 +1,13 @@
-"""manifest.json at the root of the out folder, in the spirit of dbt's manifest: the study's graph (each stage's
+"""The run's typed artefacts: every table a stage hands on, and manifest.json at the root of the out folder, in the spirit of dbt's manifest: the study's graph (each stage's
 operator, settings, seed, inputs and fit boundaries, each validation's refit graph), the input files' hashes, and
 every artefact the run wrote, with its stage, its type and its sha256.
 
-`radlang run` and the rendered script write it with this one function (the renderer inlines it), so the two
-manifests are the same bytes. Unlike run.json it holds nothing that changes between two runs of the same spec on
+A stage whose value is a table (a cohort, a clinical feature table, a join) and that wrote no table of its own
+(`features/<stage>.csv`) gets `tables/<stage>.csv` (`write_stage_table`): what every later stage read, with paths
+relative to the out folder.
+
+`radlang run` and the rendered script write both with these functions (the renderer inlines them), so the two
+outputs are the same bytes. Unlike run.json it holds nothing that changes between two runs of the same spec on
 the same data (no timings, no platform, no cache counts), so it is a fingerprint of a study's results.
 """
 
@@ -15,6 +19,8 @@ from radlang.backends.cache import atomic_write_text
 ARTEFACT_TYPES = (
     ("features", ".diagnostics.csv", "extraction diagnostics (CSV)"),
     ("features", ".csv", "feature table (CSV)"),
+    ("tables", ".csv", "stage table (CSV)"),
+    ("recipes", ".json", "fitted-stage recipe (JSON)"),
     ("metrics", ".json", "metrics (JSON)"),
     ("predictions", ".csv", "predictions (CSV)"),
     ("plots", ".png", "plot (PNG)"),
@@ -41,6 +47,28 @@ def artefact_stage(rel: str, stages) -> str | None:
     head = parts[1]
     found = [s for s in stages if head == s or head.startswith((s + ".", s + "_", s + "-"))]
     return max(found, key=len) if found else None
+
+
+def write_stage_table(ctx, name: str, value) -> None:
+    """tables/<name>.csv for a stage whose value is a table and that wrote none under features/. A column of absolute
+    paths (images, masks) is written relative to the out folder, so the folder can move."""
+    import os
+    from pathlib import Path
+
+    import pandas as pd
+
+    out = Path(ctx.out)
+    if not isinstance(value, pd.DataFrame) or (out / "features" / f"{name}.csv").exists():
+        return
+    table = value.copy()
+    for col in table.columns:
+        vals = table[col].dropna()
+        if table[col].dtype == object and len(vals) and all(isinstance(v, str) and os.path.isabs(v) for v in vals):
+            table[col] = [os.path.relpath(v, out) if isinstance(v, str) else v for v in table[col]]
+    named = table.index.name is not None
+    text = table.to_csv(index=named, float_format="%.17g", lineterminator="\n")
+    (out / "tables").mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / "tables" / f"{name}.csv", text)
 
 
 def write_artefact_manifest(ctx, spec_sha256: str) -> None:

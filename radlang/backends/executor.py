@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from radlang import __version__, registry
-from radlang.backends.artefacts import write_artefact_manifest
+from radlang.backends.artefacts import write_artefact_manifest, write_stage_table
 from radlang.backends.cache import Cache, atomic_write_text, key
 from radlang.backends.executors import make_executor
 from radlang.backends.outdir import prepare_out_dir
@@ -144,6 +144,7 @@ def run_stages(ctx: RunContext, stages) -> None:
         op = registry.get(stage.op)
         t0 = time.perf_counter()
         ctx.results[stage.name] = op.run(stage, ctx)
+        write_stage_table(ctx, stage.name, ctx.results[stage.name])
         ctx.keys.setdefault(stage.name, ctx.stage_key(stage))
         ctx.timings[stage.name] = round(time.perf_counter() - t0, 4)
 

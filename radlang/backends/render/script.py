@@ -148,9 +148,9 @@ def render_study(study, date: str | None = None) -> tuple[str, dict[str, str]]:
     """The script text and the package pins it records."""
     rc = RenderContext(study=study, spec_dir=str(Path(study.file).resolve().parent))
     runtime, runtime_names = runtime_source()
-    from radlang.backends.artefacts import write_artefact_manifest
+    from radlang.backends.artefacts import write_artefact_manifest, write_stage_table
 
-    wanted: list[Callable] = [*runtime_needs(), write_artefact_manifest]
+    wanted: list[Callable] = [*runtime_needs(), write_stage_table, write_artefact_manifest]
     spec_path = str(Path(study.file).resolve()) if Path(study.file).exists() else study.file
     origin: dict[int, str] = {}
     stages, options, glue_imports, problems, ops = [], [], set(), [], {}
