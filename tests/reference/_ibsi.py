@@ -46,8 +46,10 @@ def ibsi_tags_without_counterpart(ref: pd.DataFrame, used: set[str]) -> list[str
                   and t not in used and not any(t.endswith(s) for s in ("_init_img", "_interp_img", "_init_roi", "_interp_roi", "_reseg_roi")))
 
 
-def build_spec(data: Path, folder: Path, configs=tuple(CONFIGS), dicom: bool = False) -> Path:
-    """A spec with one cohort per phantom and one feature stage per configuration."""
+def build_spec(data: Path, folder: Path, configs=tuple(CONFIGS), dicom: bool = False, rtstruct: bool = False) -> Path:
+    """A spec with one cohort per phantom and one feature stage per configuration. `dicom` adds the CT phantom's
+    DICOM series with the NIfTI mask (case `ct_dicom`), `rtstruct` the series with its RTSTRUCT's ROI `GTV-1`
+    (case `ct_rtstruct`)."""
     ibsi = data / "ibsi"
     pd.DataFrame([{"case_id": "digital_phantom", "image": str(ibsi / "digital_phantom" / "nifti" / "image" / "phantom.nii.gz"),
                    "mask": str(ibsi / "digital_phantom" / "nifti" / "mask" / "mask.nii.gz")}]).to_csv(folder / "dp.csv", index=False)
@@ -56,6 +58,9 @@ def build_spec(data: Path, folder: Path, configs=tuple(CONFIGS), dicom: bool = F
     if dicom:
         ct_rows.append({"case_id": "ct_dicom", "image": str(ibsi / "ct_phantom" / "dicom" / "image"),
                         "mask": str(ibsi / "ct_phantom" / "nifti" / "mask" / "mask.nii.gz")})
+    if rtstruct:
+        ct_rows.append({"case_id": "ct_rtstruct", "image": str(ibsi / "ct_phantom" / "dicom" / "image"),
+                        "mask": str(ibsi / "ct_phantom" / "dicom" / "mask" / "DCM_RS_00060.dcm") + "#GTV-1"})
     pd.DataFrame(ct_rows).to_csv(folder / "ct.csv", index=False)
     lines = ['study "IBSI phantoms" { seed: 1 }',
              'cohort dp = manifest("dp.csv") { mask: mask }',
@@ -71,12 +76,14 @@ def build_spec(data: Path, folder: Path, configs=tuple(CONFIGS), dicom: bool = F
     return p
 
 
-def run_configs(data: Path, folder: Path, configs=tuple(CONFIGS), dicom: bool = False, workers: int = 2):
-    """Compile and run the IBSI spec; returns ({config: comparison DataFrame}, {config: features DataFrame})."""
+def run_configs(data: Path, folder: Path, configs=tuple(CONFIGS), dicom: bool = False, workers: int = 2,
+                rtstruct: bool = False, case: str | None = None):
+    """Compile and run the IBSI spec; returns ({config: comparison DataFrame}, {config: features DataFrame}).
+    The comparison is of `case` (default: the NIfTI phantom)."""
     from radlang.backends.executor import run_study
     from radlang.compiler import compile_file
 
-    spec = build_spec(data, folder, configs, dicom)
+    spec = build_spec(data, folder, configs, dicom, rtstruct)
     res = compile_file(spec)
     assert res.ok, [d.message for d in res.diagnostics]
     ctx = run_study(res.study, out=folder / "out", workers=workers, quiet=True)
@@ -85,8 +92,8 @@ def run_configs(data: Path, folder: Path, configs=tuple(CONFIGS), dicom: bool = 
         ref_set, settings = CONFIGS[name]
         feats = ctx.results[name.replace(".", "_")]
         tables[name] = feats
-        case = "digital_phantom" if name.startswith("digital") else "ct_nifti"
-        comparisons[name] = compare(feats.loc[case], data, ref_set, "force2d: true" in settings)
+        which = "digital_phantom" if name.startswith("digital") else (case or "ct_nifti")
+        comparisons[name] = compare(feats.loc[which], data, ref_set, "force2d: true" in settings)
     return comparisons, tables
 
 
