@@ -14,12 +14,13 @@ against the whole name. Exactly one ROI or segment must match (E627 none, E628 s
 
 Rasterisation rule for RTSTRUCT contours (`rasterise_contours`): every CLOSED_PLANAR contour lies in one image
 slice (its points' slice index within 0.05 of an integer, else E635). A voxel belongs to the ROI when its centre
-lies inside the polygon by the even-odd rule, contours on one slice combined by exclusive or (a contour inside
-another is a hole, as the RTSTRUCT standard and most planning systems read them). A centre on a polygon edge
-follows the half-open scan-line rule: it counts as inside on the edge's right-hand crossing, outside on the
-left one (so two polygons that share an edge never both claim a voxel). On the IBSI CT phantom this reproduces
-the published NIfTI mask voxel for voxel; OpenCV's `fillPoly` (used by rt-utils) also fills every voxel the
-outline touches, and grows the ROI by about 3 % there (Dice 0.986).
+lies inside the polygon (even-odd rule) or on its outline (within 1e-4 voxel); contours on one slice are combined
+by exclusive or (a contour inside another is a hole, as the RTSTRUCT standard and most planning systems read
+them). Centres on the outline count because contour writers such as rt-utils trace the outline through the
+centres of the ROI's edge voxels; a strict inside rule would drop those (Dice 0.975 on a round trip of a smooth
+ellipsoid). On the IBSI CT phantom, whose outline passes between voxel centres, this reproduces the published
+NIfTI mask voxel for voxel. OpenCV's `fillPoly` (rt-utils' reader) instead fills every voxel the rounded outline
+touches, which grows the IBSI ROI by 3450 voxels (2.8 %; Dice 0.986 < the 0.99 the IBSI comparison needs).
 """
 
 from __future__ import annotations
@@ -173,19 +174,26 @@ def rasterise_contours(polygons, size):
     import numpy as np
 
     nx, ny, nz = size
+    eps = 1e-4                                       # voxels: a centre this close to the outline lies on it
     out = np.zeros((nz, ny, nx), dtype=bool)
     cols = np.arange(nx)
     for k, pts in polygons:
         xs, ys = pts[:, 0], pts[:, 1]
         xe, ye = np.roll(xs, -1), np.roll(ys, -1)
         fill = np.zeros((ny, nx), dtype=bool)
-        lo, hi = max(int(np.floor(ys.min())), 0), min(int(np.ceil(ys.max())), ny - 1)
+        lo, hi = max(int(np.floor(ys.min() - eps)), 0), min(int(np.ceil(ys.max() + eps)), ny - 1)
         for j in range(lo, hi + 1):
             cross = (ys > j) != (ye > j)             # edges that cross the scan line y = j (half-open at vertices)
-            if not cross.any():
-                continue
             xi = np.sort(xs[cross] + (j - ys[cross]) * (xe[cross] - xs[cross]) / (ye[cross] - ys[cross]))
-            fill[j] = np.searchsorted(xi, cols, side="left") % 2 == 1   # crossings left of the centre: odd = inside
+            row = np.searchsorted(xi, cols - eps, side="left") % 2 == 1     # crossings left of the centre: odd = inside
+            on = np.abs(xi[:, None] - cols[None, :]).min(axis=0) <= eps if len(xi) else np.zeros(nx, dtype=bool)
+            flat = (np.abs(ys - j) <= eps) & (np.abs(ye - j) <= eps)       # edges along the scan line, and vertices on it
+            near = np.abs(ys - j) <= eps
+            for a, b in zip(np.minimum(xs, xe)[flat], np.maximum(xs, xe)[flat]):
+                on |= (cols >= a - eps) & (cols <= b + eps)
+            for a in xs[near]:
+                on |= np.abs(cols - a) <= eps
+            fill[j] = row | on
         out[k] ^= fill
     return out
 
