@@ -52,11 +52,13 @@ def name_matches(name, pattern):
 
 
 def is_dicom_file(path):
-    """A file with the DICOM preamble (`DICM` at byte 128)."""
+    """A file named `*.dcm`, or one with the DICOM preamble (`DICM` at byte 128)."""
     import os
 
     if not os.path.isfile(path):
         return False
+    if str(path).lower().endswith(".dcm"):
+        return True
     with open(path, "rb") as fh:
         fh.seek(128)
         return fh.read(4) == b"DICM"
@@ -205,7 +207,7 @@ def rtstruct_mask(path, selector, grid):
     import numpy as np
     import pydicom
 
-    ds = pydicom.dcmread(path)
+    ds = pydicom.dcmread(path, force=True)
     if str(ds.get("Modality", "")) != "RTSTRUCT":
         return None, None, {"code": "E634", "message": f"the mask file is a DICOM {ds.get('Modality', 'object')}, not an RTSTRUCT or SEG",
                             "hint": "a DICOM mask is an RT Structure Set (RTSTRUCT) or a DICOM Segmentation (SEG)"}
@@ -314,7 +316,7 @@ def dicom_mask(path, selector, image_path, fraction=0.5):
     import pydicom
     import SimpleITK as sitk
 
-    modality = str(pydicom.dcmread(path, stop_before_pixels=True, specific_tags=["Modality"]).get("Modality", ""))
+    modality = str(pydicom.dcmread(path, stop_before_pixels=True, specific_tags=["Modality"], force=True).get("Modality", ""))
     folder, _ = split_ref(image_path)
     if not os.path.isdir(folder):
         return None, {"code": "E626", "message": f"a DICOM {modality or 'mask'} needs its image as a DICOM series folder; the case's image "

@@ -63,7 +63,7 @@ def write_series(folder: Path, volume: np.ndarray, *, spacing=(1.0, 1.0, 2.0), o
         ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 1
         ds.RescaleIntercept, ds.RescaleSlope = 0, 1
         ds.PixelData = volume[k].astype("<i2").tobytes()
-        pydicom.dcmwrite(folder / f"slice_{k:03d}.dcm", ds, enforce_file_format=True)
+        pydicom.dcmwrite(folder / f"{seed}_{k:03d}.dcm", ds, enforce_file_format=True)
         ids["sops"].append(sop)
     return ids
 
