@@ -20,6 +20,7 @@ from pydantic import Field, field_validator
 
 from radlang.diagnostics import label_cases
 from radlang.ops.dicom import (
+    contour_points,
     dicom_mask,
     is_dicom_file,
     name_matches,
@@ -718,7 +719,7 @@ def _cached_manifest(ctx, version, params, path, name):
 
 # the DICOM readers (radlang/ops/dicom.py) load_manifest calls
 DICOM_HELPERS = (split_ref, name_matches, is_dicom_file, series_candidates, pick_series, series_files, series_headers,
-                 scanner_attributes, scanner_values, rasterise_contours, rtstruct_mask, seg_mask, dicom_mask, write_derived_mask)
+                 scanner_attributes, scanner_values, rasterise_contours, contour_points, rtstruct_mask, seg_mask, dicom_mask, write_derived_mask)
 
 
 def run_manifest(stage, ctx):

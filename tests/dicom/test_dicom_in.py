@@ -14,9 +14,9 @@ import pytest
 import SimpleITK as sitk
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _series import IDENTIFIERS, phantom_volume, sphere, write_series  # noqa: E402
+from _series import phantom_volume, sphere, write_series
 
-from radlang.ops.cohorts import load_manifest  # noqa: E402
+from radlang.ops.cohorts import load_manifest
 
 PARAMS = {"id": "case_id", "patient": None, "image": "image", "mask": "mask", "outcome": None, "site": None,
           "clinical": [], "dims": 3, "modality": None, "series_description": None, "roi": None, "fraction": 0.5,
@@ -46,9 +46,8 @@ def rtstruct(series: Path, out: Path, rois: dict[str, np.ndarray]) -> Path:
 def seg(series: Path, out: Path, segments: dict[str, np.ndarray], fractional=False) -> Path:
     import highdicom as hd
     import pydicom
-    from pydicom.sr.codedict import codes
-
     import SimpleITK as sitk
+    from pydicom.sr.codedict import codes
 
     files = sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(series))
     sources = [pydicom.dcmread(f) for f in files]

@@ -8,13 +8,12 @@ import sys
 from pathlib import Path
 
 import pandas as pd
-import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _series import IDENTIFIERS, phantom_volume, sphere, write_series  # noqa: E402
+from _series import IDENTIFIERS, phantom_volume, sphere, write_series
 
 sys.path.insert(0, str(Path(__file__).parents[1]))
-from cli_runner import run_cli  # noqa: E402
+from cli_runner import run_cli
 
 
 def test_outputs_carry_no_patient_identifier(tmp_path):

@@ -58,7 +58,6 @@ def test_ct_phantom_config_a_rtstruct(tmp_path, shared):
     the outline), is the published NIfTI mask voxel for voxel (Dice 1, 0 of 125,256 voxels differ); the features
     from DICOM + RTSTRUCT match every IBSI config-A value the NIfTI mask matches, and equal the NIfTI's."""
     import _ibsi
-    import numpy as np
     import SimpleITK as sitk
 
     from radlang.ops.dicom import dicom_mask
