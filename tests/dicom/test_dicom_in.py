@@ -214,3 +214,27 @@ def test_pydicom_bundled_files(tmp_path):
     assert all(n in problems[0]["message"] for n in names)
     _, problems = manifest(tmp_path, [{"case_id": "r", "image": str(tmp_path / "CT"), "mask": rs + "#" + names[0]}])
     assert [p["code"] for p in problems] == ["E626"] and problems[0]["file"] == rs
+
+
+def test_slice_thickness_warning_unless_the_features_resample(tmp_path):
+    sys.path.insert(0, str(Path(__file__).parents[1]))
+    from cli_runner import run_cli
+
+    m = sphere(shape=(8, 24, 24), radius=(3, 7, 7))
+    rows = []
+    for i, thick in enumerate((1.0, 1.2, 3.0)):
+        write_series(tmp_path / f"c{i}", phantom_volume(m, i), seed=f"t{i}", spacing=(1.0, 1.0, thick), thickness=thick)
+        rows.append({"case_id": f"c{i}", "image": f"c{i}", "mask": ""})
+    pd.DataFrame(rows).to_csv(tmp_path / "m.csv", index=False)
+    spec = ('study "t" {{ seed: 1, out: "out{n}" }}\ncohort c = manifest("m.csv") {{ thickness_tolerance: {tol} }}\n'
+            'segment roi = threshold(c.image, 40HU, 200HU)\n'
+            'features f = pyradiomics(c.image, roi) {{ classes: [firstorder]{extra} }}\n')
+    warned = []
+    for n, (tol, extra) in enumerate((("0.5mm", ""), ("2.5mm", ""), ("0.5mm", ", resample: [1mm, 1mm, 1mm]"))):
+        (tmp_path / "s.rad").write_text(spec.format(n=n, tol=tol, extra=extra))
+        rc, out, err = run_cli(["run", tmp_path / "s.rad"])
+        assert rc == 0, out + err
+        warned.append("W636" in err)
+        if warned[-1]:
+            assert "1 mm (case c0) to 3 mm (case c2)" in err
+    assert warned == [True, False, False]
