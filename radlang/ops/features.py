@@ -545,12 +545,13 @@ def check_case(case_job) -> list[dict]:
     import SimpleITK as sitk
 
     from radlang.ops.cohorts import image_payload_problem, read_image_header
+    from radlang.ops.dicom import split_ref
     from radlang.ops.segment import check_mask, load_image
 
     problems = []
     headers = {}
     for col, path in case_job["images"]:
-        if not path or not os.path.exists(path):
+        if not path or not os.path.exists(split_ref(path)[0]):    # `folder#<series>`: one DICOM series of the folder
             problems.append(_case_problem(case_job, "file not found", path, col, "E601"))
             continue
         try:
