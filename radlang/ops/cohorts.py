@@ -472,13 +472,13 @@ def manifest_columns(params):
     return wanted
 
 
-def load_manifest(params, manifest_path, name, check_files=True, derived_dir=None):
+def load_manifest(params, manifest_path, name, check_files=True, *, derived_dir):
     """Read a manifest CSV into the cohort table.
 
     DICOM (radlang/ops/dicom.py): an image folder with several image series becomes `folder#<SeriesInstanceUID>`
     of the series the settings pick; a mask that is an RTSTRUCT or SEG file is rasterised onto its case's image
-    series and written as `<derived_dir>/<case id>.nii.gz` (default: `.radlang-masks` beside the manifest), which
-    the table then names; `scanner` attributes become `scanner.<name>` columns. Only the DICOM attributes named
+    series and written as `<derived_dir>/<case id>.nii.gz` (a folder inside the run's out folder), which the
+    table then names; `scanner` attributes become `scanner.<name>` columns. Only the DICOM attributes named
     there are read into the table: no patient identifier leaves the files.
 
     Returns (table, problems). A problem is a dict {case, file, column, message, fatal}; `fatal`
@@ -556,7 +556,7 @@ def load_manifest(params, manifest_path, name, check_files=True, derived_dir=Non
                 if bad:
                     problems.append({"case": cid, "column": col, **bad})
                     continue
-                paths[-1] = p if selector is None and len(series_candidates(p)) == 1 else f"{p}#{series['uid']}"
+                paths[-1] = p if selector is None and series["alone"] else f"{p}#{series['uid']}"
                 if scanner[i] is None:
                     scanner[i] = scanner_values(series_headers(series["files"][:1])["first"])
             elif canon == "mask" and is_dicom_file(p):
@@ -572,7 +572,7 @@ def load_manifest(params, manifest_path, name, check_files=True, derived_dir=Non
                     problems.append({"case": cid, "file": p, "column": col, **bad})
                     continue
                 sources.append(p)
-                paths[-1] = write_derived_mask(mask, derived_dir or os.path.join(base, ".radlang-masks"), cid)
+                paths[-1] = write_derived_mask(mask, derived_dir, cid)
                 continue
             try:
                 read_image_header(paths[-1])
@@ -662,11 +662,19 @@ def load_manifest(params, manifest_path, name, check_files=True, derived_dir=Non
                     codes = [labels.index(v) if v in present else -1 for v in vals]
                 out["outcome"] = pd.Series(codes, dtype="int64")
     for attr in params.get("scanner") or []:
-        out[f"scanner.{attr}"] = [(s or {}).get(attr) for s in scanner]
+        vals = [(s or {}).get(attr) for s in scanner]
+        numeric = all(v is None or isinstance(v, float) for v in vals)
+        out[f"scanner.{attr}"] = pd.Series(vals, dtype="float64") if numeric else vals
     if params.get("site"):
         if str(params["site"]).startswith("scanner."):
             attr = str(params["site"])[len("scanner."):]
-            out["site"] = [str((s or {}).get(attr)) for s in scanner]
+            out["site"] = [str(s[attr]) if s and s.get(attr) is not None else "" for s in scanner]
+            for i, (cid, s) in enumerate(zip(ids, scanner)):
+                if cid and (s or {}).get(attr) is None and not any(q["case"] == cid for q in problems):
+                    problems.append({"case": cid, "file": out[path_cols[0][0]][i], "column": params["site"],
+                                     "message": f"the image is not a DICOM series with the attribute `{attr}`, "
+                                                "which the cohort uses as its site",
+                                     "hint": "name the site in a manifest column for images without this DICOM attribute"})
         else:
             out["site"] = [str(v).strip() for v in raw[params["site"]]]
     for c in params.get("clinical") or []:
@@ -943,7 +951,7 @@ def run_phantom(stage, ctx):
             stamp.unlink()
         make_phantom(p, seed, str(out_dir), prefix)
         atomic_write_text(stamp, json.dumps(want, sort_keys=True, indent=1) + "\n")
-    df, problems = load_manifest(phantom_manifest_params(p), str(manifest), stage.name)
+    df, problems = load_manifest(phantom_manifest_params(p), str(manifest), stage.name, derived_dir=str(out_dir / "masks"))
     df = finish_cohort(stage, ctx, df, problems)
     ctx.keys[stage.name] = key("cohort", stage.op, op.version, cohort_key(df))
     return df

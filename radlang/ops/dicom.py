@@ -87,8 +87,8 @@ def series_candidates(folder):
 def pick_series(folder, rule):
     """The series of `folder` that `rule` picks: {"uid": a SeriesInstanceUID} or {"modality", "description"}
     (None = any). A folder with one image series needs no rule. Returns (series, problem): series is a
-    candidate dict (series_candidates), problem a dict {code, file, message, hint} listing the candidates when
-    no series or several match."""
+    candidate dict (series_candidates) with `alone` (the folder's only image series), problem a dict
+    {code, file, message, hint} listing the candidates when no series or several match."""
     cands = series_candidates(folder)
     if not cands:
         return None, {"code": "E602", "file": folder, "message": "the folder holds no DICOM image series",
@@ -100,7 +100,7 @@ def pick_series(folder, rule):
                  if (not rule.get("modality") or c["modality"].upper() == str(rule["modality"]).upper())
                  and (not rule.get("description") or name_matches(c["description"], rule["description"]))]
     if len(match) == 1:
-        return match[0], None
+        return {**match[0], "alone": len(cands) == 1}, None
     listing = "; ".join(f"{c['uid']} ({c['modality'] or 'no modality'}, \"{c['description']}\", {len(c['files'])} files)"
                         for c in cands)
     said = (f"SeriesInstanceUID {rule['uid']}" if rule.get("uid") else

@@ -134,13 +134,18 @@ def test_series_selection_and_scanner_columns(tmp_path):
     assert np.array_equal(mask_array(df, "s"), m)
     assert df.loc[0, ["scanner.manufacturer", "scanner.model", "scanner.kvp", "scanner.kernel", "scanner.slice_thickness",
                       "scanner.pixel_spacing"]].tolist() == ["Acme Medical", "Model 9", 120.0, "B30f", 2.0, 1.0]
-    assert df.loc[0, "scanner.field_strength"] is None and df.loc[0, "site"] == "Acme Medical"
+    assert np.isnan(df.loc[0, "scanner.field_strength"]) and df.loc[0, "site"] == "Acme Medical"
     df, problems = manifest(tmp_path, [{"case_id": "u", "image": f"{tmp_path / 'study'}#{ids_mr['series']}", "mask": ""}],
                             mask=None, scanner=["field_strength", "manufacturer"])
     assert problems == [] and df.loc[0, ["scanner.field_strength", "scanner.manufacturer"]].tolist() == [3.0, "Other"]
     from radlang.ops.segment import load_image
 
     assert load_image(df.loc[0, "image"]).GetSize() == (32, 32, 6)
+    # a site taken from a scanner attribute: an image without it (a NIfTI) is a case problem, not a site "None"
+    sitk.WriteImage(sitk.GetImageFromArray(phantom_volume(m)), str(tmp_path / "n.nii.gz"))
+    _, problems = manifest(tmp_path, [{"case_id": "n", "image": str(tmp_path / "n.nii.gz"), "mask": ""}], mask=None,
+                           site="scanner.manufacturer")
+    assert [(p["case"], p.get("code"), p["column"]) for p in problems] == [("n", None, "scanner.manufacturer")]
 
 
 def test_bad_input_each_names_the_case_and_the_file(study, tmp_path):
@@ -204,7 +209,7 @@ def test_pydicom_bundled_files(tmp_path):
     assert t.loc["CT", "scanner.manufacturer"] == ct.Manufacturer and t.loc["CT", "scanner.kvp"] == float(ct.KVP)
     assert t.loc["CT", "scanner.slice_thickness"] == float(ct.SliceThickness)
     assert t.loc["CT", "scanner.pixel_spacing"] == pytest.approx(sum(map(float, ct.PixelSpacing)) / 2)
-    assert "MagneticFieldStrength" not in mr and t.loc["MR", "scanner.field_strength"] is None
+    assert "MagneticFieldStrength" not in mr and np.isnan(t.loc["MR", "scanner.field_strength"])
     assert t.loc["MR", "scanner.manufacturer"] == mr.Manufacturer
     # pydicom's RTSTRUCT lists its ROIs, and was drawn on a series that is not CT_small's
     rs = get_testdata_file("rtstruct.dcm")

@@ -147,15 +147,23 @@ if __name__ == "__main__":   # regenerate docs/ibsi_coverage.md
     root = Path(__file__).resolve().parents[2]
     data = (root / ".." / "shared" / "data").resolve()
     with tempfile.TemporaryDirectory() as d:
-        comps, tables = run_configs(data, Path(d), dicom=True)
-        diffs = []
+        comps, tables = run_configs(data, Path(d), dicom=True, rtstruct=True)
+        diffs, rs_diffs = [], []
         for name, t in tables.items():
             if "ct_dicom" in t.index:
                 rel = ((t.loc["ct_dicom"] - t.loc["ct_nifti"]).abs() / t.loc["ct_nifti"].abs().clip(lower=1e-12)).max()
                 diffs.append(f"{name}: {rel:.1e}")
+            if "ct_rtstruct" in t.index:
+                rel = ((t.loc["ct_rtstruct"] - t.loc["ct_dicom"]).abs() / t.loc["ct_dicom"].abs().clip(lower=1e-12)).max()
+                rs_diffs.append(f"{name}: {rel:.1e}")
         note = ("The CT phantom's DICOM series (read as a folder) has the same pixels as the NIfTI. Largest relative feature "
                 "difference, DICOM vs NIfTI, per configuration: " + "; ".join(diffs) + ". Without interpolation (A) they agree "
                 "to rounding; with resampling (B–D) PyRadiomics' resampling grid is sensitive to the DICOM header's slice "
-                "spacing (2.9999999999998486 mm vs 3.0 mm in the NIfTI), which shifts the sample positions.")
+                "spacing (2.9999999999998486 mm vs 3.0 mm in the NIfTI), which shifts the sample positions.\n\n"
+                "The phantom's RTSTRUCT (ROI `GTV-1`, 26 contours), rasterised by radlang onto the DICOM series (a voxel "
+                "centre inside the contour or on its outline; docs/language.md, \"Clinical DICOM\"), is the NIfTI mask "
+                "voxel for voxel (Dice 1.0; 0 of 125,256 voxels differ). Largest relative feature difference, DICOM + "
+                "RTSTRUCT vs DICOM + NIfTI mask: " + "; ".join(rs_diffs) + ". OpenCV's `fillPoly`, as rt-utils uses it, "
+                "would add 3,450 boundary voxels (Dice 0.986).")
         (root / "docs" / "ibsi_coverage.md").write_text(coverage_markdown(data, comps, note))
         print((root / "docs" / "ibsi_coverage.md").read_text()[:3000])
