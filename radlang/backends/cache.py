@@ -29,13 +29,25 @@ def key(*parts: Any) -> str:
 _FILE_HASHES: dict[tuple, str] = {}
 
 
+def content_path(path: str | os.PathLike) -> Path:
+    """The file or folder whose content an input path names: `folder#<SeriesInstanceUID>` (one DICOM series of a
+    folder that holds several, as a manifest cohort names it) is the folder."""
+    p = Path(path)
+    if not p.exists() and "#" in str(path):
+        folder = Path(str(path).rsplit("#", 1)[0])
+        if folder.is_dir():
+            return folder
+    return p
+
+
 def file_hash(path: str | os.PathLike) -> str:
-    """SHA-256 of a file's content (a directory: of its files' names and contents). Within one process a regular
-    file's digest is remembered by (path, size, mtime_ns, ctime_ns, inode), once the file is at least 2 s old
-    (a file rewritten within the file system's timestamp granularity is hashed again)."""
+    """SHA-256 of a file's content (a directory: of its files' names and contents; `folder#<series>`: of the
+    folder's). Within one process a regular file's digest is remembered by (path, size, mtime_ns, ctime_ns,
+    inode), once the file is at least 2 s old (a file rewritten within the file system's timestamp granularity is
+    hashed again)."""
     import time
 
-    p = Path(path)
+    p = content_path(path)
     st = p.stat()
     memo = None
     if not p.is_dir() and max(st.st_mtime_ns, st.st_ctime_ns) < time.time_ns() - 2_000_000_000:
@@ -60,7 +72,7 @@ def stat_signature(path: str | os.PathLike) -> tuple[list, int]:
     """(signature, newest timestamp in ns) of a file or a directory tree, from stat alone: size, mtime_ns, ctime_ns,
     inode and device of the file (for a directory: of every file under it, with its relative name). Any write,
     replacement, rename or chmod changes it. Raises OSError when the path is missing."""
-    p = Path(path)
+    p = content_path(path)
     st = p.stat()
     if not p.is_dir():
         return ["file", st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev], max(st.st_mtime_ns, st.st_ctime_ns)

@@ -122,8 +122,11 @@ def check_csv(st, bound, folder: Path, diags: list, listings: dict, *, what: str
             v = r[i].strip() if i < len(r) else ""
             if not v:
                 absent.append((cid, "no path given"))
-            elif not listed(v if (v.startswith(os.sep) if posix else os.path.isabs(v)) else prefix + v, listings):
-                absent.append((cid, os.path.normpath(os.path.join(base, v))))
+            else:
+                full = v if (v.startswith(os.sep) if posix else os.path.isabs(v)) else prefix + v
+                # `path#selector`: a DICOM series of a folder, or an RTSTRUCT ROI / SEG segment (radlang/ops/dicom.py)
+                if not listed(full, listings) and not ("#" in full and listed(full.rsplit("#", 1)[0], listings)):
+                    absent.append((cid, os.path.normpath(os.path.join(base, v))))
         if absent:
             shown = ", ".join(f"case `{cid}` (`{f}`)" for cid, f in absent[:SHOWN])
             more = f" and {len(absent) - SHOWN} more" if len(absent) > SHOWN else ""

@@ -19,6 +19,22 @@ from typing import Annotated, Literal
 from pydantic import Field, field_validator
 
 from radlang.diagnostics import label_cases
+from radlang.ops.dicom import (
+    contour_points,
+    dicom_mask,
+    is_dicom_file,
+    name_matches,
+    pick_series,
+    rasterise_contours,
+    rtstruct_mask,
+    scanner_attributes,
+    scanner_values,
+    seg_mask,
+    series_candidates,
+    series_files,
+    series_headers,
+    split_ref,
+)
 from radlang.registry import Operator, register
 from radlang.types import OUTCOME_KINDS, RType
 from radlang.units import Intensity, Length
@@ -66,6 +82,13 @@ class ManifestSettings(Settings):
     site: str | None = Field(None, description="column with the acquisition site / hospital")
     clinical: list[str] = Field(default_factory=list, description="tabular covariate columns")
     dims: Literal[2, 3] = Field(3, description="image dimensionality")
+    modality: str | None = Field(None, description="DICOM: the Modality (CT, MR, PT, ...) of the series to read when an image folder holds several")
+    series_description: str | None = Field(None, description="DICOM: a SeriesDescription pattern (globs, `|` between alternatives, any case) that picks the series")
+    roi: str | None = Field(None, description="DICOM masks: the RTSTRUCT ROI name pattern (e.g. \"GTV*|gtv_1\") or the SEG segment label or number; a mask value `file#<pattern>` overrides it")
+    fraction: float = Field(0.5, gt=0, le=1, description="DICOM-SEG: a fractional segment is the ROI where its value is at least this")
+    scanner: list[str] = Field(
+        default_factory=list, description="DICOM scanner attributes to carry as cohort columns `scanner.<name>` (`site: scanner.<name>` uses one as the site)")
+    thickness_tolerance: Length = Field(0.5, ge=0, description="DICOM: warn (W636) when slice thicknesses differ by more than this and the features do not resample")
 
     _outcome = field_validator("outcome", mode="before")(lambda cls, v: parse_outcome(v))
 
@@ -74,10 +97,23 @@ class ManifestSettings(Settings):
     def _names(cls, v):
         return [str(x) for x in v] if isinstance(v, list) else (str(v) if isinstance(v, Sym) else v)
 
-    @field_validator("clinical", mode="before")
+    @field_validator("clinical", "scanner", mode="before")
     @classmethod
     def _clinical(cls, v):
         return [str(x) for x in v] if isinstance(v, list) else v
+
+    @field_validator("scanner")
+    @classmethod
+    def _scanner(cls, v):
+        unknown = [a for a in v if a not in scanner_attributes()]
+        if unknown:
+            raise ValueError(f"unknown scanner attribute(s) {', '.join(unknown)}; known: {', '.join(scanner_attributes())}")
+        return v
+
+    @field_validator("modality", "series_description", "roi", mode="before")
+    @classmethod
+    def _text(cls, v):
+        return str(v) if isinstance(v, Sym | int) else v
 
 
 def cohort_type(ctx) -> RType:
@@ -85,6 +121,9 @@ def cohort_type(ctx) -> RType:
     images = s.image if isinstance(s.image, list) else [s.image]
     if isinstance(s.image, list) and len(set(images)) != len(images):
         ctx.error("E306", "the same image column is listed twice", setting="image")
+    if s.site and str(s.site).startswith("scanner.") and str(s.site)[len("scanner."):] not in scanner_attributes():
+        ctx.error("E323", f"`{s.site}` is not a scanner attribute; use one of: {', '.join('scanner.' + a for a in scanner_attributes())}",
+                  setting="site")
     return RType("Cohort", cohort=ctx.stmt.name, outcome=s.outcome.kind if s.outcome else None, dims=s.dims,
                  channels=len(images), has_site=s.site is not None, has_mask=s.mask is not None, detail=ctx.stmt.op.name)
 
@@ -94,14 +133,14 @@ def cohort_type(ctx) -> RType:
 # --------------------------------------------------------------------------------------------------
 
 def read_image_header(path):
-    """Read an image's geometry without its pixels. A folder is a DICOM series. Returns a dict
-    (size, spacing, origin, direction, dimension) or raises with a readable message."""
+    """Read an image's geometry without its pixels. A folder (or `folder#<SeriesInstanceUID>`) is a DICOM
+    series. Returns a dict (size, spacing, origin, direction, dimension) or raises with a readable message."""
     import os
 
     import SimpleITK as sitk
 
-    if os.path.isdir(path):
-        files = sitk.ImageSeriesReader.GetGDCMSeriesFileNames(path)
+    if os.path.isdir(split_ref(path)[0]):
+        files = series_files(path)
         if not files:
             raise ValueError("the folder holds no DICOM series")
         heads = []
@@ -194,7 +233,7 @@ def image_payload_problem(path):
                                f"{want:,} bytes its header implies (a truncated copy or download?)"}
         return short(file, have, want, f"{kind}-decompressed voxel data") if have < want else None
 
-    if os.path.isdir(path):
+    if os.path.isdir(split_ref(path)[0]):
         return dicom_series_problem(path)
     low = str(path).lower()
     if low.endswith((".nii", ".nii.gz", ".hdr", ".hdr.gz")):
@@ -344,17 +383,16 @@ def image_payload_problem(path):
 
 
 def dicom_series_problem(path):
-    """A DICOM series folder whose slice positions (along the slice normal) are not evenly spaced:
-    missing slices, or slices from another acquisition. Reads every slice's header, not its pixels.
-    Returns None or a problem dict {code, file, message, hint}."""
+    """A DICOM series folder (or `folder#<SeriesInstanceUID>`) whose slices differ in orientation (E633), or
+    whose slice positions (along the slice normal) are not evenly spaced: missing slices, or slices from another
+    acquisition (E651). Reads every slice's header, not its pixels. Returns None or a problem dict
+    {code, file, message, hint}."""
     from itertools import pairwise
 
     import SimpleITK as sitk
 
-    files = sitk.ImageSeriesReader.GetGDCMSeriesFileNames(path)
-    if len(files) < 3:
-        return None
-    pos = []
+    files = series_files(path)
+    pos, first = [], None
     for f in files:
         r = sitk.ImageFileReader()
         r.SetFileName(f)
@@ -362,7 +400,16 @@ def dicom_series_problem(path):
         d, o = r.GetDirection(), r.GetOrigin()
         if len(d) != 9:
             return None
+        first = first or (f, d)
+        if max(abs(a - b) for a, b in zip(d, first[1])) > 1e-4:
+            return {"code": "E633", "file": split_ref(path)[0],
+                    "message": f"the DICOM series mixes slice orientations: `{f.rsplit('/', 1)[-1]}` has direction "
+                               f"({', '.join(f'{v:.3g}' for v in d[:6])}), `{first[0].rsplit('/', 1)[-1]}` "
+                               f"({', '.join(f'{v:.3g}' for v in first[1][:6])})",
+                    "hint": "a series must be one stack of parallel slices; export each orientation as its own series and pick one"}
         pos.append(o[0] * d[2] + o[1] * d[5] + o[2] * d[8])
+    if len(pos) < 3:
+        return None
     steps = [b - a for a, b in pairwise(pos)]
     step = sorted(abs(s) for s in steps)[len(steps) // 2]
     tol = max(0.01, 0.05 * step)
@@ -377,8 +424,34 @@ def dicom_series_problem(path):
     else:
         msg = (f"the DICOM series has uneven slice spacing: slices {i + 1} and {i + 2} are {abs(s):g} mm apart, the others "
                f"{step:g} mm ({len(odd)} uneven step(s) of {len(steps)})")
-    return {"code": "E651", "file": path, "message": msg,
+    return {"code": "E651", "file": split_ref(path)[0], "message": msg,
             "hint": "export the complete series again; a series with missing or unevenly spaced slices would be read as a wrong volume"}
+
+
+def write_derived_mask(mask, folder, case_id):
+    """Write a mask rasterised from DICOM as `<folder>/<case_id>.nii.gz`, leaving a file with the same bytes
+    untouched (its content hash, and so every cache key, stays). Returns the path."""
+    import filecmp
+    import os
+    import tempfile
+
+    import SimpleITK as sitk
+
+    os.makedirs(folder, exist_ok=True)
+    path = os.path.join(folder, f"{case_id}.nii.gz")
+    fd, tmp = tempfile.mkstemp(prefix=f".{case_id}.", suffix=".nii.gz", dir=folder)
+    os.close(fd)
+    try:
+        sitk.WriteImage(mask, tmp, True)
+        if os.path.exists(path) and filecmp.cmp(tmp, path, shallow=False):
+            os.remove(tmp)
+        else:
+            os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+    return path
 
 
 def manifest_columns(params):
@@ -388,7 +461,7 @@ def manifest_columns(params):
     outcome = params.get("outcome")
     wanted = [("id", params["id"])] + [("image", c) for c in images]
     for role in ("mask", "site", "patient"):
-        if params.get(role):
+        if params.get(role) and not (role == "site" and str(params[role]).startswith("scanner.")):
             wanted.append((role, params[role]))
     if outcome:
         if outcome["kind"] == "survival":
@@ -399,8 +472,14 @@ def manifest_columns(params):
     return wanted
 
 
-def load_manifest(params, manifest_path, name, check_files=True):
+def load_manifest(params, manifest_path, name, check_files=True, *, derived_dir):
     """Read a manifest CSV into the cohort table.
+
+    DICOM (radlang/ops/dicom.py): an image folder with several image series becomes `folder#<SeriesInstanceUID>`
+    of the series the settings pick; a mask that is an RTSTRUCT or SEG file is rasterised onto its case's image
+    series and written as `<derived_dir>/<case id>.nii.gz` (a folder inside the run's out folder), which the
+    table then names; `scanner` attributes become `scanner.<name>` columns. Only the DICOM attributes named
+    there are read into the table: no patient identifier leaves the files.
 
     Returns (table, problems). A problem is a dict {case, file, column, message, fatal}; `fatal`
     problems (a missing column) leave no table (None). Case problems (a missing or unreadable file,
@@ -452,6 +531,9 @@ def load_manifest(params, manifest_path, name, check_files=True):
     path_cols = [(("image" if len(images) == 1 else f"image.{c}"), c) for c in images]
     if params.get("mask"):
         path_cols.append(("mask", params["mask"]))
+    rule = {"modality": params.get("modality"), "description": params.get("series_description")}
+    scanner = [None] * len(ids)          # the scanner attributes of each case's first image, when a DICOM series
+    sources = []                         # DICOM files read into the table (masks rasterised from them)
     for canon, col in path_cols:
         paths = []
         for i, v in enumerate(raw[col]):
@@ -461,15 +543,39 @@ def load_manifest(params, manifest_path, name, check_files=True):
                 problems.append({"case": cid, "file": mpath, "column": col, "message": "no path given"})
                 paths.append("")
                 continue
-            p = v if os.path.isabs(v) else os.path.normpath(os.path.join(base, v))
-            paths.append(p)
+            ref, selector = split_ref(v)
+            p = ref if os.path.isabs(ref) else os.path.normpath(os.path.join(base, ref))
+            paths.append(p if selector is None else f"{p}#{selector}")
             if not check_files:
                 continue
             if not os.path.exists(p):
                 problems.append({"case": cid, "file": p, "column": col, "message": "file not found"})
                 continue
+            if canon != "mask" and os.path.isdir(p):
+                series, bad = pick_series(p, {**rule, "uid": selector} if selector else rule)
+                if bad:
+                    problems.append({"case": cid, "column": col, **bad})
+                    continue
+                paths[-1] = p if selector is None and series["alone"] else f"{p}#{series['uid']}"
+                if scanner[i] is None:
+                    scanner[i] = scanner_values(series_headers(series["files"][:1])["first"])
+            elif canon == "mask" and is_dicom_file(p):
+                image = out[path_cols[0][0]][i]
+                if not image or not ids[i] or any(q["case"] == cid for q in problems):
+                    continue               # the image's or the case id's own problem is reported
+                try:
+                    mask, bad = dicom_mask(p, selector or params.get("roi"), image, float(params.get("fraction", 0.5)))
+                except Exception as e:  # noqa: BLE001 -- an unreadable DICOM object is bad data, reported as a diagnostic
+                    mask, bad = None, {"code": "E602", "message": f"unreadable DICOM mask ({str(e)[:160]})",
+                                       "hint": "a DICOM mask is an RTSTRUCT or a DICOM-SEG file"}
+                if bad:
+                    problems.append({"case": cid, "file": p, "column": col, **bad})
+                    continue
+                sources.append(p)
+                paths[-1] = write_derived_mask(mask, derived_dir, cid)
+                continue
             try:
-                read_image_header(p)
+                read_image_header(paths[-1])
             except Exception as e:  # noqa: BLE001 -- any reader failure is bad data, reported as a diagnostic
                 lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
                 # SimpleITK's first line names its C++ source; the reason follows "ERROR:" on a later line
@@ -478,7 +584,7 @@ def load_manifest(params, manifest_path, name, check_files=True):
                                  "message": f"unreadable or corrupt image ({msg[:160]})",
                                  "hint": "radlang reads NIfTI, NRRD, MHA and DICOM series folders"})
                 continue
-            bad = image_payload_problem(p)
+            bad = image_payload_problem(paths[-1])
             if bad:
                 problems.append({"case": cid, "column": col, **bad})
         out[canon] = paths
@@ -555,8 +661,22 @@ def load_manifest(params, manifest_path, name, check_files=True):
                     classes = labels
                     codes = [labels.index(v) if v in present else -1 for v in vals]
                 out["outcome"] = pd.Series(codes, dtype="int64")
+    for attr in params.get("scanner") or []:
+        vals = [(s or {}).get(attr) for s in scanner]
+        numeric = all(v is None or isinstance(v, float) for v in vals)
+        out[f"scanner.{attr}"] = pd.Series(vals, dtype="float64") if numeric else vals
     if params.get("site"):
-        out["site"] = [str(v).strip() for v in raw[params["site"]]]
+        if str(params["site"]).startswith("scanner."):
+            attr = str(params["site"])[len("scanner."):]
+            out["site"] = [str(s[attr]) if s and s.get(attr) is not None else "" for s in scanner]
+            for i, (cid, s) in enumerate(zip(ids, scanner)):
+                if cid and (s or {}).get(attr) is None and not any(q["case"] == cid for q in problems):
+                    problems.append({"case": cid, "file": out[path_cols[0][0]][i], "column": params["site"],
+                                     "message": f"the image is not a DICOM series with the attribute `{attr}`, "
+                                                "which the cohort uses as its site",
+                                     "hint": "name the site in a manifest column for images without this DICOM attribute"})
+        else:
+            out["site"] = [str(v).strip() for v in raw[params["site"]]]
     for c in params.get("clinical") or []:
         col = raw[c].map(lambda v: str(v).strip())
         nums = pd.to_numeric(col.replace({"": None, "NA": None, "nan": None, "NaN": None}), errors="coerce")
@@ -572,7 +692,9 @@ def load_manifest(params, manifest_path, name, check_files=True):
     if params.get("site"):
         cols["site"] = params["site"]
     cols.update({f"clinical.{c}": c for c in params.get("clinical") or []})
-    out.attrs["radlang"] = {"name": name, "source": mpath, "columns": cols,
+    thickness = {cid: s["slice_thickness"] for cid, s in zip(ids, scanner) if s and s.get("slice_thickness") is not None}
+    out.attrs["radlang"] = {"name": name, "source": mpath, "columns": cols, "dicom_sources": sources,
+                            "slice_thickness": thickness, "thickness_tolerance": float(params.get("thickness_tolerance", 0.5)),
                             "images": [canon for canon, col in path_cols if canon != "mask"],
                             "outcome": outcome["kind"] if outcome else None, "classes": classes}
     return out, problems
@@ -580,24 +702,32 @@ def load_manifest(params, manifest_path, name, check_files=True):
 
 def _cached_manifest(ctx, version, params, path, name):
     """load_manifest, reused when the manifest's content and every file it names (by mtime and size) are unchanged:
-    a warm re-run then skips reading every image header again."""
+    a warm re-run then skips reading every image header again. Masks rasterised from DICOM go to
+    <out>/data/<stage>-masks-<hash of the manifest's path>/."""
     from radlang.backends.cache import key
     from radlang.backends.glue import file_stat
 
+    derived = str(ctx.out / "data" / f"{name}-masks-{key(str(path))[:12]}")
     if not path.exists():
-        return load_manifest(params, str(path), name)
+        return load_manifest(params, str(path), name, derived_dir=derived)
     mhash = ctx.hash_input(path)
     cache = ctx.cache.uncounted()          # its own counters: the run manifest's hits/misses count case entries
     k = key("manifest-table", version, params, str(path), mhash)
     hit = cache.get(k)
     if hit is not None and all(file_stat(f) == s for f, s in hit["stats"].items()):
         return hit["table"], hit["problems"]
-    df, problems = load_manifest(params, str(path), name)
+    df, problems = load_manifest(params, str(path), name, derived_dir=derived)
     if df is not None:
-        files = [f for c in df.columns if c in ("image", "mask") or c.startswith("image.") for f in df[c] if f]
+        files = [split_ref(f)[0] for c in df.columns if c in ("image", "mask") or c.startswith("image.") for f in df[c] if f]
+        files += df.attrs["radlang"].get("dicom_sources", [])      # the RTSTRUCT / SEG files a mask was rasterised from
         files += [p["file"] for p in problems if p.get("file")]      # e.g. an external data file found incomplete
         cache.put(k, {"table": df, "problems": problems, "stats": {f: file_stat(f) for f in files}})
     return df, problems
+
+
+# the DICOM readers (radlang/ops/dicom.py) load_manifest calls
+DICOM_HELPERS = (split_ref, name_matches, is_dicom_file, series_candidates, pick_series, series_files, series_headers,
+                 scanner_attributes, scanner_values, rasterise_contours, contour_points, rtstruct_mask, seg_mask, dicom_mask, write_derived_mask)
 
 
 def run_manifest(stage, ctx):
@@ -656,7 +786,8 @@ register(Operator(
     name="manifest", kind="cohort", output="Cohort", settings=ManifestSettings, positional=("path",),
     behaviour="stateless", run=run_manifest, cli_paths=("path",), read_file=manifest_read_file, check_data=manifest_check_data,
     infer=cohort_type, sink=False, impl=load_manifest,
-    helpers=(manifest_columns, label_cases, read_image_header, image_payload_problem, gzip_payload_size, dicom_series_problem),
+    helpers=(manifest_columns, label_cases, read_image_header, image_payload_problem, gzip_payload_size, dicom_series_problem,
+             *DICOM_HELPERS),
     doc="A cohort read from a CSV manifest: one row per case, columns for id, images, mask, outcome, site and covariates.",
     examples=('cohort train = manifest("data/train.csv") { image: ct, mask: roi, outcome: malignant as binary, site: hospital }',),
 ))
@@ -820,7 +951,7 @@ def run_phantom(stage, ctx):
             stamp.unlink()
         make_phantom(p, seed, str(out_dir), prefix)
         atomic_write_text(stamp, json.dumps(want, sort_keys=True, indent=1) + "\n")
-    df, problems = load_manifest(phantom_manifest_params(p), str(manifest), stage.name)
+    df, problems = load_manifest(phantom_manifest_params(p), str(manifest), stage.name, derived_dir=str(out_dir / "masks"))
     df = finish_cohort(stage, ctx, df, problems)
     ctx.keys[stage.name] = key("cohort", stage.op, op.version, cohort_key(df))
     return df
@@ -838,7 +969,7 @@ register(Operator(
     behaviour="stateless", run=run_phantom, read_file=phantom_read_file, check_data=phantom_check_data, infer=phantom_type,
     impl=make_phantom,
     helpers=(phantom_manifest_params, load_manifest, manifest_columns, label_cases, read_image_header,
-             image_payload_problem, gzip_payload_size, dicom_series_problem),
+             image_payload_problem, gzip_payload_size, dicom_series_problem, *DICOM_HELPERS),
     version="1",
     doc=("A synthetic CT-like cohort (no download): per case a small 3D volume with one lesion, written as NIfTI with a "
          "manifest under <out>/data/<stage>-<settings hash>/. The binary outcome `malignant` changes lesion texture and shape by `effect`; "

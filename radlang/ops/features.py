@@ -545,12 +545,13 @@ def check_case(case_job) -> list[dict]:
     import SimpleITK as sitk
 
     from radlang.ops.cohorts import image_payload_problem, read_image_header
+    from radlang.ops.dicom import split_ref
     from radlang.ops.segment import check_mask, load_image
 
     problems = []
     headers = {}
     for col, path in case_job["images"]:
-        if not path or not os.path.exists(path):
+        if not path or not os.path.exists(split_ref(path)[0]):    # `folder#<series>`: one DICOM series of the folder
             problems.append(_case_problem(case_job, "file not found", path, col, "E601"))
             continue
         try:
@@ -782,6 +783,23 @@ def pyradiomics_on_cohort(ctx, stage, cohort_df, perturb=None):
     return feats
 
 
+def thickness_warning(ctx, stage, cohort_df):
+    """W636: the cohort's DICOM slice thicknesses (radlang/ops/dicom.py) differ by more than its
+    `thickness_tolerance` while the features keep each image's own slice spacing (no resampling along z)."""
+    meta = cohort_df.attrs.get("radlang", {})
+    cases = set(cohort_df["case_id"])
+    thick = {c: t for c, t in (meta.get("slice_thickness") or {}).items() if c in cases}
+    spacing = feature_plan(ctx, stage)["config"]["setting"].get("resampledPixelSpacing")
+    if len(thick) < 2 or (spacing and len(spacing) == 3 and spacing[2]):
+        return
+    lo, hi = min(thick, key=thick.get), max(thick, key=thick.get)
+    tol = float(meta.get("thickness_tolerance", 0.5))
+    if thick[hi] - thick[lo] > tol:
+        ctx.warn("W636", f"`{stage.name}`: slice thickness in cohort `{meta.get('name')}` ranges from {thick[lo]:g} mm (case {lo}) to "
+                         f"{thick[hi]:g} mm (case {hi}), more than its tolerance of {tol:g} mm, and the features do not resample: "
+                         "texture features then partly measure the scanner protocol (set `resample: [..., ..., <mm>]`)")
+
+
 def run_pyradiomics(stage, ctx):
     """Extract every case of the stage's cohort; write <out>/features/<stage>.csv, its diagnostics and its exclusions."""
     import hashlib
@@ -790,6 +808,7 @@ def run_pyradiomics(stage, ctx):
     from radlang.backends.cache import atomic_write_text, output_sha256
 
     cohort_df = ctx.results[stage.inputs["image"].stage]
+    thickness_warning(ctx, stage, cohort_df)
     feats, diag, excluded, content = _extract(ctx, stage, cohort_df)
     for e in excluded:
         ctx.excluded.append({"stage": stage.name, **e})

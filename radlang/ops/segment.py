@@ -31,14 +31,17 @@ from radlang.values import Settings, contradiction
 
 
 def load_image(path):
-    """Read an image with SimpleITK: a file (NIfTI, NRRD, MHA, ...) or a folder holding a DICOM series."""
+    """Read an image with SimpleITK: a file (NIfTI, NRRD, MHA, ...), a folder holding a DICOM series, or
+    `folder#<SeriesInstanceUID>`: one series of a folder that holds several (radlang/ops/dicom.py)."""
     import os
 
     import SimpleITK as sitk
 
-    if os.path.isdir(path):
+    from radlang.ops.dicom import series_files, split_ref
+
+    if os.path.isdir(split_ref(path)[0]):
         r = sitk.ImageSeriesReader()
-        files = r.GetGDCMSeriesFileNames(path)
+        files = series_files(path)
         if not files:
             raise ValueError("the folder holds no DICOM series")
         r.SetFileNames(files)

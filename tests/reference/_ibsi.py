@@ -46,8 +46,10 @@ def ibsi_tags_without_counterpart(ref: pd.DataFrame, used: set[str]) -> list[str
                   and t not in used and not any(t.endswith(s) for s in ("_init_img", "_interp_img", "_init_roi", "_interp_roi", "_reseg_roi")))
 
 
-def build_spec(data: Path, folder: Path, configs=tuple(CONFIGS), dicom: bool = False) -> Path:
-    """A spec with one cohort per phantom and one feature stage per configuration."""
+def build_spec(data: Path, folder: Path, configs=tuple(CONFIGS), dicom: bool = False, rtstruct: bool = False) -> Path:
+    """A spec with one cohort per phantom and one feature stage per configuration. `dicom` adds the CT phantom's
+    DICOM series with the NIfTI mask (case `ct_dicom`), `rtstruct` the series with its RTSTRUCT's ROI `GTV-1`
+    (case `ct_rtstruct`)."""
     ibsi = data / "ibsi"
     pd.DataFrame([{"case_id": "digital_phantom", "image": str(ibsi / "digital_phantom" / "nifti" / "image" / "phantom.nii.gz"),
                    "mask": str(ibsi / "digital_phantom" / "nifti" / "mask" / "mask.nii.gz")}]).to_csv(folder / "dp.csv", index=False)
@@ -56,6 +58,9 @@ def build_spec(data: Path, folder: Path, configs=tuple(CONFIGS), dicom: bool = F
     if dicom:
         ct_rows.append({"case_id": "ct_dicom", "image": str(ibsi / "ct_phantom" / "dicom" / "image"),
                         "mask": str(ibsi / "ct_phantom" / "nifti" / "mask" / "mask.nii.gz")})
+    if rtstruct:
+        ct_rows.append({"case_id": "ct_rtstruct", "image": str(ibsi / "ct_phantom" / "dicom" / "image"),
+                        "mask": str(ibsi / "ct_phantom" / "dicom" / "mask" / "DCM_RS_00060.dcm") + "#GTV-1"})
     pd.DataFrame(ct_rows).to_csv(folder / "ct.csv", index=False)
     lines = ['study "IBSI phantoms" { seed: 1 }',
              'cohort dp = manifest("dp.csv") { mask: mask }',
@@ -71,12 +76,14 @@ def build_spec(data: Path, folder: Path, configs=tuple(CONFIGS), dicom: bool = F
     return p
 
 
-def run_configs(data: Path, folder: Path, configs=tuple(CONFIGS), dicom: bool = False, workers: int = 2):
-    """Compile and run the IBSI spec; returns ({config: comparison DataFrame}, {config: features DataFrame})."""
+def run_configs(data: Path, folder: Path, configs=tuple(CONFIGS), dicom: bool = False, workers: int = 2,
+                rtstruct: bool = False, case: str | None = None):
+    """Compile and run the IBSI spec; returns ({config: comparison DataFrame}, {config: features DataFrame}).
+    The comparison is of `case` (default: the NIfTI phantom)."""
     from radlang.backends.executor import run_study
     from radlang.compiler import compile_file
 
-    spec = build_spec(data, folder, configs, dicom)
+    spec = build_spec(data, folder, configs, dicom, rtstruct)
     res = compile_file(spec)
     assert res.ok, [d.message for d in res.diagnostics]
     ctx = run_study(res.study, out=folder / "out", workers=workers, quiet=True)
@@ -85,8 +92,8 @@ def run_configs(data: Path, folder: Path, configs=tuple(CONFIGS), dicom: bool = 
         ref_set, settings = CONFIGS[name]
         feats = ctx.results[name.replace(".", "_")]
         tables[name] = feats
-        case = "digital_phantom" if name.startswith("digital") else "ct_nifti"
-        comparisons[name] = compare(feats.loc[case], data, ref_set, "force2d: true" in settings)
+        which = "digital_phantom" if name.startswith("digital") else (case or "ct_nifti")
+        comparisons[name] = compare(feats.loc[which], data, ref_set, "force2d: true" in settings)
     return comparisons, tables
 
 
@@ -140,15 +147,23 @@ if __name__ == "__main__":   # regenerate docs/ibsi_coverage.md
     root = Path(__file__).resolve().parents[2]
     data = (root / ".." / "shared" / "data").resolve()
     with tempfile.TemporaryDirectory() as d:
-        comps, tables = run_configs(data, Path(d), dicom=True)
-        diffs = []
+        comps, tables = run_configs(data, Path(d), dicom=True, rtstruct=True)
+        diffs, rs_diffs = [], []
         for name, t in tables.items():
             if "ct_dicom" in t.index:
                 rel = ((t.loc["ct_dicom"] - t.loc["ct_nifti"]).abs() / t.loc["ct_nifti"].abs().clip(lower=1e-12)).max()
                 diffs.append(f"{name}: {rel:.1e}")
+            if "ct_rtstruct" in t.index:
+                rel = ((t.loc["ct_rtstruct"] - t.loc["ct_dicom"]).abs() / t.loc["ct_dicom"].abs().clip(lower=1e-12)).max()
+                rs_diffs.append(f"{name}: {rel:.1e}")
         note = ("The CT phantom's DICOM series (read as a folder) has the same pixels as the NIfTI. Largest relative feature "
                 "difference, DICOM vs NIfTI, per configuration: " + "; ".join(diffs) + ". Without interpolation (A) they agree "
                 "to rounding; with resampling (B–D) PyRadiomics' resampling grid is sensitive to the DICOM header's slice "
-                "spacing (2.9999999999998486 mm vs 3.0 mm in the NIfTI), which shifts the sample positions.")
+                "spacing (2.9999999999998486 mm vs 3.0 mm in the NIfTI), which shifts the sample positions.\n\n"
+                "The phantom's RTSTRUCT (ROI `GTV-1`, 26 contours), rasterised by radlang onto the DICOM series (a voxel "
+                "centre inside the contour or on its outline; docs/language.md, \"Clinical DICOM\"), is the NIfTI mask "
+                "voxel for voxel (Dice 1.0; 0 of 125,256 voxels differ). Largest relative feature difference, DICOM + "
+                "RTSTRUCT vs DICOM + NIfTI mask: " + "; ".join(rs_diffs) + ". OpenCV's `fillPoly`, as rt-utils uses it, "
+                "would add 3,450 boundary voxels (Dice 0.986).")
         (root / "docs" / "ibsi_coverage.md").write_text(coverage_markdown(data, comps, note))
         print((root / "docs" / "ibsi_coverage.md").read_text()[:3000])
