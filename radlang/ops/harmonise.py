@@ -264,14 +264,15 @@ def combat_fold_data(stage, data, ext_data, splits):
                                 f"`{cohort}` have fewer than the {mc} cases ComBat needs (`min_cases`)", stage.span,
                                 hint="merge small batches in the data, or remove their cases"))
     seen_problems, few = {}, {}
+    reported = {b for b, _ in small}     # one root cause, one diagnostic: a batch too small in the cohort is not named per fold
     for rep, fold, tr, te in splits:
         where = f"fold {fold + 1} of repeat {rep + 1}"
         have = pd.Series(b_of[tr]).value_counts()
-        thin = sorted(str(b) for b, c in have.items() if c < mc and not any(b == s for s, _ in small))
+        thin = sorted(str(b) for b, c in have.items() if c < mc and b not in reported)
         if thin:
-            few.setdefault(where, thin)
+            few.setdefault(f"the training set of {where}", thin)
         for b, c in pd.Series(b_of[te]).value_counts().items():
-            if b in have.index:
+            if b in have.index or b in reported:
                 continue
             if p["unseen"] == "refuse":
                 seen_problems.setdefault(str(b), []).append(where)
