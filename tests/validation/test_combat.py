@@ -211,3 +211,39 @@ model m = logistic(h, target: c.outcome)
 validate v = evaluate(m) { cv: stratified_kfold(3) }
 """
     assert codes(src) == ["E257"]
+
+
+def test_predict_gives_the_external_rows_and_refuses_an_unseen_site(tmp_path):
+    """`radlang predict` hands each new case's batch to the saved ComBat step (its operator's `fold_data`): on the
+    external cohort it gives exactly that cohort's rows of the predictions; with `unseen: refuse`, a new case of a
+    site the training cohort lacks is E677."""
+    from radlang.backends.executor import RunError
+    from radlang.predict import predict
+
+    rng = np.random.default_rng(8)
+    n = 36
+    sites = np.array(["A", "B"])[np.arange(n) % 2]
+    y = np.tile([0, 0, 1, 1], n // 4)
+    write_table(tmp_path / "s.csv", rng.normal(size=(n, 4)) + y[:, None] + (sites == "B")[:, None] * 2.0, y, sites=sites)
+    ext_sites = np.array(["A", "B", "C"])[np.arange(12) % 3]
+    write_table(tmp_path / "e.csv", rng.normal(size=(12, 4)) + np.tile([0, 1], 6)[:, None], np.tile([0, 1], 6), sites=ext_sites, prefix="e")
+    src = """
+cohort c = table("s.csv") { id: case, outcome: y as binary, site: hospital }
+cohort e = table("e.csv") { id: case, outcome: y as binary, site: hospital }
+features f = tabular(c)
+harmonise h = combat(f) { unseen: transductive }
+model m = logistic(h, target: c.outcome)
+validate v = evaluate(m) { cv: stratified_kfold(3), external: e, bootstrap: 0 }
+"""
+    ctx = run_spec(src, tmp_path / "s.rad", tmp_path / "out")
+    ext = predictions(tmp_path / "out").query("set == 'external'")
+    assert sorted(ext["site"].unique()) == ["A", "B", "C"]
+    got = pd.read_csv(predict(ctx.study, "v", tmp_path / "e.csv", tmp_path / "p.csv", out=tmp_path / "out"), dtype={"case_id": str})
+    assert got["case_id"].tolist() == ext["case_id"].tolist()
+    assert np.array_equal(got["probability"].to_numpy(), ext["probability"].to_numpy())
+    refuse = src.replace("unseen: transductive", "unseen: refuse").replace(", external: e", "")
+    ctx = run_spec(refuse, tmp_path / "r.rad", tmp_path / "out_r")
+    with pytest.raises(RunError) as err:
+        predict(ctx.study, "v", tmp_path / "e.csv", tmp_path / "p2.csv", out=tmp_path / "out_r")
+    assert [d.code for d in err.value.diagnostics] == ["E677"] and "`C`" in err.value.diagnostics[0].message
+    assert not (tmp_path / "p2.csv").exists()
