@@ -342,7 +342,7 @@ def _combat_infer(ctx):
                   hint=f"add `site: <column>` to `{src.cohort}`, or name another batch column (`batch: scanner`)")
     for c in s.covariates:
         if c in ("outcome", "time", "event"):
-            ctx.error("E258", f"the outcome cannot be a ComBat covariate: the held-out cases' outcomes are unknown when their features are "
+            ctx.error("E258", f"`{c}`: the outcome cannot be a ComBat covariate: the held-out cases' outcomes are unknown when their features are "
                       "harmonised, so preserving it would need the test labels", setting="covariates", hint=f"drop `{c}` from `covariates`")
     if s.batch in s.covariates:
         ctx.error("E313", f"`{s.batch}` is both the batch and a covariate: ComBat cannot remove a batch effect and preserve it",
@@ -356,8 +356,8 @@ def _combat_plan(stage, memory):
     p = stage.params
     lines = [("info", f"ComBat by `{p['batch']}`" + (f", preserving {', '.join(p['covariates'])}" if p["covariates"] else "")
               + ": refit inside every training fold")]
-    t = combat_transductive(p)
-    lines.append(("warning", t) if t else ("info", "a held-out batch unseen in training is refused (`unseen: refuse`)"))
+    lines.append(("info", "a held-out batch unseen in training: " + ("estimated from its own held-out features (transductive; each "
+                  "validation that refits this stage says so)" if p["unseen"] == "transductive" else "refused (`unseen: refuse`)")))
     return lines
 
 

@@ -27,7 +27,7 @@ def digests(folder: Path) -> dict:
 
 def test_new_settings_at_their_defaults_change_no_byte(tmp_path):
     old, d_old = generate(tmp_path, "old")
-    new, d_new = generate(tmp_path, "new", **PHANTOM_LATER)
+    _, d_new = generate(tmp_path, "new", **PHANTOM_LATER)
     assert list(old.columns) == ["case_id", "image", "mask", "malignant", "site", "age"]
     assert digests(d_old) == digests(d_new)
 

@@ -247,3 +247,13 @@ validate v = evaluate(m) { cv: stratified_kfold(3), external: e, bootstrap: 0 }
         predict(ctx.study, "v", tmp_path / "e.csv", tmp_path / "p2.csv", out=tmp_path / "out_r")
     assert [d.code for d in err.value.diagnostics] == ["E677"] and "`C`" in err.value.diagnostics[0].message
     assert not (tmp_path / "p2.csv").exists()
+
+
+def test_multiclass_metrics_of_a_site_without_some_class():
+    """A held-out site may lack a class: its one-vs-rest AUC is undefined (None, with a note), accuracy is still given."""
+    from radlang.ops.clinical_metrics import multiclass_metrics
+
+    P = np.array([[0.7, 0.2, 0.1], [0.2, 0.7, 0.1], [0.6, 0.3, 0.1], [0.1, 0.8, 0.1]])
+    m = multiclass_metrics([0, 1, 0, 0], P, {"metrics": ["auc", "accuracy"]})
+    assert m["auc"]["estimate"] is None and "1 class(es) absent" in m["auc"]["note"]
+    assert m["accuracy"] == 0.75
