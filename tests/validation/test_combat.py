@@ -9,7 +9,7 @@ import warnings
 import numpy as np
 import pandas as pd
 import pytest
-from _validation_util import codes, metrics, predictions, run_error_codes, run_spec, write_table
+from _validation_util import codes, compile_ok, metrics, predictions, run_error_codes, run_spec, write_table
 
 from radlang.ops.harmonise import make_combat
 
@@ -143,6 +143,12 @@ def test_loso_run_is_deterministic_and_recorded(tmp_path):
     manifest = json.loads((outs[0] / "manifest.json").read_text())
     v = next(s for s in manifest["stages"] if s["name"] == "v")
     assert "transductive" in v["transductive"]["h"]
+    from radlang.backends.plan import plan_text
+
+    assert "warning: transductive: `h`: ComBat estimates" in plan_text(compile_ok(src, "s.rad"))
+    # with `unseen: refuse` nothing is transductive: neither the refit record nor the plan name it
+    refuse = compile_ok(src.replace("unseen: transductive", "unseen: refuse"), "s.rad")
+    assert "transductive" not in refuse.stage("v").extra and "transductive:" not in plan_text(refuse)
 
 
 def test_unseen_site_refused_under_leave_one_site_out(tmp_path):
