@@ -160,7 +160,7 @@ def combat_class(_made={}):  # noqa: B006 -- one class per process, so a fitted 
                     g, d = self.gamma_[i], self.delta_[i]
                 elif p.get("unseen") == "transductive":
                     # the unseen batch's own location and scale, from its held-out cases' features on this fit's standardisation
-                    if rows.sum() < max(2, int(p.get("min_cases", 2))):
+                    if rows.sum() < int(p.get("min_cases", 2)):
                         raise ValueError(f"ComBat (`unseen: transductive`): batch `{b}` has {int(rows.sum())} held-out case(s), too few to estimate its scale")
                     g, d = combat_eb(Z[rows].mean(axis=0), Z[rows].var(axis=0, ddof=1) + self.eps_, [int(rows.sum())],
                                      bool(p.get("empirical_bayes", True)), bool(p.get("mean_only", False)))
@@ -252,8 +252,7 @@ def combat_fold_data(stage, data, ext_data, splits):
     b_of = np.asarray([batch[str(c)] for c in data["case_id"]])
     counts = pd.Series(b_of).value_counts()
     mc = int(p["min_cases"])
-    _, cohort, src = source(data, col)
-    orig = source(data, col)[0]
+    orig, cohort, src = source(data, col)
     if len(counts) < 2:
         diags.append(Diagnostic("E675", f"`{stage.name}`: every case of cohort `{cohort}` ({src}) has batch `{counts.index[0]}` in column `{orig}`: "
                                 "ComBat needs at least two batches", stage.span, hint="drop the `combat` stage, or harmonise by another column"))
@@ -263,20 +262,20 @@ def combat_fold_data(stage, data, ext_data, splits):
         diags.append(Diagnostic("E676", f"`{stage.name}`: batch(es) {', '.join(f'`{b}` ({c} case(s))' for b, c in small)} of column `{orig}` in cohort "
                                 f"`{cohort}` have fewer than the {mc} cases ComBat needs (`min_cases`)", stage.span,
                                 hint="merge small batches in the data, or remove their cases"))
-    seen_problems, few = {}, {}
+    seen_problems, thin_train, few = {}, {}, {}
     reported = {b for b, _ in small}     # one root cause, one diagnostic: a batch too small in the cohort is not named per fold
     for rep, fold, tr, te in splits:
         where = f"fold {fold + 1} of repeat {rep + 1}"
         have = pd.Series(b_of[tr]).value_counts()
         thin = sorted(str(b) for b, c in have.items() if c < mc and b not in reported)
         if thin:
-            few.setdefault(f"the training set of {where}", thin)
+            thin_train[where] = thin
         for b, c in pd.Series(b_of[te]).value_counts().items():
             if b in have.index or b in reported:
                 continue
             if p["unseen"] == "refuse":
                 seen_problems.setdefault(str(b), []).append(where)
-            elif c < max(2, mc):
+            elif c < mc:
                 few.setdefault(f"the held-out cases of {where}", []).append(str(b))
     if ext_data is not None:
         for b, c in pd.Series([batch[str(x)] for x in ext_data["case_id"]]).value_counts().items():
@@ -284,15 +283,18 @@ def combat_fold_data(stage, data, ext_data, splits):
                 continue
             if p["unseen"] == "refuse":
                 seen_problems.setdefault(str(b), []).append(f"the external cohort `{source(ext_data, col)[1]}`")
-            elif c < max(2, mc):
+            elif c < mc:
                 few.setdefault(f"the external cohort `{source(ext_data, col)[1]}`", []).append(str(b))
     for b, wheres in sorted(seen_problems.items()):
         diags.append(Diagnostic("E677", f"`{stage.name}`: batch `{b}` is held out in {', '.join(wheres[:4])}{' and more' if len(wheres) > 4 else ''} "
                                 "but no training case has it, and `unseen: refuse` is set", stage.span,
                                 hint="set `unseen: transductive` to estimate that batch from its own held-out features (recorded in the "
                                      "manifest), or validate with folds that train on every batch"))
+    for where, bs in thin_train.items():
+        diags.append(Diagnostic("E676", f"`{stage.name}`: batch(es) {names(bs)} have fewer than the {mc} cases ComBat needs (`min_cases`) in "
+                                f"the training set of {where}", stage.span, hint="use fewer folds, or merge small batches in the data"))
     for where, bs in few.items():
-        diags.append(Diagnostic("E679", f"`{stage.name}`: batch(es) {names(bs)} have fewer than {max(2, mc)} cases in {where}: too few to "
+        diags.append(Diagnostic("E679", f"`{stage.name}`: batch(es) {names(bs)} have fewer than {mc} cases in {where}: too few to "
                                 "estimate a batch's location and scale", stage.span,
                                 hint="use fewer folds, or merge small batches in the data"))
     return {"batch": batch, "covariates": covariates, "covariate_names": cov_names}, diags

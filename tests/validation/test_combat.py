@@ -263,3 +263,26 @@ def test_multiclass_metrics_of_a_site_without_some_class():
     m = multiclass_metrics([0, 1, 0, 0], P, {"metrics": ["auc", "accuracy"]})
     assert m["auc"]["estimate"] is None and "1 class(es) absent" in m["auc"]["note"]
     assert m["accuracy"] == 0.75
+
+
+def test_a_batch_too_thin_in_one_training_fold(tmp_path):
+    """A batch with enough cases in the cohort (3) can still fall below `min_cases` in a training fold: E676 names the
+    fold, before any fold runs."""
+    n = 30
+    rng = np.random.default_rng(9)
+    y = np.tile([0, 1], n // 2)
+    sites = np.array(["A", "B"])[np.arange(n) % 2].astype(object)
+    sites[[0, 1, 2]] = "Z"
+    write_table(tmp_path / "s.csv", rng.normal(size=(n, 4)), y, sites=sites)
+    src = """
+cohort c = table("s.csv") { id: case, outcome: y as binary, site: hospital }
+features f = tabular(c)
+harmonise h = combat(f) { min_cases: 3, unseen: transductive }
+model m = logistic(h, target: c.outcome)
+validate v = evaluate(m) { cv: stratified_kfold(3), bootstrap: 0 }
+"""
+    diags = run_error_codes(src, tmp_path / "s.rad", tmp_path / "out")
+    # Z's 3 cases spread over the 3 stratified folds (or all in one: then a training fold lacks Z, which the
+    # transductive policy estimates from its 3 held-out cases): every fold that holds one out trains on 2 < 3
+    assert diags and {d.code for d in diags} == {"E676"}
+    assert all("`Z`" in d.message and "training set of fold" in d.message for d in diags)
