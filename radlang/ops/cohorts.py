@@ -770,8 +770,12 @@ def manifest_check_data(st, bound, folder, diags, listings):
 
 
 def phantom_check_data(st, bound, folder, diags, listings):
-    """`radlang check`: nothing to read; the cohort's size and classes follow from the settings."""
+    """`radlang check`: nothing to read; the cohort's size and classes follow from the settings (a grade outcome: the
+    equal-size groups make_phantom cuts, rank r of n in grade r * grades // n)."""
     n = int(st.params["cases"])
+    if st.params.get("outcome") == "grade":
+        g = int(st.params["grades"])
+        return {"cases": n, "classes": {str(k): sum(1 for r in range(n) if r * g // n == k) for k in range(g)}, "grouped": False}
     return {"cases": n, "classes": {"0": n - n // 2, "1": n // 2}, "grouped": False}
 
 

@@ -76,3 +76,14 @@ def test_grade_as_the_outcome_is_typed_multiclass():
     bad = compile_source("cohort c = phantom(30) { outcome: grade }\nfeatures f = pyradiomics(c.image, c.mask)\n"
                          "model m = logistic(f, target: c.outcome)\nvalidate v = evaluate(m) { cv: kfold(3) }", "<t>")
     assert "E306" in [d.code for d in bad.diagnostics]
+
+
+def test_check_knows_the_grade_classes_the_generator_writes(tmp_path):
+    """`radlang check` reads no phantom file: its class counts for a grade outcome must be the generator's own."""
+    from types import SimpleNamespace
+
+    from radlang.ops.cohorts import phantom_check_data
+
+    m, _ = generate(tmp_path, "g31", cases=31, grades=3, outcome="grade", size=[16, 16, 16])
+    facts = phantom_check_data(SimpleNamespace(params={"cases": 31, "grades": 3, "outcome": "grade"}), None, None, [], {})
+    assert facts["classes"] == {str(g - 1): int(c) for g, c in sorted(m["grade"].value_counts().items())}
