@@ -943,8 +943,8 @@ def make_phantom(params, seed, out_dir, prefix):
     if stage_effect is not None:   # its own stream per case
         header.append("stage")
         for i, row in enumerate(rows):
-            z = np.random.default_rng([seed, i, 1]).normal(0.0, 0.8)
-            row.append(int(np.clip(round(2.5 + float(stage_effect) * (int(labels[i]) - 0.5) + z), 1, 4)))
+            jitter = np.random.default_rng([seed, i, 1]).normal(0.0, 0.8)
+            row.append(int(np.clip(round(2.5 + float(stage_effect) * (int(labels[i]) - 0.5) + jitter), 1, 4)))
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(header)
