@@ -98,6 +98,8 @@ CODES: dict[str, Code] = {c.code: c for c in (
     _c("E247", "validation by site on a cohort without a site column", "ops/validate.py", "`leave_one_site_out`, or cross-validation groups by site"),
     _c("E248", "the external cohort's outcome does not match the model's", "ops/validate.py"),
     _c("E250", "a join of tables from two cohorts that both carry outcomes", "ops/join.py", "join tables of one cohort, or an attribute table (a `table` without an outcome)"),
+    _c("E257", "ComBat by site on a cohort without a site column", "ops/harmonise.py", "or name another batch column, e.g. `batch: scanner`"),
+    _c("E258", "the outcome as a ComBat covariate", "ops/harmonise.py", "the held-out cases' outcomes are unknown when their features are harmonised: preserving it would need the test labels"),
     # settings
     _c("E301", "unknown setting", "checks/settings.py compiler.py ops/models.py", "also a hyper-parameter to search that the model does not have; with \"did you mean\""),
     _c("E302", "a setting out of range", "checks/settings.py ops/datasets.py ops/explain_cnn.py ops/networks.py ops/predict_mask.py"),
@@ -107,6 +109,8 @@ CODES: dict[str, Code] = {c.code: c for c in (
     _c("E306", "settings that contradict each other", "ops/cohorts.py ops/features.py checks/settings.py ops/fedavg.py ops/supervised.py", "also two settings of which only one may be given, such as `bin_width` and `bin_count`"),
     _c("E307", "a setting given twice", "checks/bind.py"),
     _c("E308", "a path the study would write resolves outside its out folder", "checks/settings.py", "today the phantom `prefix`: a plain name"),
+    _c("E313", "the ComBat batch column is also a covariate", "ops/harmonise.py", "a batch effect cannot be removed and preserved at once"),
+    _c("E314", "a ComBat covariate listed twice", "ops/harmonise.py"),
     _c("E323", "a cohort's `site` names a scanner attribute radlang does not read", "ops/cohorts.py", "`site: scanner.<name>` takes one of manufacturer, model, field_strength, kvp, kernel, slice_thickness, pixel_spacing"),
     # graph
     _c("E401", "a cycle", "checks/bind.py checks/graph.py", "stages that depend on each other, or a `like` chain"),
@@ -182,6 +186,12 @@ CODES: dict[str, Code] = {c.code: c for c in (
        "a feature table, or a predicted mask (predicted again)"),
     _c("W673", "a run that died held the output folder; this run takes it over", "backends/executor.py",
        "the warning names the dead run's pid, host and spec"),
+    _c("E674", "the ComBat batch or covariate column is not in the cohort", "ops/harmonise.py", "a site column (`site:`) or a clinical column, in the training and the external cohort"),
+    _c("E675", "a single batch for ComBat", "ops/harmonise.py", "every case of the cohort has the same batch"),
+    _c("E676", "a batch with fewer cases than ComBat needs", "ops/harmonise.py", "`min_cases` (at least 2: a batch's scale is a variance), in the cohort or in a training fold"),
+    _c("E677", "a held-out batch unseen in training, with `unseen: refuse`", "ops/harmonise.py", "leave-one-site-out, an external site, or a fold that trains on no case of a batch; the hint offers `unseen: transductive`"),
+    _c("E678", "cases without a ComBat batch or covariate value", "ops/harmonise.py"),
+    _c("E679", "too few held-out cases of an unseen batch to estimate it transductively", "ops/harmonise.py"),
     _c("E690", "federated execution is not implemented", "ops/fedavg.py", "`radlang run` stops at a federated stage"),
     _c("W690", "federated execution is not implemented", "ops/fedavg.py", "`radlang check` warns: the stage is checked and planned, but will not run"),
     # usage

@@ -26,7 +26,7 @@ from radlang.backends.executor import RunError
 from radlang.diagnostics import Diagnostic, did_you_mean
 
 TRUSTED_MODULES = ("sklearn.", "sksurv.", "numpy.", "scipy.")
-TRUSTED_TYPES = ("radlang.ops.select.RadSelector",)
+TRUSTED_TYPES = ("radlang.ops.select.RadSelector", "radlang.ops.harmonise.RadComBat")
 
 
 class PredictError(Exception):
@@ -139,6 +139,15 @@ def predict(study, stage_name, input_path, output, out=None, workers=1, quiet=Tr
                                    f"lack: {shown}", stage.span, hint="give the new cases the same columns (and images) as the training cohort")])
     X = X.loc[new_df["case_id"][new_df["case_id"].isin(X.index.astype(str))], card["columns"]].astype(float)
     model = load_model(data, stage)
+    # a fitted step that reads per-case inputs besides the features (ComBat: each case's batch) gets them for the new
+    # cases the way an external cohort's are made: its operator's `fold_data`, the new cases as the held-out table
+    for name in graph["nodes"]:
+        fold_data = registry.get(by[name].op).fold_data
+        if fold_data is not None:
+            inputs, problems = fold_data(by[name], ctx.results[cohort.name], new_df[new_df["case_id"].isin(X.index)], [])
+            if problems:
+                raise RunError(problems)
+            _give_fold_inputs(model, name, inputs)
     rows = {"case_id": list(X.index)}
     if card["outcome"] == "binary":
         p = model.predict_proba(X)[:, 1]
@@ -156,6 +165,17 @@ def predict(study, stage_name, input_path, output, out=None, workers=1, quiet=Tr
 
     atomic_write_bytes(output, evaluation_csv(pd.DataFrame(rows)))
     return output
+
+
+def _give_fold_inputs(est, name, inputs):
+    """Set `fold_inputs` on the step called `name` of a loaded pipeline (also inside a search or a join's branches)."""
+    est = getattr(est, "best_estimator_", est)
+    for n, step in getattr(est, "steps", []):
+        if n == name:
+            step.fold_inputs = inputs
+        _give_fold_inputs(step, name, inputs)
+    for branch in getattr(est, "named_transformers_", {}).values():
+        _give_fold_inputs(branch, name, inputs)
 
 
 def _ancestors(study, name):

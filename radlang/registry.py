@@ -104,6 +104,9 @@ class Operator:
     merge: Callable | None = None    # stages of one input whose settings merge run as one pass: ([params]) -> (union, summary) or None
     merge_settings: tuple[str, ...] = ()  # the settings in which mergeable stages may differ
     inner_cv: str | None = None      # a fitted stage's setting that sets its own inner CV folds (checked against each training set)
+    fold_data: Callable | None = None  # a fitted stage's per-case inputs besides its features, from a validation's cohort tables:
+                                     # (stage, training rows, external rows or None, splits) -> (fold inputs, diagnostics)
+    transductive: Callable | None = None  # (settings) -> a sentence when the stage uses held-out cases' features, else None
 
     def __post_init__(self):
         if self.behaviour not in BEHAVIOURS:

@@ -1,5 +1,6 @@
 """The run's typed artefacts: every table a stage hands on, and manifest.json at the root of the out folder, in the spirit of dbt's manifest: the study's graph (each stage's
-operator, settings, seed, inputs and fit boundaries, each validation's refit graph), the input files' hashes, and
+operator, settings, seed, inputs and fit boundaries, each validation's refit graph and the stages in it that use the
+held-out cases' features, `transductive`), the input files' hashes, and
 every artefact the run wrote, with its stage, its type and its sha256.
 
 A stage whose value is a table (a cohort, a clinical feature table, a join) and that wrote no table of its own
@@ -104,7 +105,8 @@ def write_artefact_manifest(ctx, spec_sha256: str) -> None:
         "seed": study.seed,
         "stages": [{"name": s.name, "kind": s.kind, "op": s.op, "params": s.params, "seed": s.seed,
                     "inputs": {port: str(ref) for port, ref in sorted(s.inputs.items())}, "fit": s.fit, "fit_within": list(s.fit_within),
-                    **({"refit": s.extra["refit"]} if "refit" in s.extra else {})} for s in study.stages],
+                    **({"refit": s.extra["refit"]} if "refit" in s.extra else {}),
+                    **({"transductive": s.extra["transductive"]} if "transductive" in s.extra else {})} for s in study.stages],
         "inputs": dict(sorted((where(k), v) for k, v in ctx.inputs.items())),
         "artefacts": artefacts,
     }

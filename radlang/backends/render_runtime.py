@@ -81,10 +81,10 @@ class OperatorInfo:
     """What the stages' code reads of an operator's declaration (radlang/registry.py)."""
 
     def __init__(self, name, behaviour, version, run=None, case=None, on_cohort=None, impl=None, helpers=(),
-                 sink=False, fit="none", raters=False, inner_cv=None):
+                 sink=False, fit="none", raters=False, inner_cv=None, fold_data=None):
         self.name, self.behaviour, self.version, self.run = name, behaviour, version, run
         self.case, self.on_cohort, self.impl, self.helpers = case, on_cohort, impl, tuple(helpers)
-        self.sink, self.fit, self.raters, self.inner_cv = sink, fit, raters, inner_cv
+        self.sink, self.fit, self.raters, self.inner_cv, self.fold_data = sink, fit, raters, inner_cv, fold_data
 
 
 class Registry:

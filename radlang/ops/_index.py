@@ -4,6 +4,7 @@ operator name -> (statement kind, module under radlang/ops). See radlang.registr
 
 OPERATORS = {
     'attention_unet': ('network', 'networks'),
+    'combat': ('harmonise', 'harmonise'),
     'correlation': ('select', 'select'),
     'cox': ('model', 'models'),
     'dataset': ('cohort', 'datasets'),

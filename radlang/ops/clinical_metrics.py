@@ -129,7 +129,10 @@ def multiclass_metrics(y, P, params):
     labels = list(range(P.shape[1]))
     m = {"n_predictions": len(y)}
     if "auc" in params["metrics"]:
-        m["auc"] = {"estimate": float(roc_auc_score(y, P, multi_class="ovr", labels=labels)), "average": "macro one-vs-rest"}
+        if len(np.unique(y)) == len(labels):
+            m["auc"] = {"estimate": float(roc_auc_score(y, P, multi_class="ovr", labels=labels)), "average": "macro one-vs-rest"}
+        else:   # e.g. one held-out site without cases of some class: one-vs-rest AUC is undefined for that class
+            m["auc"] = {"estimate": None, "note": f"{len(labels) - len(np.unique(y))} class(es) absent: no one-vs-rest AUC"}
     m["accuracy"] = float(accuracy_score(y, P.argmax(axis=1)))
     m["log_loss"] = float(log_loss(y, P, labels=labels))
     return m

@@ -770,8 +770,12 @@ def manifest_check_data(st, bound, folder, diags, listings):
 
 
 def phantom_check_data(st, bound, folder, diags, listings):
-    """`radlang check`: nothing to read; the cohort's size and classes follow from the settings."""
+    """`radlang check`: nothing to read; the cohort's size and classes follow from the settings (a grade outcome: the
+    equal-size groups make_phantom cuts, rank r of n in grade r * grades // n)."""
     n = int(st.params["cases"])
+    if st.params.get("outcome") == "grade":
+        g = int(st.params["grades"])
+        return {"cases": n, "classes": {str(k): sum(1 for r in range(n) if r * g // n == k) for k in range(g)}, "grouped": False}
     return {"cases": n, "classes": {"0": n - n // 2, "1": n // 2}, "grouped": False}
 
 
@@ -809,6 +813,17 @@ class PhantomSettings(Settings):
     spacing: list[Annotated[Length, Field(gt=0)]] = Field(default_factory=lambda: [1.0, 1.0, 1.0], min_length=3, max_length=3,
                                                           description="voxel spacing (mm)")
     prefix: str | None = Field(None, description="case id prefix (default: the stage name); a plain name: case ids name files")
+    site_effect: float = Field(1.0, ge=0, le=5, description=("scanner shift between sites: site k adds `site_effect` x its intensity "
+                               "offset (0, 25, -15, 40, -30, 10, 55, -5 HU) and multiplies the noise SD by its factor (1, 1.6, 0.7, 1.3, "
+                               "0.9, 2, 1.1, 0.8) to the power `site_effect`; 0 = sites differ only by name"))
+    site_blur: Length = Field(0.0, ge=0, description="scanner blur: site k of n is smoothed by a Gaussian of SD k/(n-1) x `site_blur` (mm) before noise")
+    grades: int = Field(0, ge=0, le=5, description=("≥ 2 adds an ordinal `grade` column (1..grades): the latent lesion severity (which "
+                        "drives texture and lobulation, and is `effect` higher in malignant cases) cut into equal-size groups"))
+    stage_effect: float | None = Field(None, ge=0, le=5, description=("adds a clinical `stage` column (1-4): round(2.5 + stage_effect x "
+                                       "(malignant - 0.5) + N(0, 0.8)), clipped; `age` is always N(60 + 3 x effect x malignant, 9) years"))
+    outcome: Literal["malignant", "grade"] = Field("malignant", description="the cohort's outcome: `malignant` (binary) or `grade` (multiclass; needs `grades`)")
+
+    _o = field_validator("outcome", mode="before")(lambda cls, v: str(v) if isinstance(v, Sym) else v)
 
     @field_validator("prefix")
     @classmethod
@@ -821,17 +836,28 @@ class PhantomSettings(Settings):
 
 def phantom_type(ctx) -> RType:
     s = ctx.settings
-    return RType("Cohort", cohort=ctx.stmt.name, outcome="binary", dims=3, channels=1, has_site=s.sites >= 2,
-                 has_mask=True, detail="phantom")
+    if s.outcome == "grade" and s.grades < 2:
+        ctx.error("E306", "`outcome: grade` needs a grade column: set `grades` (2 to 5)", setting="outcome", hint="add `grades: 3`")
+    return RType("Cohort", cohort=ctx.stmt.name, outcome="multiclass" if s.outcome == "grade" else "binary", dims=3, channels=1,
+                 has_site=s.sites >= 2, has_mask=True, detail="phantom")
+
+
+# the phantom settings added after its first version: a spec that leaves them at these defaults gets the same files,
+# and the same data folder name, as before they existed
+PHANTOM_LATER = {"site_effect": 1.0, "site_blur": 0.0, "grades": 0, "stage_effect": None, "outcome": "malignant"}
 
 
 def make_phantom(params, seed, out_dir, prefix):
     """Write a synthetic CT-like cohort: per case a NIfTI image (int16 HU) and lesion mask, plus
-    `manifest.csv` (case_id, image, mask, malignant, site, age). Returns the manifest path.
+    `manifest.csv` (case_id, image, mask, malignant, site, age, then grade and stage when asked for). Returns the
+    manifest path.
 
     Each case has soft tissue (~40 HU) with smooth noise and one lobulated lesion. The outcome
     `malignant` is balanced; a latent score s = effect * malignant + N(0, 0.5) raises the lesion's
-    texture heterogeneity and surface lobulation. Sites add an intensity offset and a noise scale."""
+    texture heterogeneity and surface lobulation. Sites add an intensity offset and a noise scale (scaled by
+    `site_effect`) and a blur (`site_blur`). `grades` cuts s into equal-size ordinal groups; `stage_effect` draws a
+    clinical stage associated with `malignant`. Draws for the later settings come from their own streams, so the
+    files of a phantom without them do not change."""
     import csv
     import io
     import os
@@ -852,6 +878,11 @@ def make_phantom(params, seed, out_dir, prefix):
     master = np.random.default_rng(seed)
     labels = master.permutation(np.arange(n) % 2)
     site_of = master.permutation(np.arange(n) % sites)
+    site_effect = float(params.get("site_effect", 1.0))
+    site_blur = float(params.get("site_blur", 0.0))
+    grades = int(params.get("grades", 0))
+    stage_effect = params.get("stage_effect")
+    latent = []
     z, y, x = np.meshgrid(np.arange(nz_) * sp[2], np.arange(ny_) * sp[1], np.arange(nx_) * sp[0], indexing="ij")
     rows = []
     for i in range(n):
@@ -859,6 +890,7 @@ def make_phantom(params, seed, out_dir, prefix):
         lab = int(labels[i])
         site = int(site_of[i])
         s = effect * lab + rng.normal(0.0, 0.5)
+        latent.append(s)
         extent = np.array([nx_ * sp[0], ny_ * sp[1], nz_ * sp[2]])
         r0 = float(rng.uniform(0.18, 0.26) * extent.min())
         c = extent / 2 + rng.uniform(-0.08, 0.08, 3) * extent
@@ -878,8 +910,10 @@ def make_phantom(params, seed, out_dir, prefix):
         hetero = float(np.clip(12.0 + 9.0 * s, 3.0, 60.0))
         img = 40.0 + tissue
         img = np.where(lesion, float(rng.uniform(55, 75)) + hetero * tex, img)
-        img = img + offsets[site % 8] + float(params["site_shift"])
-        img = img + rng.normal(0.0, float(params["noise"]) * scales[site % 8], img.shape)
+        img = img + offsets[site % 8] * site_effect + float(params["site_shift"])
+        if site_blur > 0 and sites > 1 and site > 0:
+            img = ndimage.gaussian_filter(img, [site_blur * site / (sites - 1) / v for v in (sp[2], sp[1], sp[0])])
+        img = img + rng.normal(0.0, float(params["noise"]) * scales[site % 8] ** site_effect, img.shape)
         arr = np.clip(np.round(img), -1024, 3071).astype(np.int16)
         cid = f"{prefix}_{i:03d}"
         im = sitk.GetImageFromArray(arr)
@@ -900,9 +934,20 @@ def make_phantom(params, seed, out_dir, prefix):
                 raise
         age = int(np.clip(round(rng.normal(60 + 3 * effect * lab, 9)), 25, 95))
         rows.append([cid, ip, mp, lab, f"site{site + 1}", age])
+    header = ["case_id", "image", "mask", "malignant", "site", "age"]
+    if grades >= 2:   # the latent severity cut by rank into equal-size groups, 1 = the lowest
+        rank = np.argsort(np.argsort(np.asarray(latent), kind="stable"), kind="stable")
+        header.append("grade")
+        for row, r in zip(rows, rank):
+            row.append(int(1 + r * grades // n))
+    if stage_effect is not None:   # its own stream per case
+        header.append("stage")
+        for i, row in enumerate(rows):
+            jitter = np.random.default_rng([seed, i, 1]).normal(0.0, 0.8)
+            row.append(int(np.clip(round(2.5 + float(stage_effect) * (int(labels[i]) - 0.5) + jitter), 1, 4)))
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["case_id", "image", "mask", "malignant", "site", "age"])
+    w.writerow(header)
     w.writerows(rows)
     path = os.path.join(out_dir, "manifest.csv")
     fd, tmp = tempfile.mkstemp(prefix=".manifest.csv.", suffix=".tmp", dir=out_dir)
@@ -918,10 +963,15 @@ def make_phantom(params, seed, out_dir, prefix):
 
 
 def phantom_manifest_params(params):
-    """The manifest settings under which a phantom's manifest.csv is read."""
+    """The manifest settings under which a phantom's manifest.csv is read: the outcome is `malignant` (binary) or
+    `grade` (multiclass); `age`, `stage` and a grade that is not the outcome are clinical columns."""
+    grade = int(params.get("grades", 0)) >= 2
+    by_grade = params.get("outcome", "malignant") == "grade"
+    clinical = ["age"] + (["grade"] if grade and not by_grade else []) + (["stage"] if params.get("stage_effect") is not None else [])
     return {"path": "manifest.csv", "id": "case_id", "patient": None, "image": "image", "mask": "mask",
-            "outcome": {"kind": "binary", "column": "malignant", "time": None, "event": None, "positive": None},
-            "site": "site" if int(params["sites"]) >= 2 else None, "clinical": ["age"], "dims": 3}
+            "outcome": {"kind": "multiclass" if by_grade else "binary", "column": "grade" if by_grade else "malignant", "time": None,
+                        "event": None, "positive": None},
+            "site": "site" if int(params["sites"]) >= 2 else None, "clinical": clinical, "dims": 3}
 
 
 def run_phantom(stage, ctx):
@@ -938,7 +988,8 @@ def run_phantom(stage, ctx):
     p = stage.params
     seed = p["seed"] if p.get("seed") is not None else stage.seed
     prefix = p.get("prefix") or stage.name
-    want = {"params": p, "seed": seed, "prefix": prefix, "version": op.version}
+    want = {"params": {k: v for k, v in p.items() if k not in PHANTOM_LATER or v != PHANTOM_LATER[k]}, "seed": seed, "prefix": prefix,
+            "version": op.version}
     out_dir = ctx.out / "data" / f"{stage.name}-{key(want)[:16]}"     # named by content: other settings, other folder
     stamp = out_dir / "phantom.json"
     manifest = out_dir / "manifest.csv"
@@ -973,7 +1024,10 @@ register(Operator(
     version="1",
     doc=("A synthetic CT-like cohort (no download): per case a small 3D volume with one lesion, written as NIfTI with a "
          "manifest under <out>/data/<stage>-<settings hash>/. The binary outcome `malignant` changes lesion texture and shape by `effect`; "
-         "`sites` add scanner-like intensity and noise shifts; `site_shift` and another `seed` make an external cohort."),
+         "`sites` add scanner-like intensity, noise (`site_effect`) and blur (`site_blur`) shifts, written in a `site` column; "
+         "`grades` adds an ordinal grade (which `outcome: grade` makes the outcome) and `stage_effect` a clinical stage "
+         "associated with the outcome; `site_shift` and another `seed` make an external cohort."),
     examples=("cohort train = phantom(40) { effect: 1.0, sites: 2 }",
-              "cohort external = phantom(20, seed: 99) { site_shift: 30HU }"),
+              "cohort external = phantom(20, seed: 99) { site_shift: 30HU }",
+              "cohort multi = phantom(48) { sites: 3, site_effect: 2.0, site_blur: 1.5mm, grades: 3, stage_effect: 1.5 }"),
 ))

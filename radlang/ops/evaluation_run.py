@@ -301,17 +301,23 @@ def run_evaluate(stage, ctx):
             ye, _ = _outcome_arrays(ext_data, outcome)
     if errs:
         raise RunError(errs)
+    splits = make_splits(cv, y_strat if outcome in ("binary", "multiclass", "survival") else None, groups, sites, stage.seed)
 
-    # --- what each fitted node's factory gets: the outcome kind, each case's patient, and, for a selector that
-    # declares it, re-extractions of its input as raters (unsupervised; the selection itself is fit inside folds)
+    # --- what each fitted node's factory gets: the outcome kind, each case's patient, what its operator's `fold_data`
+    # reads of the cohort tables (ComBat's batches), and, for a selector that declares it, re-extractions of its input
+    # as raters (unsupervised; the selection itself is fit inside folds)
     patients = dict(zip(data["case_id"].astype(str), data["patient_id"].astype(str)))
     if ext_data is not None:
         patients.update(zip(ext_data["case_id"].astype(str), ext_data["patient_id"].astype(str)))
-    fold_inputs, raters_by_stage = {}, {}
+    fold_inputs, raters_by_stage, fold_data = {}, {}, {}
     for s in fitted:
         if s.fit == "none":
             continue
         fold_inputs[s.name] = {"outcome": outcome, "patients": patients}
+        if registry.get(s.op).fold_data is not None:
+            fold_data[s.name], problems = registry.get(s.op).fold_data(s, data, ext_data, splits)
+            errs += problems
+            fold_inputs[s.name].update(fold_data[s.name])
         if not registry.get(s.op).raters:
             continue
         under = sources_under(graph, s.name)
@@ -329,6 +335,8 @@ def run_evaluate(stage, ctx):
             t.index = t.index.astype(str)
         raters_by_stage[s.name] = raters
         fold_inputs[s.name]["raters"] = raters
+    if errs:
+        raise RunError(errs)
 
     # --- the recipe of the refit graph: every node is built and fit inside the worker, on the training fold only
     mop = registry.get(model.op)
@@ -347,7 +355,8 @@ def run_evaluate(stage, ctx):
              (model.op, model.params, model.seed), table_key(X), data[["case_id", "patient_id"] + out_cols].to_csv(index=False),
              list(map(str, groups)), table_key(Xe) if Xe is not None else None,
              ext_data[["case_id"] + out_cols].to_csv(index=False) if ext_data is not None else None,
-             {k: {n: table_key(t) for n, t in v.items()} for k, v in raters_by_stage.items()})
+             {k: {n: table_key(t) for n, t in v.items()} for k, v in raters_by_stage.items()}, fold_data,
+             list(sites) if sites is not None else None)
     cached = ctx.cache.get(ck)
     if cached is not None:
         mbytes, pbytes, metrics, model_bytes, card_bytes = cached
@@ -357,7 +366,6 @@ def run_evaluate(stage, ctx):
         _report(stage, ctx, mbytes)
         return {"metrics": metrics, "predictions": pd.read_csv(ctx.out / "predictions" / f"{stage.name}.csv")}
 
-    splits = make_splits(cv, y_strat if outcome in ("binary", "multiclass", "survival") else None, groups, sites, stage.seed)
     patients = data["patient_id"].astype(str).to_numpy()
     tcv = int(p.get("threshold_cv", 0))
     errs = _inner_cv_checks(stage, fitted, outcome, y_strat, groups, splits, Xe is not None, cohort_name,
@@ -387,7 +395,8 @@ def run_evaluate(stage, ctx):
     fold_info = []
     for (rep, fold, tr, te), r in zip(splits, results):
         sub = data.iloc[te]
-        d = {"set": "cv", "repeat": rep, "fold": fold, "case_id": sub["case_id"].to_numpy(), "patient_id": sub["patient_id"].to_numpy()}
+        d = {"set": "cv", "repeat": rep, "fold": fold, "case_id": sub["case_id"].to_numpy(), "patient_id": sub["patient_id"].to_numpy(),
+             **({"site": sub["site"].astype(str).to_numpy()} if "site" in sub.columns else {})}
         rows.append(_pred_frame(d, sub, r, outcome, out_cols))
         if r.get("threshold") is not None:
             yt = y[te].astype(int)
@@ -398,7 +407,8 @@ def run_evaluate(stage, ctx):
                               "test_specificity": float((~pred[yt == 0]).mean()) if (yt == 0).any() else None})
     final = results[-1]
     if Xe is not None:
-        d = {"set": "external", "repeat": 0, "fold": -1, "case_id": ext_data["case_id"].to_numpy(), "patient_id": ext_data["patient_id"].to_numpy()}
+        d = {"set": "external", "repeat": 0, "fold": -1, "case_id": ext_data["case_id"].to_numpy(), "patient_id": ext_data["patient_id"].to_numpy(),
+             **({"site": ext_data["site"].astype(str).to_numpy()} if "site" in ext_data.columns else {})}
         rows.append(_pred_frame(d, ext_data, final, outcome, out_cols))
     preds = pd.concat(rows, ignore_index=True) if rows else pd.DataFrame()
 
@@ -423,6 +433,9 @@ def run_evaluate(stage, ctx):
     cvp = preds[preds["set"] == "cv"] if len(preds) else preds
     if len(cvp):
         metrics["cross_validation"] = _metrics_for(cvp, outcome, mp, stage.seed, binary_metrics, multiclass_metrics, survival_metrics)
+        if cv["kind"] == "leave_one_site_out":   # each held-out site on its own: how the model transfers to every site
+            metrics["per_site"] = {str(site): _metrics_for(g, outcome, mp, stage.seed, binary_metrics, multiclass_metrics, survival_metrics)
+                                   for site, g in cvp.groupby("site", sort=True)}
     if Xe is not None:
         ep = preds[preds["set"] == "external"]
         em = _metrics_for(ep, outcome, mp, stage.seed, binary_metrics, multiclass_metrics, survival_metrics)

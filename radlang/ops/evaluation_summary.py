@@ -55,6 +55,9 @@ def evaluation_summary(metrics, files):
         if rule_text and cvm.get("sensitivity") is not None:
             text += f"; thresholds chosen in each training fold: {rule_text}"
         parts.append(text + ")")
+    per_site = metrics.get("per_site")
+    if isinstance(per_site, dict) and per_site:
+        parts.append("per held-out site: " + ", ".join(f"`{site}` {headline(m, outcome)}" for site, m in sorted(per_site.items())))
     ext = metrics.get("external")
     if isinstance(ext, dict):
         text = f"external `{ext.get('cohort', 'external')}` ({ext.get('n_predictions')} cases) {headline(ext, outcome)}"

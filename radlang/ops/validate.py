@@ -204,6 +204,8 @@ def _evaluate_plan(stage, memory, study=None):
         lines.append(("info", "refit in each training fold: " + " -> ".join(pre + steps[:-1] + post + steps[-1:]) + thr))
         if len(refit.sources) > 1 or any(by[n].fit == "none" for n in refit.nodes):
             lines.append(("info", "refit graph: " + "; ".join(f"{a} -> {b}.{port}" for a, b, port in refit.edges)))
+    for n, sentence in sorted(stage.extra.get("transductive", {}).items()):
+        lines.append(("warning", f"transductive: `{n}`: {sentence}"))
     return lines
 
 

@@ -9,7 +9,9 @@ several sources are part of the graph. A fitted stage outside it (a trained netw
 features) is fit once; the design check (E504) makes sure it was not fit on the cohort being validated.
 
 Each stage in a refit graph records the validation in `fit_within`; `study.refit` holds the graphs, and each
-validation stage carries its own as plain data (`extra["refit"]`: what the executor and the rendered script read)."""
+validation stage carries its own as plain data (`extra["refit"]`: what the executor and the rendered script read).
+A refit stage whose operator declares that it uses the held-out cases' features (`transductive`, e.g. ComBat estimating
+a site unseen in training) is named, with its sentence, in the validation's `extra["transductive"]`."""
 
 from __future__ import annotations
 
@@ -67,6 +69,15 @@ def fit_boundaries(study):
         g = refit_graph(v, by[model], by)
         refit[v.name] = g
         v.extra["refit"] = g.to_plain()
+        # stages that use the held-out cases' features (never their outcomes): recorded for the manifest and `plan`
+        held_out = {}
+        for n in g.nodes:
+            op = registry.get(by[n].op)
+            sentence = op.transductive(by[n].params) if op is not None and op.transductive is not None else None
+            if sentence:
+                held_out[n] = sentence
+        if held_out:
+            v.extra["transductive"] = held_out
         for n in g.nodes:
             s = by[n]
             if v.name not in s.fit_within:

@@ -84,8 +84,8 @@ def call_run(stage, rc: RenderContext, op) -> StageCode:
 
 
 def run_functions(op) -> list[Callable]:
-    """An operator's run-time glue: its `run`, per-case `case` and `on_cohort` functions (those it declares)."""
-    return [f for f in (op.run, op.case, op.on_cohort) if f is not None]
+    """An operator's run-time glue: its `run`, per-case `case`, `on_cohort` and `fold_data` functions (those it declares)."""
+    return [f for f in (op.run, op.case, op.on_cohort, op.fold_data) if f is not None]
 
 
 def _stage_literal(st, spec_path: str) -> str:
@@ -196,7 +196,8 @@ def render_study(study, date: str | None = None) -> tuple[str, dict[str, str]]:
     registry_lines = []
     for op in ops.values():
         args = [f"name={op.name!r}", f"behaviour={op.behaviour!r}", f"version={op.version!r}", f"sink={op.sink!r}", f"fit={op.fit!r}"]
-        args += [f"{what}={fn.__name__}" for what, fn in (("run", op.run), ("case", op.case), ("on_cohort", op.on_cohort)) if fn is not None]
+        args += [f"{what}={fn.__name__}" for what, fn in (("run", op.run), ("case", op.case), ("on_cohort", op.on_cohort),
+                                                          ("fold_data", op.fold_data)) if fn is not None]
         if op.impl is not None:
             args.append(f"impl={op.impl.__name__}")
         if op.helpers:
