@@ -4,6 +4,7 @@ operator name -> (statement kind, module under radlang/ops). See radlang.registr
 
 OPERATORS = {
     'attention_unet': ('network', 'networks'),
+    'cnn': ('model', 'net_models'),
     'correlation': ('select', 'select'),
     'cox': ('model', 'models'),
     'dataset': ('cohort', 'datasets'),
@@ -21,6 +22,7 @@ OPERATORS = {
     'manifest': ('cohort', 'cohorts'),
     'mask': ('segment', 'segment'),
     'otsu': ('segment', 'segment'),
+    'patches': ('features', 'image_patches'),
     'phantom': ('cohort', 'cohorts'),
     'predict_mask': ('segment', 'predict_mask'),
     'pyradiomics': ('features', 'features'),

@@ -14,10 +14,10 @@ from __future__ import annotations
 from radlang.diagnostics import Diagnostic
 
 
-def build_pipeline(graph, make, model_name, model_params, seed):
+def build_pipeline(graph, make, model_name, model_params, seed, factory=None, fold_inputs=None):
     """Build the unfitted estimator inside a worker from the recipe of the refit graph (radlang.backends.refit.recipe)
-    with the model operator's `assemble_pipeline`."""
-    return make(graph, model_name, model_params, seed)
+    with the model operator's `assemble_pipeline` (and its own factory, for a model that is not scikit-learn's)."""
+    return make(graph, model_name, model_params, seed, factory, fold_inputs)
 
 
 # Seconds a fresh worker process takes to start and import what a fold needs (pandas, scikit-learn, ...) on a
@@ -332,19 +332,26 @@ def run_evaluate(stage, ctx):
 
     # --- the recipe of the refit graph: every node is built and fit inside the worker, on the training fold only
     mop = registry.get(model.op)
-    from radlang.ops.models import assemble_pipeline, split_params
+    from radlang.ops.models import FACTORIES, assemble_pipeline, split_params
 
     n_classes = len(np.unique(y_strat)) if outcome in ("binary", "multiclass") else 0
     mparams = {**split_params(model.params), "classes": n_classes}
+    # a model with a network input (a network model) gets the network's spec, and builds its own estimator
+    nets = {port: {"arch": by[r.stage].op, "params": by[r.stage].params} for port, r in sorted(model.inputs.items())
+            if by[r.stage].type.kind == "Network"}
+    if nets:
+        mparams["networks"] = nets
+    factory = None if mop.impl in FACTORIES.values() else mop.impl
     columns = source_columns(graph, X, sources)
-    build = (build_pipeline, (recipe(ctx, graph, columns, fold_inputs), assemble_pipeline, model.op, mparams, model.seed))
+    build = (build_pipeline, (recipe(ctx, graph, columns, fold_inputs), assemble_pipeline, model.op, mparams, model.seed, factory,
+                              {"outcome": outcome, "patients": patients}))
     wanted = set(p.get("metrics") or _default_metrics(outcome))
     needs_threshold = p.get("threshold") is not None or bool(wanted & {"sensitivity", "specificity", "accuracy"})
     rule = (p.get("threshold") or {"metric": "youden"}) if outcome == "binary" and needs_threshold else None
 
     # --- cache: same recipe, same data -> same outputs
     ck = key("evaluate", op.version, mop.version, p, stage.seed, [(by[n].name, by[n].op, by[n].params, by[n].seed) for n in graph["nodes"]], graph,
-             (model.op, model.params, model.seed), table_key(X), data[["case_id", "patient_id"] + out_cols].to_csv(index=False),
+             (model.op, model.params, model.seed), mparams.get("networks"), table_key(X), data[["case_id", "patient_id"] + out_cols].to_csv(index=False),
              list(map(str, groups)), table_key(Xe) if Xe is not None else None,
              ext_data[["case_id"] + out_cols].to_csv(index=False) if ext_data is not None else None,
              {k: {n: table_key(t) for n, t in v.items()} for k, v in raters_by_stage.items()})

@@ -66,7 +66,7 @@ def build_network(spec):
         return nets.DenseNet121(spatial_dims=dims, in_channels=cin, out_channels=cout, dropout_prob=float(p["dropout"]))
     if a == "resnet":
         make = getattr(nets, f"resnet{int(p['depth'])}")
-        return make(spatial_dims=dims, n_input_channels=cin, num_classes=cout)
+        return make(spatial_dims=dims, n_input_channels=cin, num_classes=cout, widen_factor=float(p.get("widen_factor", 1.0)))
     raise ValueError(f"unknown network {a!r}")
 
 
@@ -311,6 +311,7 @@ class DenseNetSettings(NetSettings):
 
 class ResNetSettings(NetSettings):
     depth: Literal[10, 18, 34, 50] = Field(18, description="ResNet depth")
+    widen_factor: float = Field(1.0, gt=0, le=4, description="scales every layer's channels (64, 128, 256, 512 at 1.0)")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -333,7 +334,7 @@ def _net_type(ctx) -> RType:
                   setting="out_channels", hint="use 2 for a binary mask, or 1 + the number of habitats")
     label = LABELS[name] + (f"{s.depth}" if name == "resnet" else "")
     return RType("Network", dims=s.dims, channels=s.in_channels, head=_head(name), classes=s.out_channels,
-                 detail=f"{s.dims}D {label}")
+                 divisor=backbone_downsampling({"arch": name, "params": s.model_dump()}), detail=f"{s.dims}D {label}")
 
 
 def spec_of(stage) -> dict:
@@ -351,6 +352,13 @@ def downsampling(spec) -> int:
     if spec["arch"] == "segresnet":
         return 2 ** (len(p["blocks_down"]) - 1)
     return 1
+
+
+def backbone_downsampling(spec) -> int:
+    """The total downsampling of the network's image backbone (its deepest feature map), for a network model's patch:
+    DenseNet121 32 (stride-2 stem, max pooling, three transitions), ResNet 16 (max pooling, three stride-2 layers),
+    SegResNet and UNet as `downsampling`."""
+    return {"densenet121": 32, "resnet": 16}.get(spec["arch"]) or downsampling(spec)
 
 
 def cam_layer(arch) -> str | None:
