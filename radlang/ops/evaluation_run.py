@@ -332,7 +332,7 @@ def run_evaluate(stage, ctx):
 
     # --- the recipe of the refit graph: every node is built and fit inside the worker, on the training fold only
     mop = registry.get(model.op)
-    from radlang.ops.models import FACTORIES, assemble_pipeline, split_params
+    from radlang.ops.models import assemble_pipeline, split_params
 
     n_classes = len(np.unique(y_strat)) if outcome in ("binary", "multiclass") else 0
     mparams = {**split_params(model.params), "classes": n_classes}
@@ -341,7 +341,7 @@ def run_evaluate(stage, ctx):
             if by[r.stage].type.kind == "Network"}
     if nets:
         mparams["networks"] = nets
-    factory = None if mop.impl in FACTORIES.values() else mop.impl
+    factory = mop.impl if nets else None
     columns = source_columns(graph, X, sources)
     build = (build_pipeline, (recipe(ctx, graph, columns, fold_inputs), assemble_pipeline, model.op, mparams, model.seed, factory,
                               {"outcome": outcome, "patients": patients}))

@@ -1,13 +1,13 @@
 """`patches`: the images of a cohort as a feature table of voxels, the input of a network model (radlang/ops/net_models.py).
 
-    features img  = patches(train) { size: [16, 16, 16], spacing: [1mm, 1mm, 1mm] }              # 3D crop around the ROI
-    features sl   = patches(train) { dims: 2, size: [32, 32], crop: whole }                        # the central axial slice
-    features both = patches(train) { size: [16, 16, 16], mask_channel: true }                      # image + mask as channels
+    features img  = patches(train) { patch: [16, 16, 16], spacing: [1mm, 1mm, 1mm] }              # 3D crop around the ROI
+    features sl   = patches(train) { dims: 2, patch: [32, 32], crop: whole }                        # the central axial slice
+    features both = patches(train) { patch: [16, 16, 16], mask_channel: true }                      # image + mask as channels
 
 Each case is read (every image column of the cohort is one channel: several co-registered sequences are stacked,
 early fusion; channels and mask must share one grid), resampled to `spacing` (linear for images, nearest for the
 mask), z-scored per image and channel (`normalize`; no statistic crosses cases, so nothing leaks), and cropped to a
-fixed `size`: centred on the mask's bounding box (`crop: roi`) or on the image centre (`crop: whole`), zero outside
+fixed `patch` size: centred on the mask's bounding box (`crop: roi`) or on the image centre (`crop: whole`), zero outside
 the image. With `dims: 2` the crop is the axial slice through the ROI's centre. Each voxel is one column,
 `voxel:<channel>:<z>:<y>:<x>` (2D: `voxel:<channel>:<y>:<x>`), so the table joins, folds and caches like any
 feature table; a network model reshapes the columns back to [channels, *size].
@@ -60,11 +60,11 @@ def patch_case(image_paths, mask_path, params):
         image = image[:, z]
         label = label[:, z] if label is not None else None
     centre_on = label if params["crop"] == "roi" else None
-    crop, _ = classification_crop(image, centre_on, params["size"])
+    crop, _ = classification_crop(image, centre_on, params["patch"])
     if params["mask_channel"]:
         if label is None:
             return None, [("mask", "`mask_channel: true` needs a mask")]
-        mcrop, _ = classification_crop((label > 0).astype(np.float32), centre_on, params["size"])
+        mcrop, _ = classification_crop((label > 0).astype(np.float32), centre_on, params["patch"])
         crop = np.concatenate([crop, mcrop], 0)
     return crop, []
 
@@ -136,8 +136,8 @@ def run_patches(stage, ctx):
 
 
 class PatchSettings(Settings):
-    size: list[Annotated[int, Field(ge=1, le=512)]] = Field(description="crop size in voxels, image axis order (x, y[, z])",
-                                                             min_length=2, max_length=3)
+    patch: list[Annotated[int, Field(ge=1, le=512)]] = Field(description="crop size in voxels, image axis order (x, y[, z])",
+                                                              min_length=2, max_length=3)
     dims: Literal[2, 3] = Field(3, description="3: a volume crop; 2: the axial slice through the ROI's centre")
     spacing: list[Annotated[Length, Field(gt=0)]] | None = Field(None, min_length=2, max_length=3,
                                                                  description="resample to this voxel spacing (x, y[, z]) first")
@@ -149,8 +149,8 @@ class PatchSettings(Settings):
 
     @model_validator(mode="after")
     def _dims(self):
-        if len(self.size) != self.dims:
-            raise contradiction(f"`size` needs {self.dims} entries for `dims: {self.dims}` (got {len(self.size)})")
+        if len(self.patch) != self.dims:
+            raise contradiction(f"`patch` needs {self.dims} entries for `dims: {self.dims}` (got {len(self.patch)})")
         return self
 
 
@@ -163,8 +163,8 @@ def _patches_type(ctx) -> RType:
         ctx.error("E252", f"cohort `{c.cohort}` has no mask to {'centre the crop on' if s.crop == 'roi' else 'add as a channel'}",
                   setting="mask_channel" if s.crop != "roi" else "crop", hint="use `crop: whole`, or give the cohort a mask column")
     channels = (c.channels or 1) + (1 if s.mask_channel else 0)
-    size = "x".join(map(str, s.size))
-    return RType("Features", cohort=c.cohort, outcome=None, dims=s.dims, channels=channels, patch=tuple(s.size),
+    size = "x".join(map(str, s.patch))
+    return RType("Features", cohort=c.cohort, outcome=None, dims=s.dims, channels=channels, patch=tuple(s.patch),
                  detail=f"{s.dims}D image patches {size}, {channels} channel(s)")
 
 
@@ -176,6 +176,6 @@ register(Operator(
     infer=_patches_type,
     doc="Fixed-size image crops (around the ROI or the image centre, resampled to a stated spacing, 2D or 3D) as a feature "
         "table of voxels: the image input of a network model (`cnn`).",
-    examples=("features img = patches(train) { size: [16, 16, 16], spacing: [1mm, 1mm, 1mm] }",
-              "features sl = patches(train) { dims: 2, size: [24, 24], crop: whole }"),
+    examples=("features img = patches(train) { patch: [16, 16, 16], spacing: [1mm, 1mm, 1mm] }",
+              "features sl = patches(train) { dims: 2, patch: [24, 24], crop: whole }"),
 ))

@@ -1,7 +1,7 @@
 """`cnn`: a network as an outcome model, refit inside every training fold of `evaluate` like a scikit-learn model.
 
     network enc = resnet(dims: 3, in_channels: 1, out_channels: 2) { depth: 10, widen_factor: 0.125 }
-    features img = patches(train) { size: [16, 16, 16] }
+    features img = patches(train) { patch: [16, 16, 16] }
     model net = cnn(img, target: train.outcome, network: enc) { epochs: 20, batch: 8, lr: 1e-3 }
 
     features both = join(img, rad)                                          # intermediate fusion: image + radiomics
@@ -331,7 +331,7 @@ def _cnn_type(ctx) -> RType:
     ctx.mixed_cohorts(src, tgt)
     if src.patch is None:
         ctx.error("E256", f"the input of a network model has no fixed-size image branch: `{src.detail or src.kind}`", port="input",
-                  hint="give it a `patches(...) { size: [...] }` table (joined with the tabular branch, if any)")
+                  hint="give it a `patches(...) { patch: [...] }` table (joined with the tabular branch, if any)")
     if net is not None:
         arch = net.detail.split(" ", 1)[-1].lower().rstrip("0123456789")
         if net.head == "segmentation" and not arch.startswith(("unet", "segresnet")):
