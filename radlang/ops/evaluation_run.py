@@ -364,7 +364,8 @@ def run_evaluate(stage, ctx):
         _report(stage, ctx, mbytes)
         return {"metrics": metrics, "predictions": pd.read_csv(ctx.out / "predictions" / f"{stage.name}.csv")}
 
-    splits = make_splits(cv, y_strat if outcome in ("binary", "multiclass", "survival") else None, groups, sites, stage.seed)
+    split_seed = stage.seed if cv.get("seed") is None else int(cv["seed"])
+    splits = make_splits(cv, y_strat if outcome in ("binary", "multiclass", "survival") else None, groups, sites, split_seed)
     patients = data["patient_id"].astype(str).to_numpy()
     tcv = int(p.get("threshold_cv", 0))
     errs = _inner_cv_checks(stage, fitted, outcome, y_strat, groups, splits, Xe is not None, cohort_name,

@@ -60,6 +60,7 @@ class StratifiedKFoldCV(Variant):
     k: int = Field(5, ge=2, description="folds")
     repeats: int = Field(1, ge=1, description="repeats with different shuffles")
     groups: str | None = Field(None, description="`train.patient` (default), `train.id` or `train.site`: what never straddles a split")
+    seed: int | None = Field(None, description="seed of the splits (default: the stage's own): validations of one cohort with one seed use the same folds")
 
     _g = field_validator("groups", mode="before")(lambda cls, v: _groups_ref(v))
 
@@ -70,6 +71,7 @@ class KFoldCV(Variant):
     k: int = Field(5, ge=2)
     repeats: int = Field(1, ge=1)
     groups: str | None = Field(None, description="`train.patient` (default), `train.id` or `train.site`")
+    seed: int | None = Field(None, description="seed of the splits (default: the stage's own): validations of one cohort with one seed use the same folds")
 
     _g = field_validator("groups", mode="before")(lambda cls, v: _groups_ref(v))
 
