@@ -30,6 +30,7 @@ OPERATORS = {
     'resnet': ('network', 'networks'),
     'segmentation_metrics': ('validate', 'segmentation_metrics'),
     'segresnet': ('network', 'networks'),
+    'stack': ('model', 'late_fusion'),
     'supervised': ('train', 'supervised'),
     'svm': ('model', 'models'),
     'table': ('cohort', 'datasets'),
