@@ -148,13 +148,29 @@ def _stack_type(ctx) -> RType:
     return RType("Model", cohort=tgt.cohort, outcome=tgt.outcome, detail="stacked model")
 
 
+def _stack_plan(stage, memory, study=None):
+    p = stage.params
+    names = [stage.inputs[q].stage for q in PORTS if q in stage.inputs]
+    lines = []
+    if study is not None:
+        by = study.by_name()
+        lines.append(("info", "branches: " + ", ".join(f"{n} ({by[n].op}, {len(by[n].inputs) - 1} input(s))" for n in names)))
+    if p["meta"] == "logistic":
+        lines.append(("info", f"meta-model: logistic regression on the branches' out-of-fold probabilities from {p['cv']} inner folds; "
+                              f"each fit trains every branch {p['cv'] + 1} times"))
+    else:
+        w = p.get("weights") or [1.0] * len(names)
+        lines.append(("info", "weighted average of the branches' probabilities: " + ", ".join(f"{n} {x:g}" for n, x in zip(names, w))))
+    return lines
+
+
 register(Operator(
     name="stack", kind="model", output="Model", settings=StackSettings,
     inputs=tuple(Port(p, ("Model",), optional=i >= 2, doc="a branch model (`model` stage)") for i, p in enumerate(PORTS))
     + (Port("target", ("Outcome",), doc="the training cohort's outcome"),),
     positional=PORTS, fit="outcome", behaviour="fitted", run=run_recipe, impl=make_stack,
     helpers=(stacker_class, assemble_pipeline, fold_steps, node_columns, make_model),
-    infer=_stack_type, version="1",
+    infer=_stack_type, plan=_stack_plan, version="1",
     doc="Late fusion: branch models (each refit on its own inputs) combined by a logistic meta-model trained only on "
         "out-of-fold predictions from inner folds, or by a stated weighted average of their probabilities.",
     examples=("model late = stack(a, b, target: train.outcome) { meta: logistic, cv: 5 }",

@@ -351,6 +351,76 @@ def _cnn_type(ctx) -> RType:
     return RType("Model", cohort=src.cohort, outcome=tgt.outcome, detail="cnn model")
 
 
+def _human(n):
+    for u in ("B", "KB", "MB", "GB"):
+        if abs(n) < 1024 or u == "GB":
+            return f"{n:.1f} {u}" if u != "B" else f"{n} B"
+        n /= 1024
+
+
+def tabular_width(study, name) -> int | None:
+    """The columns a feature table holds besides its image patches, when `plan` can know them (a `tabular` stage that
+    lists its columns, or joins of such tables and patches); None when only the run knows (PyRadiomics features)."""
+    s = study.by_name()[name]
+    if s.type.patch is not None and s.op != "join":
+        return 0
+    if s.op == "tabular" and s.params.get("columns"):
+        return len(s.params["columns"])
+    if s.op == "join":
+        widths = [tabular_width(study, r.stage) for _, r in sorted(s.inputs.items())]
+        return None if any(w is None for w in widths) else sum(widths)
+    return None
+
+
+def branch_plan(study, stage):
+    """`plan`'s lines for one network model: its image branch (backbone, patch, pooled vector, parameters), its tabular
+    branch, its head, and the training memory of one step (estimated on PyTorch's meta device, like a training stage's)."""
+    import torch
+
+    from radlang.ops.networks import training_memory
+
+    by = study.by_name()
+    src = by[stage.inputs["input"].stage]
+    net_stage = by[stage.inputs["network"].stage]
+    spec = {"arch": net_stage.op, "params": net_stage.params}
+    p, t = stage.params, src.type
+    if t.patch is None:
+        return [], None
+    shape = [int(t.channels or 1)] + list(reversed([int(v) for v in t.patch]))
+    n_tab = tabular_width(study, src.name)
+    batch = int(p["batch"])
+    with torch.device("meta"):
+        net = fusion_module(spec, shape, n_tab or 0, 2, p["hidden"], p["dropout"])
+        tab = torch.empty((batch, n_tab)) if n_tab else None
+        est = training_memory(net, (torch.empty([batch] + shape), tab))
+    image_params = sum(int(q.numel()) for q in net.backbone.parameters())
+    patch = "x".join(map(str, t.patch))
+    lines = [("info", f"image branch: {t.dims}D {net_stage.op} backbone ({image_params:,} parameters) on {shape[0]} channel(s) x {patch} "
+                      f"voxels -> adaptive average pooling -> a {net.n_img}-vector")]
+    if n_tab is None:
+        lines.append(("info", f"tabular branch: the other columns of `{src.name}` (counted at run time), imputed and standardised inside each fold"))
+    elif n_tab:
+        lines.append(("info", f"tabular branch: {n_tab} column(s) of `{src.name}`, imputed and standardised inside each fold"))
+    head = f"MLP {net.n_img}{f' + {n_tab}' if n_tab else ''} -> {p['hidden']} -> classes" if int(p["hidden"]) else "linear head"
+    lines.append(("info", f"head: {head}; {est['params']:,} parameters in all"))
+    lines.append(("info", f"training memory ≈ {_human(est['train_bytes'])} for batch {batch} (activations kept for backward "
+                          f"{_human(est['saved_bytes'])}); early stopping on {p['validation']:.0%} of each fit's patients"))
+    return lines, est
+
+
+def _cnn_plan(stage, memory, study=None):
+    if study is None:
+        return []
+    try:
+        lines, est = branch_plan(study, stage)
+    except ImportError:
+        return [("info", "install torch and monai for parameter counts and memory estimates")]
+    if memory is not None and est is not None and est["train_bytes"] > memory:
+        lines.append(("warning", f"the training estimate {_human(est['train_bytes'])} exceeds the memory budget {_human(memory)}: "
+                                 "lower `batch` or the patch, or narrow the network"))
+    return lines
+
+
 register(Operator(
     name="cnn", kind="model", output="Model", settings=CnnSettings,
     inputs=(Port("input", ("Features",), doc="image patches (`patches`), or patches joined with a tabular branch"),
@@ -359,7 +429,7 @@ register(Operator(
     positional=("input", "target"), fit="outcome", behaviour="fitted", run=run_recipe, impl=make_cnn,
     helpers=(net_estimator_class, fusion_module, backbone_features, split_columns, inner_validation, fit_network, build_network,
              make_optimizer, make_scheduler, train_step),
-    infer=_cnn_type, version="1",
+    infer=_cnn_type, plan=_cnn_plan, version="1",
     doc="A network (a MONAI backbone, adaptive pooling, an MLP head) trained on image patches, with an optional tabular "
         "branch (intermediate fusion), refit inside every training fold with early stopping on an inner, patient-grouped "
         "validation split. Deterministic on CPU.",

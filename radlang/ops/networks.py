@@ -158,10 +158,20 @@ def receptive_field(spec):
 
 
 def network_estimates(spec, patch, batch, optimizer="adam"):
-    """Compile-time estimates for training `spec` on patches of `patch` voxels, `batch` at a time, in
-    float32: parameter count, the bytes of tensors autograd saves for the backward pass (measured by
-    running the network on PyTorch's `meta` device: shapes only, no data), the output shape, and
-    the training memory of one step:
+    """Compile-time estimates for training `spec` on patches of `patch` voxels, `batch` at a time, in float32
+    (see `training_memory`), with the output shape."""
+    import torch
+
+    cin = int(spec["params"]["in_channels"])
+    with torch.device("meta"):
+        net = build_network(spec)
+    return training_memory(net, (torch.empty((int(batch), cin) + tuple(int(v) for v in patch), device="meta"),), optimizer)
+
+
+def training_memory(net, inputs, optimizer="adam"):
+    """Parameter count, the bytes of tensors autograd saves for the backward pass (measured by running `net(*inputs)`
+    on PyTorch's `meta` device: shapes only, no data; `net` and `inputs` live there), the output shape, and the
+    training memory of one step in float32:
 
         memory = 2 x saved activations      (saved tensors + their gradients while the backward pass runs)
                + params x (weights, grads, optimizer state: Adam 2, SGD 1)
@@ -171,26 +181,22 @@ def network_estimates(spec, patch, batch, optimizer="adam"):
     the activations not yet released (checked against measured peak memory in tests/deep)."""
     import torch
 
-    cin = int(spec["params"]["in_channels"])
-    with torch.device("meta"):
-        net = build_network(spec)
-        net.train()
-        seen = {}
+    seen = {}
 
-        def pack(t):
-            base = t._base if t._base is not None else t
-            if base.requires_grad and base.is_leaf:     # parameters are counted separately
-                return t
-            seen.setdefault(id(base), base.numel() * base.element_size())
+    def pack(t):
+        base = t._base if t._base is not None else t
+        if base.requires_grad and base.is_leaf:     # parameters are counted separately
             return t
+        seen.setdefault(id(base), base.numel() * base.element_size())
+        return t
 
-        x = torch.empty((int(batch), cin) + tuple(int(v) for v in patch))
-        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-            y = net(x)
+    net.train()
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        y = net(*inputs)
     n_params = sum(int(q.numel()) for q in net.parameters())
     saved = int(sum(seen.values()))
     states = {"adam": 2, "adamw": 2, "sgd": 1}.get(optimizer, 2)
-    io = x.numel() * 4 + int(y.numel()) * 4
+    io = sum(int(x.numel()) * 4 for x in inputs if x is not None) + int(y.numel()) * 4
     total = 2 * saved + n_params * 4 * (2 + states) + io
     return {"params": n_params, "saved_bytes": saved, "train_bytes": int(total), "output_shape": list(y.shape)}
 

@@ -199,8 +199,8 @@ def _evaluate_plan(stage, memory, study=None):
         by = study.by_name()
         steps = [f"{n} ({by[n].op})" for n in refit.nodes]
         mp = by[refit.model].params
-        pre = [] if mp.get("impute", "median") == "none" else ["impute"]
-        post = [] if mp.get("scale", "standard") == "none" else ["scale"]
+        pre = [] if mp.get("impute", "none") == "none" else ["impute"]     # network and late-fusion models have no such steps
+        post = [] if mp.get("scale", "none") == "none" else ["scale"]
         thr = " -> threshold" if stage.type.outcome == "binary" else ""
         lines.append(("info", f"fold input: the columns of {', '.join(refit.sources)}"))
         lines.append(("info", "refit in each training fold: " + " -> ".join(pre + steps[:-1] + post + steps[-1:]) + thr))
