@@ -144,3 +144,16 @@ def test_a_good_network_model_compiles():
     assert codes(HEAD + "network enc = resnet(dims: 3) { depth: 10, widen_factor: 0.125 }\n"
                  "features img = patches(train) { patch: [16, 16, 16] }\nfeatures rad = tabular(train)\n"
                  "features both = join(img, rad)\nmodel m = cnn(both, target: train.outcome, network: enc)\n") == []
+
+
+def test_2d_slices_train_and_predict():
+    """2D slice mode: a 2D ResNet on [1, 16, 16] patches, three classes."""
+    rng = np.random.default_rng(4)
+    images = rng.normal(size=(18, 1, 16, 16)).astype(np.float32)
+    y = np.repeat([0, 1, 2], 6)
+    spec = {"arch": "resnet", "params": {"dims": 2, "in_channels": 1, "out_channels": 3, "depth": 10, "widen_factor": 0.125}}
+    est = net_estimator_class()(network=spec, params={**PARAMS, "epochs": 1, "validation": 0.0}, seed=0).fit(voxel_table(images), y)
+    P = est.predict_proba(voxel_table(images))
+    assert est.image_shape_ == [1, 16, 16] and P.shape == (18, 3)
+    np.testing.assert_allclose(P.sum(1), 1.0, rtol=0, atol=1e-6)
+    assert set(est.predict(voxel_table(images))) <= {0, 1, 2}
