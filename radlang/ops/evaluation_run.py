@@ -255,7 +255,7 @@ def run_evaluate(stage, ctx):
     from radlang.backends.cache import key
     from radlang.backends.executor import RunError
     from radlang.backends.glue import table_key
-    from radlang.backends.refit import assemble, match_by, recipe, refit_of, source_columns, source_order, sources_under
+    from radlang.backends.refit import assemble, match_by, refit_of, source_columns, source_order, sources_under
     from radlang.ops.clinical_metrics import binary_metrics, evaluation_csv, evaluation_json, multiclass_metrics, survival_metrics
     from radlang.ops.fold_engine import make_splits, model_artefact, run_fold
 

@@ -156,8 +156,8 @@ def _stack_plan(stage, memory, study=None):
         by = study.by_name()
         lines.append(("info", "branches: " + ", ".join(f"{n} ({by[n].op}, {len(by[n].inputs) - 1} input(s))" for n in names)))
     if p["meta"] == "logistic":
-        lines.append(("info", f"meta-model: logistic regression on the branches' out-of-fold probabilities from {p['cv']} inner folds; "
-                              f"each fit trains every branch {p['cv'] + 1} times"))
+        lines.append(("info", (f"meta-model: logistic regression on the branches' out-of-fold probabilities from {p['cv']} inner folds; "
+                              f"each fit trains every branch {p['cv'] + 1} times")))
     else:
         w = p.get("weights") or [1.0] * len(names)
         lines.append(("info", "weighted average of the branches' probabilities: " + ", ".join(f"{n} {x:g}" for n, x in zip(names, w))))

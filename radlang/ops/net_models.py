@@ -138,7 +138,7 @@ def inner_validation(y, groups, fraction, seed):
     rows = np.arange(n)
     if fraction <= 0:
         return rows, rows[:0]
-    k = max(2, int(round(1 / fraction)))
+    k = max(2, round(1 / fraction))
     per_class = [len(set(np.asarray(groups)[np.asarray(y) == c])) for c in np.unique(y)]
     if min(per_class) < k:
         return rows, rows[:0]
@@ -265,7 +265,7 @@ def net_estimator_class(_made={}):  # noqa: B006 -- one class per process, so fi
             state, history = fit_network(net, image, tab, target, tr, va, self.params, self.seed)
             self.weights_ = state
             self.history_ = history
-            self.n_validation_ = int(len(va))
+            self.n_validation_ = len(va)
             return self
 
         def predict_proba(self, X):
@@ -395,16 +395,16 @@ def branch_plan(study, stage):
         est = training_memory(net, (torch.empty([batch] + shape), tab))
     image_params = sum(int(q.numel()) for q in net.backbone.parameters())
     patch = "x".join(map(str, t.patch))
-    lines = [("info", f"image branch: {t.dims}D {net_stage.op} backbone ({image_params:,} parameters) on {shape[0]} channel(s) x {patch} "
-                      f"voxels -> adaptive average pooling -> a {net.n_img}-vector")]
+    lines = [("info", (f"image branch: {t.dims}D {net_stage.op} backbone ({image_params:,} parameters) on {shape[0]} channel(s) x {patch} "
+                      f"voxels -> adaptive average pooling -> a {net.n_img}-vector"))]
     if n_tab is None:
         lines.append(("info", f"tabular branch: the other columns of `{src.name}` (counted at run time), imputed and standardised inside each fold"))
     elif n_tab:
         lines.append(("info", f"tabular branch: {n_tab} column(s) of `{src.name}`, imputed and standardised inside each fold"))
     head = f"MLP {net.n_img}{f' + {n_tab}' if n_tab else ''} -> {p['hidden']} -> classes" if int(p["hidden"]) else "linear head"
     lines.append(("info", f"head: {head}; {est['params']:,} parameters in all"))
-    lines.append(("info", f"training memory ≈ {_human(est['train_bytes'])} for batch {batch} (activations kept for backward "
-                          f"{_human(est['saved_bytes'])}); early stopping on {p['validation']:.0%} of each fit's patients"))
+    lines.append(("info", (f"training memory ≈ {_human(est['train_bytes'])} for batch {batch} (activations kept for backward "
+                          f"{_human(est['saved_bytes'])}); early stopping on {p['validation']:.0%} of each fit's patients")))
     return lines, est
 
 
@@ -416,8 +416,8 @@ def _cnn_plan(stage, memory, study=None):
     except ImportError:
         return [("info", "install torch and monai for parameter counts and memory estimates")]
     if memory is not None and est is not None and est["train_bytes"] > memory:
-        lines.append(("warning", f"the training estimate {_human(est['train_bytes'])} exceeds the memory budget {_human(memory)}: "
-                                 "lower `batch` or the patch, or narrow the network"))
+        lines.append(("warning", (f"the training estimate {_human(est['train_bytes'])} exceeds the memory budget {_human(memory)}: "
+                                 "lower `batch` or the patch, or narrow the network")))
     return lines
 
 

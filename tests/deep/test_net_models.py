@@ -114,19 +114,19 @@ def codes(text):
 
 @pytest.mark.parametrize("body,code", [
     # a patch smaller than the backbone's total downsampling (ResNet: 16)
-    ("network enc = resnet(dims: 3) { depth: 10 }\nfeatures img = patches(train) { patch: [8, 8, 8] }\n"
-     "model m = cnn(img, target: train.outcome, network: enc)", "E255"),
+    (("network enc = resnet(dims: 3) { depth: 10 }\nfeatures img = patches(train) { patch: [8, 8, 8] }\n"
+     "model m = cnn(img, target: train.outcome, network: enc)"), "E255"),
     # a network model without a fixed-size image input
     ("network enc = resnet(dims: 3) { depth: 10 }\nfeatures t = tabular(train)\nmodel m = cnn(t, target: train.outcome, network: enc)", "E256"),
     # a 2D network on 3D patches
-    ("network enc = resnet(dims: 2) { depth: 10 }\nfeatures img = patches(train) { patch: [16, 16, 16] }\n"
-     "model m = cnn(img, target: train.outcome, network: enc)", "E254"),
+    (("network enc = resnet(dims: 2) { depth: 10 }\nfeatures img = patches(train) { patch: [16, 16, 16] }\n"
+     "model m = cnn(img, target: train.outcome, network: enc)"), "E254"),
     # two channels (image + mask) into a one-channel network
-    ("network enc = resnet(dims: 3) { depth: 10 }\nfeatures img = patches(train) { patch: [16, 16, 16], mask_channel: true }\n"
-     "model m = cnn(img, target: train.outcome, network: enc)", "E254"),
+    (("network enc = resnet(dims: 3) { depth: 10 }\nfeatures img = patches(train) { patch: [16, 16, 16], mask_channel: true }\n"
+     "model m = cnn(img, target: train.outcome, network: enc)"), "E254"),
     # a 2D image branch fused with a 3D one
-    ("features a = patches(train) { patch: [16, 16, 16] }\nfeatures b = patches(train) { dims: 2, patch: [16, 16] }\n"
-     "features ab = join(a, b) { prefix: true }", "E253"),
+    (("features a = patches(train) { patch: [16, 16, 16] }\nfeatures b = patches(train) { dims: 2, patch: [16, 16] }\n"
+     "features ab = join(a, b) { prefix: true }"), "E253"),
     # `patch` entries that do not match `dims`
     ("features a = patches(train) { dims: 2, patch: [16, 16, 16] }", "E306"),
 ])
