@@ -154,7 +154,7 @@ def _stack_plan(stage, memory, study=None):
     lines = []
     if study is not None:
         by = study.by_name()
-        lines.append(("info", "branches: " + ", ".join(f"{n} ({by[n].op}, {len(by[n].inputs) - 1} input(s))" for n in names)))
+        lines.append(("info", "branches, each refit on its own inputs: " + ", ".join(f"{n} ({by[n].op})" for n in names)))
     if p["meta"] == "logistic":
         lines.append(("info", (f"meta-model: logistic regression on the branches' out-of-fold probabilities from {p['cv']} inner folds; "
                               f"each fit trains every branch {p['cv'] + 1} times")))
