@@ -73,11 +73,26 @@ def assemble(ctx, stage, refit, cohort_name, cohort_df=None, perturb=None):
         tables.append((name, t))
     if len(tables) == 1:
         return tables[0][1]
-    join = registry.get(next(by[n].op for n in refit["nodes"] if by[n].fit == "none"))
-    out, problems = join.impl(tables, keys, match, True)
+    combine = next((by[n].op for n in refit["nodes"] if by[n].fit == "none"), None)
+    if combine is None:   # no join combines them (models stacked side by side): the sources' columns on the first one's rows
+        return side_by_side(stage, tables)
+    out, problems = registry.get(combine).impl(tables, keys, match, True)
     if problems:
         raise join_error(stage, problems)
     return out
+
+
+def side_by_side(stage, tables):
+    """Tables that no join combines (the branches of stacked models), each column named `<source>.<column>`, on the
+    first table's rows; a case of the first table missing from another is an error (E660), as in a join."""
+    import pandas as pd
+
+    first = tables[0][1]
+    for name, t in tables[1:]:
+        missing = [c for c in first.index if c not in set(t.index)]
+        if missing:
+            raise join_error(stage, [{"code": "E660", "ids": missing, "message": f"`{name}` has no rows for these cases of `{tables[0][0]}`"}])
+    return pd.concat([t.reindex(first.index).add_prefix(f"{name}.") for name, t in tables], axis=1)
 
 
 def join_error(stage, problems) -> RunError:

@@ -4,6 +4,7 @@ operator name -> (statement kind, module under radlang/ops). See radlang.registr
 
 OPERATORS = {
     'attention_unet': ('network', 'networks'),
+    'cnn': ('model', 'net_models'),
     'combat': ('harmonise', 'harmonise'),
     'correlation': ('select', 'select'),
     'cox': ('model', 'models'),
@@ -22,6 +23,7 @@ OPERATORS = {
     'manifest': ('cohort', 'cohorts'),
     'mask': ('segment', 'segment'),
     'otsu': ('segment', 'segment'),
+    'patches': ('features', 'image_patches'),
     'phantom': ('cohort', 'cohorts'),
     'predict_mask': ('segment', 'predict_mask'),
     'pyradiomics': ('features', 'features'),
@@ -29,6 +31,7 @@ OPERATORS = {
     'resnet': ('network', 'networks'),
     'segmentation_metrics': ('validate', 'segmentation_metrics'),
     'segresnet': ('network', 'networks'),
+    'stack': ('model', 'late_fusion'),
     'supervised': ('train', 'supervised'),
     'svm': ('model', 'models'),
     'table': ('cohort', 'datasets'),

@@ -14,10 +14,36 @@ from __future__ import annotations
 from radlang.diagnostics import Diagnostic
 
 
-def build_pipeline(graph, make, model_name, model_params, seed):
+def build_pipeline(graph, make, model_name, model_params, seed, factory=None, fold_inputs=None):
     """Build the unfitted estimator inside a worker from the recipe of the refit graph (radlang.backends.refit.recipe)
-    with the model operator's `assemble_pipeline`."""
-    return make(graph, model_name, model_params, seed)
+    with the model operator's `assemble_pipeline` (and its own factory, for a model that is not scikit-learn's)."""
+    return make(graph, model_name, model_params, seed, factory, fold_inputs)
+
+
+def _model_recipe(ctx, graph, model, columns, fold_inputs, n_classes):
+    """(recipe of the fitted graph under `model`, its split settings, its own factory or None) for `assemble_pipeline`.
+    A model with a network input (a network model) gets the network's spec and builds its own estimator; a model whose
+    inputs are models (late fusion) gets each branch's own recipe, columns and settings, and reads every column."""
+    from radlang import registry
+    from radlang.backends.refit import inputs_of, recipe
+    from radlang.ops.models import node_columns, split_params
+
+    by = ctx.study.by_name()
+    mparams = {**split_params(model.params), "classes": n_classes}
+    nets = {port: {"arch": by[r.stage].op, "params": by[r.stage].params} for port, r in sorted(model.inputs.items())
+            if by[r.stage].type.kind == "Network"}
+    if nets:
+        mparams["networks"] = nets
+    branches = [by[u] for u in inputs_of(graph, model.name) if by[u].type.kind == "Model"]
+    if branches:
+        mparams["branches"] = []
+        for b in branches:
+            rec, bparams, bfactory = _model_recipe(ctx, {**graph, "model": b.name}, b, columns, fold_inputs, n_classes)
+            mparams["branches"].append([b.name, rec, node_columns(rec), b.op, bparams, b.seed, bfactory])
+        every = [c for cols in columns.values() for c in cols]
+        return {"source": "branches", "columns": every}, mparams, registry.get(model.op).impl
+    rec = recipe(ctx, graph, columns, fold_inputs)
+    return rec, mparams, (registry.get(model.op).impl if nets else None)
 
 
 # Seconds a fresh worker process takes to start and import what a fold needs (pandas, scikit-learn, ...) on a
@@ -229,7 +255,7 @@ def run_evaluate(stage, ctx):
     from radlang.backends.cache import key
     from radlang.backends.executor import RunError
     from radlang.backends.glue import table_key
-    from radlang.backends.refit import assemble, match_by, recipe, refit_of, source_columns, source_order, sources_under
+    from radlang.backends.refit import assemble, match_by, refit_of, source_columns, source_order, sources_under
     from radlang.ops.clinical_metrics import binary_metrics, evaluation_csv, evaluation_json, multiclass_metrics, survival_metrics
     from radlang.ops.fold_engine import make_splits, model_artefact, run_fold
 
@@ -301,7 +327,8 @@ def run_evaluate(stage, ctx):
             ye, _ = _outcome_arrays(ext_data, outcome)
     if errs:
         raise RunError(errs)
-    splits = make_splits(cv, y_strat if outcome in ("binary", "multiclass", "survival") else None, groups, sites, stage.seed)
+    split_seed = stage.seed if cv.get("seed") is None else int(cv["seed"])
+    splits = make_splits(cv, y_strat if outcome in ("binary", "multiclass", "survival") else None, groups, sites, split_seed)
 
     # --- what each fitted node's factory gets: the outcome kind, each case's patient, what its operator's `fold_data`
     # reads of the cohort tables (ComBat's batches), and, for a selector that declares it, re-extractions of its input
@@ -340,19 +367,21 @@ def run_evaluate(stage, ctx):
 
     # --- the recipe of the refit graph: every node is built and fit inside the worker, on the training fold only
     mop = registry.get(model.op)
-    from radlang.ops.models import assemble_pipeline, split_params
+    from radlang.ops.models import assemble_pipeline
 
     n_classes = len(np.unique(y_strat)) if outcome in ("binary", "multiclass") else 0
-    mparams = {**split_params(model.params), "classes": n_classes}
     columns = source_columns(graph, X, sources)
-    build = (build_pipeline, (recipe(ctx, graph, columns, fold_inputs), assemble_pipeline, model.op, mparams, model.seed))
+    model_recipe, mparams, factory = _model_recipe(ctx, graph, model, columns, fold_inputs, n_classes)
+    build = (build_pipeline, (model_recipe, assemble_pipeline, model.op, mparams, model.seed, factory,
+                              {"outcome": outcome, "patients": patients}))
     wanted = set(p.get("metrics") or _default_metrics(outcome))
     needs_threshold = p.get("threshold") is not None or bool(wanted & {"sensitivity", "specificity", "accuracy"})
     rule = (p.get("threshold") or {"metric": "youden"}) if outcome == "binary" and needs_threshold else None
 
     # --- cache: same recipe, same data -> same outputs
     ck = key("evaluate", op.version, mop.version, p, stage.seed, [(by[n].name, by[n].op, by[n].params, by[n].seed) for n in graph["nodes"]], graph,
-             (model.op, model.params, model.seed), table_key(X), data[["case_id", "patient_id"] + out_cols].to_csv(index=False),
+             (model.op, model.params, model.seed), [mparams.get("networks")] + [b[4].get("networks") for b in mparams.get("branches", [])],
+             table_key(X), data[["case_id", "patient_id"] + out_cols].to_csv(index=False),
              list(map(str, groups)), table_key(Xe) if Xe is not None else None,
              ext_data[["case_id"] + out_cols].to_csv(index=False) if ext_data is not None else None,
              {k: {n: table_key(t) for n, t in v.items()} for k, v in raters_by_stage.items()}, fold_data,
@@ -447,7 +476,7 @@ def run_evaluate(stage, ctx):
         metrics["external"] = em
     sel = {}
     for s in fitted:
-        if s.fit == "none":
+        if s.fit == "none" or s.type.kind == "Model":   # a branch model of late fusion selects nothing itself
             continue
         lists = [r.get("selected", {}).get(s.name, []) for r in results[:len(splits)]]
         if not lists:

@@ -162,6 +162,10 @@ def model_artefact(model):
             strip(step)
         for branch in getattr(est, "named_transformers_", {}).values():
             strip(branch)
+        fitted = getattr(est, "estimators_", None)
+        templates = getattr(est, "estimators", None)
+        for sub in (fitted if isinstance(fitted, list) else []) + [e for _, e in (templates if isinstance(templates, list) else [])]:
+            strip(sub)      # the branches of a late-fusion model, fitted and as templates
         if hasattr(est, "fold_inputs"):
             est.fold_inputs = None
 

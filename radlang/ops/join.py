@@ -163,6 +163,16 @@ def _join_type(ctx) -> RType:
             ctx.error("E250", f"`{_written(ctx, port)}` comes from cohort `{t.cohort}`, the first table from cohort `{first.cohort}`; "
                       f"both carry outcomes, so they are different cases", port=port,
                       hint=f"join tables of `{first.cohort}`, or an attribute table (a `table` cohort without an outcome) keyed by its ids")
+    images = [(port, ctx.inputs[port]) for port in sorted(ctx.inputs) if ctx.inputs[port].patch is not None]
+    for port, t in images[1:]:
+        if t.dims != images[0][1].dims:
+            ctx.error("E253", f"`{_written(ctx, port)}` is a {t.dims}D image branch, `{_written(ctx, images[0][0])}` a "
+                      f"{images[0][1].dims}D one: a network model reads one patch shape", port=port,
+                      hint="cut both with the same `dims` (a 2D branch from a 3D volume: `patches(...) { dims: 2 }`)")
+    if images:   # the image branch travels with the table: a network model reads its patch shape
+        img = images[0][1]
+        return RType("Features", cohort=first.cohort, outcome=first.outcome, dims=img.dims, channels=img.channels, patch=img.patch,
+                     detail=f"joined table with {img.detail}")
     return RType("Features", cohort=first.cohort, outcome=first.outcome, detail="joined table")
 
 

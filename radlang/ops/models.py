@@ -117,12 +117,15 @@ def node_columns(node):
     return out
 
 
-def assemble_pipeline(graph, model_name, model_params, seed):
+def assemble_pipeline(graph, model_name, model_params, seed, factory=None, fold_inputs=None):
     """[impute] -> the refit graph's steps -> [scale] -> model, as one scikit-learn Pipeline that keeps pandas frames
     (case ids as the index) between steps. With a `search`, the whole pipeline is wrapped in an inner-CV grid search,
-    so selection is refit inside the inner folds too."""
+    so selection is refit inside the inner folds too. A model operator with its own `factory` (a network model:
+    factory(split settings, seed, fold_inputs)) imputes and scales its own inputs: the refit graph's steps, then it."""
     from sklearn.pipeline import Pipeline
 
+    if factory is not None:
+        return Pipeline(fold_steps(graph) + [("model", factory(model_params, seed, fold_inputs))]).set_output(transform="pandas")
     parts = []
     imp = model_params.get("impute", "median")
     if imp != "none":

@@ -129,6 +129,41 @@ def predict_volume(net, image, params, head, device="cpu", mask=None):
         return np.moveaxis(p, 0, 1) if params["slices"] else p[0]
 
 
+def make_optimizer(params, parameters):
+    """The optimiser of a training stage's settings (`optimizer`: adam, adamw or sgd; `lr`; `weight_decay`)."""
+    import torch
+
+    name, lr, wd = params["optimizer"], float(params["lr"]), float(params["weight_decay"])
+    if name == "sgd":
+        return torch.optim.SGD(parameters, lr=lr, momentum=0.99, nesterov=True, weight_decay=wd)
+    if name == "adamw":
+        return torch.optim.AdamW(parameters, lr=lr, weight_decay=wd)
+    return torch.optim.Adam(parameters, lr=lr, weight_decay=wd)
+
+
+def make_scheduler(opt, schedule, epochs):
+    """The per-epoch learning-rate schedule (`constant`: none, `cosine`, `poly`, `step`)."""
+    import torch
+
+    if schedule == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs)
+    if schedule == "poly":
+        return torch.optim.lr_scheduler.PolynomialLR(opt, total_iters=epochs, power=0.9)
+    if schedule == "step":
+        return torch.optim.lr_scheduler.StepLR(opt, step_size=max(1, epochs // 3), gamma=0.1)
+    return None
+
+
+def train_step(net, inputs, target, loss_fn, opt):
+    """One optimisation step: `net(*inputs)`, `loss_fn(output, target)`, backward, `opt.step()`. Returns the loss.
+    Every network trainer (segmentation, image classifiers, fusion) steps through here."""
+    opt.zero_grad(set_to_none=True)
+    loss = loss_fn(net(*inputs), target)
+    loss.backward()
+    opt.step()
+    return float(loss.detach())
+
+
 def load_weights(net, data):
     import io
 

@@ -66,7 +66,7 @@ def build_network(spec):
         return nets.DenseNet121(spatial_dims=dims, in_channels=cin, out_channels=cout, dropout_prob=float(p["dropout"]))
     if a == "resnet":
         make = getattr(nets, f"resnet{int(p['depth'])}")
-        return make(spatial_dims=dims, n_input_channels=cin, num_classes=cout)
+        return make(spatial_dims=dims, n_input_channels=cin, num_classes=cout, widen_factor=float(p.get("widen_factor", 1.0)))
     raise ValueError(f"unknown network {a!r}")
 
 
@@ -158,10 +158,20 @@ def receptive_field(spec):
 
 
 def network_estimates(spec, patch, batch, optimizer="adam"):
-    """Compile-time estimates for training `spec` on patches of `patch` voxels, `batch` at a time, in
-    float32: parameter count, the bytes of tensors autograd saves for the backward pass (measured by
-    running the network on PyTorch's `meta` device: shapes only, no data), the output shape, and
-    the training memory of one step:
+    """Compile-time estimates for training `spec` on patches of `patch` voxels, `batch` at a time, in float32
+    (see `training_memory`), with the output shape."""
+    import torch
+
+    cin = int(spec["params"]["in_channels"])
+    with torch.device("meta"):
+        net = build_network(spec)
+    return training_memory(net, (torch.empty((int(batch), cin) + tuple(int(v) for v in patch), device="meta"),), optimizer)
+
+
+def training_memory(net, inputs, optimizer="adam"):
+    """Parameter count, the bytes of tensors autograd saves for the backward pass (measured by running `net(*inputs)`
+    on PyTorch's `meta` device: shapes only, no data; `net` and `inputs` live there), the output shape, and the
+    training memory of one step in float32:
 
         memory = 2 x saved activations      (saved tensors + their gradients while the backward pass runs)
                + params x (weights, grads, optimizer state: Adam 2, SGD 1)
@@ -171,26 +181,22 @@ def network_estimates(spec, patch, batch, optimizer="adam"):
     the activations not yet released (checked against measured peak memory in tests/deep)."""
     import torch
 
-    cin = int(spec["params"]["in_channels"])
-    with torch.device("meta"):
-        net = build_network(spec)
-        net.train()
-        seen = {}
+    seen = {}
 
-        def pack(t):
-            base = t._base if t._base is not None else t
-            if base.requires_grad and base.is_leaf:     # parameters are counted separately
-                return t
-            seen.setdefault(id(base), base.numel() * base.element_size())
+    def pack(t):
+        base = t._base if t._base is not None else t
+        if base.requires_grad and base.is_leaf:     # parameters are counted separately
             return t
+        seen.setdefault(id(base), base.numel() * base.element_size())
+        return t
 
-        x = torch.empty((int(batch), cin) + tuple(int(v) for v in patch))
-        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-            y = net(x)
+    net.train()
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        y = net(*inputs)
     n_params = sum(int(q.numel()) for q in net.parameters())
     saved = int(sum(seen.values()))
     states = {"adam": 2, "adamw": 2, "sgd": 1}.get(optimizer, 2)
-    io = x.numel() * 4 + int(y.numel()) * 4
+    io = sum(int(x.numel()) * 4 for x in inputs if x is not None) + int(y.numel()) * 4
     total = 2 * saved + n_params * 4 * (2 + states) + io
     return {"params": n_params, "saved_bytes": saved, "train_bytes": int(total), "output_shape": list(y.shape)}
 
@@ -311,6 +317,7 @@ class DenseNetSettings(NetSettings):
 
 class ResNetSettings(NetSettings):
     depth: Literal[10, 18, 34, 50] = Field(18, description="ResNet depth")
+    widen_factor: float = Field(1.0, gt=0, le=4, description="scales every layer's channels (64, 128, 256, 512 at 1.0)")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -333,7 +340,7 @@ def _net_type(ctx) -> RType:
                   setting="out_channels", hint="use 2 for a binary mask, or 1 + the number of habitats")
     label = LABELS[name] + (f"{s.depth}" if name == "resnet" else "")
     return RType("Network", dims=s.dims, channels=s.in_channels, head=_head(name), classes=s.out_channels,
-                 detail=f"{s.dims}D {label}")
+                 divisor=backbone_downsampling({"arch": name, "params": s.model_dump()}), detail=f"{s.dims}D {label}")
 
 
 def spec_of(stage) -> dict:
@@ -351,6 +358,13 @@ def downsampling(spec) -> int:
     if spec["arch"] == "segresnet":
         return 2 ** (len(p["blocks_down"]) - 1)
     return 1
+
+
+def backbone_downsampling(spec) -> int:
+    """The total downsampling of the network's image backbone (its deepest feature map), for a network model's patch:
+    DenseNet121 32 (stride-2 stem, max pooling, three transitions), ResNet 16 (max pooling, three stride-2 layers),
+    SegResNet and UNet as `downsampling`."""
+    return {"densenet121": 32, "resnet": 16}.get(spec["arch"]) or downsampling(spec)
 
 
 def cam_layer(arch) -> str | None:

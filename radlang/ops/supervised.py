@@ -29,10 +29,13 @@ from radlang.ops.netio import (
     divisible_pad,
     load_case,
     load_weights,
+    make_optimizer,
+    make_scheduler,
     metrics_json,
     normalize_image,
     predict_volume,
     save_weights,
+    train_step,
 )
 from radlang.ops.networks import downsampling
 from radlang.ops.segmentation_metrics import seg_scores
@@ -125,23 +128,9 @@ def train_network(cases, build, spec, params, seed, head, progress=None):
     device = "cuda" if want == "auto" and torch.cuda.is_available() else ("cuda" if want == "cuda" else "cpu")
     net = build(spec).to(device)
     loss_fn = make_loss(params["loss"], head)
-    opt_name, lr, wd = params["optimizer"], float(params["lr"]), float(params["weight_decay"])
-    if opt_name == "sgd":
-        opt = torch.optim.SGD(net.parameters(), lr=lr, momentum=0.99, nesterov=True, weight_decay=wd)
-    elif opt_name == "adamw":
-        opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=wd)
-    else:
-        opt = torch.optim.Adam(net.parameters(), lr=lr, weight_decay=wd)
+    opt = make_optimizer(params, net.parameters())
     epochs = int(params["epochs"])
-    sched = params["schedule"]
-    if sched == "cosine":
-        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs)
-    elif sched == "poly":
-        scheduler = torch.optim.lr_scheduler.PolynomialLR(opt, total_iters=epochs, power=0.9)
-    elif sched == "step":
-        scheduler = torch.optim.lr_scheduler.StepLR(opt, step_size=max(1, epochs // 3), gamma=0.1)
-    else:
-        scheduler = None
+    scheduler = make_scheduler(opt, params["schedule"], epochs)
     train = [c for c in cases if not c["val"]]
     val = [c for c in cases if c["val"]]
     k = int(params.get("_divisor", 1))
@@ -166,11 +155,7 @@ def train_network(cases, build, spec, params, seed, head, progress=None):
                 xs, ys = divisible_pad(xs, k), divisible_pad(ys, k)
             x = torch.from_numpy(np.stack(xs)).to(device)
             y = torch.from_numpy(np.stack(ys)).to(device)
-            opt.zero_grad(set_to_none=True)
-            loss = loss_fn(net(x), y)
-            loss.backward()
-            opt.step()
-            losses.append(float(loss.detach()))
+            losses.append(train_step(net, (x,), y, loss_fn, opt))
         if scheduler is not None:
             scheduler.step()
         rec = {"epoch": epoch, "loss": float(np.mean(losses)) if losses else math.nan, "lr": float(opt.param_groups[0]["lr"])}
@@ -401,7 +386,8 @@ register(Operator(
     inputs=(Port("net", ("Network",), doc="a `network` stage"), Port("cohort", ("Cohort",), doc="the training cohort")),
     positional=("net", "cohort"), infer=_train_type, impl=train_network, plan=_train_plan, version="1", sink=True,
     helpers=(load_case, normalize_image, make_loss, sample_patches, classification_crop, divisible_pad,
-             predict_volume, seg_scores, save_weights, load_weights, split_validation, metrics_json),
+             predict_volume, seg_scores, save_weights, load_weights, split_validation, metrics_json, make_optimizer,
+             make_scheduler, train_step),
     doc=("Supervised training of a MONAI network on a cohort: segmentation (masks; pos/neg crops, 2D slice-wise or 3D) "
          "or classification (binary / multiclass outcome). Deterministic on CPU; best checkpoint by validation; weights only."),
     examples=("train fit = supervised(net, train) { loss: dice_ce, epochs: 40, batch: 2, patch: [32, 32, 32], validate_every: 5 }",),

@@ -60,6 +60,7 @@ class StratifiedKFoldCV(Variant):
     k: int = Field(5, ge=2, description="folds")
     repeats: int = Field(1, ge=1, description="repeats with different shuffles")
     groups: str | None = Field(None, description="`train.patient` (default), `train.id` or `train.site`: what never straddles a split")
+    seed: int | None = Field(None, description="seed of the splits (default: the stage's own): validations of one cohort with one seed use the same folds")
 
     _g = field_validator("groups", mode="before")(lambda cls, v: _groups_ref(v))
 
@@ -70,6 +71,7 @@ class KFoldCV(Variant):
     k: int = Field(5, ge=2)
     repeats: int = Field(1, ge=1)
     groups: str | None = Field(None, description="`train.patient` (default), `train.id` or `train.site`")
+    seed: int | None = Field(None, description="seed of the splits (default: the stage's own): validations of one cohort with one seed use the same folds")
 
     _g = field_validator("groups", mode="before")(lambda cls, v: _groups_ref(v))
 
@@ -197,8 +199,8 @@ def _evaluate_plan(stage, memory, study=None):
         by = study.by_name()
         steps = [f"{n} ({by[n].op})" for n in refit.nodes]
         mp = by[refit.model].params
-        pre = [] if mp.get("impute", "median") == "none" else ["impute"]
-        post = [] if mp.get("scale", "standard") == "none" else ["scale"]
+        pre = [] if mp.get("impute", "none") == "none" else ["impute"]     # network and late-fusion models have no such steps
+        post = [] if mp.get("scale", "none") == "none" else ["scale"]
         thr = " -> threshold" if stage.type.outcome == "binary" else ""
         lines.append(("info", f"fold input: the columns of {', '.join(refit.sources)}"))
         lines.append(("info", "refit in each training fold: " + " -> ".join(pre + steps[:-1] + post + steps[-1:]) + thr))

@@ -20,9 +20,10 @@ from radlang.compiled import RefitGraph
 
 
 def _table_inputs(stage, by) -> list[tuple[str, str]]:
-    """(port, producer) for the ports of `stage` fed by a whole feature table (not a cohort attribute)."""
+    """(port, producer) for the ports of `stage` fed by a whole feature table (not a cohort attribute), or by a model
+    (the branches of a late-fusion model: each refit with its own inputs)."""
     return [(port, ref.stage) for port, ref in sorted(stage.inputs.items())
-            if ref.attr is None and ref.stage in by and by[ref.stage].type.kind == "Features"]
+            if ref.attr is None and ref.stage in by and by[ref.stage].type.kind in ("Features", "Model")]
 
 
 def refit_graph(validation, model, by) -> RefitGraph:
@@ -52,7 +53,10 @@ def refit_graph(validation, model, by) -> RefitGraph:
 
 
 def validated_model(stage) -> str | None:
-    """The model a validation stage validates: the stage on its input port that takes a `Model`."""
+    """The model a validation stage validates: the stage on its input port that takes a `Model`. A model stage's own
+    model inputs (late fusion's branches) are not validated by it."""
+    if stage.kind == "model":
+        return None
     for port in registry.get(stage.op).inputs:
         if "Model" in port.kinds and port.name in stage.inputs:
             return stage.inputs[port.name].stage

@@ -136,6 +136,8 @@ def _features(variant):
     def make(w, name):
         if variant == "tabular":
             return [f"features {name} = tabular({w.dev})"]
+        if variant == "patches":   # image crops, the input of a network model
+            return [f"features {name} = patches({w.dev}) {{ patch: [16, 16, 16] }}"]
         return [f"features {name} = pyradiomics({w.dev}.image, {w.dev}.mask) {{ bin_width: 25, classes: [firstorder, glcm] }}"]
     return make
 
@@ -176,7 +178,7 @@ NETWORK_VARIANTS = [(net, d) for net in ("unet", "resnet") for d in (3, 2)]
 LABEL_CLASSES = (3,)   # a segmentation network with more classes than the phantom's binary mask (habitat labels)
 
 PROVIDERS = {
-    "Features": [_features("tabular"), _features("pyradiomics")],
+    "Features": [_features("tabular"), _features("pyradiomics"), _features("patches")],
     "Mask": [_mask],
     "Model": [_model(m, f) for f in ("tabular", "pyradiomics") for m in ("logistic", "cox")],
     "Network": [_network(n, d) for n, d in NETWORK_VARIANTS] + [_network("unet", 3, k) for k in LABEL_CLASSES],
@@ -457,7 +459,9 @@ def fixture(op, example: str, prefix: str, tiny: bool, spec: Path) -> Fixture:
         stmts.append(rewrite(ex, rename, tiny))
         if consumer is not None:
             stmts += CONSUMERS[op.output][consumer](w, rename[ex.stmt.name])
-        body = "\n".join(w.define_cohorts(small=any(x.split(" ", 1)[0] in SMALL_KINDS for x in stmts)) + stmts)
+        # a network cross-validated by `evaluate` (a network model) needs both classes in every fold: full-size cohorts
+        small = any(x.split(" ", 1)[0] in SMALL_KINDS for x in stmts) and not any(x.startswith("validate ") and "= evaluate(" in x for x in stmts)
+        body = "\n".join(w.define_cohorts(small=small) + stmts)
         if not own_cohort and not w.cohort_index:
             continue
         missing = sorted({f"{c}.{a}" for c in w.cohort_index for a in re.findall(rf"\b{c}\.(\w+)", body) if a not in ATTRS[variant]})

@@ -1,0 +1,152 @@
+"""Benchmark: network models (intermediate fusion) through radlang.
+
+1. Training-step throughput, side by side in one process: radlang's network estimator (`RadNetClassifier.fit`, what
+   `evaluate` runs in every training fold for a `cnn` model on a join of image patches and a tabular table: column
+   split, tabular standardisation, seeded batches, `train_step`) against a hand-written PyTorch loop with the same
+   model (`fusion_module`: the MONAI backbone, adaptive pooling, the MLP head), data, batch, loss and optimiser
+   (a TensorDataset + shuffled DataLoader). One intra-op thread in both. Alternating runs, best of N; the ratio is
+   radlang samples/s over hand-written samples/s (target >= 0.95).
+2. Memory: `plan`'s training-memory estimate for one step of the same model (`training_memory`, on PyTorch's meta
+   device) against the measured peak resident memory of that step in a fresh process (VmHWM reset right before it),
+   target within ±30%.
+
+    .venv/bin/python benchmarks/bench_deep_kinds.py [--runs 3] [--epochs 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+SPEC = {"arch": "resnet", "params": {"dims": 3, "in_channels": 1, "out_channels": 2, "depth": 10, "widen_factor": 0.25}}
+PARAMS = {"epochs": 3, "batch": 8, "optimizer": "adam", "lr": 1e-3, "weight_decay": 0.0, "schedule": "constant",
+          "hidden": 32, "dropout": 0.0, "validation": 0.0, "patience": 5}
+PATCH, N_TAB = [16, 16, 16], 20
+
+
+def make_data(n=64, seed=0):
+    import numpy as np
+    import pandas as pd
+
+    rng = np.random.default_rng(seed)
+    images = rng.normal(size=(n, 1, *PATCH)).astype(np.float32)
+    tab = rng.normal(size=(n, N_TAB))
+    names = ["voxel:" + ":".join(map(str, i)) for i in np.ndindex(1, *PATCH)]
+    X = pd.DataFrame(images.reshape(n, -1).astype(np.float64), columns=names, index=[f"c{i}" for i in range(n)])
+    X = pd.concat([X, pd.DataFrame(tab, columns=[f"f{j}" for j in range(N_TAB)], index=X.index)], axis=1)
+    return X, rng.integers(0, 2, n)
+
+
+def radlang_fit(X, y, params, seed=0):
+    from radlang.ops.net_models import net_estimator_class
+
+    t = time.perf_counter()
+    net_estimator_class()(network=SPEC, params=params, seed=seed).fit(X, y)
+    return time.perf_counter() - t
+
+
+def hand_fit(X, y, params, seed=0):
+    """The same model and data trained by a plain PyTorch loop (standardised tabular columns, shuffled batches)."""
+    import numpy as np
+    import torch
+
+    from radlang.ops.net_models import fusion_module
+
+    t = time.perf_counter()
+    vox = [c for c in X.columns if c.startswith("voxel:")]
+    tab_cols = [c for c in X.columns if not c.startswith("voxel:")]
+    image = torch.from_numpy(X[vox].to_numpy(np.float32).reshape(len(X), 1, *PATCH))
+    t_np = X[tab_cols].to_numpy()
+    tab = torch.from_numpy(((t_np - t_np.mean(0)) / t_np.std(0)).astype(np.float32))
+    target = torch.from_numpy(np.asarray(y, dtype=np.int64))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    torch.manual_seed(seed)
+    net = fusion_module(SPEC, [1, *PATCH], N_TAB, 2, params["hidden"], params["dropout"])
+    opt = torch.optim.Adam(net.parameters(), lr=params["lr"])
+    loss_fn = torch.nn.CrossEntropyLoss()
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(image, tab, target), batch_size=params["batch"], shuffle=True)
+    for _ in range(params["epochs"]):
+        net.train()
+        for xi, xt, yb in loader:
+            opt.zero_grad(set_to_none=True)
+            loss = loss_fn(net(xi, xt), yb)
+            loss.backward()
+            opt.step()
+    torch.set_num_threads(threads)
+    return time.perf_counter() - t
+
+
+def probe(batch):
+    """One training step's peak resident memory (run in a fresh process) and plan's estimate for it."""
+    import gc
+
+    import torch
+
+    from radlang.ops.net_models import fusion_module
+    from radlang.ops.networks import training_memory
+
+    def status(field):
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1]) * 1024
+        raise RuntimeError(field)
+
+    torch.set_num_threads(1)
+    with torch.device("meta"):
+        est = training_memory(fusion_module(SPEC, [1, *PATCH], N_TAB, 2, 32, 0.0),
+                              (torch.empty((batch, 1, *PATCH)), torch.empty((batch, N_TAB))))
+    torch.manual_seed(0)
+    net = fusion_module(SPEC, [1, *PATCH], N_TAB, 2, 32, 0.0)
+    opt = torch.optim.Adam(net.parameters(), 1e-3)
+    x, t, y = torch.randn((batch, 1, *PATCH)), torch.randn((batch, N_TAB)), torch.randint(0, 2, (batch,))
+    gc.collect()
+    before = status("VmRSS")
+    with open("/proc/self/clear_refs", "w") as fh:
+        fh.write("5")
+    opt.zero_grad()
+    loss = torch.nn.functional.cross_entropy(net(x, t), y)
+    loss.backward()
+    opt.step()
+    print(json.dumps({"measured": status("VmHWM") - before, "estimate": est["train_bytes"]}))
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--epochs", type=int, default=3)
+    ap.add_argument("--memory-batch", type=int, default=64)
+    ap.add_argument("--probe", type=int, default=None, help=argparse.SUPPRESS)
+    a = ap.parse_args()
+    if a.probe is not None:
+        return probe(a.probe)
+    X, y = make_data()
+    params = {**PARAMS, "epochs": a.epochs}
+    radlang_fit(X, y, {**params, "epochs": 1})      # warm-up: imports, allocator
+    hand_fit(X, y, {**params, "epochs": 1})
+    rl, hw = [], []
+    for _ in range(a.runs):
+        rl.append(radlang_fit(X, y, params))
+        hw.append(hand_fit(X, y, params))
+    samples = len(X) * a.epochs
+    r, h = samples / min(rl), samples / min(hw)
+    print(f"intermediate fusion training: radlang {r:.1f} samples/s, hand-written {h:.1f} samples/s, ratio {r / h:.3f} (target >= 0.95)")
+    runs = []
+    for _ in range(3):
+        out = subprocess.run([sys.executable, __file__, "--probe", str(a.memory_batch)], capture_output=True, text=True, check=True)
+        runs.append(json.loads(out.stdout.strip().splitlines()[-1]))
+    m = min(runs, key=lambda x: x["measured"])       # the allocator only adds to a step's peak: the smallest probe
+    print(f"training memory (batch {a.memory_batch}): plan {m['estimate'] / 2**20:.1f} MB, measured peak {m['measured'] / 2**20:.1f} MB, "
+          f"ratio {m['estimate'] / m['measured']:.2f} (target 0.7-1.3)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,181 @@
+"""`patches`: the images of a cohort as a feature table of voxels, the input of a network model (radlang/ops/net_models.py).
+
+    features img  = patches(train) { patch: [16, 16, 16], spacing: [1mm, 1mm, 1mm] }              # 3D crop around the ROI
+    features sl   = patches(train) { dims: 2, patch: [32, 32], crop: whole }                        # the central axial slice
+    features both = patches(train) { patch: [16, 16, 16], mask_channel: true }                      # image + mask as channels
+
+Each case is read (every image column of the cohort is one channel: several co-registered sequences are stacked,
+early fusion; channels and mask must share one grid), resampled to `spacing` (linear for images, nearest for the
+mask), z-scored per image and channel (`normalize`; no statistic crosses cases, so nothing leaks), and cropped to a
+fixed `patch` size: centred on the mask's bounding box (`crop: roi`) or on the image centre (`crop: whole`), zero outside
+the image. With `dims: 2` the crop is the axial slice through the ROI's centre. Each voxel is one column,
+`voxel:<channel>:<z>:<y>:<x>` (2D: `voxel:<channel>:<y>:<x>`), so the table joins, folds and caches like any
+feature table; a network model reshapes the columns back to [channels, *size].
+
+`patch_case` and `patch_table` are self-contained (see radlang/registry.py); `patches_on_cohort` is the run-time glue.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from radlang.ops.netio import classification_crop, load_case, normalize_image
+from radlang.registry import Operator, Port, register
+from radlang.types import RType
+from radlang.units import Length
+from radlang.values import Settings, Sym, contradiction
+
+# ----------------------------------------------------------------------------------------------
+# self-contained implementation
+
+
+def patch_case(image_paths, mask_path, params):
+    """One case's fixed-size input [C, *size] (array axis order: z, y, x) and its problems: (column index or "mask",
+    message) for channels or a mask on another grid, or ("mask", ...) for `crop: roi` without a mask."""
+    import numpy as np
+    from scipy.ndimage import zoom
+
+    case, problems = load_case(image_paths, mask_path)
+    if problems:
+        return None, problems
+    image, label = case["image"], case["label"]
+    if params["crop"] == "roi" and (label is None or label.max() <= 0):
+        return None, [("mask", "`crop: roi` needs a mask with a region of interest")]
+    if params.get("spacing"):
+        have = case["geometry"]["spacing"]
+        factors = [float(h) / float(w) for h, w in zip(reversed(have), reversed(params["spacing"][:len(have)]))]
+        if any(abs(f - 1.0) > 1e-9 for f in factors):
+            image = np.stack([zoom(ch, factors, order=1, mode="nearest") for ch in image]).astype(np.float32)
+            if label is not None:
+                label = zoom(label[0], factors, order=0, mode="nearest")[None]
+    image = normalize_image(image, params["normalize"])
+    if int(params["dims"]) == 2 and image.ndim == 4:
+        if label is not None and label.max() > 0:
+            zs = np.argwhere(label[0] > 0)[:, 0]
+            z = int((zs.min() + zs.max()) // 2)
+        else:
+            z = image.shape[1] // 2
+        image = image[:, z]
+        label = label[:, z] if label is not None else None
+    centre_on = label if params["crop"] == "roi" else None
+    crop, _ = classification_crop(image, centre_on, params["patch"])
+    if params["mask_channel"]:
+        if label is None:
+            return None, [("mask", "`mask_channel: true` needs a mask")]
+        mcrop, _ = classification_crop((label > 0).astype(np.float32), centre_on, params["patch"])
+        crop = np.concatenate([crop, mcrop], 0)
+    return crop, []
+
+
+def patch_table(crops, case_ids):
+    """Crops [C, *size] of every case -> a feature table, one column per voxel (`voxel:<c>:<z>:<y>:<x>`), indexed by case_id."""
+    import numpy as np
+    import pandas as pd
+
+    shape = crops[0].shape
+    names = ["voxel:" + ":".join(str(i) for i in idx) for idx in np.ndindex(*shape)]
+    data = np.stack([c.reshape(-1) for c in crops]).astype(np.float64) if crops else np.zeros((0, len(names)))
+    return pd.DataFrame(data, columns=names, index=pd.Index([str(c) for c in case_ids], name="case_id"))
+
+
+# ----------------------------------------------------------------------------------------------
+# run time
+
+
+def patches_on_cohort(ctx, stage, cohort_df, perturb=None):
+    """The stage's voxel table for any cohort table (its own, an external one, new cases for `radlang predict`)."""
+    from radlang.backends.executor import RunError
+    from radlang.diagnostics import Diagnostic
+    from radlang.ops.netio import _channel_columns, _source_column
+
+    if perturb:
+        raise RunError([Diagnostic("E646", f"`{stage.name}` (image patches) cannot be re-extracted under {perturb}", stage.span)])
+    cols = _channel_columns(cohort_df)
+    crops, ids, diags = [], [], []
+    for _, row in cohort_df.iterrows():
+        cid = str(row["case_id"])
+        mask = row.get("mask") if "mask" in cohort_df.columns else None
+        mask = mask if isinstance(mask, str) and mask else None
+        for c in cols:
+            ctx.hash_input(row[c])
+        try:
+            crop, problems = patch_case([row[c] for c in cols], mask, stage.params)
+        except (RuntimeError, OSError) as e:   # an unreadable file (SimpleITK raises RuntimeError)
+            diags.append(Diagnostic("E602", f"`{stage.name}`: case `{cid}`: cannot read its images: {e}", stage.span))
+            continue
+        for where, msg in problems:
+            col = "mask" if where == "mask" else cols[where]
+            path = mask if where == "mask" else row[col]
+            code, hint = ("E665", "give every case a mask with its region of interest, or use `crop: whole`") if "needs a mask" in msg else \
+                ("E620", "co-register the channels (and the mask) onto one grid")
+            diags.append(Diagnostic(code, f"`{stage.name}`: case `{cid}`, column `{_source_column(cohort_df, col)}`, file `{path}`: {msg}",
+                                    stage.span, hint=hint))
+        if crop is not None and not problems:
+            crops.append(crop)
+            ids.append(cid)
+    if diags:
+        raise RunError(diags)
+    return patch_table(crops, ids)
+
+
+def run_patches(stage, ctx):
+    from radlang import registry
+    from radlang.backends.cache import key
+    from radlang.backends.glue import table_key
+
+    op = registry.get(stage.op)
+    feats = patches_on_cohort(ctx, stage, ctx.results[stage.inputs["cohort"].stage])
+    ctx.keys[stage.name] = key("patches", op.version, stage.params, ctx.keys.get(stage.inputs["cohort"].stage), table_key(feats))
+    return feats
+
+
+# ----------------------------------------------------------------------------------------------
+# declaration
+
+
+class PatchSettings(Settings):
+    patch: list[Annotated[int, Field(ge=1, le=512)]] = Field(description="crop size in voxels, image axis order (x, y[, z])",
+                                                              min_length=2, max_length=3)
+    dims: Literal[2, 3] = Field(3, description="3: a volume crop; 2: the axial slice through the ROI's centre")
+    spacing: list[Annotated[Length, Field(gt=0)]] | None = Field(None, min_length=2, max_length=3,
+                                                                 description="resample to this voxel spacing (x, y[, z]) first")
+    crop: Literal["roi", "whole"] = Field("roi", description="centre the crop on the mask's bounding box (`roi`) or the image (`whole`)")
+    mask_channel: bool = Field(False, description="add the mask as the last channel (image + mask early fusion)")
+    normalize: Literal["zscore", "none"] = Field("zscore", description="intensity normalisation per image and channel")
+
+    _s = field_validator("crop", "normalize", mode="before")(lambda cls, v: str(v) if isinstance(v, Sym) else v)
+
+    @model_validator(mode="after")
+    def _dims(self):
+        if len(self.patch) != self.dims:
+            raise contradiction(f"`patch` needs {self.dims} entries for `dims: {self.dims}` (got {len(self.patch)})")
+        return self
+
+
+def _patches_type(ctx) -> RType:
+    c = ctx.inputs["cohort"]
+    s = ctx.settings
+    if c.dims == 2 and s.dims == 3:
+        ctx.error("E251", f"cohort `{c.cohort}` has 2D images; a 3D crop cannot be cut from them", setting="dims", hint="use `dims: 2`")
+    if (s.crop == "roi" or s.mask_channel) and not c.has_mask:
+        ctx.error("E252", f"cohort `{c.cohort}` has no mask to {'centre the crop on' if s.crop == 'roi' else 'add as a channel'}",
+                  setting="mask_channel" if s.crop != "roi" else "crop", hint="use `crop: whole`, or give the cohort a mask column")
+    channels = (c.channels or 1) + (1 if s.mask_channel else 0)
+    size = "x".join(map(str, s.patch))
+    return RType("Features", cohort=c.cohort, outcome=None, dims=s.dims, channels=channels, patch=tuple(s.patch),
+                 detail=f"{s.dims}D image patches {size}, {channels} channel(s)")
+
+
+register(Operator(
+    name="patches", kind="features", output="Features", settings=PatchSettings, positional=("cohort",),
+    inputs=(Port("cohort", ("Cohort",), doc="a cohort with images (every image column is one channel)"),),
+    behaviour="stateless", run=run_patches, on_cohort=patches_on_cohort, impl=patch_case, helpers=(load_case, normalize_image,
+                                                                                                    classification_crop, patch_table),
+    infer=_patches_type,
+    doc="Fixed-size image crops (around the ROI or the image centre, resampled to a stated spacing, 2D or 3D) as a feature "
+        "table of voxels: the image input of a network model (`cnn`).",
+    examples=("features img = patches(train) { patch: [16, 16, 16], spacing: [1mm, 1mm, 1mm] }",
+              "features sl = patches(train) { dims: 2, patch: [24, 24], crop: whole }"),
+))

@@ -1,0 +1,444 @@
+"""`cnn`: a network as an outcome model, refit inside every training fold of `evaluate` like a scikit-learn model.
+
+    network enc = resnet(dims: 3, in_channels: 1, out_channels: 2) { depth: 10, widen_factor: 0.125 }
+    features img = patches(train) { patch: [16, 16, 16] }
+    model net = cnn(img, target: train.outcome, network: enc) { epochs: 20, batch: 8, lr: 1e-3 }
+
+    features both = join(img, rad)                                          # intermediate fusion: image + radiomics
+    model fused = cnn(both, target: train.outcome, network: enc) { hidden: 16 }
+
+The input is a feature table whose `voxel:` columns are image patches (the `patches` operator, radlang/ops/image_patches.py)
+and whose other columns, if any, are a tabular branch (radiomics, clinical values, joined by `join`). The network's
+backbone (the `network` stage: DenseNet121's dense blocks, ResNet's residual layers, SegResNet's encoder, UNet's
+contracting path) maps the image to a feature map; adaptive average pooling reduces it to one vector per case; the
+tabular branch, imputed with and standardised by its training-fold means and SDs, is concatenated to it; an MLP head
+(`hidden` units; 0 = linear) gives the class logits. Everything is trained end to end with cross-entropy.
+
+Inside each fit (a training fold, or every training case for the final model) a validation split of `validation` of
+the patients (stratified, group-aware: a patient's cases stay together) is held out for early stopping: training
+stops after `patience` epochs without a lower validation loss and the best epoch's weights are kept. Training is
+deterministic on CPU: one intra-op thread and seeded, so two runs give bit-identical weights and metrics.
+
+The fitted estimator keeps its weights as NumPy arrays (never a torch module), so the final model is saved in skops'
+format with the rest of the pipeline and `radlang predict` loads it without running code (only trusted types).
+
+The first section is self-contained (see radlang/registry.py); the estimator class is built on first use
+(`net_estimator_class`, like radlang/ops/select.py's selector) and named `radlang.ops.net_models.RadNetClassifier`.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, field_validator
+
+from radlang.ops.fitted_recipe import run_recipe
+from radlang.ops.netio import make_optimizer, make_scheduler, train_step
+from radlang.ops.networks import build_network
+from radlang.registry import Operator, Port, register
+from radlang.types import RType
+from radlang.values import Settings, Sym
+
+# ----------------------------------------------------------------------------------------------
+# self-contained implementation
+
+
+def backbone_features(net, arch, x):
+    """The feature map of a MONAI network's image backbone for input x [N, C, *spatial] (before any pooling or head):
+    DenseNet121's dense blocks (+ ReLU), ResNet's residual layers, SegResNet's encoder, UNet's contracting path."""
+    import torch
+
+    if arch == "densenet121":
+        return torch.relu(net.features(x))
+    if arch == "resnet":
+        x = net.act(net.bn1(net.conv1(x)))
+        if not net.no_max_pool:
+            x = net.maxpool(x)
+        return net.layer4(net.layer3(net.layer2(net.layer1(x))))
+    if arch == "segresnet":
+        return net.encode(x)[0]
+    if arch == "unet":
+        m = net.model
+        while isinstance(m, torch.nn.Sequential) and len(m) == 3 and hasattr(m[1], "submodule"):
+            x = m[0](x)
+            m = m[1].submodule
+        return m(x)
+    raise ValueError(f"network {arch!r} has no image backbone for a network model")
+
+
+def fusion_module(spec, in_shape, n_tab, n_out, hidden, dropout):
+    """The network model: image backbone -> adaptive average pooling -> a vector, and a tabular vector, into an MLP
+    head. The head's first layer is a sum of two linear maps, one per branch (exactly a linear map of their
+    concatenation), so with the image vector at zero it is the tabular-only head. in_shape: [C, *spatial] or None
+    (no image branch)."""
+    import torch
+
+    class FusionNet(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.arch = spec["arch"] if in_shape is not None else None
+            width = int(hidden) if int(hidden) > 0 else int(n_out)
+            n_img = 0
+            if in_shape is not None:
+                self.backbone = build_network(spec)
+                dims = len(in_shape) - 1
+                self.pool = torch.nn.AdaptiveAvgPool3d(1) if dims == 3 else torch.nn.AdaptiveAvgPool2d(1)
+                with torch.device("meta"):   # the feature map's channels, from shapes only
+                    probe = build_network(spec).eval()
+                    n_img = int(backbone_features(probe, spec["arch"], torch.empty((1,) + tuple(in_shape))).shape[1])
+                self.image_in = torch.nn.Linear(n_img, width, bias=n_tab == 0)
+            if n_tab:
+                self.tab_in = torch.nn.Linear(int(n_tab), width)
+            self.n_img, self.n_tab = n_img, int(n_tab)
+            self.rest = (torch.nn.Sequential(torch.nn.ReLU(), torch.nn.Dropout(float(dropout)), torch.nn.Linear(width, int(n_out)))
+                         if int(hidden) > 0 else torch.nn.Identity())
+
+        def image_vector(self, image):
+            """The pooled backbone features [N, n_img]: adaptive average pooling to 1 = the spatial mean of the map."""
+            return torch.flatten(self.pool(backbone_features(self.backbone, self.arch, image)), 1)
+
+        def head(self, vec, tab):
+            z = self.image_in(vec) if vec is not None else 0
+            if tab is not None and self.n_tab:
+                z = z + self.tab_in(tab)
+            return self.rest(z)
+
+        def forward(self, image, tab):
+            return self.head(self.image_vector(image) if self.n_img else None, tab)
+
+    return FusionNet()
+
+
+def split_columns(columns):
+    """The image columns (`voxel:<c>:<z>:<y>:<x>`, possibly `<table>.`-prefixed by a join), the patch shape
+    [C, *spatial] they hold (None when there are none), and the tabular columns."""
+    vox, tab = [], []
+    for c in columns:
+        (vox if "voxel:" in str(c) else tab).append(str(c))
+    if not vox:
+        return [], None, tab
+    idx = [tuple(int(v) for v in c.split("voxel:", 1)[1].split(":")) for c in vox]
+    shape = [max(i[d] for i in idx) + 1 for d in range(len(idx[0]))]
+    n = 1
+    for s in shape:
+        n *= s
+    if n != len(vox) or len(set(idx)) != len(idx):
+        raise ValueError(f"the image columns do not form one patch: {len(vox)} columns for a {'x'.join(map(str, shape))} patch "
+                         "(one image branch per network model)")
+    return vox, shape, tab
+
+
+def inner_validation(y, groups, fraction, seed):
+    """(train rows, validation rows) of a fit: about `fraction` of the patients held out, stratified by class, a
+    patient's cases on one side. No split (all rows train) when fraction is 0 or a class has too few patients."""
+    import numpy as np
+    from sklearn.model_selection import StratifiedGroupKFold
+
+    n = len(y)
+    rows = np.arange(n)
+    if fraction <= 0:
+        return rows, rows[:0]
+    k = max(2, round(1 / fraction))
+    per_class = [len(set(np.asarray(groups)[np.asarray(y) == c])) for c in np.unique(y)]
+    if min(per_class) < k:
+        return rows, rows[:0]
+    tr, va = next(StratifiedGroupKFold(k, shuffle=True, random_state=int(seed)).split(rows, y, groups))
+    return tr, va
+
+
+def fit_network(net, image, tab, y, tr, va, params, seed):
+    """Train `net` on rows `tr` (mini-batches of `batch`, in a seeded order each epoch) with early stopping on the
+    validation rows `va` (the lowest mean cross-entropy; `patience` epochs without improvement stop it). One intra-op
+    thread while training, so the weights are the same on any machine. Returns (best state as NumPy arrays, history)."""
+    import numpy as np
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        torch.manual_seed(int(seed))
+        rng = np.random.default_rng(int(seed))
+        opt = make_optimizer(params, net.parameters())
+        epochs = int(params["epochs"])
+        scheduler = make_scheduler(opt, params["schedule"], epochs)
+        ce = torch.nn.CrossEntropyLoss()
+
+        def loss_fn(logits, target):
+            return ce(logits, target)
+
+        def batch_of(rows):
+            xi = torch.from_numpy(image[rows]) if image is not None else None
+            xt = torch.from_numpy(tab[rows]) if tab is not None else None
+            return (xi, xt), torch.from_numpy(y[rows])
+
+        def snapshot():
+            return {k: v.detach().cpu().numpy().copy() for k, v in net.state_dict().items()}
+
+        bs = int(params["batch"])
+        history, best, best_state, waited = [], None, None, 0
+        for epoch in range(1, epochs + 1):
+            net.train()
+            order = np.asarray(tr)[rng.permutation(len(tr))]
+            losses = []
+            for b in range(0, len(order), bs):
+                rows = order[b:b + bs]
+                if len(rows) < 2 and len(order) > 1:   # batch normalisation needs two samples; the case is drawn again next epoch
+                    continue
+                inputs, target = batch_of(rows)
+                losses.append(train_step(net, inputs, target, loss_fn, opt))
+            if scheduler is not None:
+                scheduler.step()
+            rec = {"epoch": epoch, "loss": float(np.mean(losses)) if losses else float("nan")}
+            if len(va):
+                net.eval()
+                with torch.no_grad():
+                    inputs, target = batch_of(np.asarray(va))
+                    rec["val_loss"] = float(loss_fn(net(*inputs), target))
+                if best is None or rec["val_loss"] < best:
+                    best, best_state, waited = rec["val_loss"], snapshot(), 0
+                else:
+                    waited += 1
+            history.append(rec)
+            if len(va) and waited >= int(params["patience"]):
+                break
+        return (best_state if best_state is not None else snapshot()), history
+    finally:
+        torch.set_num_threads(threads)
+
+
+def net_estimator_class(_made={}):  # noqa: B006 -- one class per process, so fitted models pickle and load by name
+    """The scikit-learn classifier (fit / predict_proba / predict / get_params) that trains a network model. Built on
+    first use (torch and scikit-learn are imported then) and named `radlang.ops.net_models.RadNetClassifier`, so a saved
+    model (skops) loads it by name. Its fitted state is plain data: NumPy weights, the tabular branch's training means
+    and SDs, the classes, the training history."""
+    if "cls" in _made:
+        return _made["cls"]
+    import numpy as np
+    from sklearn.base import BaseEstimator, ClassifierMixin
+
+    class RadNetClassifier(ClassifierMixin, BaseEstimator):
+        """network: {"arch", "params"} of a MONAI network; params: the `cnn` settings; fold_inputs: {"patients":
+        {case id: patient id}} for the group-aware inner validation split (dropped from saved models)."""
+
+        def __init__(self, network=None, params=None, seed=0, fold_inputs=None):
+            self.network = network
+            self.params = params
+            self.seed = seed
+            self.fold_inputs = fold_inputs
+
+        def _arrays(self, X):
+            image = None
+            if self.image_columns_:
+                image = X[self.image_columns_].to_numpy(np.float32).reshape((len(X),) + tuple(self.image_shape_))
+            tab = None
+            if self.tabular_columns_:
+                t = X[self.tabular_columns_].to_numpy(np.float64)
+                t = np.where(np.isnan(t), self.tab_mean_, t)
+                tab = ((t - self.tab_mean_) / self.tab_scale_).astype(np.float32)
+            return image, tab
+
+        def _module(self):
+            shape = self.image_shape_ if self.image_columns_ else None
+            return fusion_module(self.network, shape, len(self.tabular_columns_), len(self.classes_),
+                                 self.params["hidden"], self.params["dropout"])
+
+        def fit(self, X, y):
+            import torch
+
+            self.image_columns_, self.image_shape_, self.tabular_columns_ = split_columns(list(X.columns))
+            if not self.image_columns_:
+                raise ValueError("a network model needs image columns (a `patches` table) in its input")
+            if self.tabular_columns_:
+                t = X[self.tabular_columns_].to_numpy(np.float64)
+                mean = np.nanmean(t, 0) if len(t) else np.zeros(t.shape[1])
+                mean = np.where(np.isnan(mean), 0.0, mean)
+                sd = np.nanstd(np.where(np.isnan(t), mean, t), 0)
+                self.tab_mean_, self.tab_scale_ = mean, np.where(sd > 0, sd, 1.0)
+            self.classes_ = np.unique(np.asarray(y))
+            target = np.searchsorted(self.classes_, np.asarray(y)).astype(np.int64)
+            image, tab = self._arrays(X)
+            patients = (self.fold_inputs or {}).get("patients") or {}
+            groups = np.asarray([patients.get(str(i), str(i)) for i in X.index])
+            tr, va = inner_validation(target, groups, float(self.params["validation"]), self.seed)
+            torch.manual_seed(int(self.seed))
+            net = self._module()
+            state, history = fit_network(net, image, tab, target, tr, va, self.params, self.seed)
+            self.weights_ = state
+            self.history_ = history
+            self.n_validation_ = len(va)
+            return self
+
+        def predict_proba(self, X):
+            import torch
+
+            net = self._module()
+            net.load_state_dict({k: torch.from_numpy(np.asarray(v)) for k, v in self.weights_.items()})
+            net.eval()
+            image, tab = self._arrays(X)
+            threads = torch.get_num_threads()
+            torch.set_num_threads(1)
+            try:
+                out = []
+                with torch.no_grad():
+                    for b in range(0, len(X), 64):
+                        xi = torch.from_numpy(image[b:b + 64]) if image is not None else None
+                        xt = torch.from_numpy(tab[b:b + 64]) if tab is not None else None
+                        out.append(torch.softmax(net(xi, xt), 1).numpy().astype(np.float64))
+            finally:
+                torch.set_num_threads(threads)
+            return np.concatenate(out) if out else np.zeros((0, len(self.classes_)))
+
+        def predict(self, X):
+            return self.classes_[np.argmax(self.predict_proba(X), 1)]
+
+    RadNetClassifier.__module__ = "radlang.ops.net_models"
+    RadNetClassifier.__qualname__ = "RadNetClassifier"
+    _made["cls"] = RadNetClassifier
+    return RadNetClassifier
+
+
+def make_cnn(params, seed, fold_inputs=None):
+    """The unfitted network model of one fit, from a model stage's split settings (radlang.ops.models.split_params,
+    with `networks`: the spec of its `network` input)."""
+    return net_estimator_class()(network=params["networks"]["network"], params=params["hyper"], seed=seed, fold_inputs=fold_inputs)
+
+
+# ----------------------------------------------------------------------------------------------
+# declarations
+
+BACKBONES = ("densenet121", "resnet", "segresnet", "unet")
+
+
+class CnnSettings(Settings):
+    epochs: int = Field(30, ge=1, le=100000, description="maximum epochs (early stopping may end sooner)")
+    batch: int = Field(8, ge=2, le=4096, description="cases per optimisation step")
+    optimizer: Literal["adam", "adamw", "sgd"] = Field("adam", description="optimiser")
+    lr: float = Field(1e-3, gt=0, le=10, description="learning rate")
+    weight_decay: float = Field(0.0, ge=0, description="weight decay")
+    schedule: Literal["constant", "cosine", "poly", "step"] = Field("constant", description="learning-rate schedule (per epoch)")
+    hidden: int = Field(32, ge=0, le=4096, description="units of the MLP head's hidden layer (0: a linear head)")
+    dropout: float = Field(0.0, ge=0, lt=1, description="dropout before the head's output layer")
+    validation: float = Field(0.2, ge=0, lt=1, description="fraction of the training patients held out for early stopping (0: none)")
+    patience: int = Field(5, ge=1, description="epochs without a lower validation loss before training stops")
+
+    _s = field_validator("optimizer", "schedule", mode="before")(lambda cls, v: str(v) if isinstance(v, Sym) else v)
+
+
+def _cnn_type(ctx) -> RType:
+    src, tgt, net = ctx.inputs["input"], ctx.inputs["target"], ctx.inputs.get("network")
+    if tgt.outcome not in ("binary", "multiclass"):
+        ctx.error("E244", f"`cnn` cannot fit a {tgt.outcome} outcome (`{tgt.detail}`)", port="target", hint="`cnn` fits binary or multiclass outcomes")
+    ctx.mixed_cohorts(src, tgt)
+    if src.patch is None:
+        ctx.error("E256", f"the input of a network model has no fixed-size image branch: `{src.detail or src.kind}`", port="input",
+                  hint="give it a `patches(...) { patch: [...] }` table (joined with the tabular branch, if any)")
+    if net is not None:
+        arch = net.detail.split(" ", 1)[-1].lower().rstrip("0123456789")
+        if net.head == "segmentation" and not arch.startswith(("unet", "segresnet")):
+            ctx.error("E254", f"`{net.detail}` has no image backbone a network model can use", port="network",
+                      hint=f"use one of: {', '.join(BACKBONES)}")
+        if src.patch is not None:
+            if net.dims != src.dims:
+                ctx.error("E254", f"a {net.dims}D network cannot read the {src.dims}D patches of `{src.detail}`", port="network",
+                          hint=f"set `dims: {src.dims}` on the network, or `dims: {net.dims}` on the patches")
+            if net.channels and src.channels and net.channels != src.channels:
+                ctx.error("E254", f"the network takes {net.channels} channel(s), the patches have {src.channels}", port="network",
+                          hint=f"set `in_channels: {src.channels}` on the network")
+            if net.divisor and min(src.patch) < net.divisor:
+                ctx.error("E255", f"the patch {'x'.join(map(str, src.patch))} is smaller than the backbone's total downsampling "
+                          f"({net.divisor}): its feature map would be empty", port="input",
+                          hint=f"use patches of at least {net.divisor} voxels per side, or a shallower network")
+    return RType("Model", cohort=src.cohort, outcome=tgt.outcome, detail="cnn model")
+
+
+def _human(n):
+    for u in ("B", "KB", "MB", "GB"):
+        if abs(n) < 1024 or u == "GB":
+            return f"{n:.1f} {u}" if u != "B" else f"{n} B"
+        n /= 1024
+
+
+def tabular_width(study, name) -> int | None:
+    """The columns a feature table holds besides its image patches, when `plan` can know them (a `tabular` stage that
+    lists its columns, or joins of such tables and patches); None when only the run knows (PyRadiomics features)."""
+    s = study.by_name()[name]
+    if s.type.patch is not None and s.op != "join":
+        return 0
+    if s.op == "tabular" and s.params.get("columns"):
+        return len(s.params["columns"])
+    if s.op == "join":
+        widths = [tabular_width(study, r.stage) for _, r in sorted(s.inputs.items())]
+        return None if any(w is None for w in widths) else sum(widths)
+    return None
+
+
+def branch_plan(study, stage):
+    """`plan`'s lines for one network model: its image branch (backbone, patch, pooled vector, parameters), its tabular
+    branch, its head, and the training memory of one step (estimated on PyTorch's meta device, like a training stage's)."""
+    import torch
+
+    from radlang.ops.networks import training_memory
+
+    by = study.by_name()
+    src = by[stage.inputs["input"].stage]
+    net_stage = by[stage.inputs["network"].stage]
+    spec = {"arch": net_stage.op, "params": net_stage.params}
+    p, t = stage.params, src.type
+    if t.patch is None:
+        return [], None
+    shape = [int(t.channels or 1)] + list(reversed([int(v) for v in t.patch]))
+    n_tab = tabular_width(study, src.name)
+    batch = int(p["batch"])
+    with torch.device("meta"):
+        net = fusion_module(spec, shape, n_tab or 0, 2, p["hidden"], p["dropout"])
+        tab = torch.empty((batch, n_tab)) if n_tab else None
+        est = training_memory(net, (torch.empty([batch] + shape), tab))
+    image_params = sum(int(q.numel()) for q in net.backbone.parameters())
+    patch = "x".join(map(str, t.patch))
+    lines = [("info", (f"image branch: {t.dims}D {net_stage.op} backbone ({image_params:,} parameters) on {shape[0]} channel(s) x {patch} "
+                      f"voxels -> adaptive average pooling -> a {net.n_img}-vector"))]
+    if n_tab is None:
+        lines.append(("info", f"tabular branch: the other columns of `{src.name}` (counted at run time), imputed and standardised inside each fold"))
+    elif n_tab:
+        lines.append(("info", f"tabular branch: {n_tab} column(s) of `{src.name}`, imputed and standardised inside each fold"))
+    head = f"MLP {net.n_img}{f' + {n_tab}' if n_tab else ''} -> {p['hidden']} -> classes" if int(p["hidden"]) else "linear head"
+    lines.append(("info", f"head: {head}; {est['params']:,} parameters in all"))
+    lines.append(("info", (f"training memory ≈ {_human(est['train_bytes'])} for batch {batch} (activations kept for backward "
+                          f"{_human(est['saved_bytes'])}); early stopping on {p['validation']:.0%} of each fit's patients")))
+    return lines, est
+
+
+def _cnn_plan(stage, memory, study=None):
+    if study is None:
+        return []
+    try:
+        lines, est = branch_plan(study, stage)
+    except ImportError:
+        return [("info", "install torch and monai for parameter counts and memory estimates")]
+    if memory is not None and est is not None and est["train_bytes"] > memory:
+        lines.append(("warning", (f"the training estimate {_human(est['train_bytes'])} exceeds the memory budget {_human(memory)}: "
+                                 "lower `batch` or the patch, or narrow the network")))
+    return lines
+
+
+register(Operator(
+    name="cnn", kind="model", output="Model", settings=CnnSettings,
+    inputs=(Port("input", ("Features",), doc="image patches (`patches`), or patches joined with a tabular branch"),
+            Port("target", ("Outcome",), doc="the training cohort's outcome, e.g. `train.outcome`"),
+            Port("network", ("Network",), doc="the backbone: a `network` stage (densenet121, resnet, segresnet, unet)")),
+    positional=("input", "target"), fit="outcome", behaviour="fitted", run=run_recipe, impl=make_cnn,
+    helpers=(net_estimator_class, fusion_module, backbone_features, split_columns, inner_validation, fit_network, build_network,
+             make_optimizer, make_scheduler, train_step),
+    infer=_cnn_type, plan=_cnn_plan, version="1",
+    doc="A network (a MONAI backbone, adaptive pooling, an MLP head) trained on image patches, with an optional tabular "
+        "branch (intermediate fusion), refit inside every training fold with early stopping on an inner, patient-grouped "
+        "validation split. Deterministic on CPU.",
+    examples=("model net = cnn(img, target: train.outcome, network: enc) { epochs: 20, batch: 8 }",),
+))
+
+
+def __getattr__(name):
+    """`radlang.ops.net_models.RadNetClassifier`: the estimator class, built on first use (see net_estimator_class)."""
+    if name == "RadNetClassifier":
+        return net_estimator_class()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
