@@ -257,7 +257,7 @@ def run_evaluate(stage, ctx):
     from radlang.backends.glue import table_key
     from radlang.backends.refit import assemble, match_by, refit_of, source_columns, source_order, sources_under
     from radlang.ops.clinical_metrics import binary_metrics, evaluation_csv, evaluation_json, multiclass_metrics, survival_metrics
-    from radlang.ops.fold_engine import make_splits, model_artefact, run_fold
+    from radlang.ops.fold_engine import make_splits, run_fold
 
     p = stage.params
     op = registry.get(stage.op)
@@ -404,16 +404,16 @@ def run_evaluate(stage, ctx):
     fold_jobs = [{"build": build, "X": X, "y": y, "train": tr, "test": te, "outcome": outcome, "rule": rule,
                   "search": bool(mparams.get("search")), "patients": patients, "threshold_cv": tcv, "seed": stage.seed}
                  for _, _, tr, te in splits]
-    # the final model: fit on every training case (in this process, to keep it), applied to the external cohort if any
+    # the final model: fit on every training case and applied to the external cohort if any; it runs with the folds (in
+    # a worker when they go to the pool) and comes back saved, as skops bytes
     Xall, yall = (pd.concat([X, Xe]), np.concatenate([y, ye])) if Xe is not None else (X, y)
     final_job = {"build": build, "X": Xall, "y": yall, "train": np.arange(len(X)), "test": np.arange(len(X), len(Xall)),
-                  "outcome": outcome, "rule": rule, "return_model": True, "search": bool(mparams.get("search")),
+                  "outcome": outcome, "rule": rule, "save_model": True, "search": bool(mparams.get("search")),
                   "patients": np.concatenate([patients, ext_data["patient_id"].astype(str).to_numpy()]) if Xe is not None else patients,
                   "threshold_cv": tcv, "seed": stage.seed}
     results: list = [None] * (len(fold_jobs) + 1)
     try:
-        _run_folds(ctx, run_fold, fold_jobs, results)
-        results[-1] = run_fold(final_job)
+        _run_folds(ctx, run_fold, [*fold_jobs, final_job], results)
     except (ValueError, ArithmeticError, np.linalg.LinAlgError) as e:   # a model that cannot be fit on these data
         which = next((f"fold {s[1] + 1} of repeat {s[0] + 1}" for s, r in zip(splits, results) if r is None), "the final model")
         raise RunError([Diagnostic("E648", f"`{stage.name}`: fitting `{model.name}` on cohort `{cohort_name}` failed in {which}: {e}",
@@ -495,7 +495,7 @@ def run_evaluate(stage, ctx):
     ctx.warnings.extend(warns)
     mbytes = evaluation_json(metrics)
     pbytes = evaluation_csv(preds)
-    model_bytes = model_artefact(final["model"])
+    model_bytes = final["model_bytes"]
     card = {"stage": stage.name, "model": model.name, "operator": model.op, "outcome": outcome, "cohort": cohort_name, "sources": sources,
             "columns": [str(c) for c in X.columns], "threshold": final.get("threshold"), "classes": n_classes, "refit": graph,
             "match": match_by(ctx, graph), "format": "skops", "sha256": hashlib.sha256(model_bytes).hexdigest()}

@@ -75,7 +75,8 @@ def choose_threshold(y, p, rule):
 def run_fold(fold_job):
     """Fit the pipeline on one training fold; predict the held-out fold (and the training fold, for the threshold).
     fold_job: {"build": (fn, args), "X": DataFrame, "y": array, "train": idx, "test": idx, "outcome": the outcome kind
-    (binary, multiclass, survival), "rule": dict|None, "patients": patient id per row of X, or None}."""
+    (binary, multiclass, survival), "rule": dict|None, "patients": patient id per row of X, or None, "save_model": True to
+    return the fitted pipeline as skops bytes under "model_bytes"}."""
     import warnings
 
     import numpy as np
@@ -102,7 +103,7 @@ def run_fold(fold_job):
         selected = fitted_selections(fitted)
         if fold_job["outcome"] == "survival":
             risk = np.asarray(pipe.predict(X.iloc[te]), float) if len(te) else np.empty(0)
-            return {"test": risk, "threshold": None, "selected": selected, **({"model": pipe} if fold_job.get("return_model") else {})}
+            return {"test": risk, "threshold": None, "selected": selected, **({"model_bytes": model_artefact(pipe)} if fold_job.get("save_model") else {})}
         p_te = pipe.predict_proba(X.iloc[te]) if len(te) else np.empty((0, len(fitted.classes_)))
         out = {"test": p_te[:, 1] if fold_job["outcome"] == "binary" else p_te, "threshold": None, "selected": selected}
         if fold_job["outcome"] == "binary" and fold_job.get("rule"):
@@ -128,8 +129,8 @@ def run_fold(fold_job):
         if "search" in fold_job and hasattr(pipe, "best_params_"):
             back = {"n_neighbors": "k"}
             out["best_params"] = {back.get(k.split("__", 1)[1], k.split("__", 1)[1]): v for k, v in pipe.best_params_.items()}
-        if fold_job.get("return_model"):
-            out["model"] = pipe
+        if fold_job.get("save_model"):
+            out["model_bytes"] = model_artefact(pipe)     # saved where it was fit: the model never crosses processes
     return out
 
 

@@ -74,6 +74,7 @@ def test_fit_never_sees_the_held_out_rows():
     fit on every row would move the grand mean, the pooled variance and each site's gamma*/delta*."""
     from radlang.ops.fold_engine import run_fold
     from radlang.ops.models import assemble_pipeline
+    from radlang.predict import load_model
 
     X, _, _ = site_array(1)
     y = np.tile([0, 1], len(X) // 2)
@@ -85,8 +86,8 @@ def test_fit_never_sees_the_held_out_rows():
     tr = np.setdiff1d(np.arange(len(X)), te)
     X2 = X.copy()
     X2.iloc[te] = X2.iloc[te] * 50 + 1000
-    fits = [run_fold({"build": build, "X": data, "y": y, "train": tr, "test": te, "outcome": "binary", "rule": None,
-                      "return_model": True})["model"].named_steps["h"] for data in (X, X2)]
+    fits = [load_model(run_fold({"build": build, "X": data, "y": y, "train": tr, "test": te, "outcome": "binary", "rule": None,
+                                 "save_model": True})["model_bytes"], None).named_steps["h"] for data in (X, X2)]
     alone = make_combat(PARAMS, 0, fi).fit(X.iloc[tr])
     for attr in ("grand_mean_", "pooled_var_", "gamma_", "delta_"):
         assert np.array_equal(getattr(fits[0], attr), getattr(fits[1], attr)), attr
