@@ -24,6 +24,7 @@ class RType:
     has_site: bool = False
     has_mask: bool = False
     classes: int | None = None         # label classes (masks, segmentation networks)
+    split: str | None = None           # the shared `split` stage whose folds an evaluation holds out
     detail: str = ""                   # a word for messages: "logistic model", "3D UNet"
 
     def with_(self, **kw) -> "RType":

@@ -4,12 +4,14 @@ operator name -> (statement kind, module under radlang/ops). See radlang.registr
 
 OPERATORS = {
     'attention_unet': ('network', 'networks'),
+    'compare': ('validate', 'compare'),
     'correlation': ('select', 'select'),
     'cox': ('model', 'models'),
     'dataset': ('cohort', 'datasets'),
     'densenet121': ('network', 'networks'),
     'evaluate': ('validate', 'validate'),
     'fedavg': ('federate', 'fedavg'),
+    'folds': ('split', 'split'),
     'gradcam': ('explain', 'explain_cnn'),
     'gradient_boosting': ('model', 'models'),
     'icc': ('select', 'select'),

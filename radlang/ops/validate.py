@@ -175,13 +175,35 @@ def _evaluate_infer(ctx):
     g = ctx.inputs.get("groups")
     if g is not None and m.cohort and g.cohort != m.cohort:
         ctx.error("E242", f"`groups` comes from cohort `{g.cohort}`, but the model is trained on `{m.cohort}`", port="groups")
-    return RType("Evaluation", cohort=m.cohort, outcome=task, detail="evaluation")
+    split = ctx.inputs.get("split")
+    if split is not None:
+        _shared_split_checks(ctx, m, split)
+    return RType("Evaluation", cohort=m.cohort, outcome=task, detail="evaluation", split=split.split if split else None)
+
+
+def _shared_split_checks(ctx, m, split):
+    """A shared split replaces `cv` and `groups` (E319), and is drawn on the model's own cohort (E242)."""
+    given = {s.key for s in ctx.stmt.settings} | {a.name for a in ctx.stmt.op.args if a.name}
+    for what in ("cv", "groups"):
+        if what in given:
+            ctx.error("E319", f"`{what}` is given together with `split:`; the shared split decides the folds and what never straddles them",
+                      setting=what if what == "cv" else None, port=what if what == "groups" else None,
+                      hint=f"drop `{what}`, or set it on the `split` stage")
+    if m.cohort and split.cohort != m.cohort:
+        ctx.error("E242", f"the split is drawn on cohort `{split.cohort}`, but the model is trained on `{m.cohort}`", port="split",
+                  hint=f"draw the split on `{m.cohort}`: `folds({m.cohort})`")
+
+
+def evaluation_cv(stage, by) -> dict:
+    """The cross-validation an evaluation runs: its shared split's (`split:`, ops/split.py), else its own `cv`.
+    by: the study's stages by name."""
+    ref = stage.inputs.get("split")
+    return by[ref.stage].params["cv"] if ref is not None else stage.params["cv"]
 
 
 def _evaluate_plan(stage, memory, study=None):
     """`radlang plan`: how many fits, and what is refit inside every training fold."""
-    p = stage.params
-    cv = p["cv"]
+    cv = evaluation_cv(stage, study.by_name()) if study is not None else stage.params["cv"]
     if cv["kind"] in ("stratified_kfold", "kfold"):
         n = int(cv["k"]) * int(cv.get("repeats", 1))
         how = f"{cv['k']}-fold x {cv.get('repeats', 1)} repeat(s) = {n} training folds"
@@ -189,6 +211,8 @@ def _evaluate_plan(stage, memory, study=None):
         how = "one training fold per site"
     else:
         how = "no cross-validation"
+    if "split" in stage.inputs:
+        how += f", the folds of the shared split `{stage.inputs['split'].stage}`"
     ext = stage.inputs.get("external")
     lines = [("info", how + (f", plus 1 fit on every training case for the external cohort `{ext.stage}`" if ext else "")),
              ("info", "group-aware: cases of one patient never straddle a split")]
@@ -211,7 +235,8 @@ register(Operator(
     name="evaluate", kind="validate", output="Evaluation", settings=EvaluateSettings, positional=("model",),
     inputs=(Port("model", ("Model",), doc="a `model` stage"),
             Port("external", ("Cohort",), optional=True, doc="an external validation cohort (never fit on)"),
-            Port("groups", ("Ids", "Site"), optional=True, doc="what must not straddle a split (default: the cohort's patient ids)")),
+            Port("groups", ("Ids", "Site"), optional=True, doc="what must not straddle a split (default: the cohort's patient ids)"),
+            Port("split", ("Split",), optional=True, doc="a shared `split` stage: hold out its folds (instead of `cv`)")),
     fit="outcome", behaviour="stateless", run=run_evaluate, sink=True, impl=run_fold,
     helpers=(make_splits, choose_threshold, fitted_selections, model_artefact, auc_rank, calibration_stats, net_benefit, binary_metrics, multiclass_metrics,
              survival_metrics, round_floats, evaluation_json, evaluation_csv, cv_description, evaluation_plots, write_evaluation_plots,
