@@ -4,11 +4,12 @@ For an operator and one of its doc examples, `fixture(op, example, prefix, tiny,
 
 - the example statement itself, its names renamed under `prefix` (so many operators' fixtures share one study);
 - *providers* for every name the example references, chosen by the kinds the operator's port accepts
-  (`PROVIDERS`: Features, Mask, Model, Network, TrainedModel; a `name.attr` reference makes `name` a cohort), all
+  (`PROVIDERS`: Features, Mask, Model, Network, TrainedModel, Evaluation, Split; a `name.attr` reference makes `name` a cohort), all
   derived from cohorts of one variant (`COHORTS`: a tabular binary set, a CT-like phantom manifest with air around
   the body, the `phantom` operator, a habitat label map, a survival set, multi-channel manifests);
 - a *consumer* when the operator is not a sink (`CONSUMERS`, by output kind), so that pruning keeps it: a cohort
-  feeds an extraction or a model and an evaluation, features a model and an evaluation, a model an evaluation,
+  feeds an extraction or a model and an evaluation, features a model and an evaluation, a model an evaluation, a split
+  an evaluation that holds it out,
   a mask an extraction, a network a training, a trained network its scoring or Grad-CAM.
 
 The variants of cohorts, providers and consumers are tried in order (cheapest first) until the fragment compiles
@@ -88,6 +89,7 @@ class World:
     prefix: str
     cohort_variant: str
     cohort_index: dict[str, int]                # renamed cohort name -> 0 (dev) / 1.. (held-out)
+    shared: set[str] = field(default_factory=set)   # fixture-made stages that several providers share (defined once)
 
     def n(self, local: str) -> str:
         """A fixture-made name (never one of the example's, which are `<prefix>_<name>`)."""
@@ -147,6 +149,28 @@ def _model(model, features):
     return make
 
 
+def _shared_split(w):
+    """The one split every evaluation of a fixture holds out (a comparison needs them on one split)."""
+    name = w.n("split")
+    if name in w.shared:
+        return name, []
+    w.shared.add(name)
+    return name, [f"split {name} = folds({w.dev}) {{ cv: stratified_kfold(2) }}"]
+
+
+def _evaluation(model, metrics):
+    def make(w, name):
+        m = name + "_model"
+        split, stmts = _shared_split(w)
+        return stmts + _model(model, "tabular")(w, m) + [
+            f"validate {name} = evaluate({m}, split: {split}) {{ bootstrap: 10, metrics: [{metrics}] }}"]
+    return make
+
+
+def _split(w, name):
+    return [f"split {name} = folds({w.dev}) {{ cv: stratified_kfold(2) }}"]
+
+
 def _network(net, dims, classes=2):
     def make(w, name):
         return [f"network {name} = {(UNET if net == 'unet' else RESNET).format(d=dims, c=w.channels, k=classes)}"]
@@ -181,6 +205,8 @@ PROVIDERS = {
     "Model": [_model(m, f) for f in ("tabular", "pyradiomics") for m in ("logistic", "cox")],
     "Network": [_network(n, d) for n, d in NETWORK_VARIANTS] + [_network("unet", 3, k) for k in LABEL_CLASSES],
     "TrainedModel": [_trained(n, d) for n, d in NETWORK_VARIANTS] + [_trained("unet", 3, k) for k in LABEL_CLASSES],
+    "Evaluation": [_evaluation("logistic", METRICS["stratified_kfold"]), _evaluation("cox", METRICS["kfold"])],
+    "Split": [_split],
 }
 
 
@@ -206,6 +232,13 @@ def _consume_cohort(how):
     return make
 
 
+def _consume_split(model, metrics):
+    def make(w, x):
+        m = w.n("model")
+        return _model(model, "tabular")(w, m) + [f"validate {w.n('eval')} = evaluate({m}, split: {x}) {{ bootstrap: 10, metrics: [{metrics}] }}"]
+    return make
+
+
 def _consume_mask(w, x):
     return [f"features {w.n('rad')} = pyradiomics({w.dev}.image, {x}) {{ bin_width: 25, classes: [firstorder] }}"]
 
@@ -227,6 +260,7 @@ CONSUMERS = {
     "Cohort": [_consume_cohort("images"), _consume_cohort(("logistic", "stratified_kfold")), _consume_cohort(("cox", "kfold"))],
     "Features": [_consume_features("logistic", "stratified_kfold"), _consume_features("cox", "kfold")],
     "Mask": [_consume_mask],
+    "Split": [_consume_split("logistic", METRICS["stratified_kfold"]), _consume_split("cox", METRICS["kfold"])],
     "Model": [_consume_model("stratified_kfold"), _consume_model("kfold")],
     "Network": [_consume_network(n, d) for n, d in NETWORK_VARIANTS],
     "TrainedModel": [_score("segmentation"), _score("gradcam")],
