@@ -239,6 +239,13 @@ def _consume_split(model, metrics):
     return make
 
 
+def _consume_attribute_table(w, x):
+    """A cohort without an outcome (an attribute table keyed by patient): its table joined to the dev cohort's."""
+    attr, own, both = w.n("attr"), w.n("own"), w.n("both")
+    return [f"features {attr} = tabular({x})", f"features {own} = tabular({w.dev})",
+            f"features {both} = join({own}, {attr}) {{ by: patient, prefix: true }}"] + _consume_features("logistic", "stratified_kfold")(w, both)
+
+
 def _consume_mask(w, x):
     return [f"features {w.n('rad')} = pyradiomics({w.dev}.image, {x}) {{ bin_width: 25, classes: [firstorder] }}"]
 
@@ -257,7 +264,8 @@ def _consume_network(net, dims):
 
 
 CONSUMERS = {
-    "Cohort": [_consume_cohort("images"), _consume_cohort(("logistic", "stratified_kfold")), _consume_cohort(("cox", "kfold"))],
+    "Cohort": [_consume_cohort("images"), _consume_cohort(("logistic", "stratified_kfold")), _consume_cohort(("cox", "kfold")),
+               _consume_attribute_table],
     "Features": [_consume_features("logistic", "stratified_kfold"), _consume_features("cox", "kfold")],
     "Mask": [_consume_mask],
     "Split": [_consume_split("logistic", METRICS["stratified_kfold"]), _consume_split("cox", METRICS["kfold"])],
@@ -366,6 +374,9 @@ def _strings(value):
 # (`pyradiomics { params: from_params("Params.yaml") }`). A CSV is written from the stage's settings (write_example_file).
 EXAMPLE_FILES = {
     ".yaml": "setting:\n  binWidth: 25\nimageType:\n  Original: {}\nfeatureClass:\n  firstorder:\n",
+    # gene sets over the columns of the tabular fixture (breast_cancer), for a gene-set score's example
+    ".gmt": "size\tlesion size\tmean_radius\tmean_perimeter\tmean_area\tworst_area\n"
+            "shape\tlesion shape\tmean_smoothness\tmean_compactness\tmean_concavity\tworst_concavity\n",
 }
 
 
