@@ -31,7 +31,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from radlang.ops.clinical_metrics import auc_rank, round_floats
+from radlang.ops.clinical_metrics import auc_rank, patient_resamples, round_floats
 from radlang.registry import Operator, Port, register
 from radlang.types import RType
 from radlang.values import Settings
@@ -78,19 +78,6 @@ def delong_test(y, p_a, p_b):
                 "z": 0.0 if diff == 0 else None, "p": 1.0 if diff == 0 else None}
     z = diff / math.sqrt(var)
     return {"auc_a": float(aucs[0]), "auc_b": float(aucs[1]), "difference": diff, "se": math.sqrt(var), "z": z, "p": float(2 * norm.sf(abs(z)))}
-
-
-def patient_resamples(groups, B, seed):
-    """B bootstrap resamples of the rows, drawn by patient: each draws as many patients as there are, with
-    replacement, and takes every row of each patient drawn (a patient drawn twice brings its rows twice)."""
-    import numpy as np
-
-    rng = np.random.default_rng(seed)
-    uniq, inv = np.unique(np.asarray(groups).astype(str), return_inverse=True)
-    rows = [np.flatnonzero(inv == g) for g in range(len(uniq))]
-    for _ in range(int(B)):
-        pick = rng.integers(0, len(uniq), len(uniq))
-        yield np.concatenate([rows[g] for g in pick])
 
 
 def harrell_c(time, event, risk):

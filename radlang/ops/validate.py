@@ -35,6 +35,7 @@ from radlang.ops.clinical_metrics import (
     evaluation_json,
     multiclass_metrics,
     net_benefit,
+    patient_resamples,
     round_floats,
     survival_metrics,
 )
@@ -238,7 +239,7 @@ register(Operator(
             Port("groups", ("Ids", "Site"), optional=True, doc="what must not straddle a split (default: the cohort's patient ids)"),
             Port("split", ("Split",), optional=True, doc="a shared `split` stage: hold out its folds (instead of `cv`)")),
     fit="outcome", behaviour="stateless", run=run_evaluate, sink=True, impl=run_fold,
-    helpers=(make_splits, choose_threshold, fitted_selections, model_artefact, auc_rank, calibration_stats, net_benefit, binary_metrics, multiclass_metrics,
+    helpers=(make_splits, choose_threshold, fitted_selections, model_artefact, auc_rank, patient_resamples, calibration_stats, net_benefit, binary_metrics, multiclass_metrics,
              survival_metrics, round_floats, evaluation_json, evaluation_csv, cv_description, evaluation_plots, write_evaluation_plots,
              evaluation_summary),
     infer=_evaluate_infer, plan=_evaluate_plan,
