@@ -81,14 +81,15 @@ def delong_test(y, p_a, p_b):
 
 
 def harrell_c(time, event, risk):
-    """Harrell's concordance index: over the comparable pairs (the earlier time is an event), the fraction where the
-    earlier one has the higher risk, ties in risk counting one half (as lifelines' concordance_index counts them)."""
+    """Harrell's concordance index: over the comparable pairs (i had the event, and j a later time, or the same time
+    censored), the fraction where i has the higher risk, ties in risk counting one half; the pairs and ties of
+    scikit-survival's concordance_index_censored, which `evaluate` reports."""
     import numpy as np
 
     time = np.asarray(time, float)
     event = np.asarray(event).astype(bool)
     risk = np.asarray(risk, float)
-    comparable = (time[:, None] < time[None, :]) & event[:, None]
+    comparable = event[:, None] & ((time[:, None] < time[None, :]) | ((time[:, None] == time[None, :]) & ~event[None, :]))
     if not comparable.any():
         return None
     d = risk[:, None] - risk[None, :]

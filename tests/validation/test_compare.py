@@ -85,6 +85,46 @@ def test_harrell_c_equals_lifelines():
     assert harrell_c(t, e, risk) == pytest.approx(concordance_index(t, -risk, e), abs=1e-12)
 
 
+def test_harrell_c_equals_scikit_survival_with_tied_times():
+    sksurv = pytest.importorskip("sksurv.metrics")
+    rng = np.random.default_rng(6)
+    t = rng.integers(1, 12, 60).astype(float)                   # many tied times, events and censorings among them
+    e = rng.integers(0, 2, 60).astype(bool)
+    risk = np.round(rng.normal(0, 1, 60), 1)
+    assert harrell_c(t, e, risk) == pytest.approx(sksurv.concordance_index_censored(e, t, risk)[0], abs=1e-12)
+
+
+def test_survival_models_compare_by_the_c_index_on_shared_folds(tmp_path):
+    pytest.importorskip("sksurv")
+    src = """
+study "surv" { seed: 1 }
+cohort g = dataset("gbsg2") { stop: 160 }
+features all = tabular(g)
+features two = tabular(g) { columns: [age, tsize] }
+model m1 = cox(all, target: g.outcome)
+model m2 = cox(two, target: g.outcome)
+split cvs = folds(g) { cv: kfold(3) }
+validate v1 = evaluate(m1, split: cvs) { bootstrap: 0 }
+validate v2 = evaluate(m2, split: cvs) { bootstrap: 0 }
+validate cmp = compare(v1, v2) { bootstrap: 100 }
+"""
+    out = tmp_path / "out"
+    run_spec(src, tmp_path / "s.rad", out)
+    from sksurv.metrics import concordance_index_censored
+
+    m = json.loads((out / "metrics" / "cmp.json").read_text())["cross_validation"]
+    assert m["metric"] == "c_index" and "delong" not in m["pairs"][0]
+    est = {}
+    for v in ("v1", "v2"):
+        p = predictions(out, v)
+        per = [concordance_index_censored(f["event"].astype(bool), f["time"], f["risk"])[0] for _, f in p.groupby("fold")]
+        est[v] = float(np.mean(per))
+        assert m["models"][v]["estimate"] == pytest.approx(est[v], abs=1e-12)
+    pair = m["pairs"][0]
+    assert pair["difference"] == pytest.approx(est["v1"] - est["v2"], abs=1e-12)
+    assert pair["ci_low"] <= pair["difference"] <= pair["ci_high"]
+
+
 def test_the_bootstrap_resamples_patients_not_cases():
     groups = np.repeat([f"p{i}" for i in range(10)], 3)          # three cases per patient
     for ix in patient_resamples(groups, 50, seed=0):
