@@ -177,7 +177,6 @@ CODES: dict[str, Code] = {c.code: c for c in (
        "the warning names the dead run's pid, host and spec"),
     _c("E690", "federated execution is not implemented", "ops/fedavg.py", "`radlang run` stops at a federated stage"),
     _c("W690", "federated execution is not implemented", "ops/fedavg.py", "`radlang check` warns: the stage is checked and planned, but will not run"),
-    _c("E691", "a split is drawn on cases without an outcome", "ops/split.py", "the folds are stratified by the outcome; the message names the cases"),
     _c("E692", "a shared split cannot be drawn on its cohort", "ops/split.py", "fewer patients than folds, fewer cases of a class than stratified folds, fewer than two sites"),
     _c("E693", "cases of a validation that its shared split assigns to no fold", "ops/split.py"),
     _c("E694", "genes of a gene set are missing from the expression table", "ops/pathways.py", "an error when fewer than `min_genes` remain: the message names the set, the counts and the missing genes"),

@@ -98,9 +98,11 @@ def run_spearman(stage, ctx):
     from radlang.diagnostics import Diagnostic
     from radlang.ops.join import cohort_keys, join_tables
 
+    import pandas as pd
+
     by = ctx.study.by_name()
     names = [stage.inputs["first"].stage, stage.inputs["second"].stage]
-    fitted = [n for n in names if ctx.results.get(n) is None]
+    fitted = [n for n in names if not isinstance(ctx.results.get(n), pd.DataFrame)]     # a fitted stage's value is its recipe
     if fitted:
         raise RunError([Diagnostic("E697", f"`{stage.name}`: {', '.join(f'`{n}`' for n in fitted)} is fit inside validation folds and has "
                                    "no table of its own to associate", stage.span,

@@ -363,13 +363,24 @@ def _compare_infer(ctx):
     return RType("Evaluation", cohort=first.cohort, outcome=first.outcome, split=first.split, detail="model comparison")
 
 
+def _compare_plan(stage, memory, study=None):
+    names = [stage.inputs[p].stage for p in PORTS if p in stage.inputs]
+    metric = "AUC" if stage.type.outcome == "binary" else "C-index"
+    pairs = [f"{a} - {b}" for i, a in enumerate(names) for b in names[i + 1:]]
+    lines = [("info", f"{metric} of {', '.join(names)} on the folds of `{stage.type.split}`; pairs: {'; '.join(pairs)}"),
+             ("info", f"CIs from {stage.params['bootstrap']} bootstrap resamples of patients")]
+    if stage.type.outcome == "binary":
+        lines.append(("info", "DeLong's test on each case's out-of-fold probability (its mean over the repeats)"))
+    return lines
+
+
 register(Operator(
     name="compare", kind="validate", output="Evaluation", settings=CompareSettings, positional=PORTS,
     inputs=(Port("eval1", ("Evaluation",), doc="an `evaluate` stage given `split:`"),
             Port("eval2", ("Evaluation",), doc="another, on the same split"),
             Port("eval3", ("Evaluation",), optional=True, doc="another, on the same split"),
             Port("eval4", ("Evaluation",), optional=True, doc="another, on the same split")),
-    behaviour="stateless", run=run_compare, sink=True, infer=_compare_infer, impl=compare_set,
+    behaviour="stateless", run=run_compare, sink=True, infer=_compare_infer, plan=_compare_plan, impl=compare_set,
     helpers=(delong_covariance, delong_test, patient_resamples, harrell_c, fold_c_index, auc_rank, round_floats,
              comparison_csv, comparison_plot, paired_predictions),
     doc="Paired comparison of up to four models validated on one shared split: each model's AUC (binary) or C-index "

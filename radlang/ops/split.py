@@ -96,7 +96,6 @@ def run_folds(stage, ctx):
     """Draw the folds on the cohort's cases and write <out>/splits/<stage>.csv; the value is the assignment table."""
     from radlang.backends.cache import atomic_write_bytes
     from radlang.backends.executor import RunError
-    from radlang.diagnostics import Diagnostic
 
     cohort_name = stage.inputs["cohort"].stage
     df = ctx.results[cohort_name]
@@ -104,12 +103,7 @@ def run_folds(stage, ctx):
     outcome = stage.type.outcome
     col = "event" if outcome == "survival" else "outcome"
     y_strat = None
-    if outcome in ("binary", "multiclass", "survival") and col in df.columns:
-        if df[col].isna().any():
-            cases = df.loc[df[col].isna(), "case_id"].astype(str).tolist()
-            raise RunError([Diagnostic("E691", f"`{stage.name}`: {len(cases)} case(s) of cohort `{cohort_name}` have no {col} to stratify "
-                                       f"the split by: {', '.join(cases[:8])}" + (" ..." if len(cases) > 8 else ""), stage.span,
-                                       hint="fill in the outcome or remove the cases from the cohort")])
+    if outcome in ("binary", "multiclass", "survival") and col in df.columns:     # the cohort's reader refused missing outcomes
         y_strat = df[col].astype(int).to_numpy()
     gattr = (cv.get("groups") or "").rpartition(".")[2] or "patient"
     groups = df[{"id": "case_id", "patient": "patient_id", "site": "site"}[gattr]].astype(str).to_numpy()

@@ -172,3 +172,34 @@ validate v = evaluate(enet, split: cvs) { metrics: [auc], bootstrap: 0 }
                               scoring="roc_auc", refit=True)
         search.fit(feats.loc[tr], data.loc[tr, "y"])
         np.testing.assert_allclose(got.loc[te].to_numpy(), search.predict_proba(feats.loc[te])[:, 1], rtol=0, atol=1e-12)
+
+
+def test_gmt_files_missing_values_and_fitted_tables_are_diagnostics(tmp_path):
+    rng = np.random.default_rng(2)
+    genes = [f"G{i}" for i in range(12)]
+    expr = pd.DataFrame(rng.normal(8, 1, (10, 12)), columns=genes)
+    expr.insert(0, "case", [f"c{i:03d}" for i in range(10)])
+    expr.to_csv(tmp_path / "expr.csv", index=False)
+    (tmp_path / "bad.gmt").write_text("ok\tdesc\tG1\tG2\tG3\nbroken line without tabs\n")
+    base = 'cohort e = table("{f}") {{ id: case }}\nfeatures x = tabular(e)\nfeatures s = singscore(x) {{ {how}, min_genes: 2 }}\n' \
+           'associate a = spearman(x, s)\n'
+    diags = run_error_codes(base.format(f="expr.csv", how='gmt: "none.gmt"'), tmp_path / "s1.rad", tmp_path / "o1")
+    assert [d.code for d in diags] == ["E695"] and "none.gmt" in diags[0].message
+    diags = run_error_codes(base.format(f="expr.csv", how='gmt: "bad.gmt"'), tmp_path / "s2.rad", tmp_path / "o2")
+    assert [d.code for d in diags] == ["E695"] and "line 2" in diags[0].message
+    expr.loc[3, "G5"] = np.nan
+    expr.to_csv(tmp_path / "holes.csv", index=False)
+    diags = run_error_codes(base.format(f="holes.csv", how="sets: [a(G1, G2, G3)]"), tmp_path / "s3.rad", tmp_path / "o3")
+    assert [d.code for d in diags] == ["E696"] and "c003" in diags[0].message and "G5" in diags[0].message
+
+    _cohort(tmp_path)
+    fitted = """
+cohort c = table("t.csv") { id: case, outcome: y as binary }
+features f = tabular(c)
+select sig = lasso(f, target: c.outcome) { cv: 3 }
+model m = logistic(sig, target: c.outcome)
+validate v = evaluate(m) { cv: stratified_kfold(3), metrics: [auc], bootstrap: 0 }
+associate a = spearman(sig, f)
+"""
+    diags = run_error_codes(fitted, tmp_path / "s4.rad", tmp_path / "o4")
+    assert [d.code for d in diags] == ["E697"] and "`sig`" in diags[0].message
