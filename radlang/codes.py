@@ -181,7 +181,7 @@ CODES: dict[str, Code] = {c.code: c for c in (
     _c("E693", "cases of a validation that its shared split assigns to no fold", "ops/split.py"),
     _c("E694", "genes of a gene set are missing from the expression table", "ops/pathways.py", "an error when fewer than `min_genes` remain: the message names the set, the counts and the missing genes"),
     _c("W694", "genes of a gene set are missing from the expression table", "ops/pathways.py", "a warning with the counts: the set is scored on the genes present (at least `min_genes`)"),
-    _c("E695", "a GMT file of gene sets is missing or malformed", "ops/pathways.py", "the message names the file and the line"),
+    _c("E695", "a GMT file of gene sets is missing or malformed", "ops/pathways.py", "the message names the file and the line; `radlang check` finds it too"),
     _c("E696", "an expression table with missing values", "ops/pathways.py", "a rank-based single-sample score needs every gene of a sample; the message names the samples and genes"),
     _c("E697", "an association of a table that is fit inside validation folds", "ops/association.py", "associate the tables before selection"),
     # usage

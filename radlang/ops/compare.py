@@ -291,7 +291,7 @@ def run_compare(stage, ctx):
         warns = []
         externals = {(mets[n].get("external") or {}).get("cohort") for n in names}
         sets = ["cv"] + (["external"] if len(externals) == 1 and None not in externals else [])
-        if len(externals) > 1 or (None in externals and len(externals) > 1):
+        if len(externals) > 1:
             warns.append(f"`{stage.name}`: the evaluations hold different external cohorts (or none): only the cross-validation is compared")
         for s in sets:
             table, lost = paired_predictions(frames, names, s, outcome)

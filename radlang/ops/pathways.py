@@ -18,7 +18,7 @@ that size can take among N genes, (n + 1) / 2 and (2N - n + 1) / 2, and centred 
 Nothing is estimated across samples: a sample's score depends on its own expression values only, so the stage
 fits nothing, runs once before validation (and on an external cohort as it is), and cannot leak across folds.
 Genes of a set that the table lacks are left out with a warning that counts them (W694); a set left with fewer
-than `min_genes` genes is an error (E694). `singscore_table`, `read_gmt` and `gene_set_coverage` are
+than `min_genes` genes is an error (E694); a GMT file that is missing or malformed is E695, from `radlang check` too. `singscore_table`, `read_gmt` and `gene_set_coverage` are
 self-contained: the renderer inlines them.
 """
 
@@ -96,10 +96,28 @@ def gene_set_coverage(sets, genes, min_genes):
 # run time
 
 
-def _gene_sets(stage, ctx):
-    """The stage's gene sets: those of the spec, then those of its GMT file (relative to the spec's folder)."""
+def load_gmt(path, spec_sets):
+    """The gene sets of a GMT file and what is wrong with it: (sets, [messages]); `spec_sets` are the names the spec
+    defines itself (a name in both is a problem). What `radlang run` and `radlang check` both report as E695."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        return {}, [f"cannot read the GMT file {path}: {e}"]
+    sets, problems = read_gmt(text)
+    msgs = [f"{path}, line {ln}: {msg}" for ln, msg in problems[:20]]
+    msgs += [f"{path}: the set `{n}` is defined in the spec and in the GMT file" for n in sets if n in spec_sets]
+    return sets, msgs
+
+
+def _gmt_path(stage, folder):
     from pathlib import Path
 
+    path = Path(stage.params["gmt"])
+    return path if path.is_absolute() else folder / path
+
+
+def _gene_sets(stage, ctx):
+    """The stage's gene sets: those of the spec, then those of its GMT file (relative to the spec's folder)."""
     from radlang.backends.executor import RunError
     from radlang.backends.glue import spec_dir
     from radlang.diagnostics import Diagnostic
@@ -107,22 +125,27 @@ def _gene_sets(stage, ctx):
     p = stage.params
     sets = {s["name"]: list(s["genes"]) for s in p.get("sets") or []}
     if p.get("gmt"):
-        path = Path(p["gmt"])
-        if not path.is_absolute():
-            path = spec_dir(stage, ctx) / path
-        try:
-            text = path.read_text(encoding="utf-8")
-            ctx.hash_input(path)
-        except (OSError, UnicodeDecodeError) as e:
-            raise RunError([Diagnostic("E695", f"`{stage.name}`: cannot read the GMT file {path}: {e}", stage.span,
-                                       hint="`gmt` is a path relative to the spec's folder")]) from None
-        from_file, problems = read_gmt(text)
-        problems += [(0, f"the set `{n}` is defined in the spec and in the GMT file") for n in from_file if n in sets]
+        path = _gmt_path(stage, spec_dir(stage, ctx))
+        from_file, problems = load_gmt(path, sets)
         if problems:
-            raise RunError([Diagnostic("E695", f"`{stage.name}`: {path}" + (f", line {ln}" if ln else "") + f": {msg}", stage.span)
-                            for ln, msg in problems[:20]])
+            raise RunError([Diagnostic("E695", f"`{stage.name}`: {msg}", stage.span, hint="`gmt` is a path relative to the spec's folder")
+                            for msg in problems])
+        ctx.hash_input(path)
         sets.update(from_file)
     return sets
+
+
+def singscore_check_data(st, bound, folder, diags, listings):
+    """`radlang check`: the GMT file (`gmt`) exists and is well formed (E695, as `radlang run` says it)."""
+    from radlang.checks.data import span_of
+    from radlang.diagnostics import Diagnostic
+
+    if st.params.get("gmt") and folder is not None:
+        spec_sets = {s["name"] for s in st.params.get("sets") or []}
+        for msg in load_gmt(_gmt_path(st, folder), spec_sets)[1]:
+            diags.append(Diagnostic("E695", f"`{st.name}`: {msg}", span_of(bound, "gmt") or st.span,
+                                    hint="`gmt` is a path relative to the spec's folder"))
+    return None
 
 
 def scores_on(ctx, stage, expr):
@@ -221,7 +244,7 @@ def _singscore_infer(ctx):
 register(Operator(
     name="singscore", kind="features", output="Features", settings=SingscoreSettings, positional=("input",),
     inputs=(Port("input", ("Features",), doc="a gene-expression table (a `features` stage: one row per sample, genes as columns)"),),
-    behaviour="stateless", run=run_singscore, on_cohort=singscore_on_cohort, impl=singscore_table,
+    behaviour="stateless", run=run_singscore, on_cohort=singscore_on_cohort, check_data=singscore_check_data, impl=singscore_table,
     helpers=(read_gmt, gene_set_coverage), infer=_singscore_infer,
     doc="Single-sample gene-set (pathway) scores (singscore, Foroutan et al. 2018): each sample's genes ranked within that "
         "sample alone, the mean rank of a set's genes scaled to -0.5 ... 0.5. No normalisation across samples, so nothing "

@@ -259,3 +259,31 @@ def test_a_split_that_cannot_be_drawn_is_a_diagnostic(tmp_path):
     src = SPEC.format(split="split cvs = folds(c) { cv: kfold(5) }", arg=", split: cvs", compare="")
     diags = run_error_codes(src, tmp_path / "s.rad", tmp_path / "out")
     assert [d.code for d in diags] == ["E692"] and "4 patients" in diags[0].message
+
+
+def test_an_external_cohort_shared_by_the_evaluations_is_compared_too(tmp_path):
+    src = """
+study "ext" { seed: 2 }
+cohort dev = dataset("breast_cancer") { stop: 120 }
+cohort ext = dataset("breast_cancer") { start: 480 }
+features a = tabular(dev) { columns: [mean_radius, mean_texture] }
+features b = tabular(dev) { columns: [worst_area, worst_concavity, mean_smoothness] }
+model ma = logistic(a, target: dev.outcome)
+model mb = logistic(b, target: dev.outcome)
+split cvs = folds(dev) { cv: stratified_kfold(3) }
+validate va = evaluate(ma, split: cvs) { external: ext, metrics: [auc], bootstrap: 0 }
+validate vb = evaluate(mb, split: cvs) { external: ext, metrics: [auc], bootstrap: 0 }
+validate cmp = compare(va, vb) { bootstrap: 100 }
+"""
+    out = tmp_path / "out"
+    run_spec(src, tmp_path / "s.rad", out)
+    m = json.loads((out / "metrics" / "cmp.json").read_text())
+    ext = m["external"]
+    assert ext["cohort"] == "ext" and ext["n_cases"] == 89
+    pa, pb = (predictions(out, v) for v in ("va", "vb"))
+    pa, pb = pa[pa["set"] == "external"], pb[pb["set"] == "external"]
+    ref = delong_test(pa["outcome"], pa["probability"], pb["probability"].to_numpy())
+    assert ext["pairs"][0]["delong"]["p"] == pytest.approx(ref["p"], rel=1e-9)
+    assert ext["pairs"][0]["difference"] == pytest.approx(ref["auc_a"] - ref["auc_b"], abs=1e-12)
+    rows = (out / "metrics" / "cmp.csv").read_text().splitlines()
+    assert [r.split(",")[0] for r in rows[1:]] == ["cross_validation"] * 3 + ["external"] * 3

@@ -187,6 +187,10 @@ def test_gmt_files_missing_values_and_fitted_tables_are_diagnostics(tmp_path):
     assert [d.code for d in diags] == ["E695"] and "none.gmt" in diags[0].message
     diags = run_error_codes(base.format(f="expr.csv", how='gmt: "bad.gmt"'), tmp_path / "s2.rad", tmp_path / "o2")
     assert [d.code for d in diags] == ["E695"] and "line 2" in diags[0].message
+    from radlang.compiler import compile_source
+
+    checked = compile_source(base.format(f="expr.csv", how='gmt: "bad.gmt"'), str(tmp_path / "s2.rad"), data=True).diagnostics
+    assert [(d.code, d.message) for d in checked] == [(d.code, d.message) for d in diags]     # `radlang check` says the same
     expr.loc[3, "G5"] = np.nan
     expr.to_csv(tmp_path / "holes.csv", index=False)
     diags = run_error_codes(base.format(f="holes.csv", how="sets: [a(G1, G2, G3)]"), tmp_path / "s3.rad", tmp_path / "o3")
