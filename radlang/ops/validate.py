@@ -184,7 +184,7 @@ def _evaluate_infer(ctx):
 
 def _shared_split_checks(ctx, m, split):
     """A shared split replaces `cv` and `groups` (E319), and is drawn on the model's own cohort (E242)."""
-    given = {s.key for s in ctx.stmt.settings} | {a.name for a in ctx.stmt.op.args if a.name}
+    given = set(ctx.settings.model_fields_set) | set(ctx.inputs)      # settings given (also through `like`), ports bound
     for what in ("cv", "groups"):
         if what in given:
             ctx.error("E319", f"`{what}` is given together with `split:`; the shared split decides the folds and what never straddles them",

@@ -251,6 +251,8 @@ split sb = folds(b)
         == ["E266", "E268"]
     assert errors(base + "validate va = evaluate(ma, split: sb)") == ["E242"]
     assert errors(base + "validate va = evaluate(ma, split: sa) { cv: kfold(3) }") == ["E319"]
+    assert errors(base + "validate va = evaluate(ma, groups: a.id, split: sa)") == ["E319"]
+    assert errors(base + "validate vx = evaluate(ma) { cv: kfold(3) }\nvalidate va = evaluate(ma, split: sa) like vx") == ["E319"]
     assert errors(base + "validate va = evaluate(ma, split: sa)\nvalidate c = compare(va, va)") == []
 
 
