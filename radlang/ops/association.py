@@ -92,13 +92,13 @@ def association_heatmap(table, fdr, top, title):
 
 
 def run_spearman(stage, ctx):
+    import pandas as pd
+
     from radlang.backends.cache import atomic_write_bytes
     from radlang.backends.executor import RunError
     from radlang.backends.refit import join_error
     from radlang.diagnostics import Diagnostic
     from radlang.ops.join import cohort_keys, join_tables
-
-    import pandas as pd
 
     by = ctx.study.by_name()
     names = [stage.inputs["first"].stage, stage.inputs["second"].stage]

@@ -163,10 +163,10 @@ def compare_set(table, names, outcome, B, ci, seed, delong):
             mean = per_case[[a, b, "outcome"]].mean()
             if mean["outcome"].nunique() == 2:
                 dl = delong_test(mean["outcome"].astype(int).to_numpy(), mean[a].to_numpy(), mean[b].to_numpy())
-                d["delong"] = {"z": dl["z"], "p": dl["p"], "se": dl["se"], "auc_a": dl["auc_a"], "auc_b": dl["auc_b"], "cases": int(len(mean))}
+                d["delong"] = {"z": dl["z"], "p": dl["p"], "se": dl["se"], "auc_a": dl["auc_a"], "auc_b": dl["auc_b"], "cases": len(mean)}
         out_pairs.append(d)
-    return {"metric": "auc" if outcome == "binary" else "c_index", "n_predictions": int(len(table)), "n_cases": int(table["case_id"].nunique()),
-            "n_patients": int(len(set(groups))), "models": models, "pairs": out_pairs, "bootstrap": kept}
+    return {"metric": "auc" if outcome == "binary" else "c_index", "n_predictions": len(table), "n_cases": int(table["case_id"].nunique()),
+            "n_patients": len(set(groups)), "models": models, "pairs": out_pairs, "bootstrap": kept}
 
 
 def comparison_csv(result):

@@ -87,8 +87,8 @@ def gene_set_coverage(sets, genes, min_genes):
             errors.append((name, f"gene set `{name}`: {len(got)} of its {len(wanted)} genes are in the expression table, fewer than "
                                  f"`min_genes` ({min_genes})" + (f"; missing: {shown}" if lost else "")))
         elif lost:
-            warnings.append((name, f"gene set `{name}`: {len(lost)} of its {len(wanted)} genes are not in the expression table and "
-                                   f"are left out ({len(got)} scored): {shown}"))
+            warnings.append((name, (f"gene set `{name}`: {len(lost)} of its {len(wanted)} genes are not in the expression table and "
+                                   f"are left out ({len(got)} scored): {shown}")))
     return present, warnings, errors
 
 
@@ -145,7 +145,6 @@ def singscore_check_data(st, bound, folder, diags, listings):
         for msg in load_gmt(_gmt_path(st, folder), spec_sets)[1]:
             diags.append(Diagnostic("E695", f"`{st.name}`: {msg}", span_of(bound, "gmt") or st.span,
                                     hint="`gmt` is a path relative to the spec's folder"))
-    return None
 
 
 def scores_on(ctx, stage, expr):
@@ -204,14 +203,13 @@ def _sets(v):
     items = v if isinstance(v, list) else [v]
     out = []
     for it in items:
-        if isinstance(it, CallValue):
-            if it.kwargs:
-                raise ValueError(f"a gene set lists its genes: `{it.name}(GENE1, GENE2, ...)`, without `name: value` arguments")
-            out.append({"name": it.name, "genes": [str(g) for g in it.args]})
-        elif isinstance(it, dict):
+        if isinstance(it, (dict, GeneSet)):       # already plain data, or validated
             out.append(it)
-        else:
-            raise ValueError("write each gene set as `name(GENE1, GENE2, ...)`")
+            continue
+        call = it if isinstance(it, CallValue) else None
+        if call is None or call.kwargs:
+            raise ValueError("write each gene set as `name(GENE1, GENE2, ...)`, its genes as names or strings")
+        out.append({"name": call.name, "genes": [str(g) for g in call.args]})
     return out
 
 

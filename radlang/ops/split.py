@@ -50,11 +50,11 @@ def splits_from_assignment(assignment, case_ids):
     ids = [str(c) for c in case_ids]
     missing = sorted(set(ids) - set(assignment["case_id"].astype(str)))
     out = []
-    for rep in sorted(set(int(r) for r in assignment["repeat"])):
+    for rep in sorted({int(r) for r in assignment["repeat"]}):
         a = assignment[assignment["repeat"].astype(int) == rep]
         fold_of = dict(zip(a["case_id"].astype(str), a["fold"].astype(int)))
         f = np.array([fold_of.get(c, -1) for c in ids])
-        for fold in sorted(set(int(x) for x in a["fold"])):
+        for fold in sorted({int(x) for x in a["fold"]}):
             out.append((rep, fold, np.flatnonzero((f != fold) & (f >= 0)), np.flatnonzero(f == fold)))
     return out, missing
 

@@ -9,12 +9,11 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+from _validation_util import codes, predictions, run_error_codes, run_spec, write_table
 
 from radlang.ops.clinical_metrics import patient_resamples
 from radlang.ops.compare import compare_set, delong_covariance, delong_test, harrell_c
 from radlang.ops.split import fold_assignment, shared_splits, splits_from_assignment
-
-from _validation_util import codes, predictions, run_error_codes, run_spec, write_table
 
 
 def delong_reference(y, scores):
