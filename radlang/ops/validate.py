@@ -244,11 +244,13 @@ register(Operator(
              evaluation_summary),
     infer=_evaluate_infer, plan=_evaluate_plan,
     doc="Leakage-free validation: repeated, group-aware cross-validation (or leave-one-site-out) and an external cohort, "
-        "with every fitted stage refit inside each training fold. Metrics: AUC with a bootstrap CI, ROC points, "
+        "with every fitted stage refit inside each training fold; with `split: s` it holds out the folds of a shared `split` stage "
+        "instead (so that `compare` can pair models on them). Metrics: AUC with a bootstrap CI, ROC points, "
         "sensitivity/specificity at a threshold chosen on training data by a stated rule, Brier, calibration "
         "intercept/slope and curve, net benefit (dcurves), and the C-index for survival models. "
         "Writes <out>/metrics/<stage>.json, <out>/predictions/<stage>.csv and, for binary outcomes, plots under "
         "<out>/plots/<stage>/, each when its metric is listed: roc.png (`roc`), calibration.png (`calibration`), "
         "decision_curve.png (`net_benefit`).",
-    examples=("validate v = evaluate(clf) { cv: stratified_kfold(5, repeats: 3), threshold: sensitivity >= 0.9, bootstrap: 1000 }",),
+    examples=("validate v = evaluate(clf) { cv: stratified_kfold(5, repeats: 3), threshold: sensitivity >= 0.9, bootstrap: 1000 }",
+              "validate v = evaluate(clf, split: cvs) { bootstrap: 1000 }"),
 ))
