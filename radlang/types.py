@@ -26,6 +26,7 @@ class RType:
     classes: int | None = None         # label classes (masks, segmentation networks)
     patch: tuple[int, ...] | None = None  # image-patch tables: the crop size in voxels (x, y[, z])
     divisor: int | None = None         # networks: the backbone's total downsampling (an input side must be at least this)
+    split: str | None = None           # the shared `split` stage whose folds an evaluation holds out
     detail: str = ""                   # a word for messages: "logistic model", "3D UNet"
 
     def with_(self, **kw) -> "RType":

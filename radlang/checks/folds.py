@@ -29,14 +29,13 @@ def _spread(lo: dict, hi: dict, k: int) -> tuple[dict, dict]:
     return {c: m - -(-m // k) for c, m in lo.items()}, {c: m - m // k for c, m in hi.items()}
 
 
-def training_sets(st, task: str, fact: dict) -> list[tuple[str, dict, dict, bool]]:
+def training_sets(st, task: str, fact: dict, cv: dict) -> list[tuple[str, dict, dict, bool]]:
     """The sets a validation fits its select stages on: [(what, lo, hi, sure)] with the fewest (lo) and most (hi)
     cases per class (`{"all": n}` for a continuous outcome), and whether the set surely exists."""
     from radlang.ops.validate import BINARY_METRICS
 
     p, name = st.params, st.name
     counts = fact["classes"] if task != "continuous" else {"all": fact["cases"]}
-    cv = p["cv"]
     out = []
     if cv["kind"] == "stratified_kfold" or (cv["kind"] == "kfold" and task == "continuous"):
         lo, hi = _spread(counts, counts, int(cv["k"]))
@@ -70,7 +69,9 @@ def check_folds(stages: dict, bounds: dict, facts: dict, diags: list):
             continue
         if task != "continuous" and not fact["classes"]:
             continue
-        sets = training_sets(st, task, fact)
+        from radlang.ops.validate import evaluation_cv
+
+        sets = training_sets(st, task, fact, evaluation_cv(st, stages))
         for s in selects:
             setting = registry.get(s.op).inner_cv
             if setting is None:

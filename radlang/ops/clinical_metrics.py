@@ -66,6 +66,19 @@ def auc_rank(y, p):
     return float((r[y].sum() - n1 * (n1 + 1) / 2.0) / (n1 * n0))
 
 
+def patient_resamples(groups, B, seed):
+    """B bootstrap resamples of the rows, drawn by patient: each draws as many patients as there are, with
+    replacement, and takes every row of each patient drawn (a patient drawn twice brings its rows twice)."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    uniq, inv = np.unique(np.asarray(groups).astype(str), return_inverse=True)
+    rows = [np.flatnonzero(inv == g) for g in range(len(uniq))]
+    for _ in range(int(B)):
+        pick = rng.integers(0, len(uniq), len(uniq))
+        yield np.concatenate([rows[g] for g in pick])
+
+
 def binary_metrics(y, p, pred, groups, params, seed):
     """AUC (with a patient-level bootstrap CI), ROC points, sensitivity / specificity at the chosen thresholds,
     Brier, calibration and net benefit. y, p, pred, groups: one row per prediction (repeats stacked)."""
@@ -83,13 +96,8 @@ def binary_metrics(y, p, pred, groups, params, seed):
         auc = {"estimate": float(roc_auc_score(y, p))}
         B = int(params["bootstrap"])
         if B > 0:
-            rng = np.random.default_rng(seed)
-            uniq, inv = np.unique(np.asarray(groups).astype(str), return_inverse=True)
-            rows = [np.flatnonzero(inv == g) for g in range(len(uniq))]
             stats = []
-            for _ in range(B):
-                pick = rng.integers(0, len(uniq), len(uniq))
-                ix = np.concatenate([rows[g] for g in pick])
+            for ix in patient_resamples(groups, B, seed):
                 if y[ix].min() == y[ix].max():
                     continue
                 stats.append(auc_rank(y[ix], p[ix]))

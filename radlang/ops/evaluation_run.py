@@ -258,6 +258,8 @@ def run_evaluate(stage, ctx):
     from radlang.backends.refit import assemble, match_by, refit_of, source_columns, source_order, sources_under
     from radlang.ops.clinical_metrics import binary_metrics, evaluation_csv, evaluation_json, multiclass_metrics, survival_metrics
     from radlang.ops.fold_engine import make_splits, run_fold
+    from radlang.ops.split import shared_splits
+    from radlang.ops.validate import evaluation_cv
 
     p = stage.params
     op = registry.get(stage.op)
@@ -296,15 +298,16 @@ def run_evaluate(stage, ctx):
     X = X.loc[data["case_id"]].astype(float)
     X.index.name = "case_id"
     y, y_strat = _outcome_arrays(data, outcome)
+    split_ref = stage.inputs.get("split")      # a shared split (ops/split.py) decides the folds instead of `cv`
+    cv = evaluation_cv(stage, by)
     gref = stage.inputs.get("groups")
-    gattr = (gref.attr or "patient") if gref is not None else (p["cv"].get("groups") or "").rpartition(".")[2] or None
+    gattr = (gref.attr or "patient") if gref is not None else (cv.get("groups") or "").rpartition(".")[2] or None
     if gattr is not None:
         gcol = {"id": "case_id", "patient": "patient_id", "site": "site"}.get(gattr, "patient_id")
         groups = data[gcol].astype(str).to_numpy()
     else:
         groups = data["patient_id"].astype(str).to_numpy()
     sites = data["site"].astype(str).to_numpy() if "site" in data.columns else None
-    cv = p["cv"]
     errs, w2 = _design_checks(ctx, stage, cohort_name, data, y_strat, outcome, cv, groups, sites, X.shape[1])
     warns += w2
 
@@ -327,8 +330,11 @@ def run_evaluate(stage, ctx):
             ye, _ = _outcome_arrays(ext_data, outcome)
     if errs:
         raise RunError(errs)
-    split_seed = stage.seed if cv.get("seed") is None else int(cv["seed"])
-    splits = make_splits(cv, y_strat if outcome in ("binary", "multiclass", "survival") else None, groups, sites, split_seed)
+    if split_ref is not None:
+        splits = shared_splits(stage, split_ref.stage, ctx.results[split_ref.stage], data["case_id"], cohort_name)
+    else:
+        split_seed = stage.seed if cv.get("seed") is None else int(cv["seed"])
+        splits = make_splits(cv, y_strat if outcome in ("binary", "multiclass", "survival") else None, groups, sites, split_seed)
 
     # --- what each fitted node's factory gets: the outcome kind, each case's patient, what its operator's `fold_data`
     # reads of the cohort tables (ComBat's batches), and, for a selector that declares it, re-extractions of its input
@@ -385,7 +391,7 @@ def run_evaluate(stage, ctx):
              list(map(str, groups)), table_key(Xe) if Xe is not None else None,
              ext_data[["case_id"] + out_cols].to_csv(index=False) if ext_data is not None else None,
              {k: {n: table_key(t) for n, t in v.items()} for k, v in raters_by_stage.items()}, fold_data,
-             list(sites) if sites is not None else None)
+             list(sites) if sites is not None else None, *([ctx.keys[split_ref.stage]] if split_ref is not None else []))
     cached = ctx.cache.get(ck)
     if cached is not None:
         mbytes, pbytes, metrics, model_bytes, card_bytes = cached
@@ -448,7 +454,8 @@ def run_evaluate(stage, ctx):
                     + (["scale"] if mparams.get("scale") not in (None, "none") else []) + [model.name],
         "search": dict(mparams["search"]) if mparams.get("search") else None,
         "n_cases": len(data), "n_patients": len(set(data["patient_id"])), "n_features": int(X.shape[1]),
-        "cv": {**cv, "splits": len(splits), "grouped": bool(len(set(groups)) < len(groups))},
+        "cv": {**cv, "splits": len(splits), "grouped": bool(len(set(groups)) < len(groups)),
+               **({"shared_split": split_ref.stage} if split_ref is not None else {})},
         "seed": stage.seed,
     }
     if outcome in ("binary", "multiclass"):

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from radlang.ops.fitted_recipe import run_recipe
 from radlang.registry import Operator, Port, register
@@ -35,6 +35,8 @@ def make_model(name, params, seed):
         kw = {"C": float(hp["C"])} if pen != "none" else {"C": float("inf")}
         if pen == "l1":
             kw.update(l1_ratio=1.0, solver="liblinear" if params.get("classes", 2) == 2 else "saga")
+        elif pen == "elasticnet":
+            kw.update(l1_ratio=float(hp["l1_ratio"]), solver="saga")
         return LogisticRegression(max_iter=int(hp.get("max_iter", 1000)), class_weight=hp.get("class_weight"), random_state=seed, **kw)
     if name == "random_forest":
         from sklearn.ensemble import RandomForestClassifier
@@ -191,8 +193,15 @@ class ModelSettings(Settings):
 
 class LogisticSettings(ModelSettings):
     C: float = Field(1.0, gt=0, description="inverse regularisation strength")
-    penalty: Literal["l2", "l1", "none"] = "l2"
+    penalty: Literal["l2", "l1", "elasticnet", "none"] = Field("l2", description="l2 (ridge), l1 (LASSO), elasticnet (with `l1_ratio`) or none")
+    l1_ratio: float | None = Field(None, ge=0, le=1, description="elastic net's mix, 0 = ridge ... 1 = LASSO (`penalty: elasticnet`; 0.5 if not given)")
     max_iter: int = Field(1000, ge=10)
+
+    @model_validator(mode="after")
+    def _mix(self):
+        if self.penalty == "elasticnet" and self.l1_ratio is None:
+            return self.model_copy(update={"l1_ratio": 0.5})
+        return self
 
     _p = field_validator("penalty", mode="before")(lambda cls, v: str(v) if isinstance(v, Sym) else v)
 
@@ -250,6 +259,10 @@ def _model_infer(ctx, tasks):
             if k not in fields:
                 ctx.error("E301", f"`{name}` has no hyper-parameter `{k}` to search", setting="search",
                           hint=f"its hyper-parameters: {', '.join(sorted(fields))}")
+    if getattr(s, "penalty", None) not in (None, "elasticnet") and (getattr(s, "l1_ratio", None) is not None
+                                                                 or (s.search is not None and "l1_ratio" in s.search.grid)):
+        ctx.error("E322", f"`l1_ratio` mixes the L1 and L2 penalties of an elastic net, but the penalty is `{s.penalty}`",
+                  setting="l1_ratio" if getattr(s, "l1_ratio", None) is not None else "search", hint="set `penalty: elasticnet`")
     return RType("Model", cohort=src.cohort, outcome=tgt.outcome, detail=f"{name} model")
 
 
@@ -279,9 +292,12 @@ def split_params(params):
 
 
 _register("logistic", LogisticSettings, ("binary", "multiclass"),
-          "Logistic regression (scikit-learn), with imputation and scaling inside the fitted pipeline.",
+          "Logistic regression (scikit-learn) with a ridge (l2), LASSO (l1) or elastic-net penalty, with imputation and scaling "
+          "inside the fitted pipeline; `search: grid(C: [...], l1_ratio: [...])` chooses the penalty by inner CV inside each "
+          "training fold (nested CV).",
           ("model clf = logistic(sig, target: train.outcome) { C: 1.0 }",
-           "model clf = logistic(sig, target: train.outcome) { search: grid(C: [0.01, 0.1, 1, 10]) }"))
+           "model clf = logistic(sig, target: train.outcome) { search: grid(C: [0.01, 0.1, 1, 10]) }",
+           "model enet = logistic(genes, target: train.outcome) { penalty: elasticnet, search: grid(C: [0.1, 1], l1_ratio: [0.2, 0.8]) }"))
 _register("random_forest", ForestSettings, ("binary", "multiclass"), "Random forest (scikit-learn).",
           ("model rf = random_forest(sig, target: train.outcome) { n_estimators: 300, min_samples_leaf: 2 }",
            "model rf = random_forest(sig, target: train.outcome) { n_estimators: 100, search: grid(max_depth: [3, 5, none]) }"))

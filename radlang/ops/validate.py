@@ -35,6 +35,7 @@ from radlang.ops.clinical_metrics import (
     evaluation_json,
     multiclass_metrics,
     net_benefit,
+    patient_resamples,
     round_floats,
     survival_metrics,
 )
@@ -177,13 +178,35 @@ def _evaluate_infer(ctx):
     g = ctx.inputs.get("groups")
     if g is not None and m.cohort and g.cohort != m.cohort:
         ctx.error("E242", f"`groups` comes from cohort `{g.cohort}`, but the model is trained on `{m.cohort}`", port="groups")
-    return RType("Evaluation", cohort=m.cohort, outcome=task, detail="evaluation")
+    split = ctx.inputs.get("split")
+    if split is not None:
+        _shared_split_checks(ctx, m, split)
+    return RType("Evaluation", cohort=m.cohort, outcome=task, detail="evaluation", split=split.split if split else None)
+
+
+def _shared_split_checks(ctx, m, split):
+    """A shared split replaces `cv` and `groups` (E319), and is drawn on the model's own cohort (E242)."""
+    given = set(ctx.settings.model_fields_set) | set(ctx.inputs)      # settings given (also through `like`), ports bound
+    for what in ("cv", "groups"):
+        if what in given:
+            ctx.error("E319", f"`{what}` is given together with `split:`; the shared split decides the folds and what never straddles them",
+                      setting=what if what == "cv" else None, port=what if what == "groups" else None,
+                      hint=f"drop `{what}`, or set it on the `split` stage")
+    if m.cohort and split.cohort != m.cohort:
+        ctx.error("E242", f"the split is drawn on cohort `{split.cohort}`, but the model is trained on `{m.cohort}`", port="split",
+                  hint=f"draw the split on `{m.cohort}`: `folds({m.cohort})`")
+
+
+def evaluation_cv(stage, by) -> dict:
+    """The cross-validation an evaluation runs: its shared split's (`split:`, ops/split.py), else its own `cv`.
+    by: the study's stages by name."""
+    ref = stage.inputs.get("split")
+    return by[ref.stage].params["cv"] if ref is not None else stage.params["cv"]
 
 
 def _evaluate_plan(stage, memory, study=None):
     """`radlang plan`: how many fits, and what is refit inside every training fold."""
-    p = stage.params
-    cv = p["cv"]
+    cv = evaluation_cv(stage, study.by_name()) if study is not None else stage.params["cv"]
     if cv["kind"] in ("stratified_kfold", "kfold"):
         n = int(cv["k"]) * int(cv.get("repeats", 1))
         how = f"{cv['k']}-fold x {cv.get('repeats', 1)} repeat(s) = {n} training folds"
@@ -191,6 +214,8 @@ def _evaluate_plan(stage, memory, study=None):
         how = "one training fold per site"
     else:
         how = "no cross-validation"
+    if "split" in stage.inputs:
+        how += f", the folds of the shared split `{stage.inputs['split'].stage}`"
     ext = stage.inputs.get("external")
     lines = [("info", how + (f", plus 1 fit on every training case for the external cohort `{ext.stage}`" if ext else "")),
              ("info", "group-aware: cases of one patient never straddle a split")]
@@ -215,18 +240,21 @@ register(Operator(
     name="evaluate", kind="validate", output="Evaluation", settings=EvaluateSettings, positional=("model",),
     inputs=(Port("model", ("Model",), doc="a `model` stage"),
             Port("external", ("Cohort",), optional=True, doc="an external validation cohort (never fit on)"),
-            Port("groups", ("Ids", "Site"), optional=True, doc="what must not straddle a split (default: the cohort's patient ids)")),
+            Port("groups", ("Ids", "Site"), optional=True, doc="what must not straddle a split (default: the cohort's patient ids)"),
+            Port("split", ("Split",), optional=True, doc="a shared `split` stage: hold out its folds (instead of `cv`)")),
     fit="outcome", behaviour="stateless", run=run_evaluate, sink=True, impl=run_fold,
-    helpers=(make_splits, choose_threshold, fitted_selections, model_artefact, auc_rank, calibration_stats, net_benefit, binary_metrics, multiclass_metrics,
+    helpers=(make_splits, choose_threshold, fitted_selections, model_artefact, auc_rank, patient_resamples, calibration_stats, net_benefit, binary_metrics, multiclass_metrics,
              survival_metrics, round_floats, evaluation_json, evaluation_csv, cv_description, evaluation_plots, write_evaluation_plots,
              evaluation_summary),
     infer=_evaluate_infer, plan=_evaluate_plan,
     doc="Leakage-free validation: repeated, group-aware cross-validation (or leave-one-site-out) and an external cohort, "
-        "with every fitted stage refit inside each training fold. Metrics: AUC with a bootstrap CI, ROC points, "
+        "with every fitted stage refit inside each training fold; with `split: s` it holds out the folds of a shared `split` stage "
+        "instead (so that `compare` can pair models on them). Metrics: AUC with a bootstrap CI, ROC points, "
         "sensitivity/specificity at a threshold chosen on training data by a stated rule, Brier, calibration "
         "intercept/slope and curve, net benefit (dcurves), and the C-index for survival models. "
         "Writes <out>/metrics/<stage>.json, <out>/predictions/<stage>.csv and, for binary outcomes, plots under "
         "<out>/plots/<stage>/, each when its metric is listed: roc.png (`roc`), calibration.png (`calibration`), "
         "decision_curve.png (`net_benefit`).",
-    examples=("validate v = evaluate(clf) { cv: stratified_kfold(5, repeats: 3), threshold: sensitivity >= 0.9, bootstrap: 1000 }",),
+    examples=("validate v = evaluate(clf) { cv: stratified_kfold(5, repeats: 3), threshold: sensitivity >= 0.9, bootstrap: 1000 }",
+              "validate v = evaluate(clf, split: cvs) { bootstrap: 1000 }"),
 ))

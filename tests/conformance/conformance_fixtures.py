@@ -4,11 +4,12 @@ For an operator and one of its doc examples, `fixture(op, example, prefix, tiny,
 
 - the example statement itself, its names renamed under `prefix` (so many operators' fixtures share one study);
 - *providers* for every name the example references, chosen by the kinds the operator's port accepts
-  (`PROVIDERS`: Features, Mask, Model, Network, TrainedModel; a `name.attr` reference makes `name` a cohort), all
+  (`PROVIDERS`: Features, Mask, Model, Network, TrainedModel, Evaluation, Split; a `name.attr` reference makes `name` a cohort), all
   derived from cohorts of one variant (`COHORTS`: a tabular binary set, a CT-like phantom manifest with air around
   the body, the `phantom` operator, a habitat label map, a survival set, multi-channel manifests);
 - a *consumer* when the operator is not a sink (`CONSUMERS`, by output kind), so that pruning keeps it: a cohort
-  feeds an extraction or a model and an evaluation, features a model and an evaluation, a model an evaluation,
+  feeds an extraction or a model and an evaluation, features a model and an evaluation, a model an evaluation, a split
+  an evaluation that holds it out,
   a mask an extraction, a network a training, a trained network its scoring or Grad-CAM.
 
 The variants of cohorts, providers and consumers are tried in order (cheapest first) until the fragment compiles
@@ -88,6 +89,7 @@ class World:
     prefix: str
     cohort_variant: str
     cohort_index: dict[str, int]                # renamed cohort name -> 0 (dev) / 1.. (held-out)
+    shared: set[str] = field(default_factory=set)   # fixture-made stages that several providers share (defined once)
 
     def n(self, local: str) -> str:
         """A fixture-made name (never one of the example's, which are `<prefix>_<name>`)."""
@@ -149,6 +151,28 @@ def _model(model, features):
     return make
 
 
+def _shared_split(w):
+    """The one split every evaluation of a fixture holds out (a comparison needs them on one split)."""
+    name = w.n("split")
+    if name in w.shared:
+        return name, []
+    w.shared.add(name)
+    return name, [f"split {name} = folds({w.dev}) {{ cv: stratified_kfold(2) }}"]
+
+
+def _evaluation(model, metrics):
+    def make(w, name):
+        m = name + "_model"
+        split, stmts = _shared_split(w)
+        return stmts + _model(model, "tabular")(w, m) + [
+            f"validate {name} = evaluate({m}, split: {split}) {{ bootstrap: 10, metrics: [{metrics}] }}"]
+    return make
+
+
+def _split(w, name):
+    return [f"split {name} = folds({w.dev}) {{ cv: stratified_kfold(2) }}"]
+
+
 def _network(net, dims, classes=2):
     def make(w, name):
         return [f"network {name} = {(UNET if net == 'unet' else RESNET).format(d=dims, c=w.channels, k=classes)}"]
@@ -183,6 +207,8 @@ PROVIDERS = {
     "Model": [_model(m, f) for f in ("tabular", "pyradiomics") for m in ("logistic", "cox")],
     "Network": [_network(n, d) for n, d in NETWORK_VARIANTS] + [_network("unet", 3, k) for k in LABEL_CLASSES],
     "TrainedModel": [_trained(n, d) for n, d in NETWORK_VARIANTS] + [_trained("unet", 3, k) for k in LABEL_CLASSES],
+    "Evaluation": [_evaluation("logistic", METRICS["stratified_kfold"]), _evaluation("cox", METRICS["kfold"])],
+    "Split": [_split],
 }
 
 
@@ -208,6 +234,20 @@ def _consume_cohort(how):
     return make
 
 
+def _consume_split(model, metrics):
+    def make(w, x):
+        m = w.n("model")
+        return _model(model, "tabular")(w, m) + [f"validate {w.n('eval')} = evaluate({m}, split: {x}) {{ bootstrap: 10, metrics: [{metrics}] }}"]
+    return make
+
+
+def _consume_attribute_table(w, x):
+    """A cohort without an outcome (an attribute table keyed by patient): its table joined to the dev cohort's."""
+    attr, own, both = w.n("attr"), w.n("own"), w.n("both")
+    return [f"features {attr} = tabular({x})", f"features {own} = tabular({w.dev})",
+            f"features {both} = join({own}, {attr}) {{ by: patient, prefix: true }}"] + _consume_features("logistic", "stratified_kfold")(w, both)
+
+
 def _consume_mask(w, x):
     return [f"features {w.n('rad')} = pyradiomics({w.dev}.image, {x}) {{ bin_width: 25, classes: [firstorder] }}"]
 
@@ -226,9 +266,11 @@ def _consume_network(net, dims):
 
 
 CONSUMERS = {
-    "Cohort": [_consume_cohort("images"), _consume_cohort(("logistic", "stratified_kfold")), _consume_cohort(("cox", "kfold"))],
+    "Cohort": [_consume_cohort("images"), _consume_cohort(("logistic", "stratified_kfold")), _consume_cohort(("cox", "kfold")),
+               _consume_attribute_table],
     "Features": [_consume_features("logistic", "stratified_kfold"), _consume_features("cox", "kfold")],
     "Mask": [_consume_mask],
+    "Split": [_consume_split("logistic", METRICS["stratified_kfold"]), _consume_split("cox", METRICS["kfold"])],
     "Model": [_consume_model("stratified_kfold"), _consume_model("kfold")],
     "Network": [_consume_network(n, d) for n, d in NETWORK_VARIANTS],
     "TrainedModel": [_score("segmentation"), _score("gradcam")],
@@ -334,6 +376,9 @@ def _strings(value):
 # (`pyradiomics { params: from_params("Params.yaml") }`). A CSV is written from the stage's settings (write_example_file).
 EXAMPLE_FILES = {
     ".yaml": "setting:\n  binWidth: 25\nimageType:\n  Original: {}\nfeatureClass:\n  firstorder:\n",
+    # gene sets over the columns of the tabular fixture (breast_cancer), for a gene-set score's example
+    ".gmt": "size\tlesion size\tmean_radius\tmean_perimeter\tmean_area\tworst_area\n"
+            "shape\tlesion shape\tmean_smoothness\tmean_compactness\tmean_concavity\tworst_concavity\n",
 }
 
 
