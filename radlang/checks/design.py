@@ -75,7 +75,9 @@ def _check_refit_chain(g, stages, name, st, cohorts_up, diags):
         return
     refit = refit_graph(st, stages[model], stages)
     cohort = st.type.cohort
-    for a in sorted(nx.ancestors(g, name)):
+    # with `cv: none` nothing of the cohort is held out (the validation is the external cohort's, E501)
+    held_out = (st.params.get("cv") or {}).get("kind") != "none"
+    for a in sorted(nx.ancestors(g, name)) if held_out else ():
         up = stages.get(a)
         if up is None or up.fit == "none" or a in refit.nodes:
             continue
