@@ -45,7 +45,7 @@ def upstream_on_cohort(ctx, name, cohort_df):
 
     stage = ctx.study.by_name()[name]
     op = registry.get(stage.op)
-    if op.kind == "cohort" or op.output != "Cohort" or op.on_cohort is None:
+    if stage.kind == "cohort" or stage.type.kind != "Cohort" or op.on_cohort is None:
         return cohort_df
     return op.on_cohort(ctx, stage, cohort_df, None)
 

@@ -30,6 +30,7 @@ from typing import Literal
 from pydantic import Field, field_validator, model_validator
 
 from radlang.ops.features import INTERPOLATORS
+from radlang.ops.segment import check_mask, largest_component, segment_otsu
 from radlang.registry import Operator, Port, register
 from radlang.types import RType
 from radlang.units import Intensity, Length
@@ -44,8 +45,6 @@ def region_of(image, mask, params):
     checked against the image: check_mask). Returns (array or None, problems)."""
     import numpy as np
     import SimpleITK as sitk
-
-    from radlang.ops.segment import check_mask, segment_otsu
 
     within = params["within"]
     if within == "image":
@@ -413,6 +412,7 @@ def run_preprocess(stage, ctx):
     written to <out>/images/<stage>/landmarks.json)."""
     import json
 
+    from radlang import registry
     from radlang.backends.cache import atomic_write_text
 
     src = ctx.results[stage.inputs["image"].stage]
@@ -422,7 +422,7 @@ def run_preprocess(stage, ctx):
         atomic_write_text(ctx.out / "images" / stage.name / "landmarks.json",
                           json.dumps({"percentiles": [params["cutoff"][0], *params["landmarks"], params["cutoff"][1]],
                                       "standard": params["standard"]}, indent=2) + "\n")
-    df, content = apply_stage(ctx, stage, src, params, FUNCTIONS[stage.op], f"{stage.name}: {stage.op}")
+    df, content = apply_stage(ctx, stage, src, params, registry.get(stage.op).impl, f"{stage.name}: {stage.op}")
     df.attrs["radlang"]["standard"] = params.get("standard")
     ctx.keys[stage.name] = content
     return df
@@ -431,6 +431,7 @@ def run_preprocess(stage, ctx):
 def preprocess_on_cohort(ctx, stage, cohort_df, perturb=None):
     """The stage applied to another cohort table (an external cohort, new cases): its upstream preprocessing first,
     then this step with the stage's own fitted state (Nyúl: the landmarks learned on the stage's own cohort)."""
+    from radlang import registry
     from radlang.backends.glue import upstream_on_cohort
 
     cohort_df = upstream_on_cohort(ctx, stage.inputs["image"].stage, cohort_df)
@@ -438,11 +439,10 @@ def preprocess_on_cohort(ctx, stage, cohort_df, perturb=None):
     if stage.op == "nyul":
         params["standard"] = ctx.results[stage.name].attrs["radlang"]["standard"]
     name = cohort_df.attrs.get("radlang", {}).get("name") or "cohort"
-    df, _ = apply_stage(ctx, stage, cohort_df, params, FUNCTIONS[stage.op], f"{stage.name} ({name}): {stage.op}")
+    df, _ = apply_stage(ctx, stage, cohort_df, params, registry.get(stage.op).impl, f"{stage.name} ({name}): {stage.op}")
     return df
 
 
-FUNCTIONS = {"n4": n4_correct, "zscore": zscore_image, "resample": resample_case, "hu_clip": hu_clip_image, "nyul": nyul_apply}
 MODALITIES = {"n4": ("MR",), "nyul": ("MR",), "hu_clip": ("CT",)}   # where a DICOM header states another, E654
 
 
@@ -545,7 +545,7 @@ _HOW = ("Writes <out>/images/<stage>/<cohort>/<case>.nii.gz per case (cached per
 register(Operator(
     name="n4", kind="preprocess", output="Cohort", settings=N4Settings, behaviour="per_case", run=run_preprocess, case=preprocess_case,
     on_cohort=preprocess_on_cohort, inputs=_image_port(), positional=("image",), infer=_preprocess_type, sink=True,
-    impl=n4_correct, helpers=(region_of,), version="1",
+    impl=n4_correct, helpers=(region_of, check_mask, segment_otsu, largest_component), version="1",
     doc="MR: N4 bias-field correction (SimpleITK's N4BiasFieldCorrectionImageFilter), fit within the Otsu foreground. " + _HOW,
     examples=("preprocess flat = n4(train.image) { shrink: 2, iterations: [20, 20] }",),
 ))
@@ -553,7 +553,7 @@ register(Operator(
 register(Operator(
     name="zscore", kind="preprocess", output="Cohort", settings=RegionSettings, behaviour="per_case", run=run_preprocess,
     case=preprocess_case, on_cohort=preprocess_on_cohort, inputs=_image_port(), positional=("image",), infer=_preprocess_type,
-    sink=True, impl=zscore_image, helpers=(region_of,), version="1",
+    sink=True, impl=zscore_image, helpers=(region_of, check_mask, segment_otsu, largest_component), version="1",
     doc="Intensity normalisation per case: (x − mean) / sd, mean and sd within the ROI, the body (Otsu foreground) or the image. " + _HOW,
     examples=("preprocess z = zscore(train.image) { within: roi }",),
 ))
@@ -578,7 +578,7 @@ register(Operator(
 register(Operator(
     name="nyul", kind="preprocess", output="Cohort", settings=NyulSettings, behaviour="per_case", run=run_preprocess,
     case=preprocess_case, on_cohort=preprocess_on_cohort, inputs=_image_port(), positional=("image",), infer=_preprocess_type,
-    sink=True, fit="data", impl=nyul_apply, helpers=(nyul_landmarks, nyul_standard, region_of), version="1",
+    sink=True, fit="data", impl=nyul_apply, helpers=(nyul_landmarks, nyul_standard, region_of, check_mask, segment_otsu, largest_component), version="1",
     doc=("MR: Nyúl-Udupa histogram standardisation. Learns standard landmarks (percentiles within the body, ROI or image, "
          "mapped to [s1, s2] and averaged) from every image of its cohort, then maps each image's landmarks onto them piecewise "
          "linearly; another cohort (external, `radlang predict`) gets the same landmarks. Fitted on data: a validation that "
