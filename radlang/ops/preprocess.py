@@ -320,43 +320,46 @@ def _weight(job) -> float:
     return _case_weight(job)
 
 
-def _jobs(ctx, stage, cohort_df, params, fn):
-    """One job per case of `cohort_df`, and its cache key (None when a file cannot be hashed: check_case names it)."""
+def _jobs(ctx, stage, cohort_df, params, fn, cohort=None):
+    """One job per case of `cohort_df`, and its cache key (None when a file cannot be hashed: check_case names it).
+    The images go to <out>/images/<stage>/<cohort>/: `cohort` is the stage's own cohort's name, or, for another cohort
+    table (on_cohort), `on-` and a hash of its case ids and files' contents (a table's name need not be unique)."""
     from radlang import registry
     from radlang.backends.cache import key
     from radlang.ops.features import image_columns
 
     op = registry.get(stage.op)
-    info = cohort_df.attrs.get("radlang", {})
-    names = info.get("columns", {})
+    names = cohort_df.attrs.get("radlang", {}).get("columns", {})
     col = image_columns(cohort_df, stage.inputs["image"].attr or "image")[0]
-    cohort = info.get("name") or "cohort"
     reads_mask = "mask" in cohort_df.columns and (params.get("within") == "roi" or stage.op == "resample")
+    rows = cohort_df.to_dict("records")
+    hashes = []
+    for row in rows:
+        try:
+            hashes.append([ctx.hash_input(row[col])] + ([ctx.hash_input(row["mask"])] if reads_mask else []))
+        except (OSError, TypeError):
+            hashes.append(None)
+    cohort = cohort or "on-" + key([(str(r["case_id"]), h) for r, h in zip(rows, hashes)])[:12]
     jobs, keys = [], []
-    for row in cohort_df.to_dict("records"):
+    for row, h in zip(rows, hashes):
         case = str(row["case_id"])
         job = {"case": case, "images": [(names.get(col, col), row[col])], "mask": row.get("mask") if reads_mask else None,
                "mask_column": names.get("mask", "mask"), "seg": {"source": "mask" if reads_mask else "image", "op": None,
                                                                   "label": int(params.get("label") or 1)},
                "fn": fn, "params": params, "op": stage.op, "modality": MODALITIES.get(stage.op),
                "out": str(ctx.out), "dest": f"images/{stage.name}/{cohort}/{case}.nii.gz"}
-        try:
-            hashes = [ctx.hash_input(row[col])] + ([ctx.hash_input(job["mask"])] if reads_mask else [])
-            k = key("preprocess", stage.op, op.version, params, hashes, job["dest"])
-        except (OSError, TypeError):
-            k = None
         jobs.append(job)
-        keys.append(k)
+        keys.append(key("preprocess", stage.op, op.version, params, h, job["dest"]) if h is not None else None)
     return jobs, keys, col
 
 
-def apply_stage(ctx, stage, cohort_df, params, fn, label):
+def apply_stage(ctx, stage, cohort_df, params, fn, label, cohort=None):
     """Run `fn` on every case of `cohort_df` through the per-case map, reusing cached cases whose files are intact.
     -> the derived cohort table (image, and resampled mask, columns replaced by the new files) and its content key."""
     from radlang.backends.cache import key, output_sha256
     from radlang.backends.cases import excluded_cases, map_cases
 
-    jobs, keys, col = _jobs(ctx, stage, cohort_df, params, fn)
+    jobs, keys, col = _jobs(ctx, stage, cohort_df, params, fn, cohort)
     done, todo, todo_keys = {}, [], []
     for j, k in zip(jobs, keys):
         hit = ctx.cache.get(k) if k else None
@@ -397,7 +400,7 @@ def _nyul_fit(ctx, stage, cohort_df, params):
     """Nyúl's fit: every case's landmarks (cached per case), then the standard scale from all of them."""
     from radlang.backends.cases import map_cases
 
-    jobs, keys, _ = _jobs(ctx, stage, cohort_df, params, None)
+    jobs, keys, _ = _jobs(ctx, stage, cohort_df, params, None, stage.type.cohort)
     from radlang.backends.cache import key
 
     lkeys = [key("nyul-landmarks", k) if k else None for k in keys]
@@ -422,7 +425,8 @@ def run_preprocess(stage, ctx):
         atomic_write_text(ctx.out / "images" / stage.name / "landmarks.json",
                           json.dumps({"percentiles": [params["cutoff"][0], *params["landmarks"], params["cutoff"][1]],
                                       "standard": params["standard"]}, indent=2) + "\n")
-    df, content = apply_stage(ctx, stage, src, params, registry.get(stage.op).impl, f"{stage.name}: {stage.op}")
+    df, content = apply_stage(ctx, stage, src, params, registry.get(stage.op).impl, f"{stage.name}: {stage.op}",
+                              stage.type.cohort)
     df.attrs["radlang"]["standard"] = params.get("standard")
     ctx.keys[stage.name] = content
     return df
