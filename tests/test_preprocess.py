@@ -249,6 +249,15 @@ def test_study_caches_renders_and_learns_landmarks_on_training_images_only(study
     np.testing.assert_allclose(learned, train_only, rtol=1e-9)
     assert not np.allclose(learned, with_test, rtol=1e-6)
 
+    # `radlang predict` puts new cases through the same stages, with the same landmarks: the external cohort's
+    # predictions again
+    from radlang.predict import predict
+
+    predict(res.study, "v", study_dir / "data" / "test.csv", tmp_path / "new.csv", out=out)
+    with open(tmp_path / "new.csv") as fh, open(out / "predictions/v.csv") as gh:
+        assert {r["case_id"]: r["probability"] for r in csv.DictReader(fh)} == {
+            r["case_id"]: r["probability"] for r in csv.DictReader(gh) if r["set"] == "external"}
+
     # a second run computes nothing again
     ctx = run_study(res.study, out=out, workers=1, quiet=True)
     assert ctx.cache.misses == 0
