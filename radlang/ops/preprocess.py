@@ -261,12 +261,10 @@ def check_preprocess_case(job) -> list[dict]:
     return problems
 
 
-def preprocess_case(job) -> dict:
-    """One case: load the image (and the mask, when the step reads it), apply the step (job["fn"]), write the new
-    image (and the resampled mask) atomically. Returns {case, problems, image, sha256[, mask, mask_sha256]}: paths
-    relative to the run's out folder."""
-    import os
-
+def apply_step(job):
+    """Load the case's image (and the mask, when the step reads it) and apply job["fn"](image, mask, params), which
+    returns (*results, problems). -> ({case, problems}, results or None): problems name the case, and the mask file
+    when the statistics are taken within the ROI, the image file otherwise."""
     from radlang.ops.features import _case_problem, _short_error
     from radlang.ops.segment import load_image
 
@@ -277,13 +275,24 @@ def preprocess_case(job) -> dict:
         mask = load_image(job["mask"]) if job["seg"]["source"] == "mask" else None
     except Exception as e:  # noqa: BLE001 -- any reader failure is bad data, reported as a diagnostic
         out["problems"].append(_case_problem(job, f"unreadable or corrupt file ({_short_error(e)})", path, col, "E602"))
-        return out
-    new, new_mask, problems = job["fn"](image, mask, job["params"])
+        return out, None
+    *results, problems = job["fn"](image, mask, job["params"])
     if problems:
-        reads_mask = job["seg"]["source"] == "mask" and job["params"].get("within") == "roi"
-        f, c = (job["mask"], job["mask_column"]) if reads_mask else (path, col)
+        f, c = (job["mask"], job["mask_column"]) if mask is not None and job["params"].get("within") == "roi" else (path, col)
         out["problems"] = [_case_problem(job, m, f, c, code) for code, m in problems]
+        return out, None
+    return out, results
+
+
+def preprocess_case(job) -> dict:
+    """One case: apply the step (apply_step), write the new image (and the resampled mask) atomically. Returns
+    {case, problems, image, sha256[, mask, mask_sha256]}: paths relative to the run's out folder."""
+    import os
+
+    out, results = apply_step(job)
+    if results is None:
         return out
+    new, new_mask = results
     out["image"] = job["dest"]
     out["sha256"] = write_image(new, os.path.join(job["out"], job["dest"]))
     if new_mask is not None:
@@ -293,31 +302,11 @@ def preprocess_case(job) -> dict:
 
 
 def landmarks_case(job) -> dict:
-    """Nyúl's first pass on one case: its landmarks. Returns {case, problems, landmarks}."""
-    from radlang.ops.features import _case_problem, _short_error
-    from radlang.ops.segment import load_image
-
-    out = {"case": job["case"], "problems": []}
-    col, path = job["images"][0]
-    try:
-        image = load_image(path)
-        mask = load_image(job["mask"]) if job["seg"]["source"] == "mask" else None
-    except Exception as e:  # noqa: BLE001 -- any reader failure is bad data, reported as a diagnostic
-        out["problems"].append(_case_problem(job, f"unreadable or corrupt file ({_short_error(e)})", path, col, "E602"))
-        return out
-    lm, problems = nyul_landmarks(image, mask, job["params"])
-    if problems:
-        f, c = (job["mask"], job["mask_column"]) if job["params"]["within"] == "roi" else (path, col)
-        out["problems"] = [_case_problem(job, m, f, c, code) for code, m in problems]
-        return out
-    out["landmarks"] = lm
+    """Nyúl's first pass on one case (job["fn"] is nyul_landmarks). Returns {case, problems, landmarks}."""
+    out, results = apply_step(job)
+    if results is not None:
+        out["landmarks"] = results[0]
     return out
-
-
-def _weight(job) -> float:
-    from radlang.ops.features import _case_weight
-
-    return _case_weight(job)
 
 
 def _jobs(ctx, stage, cohort_df, params, fn, cohort=None):
@@ -358,9 +347,10 @@ def apply_stage(ctx, stage, cohort_df, params, fn, label, cohort=None):
     -> the derived cohort table (image, and resampled mask, columns replaced by the new files) and its content key."""
     from radlang.backends.cache import key, output_sha256
     from radlang.backends.cases import excluded_cases, map_cases
+    from radlang.ops.features import _case_weight
 
     jobs, keys, col = _jobs(ctx, stage, cohort_df, params, fn, cohort)
-    done, todo, todo_keys = {}, [], []
+    done, todo, todo_keys, stale = {}, [], [], []
     for j, k in zip(jobs, keys):
         hit = ctx.cache.get(k) if k else None
         if hit is not None and all(output_sha256(ctx.out / hit[f]) == hit[f"{p}sha256"]
@@ -369,13 +359,14 @@ def apply_stage(ctx, stage, cohort_df, params, fn, label, cohort=None):
             continue
         if hit is not None:
             ctx.warn("W672", f"`{stage.name}`: {hit['image']} changed since radlang wrote it, or is missing; computed again")
+            stale.append((j["case"], k))
         # a case with a stale entry is mapped without its key (map_cases would return the entry) and cached below
         todo.append(j)
         todo_keys.append(None if hit is not None else k)
-    results, problems = map_cases(ctx, stage, todo, todo_keys, check_preprocess_case, preprocess_case, _weight, label)
-    for j, k, tk in zip(todo, [keys[jobs.index(j)] for j in todo], todo_keys):
-        if tk is None and k is not None and j["case"] in results:
-            ctx.cache.put(k, results[j["case"]])
+    results, problems = map_cases(ctx, stage, todo, todo_keys, check_preprocess_case, preprocess_case, _case_weight, label)
+    for case, k in stale:
+        if case in results:
+            ctx.cache.put(k, results[case])
     done.update(results)
     for e in excluded_cases(problems):
         ctx.excluded.append({"stage": stage.name, **e})
@@ -385,7 +376,7 @@ def apply_stage(ctx, stage, cohort_df, params, fn, label, cohort=None):
         df["mask"] = [str(ctx.out / done[str(c)]["mask"]) for c in df["case_id"]]
     df.attrs = {**cohort_df.attrs, "radlang": {**cohort_df.attrs.get("radlang", {}),
                                                 "steps": [*cohort_df.attrs.get("radlang", {}).get("steps", []), stage.name]}}
-    return df.reset_index(drop=True), key("preprocessed", [keys[jobs.index(j)] for j in jobs if j["case"] in done])
+    return df.reset_index(drop=True), key("preprocessed", [k for j, k in zip(jobs, keys) if j["case"] in done])
 
 
 def _params(stage):
@@ -398,16 +389,15 @@ def _params(stage):
 
 def _nyul_fit(ctx, stage, cohort_df, params):
     """Nyúl's fit: every case's landmarks (cached per case), then the standard scale from all of them."""
-    from radlang.backends.cases import map_cases
-
-    jobs, keys, _ = _jobs(ctx, stage, cohort_df, params, None, stage.type.cohort)
     from radlang.backends.cache import key
+    from radlang.backends.cases import map_cases
+    from radlang.ops.features import _case_weight
 
+    jobs, keys, _ = _jobs(ctx, stage, cohort_df, params, nyul_landmarks, stage.type.cohort)
     lkeys = [key("nyul-landmarks", k) if k else None for k in keys]
-    results, _ = map_cases(ctx, stage, jobs, lkeys, check_preprocess_case, landmarks_case, _weight,
+    results, _ = map_cases(ctx, stage, jobs, lkeys, check_preprocess_case, landmarks_case, _case_weight,
                            f"{stage.name}: learning landmarks")
-    landmarks = [results[j["case"]]["landmarks"] for j in jobs if j["case"] in results]
-    return nyul_standard(landmarks, params)
+    return nyul_standard([results[j["case"]]["landmarks"] for j in jobs if j["case"] in results], params)
 
 
 def run_preprocess(stage, ctx):
