@@ -18,7 +18,7 @@ from radlang.compiler import compile_source
 from radlang.ops.preprocess import hu_clip_image, n4_correct, nyul_apply, nyul_landmarks, nyul_standard, resample_case, zscore_image
 
 sys.path.insert(0, str(Path(__file__).parent / "render"))
-from render_helpers import run_script  # noqa: E402
+from render_helpers import run_script
 
 N4 = {"within": "body", "shrink": 1, "iterations": [10, 10], "convergence": 0.001, "control_points": 4, "fwhm": 0.15, "bins": 200}
 
@@ -65,7 +65,7 @@ def test_n4_equals_simpleitk_reference():
     a, b = sitk.GetArrayFromImage(img), sitk.GetArrayFromImage(out)
     _, mask = phantom()
     tissue = (a > 50) & (sitk.GetArrayFromImage(mask) == 0)
-    ramp = lambda v: np.polyfit(np.nonzero(tissue)[2], v[tissue], 1)[0] / v[tissue].mean()  # noqa: E731
+    ramp = lambda v: np.polyfit(np.nonzero(tissue)[2], v[tissue], 1)[0] / v[tissue].mean()
     assert abs(ramp(b)) < 0.5 * abs(ramp(a))
 
 
@@ -327,8 +327,8 @@ def test_hu_clip_on_an_mr_dicom_series_is_e654(tmp_path):
 
 
 @pytest.mark.parametrize(("text", "code"), [
-    ('preprocess iso = resample(train.image, [2mm, 2mm, 2mm])\n'
-     'features rad = pyradiomics(iso.image, iso.mask) { resample: [1mm, 1mm, 1mm] }\n', "E327"),
+    (('preprocess iso = resample(train.image, [2mm, 2mm, 2mm])\n'
+      'features rad = pyradiomics(iso.image, iso.mask) { resample: [1mm, 1mm, 1mm] }\n'), "E327"),
     ('cohort two = manifest("m.csv") { image: [a, b], outcome: y as binary }\npreprocess n = n4(two.image)\n', "E278"),
     ('cohort nomask = manifest("m.csv") { image: a, outcome: y as binary }\npreprocess z = zscore(nomask.image) { within: roi }\n', "E279"),
 ])

@@ -25,6 +25,7 @@ on a separate cohort, or validate with `cv: none` on an external cohort.
 
 from __future__ import annotations
 
+import itertools
 from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
@@ -75,8 +76,8 @@ def n4_correct(image, mask, params):
     fit_mask.CopyInformation(img)
     inside = sitk.GetArrayViewFromImage(img)[region]
     if float(inside.min()) <= 0:
-        return None, None, [("E655", f"N4 needs positive intensities where it fits the bias field, but the lowest is {float(inside.min()):g} "
-                                     "(a CT in HU, or a background of zeros with `within: image`)")]
+        return None, None, [("E655", (f"N4 needs positive intensities where it fits the bias field, but the lowest is {float(inside.min()):g} "
+                                      "(a CT in HU, or a background of zeros with `within: image`)"))]
     shrink = int(params["shrink"])
     small = sitk.Shrink(img, [shrink] * img.GetDimension()) if shrink > 1 else img
     small_mask = sitk.Shrink(fit_mask, [shrink] * img.GetDimension()) if shrink > 1 else fit_mask
@@ -108,8 +109,8 @@ def zscore_image(image, mask, params):
     vals = arr[region]
     sd = float(vals.std())
     if not sd > 0:
-        return None, None, [("E656", f"the intensities within the {params['within']} region are constant ({float(vals.mean()):g}): "
-                                     "a z-score divides by their standard deviation, 0")]
+        return None, None, [("E656", (f"the intensities within the {params['within']} region are constant ({float(vals.mean()):g}): "
+                                      "a z-score divides by their standard deviation, 0"))]
     out = sitk.GetImageFromArray(((arr - vals.mean()) / sd).astype(np.float32))
     out.CopyInformation(image)
     return out, None, []
@@ -123,7 +124,7 @@ def resample_case(image, mask, params):
 
     old = image.GetSpacing()
     new = [float(s) if float(s) > 0 else o for s, o in zip(params["spacing"], old)]
-    size = [max(1, int(round(n * o / s))) for n, o, s in zip(image.GetSize(), old, new)]
+    size = [max(1, round(n * o / s)) for n, o, s in zip(image.GetSize(), old, new)]
     f = sitk.ResampleImageFilter()
     f.SetOutputSpacing(new)
     f.SetSize(size)
@@ -165,8 +166,8 @@ def nyul_landmarks(image, mask, params):
     pcs = [float(params["cutoff"][0])] + [float(p) for p in params["landmarks"]] + [float(params["cutoff"][1])]
     lm = np.percentile(vals, pcs)
     if not np.all(np.diff(lm) > 0):
-        return None, [("E657", f"the image's histogram landmarks at percentiles {', '.join(f'{p:g}' for p in pcs)} are not strictly "
-                               f"increasing ({', '.join(f'{v:g}' for v in lm)}): too few distinct intensities in the region to standardise")]
+        return None, [("E657", (f"the image's histogram landmarks at percentiles {', '.join(f'{p:g}' for p in pcs)} are not strictly "
+                                f"increasing ({', '.join(f'{v:g}' for v in lm)}): too few distinct intensities in the region to standardise"))]
     return [float(v) for v in lm], []
 
 
@@ -522,7 +523,7 @@ class NyulSettings(RegionSettings):
     @model_validator(mode="after")
     def _order(self):
         pcs = [self.cutoff[0], *self.landmarks, self.cutoff[1]]
-        if not (0 <= pcs[0] and pcs[-1] <= 100 and all(a < b for a, b in zip(pcs, pcs[1:]))):
+        if not (0 <= pcs[0] and pcs[-1] <= 100 and all(a < b for a, b in itertools.pairwise(pcs))):
             raise contradiction("the percentiles must increase strictly within 0..100: cutoff[0] < landmarks... < cutoff[1]")
         if not self.scale[0] < self.scale[1]:
             raise contradiction(f"the scale's ends must increase ({self.scale[0]:g} ≥ {self.scale[1]:g})")
