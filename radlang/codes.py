@@ -122,6 +122,8 @@ CODES: dict[str, Code] = {c.code: c for c in (
     _c("E504", "a stage fit once on the cohort a validation cross-validates", "checks/design.py", "its held-out folds trained it; fit it inside the folds"),
     _c("E505", "a join of two branches of one table without `prefix: true`", "checks/design.py", "the same column could come out of both branches"),
     _c("E506", "the joins one validation refits match rows differently", "checks/design.py", "one `by:` for every join in a refit graph"),
+    _c("E523", "a selector re-extracts its input through an image stage that a validation refits in each training fold", "checks/design.py",
+       "perturbations or a retest cohort of `icc` through `nyul`: the re-extractions are made once, with landmarks fit on every case"),
     # runtime: radiomics data (cohorts and per-case feature extraction)
     _c("E601", "a cohort's case data is missing or malformed", "backends/glue.py ops/features.py ops/cohorts.py checks/data.py", "a file not found or not given, an empty or repeated case id, a missing or bad outcome (stray labels name their cases); `radlang check` finds a missing manifest, column or file"),
     _c("E602", "an unreadable or corrupt file", "ops/cohorts.py ops/dicom.py ops/features.py ops/netio.py checks/data.py ops/preprocess.py", "an image, a mask, a PyRadiomics params file; the message names case, column and file"),

@@ -212,12 +212,73 @@ def images(out: Path) -> dict[str, bytes]:
     return {str(p.relative_to(out)): p.read_bytes() for p in sorted((out / "images").rglob("*")) if p.is_file()}
 
 
-def test_nyul_on_a_cross_validated_cohort_is_refused(study_dir):
+def test_nyul_is_refit_in_folds_or_refused(study_dir):
+    from radlang.backends.plan import plan_text
+
+    # on the image chain of the features a cross-validation extracts: refit in each training fold (no E504)
     res = compile_study(study_dir, "cv: kfold(3)", "cv.rad")
-    e504 = [d for d in res.diagnostics if d.code == "E504"]
-    assert len(e504) == 1 and "`std`" in e504[0].message and "`train`" in e504[0].message
+    assert not [d for d in res.diagnostics if d.severity == "error"], [(d.code, d.message) for d in res.diagnostics]
+    v = res.study.by_name()["v"]
+    assert v.extra["image_fits"] == ["std"] and res.study.by_name()["std"].fit_within == ("v",)
+    assert "fit on data statistics: inside the training folds of v" in plan_text(res.study)
+    # with `cv: none` the landmarks are fit once, on every training case
     ok = compile_study(study_dir)
-    assert not [d for d in ok.diagnostics if d.severity == "error"], [d.message for d in ok.diagnostics]
+    assert not [d for d in ok.diagnostics if d.severity == "error"] and "image_fits" not in ok.study.by_name()["v"].extra
+    # elsewhere than on the features' image chain (here: the image a segmenter reads) it is fit once, on every case: E504
+    spec = study_dir / "seg.rad"
+    spec.write_text(STUDY.format(validation="cv: kfold(3)").replace(
+        "features rad = pyradiomics(std.image, std.mask)", "segment roi = otsu(std.image)\nfeatures rad = pyradiomics(train.image, roi)"))
+    e504 = [d for d in compile_source(spec.read_text(), str(spec)).diagnostics if d.code == "E504"]
+    assert len(e504) == 1 and "`std`" in e504[0].message and "`train`" in e504[0].message
+    # a selector that re-extracts its input (icc's perturbations) through it: the re-extractions would not be per fold
+    spec.write_text(STUDY.format(validation="cv: kfold(3)").replace(
+        "model clf = logistic(rad,", "select rob = icc(rad) { perturb: [erode(1)] }\nmodel clf = logistic(rob,"))
+    assert "E523" in [d.code for d in compile_source(spec.read_text(), str(spec)).diagnostics if d.severity == "error"]
+
+
+def body_values(path: Path) -> np.ndarray:
+    """The image's intensities within its Otsu body: what Nyúl's landmarks are taken over."""
+    from radlang.ops.preprocess import region_of
+
+    im = sitk.ReadImage(str(path))
+    region, _ = region_of(im, None, {"within": "body"})
+    return sitk.GetArrayFromImage(im)[region]
+
+
+def test_nyul_landmarks_in_each_fold_come_from_its_training_cases_only(study_dir, tmp_path):
+    spec = study_dir / "cv2.rad"        # without N4 (the other tests cover it): the landmarks of the images as read
+    spec.write_text(STUDY.format(validation="cv: stratified_kfold(2), bootstrap: 20").replace(
+        "preprocess flat = n4(train.image) { iterations: [5, 5] }\n", "").replace("nyul(flat.image)", "nyul(train.image)"))
+    res = compile_source(spec.read_text(), str(spec))
+    out = tmp_path / "run"
+    run_study(res.study, out=out, workers=1, quiet=True)
+    with open(out / "predictions/v.csv") as fh:
+        held = {}
+        for r in csv.DictReader(fh):
+            held.setdefault(r["fold"], set()).add(r["case_id"])
+    everyone = {f"train{i}" for i in range(8)}
+    pcs = [1, 25, 50, 75, 99]
+    folds = [json.loads(p.read_text()) for p in sorted((out / "images/std").glob("on-*/landmarks.json"))]
+    assert len(folds) == 2
+    all_cases = nyul_reference_standard([body_values(study_dir / "data" / f"{c}.nii.gz") for c in sorted(everyone)], pcs, (1.0, 100.0))
+    for lm in folds:
+        train = set(lm["fit_cases"])
+        assert any(train == everyone - test for test in held.values()), (train, held)
+        # the reference from the training fold's images alone; with the held-out cases among them it would differ
+        ref = nyul_reference_standard([body_values(study_dir / "data" / f"{c}.nii.gz") for c in sorted(train)], pcs, (1.0, 100.0))
+        np.testing.assert_allclose(lm["standard"], ref, rtol=1e-9)
+        assert not np.allclose(lm["standard"], all_cases, rtol=1e-6)
+    metrics = json.loads((out / "metrics/v.json").read_text())
+    assert metrics["image_fits"] == ["std"]
+
+    # the rendered script refits them the same way: the same fold images, features and metrics
+    from radlang.backends.render.script import render_to_file
+
+    proc = run_script(render_to_file(res.study, tmp_path / "study.py"), "--out", str(tmp_path / "script"))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert images(tmp_path / "script") == images(out)
+    for f in ("metrics/v.json", "predictions/v.csv"):
+        assert (tmp_path / "script" / f).read_bytes() == (out / f).read_bytes(), f
 
 
 def test_study_caches_renders_and_learns_landmarks_on_training_images_only(study_dir, tmp_path):

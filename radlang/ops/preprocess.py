@@ -313,7 +313,8 @@ def landmarks_case(job) -> dict:
 def _jobs(ctx, stage, cohort_df, params, fn, cohort=None):
     """One job per case of `cohort_df`, and its cache key (None when a file cannot be hashed: check_case names it).
     The images go to <out>/images/<stage>/<cohort>/: `cohort` is the stage's own cohort's name, or, for another cohort
-    table (on_cohort), `on-` and a hash of its case ids and files' contents (a table's name need not be unique)."""
+    table (on_cohort), `on-` and a hash of its case ids, files' contents and the settings with the fitted state (a table's
+    name need not be unique; Nyúl fit in each training fold writes each fold's images apart)."""
     from radlang import registry
     from radlang.backends.cache import key
     from radlang.ops.features import image_columns
@@ -329,7 +330,7 @@ def _jobs(ctx, stage, cohort_df, params, fn, cohort=None):
             hashes.append([ctx.hash_input(row[col])] + ([ctx.hash_input(row["mask"])] if reads_mask else []))
         except (OSError, TypeError):
             hashes.append(None)
-    cohort = cohort or "on-" + key([(str(r["case_id"]), h) for r, h in zip(rows, hashes)])[:12]
+    cohort = cohort or "on-" + key([(str(r["case_id"]), h) for r, h in zip(rows, hashes)], params)[:12]
     jobs, keys = [], []
     for row, h in zip(rows, hashes):
         case = str(row["case_id"])
@@ -340,17 +341,18 @@ def _jobs(ctx, stage, cohort_df, params, fn, cohort=None):
                "out": str(ctx.out), "dest": f"images/{stage.name}/{cohort}/{case}.nii.gz"}
         jobs.append(job)
         keys.append(key("preprocess", stage.op, op.version, params, h, job["dest"]) if h is not None else None)
-    return jobs, keys, col
+    return jobs, keys, col, f"images/{stage.name}/{cohort}"
 
 
 def apply_stage(ctx, stage, cohort_df, params, fn, label, cohort=None):
     """Run `fn` on every case of `cohort_df` through the per-case map, reusing cached cases whose files are intact.
-    -> the derived cohort table (image, and resampled mask, columns replaced by the new files) and its content key."""
+    -> the derived cohort table (image, and resampled mask, columns replaced by the new files), its content key, and
+    the folder of its images under the out folder."""
     from radlang.backends.cache import key, output_sha256
     from radlang.backends.cases import excluded_cases, map_cases
     from radlang.ops.features import _case_weight
 
-    jobs, keys, col = _jobs(ctx, stage, cohort_df, params, fn, cohort)
+    jobs, keys, col, folder = _jobs(ctx, stage, cohort_df, params, fn, cohort)
     done, todo, todo_keys, stale = {}, [], [], []
     for j, k in zip(jobs, keys):
         hit = ctx.cache.get(k) if k else None
@@ -377,7 +379,7 @@ def apply_stage(ctx, stage, cohort_df, params, fn, label, cohort=None):
         df["mask"] = [str(ctx.out / done[str(c)]["mask"]) for c in df["case_id"]]
     df.attrs = {**cohort_df.attrs, "radlang": {**cohort_df.attrs.get("radlang", {}),
                                                 "steps": [*cohort_df.attrs.get("radlang", {}).get("steps", []), stage.name]}}
-    return df.reset_index(drop=True), key("preprocessed", [k for j, k in zip(jobs, keys) if j["case"] in done])
+    return df.reset_index(drop=True), key("preprocessed", [k for j, k in zip(jobs, keys) if j["case"] in done]), folder
 
 
 def _params(stage):
@@ -394,47 +396,63 @@ def _nyul_fit(ctx, stage, cohort_df, params):
     from radlang.backends.cases import map_cases
     from radlang.ops.features import _case_weight
 
-    jobs, keys, _ = _jobs(ctx, stage, cohort_df, params, nyul_landmarks, stage.type.cohort)
+    jobs, keys, _, _ = _jobs(ctx, stage, cohort_df, params, nyul_landmarks, stage.type.cohort)
     lkeys = [key("nyul-landmarks", k) if k else None for k in keys]
     results, _ = map_cases(ctx, stage, jobs, lkeys, check_preprocess_case, landmarks_case, _case_weight,
                            f"{stage.name}: learning landmarks")
     return nyul_standard([results[j["case"]]["landmarks"] for j in jobs if j["case"] in results], params)
 
 
-def run_preprocess(stage, ctx):
-    """The stage on its own cohort: the derived cohort table (and, for Nyúl, the standard landmarks learned on it,
-    written to <out>/images/<stage>/landmarks.json)."""
+def write_landmarks(ctx, folder, params, fit_cases):
+    """<out>/<folder>/landmarks.json: the percentiles, the standard landmarks learned from them, and the cases they
+    were learned on."""
     import json
 
-    from radlang import registry
     from radlang.backends.cache import atomic_write_text
+
+    pcs = [params["cutoff"][0], *params["landmarks"], params["cutoff"][1]]
+    atomic_write_text(ctx.out / folder / "landmarks.json",
+                      json.dumps({"percentiles": pcs, "standard": params["standard"], "fit_cases": fit_cases}, indent=2) + "\n")
+
+
+def run_preprocess(stage, ctx):
+    """The stage on its own cohort: the derived cohort table (and, for Nyúl, the standard landmarks learned on every
+    case of it, written to <out>/images/<stage>/landmarks.json)."""
+    from radlang import registry
 
     src = ctx.results[stage.inputs["image"].stage]
     params = _params(stage)
     if stage.op == "nyul":
         params["standard"] = _nyul_fit(ctx, stage, src, params)
-        atomic_write_text(ctx.out / "images" / stage.name / "landmarks.json",
-                          json.dumps({"percentiles": [params["cutoff"][0], *params["landmarks"], params["cutoff"][1]],
-                                      "standard": params["standard"]}, indent=2) + "\n")
-    df, content = apply_stage(ctx, stage, src, params, registry.get(stage.op).impl, f"{stage.name}: {stage.op}",
-                              stage.type.cohort)
+        write_landmarks(ctx, f"images/{stage.name}", params, sorted(src["case_id"].astype(str)))
+    df, content, _ = apply_stage(ctx, stage, src, params, registry.get(stage.op).impl, f"{stage.name}: {stage.op}",
+                                 stage.type.cohort)
     df.attrs["radlang"]["standard"] = params.get("standard")
     ctx.keys[stage.name] = content
     return df
 
 
 def preprocess_on_cohort(ctx, stage, cohort_df, perturb=None):
-    """The stage applied to another cohort table (an external cohort, new cases): its upstream preprocessing first,
-    then this step with the stage's own fitted state (Nyúl: the landmarks learned on the stage's own cohort)."""
+    """The stage applied to another cohort table: its upstream preprocessing first, then this step. Nyúl uses the
+    landmarks learned on the stage's own cohort (an external cohort, new cases for `radlang predict`), unless the
+    table names the cases to fit on (`attrs["radlang"]["fit_cases"]`: a validation's training fold, see
+    radlang/passes/fit_boundaries.py): then it learns the landmarks on those cases alone and standardises every case
+    of the table with them, the landmarks written beside the fold's images."""
     from radlang import registry
     from radlang.backends.glue import upstream_on_cohort
 
     cohort_df = upstream_on_cohort(ctx, stage.inputs["image"].stage, cohort_df)
     params = _params(stage)
-    if stage.op == "nyul":
+    fit_cases = cohort_df.attrs.get("radlang", {}).get("fit_cases")
+    if stage.op == "nyul" and fit_cases is None:
         params["standard"] = ctx.results[stage.name].attrs["radlang"]["standard"]
+    elif stage.op == "nyul":
+        train = cohort_df[cohort_df["case_id"].astype(str).isin({str(c) for c in fit_cases})]
+        params["standard"] = _nyul_fit(ctx, stage, train, params)
     name = cohort_df.attrs.get("radlang", {}).get("name") or "cohort"
-    df, _ = apply_stage(ctx, stage, cohort_df, params, registry.get(stage.op).impl, f"{stage.name} ({name}): {stage.op}")
+    df, _, folder = apply_stage(ctx, stage, cohort_df, params, registry.get(stage.op).impl, f"{stage.name} ({name}): {stage.op}")
+    if stage.op == "nyul" and fit_cases is not None:
+        write_landmarks(ctx, folder, params, sorted(str(c) for c in fit_cases))
     return df
 
 
