@@ -18,9 +18,12 @@ cached case whose file changed or vanished is computed again. The image function
 
 `nyul` is fitted on data statistics (fit: "data"): its standard landmarks are learned from every image of the cohort
 it reads, then applied to that cohort and, through `on_cohort`, to another (an external cohort, new cases for
-`radlang predict`) with the same landmarks. A validation that cross-validates the cohort the landmarks were learned on
-is refused by `radlang check` (E504: the held-out folds' images would shape the training folds' features): learn them
-on a separate cohort, or validate with `cv: none` on an external cohort.
+`radlang predict`) with the same landmarks. A cross-validation refits it inside every training fold: the
+`fit_boundaries` pass lists it in the validation's `image_fits`, and evaluation hands `on_cohort` the cohort table
+with the training fold's case ids (`attrs["radlang"]["fit_cases"]`): the landmarks are learned on those cases alone,
+every case of the fold is standardised with them (<out>/images/<stage>/on-<hash>/, one folder per fold, with its
+landmarks.json), and the features are extracted per fold. Used anywhere else than on the image chain of the features
+a validation extracts (the image a segmenter reads, say), it is fit once, and a cross-validation of its cohort is E504.
 """
 
 from __future__ import annotations
@@ -594,7 +597,8 @@ register(Operator(
     sink=True, fit="data", impl=nyul_apply, helpers=(nyul_landmarks, nyul_standard, region_of, check_mask, segment_otsu, largest_component), version="1",
     doc=("MR: Nyúl-Udupa histogram standardisation. Learns standard landmarks (percentiles within the body, ROI or image, "
          "mapped to [s1, s2] and averaged) from every image of its cohort, then maps each image's landmarks onto them piecewise "
-         "linearly; another cohort (external, `radlang predict`) gets the same landmarks. Fitted on data: a validation that "
-         "cross-validates the cohort it learned on is E504. Writes <out>/images/<stage>/landmarks.json. " + _HOW),
+         "linearly; another cohort (external, `radlang predict`) gets the same landmarks. Fitted on data: a cross-validation refits "
+         "it inside every training fold (landmarks from the training cases alone, features extracted per fold). "
+         "Writes <out>/images/<stage>/landmarks.json. " + _HOW),
     examples=("preprocess std = nyul(train.image) { within: body, landmarks: [25, 50, 75] }",),
 ))
