@@ -14,7 +14,8 @@ Every stage runs per case (`preprocess_case`, mapped by radlang/backends/cases.p
 is cached under its content (operator, settings, the input files' SHA-256, and for Nyúl the standard landmarks), and a
 cached case whose file changed or vanished is computed again. The image functions (`n4_correct`, `zscore_image`,
 `resample_case`, `hu_clip_image`, `nyul_landmarks`, `nyul_standard`, `nyul_apply`, `region_of`) are self-contained
-(radlang/registry.py): SimpleITK images in, (image, mask or None, problems) out, each problem a (code, message) pair.
+(radlang/registry.py): SimpleITK images in; the steps return (image, mask or None, problems), `nyul_landmarks`
+(landmarks, problems), each problem a (code, message) pair.
 
 `nyul` is fitted on data statistics (fit: "data"): its standard landmarks are learned from every image of the cohort
 it reads, then applied to that cohort and, through `on_cohort`, to another (an external cohort, new cases for
