@@ -220,7 +220,9 @@ def test_nyul_is_refit_in_folds_or_refused(study_dir):
     assert not [d for d in res.diagnostics if d.severity == "error"], [(d.code, d.message) for d in res.diagnostics]
     v = res.study.by_name()["v"]
     assert v.extra["image_fits"] == ["std"] and res.study.by_name()["std"].fit_within == ("v",)
-    assert "fit on data statistics: inside the training folds of v" in plan_text(res.study)
+    plan = plan_text(res.study)
+    assert "fit on data statistics: inside the training folds of v" in plan
+    assert "image stages refit in each training fold: std (nyul); rad extracted again per fold" in plan
     # with `cv: none` the landmarks are fit once, on every training case
     ok = compile_study(study_dir)
     assert not [d for d in ok.diagnostics if d.severity == "error"] and "image_fits" not in ok.study.by_name()["v"].extra
