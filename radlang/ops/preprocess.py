@@ -210,14 +210,17 @@ def nyul_apply(image, mask, params):
 
 
 def image_modality(path):
-    """The DICOM Modality (0008,0060) of a series folder's first file, upper case; None for other formats."""
+    """The DICOM Modality (0008,0060) of a series' first file (a folder, or `folder#<SeriesInstanceUID>`), upper case;
+    None for other formats."""
     import os
 
     import SimpleITK as sitk
 
-    if not os.path.isdir(path):
+    from radlang.ops.dicom import series_files, split_ref
+
+    if not os.path.isdir(split_ref(path)[0]):
         return None
-    files = sitk.ImageSeriesReader.GetGDCMSeriesFileNames(path)
+    files = series_files(path)
     if not files:
         return None
     r = sitk.ImageFileReader()
