@@ -90,6 +90,8 @@ class Operator:
     run: Callable | None = None      # run(stage, ctx) -> the stage's value (the run-time entry point); required
     case: Callable | None = None     # per_case: the function applied to each case (a segmenter's (image, mask, params) -> (roi, problems))
     on_cohort: Callable | None = None  # on_cohort(ctx, stage, cohort_df, perturb) -> the stage's value computed on another cohort
+    # (a stage fit on data whose value is a cohort, e.g. `nyul`, fits on the cases cohort_df.attrs["radlang"]["fit_cases"]
+    # names when given: a validation's training fold, radlang/passes/fit_boundaries.py image_fits)
     cli_paths: tuple[str, ...] = ()  # path settings the rendered script exposes as `--<stage>-<setting>` flags
     impl: Callable | None = None
     helpers: tuple[Callable, ...] = ()

@@ -37,6 +37,19 @@ def problem_diagnostics(problems, stage) -> list[Diagnostic]:
     return out
 
 
+def upstream_on_cohort(ctx, name, cohort_df):
+    """`cohort_df` (another cohort's table: external cases, new cases) through the image stages between the cohort and
+    stage `name`: when `name` is not itself a cohort but derives one case by case (its operator's `on_cohort`, e.g. an
+    image preprocessing stage), its `on_cohort` result; otherwise `cohort_df` as it is."""
+    from radlang import registry
+
+    stage = ctx.study.by_name()[name]
+    op = registry.get(stage.op)
+    if stage.kind == "cohort" or stage.type.kind != "Cohort" or op.on_cohort is None:
+        return cohort_df
+    return op.on_cohort(ctx, stage, cohort_df, None)
+
+
 def cohort_key(df) -> str:
     """A content hash of a cohort table: its CSV text and its radlang attrs."""
     import hashlib

@@ -68,16 +68,20 @@ def _check_refit_chain(g, stages, name, st, cohorts_up, diags):
     fit on outcomes or data statistics outside that graph (a trained network whose masks feed the features, say)
     is fit once; if it was fit on the very cohort being cross-validated, the held-out folds were part of its
     training data. Inside the graph, a join of two branches of one table must name its columns apart."""
-    from radlang.passes.fit_boundaries import refit_graph, validated_model
+    from radlang import registry
+    from radlang.passes.fit_boundaries import image_fits, refit_graph, validated_model
 
     model = validated_model(st)
     if model is None or model not in stages:
         return
     refit = refit_graph(st, stages[model], stages)
+    images = image_fits(st, refit, stages)
     cohort = st.type.cohort
-    for a in sorted(nx.ancestors(g, name)):
+    # with `cv: none` nothing of the cohort is held out (the validation is the external cohort's, E501)
+    held_out = (st.params.get("cv") or {}).get("kind") != "none"
+    for a in sorted(nx.ancestors(g, name)) if held_out else ():
         up = stages.get(a)
-        if up is None or up.fit == "none" or a in refit.nodes:
+        if up is None or up.fit == "none" or a in refit.nodes or a in images:
             continue
         lineage = {up.type.cohort} | {r.stage for r in up.inputs.values()} | cohorts_up.get(a, set())
         if cohort in lineage:
@@ -85,6 +89,15 @@ def _check_refit_chain(g, stages, name, st, cohorts_up, diags):
                 "E504", f"`{name}` cross-validates on `{cohort}`, but `{a}` upstream is fit once on `{cohort}`, held-out folds included",
                 st.span, related=(Related(up.span, f"`{a}` ({up.op}) is fit on outcomes or data statistics of `{cohort}`"),),
                 hint=f"fit `{a}` on a separate cohort (e.g. a segmentation training set), so the cases `{name}` holds out never trained it"))
+    raters = [n for n in refit.nodes if registry.get(stages[n].op).raters]
+    if images and raters:
+        # a selector's raters (perturbed re-extractions, a retest cohort) are extracted once, before the folds: through
+        # an image stage refit per fold they would carry the landmarks learned on every case, held-out folds included
+        diags.append(Diagnostic(
+            "E523", f"`{raters[0]}` re-extracts its input to rate features, through `{images[0]}`, which `{name}` refits in each "
+            f"training fold of `{cohort}`: the re-extractions would use `{images[0]}` fit on every case, held-out folds included",
+            stages[raters[0]].span, related=(Related(stages[images[0]].span, f"`{images[0]}` ({stages[images[0]].op}) is fit on data of `{cohort}`"),),
+            hint=f"drop the perturbations/retest of `{raters[0]}`, or validate on an external cohort (`cv: none`)"))
     _check_refit_joins(stages, refit, diags)
 
 

@@ -244,6 +244,22 @@ def _inner_cv_checks(stage, fitted, outcome, y_strat, groups, splits, final, coh
     return errs
 
 
+def _fold_input(ctx, stage, graph, cohort_name, cohort_df, data, X, train):
+    """The fold input of one training fold when the validation refits image stages in its folds (`extra["image_fits"]`,
+    radlang/passes/fit_boundaries.py): the source tables extracted again from the cohort with those stages fit on
+    the training fold's cases alone (`fit_cases`), rows and columns as in X."""
+    from radlang.backends.refit import assemble
+
+    fold_df = cohort_df.copy()
+    fold_df.attrs = {**cohort_df.attrs, "radlang": {**cohort_df.attrs.get("radlang", {}),
+                                                    "fit_cases": sorted(data["case_id"].iloc[train].astype(str))}}
+    Xf = assemble(ctx, stage, graph, cohort_name, fold_df)
+    Xf.index = Xf.index.astype(str)
+    Xf = Xf.reindex(index=data["case_id"], columns=X.columns).astype(float)
+    Xf.index.name = "case_id"
+    return Xf
+
+
 def run_evaluate(stage, ctx):
     import hashlib
     import json
@@ -391,7 +407,8 @@ def run_evaluate(stage, ctx):
              list(map(str, groups)), table_key(Xe) if Xe is not None else None,
              ext_data[["case_id"] + out_cols].to_csv(index=False) if ext_data is not None else None,
              {k: {n: table_key(t) for n, t in v.items()} for k, v in raters_by_stage.items()}, fold_data,
-             list(sites) if sites is not None else None, *([ctx.keys[split_ref.stage]] if split_ref is not None else []))
+             list(sites) if sites is not None else None, *([ctx.keys[split_ref.stage]] if split_ref is not None else []),
+             [(n, by[n].op, by[n].params, ctx.keys.get(n)) for n in stage.extra.get("image_fits", [])])
     cached = ctx.cache.get(ck)
     if cached is not None:
         mbytes, pbytes, metrics, model_bytes, card_bytes = cached
@@ -407,9 +424,13 @@ def run_evaluate(stage, ctx):
                             cohort_df.attrs.get("radlang", {}).get("classes"), patients, rule, tcv)
     if errs:
         raise RunError(errs)
-    fold_jobs = [{"build": build, "X": X, "y": y, "train": tr, "test": te, "outcome": outcome, "rule": rule,
+    # image stages fit on data (Nyúl landmarks) are refit in each training fold: each fold's features come from images
+    # prepared with what its training cases alone taught them
+    images = stage.extra.get("image_fits", [])
+    fold_X = [_fold_input(ctx, stage, graph, cohort_name, cohort_df, data, X, tr) for _, _, tr, _ in splits] if images else None
+    fold_jobs = [{"build": build, "X": fold_X[i] if fold_X else X, "y": y, "train": tr, "test": te, "outcome": outcome, "rule": rule,
                   "search": bool(mparams.get("search")), "patients": patients, "threshold_cv": tcv, "seed": stage.seed}
-                 for _, _, tr, te in splits]
+                 for i, (_, _, tr, te) in enumerate(splits)]
     # the final model: fit on every training case and applied to the external cohort if any; it runs with the folds (in
     # a worker when they go to the pool) and comes back saved, as skops bytes
     Xall, yall = (pd.concat([X, Xe]), np.concatenate([y, ye])) if Xe is not None else (X, y)
@@ -458,6 +479,8 @@ def run_evaluate(stage, ctx):
                **({"shared_split": split_ref.stage} if split_ref is not None else {})},
         "seed": stage.seed,
     }
+    if images:
+        metrics["image_fits"] = images
     if outcome in ("binary", "multiclass"):
         vals, counts = np.unique(y_strat, return_counts=True)
         metrics["outcome_counts"] = {str(int(v)): int(c) for v, c in zip(vals, counts)}

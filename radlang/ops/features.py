@@ -774,7 +774,10 @@ def pyradiomics_on_cohort(ctx, stage, cohort_df, perturb=None):
     `cohort_df` (any cohort table with the same columns), using the cache. `perturb` is None or
     {"kind": "erode"|"dilate", "radius": int} or {"kind": "noise", "sigma": float, "seed": int}.
     Returns the features table (indexed by case_id, PyRadiomics column names); excluded cases (on_error: skip)
-    are listed in ctx.excluded."""
+    are listed in ctx.excluded. Image stages between the cohort and `stage` (preprocessing) are applied first."""
+    from radlang.backends.glue import upstream_on_cohort
+
+    cohort_df = upstream_on_cohort(ctx, stage.inputs["image"].stage, cohort_df)
     feats, _, excluded, _ = _extract(ctx, stage, cohort_df, perturb)
     for e in excluded:
         ctx.excluded.append({"stage": stage.name, **e})
@@ -848,6 +851,12 @@ def run_pyradiomics(stage, ctx):
     return feats
 
 
+def resampled_twice(types, image_type, settings):
+    """E327 for a feature stage (radlang/ops/preprocess.py): its image comes out of a `resample` stage and it resamples again (`resample`)."""
+    head = types.get(image_type.detail.split(".")[0]) if image_type is not None else None
+    return head is not None and head.detail.startswith("resample of ") and settings.resample is not None
+
+
 def _features_type(ctx) -> RType:
     img, msk = ctx.inputs.get("image"), ctx.inputs.get("mask")
     s = ctx.settings
@@ -858,8 +867,9 @@ def _features_type(ctx) -> RType:
         ctx.error("E306", "a segment stage's mask marks its ROI with 1; set `label` on the `mask` segment stage instead", setting="label")
     if s.force2d is not True and s.classes is not None and any(c.name == "shape2D" for c in s.classes):
         ctx.error("E306", "`shape2D` needs `force2d: true` (or 2D images)", setting="classes")
-    if s.interpolator is not None and s.resample is None and s.params is None:
-        pass
+    if resampled_twice(ctx.types, img, s):
+        ctx.error("E327", f"`{img.detail}` is already resampled by a `resample` stage, and `resample` here resamples it again",
+                  setting="resample", hint="resample once: drop this `resample` (or the `resample` stage)")
     return RType("Features", cohort=img.cohort if img else None, outcome=None, dims=img.dims if img else None, detail="pyradiomics")
 
 

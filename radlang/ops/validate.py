@@ -227,6 +227,10 @@ def _evaluate_plan(stage, memory, study=None):
         pre = [] if mp.get("impute", "none") == "none" else ["impute"]     # network and late-fusion models have no such steps
         post = [] if mp.get("scale", "none") == "none" else ["scale"]
         thr = " -> threshold" if stage.type.outcome == "binary" else ""
+        images = stage.extra.get("image_fits", [])
+        if images:
+            lines.append(("info", (f"image stages refit in each training fold: {', '.join(f'{n} ({by[n].op})' for n in images)}; "
+                                   f"{', '.join(refit.sources)} extracted again per fold")))
         lines.append(("info", f"fold input: the columns of {', '.join(refit.sources)}"))
         lines.append(("info", "refit in each training fold: " + " -> ".join(pre + steps[:-1] + post + steps[-1:]) + thr))
         if len(refit.sources) > 1 or any(by[n].fit == "none" for n in refit.nodes):

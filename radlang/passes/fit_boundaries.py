@@ -5,11 +5,14 @@ fit (on outcomes or data statistics) or combines the output of a fitted stage (a
 with a clinical one, say). Where the walk reaches a feature table that nothing fitted feeds (PyRadiomics
 features, a cohort's clinical columns, a join of those), it stops: that table is a source, computed before
 the folds, and its columns are the folds' input. Branches (a table selected two ways and joined again) and
-several sources are part of the graph. A fitted stage outside it (a trained network whose masks feed the
-features) is fit once; the design check (E504) makes sure it was not fit on the cohort being validated.
+several sources are part of the graph. A fitted image preprocessing stage on the image chain of a source (`nyul`)
+is refit in every training fold too (`image_fits`: the source tables are then extracted per fold). Any other fitted
+stage outside the graph (a trained network whose masks feed the features) is fit once; the design check (E504) makes
+sure it was not fit on the cohort being validated.
 
 Each stage in a refit graph records the validation in `fit_within`; `study.refit` holds the graphs, and each
-validation stage carries its own as plain data (`extra["refit"]`: what the executor and the rendered script read).
+validation stage carries its own as plain data (`extra["refit"]`, and `extra["image_fits"]`: what the executor and the
+rendered script read).
 A refit stage whose operator declares that it uses the held-out cases' features (`transductive`, e.g. ComBat estimating
 a site unseen in training) is named, with its sentence, in the validation's `extra["transductive"]`."""
 
@@ -52,6 +55,26 @@ def refit_graph(validation, model, by) -> RefitGraph:
                       edges=tuple(sorted(edges)))
 
 
+def image_fits(validation, refit: RefitGraph, by) -> list[str]:
+    """The stages fit on data statistics that make the validated cohort's images, case by case, on the image chain of
+    a source feature table (a fitted image preprocessing stage such as `nyul`: its value is a cohort, and its
+    operator's `on_cohort` fits it on the cases a table names in `attrs["radlang"]["fit_cases"]`). A cross-validation
+    refits them inside every training fold and extracts the source tables per fold; with `cv: none` nothing of the
+    cohort is held out, and they are fit once on every training case."""
+    if (validation.params.get("cv") or {}).get("kind") in (None, "none"):
+        return []
+    out = []
+    for src in refit.sources:
+        ref = by[src].inputs.get("image")
+        while ref is not None and ref.stage in by and by[ref.stage].kind != "cohort":
+            up = by[ref.stage]
+            if (up.fit != "none" and up.type.kind == "Cohort" and up.type.cohort == validation.type.cohort
+                    and registry.get(up.op).on_cohort is not None and up.name not in out):
+                out.append(up.name)
+            ref = up.inputs.get("image")
+    return sorted(out)
+
+
 def validated_model(stage) -> str | None:
     """The model a validation stage validates: the stage on its input port that takes a `Model`. A model stage's own
     model inputs (late fusion's branches) are not validated by it."""
@@ -82,7 +105,10 @@ def fit_boundaries(study):
                 held_out[n] = sentence
         if held_out:
             v.extra["transductive"] = held_out
-        for n in g.nodes:
+        images = image_fits(v, g, by)
+        if images:
+            v.extra["image_fits"] = images
+        for n in (*g.nodes, *images):
             s = by[n]
             if v.name not in s.fit_within:
                 s.fit_within = tuple(sorted(s.fit_within + (v.name,)))
