@@ -72,6 +72,17 @@ def write_stage_table(ctx, name: str, value) -> None:
     atomic_write_text(out / "tables" / f"{name}.csv", text)
 
 
+def out_relative(path, out) -> str:
+    """A path inside the out folder as `<out>/<relative path>` (the same text wherever the folder lies); any other
+    path as given."""
+    from pathlib import Path
+
+    try:
+        return "<out>/" + Path(path).resolve().relative_to(Path(out).resolve()).as_posix()
+    except ValueError:
+        return str(path)
+
+
 def write_artefact_manifest(ctx, spec_sha256: str) -> None:
     import hashlib
     import json
@@ -92,13 +103,6 @@ def write_artefact_manifest(ctx, spec_sha256: str) -> None:
             artefacts.append({"path": rel, "stage": artefact_stage(rel, names), "type": artefact_type(rel),
                               "sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)})
 
-    def where(path):
-        p = Path(path)
-        try:
-            return "<out>/" + p.resolve().relative_to(out.resolve()).as_posix()
-        except ValueError:
-            return str(path)
-
     manifest = {
         "study": study.title,
         "spec_sha256": spec_sha256,
@@ -107,7 +111,7 @@ def write_artefact_manifest(ctx, spec_sha256: str) -> None:
                     "inputs": {port: str(ref) for port, ref in sorted(s.inputs.items())}, "fit": s.fit, "fit_within": list(s.fit_within),
                     **({"refit": s.extra["refit"]} if "refit" in s.extra else {}),
                     **({"transductive": s.extra["transductive"]} if "transductive" in s.extra else {})} for s in study.stages],
-        "inputs": dict(sorted((where(k), v) for k, v in ctx.inputs.items())),
+        "inputs": dict(sorted((out_relative(k, out), v) for k, v in ctx.inputs.items())),
         "artefacts": artefacts,
     }
     atomic_write_text(out / "manifest.json", json.dumps(manifest, indent=2, sort_keys=True, default=str) + "\n")
