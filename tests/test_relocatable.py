@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.cli_runner import run_cli
+from cli_runner import run_cli
 
 SPEC = """study "relocatable" {
   seed: 3

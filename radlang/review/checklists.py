@@ -81,12 +81,16 @@ def exclusions(f):
 
 
 def preprocessing(f):
-    ev = [_stage(s, ", ".join(f"{k}: {s['params'][k]}" for k in ("bin_width", "bin_count", "resample", "normalize")
-                              if s["params"].get(k) is not None) or "PyRadiomics defaults")
-          for s in f.of("features", ops=("pyradiomics",))]
+    ev = image_preprocessing(f)[1]
     ev += [_stage(s, f"impute: {s['params'].get('impute', 'median')}, scale: {s['params'].get('scale', 'standard')}, fit inside the training folds")
            for s in f.of("model")]
     return _first(ev)
+
+
+def image_preprocessing(f):
+    return _first([_stage(s, ", ".join(f"{k}: {s['params'][k]}" for k in ("bin_width", "bin_count", "resample", "normalize")
+                                       if s["params"].get(k) is not None) or "PyRadiomics defaults")
+                   for s in f.of("features", ops=("pyradiomics",))], "na")
 
 
 def outcome(f):
@@ -118,7 +122,7 @@ def missing_data(f):
 
 def analysis(f):
     return _first([_stage(s, "every fitted stage refit inside each training fold: " + " -> ".join(s.get("refit", {}).get("nodes", [])))
-                   for s in f.evaluations()])
+                   for s in f.evaluations()] + [_stage(s, "the network, its loss, optimiser and schedule") for s in f.of("train")])
 
 
 def class_imbalance(f):
@@ -177,7 +181,9 @@ def metrics(f):
 
 def partitioning(f):
     return _first([_stage(s, f"{s['params']['cv'].get('kind')}, grouped by patient: a patient's cases never straddle a split")
-                   for s in f.evaluations() if s["params"]["cv"].get("kind") != "none"])
+                   for s in f.evaluations() if s["params"]["cv"].get("kind") != "none"]
+                  + [_stage(s, f"scored on `{s['inputs'].get('cohort')}`, a cohort the network never trained on")
+                     for s in f.of("validate", ops=("segmentation_metrics",))])
 
 
 def internal_test(f):
@@ -225,8 +231,15 @@ def multicenter(f):
     return _first(ev)
 
 
+def _segmented(f):
+    """The study segments: a `segment` stage, or features computed inside the masks a cohort gives."""
+    return f.of("segment") or [s for s in f.of("features") if str(s["inputs"].get("mask", "")).endswith(".mask")]
+
+
 def segmentation(f):
-    return _first([_stage(s, "the region of interest") for s in f.of("segment")], "na")
+    if not _segmented(f):
+        return "na", []
+    return _first([_stage(s, "the region of interest") for s in f.of("segment")])
 
 
 def auto_segmentation_evaluated(f):
@@ -236,7 +249,7 @@ def auto_segmentation_evaluated(f):
 
 
 def test_masks(f):
-    if not f.of("segment"):
+    if not _segmented(f):
         return "na", []
     return _first([_stage(s, "masks of every case from one automated tool") for s in f.of("segment") if s["op"] != "mask"])
 
@@ -249,15 +262,23 @@ def extraction_parameters(f):
     return _first([_stage(s, "every extraction setting is in the spec") for s in f.of("features", ops=("pyradiomics",))], "na")
 
 
-def robust_features(f):
+def variability(f):
     return _first([_stage(s, "features kept by their reproducibility under perturbation") for s in f.of("select", ops=("icc",))])
 
 
+def robust_features(f):
+    return variability(f) if f.of("features") else ("na", [])
+
+
 def redundant_features(f):
+    if not f.of("features"):
+        return "na", []
     return _first([_stage(s, "correlated features removed") for s in f.of("select", ops=("correlation",))])
 
 
 def dimensionality(f):
+    if not f.of("features"):
+        return "na", []
     low = [w for w in f.run.get("warnings", []) if "events per variable" in w]
     if low:
         return "author", [_file("run.json", low[0])]
@@ -274,6 +295,7 @@ def confounders(f):
 
 def uniparametric(f):
     one = [_stage(s, "one image per case") for s in f.of("features", ops=("pyradiomics",)) if "," not in str(s["inputs"].get("image", ""))]
+    one += [_stage(s, "one input channel") for s in f.of("network") if int(s["params"].get("in_channels") or 0) == 1]
     return _first(one, "na")
 
 
@@ -287,11 +309,11 @@ def data_availability(f):
 
 
 RULES = {fn.__name__: fn for fn in (
-    data_source, eligibility, exclusions, preprocessing, outcome, predictors, sample_size, counts, missing_data, analysis,
+    data_source, eligibility, exclusions, preprocessing, image_preprocessing, outcome, predictors, sample_size, counts, missing_data, analysis,
     class_imbalance, model_output, training_vs_evaluation, code_availability, flow, model_availability, uncertainty,
     calibration, metrics, partitioning, internal_test, external_test, software_versions, initialisation, hyperparameters,
     final_model, ensembling, explainability, multicenter, segmentation, auto_segmentation_evaluated, test_masks,
-    feature_software, extraction_parameters, robust_features, redundant_features, dimensionality, deep_robustness,
+    feature_software, extraction_parameters, variability, robust_features, redundant_features, dimensionality, deep_robustness,
     confounders, uniparametric, comparison, data_availability)}
 
 
