@@ -20,6 +20,9 @@ The explainer is named, never chosen automatically, and its budget is bounded by
   verified on the training cases.
 
 The background is `background` training cases drawn with the stage's seed (default: every training case).
+With `per_fold: true`, each training fold's model is refit as the validation fit it and explained on its held-out
+cases, with its background and hierarchy from that fold's training cases only (shap_folds.csv, long format:
+repeat, fold, case, feature, value; shap.json's `folds`: mean |SHAP| and in how many folds each feature was kept).
 Grouped values sum the members of a group (`group_by`): `family` (the PyRadiomics feature class: firstorder,
 glcm, ...), `filter` (original, wavelet, log, ...) or `image_type` (wavelet-LLH, log-sigma-2-0-mm-3D, ...),
 from PyRadiomics names `<image type>_<class>_<feature>`; other columns (clinical ones) form the group `other`.
@@ -189,6 +192,7 @@ class ShapSettings(Settings):
     background: int | None = Field(None, ge=1, description="background cases drawn from the training cases with the stage's seed (default: all)")
     cases: int | None = Field(None, ge=1, description="explain only the first N training cases (default: all)")
     output: Literal["probability", "log_odds"] = Field("probability", description="binary outcomes: the probability or the logistic margin")
+    per_fold: bool = Field(False, description="also explain each training fold's model (refit) on its held-out cases: shap_folds.csv")
     group_by: list[Literal["family", "filter", "image_type"]] = Field(
         default_factory=lambda: ["family", "filter"], description="groupings whose values sum their members' (PyRadiomics names)")
 
@@ -230,9 +234,59 @@ def _kept_columns(pipe, X, fill):
     return kept if np.allclose(fill(X), fill(shifted), rtol=0, atol=1e-12) else list(X.columns)
 
 
+def _explain(stage, pipe, X, explain, outcome, what):
+    """SHAP values of one fitted pipeline: trained on the rows of X (which give the background and the Partition
+    hierarchy), explained at the rows of the table `explain`. `what` names the model in diagnostics ("the final model of `v`",
+    "the model of fold 2 of repeat 1 of `v`"). Returns (kept columns, values, base values, outputs, background size)."""
+    import numpy as np
+    import pandas as pd
+
+    from radlang.backends.executor import RunError
+    from radlang.diagnostics import Diagnostic
+
+    p = stage.params
+    pipe = getattr(pipe, "best_estimator_", pipe)
+    if outcome == "binary":
+        predict = (lambda D: pipe.decision_function(D)) if p["output"] == "log_odds" else (lambda D: pipe.predict_proba(D)[:, 1])
+    else:
+        predict = pipe.predict
+    medians = X.median()
+
+    def full(Z, cols):
+        D = pd.DataFrame(np.broadcast_to(medians.to_numpy(), (len(Z), X.shape[1])).copy(), columns=X.columns)
+        D[cols] = np.asarray(Z, dtype=float)
+        return D
+
+    kept = _kept_columns(pipe, X, predict)
+    f = (lambda Z: predict(full(Z, kept))) if len(kept) < X.shape[1] else (lambda Z: predict(pd.DataFrame(np.asarray(Z, dtype=float), columns=X.columns)))
+    train = X[kept].to_numpy()
+    n_bg = p.get("background")
+    if n_bg is not None and n_bg > len(train):
+        raise RunError([Diagnostic("E526", f"`{stage.name}`: a background of {n_bg} cases, but {what} was trained on {len(train)} cases",
+                                   stage.span, hint=f"set `background` to at most {len(train)}, or leave it out to use every training case")])
+    rng = np.random.default_rng(int(stage.seed))
+    bg = train if n_bg is None or n_bg == len(train) else train[np.sort(rng.choice(len(train), int(n_bg), replace=False))]
+    k, ex, budget = len(kept), p["explainer"], int(p["max_evals"])
+    if ex == "exact" and k > EXACT_MAX_FEATURES:
+        raise RunError([Diagnostic("E527", f"`{stage.name}`: the exact explainer needs 2^{k} model evaluations per case for the {k} "
+                                   f"features of {what}", stage.span, hint="use `explainer: partition`")])
+    if ex == "permutation" and budget < 2 * k + 1:
+        raise RunError([Diagnostic("E527", f"`{stage.name}`: the permutation explainer needs `max_evals` >= {2 * k + 1} "
+                                   f"(2 x {k} features of {what} + 1), not {budget}", stage.span, hint=f"set `max_evals: {2 * k + 1}` or more")])
+    if ex == "linear":
+        coef, b = linear_coefficients(f, train.mean(axis=0))
+        err = float(np.max(np.abs(train @ coef + b - np.asarray(f(train), dtype=float))))
+        if not err <= 1e-8 * max(1.0, float(np.max(np.abs(f(train))))):
+            raise RunError([Diagnostic("E528", f"`{stage.name}`: {what} (output {p['output']}) is not linear in its features "
+                                       f"(off by up to {err:.3g})", stage.span,
+                                       hint="use `explainer: partition`; `linear` fits a logistic margin (`output: log_odds`) or a Cox risk")])
+    values, base, fx = shap_explain(f, explain[kept].to_numpy(), bg, train, ex, budget, stage.seed)
+    return kept, values, base, fx, len(bg)
+
+
 def run_shap(stage, ctx):
-    """SHAP values of the final model of the validation stage on its training cases, grouped, plotted and written
-    under <out>/explain/<stage>/."""
+    """SHAP values of the final model of the validation stage on its training cases (and, with `per_fold`, of each
+    training fold's model on its held-out cases), grouped, plotted and written under <out>/explain/<stage>/."""
     import json
 
     import numpy as np
@@ -241,8 +295,8 @@ def run_shap(stage, ctx):
     from radlang.backends.cache import atomic_write_bytes, atomic_write_text
     from radlang.backends.executor import RunError
     from radlang.backends.refit import assemble
-    from radlang.diagnostics import Diagnostic
     from radlang.ops.clinical_metrics import evaluation_csv
+    from radlang.ops.fold_engine import run_fold
     from radlang.predict import PredictError, load_card, load_model
 
     p = stage.params
@@ -257,44 +311,9 @@ def run_shap(stage, ctx):
     X.index = X.index.astype(str)
     ids = [c for c in cohort_df["case_id"].astype(str) if c in X.index]
     X = X.loc[ids, card["columns"]].astype(float)
-    outcome = card["outcome"]
-    if outcome == "binary":
-        predict = (lambda D: pipe.decision_function(D)) if p["output"] == "log_odds" else (lambda D: pipe.predict_proba(D)[:, 1])
-    else:
-        predict = pipe.predict
-    medians = X.median()
-
-    def full(Z, cols):
-        D = pd.DataFrame(np.broadcast_to(medians.to_numpy(), (len(Z), X.shape[1])).copy(), columns=X.columns)
-        D[cols] = np.asarray(Z, dtype=float)
-        return D
-
-    kept = _kept_columns(pipe, X, lambda D: predict(D))
-    f = (lambda Z: predict(full(Z, kept))) if len(kept) < X.shape[1] else (lambda Z: predict(pd.DataFrame(np.asarray(Z, dtype=float), columns=X.columns)))
-    train = X[kept].to_numpy()
-    n_bg = p.get("background")
-    if n_bg is not None and n_bg > len(train):
-        raise RunError([Diagnostic("E526", f"`{stage.name}`: a background of {n_bg} cases, but the final model of `{v.name}` was "
-                                   f"trained on {len(train)} cases of `{card['cohort']}`", stage.span,
-                                   hint=f"set `background` to at most {len(train)}, or leave it out to use every training case")])
-    rng = np.random.default_rng(int(stage.seed))
-    bg = train if n_bg is None or n_bg == len(train) else train[np.sort(rng.choice(len(train), int(n_bg), replace=False))]
-    k, ex, budget = len(kept), p["explainer"], int(p["max_evals"])
-    if ex == "exact" and k > EXACT_MAX_FEATURES:
-        raise RunError([Diagnostic("E527", f"`{stage.name}`: the exact explainer needs 2^{k} model evaluations per case for the {k} "
-                                   f"features of `{v.name}`'s final model", stage.span, hint="use `explainer: partition`")])
-    if ex == "permutation" and budget < 2 * k + 1:
-        raise RunError([Diagnostic("E527", f"`{stage.name}`: the permutation explainer needs `max_evals` >= {2 * k + 1} "
-                                   f"(2 x {k} features + 1), not {budget}", stage.span, hint=f"set `max_evals: {2 * k + 1}` or more")])
-    if ex == "linear":
-        coef, b = linear_coefficients(f, train.mean(axis=0))
-        err = float(np.max(np.abs(train @ coef + b - np.asarray(f(train), dtype=float))))
-        if not err <= 1e-8 * max(1.0, float(np.max(np.abs(f(train))))):
-            raise RunError([Diagnostic("E528", f"`{stage.name}`: the final model of `{v.name}` ({card['operator']}, output "
-                                       f"{p['output']}) is not linear in its features (off by up to {err:.3g})", stage.span,
-                                       hint="use `explainer: partition`; `linear` fits a logistic margin (`output: log_odds`) or a Cox risk")])
+    outcome, ex = card["outcome"], p["explainer"]
     rows = X.index if not p.get("cases") else X.index[:int(p["cases"])]
-    values, base, fx = shap_explain(f, X.loc[rows, kept].to_numpy(), bg, train, ex, budget, stage.seed)
+    kept, values, base, fx, n_bg = _explain(stage, pipe, X, X.loc[rows], outcome, f"the final model of `{v.name}`")
 
     folder = ctx.out / "explain" / stage.name
     table = pd.DataFrame({"case_id": list(rows), "base_value": base, "output": fx})
@@ -302,8 +321,9 @@ def run_shap(stage, ctx):
     title = f"{stage.name}: SHAP ({ex}) of the final model of {v.name}, {len(rows)} training cases"
     plots = shap_plots(values, X.loc[rows, kept].to_numpy(), kept, base, title, stage.seed)
     summary = {"stage": stage.name, "validation": v.name, "model": card["operator"], "cohort": card["cohort"], "explainer": ex,
-               "max_evals": budget if ex != "linear" else None, "background": len(bg), "cases": len(rows), "output": p["output"] if outcome == "binary" else "prediction",
-               "features": kept, "clustering": "complete linkage on 1 - |Pearson r|, training cases" if ex == "partition" else None,
+               "max_evals": int(p["max_evals"]) if ex != "linear" else None, "background": n_bg, "cases": len(rows),
+               "output": p["output"] if outcome == "binary" else "prediction", "features": kept,
+               "clustering": "complete linkage on 1 - |Pearson r|, training cases" if ex == "partition" else None,
                "mean_abs": dict(zip(kept, np.abs(values).mean(axis=0).tolist())),
                "efficiency_max_error": float(np.max(np.abs(values.sum(axis=1) + base - fx))) if len(rows) else 0.0, "groups": {}}
     for by in p["group_by"]:
@@ -314,6 +334,26 @@ def run_shap(stage, ctx):
         summary["groups"][by] = {"members": groups, "mean_abs": dict(zip(groups, np.abs(gv).mean(axis=0).tolist()))}
         for name, png in shap_plots(gv, None, list(groups), base, f"{title}, by {by}", stage.seed).items():
             plots[name.replace(".png", f"_{by}.png")] = png
+    if p["per_fold"]:
+        long, errors = [], []
+        for rep, fold, job in ctx.results[v.name]["folds"]():
+            # the fold's pipeline, refit on its training rows and loaded as the final model is (skops, trusted types only)
+            model = load_model(run_fold({**job, "rule": None, "save_model": True})["model_bytes"], v)
+            Xf = job["X"].iloc[job["train"]]
+            test_ids = list(job["X"].index[job["test"]])
+            what = f"the model of fold {fold + 1} of repeat {rep + 1} of `{v.name}`"
+            k_f, v_f, b_f, fx_f, _ = _explain(stage, model, Xf, job["X"].iloc[job["test"]], outcome, what)
+            errors.append(float(np.max(np.abs(v_f.sum(axis=1) + b_f - fx_f))) if len(test_ids) else 0.0)
+            for i, cid in enumerate(test_ids):
+                long += [{"repeat": rep, "fold": fold, "case_id": cid, "feature": c, "value": float(v_f[i, j]), "base_value": float(b_f[i]),
+                          "output": float(fx_f[i])} for j, c in enumerate(k_f)]
+        per = pd.DataFrame(long, columns=["repeat", "fold", "case_id", "feature", "value", "base_value", "output"])
+        atomic_write_bytes(folder / "shap_folds.csv", evaluation_csv(per))
+        explained = per.groupby(["repeat", "fold", "case_id"]).ngroups          # held-out cases, over every repeat
+        summary["folds"] = {"folds": len(errors), "efficiency_max_error": max(errors, default=0.0),
+                            # a feature a fold's model does not keep has no effect there: it counts as 0 in the mean
+                            "mean_abs": (per["value"].abs().groupby(per["feature"]).sum() / max(explained, 1)).to_dict(),
+                            "kept_in": per.drop_duplicates(["repeat", "fold", "feature"]).groupby("feature").size().to_dict()}
     for name, png in sorted(plots.items()):
         atomic_write_bytes(folder / name, png)
     atomic_write_text(folder / "shap.json", json.dumps(summary, indent=2, sort_keys=True) + "\n")
@@ -331,5 +371,5 @@ register(Operator(
          "explainer (partition over a feature clustering of the training cases, permutation, exact, linear) with bounded "
          "`max_evals`; values grouped by PyRadiomics feature family, filter or image type; CSV, JSON and beeswarm / bar PNGs "
          "under <out>/explain/<stage>/."),
-    examples=("explain why = shap(v) { explainer: partition, max_evals: 200, group_by: [family, filter] }",),
+    examples=("explain why = shap(v) { explainer: partition, max_evals: 200, per_fold: true, group_by: [family, filter] }",),
 ))

@@ -180,3 +180,21 @@ explain why = shap(v) { output: log_odds }
 """
     assert codes(src) == ["E331"]
     compile_ok(src.replace("{ output: log_odds }", "{ explainer: linear }"), "<test>")
+
+
+def test_per_fold_explains_each_fold_model_on_its_held_out_cases(tmp_path):
+    src = _spec(tmp_path, "explainer: linear, output: log_odds, per_fold: true, group_by: []", n=30)
+    run_spec(src, tmp_path / "s.rad", tmp_path / "out")
+    folder = tmp_path / "out" / "explain" / "why"
+    per = pd.read_csv(folder / "shap_folds.csv", dtype={"case_id": str})
+    assert sorted(set(zip(per["repeat"], per["fold"]))) == [(0, 0), (0, 1), (0, 2)]
+    cases = per.drop_duplicates(["repeat", "fold", "case_id"])
+    assert len(cases) == 30 and cases["case_id"].is_unique                  # every case explained once, by the fold that held it out
+    sums = per.groupby(["repeat", "fold", "case_id"]).agg(value=("value", "sum"), base=("base_value", "first"), out=("output", "first"))
+    np.testing.assert_allclose(sums["value"], sums["out"] - sums["base"], atol=1e-6)
+    summary = json.loads((folder / "shap.json").read_text())["folds"]
+    assert summary["folds"] == 3 and summary["kept_in"] == {f"f{j:04d}": 3 for j in range(4)}
+    # held-out predictions: the fold models' outputs are the evaluation's out-of-fold log-odds
+    preds = pd.read_csv(tmp_path / "out" / "predictions" / "v.csv", dtype={"case_id": str}).set_index("case_id")
+    logit = np.log(preds["probability"] / (1 - preds["probability"]))
+    np.testing.assert_allclose(sums.reset_index().set_index("case_id")["out"].sort_index(), logit.sort_index(), atol=1e-8)
