@@ -67,6 +67,9 @@ def test_report_holds_every_section_and_embeds_its_images(run_out):
     assert re.search(r'<a href="#L10">spec line 10</a> `validate v = evaluate\(...\)`', html)
     assert re.search(r"AUC \[CI\].*?\d\.\d{3} \[\d\.\d{3}, \d\.\d{3}\]", html, re.S)
     assert "METRICS score" in html
+    # the SHAP panel: the explanation's settings and its largest mean |SHAP| features and families, from shap.json
+    assert "<h3>explain/why/shap.json</h3>" in html and "exact explainer, 12 cases, background 6" in html
+    assert re.search(r"<th>by family</th><th>mean \|SHAP\|</th>.*?<td>firstorder</td><td>\d\.\d{4}</td>", html, re.S)
 
 
 def test_relocated_report_is_the_same(run_out, tmp_path):

@@ -257,6 +257,22 @@ def metrics_table(name, m) -> str:
     return f"<table>{head}{''.join(rows)}</table>"
 
 
+def shap_table(summary, path, top=10) -> str:
+    """The largest mean |SHAP| features (and groups) of an explanation, from its shap.json."""
+    def ranked(d):
+        return sorted(d.items(), key=lambda kv: (-kv[1], kv[0]))[:top]
+
+    cols = [("feature", summary.get("mean_abs") or {})] + [(f"by {by}", g.get("mean_abs") or {}) for by, g in sorted((summary.get("groups") or {}).items())]
+    head = "".join(f"<th>{escape(n)}</th><th>mean |SHAP|</th>" for n, _ in cols)
+    ranks = [ranked(d) for _, d in cols]
+    rows = ["<tr>" + "".join(f"<td>{escape(r[i][0])}</td><td>{r[i][1]:.4f}</td>" if i < len(r) else "<td></td><td></td>" for r in ranks) + "</tr>"
+            for i in range(max(map(len, ranks), default=0))]
+    what = (f"{escape(str(summary.get('explainer')))} explainer, {summary.get('cases')} cases, background {summary.get('background')}, "
+            f"max_evals {summary.get('max_evals')}, output {escape(str(summary.get('output')))}; largest efficiency error "
+            f"{summary.get('efficiency_max_error', 0):.2g}")
+    return f"<h3>{escape(path)}</h3><p class=\"muted\">{what}</p><table><tr>{head}</tr>{''.join(rows)}</table>"
+
+
 def _evidence_html(ev, lines) -> str:
     out = []
     for e in ev:
@@ -306,6 +322,9 @@ def build_report(out) -> str:
     h.append('<h2 id="plots">Plots</h2><div class="plots">')
     h += [_img(r["out"] / p, p) for p in r["files"] if p.startswith("plots/") and p.endswith(".png")]
     h.append('</div><h2 id="explanations">Explanations (SHAP, Grad-CAM)</h2><div class="plots">')
+    for p in r["files"]:
+        if p.startswith("explain/") and p.endswith("/shap.json"):
+            h.append(shap_table(_read_json(r["out"] / p) or {}, p))
     expl = [p for p in r["files"] if p.startswith("explain/") and p.endswith(".png")]
     h += [_img(r["out"] / p, p) for p in expl] or ['<p class="muted">The study has no explanation stage.</p>']
     h.append('</div><h2 id="warnings">Warnings</h2>')
