@@ -39,7 +39,7 @@ def main():
     X = np.repeat(families, a.features // 5 + 1, axis=1)[:, :a.features] + 0.3 * rng.normal(size=(n, a.features))
     y = (X[:, 0] - X[:, 7] + 0.5 * rng.normal(size=n) > 0).astype(int)
     pipe = make_pipeline(StandardScaler(), LogisticRegression()).fit(X, y)
-    f = lambda Z: pipe.predict_proba(Z)[:, 1]   # noqa: E731
+    f = lambda Z: pipe.predict_proba(Z)[:, 1]
     bg, cases = X[:a.background], X[:a.cases]
 
     def direct():

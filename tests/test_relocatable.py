@@ -5,10 +5,7 @@ explanation of it, and a network training (its checkpoint path)."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
-
 from cli_runner import run_cli
 
 SPEC = """study "relocatable" {

@@ -14,7 +14,6 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
 from cli_runner import run_cli
 
 SPEC = """study "Report: tiny phantom study" {
@@ -65,11 +64,11 @@ def test_report_holds_every_section_and_embeds_its_images(run_out):
     # the spec, line by line, and a checklist item linked to the line of the stage that satisfies it
     assert '<div id="L8"><a href="#L8">8</a>select sig = lasso' in html
     assert re.search(r'<a href="#L10">spec line 10</a> `validate v = evaluate\(...\)`', html)
-    assert re.search(r"AUC \[CI\].*?\d\.\d{3} \[\d\.\d{3}, \d\.\d{3}\]", html, re.S)
+    assert re.search(r"AUC \[CI\].*?\d\.\d{3} \[\d\.\d{3}, \d\.\d{3}\]", html, re.DOTALL)
     assert "METRICS score" in html
     # the SHAP panel: the explanation's settings and its largest mean |SHAP| features and families, from shap.json
     assert "<h3>explain/why/shap.json</h3>" in html and "exact explainer, 12 cases, background 6" in html
-    assert re.search(r"<th>by family</th><th>mean \|SHAP\|</th>.*?<td>firstorder</td><td>\d\.\d{4}</td>", html, re.S)
+    assert re.search(r"<th>by family</th><th>mean \|SHAP\|</th>.*?<td>firstorder</td><td>\d\.\d{4}</td>", html, re.DOTALL)
 
 
 def test_relocated_report_is_the_same(run_out, tmp_path):
@@ -110,7 +109,7 @@ def _browse(exe, page: Path, *args):
     """(DOM text, console lines) of `page` in headless Chromium, offline."""
     proc = subprocess.run([exe, "--headless", "--no-sandbox", "--disable-gpu", "--enable-logging=stderr", "--v=0",
                            "--host-resolver-rules=MAP * ~NOTFOUND", *args, page.as_uri()],
-                          capture_output=True, text=True, timeout=120)
+                          capture_output=True, text=True, timeout=120, check=False)
     console = [line for line in proc.stderr.splitlines() if ":CONSOLE" in line]
     return proc.stdout, console
 

@@ -297,8 +297,8 @@ def build_report(out) -> str:
     title = escape(man.get("study") or "radlang study")
     h = [f"<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{title}</title><style>{CSS}</style></head><body>",
          f"<h1 id=\"title\">{title}</h1>",
-         '<nav><a href="#spec">spec</a><a href="#flow">cohort flow</a><a href="#graph">stage graph</a><a href="#metrics">metrics</a>'
-         '<a href="#plots">plots</a><a href="#explanations">explanations</a><a href="#warnings">warnings</a><a href="#checklists">checklists</a></nav>']
+         ('<nav><a href="#spec">spec</a><a href="#flow">cohort flow</a><a href="#graph">stage graph</a><a href="#metrics">metrics</a>'
+          '<a href="#plots">plots</a><a href="#explanations">explanations</a><a href="#warnings">warnings</a><a href="#checklists">checklists</a></nav>')]
     vers = ", ".join(f"{k} {v}" for k, v in sorted((run.get("versions") or {}).items()))
     h.append(f'<h2 id="spec">Spec and provenance</h2><table><tr><th>spec</th><td><code>{escape(Path(str(run.get("spec", {}).get("file", ""))).name)}</code>'
              f' sha256 <code>{escape(man.get("spec_sha256", ""))}</code></td></tr><tr><th>seed</th><td>{_fmt(man.get("seed"))}</td></tr>'

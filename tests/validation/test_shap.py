@@ -14,9 +14,9 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+from _validation_util import codes, compile_ok, run_error_codes, run_spec, write_table
 
 from radlang.ops.explain_shap import feature_clustering, feature_groups, grouped_values, linear_coefficients, shap_explain
-from _validation_util import codes, compile_ok, run_error_codes, run_spec, write_table
 
 shap = pytest.importorskip("shap")
 
@@ -56,7 +56,7 @@ def test_efficiency(explainer):
 def test_linear_model_with_independent_masker(explainer):
     X, y = _data(seed=1)
     pipe = _pipeline(X, y)
-    f = lambda Z: pipe.decision_function(Z)       # noqa: E731  affine in the raw features (scaling, then a linear margin)
+    f = lambda Z: pipe.decision_function(Z)
     beta = pipe[-1].coef_[0] / pipe[0].scale_
     bg = X[5:25]
     values, _, _ = shap_explain(f, X[:6], bg, X, explainer, 200, seed=3)
