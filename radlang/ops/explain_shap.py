@@ -176,8 +176,6 @@ def shap_plots(values, data, names, base, title, seed, max_display=15):
 # ----------------------------------------------------------------------------------------------
 # declaration
 
-EXPLAINERS = ("partition", "permutation", "exact", "linear")
-GROUPINGS = ("family", "filter", "image_type")
 EXACT_MAX_FEATURES = 16
 
 
@@ -215,7 +213,7 @@ def _shap_type(ctx) -> RType:
     return RType("Explanation", cohort=m.cohort, outcome=m.outcome, detail="SHAP")
 
 
-def _kept_columns(pipe, X, fill):
+def _kept_columns(pipe, X, predict):
     """The input columns the final pipeline's output depends on: those its last top-level selector kept, when
     changing every other column leaves its predictions unchanged on the training cases; else every column."""
     import numpy as np
@@ -231,7 +229,7 @@ def _kept_columns(pipe, X, fill):
     other = [c for c in X.columns if c not in kept]
     shifted = X.copy()
     shifted[other] = shifted[other].to_numpy()[::-1] * 3.0 + 1.0
-    return kept if np.allclose(fill(X), fill(shifted), rtol=0, atol=1e-12) else list(X.columns)
+    return kept if np.allclose(predict(X), predict(shifted), rtol=0, atol=1e-12) else list(X.columns)
 
 
 def _explain(stage, pipe, X, explain, outcome, what):

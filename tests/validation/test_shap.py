@@ -198,3 +198,17 @@ def test_per_fold_explains_each_fold_model_on_its_held_out_cases(tmp_path):
     preds = pd.read_csv(tmp_path / "out" / "predictions" / "v.csv", dtype={"case_id": str}).set_index("case_id")
     logit = np.log(preds["probability"] / (1 - preds["probability"]))
     np.testing.assert_allclose(sums.reset_index().set_index("case_id")["out"].sort_index(), logit.sort_index(), atol=1e-8)
+
+
+def test_explains_the_columns_the_final_selection_kept(tmp_path):
+    """After a LASSO selection the final model depends only on the kept columns: those are the features explained
+    (checked by the operator on the training cases), and their values still add up to the model's output."""
+    X, y = _data(n=40, k=6, seed=4)
+    write_table(tmp_path / "dev.csv", X, y)
+    src = SPEC.format(settings="explainer: exact, max_evals: 64").replace(
+        "model clf = logistic(f,", "select sig = lasso(f, target: dev.outcome) { cv: 3, max_features: 2 }\nmodel clf = logistic(sig,")
+    run_spec(src, tmp_path / "s.rad", tmp_path / "out")
+    summary = json.loads((tmp_path / "out" / "explain" / "why" / "shap.json").read_text())
+    final = json.loads((tmp_path / "out" / "metrics" / "v.json").read_text())["selection"]["sig"]["final"]
+    assert 1 <= len(final) <= 2 and summary["features"] == final
+    assert summary["efficiency_max_error"] < 1e-6
