@@ -185,7 +185,7 @@ def _words(v):
 
 class ShapSettings(Settings):
     explainer: Literal["partition", "permutation", "exact", "linear"] = Field(
-        "partition", description="partition (Owen values over a feature clustering of the training cases) | permutation | exact | linear")
+        "partition", description="partition (Owen values over a feature clustering of the training cases), permutation, exact or linear")
     max_evals: int = Field(500, ge=1, description="model evaluations per explained case (partition, permutation, exact)")
     background: int | None = Field(None, ge=1, description="background cases drawn from the training cases with the stage's seed (default: all)")
     cases: int | None = Field(None, ge=1, description="explain only the first N training cases (default: all)")
@@ -365,7 +365,8 @@ register(Operator(
     inputs=(Port("model", ("Evaluation", "TrainedModel"), doc="an `evaluate` stage: its final model is explained"),),
     positional=("model",), infer=_shap_type, impl=shap_explain, version="1",
     helpers=(feature_clustering, linear_coefficients, feature_groups, grouped_values, shap_plots),
-    doc=("SHAP values (shap) of a validation stage's final scikit-learn model on its training cases: an explicitly chosen "
+    doc=("SHAP values (shap) of a validation stage's final scikit-learn model on its training cases (and, with `per_fold`, of each "
+         "fold's model on its held-out cases): an explicitly chosen "
          "explainer (partition over a feature clustering of the training cases, permutation, exact, linear) with bounded "
          "`max_evals`; values grouped by PyRadiomics feature family, filter or image type; CSV, JSON and beeswarm / bar PNGs "
          "under <out>/explain/<stage>/."),
