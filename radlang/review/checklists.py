@@ -67,7 +67,39 @@ def _first(items, verdict_if_none="author"):
 
 
 def data_source(f):
-    return _first([_stage(s, "the cohort's source") for s in f.of("cohort")])
+    """Generated (phantom) or shipped (dataset) cohorts are described in full by the spec; for the authors' own data
+    the spec names the files, and the dates and settings of collection are theirs to give."""
+    ev = [_stage(s, "the cohort's source") for s in f.of("cohort")]
+    own = [s for s in f.of("cohort") if s["op"] not in ("phantom", "dataset")]
+    return ("author" if own or not ev else "satisfied"), ev
+
+
+def open_science(f):
+    """Composite items (funding, conflicts, registration, protocol, data, code and model access): the authors answer
+    them; what the run gives towards them is the evidence."""
+    return "author", code_availability(f)[1] + model_availability(f)[1] + data_availability(f)[1]
+
+
+def materials(f):
+    """Code, model and data all available: the spec is the code, the run saves the model, the data are generated or
+    shipped; otherwise the authors say where the data are."""
+    ev = code_availability(f)[1] + model_availability(f)[1] + data_availability(f)[1]
+    own = [s for s in f.of("cohort") if s["op"] not in ("phantom", "dataset")]
+    return ("author" if own or model_availability(f)[0] != "satisfied" else "satisfied"), ev
+
+
+def participants(f):
+    return "author", flow(f)[1] + counts(f)[1] + [{"text": "the participants' characteristics are the authors' to give"}]
+
+
+def differences(f):
+    return "author", training_vs_evaluation(f)[1] + [{"text": "how the evaluation data differ from the development data is the authors' to describe"}]
+
+
+def performance(f):
+    """Performance with confidence intervals and calibration."""
+    u, c = uncertainty(f), calibration(f)
+    return ("satisfied" if u[0] == c[0] == "satisfied" else "author"), u[1] + c[1]
 
 
 def eligibility(f):
@@ -309,7 +341,7 @@ def data_availability(f):
 
 
 RULES = {fn.__name__: fn for fn in (
-    data_source, eligibility, exclusions, preprocessing, image_preprocessing, outcome, predictors, sample_size, counts, missing_data, analysis,
+    data_source, open_science, materials, participants, differences, performance, eligibility, exclusions, preprocessing, image_preprocessing, outcome, predictors, sample_size, counts, missing_data, analysis,
     class_imbalance, model_output, training_vs_evaluation, code_availability, flow, model_availability, uncertainty,
     calibration, metrics, partitioning, internal_test, external_test, software_versions, initialisation, hyperparameters,
     final_model, ensembling, explainability, multicenter, segmentation, auto_segmentation_evaluated, test_masks,
