@@ -161,9 +161,14 @@ def flow_rows(r) -> list[dict]:
             by_site[row.get("site") or "-"] = by_site.get(row.get("site") or "-", 0) + 1
         analysed = []
         for v, m in r["metrics"].items():
+            ext = m.get("external") if isinstance(m.get("external"), dict) else None
             if m.get("cohort") == name and m.get("n_cases") is not None:
                 analysed.append((v, int(m["n_cases"]), "cross-validation"))
-            ext = m.get("external") if isinstance(m.get("external"), dict) else None
+            elif m.get("cohort") == name and isinstance(m.get("per_case"), list):
+                analysed.append((v, len({c.get("case") for c in m["per_case"]}), "scoring"))
+            elif isinstance(m.get("train_cases"), list) and _cohort_of(stages, str(m.get("stage"))) == name:
+                n_val = len(m.get("validation_cases") or [])
+                analysed.append((str(m.get("stage")), len(m["train_cases"]) + n_val, f"training ({n_val} for validation)"))
             if ext and ext.get("cohort") == name:
                 analysed.append((v, int(ext.get("n_predictions", 0)), "external validation"))
         rows.append({"cohort": name, "op": s["op"], "cases": len(table) if table is not None else None, "sites": by_site,
@@ -234,8 +239,17 @@ def _fmt(v, nd=3):
 
 def metrics_table(name, m) -> str:
     if "cross_validation" not in m and "external" not in m:
-        scalars = {k: v for k, v in m.items() if isinstance(v, (int, float, str)) and not isinstance(v, bool)}
-        return "<table>" + "".join(f"<tr><th>{escape(k)}</th><td>{_fmt(v)}</td></tr>" for k, v in sorted(scalars.items())) + "</table>"
+        rows = []
+        for k, v in sorted(m.items()):
+            if isinstance(v, (int, float, str)) and not isinstance(v, bool):
+                rows.append(f"<tr><th>{escape(k)}</th><td>{_fmt(v)}</td></tr>")
+            elif isinstance(v, list):
+                rows.append(f"<tr><th>{escape(k)}</th><td>{len(v)} entries in metrics/{escape(name)}.json</td></tr>")
+            elif isinstance(v, dict) and v and all(isinstance(x, dict) for x in v.values()):      # e.g. per class: a table of its own
+                cols = sorted({c for x in v.values() for c in x})
+                sub = "".join(f"<tr><th>{escape(str(key))}</th>" + "".join(f"<td>{_fmt(x.get(c))}</td>" for c in cols) + "</tr>" for key, x in v.items())
+                rows.append(f"<tr><th>{escape(k)}</th><td><table><tr><th></th>{''.join(f'<th>{escape(c)}</th>' for c in cols)}</tr>{sub}</table></td></tr>")
+        return "<table>" + "".join(rows) + "</table>"
     head = "<tr><th>set</th><th>predictions</th><th>AUC [CI]</th><th>Brier</th><th>calibration intercept</th><th>slope</th><th>sensitivity</th><th>specificity</th><th>C-index</th></tr>"
     rows = []
     for label, key in (("cross-validation", "cross_validation"), ("external", "external")):
