@@ -6,7 +6,8 @@ explanation of it, and a network training (its checkpoint path)."""
 from __future__ import annotations
 
 import pytest
-from cli_runner import run_cli
+
+from tests.cli_runner import run_cli
 
 SPEC = """study "relocatable" {
   seed: 3

@@ -14,7 +14,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from cli_runner import run_cli
+
+from tests.cli_runner import run_cli
 
 SPEC = """study "Report: tiny phantom study" {
   seed: 4

@@ -331,9 +331,35 @@ def uniparametric(f):
     return _first(one, "na")
 
 
-def comparison(f):
+def _ancestors(f, name, seen=()):
+    by = {s["name"]: s for s in f.stages}
+    if name not in by or name in seen:
+        return set()
+    up = {str(ref).split(".")[0] for ref in by[name]["inputs"].values()}
+    return {name} | set().union(*(_ancestors(f, u, seen + (name,)) for u in up))
+
+
+def _radiomic(f, evaluation):
+    """Whether a validation's model reads radiomic (PyRadiomics) features."""
+    by = {s["name"]: s for s in f.stages}
+    return any(by[a]["op"] == "pyradiomics" for a in _ancestors(f, evaluation["name"]) if a in by)
+
+
+def non_radiomic_comparison(f):
     ev = f.evaluations()
-    return ("satisfied", [_stage(s, "one of the compared models") for s in ev]) if len(ev) > 1 else ("author", [])
+    plain = [s for s in ev if not _radiomic(f, s)]
+    if len(ev) > 1 and plain and len(plain) < len(ev):
+        return "satisfied", [_stage(s, "a model without radiomic features, compared") for s in plain]
+    return "author", [_stage(s, "the only kind of model evaluated") for s in ev]
+
+
+def classical_comparison(f):
+    ev = f.evaluations()
+    by = {s["name"]: s for s in f.stages}
+    classical = [s for s in ev if by.get((s.get("refit") or {}).get("model"), {}).get("op") in ("logistic", "cox")]
+    if len(ev) > 1 and classical and len(classical) < len(ev):
+        return "satisfied", [_stage(s, "a classical statistical model, compared") for s in classical]
+    return "author", [_stage(s, "no comparison of a machine-learning model with a classical one") for s in ev]
 
 
 def data_availability(f):
@@ -346,7 +372,7 @@ RULES = {fn.__name__: fn for fn in (
     calibration, metrics, partitioning, internal_test, external_test, software_versions, initialisation, hyperparameters,
     final_model, ensembling, explainability, multicenter, segmentation, auto_segmentation_evaluated, test_masks,
     feature_software, extraction_parameters, variability, robust_features, redundant_features, dimensionality, deep_robustness,
-    confounders, uniparametric, comparison, data_availability)}
+    confounders, uniparametric, non_radiomic_comparison, classical_comparison, data_availability)}
 
 
 def load_checklist(name: str) -> dict:

@@ -23,6 +23,8 @@ EXPECTED = {
                       "metrics": ("15 16 18 20 21 22 26 27 28 29 30", "8 9 10 11 12 13 17 23", 41.9)},
     "combined": {"tripod_ai": (RADIOMICS_TRIPOD, ""), "claim_2024": (RADIOMICS_CLAIM, "24 27"),
                  "metrics": ("11 12 13 16 18 20 21 22 23 26 27 28 29 30", "9 17", 46.7)},
+    "domain_adaptation": {"tripod_ai": (RADIOMICS_TRIPOD, ""), "claim_2024": ("7 9 10 11 13 20 21 22 23 25 26 28 29 32 34 36 42", "24 27"),
+                          "metrics": ("4 11 12 13 18 19 20 21 22 23 26 28 29 30", "9 17", 43.5)},
     "quickstart": {"tripod_ai": (RADIOMICS_TRIPOD, ""), "claim_2024": ("7 9 10 11 13 19 20 21 22 23 25 26 28 29 30 32 33 34 36 42", "24 27"),
                    "metrics": ("8 11 12 13 14 16 18 20 21 22 23 26 27 28 29 30", "9 17", 52.3)},
     "segmentation": {"tripod_ai": ("5 12 22", ""), "claim_2024": ("7 10 20 21 22 23 24 25 26 28 32 34 42", "27"),
@@ -42,8 +44,9 @@ def test_checklists_are_complete_data_with_sources():
     assert max(weights) == 0.0919 and min(weights) == 0.0075
 
 
-@pytest.mark.parametrize("example", sorted(EXPECTED))
+@pytest.mark.parametrize("example", sorted(p.stem for p in EXAMPLES.glob("*.rad")))
 def test_verdicts_of_each_example(example):
+    assert example in EXPECTED, f"examples/{example}.rad: add its expected checklist verdicts to EXPECTED"
     res = compile_file(str(EXAMPLES / f"{example}.rad"))
     assert res.ok
     got = assess(Facts(stage_records(res.study)))
@@ -91,3 +94,25 @@ validate v = evaluate(clf) { cv: stratified_kfold(3), bootstrap: 200 }
     assert tripod["5"]["verdict"] == "author" and tripod["5"]["evidence"][0]["stage"] == "dev"
     assert claim["42"]["verdict"] == "author"
     assert tripod["23"]["verdict"] == "satisfied"        # bootstrap CIs and (binary default metrics) calibration
+
+
+def test_comparisons_with_a_non_radiomic_and_a_classical_model():
+    from radlang.compiler import compile_source
+
+    src = """study "compare" { seed: 1 }
+cohort dev = phantom(30) { size: [16, 16, 16] }
+features rad = pyradiomics(dev.image, dev.mask) { bin_width: 25, classes: [firstorder] }
+features clin = tabular(dev) { columns: [age] }
+model forest = random_forest(rad, target: dev.outcome)
+model age = logistic(clin, target: dev.outcome)
+validate v_forest = evaluate(forest) { cv: stratified_kfold(3) }
+validate v_age = evaluate(age) { cv: stratified_kfold(3) }
+"""
+    res = compile_source(src, "<test>")
+    assert res.ok, [d.message for d in res.diagnostics]
+    items = {it["id"]: it for it in assess(Facts(stage_records(res.study)))["metrics"]["items"]}
+    assert items["24"]["verdict"] == "satisfied" and [e["stage"] for e in items["24"]["evidence"]] == ["v_age"]
+    assert items["25"]["verdict"] == "satisfied" and [e["stage"] for e in items["25"]["evidence"]] == ["v_age"]
+    one = compile_source(src.replace("validate v_age = evaluate(age) { cv: stratified_kfold(3) }\n", ""), "<test>")
+    items = {it["id"]: it for it in assess(Facts(stage_records(one.study)))["metrics"]["items"]}
+    assert items["24"]["verdict"] == items["25"]["verdict"] == "author"
