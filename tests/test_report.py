@@ -21,7 +21,7 @@ SPEC = """study "Report: tiny phantom study" {
   seed: 4
   out: "runs/report"
 }
-cohort train = phantom(12) { size: [16, 16, 16], effect: 2.0 }
+cohort train = phantom(12) { size: [16, 16, 16], effect: 2.0, sites: 2 }
 cohort ext = phantom(8, seed: 21) { size: [16, 16, 16], effect: 2.0, site_shift: 10HU }
 features rad = pyradiomics(train.image, train.mask) { bin_width: 25, classes: [firstorder] }
 select sig = lasso(rad, target: train.outcome) { cv: 2, max_features: 3 }
@@ -62,6 +62,8 @@ def test_report_holds_every_section_and_embeds_its_images(run_out):
     assert not re.search(r'(src|href)="(https?:)?//', html) and "<link" not in html and "<script" not in html
     # cohort flow: what came in and what each validation analysed
     assert "12 cases in" in html and "8 cases in" in html and "analysed: 12 cases" in html and "analysed: 8 cases" in html
+    sites = re.search(r"site1: (\d+), site2: (\d+)", html)                  # per site, from the run's cohort table
+    assert sites and int(sites[1]) + int(sites[2]) == 12 and min(int(sites[1]), int(sites[2])) > 0
     # the spec, line by line, and a checklist item linked to the line of the stage that satisfies it
     assert '<div id="L8"><a href="#L8">8</a>select sig = lasso' in html
     assert re.search(r'<a href="#L10">spec line 10</a> `validate v = evaluate\(...\)`', html)

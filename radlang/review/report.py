@@ -83,15 +83,21 @@ def _cohort_of(stages: dict, name: str, seen=()) -> str | None:
 
 
 def _cohort_tables(r) -> dict[str, list[dict]]:
-    """cohort -> the rows of its generated data table (data/<cohort>-*/manifest.csv), where the run wrote one."""
+    """cohort -> the rows of its table as the run wrote it: tables/<cohort>.csv (every cohort's cases, with their
+    patient, outcome and site), or, from a run that wrote none, a generated cohort's data/<cohort>-*/manifest.csv."""
     out = {}
+    cohorts = [s["name"] for s in r["manifest"]["stages"] if s["kind"] == "cohort"]
     for rel in r["files"]:
         parts = rel.split("/")
-        if len(parts) == 3 and parts[0] == "data" and parts[2] == "manifest.csv":
-            stage = next((s["name"] for s in r["manifest"]["stages"] if parts[1].startswith(s["name"] + "-")), None)
-            if stage:
-                with open(r["out"] / rel, newline="", encoding="utf-8") as fh:
-                    out[stage] = list(csv.DictReader(fh))
+        if len(parts) == 2 and parts[0] == "tables" and parts[1][:-4] in cohorts and rel.endswith(".csv"):
+            name = parts[1][:-4]
+        elif len(parts) == 3 and parts[0] == "data" and parts[2] == "manifest.csv":
+            name = next((c for c in cohorts if parts[1].startswith(c + "-") and f"tables/{c}.csv" not in r["files"]), None)
+        else:
+            continue
+        if name:
+            with open(r["out"] / rel, newline="", encoding="utf-8") as fh:
+                out[name] = list(csv.DictReader(fh))
     return out
 
 
@@ -158,7 +164,8 @@ def flow_rows(r) -> list[dict]:
         table = tables.get(name)
         by_site: dict[str, int] = {}
         for row in table or []:
-            by_site[row.get("site") or "-"] = by_site.get(row.get("site") or "-", 0) + 1
+            if row.get("site"):
+                by_site[row["site"]] = by_site.get(row["site"], 0) + 1
         analysed = []
         for v, m in r["metrics"].items():
             ext = m.get("external") if isinstance(m.get("external"), dict) else None
