@@ -26,14 +26,15 @@ VERDICTS = {"satisfied": "satisfied by the spec", "author": "needs author input"
 @dataclass
 class Facts:
     """What the rules read. The verdicts come from the stages (manifest.json's records of the compiled study:
-    radlang.backends.artefacts.stage_records); the metrics, run.json, the files and the cohorts' sites (a finished
-    run's) add evidence, and a run warning of too few events per variable takes `dimensionality` back to the authors."""
+    radlang.backends.artefacts.stage_records); a finished run's metrics, run.json and files add evidence. Two verdicts
+    also read the run: a warning of too few events per variable takes `dimensionality` back to the authors, and a
+    cohort whose table holds several sites satisfies `multicenter`."""
 
     stages: list[dict]
     metrics: dict[str, dict] = field(default_factory=dict)
     run: dict = field(default_factory=dict)
     files: list[str] = field(default_factory=list)
-    sites: dict[str, list[str]] = field(default_factory=dict)   # cohort -> its distinct sites (generated cohorts' data)
+    sites: dict[str, list[str]] = field(default_factory=dict)   # cohort -> its distinct sites (the run's cohort tables)
 
     def of(self, *kinds, ops=None):
         return [s for s in self.stages if s["kind"] in kinds and (ops is None or s["op"] in ops)]
