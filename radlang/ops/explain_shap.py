@@ -31,7 +31,8 @@ Outputs under <out>/explain/<stage>/: shap_values.csv (case, base value, model o
 shap_<grouping>.csv, shap.json (settings, features, clustering, mean |SHAP| per feature and group, the largest
 efficiency error), and PNGs beeswarm.png, bar.png, beeswarm_<grouping>.png, bar_<grouping>.png.
 
-Only scikit-learn models are explained for now: a network (`train` stage) is a type error in `radlang check`.
+Only scikit-learn models are explained for now: a network (a `train` stage, or an `evaluate` stage of a `cnn` model) is a
+type error in `radlang check` (E280).
 """
 
 from __future__ import annotations
@@ -201,8 +202,9 @@ class ShapSettings(Settings):
 def _shap_type(ctx) -> RType:
     m = ctx.inputs["model"]
     s = ctx.settings
-    if m.kind == "TrainedModel":
-        ctx.error("E280", f"SHAP explains a validation stage's scikit-learn model, but this is a {m.describe()} (a torch network)",
+    if m.kind == "TrainedModel" or m.head:
+        what = m.describe() if m.kind == "TrainedModel" else f"{m.describe()} of a network model (`cnn`)"
+        ctx.error("E280", f"SHAP explains a validation stage's scikit-learn model, but this is a {what}: a torch network",
                   port="model", hint="explain a network with `gradcam`; SHAP for networks is not available yet")
     elif m.outcome not in ("binary", "continuous", "survival"):
         what = f"a {m.outcome} outcome" if m.outcome else f"a {m.detail or 'validation'} without a model's predictions"

@@ -319,7 +319,8 @@ def dimensionality(f):
 
 
 def deep_robustness(f):
-    return ("author", []) if f.of("train") else ("na", [])
+    """End-to-end deep learning: a trained network, or a network as the outcome model (`cnn`)."""
+    return ("author", []) if f.of("train") or f.of("model", ops=("cnn",)) else ("na", [])
 
 
 def confounders(f):

@@ -212,3 +212,16 @@ def test_explains_the_columns_the_final_selection_kept(tmp_path):
     final = json.loads((tmp_path / "out" / "metrics" / "v.json").read_text())["selection"]["sig"]["final"]
     assert 1 <= len(final) <= 2 and summary["features"] == final
     assert summary["efficiency_max_error"] < 1e-6
+
+
+def test_a_validated_network_model_is_a_type_error():
+    src = """study "s" { seed: 1 }
+cohort dev = phantom(8) { size: [16, 16, 16] }
+network enc = resnet(dims: 3, in_channels: 1, out_channels: 2) { depth: 10 }
+features img = patches(dev) { patch: [16, 16, 16] }
+model net = cnn(img, target: dev.outcome, network: enc) { epochs: 1 }
+validate v = evaluate(net) { cv: stratified_kfold(2) }
+explain why = shap(v)
+"""
+    assert codes(src) == ["E280"]
+    assert codes(src.replace("explain why = shap(v)\n", "")) == []
