@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 CHECKLISTS = ("tripod_ai", "claim_2024", "metrics")
+GENERATED = ("phantom", "dataset", "synthetic_expression")   # cohorts the spec describes in full: generated or shipped data
 VERDICTS = {"satisfied": "satisfied by the spec", "author": "needs author input", "na": "not applicable"}
 
 
@@ -71,7 +72,7 @@ def data_source(f):
     """Generated (phantom) or shipped (dataset) cohorts are described in full by the spec; for the authors' own data
     the spec names the files, and the dates and settings of collection are theirs to give."""
     ev = [_stage(s, "the cohort's source") for s in f.of("cohort")]
-    own = [s for s in f.of("cohort") if s["op"] not in ("phantom", "dataset")]
+    own = [s for s in f.of("cohort") if s["op"] not in GENERATED]
     return ("author" if own or not ev else "satisfied"), ev
 
 
@@ -85,7 +86,7 @@ def materials(f):
     """Code, model and data all available: the spec is the code, the run saves the model, the data are generated or
     shipped; otherwise the authors say where the data are."""
     ev = code_availability(f)[1] + model_availability(f)[1] + data_availability(f)[1]
-    own = [s for s in f.of("cohort") if s["op"] not in ("phantom", "dataset")]
+    own = [s for s in f.of("cohort") if s["op"] not in GENERATED]
     return ("author" if own or model_availability(f)[0] != "satisfied" else "satisfied"), ev
 
 
@@ -121,9 +122,11 @@ def preprocessing(f):
 
 
 def image_preprocessing(f):
-    return _first([_stage(s, ", ".join(f"{k}: {s['params'][k]}" for k in ("bin_width", "bin_count", "resample", "normalize")
-                                       if s["params"].get(k) is not None) or "PyRadiomics defaults")
-                   for s in f.of("features", ops=("pyradiomics",))], "na")
+    ev = [_stage(s, "image preprocessing") for s in f.of("preprocess")]
+    ev += [_stage(s, ", ".join(f"{k}: {s['params'][k]}" for k in ("bin_width", "bin_count", "resample", "normalize")
+                               if s["params"].get(k) is not None) or "PyRadiomics defaults")
+           for s in f.of("features", ops=("pyradiomics",))]
+    return _first(ev, "na")
 
 
 def outcome(f):
@@ -365,7 +368,7 @@ def classical_comparison(f):
 
 
 def data_availability(f):
-    return _first([_stage(s, "generated or shipped data anyone can recreate") for s in f.of("cohort", ops=("phantom", "dataset"))])
+    return _first([_stage(s, "generated or shipped data anyone can recreate") for s in f.of("cohort", ops=GENERATED)])
 
 
 RULES = {fn.__name__: fn for fn in (
