@@ -1,4 +1,4 @@
-"""The command line: check, plan, graph, ops, parse, run, predict, render, selftest.
+"""The command line: check, plan, graph, ops, parse, run, predict, render, report, selftest.
 
 Exit codes: 0 clean (warnings allowed), 1 spec or data errors, 2 usage errors."""
 
@@ -209,6 +209,18 @@ def cmd_predict(a) -> int:
     return 0
 
 
+def cmd_report(a) -> int:
+    from radlang.review.report import ReportError, write_report
+
+    try:
+        path = write_report(a.out, a.output)
+    except ReportError as e:
+        _emit([e.diagnostic], {}, "text")
+        return 2
+    print(f"wrote {path}", file=sys.stderr)
+    return 0
+
+
 def cmd_selftest(a) -> int:
     from radlang.selftest import report_text, run_selftest
 
@@ -275,6 +287,10 @@ def build_parser() -> argparse.ArgumentParser:
     sp = with_file("render", "render a standalone, auditable Python script", cmd_render)
     sp.add_argument("-o", "--output", required=True)
     sp.add_argument("--lock", action="store_true", help="also write requirements.lock next to the script")
+    sp = sub.add_parser("report", help="write one self-contained HTML report (with TRIPOD+AI, CLAIM and METRICS checklists) of a finished run")
+    sp.add_argument("out", help="the out folder of a finished `radlang run`")
+    sp.add_argument("-o", "--output", default=None, help="the HTML file to write (default: OUT/report.html)")
+    sp.set_defaults(fn=cmd_report)
     sp = sub.add_parser("selftest", help="check that this installation reproduces the IBSI reference values (digital phantom)")
     sp.add_argument("--format", choices=("text", "json"), default="text")
     sp.set_defaults(fn=cmd_selftest)

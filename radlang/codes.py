@@ -111,6 +111,8 @@ CODES: dict[str, Code] = {c.code: c for c in (
     _c("E268", "evaluations in one comparison that do not hold out one shared split", "ops/compare.py", "declare the folds once with `split s = folds(train)` and give each `evaluate` `split: s`"),
     _c("E278", "an image preprocessing stage on a cohort with several image channels", "ops/preprocess.py", "one cohort per sequence, each preprocessed on its own"),
     _c("E279", "a preprocessing stage takes its statistics within the ROI of a cohort without a mask", "ops/preprocess.py", "`within: roi` on `zscore` or `nyul`; `within: body` or `image` needs none"),
+    _c("E280", "a SHAP explanation of a torch network", "ops/explain_shap.py", "SHAP explains scikit-learn models for now; Grad-CAM explains networks"),
+    _c("E281", "a SHAP explanation of a stage whose model it cannot explain", "ops/explain_shap.py", "not an `evaluate` stage of a `model`, or a multiclass outcome"),
     # settings
     _c("E301", "unknown setting", "checks/settings.py compiler.py ops/models.py", "also a hyper-parameter to search that the model does not have; with \"did you mean\""),
     _c("E302", "a setting out of range", "checks/settings.py ops/datasets.py ops/explain_cnn.py ops/networks.py ops/predict_mask.py"),
@@ -131,6 +133,7 @@ CODES: dict[str, Code] = {c.code: c for c in (
     _c("E322", "`l1_ratio` without an elastic-net penalty", "ops/models.py", "set `penalty: elasticnet`"),
     _c("E323", "a cohort's `site` names a scanner attribute radlang does not read", "ops/cohorts.py", "`site: scanner.<name>` takes one of manufacturer, model, field_strength, kvp, kernel, slice_thickness, pixel_spacing"),
     _c("E327", "an image resampled twice: by a `resample` stage and by the feature stage's `resample`", "ops/features.py", "resample once"),
+    _c("E331", "`output: log_odds` on an outcome that is not binary", "ops/explain_shap.py"),
     # graph
     _c("E401", "a cycle", "checks/bind.py checks/graph.py", "stages that depend on each other, or a `like` chain"),
     _c("W402", "a stage is never used; it will not run", "checks/graph.py"),
@@ -144,6 +147,9 @@ CODES: dict[str, Code] = {c.code: c for c in (
     _c("E506", "the joins one validation refits match rows differently", "checks/design.py", "one `by:` for every join in a refit graph"),
     _c("E523", "a selector re-extracts its input through an image stage that a validation refits in each training fold", "checks/design.py",
        "perturbations or a retest cohort of `icc` through `nyul`: the re-extractions are made once, with landmarks fit on every case"),
+    _c("E526", "a SHAP background set larger than the training data", "ops/explain_shap.py", "the hint gives the largest background"),
+    _c("E527", "the SHAP explainer's budget does not fit the model's features", "ops/explain_shap.py", "`exact` on more than 16 features, or a permutation `max_evals` below 2 x features + 1"),
+    _c("E528", "`explainer: linear` on a model that is not linear in its features", "ops/explain_shap.py", "checked on the training cases"),
     # runtime: radiomics data (cohorts and per-case feature extraction)
     _c("E601", "a cohort's case data is missing or malformed", "backends/glue.py ops/features.py ops/cohorts.py checks/data.py", "a file not found or not given, an empty or repeated case id, a missing or bad outcome (stray labels name their cases); `radlang check` finds a missing manifest, column or file"),
     _c("E602", "an unreadable or corrupt file", "ops/cohorts.py ops/dicom.py ops/features.py ops/netio.py checks/data.py ops/image_patches.py ops/preprocess.py", "an image, a mask, a PyRadiomics params file; the message names case, column and file"),
@@ -257,4 +263,6 @@ CODES: dict[str, Code] = {c.code: c for c in (
     _c("E733", "`radlang predict`: the training cohort reads no file, so new cases cannot be read like it", "predict.py"),
     _c("E735", "`radlang predict`: the saved model names a type radlang does not load", "predict.py", "only scikit-learn's, NumPy's and radlang's own types are trusted"),
     _c("E737", "`radlang predict`: the predictions file cannot be written there", "predict.py"),
+    _c("E738", "`radlang report`: the folder is not the out folder of a finished run", "review/report.py", "it lacks manifest.json or run.json"),
+    _c("E739", "`radlang report`: the report file cannot be written there", "review/report.py"),
 )}

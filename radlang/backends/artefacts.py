@@ -72,6 +72,28 @@ def write_stage_table(ctx, name: str, value) -> None:
     atomic_write_text(out / "tables" / f"{name}.csv", text)
 
 
+def out_relative(path, out) -> str:
+    """A path inside the out folder as `<out>/<relative path>` (the same text wherever the folder lies); any other
+    path as given."""
+    from pathlib import Path
+
+    try:
+        return "<out>/" + Path(path).resolve().relative_to(Path(out).resolve()).as_posix()
+    except ValueError:
+        return str(path)
+
+
+def stage_records(study) -> list[dict]:
+    """manifest.json's `stages`: each stage's operator, settings, seed, inputs, outcome kind and fit boundaries (and a
+    validation's refit graph and its transductive stages), in the study's order. `radlang report`'s checklists read
+    these records."""
+    return [{"name": s.name, "kind": s.kind, "op": s.op, "params": s.params, "seed": s.seed,
+             "inputs": {port: str(ref) for port, ref in sorted(s.inputs.items())}, "outcome": getattr(s.type, "outcome", None),
+             "fit": s.fit, "fit_within": list(s.fit_within), **({"refit": s.extra["refit"]} if "refit" in s.extra else {}),
+             **({"transductive": s.extra["transductive"]} if "transductive" in s.extra else {})}
+            for s in study.stages]
+
+
 def write_artefact_manifest(ctx, spec_sha256: str) -> None:
     import hashlib
     import json
@@ -86,28 +108,18 @@ def write_artefact_manifest(ctx, spec_sha256: str) -> None:
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         for f in sorted(files):
             rel = (Path(root) / f).relative_to(out).as_posix()
-            if f.startswith(".") or rel in ("run.json", "manifest.json"):
+            if f.startswith(".") or rel in ("run.json", "manifest.json", "report.html"):   # records, and `radlang report`'s page
                 continue
             data = (Path(root) / f).read_bytes()
             artefacts.append({"path": rel, "stage": artefact_stage(rel, names), "type": artefact_type(rel),
                               "sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)})
 
-    def where(path):
-        p = Path(path)
-        try:
-            return "<out>/" + p.resolve().relative_to(out.resolve()).as_posix()
-        except ValueError:
-            return str(path)
-
     manifest = {
         "study": study.title,
         "spec_sha256": spec_sha256,
         "seed": study.seed,
-        "stages": [{"name": s.name, "kind": s.kind, "op": s.op, "params": s.params, "seed": s.seed,
-                    "inputs": {port: str(ref) for port, ref in sorted(s.inputs.items())}, "fit": s.fit, "fit_within": list(s.fit_within),
-                    **({"refit": s.extra["refit"]} if "refit" in s.extra else {}),
-                    **({"transductive": s.extra["transductive"]} if "transductive" in s.extra else {})} for s in study.stages],
-        "inputs": dict(sorted((where(k), v) for k, v in ctx.inputs.items())),
+        "stages": stage_records(study),
+        "inputs": dict(sorted((out_relative(k, out), v) for k, v in ctx.inputs.items())),
         "artefacts": artefacts,
     }
     atomic_write_text(out / "manifest.json", json.dumps(manifest, indent=2, sort_keys=True, default=str) + "\n")

@@ -37,6 +37,7 @@ OPERATORS = {
     'resnet': ('network', 'networks'),
     'segmentation_metrics': ('validate', 'segmentation_metrics'),
     'segresnet': ('network', 'networks'),
+    'shap': ('explain', 'explain_shap'),
     'singscore': ('features', 'pathways'),
     'spearman': ('associate', 'association'),
     'stack': ('model', 'late_fusion'),

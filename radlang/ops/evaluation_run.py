@@ -409,6 +409,30 @@ def run_evaluate(stage, ctx):
              {k: {n: table_key(t) for n, t in v.items()} for k, v in raters_by_stage.items()}, fold_data,
              list(sites) if sites is not None else None, *([ctx.keys[split_ref.stage]] if split_ref is not None else []),
              [(n, by[n].op, by[n].params, ctx.keys.get(n)) for n in stage.extra.get("image_fits", [])])
+
+    images = stage.extra.get("image_fits", [])
+
+    def fold_plan():
+        """Each case's patient, the threshold's inner folds, and one job per training fold."""
+        patients = data["patient_id"].astype(str).to_numpy()
+        tcv = int(p.get("threshold_cv", 0))
+        errs = _inner_cv_checks(stage, fitted, outcome, y_strat, groups, splits, Xe is not None, cohort_name,
+                                cohort_df.attrs.get("radlang", {}).get("classes"), patients, rule, tcv)
+        if errs:
+            raise RunError(errs)
+        # image stages fit on data (Nyúl landmarks) are refit in each training fold: each fold's features come from images
+        # prepared with what its training cases alone taught them
+        fold_X = [_fold_input(ctx, stage, graph, cohort_name, cohort_df, data, X, tr) for _, _, tr, _ in splits] if images else None
+        jobs = [{"build": build, "X": fold_X[i] if fold_X else X, "y": y, "train": tr, "test": te, "outcome": outcome, "rule": rule,
+                 "search": bool(mparams.get("search")), "patients": patients, "threshold_cv": tcv, "seed": stage.seed}
+                for i, (_, _, tr, te) in enumerate(splits)]
+        return patients, tcv, jobs
+
+    def folds():
+        """[(repeat, fold, job)]: the training folds that an explanation of the fold models (`shap` with `per_fold`)
+        refits. A function: a cached evaluation builds them only when asked."""
+        return [(rep, fold, job) for (rep, fold, _, _), job in zip(splits, fold_plan()[2])]
+
     cached = ctx.cache.get(ck)
     if cached is not None:
         mbytes, pbytes, metrics, model_bytes, card_bytes = cached
@@ -416,21 +440,9 @@ def run_evaluate(stage, ctx):
         ctx.warnings.extend(metrics.get("warnings", []))
         ctx.keys[stage.name] = ck
         _report(stage, ctx, mbytes)
-        return {"metrics": metrics, "predictions": pd.read_csv(ctx.out / "predictions" / f"{stage.name}.csv")}
+        return {"metrics": metrics, "predictions": pd.read_csv(ctx.out / "predictions" / f"{stage.name}.csv"), "folds": folds}
 
-    patients = data["patient_id"].astype(str).to_numpy()
-    tcv = int(p.get("threshold_cv", 0))
-    errs = _inner_cv_checks(stage, fitted, outcome, y_strat, groups, splits, Xe is not None, cohort_name,
-                            cohort_df.attrs.get("radlang", {}).get("classes"), patients, rule, tcv)
-    if errs:
-        raise RunError(errs)
-    # image stages fit on data (Nyúl landmarks) are refit in each training fold: each fold's features come from images
-    # prepared with what its training cases alone taught them
-    images = stage.extra.get("image_fits", [])
-    fold_X = [_fold_input(ctx, stage, graph, cohort_name, cohort_df, data, X, tr) for _, _, tr, _ in splits] if images else None
-    fold_jobs = [{"build": build, "X": fold_X[i] if fold_X else X, "y": y, "train": tr, "test": te, "outcome": outcome, "rule": rule,
-                  "search": bool(mparams.get("search")), "patients": patients, "threshold_cv": tcv, "seed": stage.seed}
-                 for i, (_, _, tr, te) in enumerate(splits)]
+    patients, tcv, fold_jobs = fold_plan()
     # the final model: fit on every training case and applied to the external cohort if any; it runs with the folds (in
     # a worker when they go to the pool) and comes back saved, as skops bytes
     Xall, yall = (pd.concat([X, Xe]), np.concatenate([y, ye])) if Xe is not None else (X, y)
@@ -534,7 +546,7 @@ def run_evaluate(stage, ctx):
     ctx.cache.put(ck, (mbytes, pbytes, metrics, model_bytes, card_bytes))
     ctx.keys[stage.name] = ck
     _report(stage, ctx, mbytes)
-    return {"metrics": metrics, "predictions": preds}
+    return {"metrics": metrics, "predictions": preds, "folds": folds}
 
 
 def _write_outputs(stage, ctx, mbytes, pbytes, model_bytes, card_bytes):

@@ -348,7 +348,7 @@ def _cnn_type(ctx) -> RType:
                 ctx.error("E255", f"the patch {'x'.join(map(str, src.patch))} is smaller than the backbone's total downsampling "
                           f"({net.divisor}): its feature map would be empty", port="input",
                           hint=f"use patches of at least {net.divisor} voxels per side, or a shallower network")
-    return RType("Model", cohort=src.cohort, outcome=tgt.outcome, detail="cnn model")
+    return RType("Model", cohort=src.cohort, outcome=tgt.outcome, head="classification", detail="cnn model")   # a network's head
 
 
 def _human(n):

@@ -181,7 +181,8 @@ def _evaluate_infer(ctx):
     split = ctx.inputs.get("split")
     if split is not None:
         _shared_split_checks(ctx, m, split)
-    return RType("Evaluation", cohort=m.cohort, outcome=task, detail="evaluation", split=split.split if split else None)
+    return RType("Evaluation", cohort=m.cohort, outcome=task, head=m.head, detail="evaluation",   # head: the model is a network
+                 split=split.split if split else None)
 
 
 def _shared_split_checks(ctx, m, split):
