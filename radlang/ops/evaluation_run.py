@@ -261,6 +261,7 @@ def _fold_input(ctx, stage, graph, cohort_name, cohort_df, data, X, train):
 
 
 def run_evaluate(stage, ctx):
+    import functools
     import hashlib
     import json
 
@@ -346,11 +347,17 @@ def run_evaluate(stage, ctx):
             ye, _ = _outcome_arrays(ext_data, outcome)
     if errs:
         raise RunError(errs)
-    if split_ref is not None:
-        splits = shared_splits(stage, split_ref.stage, ctx.results[split_ref.stage], data["case_id"], cohort_name)
-    else:
+
+    @functools.cache
+    def draw_splits():
+        if split_ref is not None:
+            return shared_splits(stage, split_ref.stage, ctx.results[split_ref.stage], data["case_id"], cohort_name)
         split_seed = stage.seed if cv.get("seed") is None else int(cv["seed"])
-        splits = make_splits(cv, y_strat if outcome in ("binary", "multiclass", "survival") else None, groups, sites, split_seed)
+        return make_splits(cv, y_strat if outcome in ("binary", "multiclass", "survival") else None, groups, sites, split_seed)
+
+    # drawn before the cache look-up only for an operator whose `fold_data` reads them: drawing imports scikit-learn,
+    # which a warm re-run does not otherwise need
+    splits = draw_splits() if any(s.fit != "none" and registry.get(s.op).fold_data is not None for s in fitted) else None
 
     # --- what each fitted node's factory gets: the outcome kind, each case's patient, what its operator's `fold_data`
     # reads of the cohort tables (ComBat's batches), and, for a selector that declares it, re-extractions of its input
@@ -416,6 +423,7 @@ def run_evaluate(stage, ctx):
         """Each case's patient, the threshold's inner folds, and one job per training fold."""
         patients = data["patient_id"].astype(str).to_numpy()
         tcv = int(p.get("threshold_cv", 0))
+        splits = draw_splits()
         errs = _inner_cv_checks(stage, fitted, outcome, y_strat, groups, splits, Xe is not None, cohort_name,
                                 cohort_df.attrs.get("radlang", {}).get("classes"), patients, rule, tcv)
         if errs:
@@ -431,7 +439,7 @@ def run_evaluate(stage, ctx):
     def folds():
         """[(repeat, fold, job)]: the training folds that an explanation of the fold models (`shap` with `per_fold`)
         refits. A function: a cached evaluation builds them only when asked."""
-        return [(rep, fold, job) for (rep, fold, _, _), job in zip(splits, fold_plan()[2])]
+        return [(rep, fold, job) for (rep, fold, _, _), job in zip(draw_splits(), fold_plan()[2])]
 
     cached = ctx.cache.get(ck)
     if cached is not None:
@@ -443,6 +451,7 @@ def run_evaluate(stage, ctx):
         return {"metrics": metrics, "predictions": pd.read_csv(ctx.out / "predictions" / f"{stage.name}.csv"), "folds": folds}
 
     patients, tcv, fold_jobs = fold_plan()
+    splits = draw_splits()
     # the final model: fit on every training case and applied to the external cohort if any; it runs with the folds (in
     # a worker when they go to the pool) and comes back saved, as skops bytes
     Xall, yall = (pd.concat([X, Xe]), np.concatenate([y, ye])) if Xe is not None else (X, y)
