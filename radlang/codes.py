@@ -99,6 +99,7 @@ CODES: dict[str, Code] = {c.code: c for c in (
     _c("E248", "the external cohort's outcome does not match the model's", "ops/validate.py"),
     _c("E250", "a join of tables from two cohorts that both carry outcomes", "ops/join.py", "join tables of one cohort, or an attribute table (a `table` without an outcome)"),
     # settings
+    _c("E260", "a model needs scikit-survival, which is not installed", "ops/models.py", "random_survival_forest and gradient_boosted_survival; scikit-survival is GPL-3, the optional `survival-gpl` extra"),
     _c("E301", "unknown setting", "checks/settings.py compiler.py ops/models.py", "also a hyper-parameter to search that the model does not have; with \"did you mean\""),
     _c("E302", "a setting out of range", "checks/settings.py ops/datasets.py ops/explain_cnn.py ops/networks.py ops/predict_mask.py"),
     _c("E303", "a wrong or missing unit", "checks/settings.py"),
@@ -108,6 +109,8 @@ CODES: dict[str, Code] = {c.code: c for c in (
     _c("E307", "a setting given twice", "checks/bind.py"),
     _c("E308", "a path the study would write resolves outside its out folder", "checks/settings.py", "today the phantom `prefix`: a plain name"),
     # graph
+    _c("E315", "survival metrics at horizons without `horizons`", "ops/validate.py", "td_auc, brier, ibs and calibration of a survival model"),
+    _c("E316", "`horizons` on an evaluation that is not of a survival model", "ops/validate.py"),
     _c("E401", "a cycle", "checks/bind.py checks/graph.py", "stages that depend on each other, or a `like` chain"),
     _c("W402", "a stage is never used; it will not run", "checks/graph.py"),
     _c("W403", "the spec defines no stages", "compiler.py"),
@@ -160,6 +163,7 @@ CODES: dict[str, Code] = {c.code: c for c in (
     _c("E662", "the same column in two joined tables", "ops/join.py backends/refit.py", "`prefix: true` names each column `<table>.<column>`"),
     _c("E663", "new cases lack feature columns the saved model needs", "predict.py", "`radlang predict`"),
     _c("E664", "new images of another dimension or voxel spacing than the training images", "predict.py", "`radlang predict`, when the features do not resample"),
+    _c("E680", "a survival horizon outside follow-up", "ops/evaluation_run.py", "beyond the last follow-up of the cohort, or outside the follow-up of a fold's held-out cases or of the external cohort; names the time column and the cases"),
     _c("W670", "a cache entry failed verification; the stage is recomputed", "backends/cache.py",
        "its bytes differ from the SHA-256 recorded with it, or no reader accepts them; the entry is rewritten"),
     _c("W671", "the file-hash index failed verification; it is rebuilt", "backends/cache.py",

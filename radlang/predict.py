@@ -26,7 +26,7 @@ from radlang.backends.executor import RunError
 from radlang.diagnostics import Diagnostic, did_you_mean
 
 TRUSTED_MODULES = ("sklearn.", "sksurv.", "numpy.", "scipy.")
-TRUSTED_TYPES = ("radlang.ops.select.RadSelector",)
+TRUSTED_TYPES = ("radlang.ops.select.RadSelector", "radlang.ops.survival_models.RadSurvival")
 
 
 class PredictError(Exception):

@@ -319,7 +319,7 @@ def load_table(params: dict, path: str, stage_name: str):
             bad = v.isna() & (raw[col].notna() | (what != "value"))
         if bad is not None:
             for cid, r in zip(ids[bad], raw[col][bad]):
-                problems.append({"case": cid, "file": path, "column": col, "message": f"{what} {r!r} is not a number"})
+                problems.append({"case": cid, "file": path, "column": col, "message": f"missing {what}" if pd.isna(r) else f"{what} {r!r} is not a number"})
         return v
 
     if kind in ("binary", "multiclass"):
@@ -341,8 +341,16 @@ def load_table(params: dict, path: str, stage_name: str):
     elif kind == "continuous":
         df["outcome"] = num(o["column"], "outcome").astype(float)
     elif kind == "survival":
-        df["time"] = num(o["time"], "time").astype(float)
-        df["event"] = num(o["event"], "event").fillna(0).astype(np.int64)
+        t = num(o["time"], "survival time").astype(float)
+        for cid, r in zip(ids[t < 0], raw[o["time"]][t < 0]):
+            problems.append({"case": cid, "file": path, "column": o["time"], "message": f"survival time {r!r} is negative"})
+        e = pd.to_numeric(raw[o["event"]], errors="coerce")
+        bad = ~e.isin([0, 1])
+        for cid, r in zip(ids[bad], raw[o["event"]][bad]):
+            problems.append({"case": cid, "file": path, "column": o["event"],
+                             "message": "missing event" if pd.isna(r) else f"event {r!r} is not 0/1"})
+        df["time"] = t
+        df["event"] = e.where(~bad, -1).astype(np.int64)
     if params.get("site"):
         df["site"] = raw[params["site"]].astype(str)
     cols = {}
@@ -352,6 +360,7 @@ def load_table(params: dict, path: str, stage_name: str):
         cols[f"clinical.{c}"] = c
     df = pd.concat([df, pd.DataFrame(block, index=df.index)], axis=1)
     cols.update({"case_id": params["id"], "patient_id": params.get("patient") or params["id"]})
+    cols.update({k: o[k] for k in ("time", "event") if o.get(k)} | ({"outcome": o["column"]} if o.get("column") else {}))
     df.attrs["radlang"] = {"name": stage_name, "source": path, "columns": cols, "images": [], "outcome": kind, "classes": classes}
     return df, problems
 

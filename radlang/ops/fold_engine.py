@@ -75,7 +75,8 @@ def choose_threshold(y, p, rule):
 def run_fold(fold_job):
     """Fit the pipeline on one training fold; predict the held-out fold (and the training fold, for the threshold).
     fold_job: {"build": (fn, args), "X": DataFrame, "y": array, "train": idx, "test": idx, "outcome": the outcome kind
-    (binary, multiclass, survival), "rule": dict|None, "patients": patient id per row of X, or None}."""
+    (binary, multiclass, survival), "rule": dict|None, "patients": patient id per row of X, or None, "times": the times at
+    which a survival model's held-out survival probabilities are wanted, or None}."""
     import warnings
 
     import numpy as np
@@ -101,8 +102,8 @@ def run_fold(fold_job):
         fitted = pipe.best_estimator_ if hasattr(pipe, "best_estimator_") else pipe
         selected = fitted_selections(fitted)
         if fold_job["outcome"] == "survival":
-            risk = np.asarray(pipe.predict(X.iloc[te]), float) if len(te) else np.empty(0)
-            return {"test": risk, "threshold": None, "selected": selected, **({"model": pipe} if fold_job.get("return_model") else {})}
+            return {**survival_predictions(fitted, X, tr, te, fold_job.get("times")), "threshold": None, "selected": selected,
+                    **({"model": pipe} if fold_job.get("return_model") else {})}
         p_te = pipe.predict_proba(X.iloc[te]) if len(te) else np.empty((0, len(fitted.classes_)))
         out = {"test": p_te[:, 1] if fold_job["outcome"] == "binary" else p_te, "threshold": None, "selected": selected}
         if fold_job["outcome"] == "binary" and fold_job.get("rule"):
@@ -130,6 +131,20 @@ def run_fold(fold_job):
             out["best_params"] = {back.get(k.split("__", 1)[1], k.split("__", 1)[1]): v for k, v in pipe.best_params_.items()}
         if fold_job.get("return_model"):
             out["model"] = pipe
+    return out
+
+
+def survival_predictions(fitted, X, tr, te, times):
+    """A fitted survival pipeline's risk scores for the held-out rows, the median training-fold risk (the cut-off
+    between the low- and high-risk groups, chosen on training data only) and, at `times`, the held-out survival
+    probabilities (rows: cases, columns: times)."""
+    import numpy as np
+
+    out = {"test": np.asarray(fitted.predict(X.iloc[te]), float) if len(te) else np.empty(0),
+           "cut": float(np.median(fitted.predict(X.iloc[tr])))}
+    if times is not None and len(times):
+        Xt = fitted[:-1].transform(X.iloc[te]) if len(fitted.steps) > 1 else X.iloc[te]
+        out["surv"] = fitted[-1].survival_at(Xt, times) if len(te) else np.empty((0, len(times)))
     return out
 
 
