@@ -163,7 +163,6 @@ CODES: dict[str, Code] = {c.code: c for c in (
     _c("E662", "the same column in two joined tables", "ops/join.py backends/refit.py", "`prefix: true` names each column `<table>.<column>`"),
     _c("E663", "new cases lack feature columns the saved model needs", "predict.py", "`radlang predict`"),
     _c("E664", "new images of another dimension or voxel spacing than the training images", "predict.py", "`radlang predict`, when the features do not resample"),
-    _c("E680", "a survival horizon outside follow-up", "ops/evaluation_run.py", "beyond the last follow-up of the cohort, or outside the follow-up of a fold's held-out cases or of the external cohort; names the time column and the cases"),
     _c("W670", "a cache entry failed verification; the stage is recomputed", "backends/cache.py",
        "its bytes differ from the SHA-256 recorded with it, or no reader accepts them; the entry is rewritten"),
     _c("W671", "the file-hash index failed verification; it is rebuilt", "backends/cache.py",
@@ -172,6 +171,7 @@ CODES: dict[str, Code] = {c.code: c for c in (
        "a feature table, or a predicted mask (predicted again)"),
     _c("W673", "a run that died held the output folder; this run takes it over", "backends/executor.py",
        "the warning names the dead run's pid, host and spec"),
+    _c("E680", "a survival horizon outside follow-up", "ops/evaluation_run.py", "beyond the last follow-up of the cohort, or outside the follow-up of a fold's held-out cases or of the external cohort; names the time column and the cases"),
     _c("E690", "federated execution is not implemented", "ops/fedavg.py", "`radlang run` stops at a federated stage"),
     _c("W690", "federated execution is not implemented", "ops/fedavg.py", "`radlang check` warns: the stage is checked and planned, but will not run"),
     # usage

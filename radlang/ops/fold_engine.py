@@ -142,9 +142,9 @@ def survival_predictions(fitted, X, tr, te, times):
 
     out = {"test": np.asarray(fitted.predict(X.iloc[te]), float) if len(te) else np.empty(0),
            "cut": float(np.median(fitted.predict(X.iloc[tr])))}
-    if times is not None and len(times):
+    if times is not None and len(times) and len(te):
         Xt = fitted[:-1].transform(X.iloc[te]) if len(fitted.steps) > 1 else X.iloc[te]
-        out["surv"] = fitted[-1].survival_at(Xt, times) if len(te) else np.empty((0, len(times)))
+        out["surv"] = fitted[-1].survival_at(Xt, times)
     return out
 
 
