@@ -171,7 +171,7 @@ CODES: dict[str, Code] = {c.code: c for c in (
        "a feature table, or a predicted mask (predicted again)"),
     _c("W673", "a run that died held the output folder; this run takes it over", "backends/executor.py",
        "the warning names the dead run's pid, host and spec"),
-    _c("E680", "a survival horizon outside follow-up", "ops/evaluation_run.py", "beyond the last follow-up of the cohort, or outside the follow-up of a fold's held-out cases or of the external cohort; names the time column and the cases"),
+    _c("E680", "a survival horizon outside follow-up", "ops/evaluation_run.py checks/horizons.py", "beyond the last follow-up of the cohort, or outside the follow-up of a fold's held-out cases or of the external cohort; names the time column and the cases"),
     _c("E690", "federated execution is not implemented", "ops/fedavg.py", "`radlang run` stops at a federated stage"),
     _c("W690", "federated execution is not implemented", "ops/fedavg.py", "`radlang check` warns: the stage is checked and planned, but will not run"),
     # usage

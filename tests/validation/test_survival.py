@@ -262,3 +262,53 @@ def test_check_diagnostics(monkeypatch):
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "sksurv" else real(name, *a))
     assert errors(CHECK + "model m = gradient_boosted_survival(f, target: c.outcome)") == ["E260"]
     assert errors(CHECK + "model m = cox(f, target: c.outcome)") == []
+
+
+def test_horizon_beyond_follow_up_at_check(tmp_path):
+    df = _bad_table(tmp_path)
+    last = df.loc[df["os"].astype(float).idxmax()]
+    src = BAD.replace("cv: kfold(3)", f"cv: kfold(3), horizons: [5, {float(last['os']):g}]")
+    (tmp_path / "bad.rad").write_text(src)
+    from radlang.compiler import compile_source
+
+    diags = [d for d in compile_source(src, str(tmp_path / "bad.rad"), data=True).diagnostics if d.is_error]
+    assert [d.code for d in diags] == ["E680"]
+    assert f"`{last['case']}`" in diags[0].message and "`os`" in diags[0].message and diags[0].span.line == 6
+
+
+EXTERNAL = """
+study "ext" { seed: 2 }
+cohort dev = table("dev.csv") { id: case, outcome: survival(time: t, event: e) }
+cohort ext = table("ext.csv") { id: case, outcome: survival(time: t, event: e) }
+features f = tabular(dev)
+model m = cox(f, target: dev.outcome) { alpha: 0.01 }
+validate v = evaluate(m) { cv: kfold(3), external: ext, horizons: [HORIZONS], bootstrap: 0 }
+"""
+
+
+def test_external_cohort_metrics_use_the_training_censoring(tmp_path):
+    """On an external cohort the censoring distribution comes from the training cohort: the metrics equal the formulas
+    applied to the final model's risks and survival probabilities with the development cohort as training data."""
+    rng = np.random.default_rng(8)
+
+    def table(name, n, prefix):
+        X = rng.normal(size=(n, 3))
+        t = np.round(rng.exponential(10 * np.exp(-X[:, 0])), 3) + 0.05
+        df = pd.DataFrame(X, columns=["a", "b", "c"]).assign(case=[f"{prefix}{i}" for i in range(n)], t=t, e=(rng.random(n) < 0.7).astype(int))
+        df.to_csv(tmp_path / name, index=False)
+        return df
+
+    dev, ext = table("dev.csv", 120, "d"), table("ext.csv", 60, "x")
+    hs = [float(np.quantile(ext["t"], q)) for q in (0.3, 0.6)]
+    run_spec(EXTERNAL.replace("HORIZONS", ", ".join(repr(h) for h in hs)), tmp_path / "e.rad", tmp_path / "out")
+    m = metrics(tmp_path / "out")["external"]
+    p = predictions(tmp_path / "out")
+    pe = p[p["set"] == "external"]
+    assert list(pe["case_id"]) == list(ext["case"])
+    risk = pe["risk"].to_numpy()
+    assert m["c_index"]["estimate"] == pytest.approx(concordance(ext["t"], ext["e"], risk), abs=1e-11)
+    assert m["uno_c"]["estimate"] == pytest.approx(sm.uno_c(dev["t"], dev["e"], ext["t"], ext["e"], risk, hs[-1]), abs=1e-11)
+    surv = pe[[f"survival_at_{h:g}" for h in hs]].to_numpy()
+    b = sm.brier_scores(dev["t"], dev["e"], ext["t"], ext["e"], surv, hs)
+    assert m["brier"]["estimate"] == pytest.approx(list(b), abs=1e-11)
+    assert m["km"]["curves"]["high"]["n"] == int((pe["risk_group"] == "high").sum())
