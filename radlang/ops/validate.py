@@ -241,9 +241,10 @@ register(Operator(
     doc="Leakage-free validation: repeated, group-aware cross-validation (or leave-one-site-out) and an external cohort, "
         "with every fitted stage refit inside each training fold. Metrics: AUC with a bootstrap CI, ROC points, "
         "sensitivity/specificity at a threshold chosen on training data by a stated rule, Brier, calibration "
-        "intercept/slope and curve, net benefit (dcurves), and the C-index for survival models. "
-        "Writes <out>/metrics/<stage>.json, <out>/predictions/<stage>.csv and, for binary outcomes, plots under "
+        "intercept/slope and curve, net benefit (dcurves); for survival models Harrell's and Uno's C, time-dependent AUC, "
+        "Brier and integrated Brier score and calibration at `horizons`, and Kaplan–Meier risk groups with the log-rank test. "
+        "Writes <out>/metrics/<stage>.json, <out>/predictions/<stage>.csv and plots under "
         "<out>/plots/<stage>/, each when its metric is listed: roc.png (`roc`), calibration.png (`calibration`), "
-        "decision_curve.png (`net_benefit`).",
+        "decision_curve.png (`net_benefit`); for survival outcomes calibration.png (`calibration`) and km.png (`km`).",
     examples=("validate v = evaluate(clf) { cv: stratified_kfold(5, repeats: 3), threshold: sensitivity >= 0.9, bootstrap: 1000 }",),
 ))
