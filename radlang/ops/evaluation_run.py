@@ -237,8 +237,8 @@ def run_evaluate(stage, ctx):
     from radlang.backends.glue import table_key
     from radlang.backends.refit import assemble, match_by, recipe, refit_of, source_columns, source_order, sources_under
     from radlang.ops.clinical_metrics import binary_metrics, evaluation_csv, evaluation_json, multiclass_metrics
-    from radlang.ops.survival_metrics import evaluation_times, survival_metrics
     from radlang.ops.fold_engine import make_splits, model_artefact, run_fold
+    from radlang.ops.survival_metrics import evaluation_times, survival_metrics
 
     p = stage.params
     op = registry.get(stage.op)

@@ -23,6 +23,7 @@ clinical_metrics.py, evaluation_plots.py and evaluation_summary.py.
 
 from __future__ import annotations
 
+from itertools import pairwise
 from typing import Literal
 
 from pydantic import Field, field_validator
@@ -138,7 +139,7 @@ class EvaluateSettings(Settings):
     @field_validator("horizons")
     @classmethod
     def _h(cls, v):
-        if v is not None and (not v or any(h <= 0 for h in v) or any(b <= a for a, b in zip(v, v[1:]))):
+        if v is not None and (not v or any(h <= 0 for h in v) or any(b <= a for a, b in pairwise(v))):
             raise out_of_range("`horizons` lists times greater than 0 in ascending order, e.g. [365, 730, 1095]")
         return v
 
