@@ -111,6 +111,7 @@ CODES: dict[str, Code] = {c.code: c for c in (
     # graph
     _c("E315", "survival metrics at horizons without `horizons`", "ops/validate.py", "td_auc, brier, ibs and calibration of a survival model"),
     _c("E316", "`horizons` on an evaluation that is not of a survival model", "ops/validate.py"),
+    _c("E317", "the integrated Brier score with fewer than two horizons", "ops/validate.py"),
     _c("E401", "a cycle", "checks/bind.py checks/graph.py", "stages that depend on each other, or a `like` chain"),
     _c("W402", "a stage is never used; it will not run", "checks/graph.py"),
     _c("W403", "the spec defines no stages", "compiler.py"),

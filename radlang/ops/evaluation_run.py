@@ -538,7 +538,7 @@ def _default_metrics(outcome, horizons=None):
 
 def _horizon_checks(stage, cohort_name, cohort_df, data, splits, horizons, ext_ref, ext_data):
     """E680: a horizon the survival metrics cannot score: beyond the last follow-up of the cohort, or outside the
-    follow-up of a fold's held-out cases (or the external cohort), naming the time column and the cases."""
+    follow-up of a fold's held-out cases (or the external cohort), naming the time column and the cases that bound it."""
     import numpy as np
 
     from radlang.ops.survival_metrics import horizon_problems
@@ -547,20 +547,24 @@ def _horizon_checks(stage, cohort_name, cohort_df, data, splits, horizons, ext_r
     t = data["time"].to_numpy(float)
     ids = data["case_id"].astype(str).to_numpy()
     hint = "state horizons within follow-up (before the last time, at or after the first) of every fold, or use fewer folds"
-    last = ids[t == t.max()]
-    whole = horizon_problems(horizons, t, t, f"cohort `{cohort_name}`")
-    if whole:
-        return [Diagnostic("E680", f"`{stage.name}`: {msg}, column `{col}` (case(s) {_names(last)})", stage.span, hint=hint) for msg in whole]
-    errs = []
-    for rep, f, tr, te in splits:
-        for msg in horizon_problems(horizons, t[tr], t[te], f"the held-out cases of fold {f + 1} of repeat {rep + 1}"):
-            edge = te[np.argmax(t[te])] if "last follow-up" in msg else te[np.argmin(t[te])]
-            errs.append(Diagnostic("E680", f"`{stage.name}`: {msg}, column `{col}` (case `{ids[edge]}`)", stage.span, hint=hint))
+
+    def cases(kind, t_train, ids_train, t_test, ids_test):
+        """The cases at the bound a horizon crosses."""
+        tt, ii = (t_train, ids_train) if kind == "train" else (t_test, ids_test)
+        edge = tt.min() if kind == "first" else tt.max()
+        return _names(ii[tt == edge])
+
+    checks = [(f"cohort `{cohort_name}`", t, ids, t, ids)]
+    checks += [(f"the held-out cases of fold {f + 1} of repeat {rep + 1}", t[tr], ids[tr], t[te], ids[te]) for rep, f, tr, te in splits]
     if ext_data is not None:
-        te = ext_data["time"].to_numpy(float)
-        for msg in horizon_problems(horizons, t, te, f"the external cohort `{ext_ref.stage}`"):
-            errs.append(Diagnostic("E680", f"`{stage.name}`: {msg}, column `{col}` (case(s) "
-                                   f"{_names(ext_data['case_id'].astype(str)[te == te.max()])})", stage.span, hint=hint))
+        checks.append((f"the external cohort `{ext_ref.stage}`", t, ids, ext_data["time"].to_numpy(float),
+                       ext_data["case_id"].astype(str).to_numpy()))
+    errs = []
+    for where, t_tr, i_tr, t_te, i_te in checks:
+        errs += [Diagnostic("E680", f"`{stage.name}`: {msg}, column `{col}` (case(s) {cases(kind, t_tr, i_tr, t_te, i_te)})", stage.span, hint=hint)
+                 for kind, msg in horizon_problems(horizons, t_tr, t_te, where)]
+        if errs and where.startswith("cohort"):
+            break                        # beyond the whole cohort's follow-up: every fold says the same
     return errs[:20]
 
 

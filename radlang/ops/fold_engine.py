@@ -102,10 +102,10 @@ def run_fold(fold_job):
         fitted = pipe.best_estimator_ if hasattr(pipe, "best_estimator_") else pipe
         selected = fitted_selections(fitted)
         if fold_job["outcome"] == "survival":
-            return {**survival_predictions(fitted, X, tr, te, fold_job.get("times")), "threshold": None, "selected": selected,
-                    **({"model": pipe} if fold_job.get("return_model") else {})}
-        p_te = pipe.predict_proba(X.iloc[te]) if len(te) else np.empty((0, len(fitted.classes_)))
-        out = {"test": p_te[:, 1] if fold_job["outcome"] == "binary" else p_te, "threshold": None, "selected": selected}
+            out = {**survival_predictions(fitted, X, tr, te, fold_job.get("times")), "threshold": None, "selected": selected}
+        else:
+            p_te = pipe.predict_proba(X.iloc[te]) if len(te) else np.empty((0, len(fitted.classes_)))
+            out = {"test": p_te[:, 1] if fold_job["outcome"] == "binary" else p_te, "threshold": None, "selected": selected}
         if fold_job["outcome"] == "binary" and fold_job.get("rule"):
             k = int(fold_job.get("threshold_cv") or 0)
             yt = np.asarray(y[tr]).astype(int)

@@ -313,14 +313,14 @@ def _model_infer(ctx, tasks):
     return RType("Model", cohort=src.cohort, outcome=tgt.outcome, detail=f"{name} model")
 
 
-def _register(name, settings, tasks, doc, examples=()):
+def _register(name, settings, tasks, doc, examples=(), version="1"):
     register(Operator(
         name=name, kind="model", output="Model", settings=settings,
         inputs=(Port("input", ("Features",), doc="a feature table (usually a `select` stage)"),
                 Port("target", ("Outcome",), doc="the training cohort's outcome, e.g. `train.outcome`")),
         positional=("input", "target"), fit="outcome", behaviour="fitted", run=run_recipe,
         impl=FACTORIES[name], helpers=(make_model, assemble_pipeline, fold_steps, node_columns, split_params) + SURVIVAL_HELPERS,
-        infer=lambda ctx: _model_infer(ctx, tasks), doc=doc, examples=examples,
+        infer=lambda ctx: _model_infer(ctx, tasks), doc=doc, examples=examples, version=version,
     ))
 
 
@@ -357,7 +357,8 @@ _register("cox", CoxSettings, ("survival",),
           "Cox proportional hazards (lifelines' CoxPHFitter, Efron ties) with an L2, L1 or elastic-net penalty; survival "
           "probabilities from the Breslow baseline hazard of the training fold.",
           ("model risk = cox(clin, target: gb.outcome) { alpha: 0.1 }",
-           "model risk = cox(clin, target: gb.outcome) { alpha: 0.05, l1_ratio: 0.5, search: grid(alpha: [0.01, 0.1, 1]) }"))
+           "model risk = cox(clin, target: gb.outcome) { alpha: 0.05, l1_ratio: 0.5, search: grid(alpha: [0.01, 0.1, 1]) }"),
+          version="2")   # 2: lifelines with a Breslow survival function (1: scikit-survival's ridge Cox)
 _register("random_survival_forest", SurvivalForestSettings, ("survival",),
           "Random survival forest (scikit-survival: GPL-3, the optional `survival-gpl` extra).",
           ("model rsf = random_survival_forest(clin, target: gb.outcome) { n_estimators: 100, min_samples_leaf: 5 }",))

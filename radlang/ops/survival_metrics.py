@@ -139,18 +139,19 @@ def evaluation_times(horizons, points):
 
 def horizon_problems(horizons, train_time, time, where):
     """Why a horizon cannot be scored on held-out cases `time` with censoring estimated on `train_time`: it must be
-    at or after the first held-out time, before the last one, and not after the last training time. [message]."""
+    at or after the first held-out time, before the last one, and not after the last training time.
+    [(kind, message)], kind: "last" (the held-out cases' last time), "first" (their first) or "train" (the last training time)."""
     import numpy as np
 
     time = np.asarray(time, float)
     out = []
     for h in horizons or []:
         if h >= time.max():
-            out.append(f"horizon {h:g} is at or beyond the last follow-up of {where} ({time.max():g})")
+            out.append(("last", f"horizon {h:g} is at or beyond the last follow-up of {where} ({time.max():g})"))
         elif h < time.min():
-            out.append(f"horizon {h:g} is before the first follow-up time of {where} ({time.min():g})")
+            out.append(("first", f"horizon {h:g} is before the first follow-up time of {where} ({time.min():g})"))
         elif h > np.max(train_time):
-            out.append(f"horizon {h:g} is beyond the last training follow-up ({np.max(train_time):g}) for {where}")
+            out.append(("train", f"horizon {h:g} is beyond the last training follow-up ({np.max(train_time):g}) for {where}"))
     return out
 
 

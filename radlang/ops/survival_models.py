@@ -120,8 +120,6 @@ def survival_estimator_class(_made={}):  # noqa: B006 -- one class per process, 
         """kind: cox | random_survival_forest | gradient_boosted_survival | survival_mlp; y: a structured array
         (event: bool, time: float), as scikit-survival takes it."""
 
-        _estimator_type = "regressor"
-
         def __init__(self, kind="cox", alpha=0.0, l1_ratio=0.0, n_estimators=100, max_depth=None, min_samples_leaf=3,
                      max_features="sqrt", learning_rate=0.1, subsample=1.0, hidden=(32,), epochs=200, lr=1e-3,
                      weight_decay=1e-4, dropout=0.0, seed=0):
@@ -149,11 +147,20 @@ def survival_estimator_class(_made={}):  # noqa: B006 -- one class per process, 
                 import pandas as pd
                 from lifelines import CoxPHFitter
 
-                cols = [f"x{j}" for j in range(Xa.shape[1])]
-                df = pd.DataFrame(Xa, columns=cols).assign(_time=time, _event=event.astype(int))
+                # a column constant in this training fold has no effect to estimate (lifelines would divide by its zero SD)
+                varies = np.flatnonzero(Xa.max(axis=0) > Xa.min(axis=0))
+                cols = [f"x{j}" for j in varies]
+                df = pd.DataFrame(Xa[:, varies], columns=cols).assign(_time=time, _event=event.astype(int))
+                from lifelines.exceptions import ConvergenceError
+
                 cph = CoxPHFitter(penalizer=float(self.alpha), l1_ratio=float(self.l1_ratio))
-                cph.fit(df, duration_col="_time", event_col="_event")
-                self.coef_ = cph.params_.loc[cols].to_numpy(dtype=float)
+                try:
+                    cph.fit(df, duration_col="_time", event_col="_event")
+                except ConvergenceError:
+                    raise ValueError(f"the Cox model did not converge on {len(df)} cases and {len(cols)} features "
+                                     f"(penalty alpha {self.alpha:g}): raise `alpha`, or select fewer or less collinear features") from None
+                self.coef_ = np.zeros(Xa.shape[1])
+                self.coef_[varies] = cph.params_.loc[cols].to_numpy(dtype=float)
                 self.mean_ = Xa.mean(axis=0)
             elif self.kind == "survival_mlp":
                 self.mean_ = np.zeros(Xa.shape[1])

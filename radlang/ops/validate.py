@@ -170,6 +170,9 @@ def _evaluate_infer(ctx):
             ctx.error("E315", f"{', '.join(f'`{x}`' for x in need)} of a survival model {'is' if len(need) == 1 else 'are'} computed at "
                       "stated times, but the evaluation has no `horizons`", setting="metrics",
                       hint="add `horizons: [...]` (times in the outcome's unit, within follow-up), e.g. `horizons: [365, 730]`")
+    if task == "survival" and s.horizons and len(s.horizons) < 2 and "ibs" in (s.metrics or ()):
+        ctx.error("E317", "`ibs` integrates the Brier score from the first to the last horizon, but `horizons` lists one",
+                  setting="horizons", hint="list at least two horizons, e.g. `horizons: [12, 24, 36]`, or drop `ibs`")
     if s.horizons and task != "survival":
         ctx.error("E316", f"`horizons` are times for survival metrics, but `{ctx.stmt.op.name}` evaluates a {task} model",
                   setting="horizons", hint="remove `horizons`")
@@ -235,6 +238,7 @@ register(Operator(
             Port("external", ("Cohort",), optional=True, doc="an external validation cohort (never fit on)"),
             Port("groups", ("Ids", "Site"), optional=True, doc="what must not straddle a split (default: the cohort's patient ids)")),
     fit="outcome", behaviour="stateless", run=run_evaluate, sink=True, impl=run_fold,
+    version="2",   # 2: survival metrics inside folds (Uno's C, td-AUC, Brier, calibration, KM), survival predictions
     helpers=(make_splits, choose_threshold, fitted_selections, model_artefact, auc_rank, calibration_stats, net_benefit, binary_metrics, multiclass_metrics,
              round_floats, evaluation_json, evaluation_csv, cv_description, evaluation_plots, write_evaluation_plots,
              evaluation_summary, survival_predictions) + SURVIVAL_METRIC_HELPERS,

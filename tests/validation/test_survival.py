@@ -256,6 +256,7 @@ def test_check_diagnostics(monkeypatch):
     assert errors(CHECK + "model m = cox(f, target: c.outcome)\nvalidate v = evaluate(m) { metrics: [c_index, brier] }") == ["E315"]
     assert errors(CHECK + "model m = cox(f, target: c.outcome)\nvalidate v = evaluate(m) { horizons: [12, 24] }") == []
     assert errors(CHECK + "model m = logistic(g, target: b.outcome)\nvalidate v = evaluate(m) { horizons: [12] }") == ["E316"]
+    assert errors(CHECK + "model m = cox(f, target: c.outcome)\nvalidate v = evaluate(m) { horizons: [12], metrics: [ibs] }") == ["E317"]
     assert "E302" in errors(CHECK + "model m = cox(f, target: c.outcome)\nvalidate v = evaluate(m) { horizons: [24, 12] }")
     assert errors(CHECK + "model m = random_survival_forest(f, target: c.outcome)") == []
     real = importlib.util.find_spec
@@ -281,7 +282,7 @@ study "ext" { seed: 2 }
 cohort dev = table("dev.csv") { id: case, outcome: survival(time: t, event: e) }
 cohort ext = table("ext.csv") { id: case, outcome: survival(time: t, event: e) }
 features f = tabular(dev)
-model m = cox(f, target: dev.outcome) { alpha: 0.01 }
+model m = cox(f, target: dev.outcome) { l1_ratio: 0.5, search: grid(alpha: [0.01, 0.5], cv: 3) }
 validate v = evaluate(m) { cv: kfold(3), external: ext, horizons: [HORIZONS], bootstrap: 0 }
 """
 
@@ -301,7 +302,9 @@ def test_external_cohort_metrics_use_the_training_censoring(tmp_path):
     dev, ext = table("dev.csv", 120, "d"), table("ext.csv", 60, "x")
     hs = [float(np.quantile(ext["t"], q)) for q in (0.3, 0.6)]
     run_spec(EXTERNAL.replace("HORIZONS", ", ".join(repr(h) for h in hs)), tmp_path / "e.rad", tmp_path / "out")
-    m = metrics(tmp_path / "out")["external"]
+    full = metrics(tmp_path / "out")
+    assert [set(b) for b in full["search"]["best_params"]] == [{"alpha"}] * 4     # 3 folds and the final model, by inner CV
+    m = full["external"]
     p = predictions(tmp_path / "out")
     pe = p[p["set"] == "external"]
     assert list(pe["case_id"]) == list(ext["case"])
@@ -312,3 +315,18 @@ def test_external_cohort_metrics_use_the_training_censoring(tmp_path):
     b = sm.brier_scores(dev["t"], dev["e"], ext["t"], ext["e"], surv, hs)
     assert m["brier"]["estimate"] == pytest.approx(list(b), abs=1e-11)
     assert m["km"]["curves"]["high"]["n"] == int((pe["risk_group"] == "high").sum())
+
+
+def test_horizon_outside_a_folds_follow_up(tmp_path):
+    """Within the cohort's follow-up, but beyond the last time of the held-out cases of the folds without the longest
+    follow-up (two of three), or before every case's time: each fold that cannot score it is named, with its bounding case."""
+    df = _bad_table(tmp_path)
+    t = np.sort(df["os"].astype(float).to_numpy())
+    src = BAD.replace("cv: kfold(3)", f"cv: kfold(3), horizons: [{(t[-1] + t[-2]) / 2:g}]")
+    diags = run_error_codes(src, tmp_path / "bad.rad", tmp_path / "out")
+    assert [d.code for d in diags] == ["E680", "E680"]
+    assert all("last follow-up of the held-out cases of fold" in d.message and "`os`" in d.message for d in diags)
+    src = BAD.replace("cv: kfold(3)", f"cv: kfold(3), horizons: [{t[0] / 2:g}]")
+    diags = run_error_codes(src, tmp_path / "bad.rad", tmp_path / "out2")
+    first = df.loc[df["os"].astype(float).idxmin(), "case"]
+    assert diags[0].code == "E680" and "before the first follow-up time of cohort `c`" in diags[0].message and f"`{first}`" in diags[0].message
