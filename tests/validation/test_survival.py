@@ -318,14 +318,21 @@ def test_external_cohort_metrics_use_the_training_censoring(tmp_path):
 
 
 def test_horizon_outside_a_folds_follow_up(tmp_path):
-    """Within the cohort's follow-up, but beyond the last time of the held-out cases of the folds without the longest
-    follow-up (two of three), or before every case's time: each fold that cannot score it is named, with its bounding case."""
+    """Within the cohort's follow-up, but after every time but the longest: the folds without the longest follow-up (two
+    of three) cannot score it, nor the fold holding it (its training cases end earlier); a horizon before every case's
+    time cannot be scored either. Each fold is named, with the case that bounds it."""
     df = _bad_table(tmp_path)
     t = np.sort(df["os"].astype(float).to_numpy())
     src = BAD.replace("cv: kfold(3)", f"cv: kfold(3), horizons: [{(t[-1] + t[-2]) / 2:g}]")
     diags = run_error_codes(src, tmp_path / "bad.rad", tmp_path / "out")
-    assert [d.code for d in diags] == ["E680", "E680"]
-    assert all("last follow-up of the held-out cases of fold" in d.message and "`os`" in d.message for d in diags)
+    assert [d.code for d in diags] == ["E680"] * 3 and all("`os`" in d.message for d in diags)
+    # the two folds without the longest follow-up cannot score it; the fold holding it, trained without it, has no censoring
+    # distribution there: it names the case with the last training time
+    assert sum("at or beyond the last follow-up of the held-out cases of fold" in d.message for d in diags) == 2
+    longest = df.loc[df["os"].astype(float).idxmax(), "case"]
+    second = df.loc[df["os"].astype(float) == t[-2], "case"].iloc[0]
+    assert [f"`{second}`" in d.message for d in diags if "last training follow-up" in d.message] == [True]
+    assert all(f"`{longest}`" not in d.message for d in diags if "at or beyond the last follow-up of the held-out" in d.message)
     src = BAD.replace("cv: kfold(3)", f"cv: kfold(3), horizons: [{t[0] / 2:g}]")
     diags = run_error_codes(src, tmp_path / "bad.rad", tmp_path / "out2")
     first = df.loc[df["os"].astype(float).idxmin(), "case"]
