@@ -533,7 +533,7 @@ def _default_metrics(outcome, horizons=None):
     from radlang.ops.validate import BINARY_METRICS, HORIZON_METRICS, MULTICLASS_METRICS, SURVIVAL_METRICS
 
     out = list({"binary": BINARY_METRICS, "multiclass": MULTICLASS_METRICS, "survival": SURVIVAL_METRICS}.get(outcome, ()))
-    return out if horizons else [m for m in out if m not in HORIZON_METRICS]
+    return out if horizons or outcome != "survival" else [m for m in out if m not in HORIZON_METRICS]
 
 
 def _horizon_checks(stage, cohort_name, cohort_df, data, splits, horizons, ext_ref, ext_data):
