@@ -539,7 +539,6 @@ def _default_metrics(outcome, horizons=None):
 def _horizon_checks(stage, cohort_name, cohort_df, data, splits, horizons, ext_ref, ext_data):
     """E680: a horizon the survival metrics cannot score: beyond the last follow-up of the cohort, or outside the
     follow-up of a fold's held-out cases (or the external cohort), naming the time column and the cases that bound it."""
-
     from radlang.ops.survival_metrics import horizon_problems
 
     col = cohort_df.attrs.get("radlang", {}).get("columns", {}).get("time", "time")
