@@ -337,3 +337,17 @@ def test_horizon_outside_a_folds_follow_up(tmp_path):
     diags = run_error_codes(src, tmp_path / "bad.rad", tmp_path / "out2")
     first = df.loc[df["os"].astype(float).idxmin(), "case"]
     assert diags[0].code == "E680" and "before the first follow-up time of cohort `c`" in diags[0].message and f"`{first}`" in diags[0].message
+
+
+def test_cox_that_cannot_converge_says_why(tmp_path):
+    """More features than cases and no penalty: lifelines cannot converge; `run` says so as E648 with what to change."""
+    rng = np.random.default_rng(0)
+    df = pd.DataFrame(rng.normal(size=(24, 30)), columns=[f"g{j}" for j in range(30)])
+    df.insert(0, "case", [f"c{i}" for i in range(24)])
+    df.insert(1, "os", np.round(rng.exponential(5, 24), 2) + 0.1)
+    df.insert(2, "dead", 1)
+    df.to_csv(tmp_path / "bad.csv", index=False)
+    diags = run_error_codes(BAD.replace("model m = cox(f, target: c.outcome)", "model m = cox(f, target: c.outcome) { alpha: 0 }"),
+                            tmp_path / "bad.rad", tmp_path / "out")
+    assert [d.code for d in diags] == ["E648"]
+    assert "did not converge" in diags[0].message and "raise `alpha`" in diags[0].message
