@@ -155,7 +155,11 @@ def _compile_source(text, file: str, passes, data=False) -> Result:
             for n in list(live):
                 live |= nx.ancestors(sub, n)
             running = {n: st for n, st in checked.items() if n in live}
-            check_folds(running, bounds, check_data(running, bounds, diags), diags)
+            from radlang.checks.horizons import check_horizons
+
+            facts = check_data(running, bounds, diags)
+            check_folds(running, bounds, facts, diags)
+            check_horizons(running, bounds, facts, diags)
 
     diags = sorted(set(diags), key=Diagnostic.sort_key)
     if any(d.is_error for d in diags):

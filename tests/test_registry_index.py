@@ -23,10 +23,12 @@ def test_compiling_imports_only_the_modules_of_the_operators_used():
             "print(sorted(m for m in sys.modules if m.startswith('radlang.ops.')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     # the modules that declare dataset, tabular, logistic and evaluate, and those they are made of (evaluate's run code,
-    # fold engine, metrics, plots and summary; the recipe a model stage returns): no other operator's module
+    # fold engine, metrics (survival metrics too), plots and summary; the recipe a model stage returns; the survival estimator
+    # that make_model builds): no other operator's module
     assert eval(out) == ["radlang.ops._index", "radlang.ops.clinical_metrics", "radlang.ops.datasets", "radlang.ops.evaluation_plots",
                          "radlang.ops.evaluation_run", "radlang.ops.evaluation_summary", "radlang.ops.fitted_recipe",
-                         "radlang.ops.fold_engine", "radlang.ops.models", "radlang.ops.validate"]
+                         "radlang.ops.fold_engine", "radlang.ops.models", "radlang.ops.survival_metrics", "radlang.ops.survival_models",
+                         "radlang.ops.validate"]
 
 
 def test_an_unknown_operator_still_gets_a_suggestion_from_the_index():

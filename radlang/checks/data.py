@@ -10,8 +10,8 @@ It reads only what is cheap, for a spec read from a file (paths are relative to 
 
 Only stages that will run are checked (a sink is reachable from them: the compiler passes those). The codes
 are those `radlang run` gives the same problems. What it learns about each cohort's size (cases,
-cases per outcome class, whether a patient has several cases) it returns for radlang/checks/folds.py; a
-phantom's size is known from its settings.
+cases per outcome class, whether a patient has several cases) it returns for radlang/checks/folds.py, and a
+survival outcome's last follow-up time for radlang/checks/horizons.py; a phantom's size is known from its settings.
 """
 
 from __future__ import annotations
@@ -142,7 +142,18 @@ def check_csv(st, bound, folder: Path, diags: list, listings: dict, *, what: str
             if v.lower() not in missing:
                 classes[v] = classes.get(v, 0) + 1
     patients = [cell(r, p["patient"]) for r in body] if p.get("patient") else None
-    return {"cases": len(body), "classes": classes, "grouped": patients is not None and len(set(patients)) < len(patients)}
+    fact = {"cases": len(body), "classes": classes, "grouped": patients is not None and len(set(patients)) < len(patients)}
+    if out and out["kind"] == "survival":
+        times = []
+        for cid, r in zip(ids, body):
+            try:
+                times.append((float(cell(r, out["time"])), cid))
+            except ValueError:
+                continue                      # a bad time is the run's E640/E601, with the case named
+        if times:
+            last = max(t for t, _ in times)
+            fact["follow_up"] = {"column": out["time"], "last": last, "cases": [c for t, c in times if t == last], "file": mpath}
+    return fact
 
 
 def check_params_file(st, bound, folder: Path, diags: list):

@@ -1,7 +1,7 @@
 """Clinical metrics of validated predictions (self-contained: the renderer inlines them): AUC with a patient-level
 bootstrap CI, sensitivity/specificity at the chosen threshold, Brier, calibration intercept and slope
-(statsmodels) with the calibration curve, net benefit (as dcurves defines it), multiclass one-vs-rest AUC,
-Harrell's C; and the byte-stable JSON/CSV writers of metrics and predictions.
+(statsmodels) with the calibration curve, net benefit (as dcurves defines it), multiclass one-vs-rest AUC;
+and the byte-stable JSON/CSV writers of metrics and predictions.
 """
 
 from __future__ import annotations
@@ -144,23 +144,6 @@ def multiclass_metrics(y, P, params):
     m["accuracy"] = float(accuracy_score(y, P.argmax(axis=1)))
     m["log_loss"] = float(log_loss(y, P, labels=labels))
     return m
-
-
-def survival_metrics(time, event, risk, fold_ids):
-    """Harrell's C-index (scikit-survival), per fold (risk scores of different fold models are not comparable) and their mean."""
-    import numpy as np
-    from sksurv.metrics import concordance_index_censored
-
-    time = np.asarray(time, float)
-    event = np.asarray(event).astype(bool)
-    risk = np.asarray(risk, float)
-    per = []
-    for f in sorted(set(fold_ids)):
-        ix = np.asarray([x == f for x in fold_ids])
-        if event[ix].sum() == 0:
-            continue
-        per.append(float(concordance_index_censored(event[ix], time[ix], risk[ix])[0]))
-    return {"c_index": {"estimate": float(np.mean(per)) if per else None, "per_fold": per}}
 
 
 def round_floats(obj, digits=12):

@@ -3,6 +3,7 @@ turns a cohort's clinical columns into a feature table.
 
     cohort bc = dataset("breast_cancer")              # sklearn: 569 cases, 30 image-derived features, binary
     cohort gb = dataset("gbsg2")                      # scikit-survival: 686 cases, survival
+    cohort ro = dataset("rossi")                      # lifelines: 432 cases, survival (weeks to re-arrest)
     features f = tabular(bc)                          # every clinical.<name> column, as a feature table
 
 Both follow the cohort table contract (radlang docs): one row per case, `case_id`, `patient_id`,
@@ -27,12 +28,14 @@ DATASETS = {
     "gbsg2": ("scikit-survival", "survival", 686),
     "whas500": ("scikit-survival", "survival", 500),
     "veterans_lung_cancer": ("scikit-survival", "survival", 137),
+    "rossi": ("lifelines", "survival", 432),
 }
 
 
 class DatasetSettings(Settings):
-    name: Literal["breast_cancer", "gbsg2", "whas500", "veterans_lung_cancer"] = Field(
-        description="breast_cancer (sklearn, binary: malignant = 1), gbsg2, whas500, veterans_lung_cancer (scikit-survival, survival)")
+    name: Literal["breast_cancer", "gbsg2", "whas500", "veterans_lung_cancer", "rossi"] = Field(
+        description=("breast_cancer (sklearn, binary: malignant = 1), gbsg2, whas500, veterans_lung_cancer (scikit-survival, survival), "
+                     "rossi (lifelines, survival: weeks to re-arrest)"))
     start: int = Field(0, ge=0, description="first row (in the package's order) to keep; with `stop`, cuts a development or external part")
     stop: int | None = Field(None, ge=1, description="row after the last one to keep (default: all)")
     site: str | None = Field(None, description="a site label written into a `site` column for every case")
@@ -60,6 +63,17 @@ def load_dataset(params: dict):
         outcome = "binary"
         source = "sklearn.datasets.load_breast_cancer"
         prefix = "bc"
+    elif name == "rossi":
+        from lifelines.datasets import load_rossi
+
+        raw = load_rossi()
+        time_field, event_field = "week", "arrest"
+        X = raw.drop(columns=[time_field, event_field]).astype(float)
+        df = pd.DataFrame({"time": raw[time_field].astype(float), "event": raw[event_field].astype(np.int64)})
+        classes = None
+        outcome = "survival"
+        source = "lifelines.datasets.load_rossi"
+        prefix = "rossi"
     else:
         import sksurv.datasets as sd
         from sksurv.column import encode_categorical
@@ -119,8 +133,9 @@ def run_dataset(stage, ctx):
     try:
         df = load_dataset({**stage.params, "_stage": stage.name})
     except ImportError as e:
+        extra = "survival-gpl" if DATASETS[stage.params["name"]][0] == "scikit-survival" else "science"
         raise RunError([Diagnostic("E640", f"`{stage.name}`: dataset `{stage.params['name']}` needs a package that is not installed: {e}",
-                                   stage.span, hint="pip install 'radlang[science]'")])
+                                   stage.span, hint=f"pip install 'radlang[{extra}]'")])
     if df.empty:
         raise RunError([Diagnostic("E640", f"`{stage.name}`: rows {stage.params.get('start')}:{stage.params.get('stop')} of "
                                    f"`{stage.params['name']}` hold no cases", stage.span)])
@@ -142,7 +157,8 @@ register(Operator(
     behaviour="stateless", run=run_dataset, read_file=dataset_read_file, impl=load_dataset, infer=_dataset_type,
     doc="A tabular cohort shipped inside an installed package (no download): sklearn's breast cancer set "
         "(569 cases, 30 image-derived features, malignant = 1) or scikit-survival's gbsg2, whas500 and "
-        "veterans_lung_cancer (survival). Its features are the cohort's `clinical.<name>` columns.",
+        "veterans_lung_cancer (survival; the optional `survival-gpl` extra), or lifelines' rossi (432 cases, weeks to "
+        "re-arrest). Its features are the cohort's `clinical.<name>` columns.",
     examples=('cohort bc = dataset("breast_cancer")', 'cohort ext = dataset("breast_cancer") { start: 400 }'),
 ))
 
@@ -319,7 +335,7 @@ def load_table(params: dict, path: str, stage_name: str):
             bad = v.isna() & (raw[col].notna() | (what != "value"))
         if bad is not None:
             for cid, r in zip(ids[bad], raw[col][bad]):
-                problems.append({"case": cid, "file": path, "column": col, "message": f"{what} {r!r} is not a number"})
+                problems.append({"case": cid, "file": path, "column": col, "message": f"missing {what}" if pd.isna(r) else f"{what} {r!r} is not a number"})
         return v
 
     if kind in ("binary", "multiclass"):
@@ -341,8 +357,16 @@ def load_table(params: dict, path: str, stage_name: str):
     elif kind == "continuous":
         df["outcome"] = num(o["column"], "outcome").astype(float)
     elif kind == "survival":
-        df["time"] = num(o["time"], "time").astype(float)
-        df["event"] = num(o["event"], "event").fillna(0).astype(np.int64)
+        t = num(o["time"], "survival time").astype(float)
+        for cid, r in zip(ids[t < 0], raw[o["time"]][t < 0]):
+            problems.append({"case": cid, "file": path, "column": o["time"], "message": f"survival time {r!r} is negative"})
+        e = pd.to_numeric(raw[o["event"]], errors="coerce")
+        bad = ~e.isin([0, 1])
+        for cid, r in zip(ids[bad], raw[o["event"]][bad]):
+            problems.append({"case": cid, "file": path, "column": o["event"],
+                             "message": "missing event" if pd.isna(r) else f"event {r!r} is not 0/1"})
+        df["time"] = t
+        df["event"] = e.where(~bad, -1).astype(np.int64)
     if params.get("site"):
         df["site"] = raw[params["site"]].astype(str)
     cols = {}
@@ -352,6 +376,7 @@ def load_table(params: dict, path: str, stage_name: str):
         cols[f"clinical.{c}"] = c
     df = pd.concat([df, pd.DataFrame(block, index=df.index)], axis=1)
     cols.update({"case_id": params["id"], "patient_id": params.get("patient") or params["id"]})
+    cols.update({k: o[k] for k in ("time", "event") if o.get(k)} | ({"outcome": o["column"]} if o.get("column") else {}))
     df.attrs["radlang"] = {"name": stage_name, "source": path, "columns": cols, "images": [], "outcome": kind, "classes": classes}
     return df, problems
 

@@ -1,10 +1,11 @@
-"""ROC, calibration and decision-curve plots of an evaluation, drawn from its metrics JSON (self-contained: the
+"""ROC, calibration and decision-curve plots of an evaluation (survival: radlang/ops/survival_metrics.py's), drawn from its metrics JSON (self-contained: the
 renderer inlines them). Each is drawn only when its metric is listed.
 """
 
 from __future__ import annotations
 
 from radlang.ops.evaluation_summary import cv_description
+from radlang.ops.survival_metrics import survival_plots
 
 
 def evaluation_plots(metrics):
@@ -12,6 +13,8 @@ def evaluation_plots(metrics):
     {"roc.png": ..., "calibration.png": ..., "decision_curve.png": ...}; a plot whose data the metrics
     do not hold (not asked for in `metrics:`) is left out. Fixed size, dpi and no metadata: the same
     metrics give the same bytes."""
+    if metrics.get("outcome") == "survival":
+        return survival_plots(metrics)
     if metrics.get("outcome") != "binary":
         return {}
 
@@ -126,7 +129,7 @@ def write_evaluation_plots(metrics, folder, plots=None):
     folder = str(folder)
     if plots:
         os.makedirs(folder, exist_ok=True)
-    for name in ("roc.png", "calibration.png", "decision_curve.png"):
+    for name in ("roc.png", "calibration.png", "decision_curve.png", "km.png"):
         if name not in plots and os.path.exists(os.path.join(folder, name)):
             os.remove(os.path.join(folder, name))
     written = []

@@ -75,9 +75,9 @@ def _outcome_arrays(df, outcome):
     import numpy as np
 
     if outcome == "survival":
-        from sksurv.util import Surv
+        from radlang.ops.survival_models import survival_target
 
-        return Surv.from_arrays(df["event"].astype(bool).to_numpy(), df["time"].astype(float).to_numpy()), df["event"].astype(int).to_numpy()
+        return survival_target(df["time"].to_numpy(), df["event"].to_numpy()), df["event"].astype(int).to_numpy()
     y = df["outcome"].to_numpy()
     if outcome in ("binary", "multiclass"):
         y = y.astype(np.int64)
@@ -127,7 +127,13 @@ def _design_checks(ctx, stage, cohort_name, data, y_strat, outcome, cv, groups, 
     if outcome in ("binary", "multiclass", "survival") and y_strat is not None:
         classes, counts = np.unique(y_strat, return_counts=True)
         what = "event indicator" if outcome == "survival" else "outcome"
-        if len(classes) < 2:
+        if outcome == "survival" and len(classes) == 1:
+            col = data.attrs.get("radlang", {}).get("columns", {}).get("event", "event")
+            if classes[0] == 0:   # every case an event (no censoring) is a valid survival cohort
+                errs.append(Diagnostic("E642", f"`{stage.name}`: all {n} cases of cohort `{cohort_name}` are censored (event column `{col}` "
+                                       f"is 0 for {_names(data['case_id'])}): there is no event to model", stage.span,
+                                       hint="a survival model needs cases with an event (1 in the event column)"))
+        elif len(classes) < 2:
             errs.append(Diagnostic("E642", f"`{stage.name}`: the {what} of cohort `{cohort_name}` has a single class "
                                    f"({classes[0] if len(classes) else 'none'}) in all {n} cases ({_names(data['case_id'])})", stage.span,
                                    hint="a model needs cases of both classes"))
@@ -273,9 +279,10 @@ def run_evaluate(stage, ctx):
     from radlang.backends.executor import RunError
     from radlang.backends.glue import table_key
     from radlang.backends.refit import assemble, match_by, refit_of, source_columns, source_order, sources_under
-    from radlang.ops.clinical_metrics import binary_metrics, evaluation_csv, evaluation_json, multiclass_metrics, survival_metrics
+    from radlang.ops.clinical_metrics import binary_metrics, evaluation_csv, evaluation_json, multiclass_metrics
     from radlang.ops.fold_engine import make_splits, run_fold
     from radlang.ops.split import shared_splits
+    from radlang.ops.survival_metrics import evaluation_times, survival_metrics
     from radlang.ops.validate import evaluation_cv
 
     p = stage.params
@@ -403,7 +410,7 @@ def run_evaluate(stage, ctx):
     model_recipe, mparams, factory = _model_recipe(ctx, graph, model, columns, fold_inputs, n_classes)
     build = (build_pipeline, (model_recipe, assemble_pipeline, model.op, mparams, model.seed, factory,
                               {"outcome": outcome, "patients": patients}))
-    wanted = set(p.get("metrics") or _default_metrics(outcome))
+    wanted = set(p.get("metrics") or _default_metrics(outcome, p.get("horizons")))
     needs_threshold = p.get("threshold") is not None or bool(wanted & {"sensitivity", "specificity", "accuracy"})
     rule = (p.get("threshold") or {"metric": "youden"}) if outcome == "binary" and needs_threshold else None
 
@@ -419,6 +426,8 @@ def run_evaluate(stage, ctx):
 
     images = stage.extra.get("image_fits", [])
 
+    times = evaluation_times(p.get("horizons"), p.get("ibs_points", 50)) if outcome == "survival" else None
+
     def fold_plan():
         """Each case's patient, the threshold's inner folds, and one job per training fold."""
         patients = data["patient_id"].astype(str).to_numpy()
@@ -432,7 +441,7 @@ def run_evaluate(stage, ctx):
         # prepared with what its training cases alone taught them
         fold_X = [_fold_input(ctx, stage, graph, cohort_name, cohort_df, data, X, tr) for _, _, tr, _ in splits] if images else None
         jobs = [{"build": build, "X": fold_X[i] if fold_X else X, "y": y, "train": tr, "test": te, "outcome": outcome, "rule": rule,
-                 "search": bool(mparams.get("search")), "patients": patients, "threshold_cv": tcv, "seed": stage.seed}
+                 "search": bool(mparams.get("search")), "patients": patients, "threshold_cv": tcv, "seed": stage.seed, "times": times}
                 for i, (_, _, tr, te) in enumerate(splits)]
         return patients, tcv, jobs
 
@@ -452,13 +461,17 @@ def run_evaluate(stage, ctx):
 
     patients, tcv, fold_jobs = fold_plan()
     splits = draw_splits()
+    if times:
+        errs = _horizon_checks(stage, cohort_name, cohort_df, data, splits, p["horizons"], ext_ref, ext_data)
+        if errs:
+            raise RunError(errs)
     # the final model: fit on every training case and applied to the external cohort if any; it runs with the folds (in
     # a worker when they go to the pool) and comes back saved, as skops bytes
     Xall, yall = (pd.concat([X, Xe]), np.concatenate([y, ye])) if Xe is not None else (X, y)
     final_job = {"build": build, "X": Xall, "y": yall, "train": np.arange(len(X)), "test": np.arange(len(X), len(Xall)),
                   "outcome": outcome, "rule": rule, "save_model": True, "search": bool(mparams.get("search")),
                   "patients": np.concatenate([patients, ext_data["patient_id"].astype(str).to_numpy()]) if Xe is not None else patients,
-                  "threshold_cv": tcv, "seed": stage.seed}
+                  "threshold_cv": tcv, "seed": stage.seed, "times": times}
     results: list = [None] * (len(fold_jobs) + 1)
     try:
         _run_folds(ctx, run_fold, [*fold_jobs, final_job], results)
@@ -474,7 +487,7 @@ def run_evaluate(stage, ctx):
         sub = data.iloc[te]
         d = {"set": "cv", "repeat": rep, "fold": fold, "case_id": sub["case_id"].to_numpy(), "patient_id": sub["patient_id"].to_numpy(),
              **({"site": sub["site"].astype(str).to_numpy()} if "site" in sub.columns else {})}
-        rows.append(_pred_frame(d, sub, r, outcome, out_cols))
+        rows.append(_pred_frame(d, sub, r, outcome, out_cols, p.get("horizons"), times))
         if r.get("threshold") is not None:
             yt = y[te].astype(int)
             pred = r["test"] >= r["threshold"]
@@ -486,10 +499,10 @@ def run_evaluate(stage, ctx):
     if Xe is not None:
         d = {"set": "external", "repeat": 0, "fold": -1, "case_id": ext_data["case_id"].to_numpy(), "patient_id": ext_data["patient_id"].to_numpy(),
              **({"site": ext_data["site"].astype(str).to_numpy()} if "site" in ext_data.columns else {})}
-        rows.append(_pred_frame(d, ext_data, final, outcome, out_cols))
+        rows.append(_pred_frame(d, ext_data, final, outcome, out_cols, p.get("horizons"), times))
     preds = pd.concat(rows, ignore_index=True) if rows else pd.DataFrame()
 
-    mp = {**p, "metrics": p.get("metrics") or _default_metrics(outcome)}
+    mp = {**p, "metrics": p.get("metrics") or _default_metrics(outcome, p.get("horizons"))}
     metrics = {
         "stage": stage.name, "outcome": outcome, "model": model.op, "cohort": cohort_name, "features": ", ".join(sources),
         "pipeline": (["impute"] if mparams.get("impute") not in (None, "none") else []) + [s.name for s in fitted]
@@ -511,14 +524,27 @@ def run_evaluate(stage, ctx):
             metrics["threshold"]["train_sensitivity_min"] = min(f["train_sensitivity"] for f in fold_info)
             metrics["threshold"]["train_specificity_min"] = min(f["train_specificity"] for f in fold_info)
     cvp = preds[preds["set"] == "cv"] if len(preds) else preds
-    if len(cvp):
-        metrics["cross_validation"] = _metrics_for(cvp, outcome, mp, stage.seed, binary_metrics, multiclass_metrics, survival_metrics)
+    if outcome == "survival":
+        # inside each fold: the censoring distribution of the training fold; externally: of the training cohort
+        def fold(r, tr, te, rep, ys):
+            return {"repeat": rep, "train_time": y["time"][tr], "train_event": y["event"][tr], "time": ys["time"][te], "event": ys["event"][te],
+                    "risk": r["test"], "surv": r.get("surv"), "cut": r["cut"], "patients": patients_all[te]}
+
+        patients_all = np.concatenate([patients, ext_data["patient_id"].astype(str).to_numpy()]) if Xe is not None else patients
+        if len(cvp):
+            metrics["cross_validation"] = survival_metrics([fold(r, tr, te, rep, y) for (rep, _, tr, te), r in zip(splits, results)], mp, stage.seed)
+            if cv["kind"] == "leave_one_site_out":   # one held-out site per fold: each site's metrics are its fold's
+                metrics["per_site"] = {str(sites[te][0]): survival_metrics([fold(r, tr, te, rep, y)], mp, stage.seed)
+                                       for (rep, _, tr, te), r in sorted(zip(splits, results), key=lambda sr: str(sites[sr[0][3]][0]))}
+    elif len(cvp):
+        metrics["cross_validation"] = _metrics_for(cvp, outcome, mp, stage.seed, binary_metrics, multiclass_metrics)
         if cv["kind"] == "leave_one_site_out":   # each held-out site on its own: how the model transfers to every site
-            metrics["per_site"] = {str(site): _metrics_for(g, outcome, mp, stage.seed, binary_metrics, multiclass_metrics, survival_metrics)
+            metrics["per_site"] = {str(site): _metrics_for(g, outcome, mp, stage.seed, binary_metrics, multiclass_metrics)
                                    for site, g in cvp.groupby("site", sort=True)}
     if Xe is not None:
         ep = preds[preds["set"] == "external"]
-        em = _metrics_for(ep, outcome, mp, stage.seed, binary_metrics, multiclass_metrics, survival_metrics)
+        em = (survival_metrics([fold(final, np.arange(len(X)), np.arange(len(X), len(Xall)), 0, yall)], mp, stage.seed)
+              if outcome == "survival" else _metrics_for(ep, outcome, mp, stage.seed, binary_metrics, multiclass_metrics))
         em["cohort"] = ext_ref.stage
         if final.get("threshold") is not None:
             em["threshold"] = final["threshold"]
@@ -600,13 +626,44 @@ def _report(stage, ctx, mbytes):
     ctx.summary.extend(evaluation_summary(shown, files))
 
 
-def _default_metrics(outcome):
-    from radlang.ops.validate import BINARY_METRICS, MULTICLASS_METRICS, SURVIVAL_METRICS
+def _default_metrics(outcome, horizons=None):
+    from radlang.ops.validate import BINARY_METRICS, HORIZON_METRICS, MULTICLASS_METRICS, SURVIVAL_METRICS
 
-    return list({"binary": BINARY_METRICS, "multiclass": MULTICLASS_METRICS, "survival": SURVIVAL_METRICS}.get(outcome, ()))
+    out = list({"binary": BINARY_METRICS, "multiclass": MULTICLASS_METRICS, "survival": SURVIVAL_METRICS}.get(outcome, ()))
+    return out if horizons or outcome != "survival" else [m for m in out if m not in HORIZON_METRICS]
 
 
-def _pred_frame(d, sub, r, outcome, out_cols):
+def _horizon_checks(stage, cohort_name, cohort_df, data, splits, horizons, ext_ref, ext_data):
+    """E680: a horizon the survival metrics cannot score: beyond the last follow-up of the cohort, or outside the
+    follow-up of a fold's held-out cases (or the external cohort), naming the time column and the cases that bound it."""
+    from radlang.ops.survival_metrics import horizon_problems
+
+    col = cohort_df.attrs.get("radlang", {}).get("columns", {}).get("time", "time")
+    t = data["time"].to_numpy(float)
+    ids = data["case_id"].astype(str).to_numpy()
+    hint = "state horizons within follow-up (before the last time, at or after the first) of every fold, or use fewer folds"
+
+    def cases(kind, t_train, ids_train, t_test, ids_test):
+        """The cases at the bound a horizon crosses."""
+        tt, ii = (t_train, ids_train) if kind == "train" else (t_test, ids_test)
+        edge = tt.min() if kind == "first" else tt.max()
+        return _names(ii[tt == edge])
+
+    checks = [(f"cohort `{cohort_name}`", t, ids, t, ids)]
+    checks += [(f"the held-out cases of fold {f + 1} of repeat {rep + 1}", t[tr], ids[tr], t[te], ids[te]) for rep, f, tr, te in splits]
+    if ext_data is not None:
+        checks.append((f"the external cohort `{ext_ref.stage}`", t, ids, ext_data["time"].to_numpy(float),
+                       ext_data["case_id"].astype(str).to_numpy()))
+    errs = []
+    for where, t_tr, i_tr, t_te, i_te in checks:
+        errs += [Diagnostic("E680", f"`{stage.name}`: {msg}, column `{col}` (case(s) {cases(kind, t_tr, i_tr, t_te, i_te)})", stage.span, hint=hint)
+                 for kind, msg in horizon_problems(horizons, t_tr, t_te, where)]
+        if errs and where.startswith("cohort"):
+            break                        # beyond the whole cohort's follow-up: every fold says the same
+    return errs[:20]
+
+
+def _pred_frame(d, sub, r, outcome, out_cols, horizons=None, times=None):
     import numpy as np
     import pandas as pd
 
@@ -623,10 +680,14 @@ def _pred_frame(d, sub, r, outcome, out_cols):
             d[f"probability_{k}"] = P[:, k]
     else:
         d["risk"] = r["test"]
+        if r.get("cut") is not None:
+            d["risk_group"] = np.where(r["test"] > r["cut"], "high", "low")
+        for h in (horizons or []) if r.get("surv") is not None else []:
+            d[f"survival_at_{h:g}"] = np.asarray(r["surv"])[:, times.index(float(h))]
     return pd.DataFrame(d)
 
 
-def _metrics_for(df, outcome, params, seed, binary_metrics, multiclass_metrics, survival_metrics):
+def _metrics_for(df, outcome, params, seed, binary_metrics, multiclass_metrics):
 
     if outcome == "binary":
         pred = df["predicted"].to_numpy() if "predicted" in df.columns else None
@@ -643,7 +704,4 @@ def _metrics_for(df, outcome, params, seed, binary_metrics, multiclass_metrics, 
     if outcome == "multiclass":
         cols = sorted([c for c in df.columns if c.startswith("probability_")], key=lambda c: int(c.split("_")[1]))
         return multiclass_metrics(df["outcome"].to_numpy(), df[cols].to_numpy(), params)
-    if outcome == "survival":
-        folds = [f"{r}:{f}" for r, f in zip(df["repeat"], df["fold"])]
-        return survival_metrics(df["time"].to_numpy(), df["event"].to_numpy(), df["risk"].to_numpy(), folds)
     return {"n_predictions": len(df), "note": f"no metrics for a {outcome} outcome"}

@@ -31,7 +31,10 @@ def evaluation_summary(metrics, files):
         if outcome == "survival":
             c = m.get("c_index") or {}
             if c.get("estimate") is not None:
-                bits.append(f"C-index {c['estimate']:.3f} (mean of {len(c.get('per_fold') or [])} folds)")
+                ci = f" [{c['ci_low']:.3f}, {c['ci_high']:.3f}]" if c.get("ci_low") is not None and c.get("ci_high") is not None else ""
+                bits.append(f"C-index {c['estimate']:.3f}{ci} (mean of {len(c.get('per_fold') or [])} folds)")
+            if (m.get("ibs") or {}).get("estimate") is not None:
+                bits.append(f"integrated Brier {m['ibs']['estimate']:.3f}")
         elif isinstance(m.get("auc"), dict) and m["auc"].get("estimate") is not None:
             bits.append(auc_text(m["auc"]) + (" (macro one-vs-rest)" if outcome == "multiclass" else ""))
         for k in ("sensitivity", "specificity", "accuracy"):

@@ -75,8 +75,9 @@ def choose_threshold(y, p, rule):
 def run_fold(fold_job):
     """Fit the pipeline on one training fold; predict the held-out fold (and the training fold, for the threshold).
     fold_job: {"build": (fn, args), "X": DataFrame, "y": array, "train": idx, "test": idx, "outcome": the outcome kind
-    (binary, multiclass, survival), "rule": dict|None, "patients": patient id per row of X, or None, "save_model": True to
-    return the fitted pipeline as skops bytes under "model_bytes"}."""
+    (binary, multiclass, survival), "rule": dict|None, "patients": patient id per row of X, or None, "times": the times at
+    which a survival model's held-out survival probabilities are wanted, or None, "save_model": True to return the fitted
+    pipeline as skops bytes under "model_bytes"}."""
     import warnings
 
     import numpy as np
@@ -102,10 +103,10 @@ def run_fold(fold_job):
         fitted = pipe.best_estimator_ if hasattr(pipe, "best_estimator_") else pipe
         selected = fitted_selections(fitted)
         if fold_job["outcome"] == "survival":
-            risk = np.asarray(pipe.predict(X.iloc[te]), float) if len(te) else np.empty(0)
-            return {"test": risk, "threshold": None, "selected": selected, **({"model_bytes": model_artefact(pipe)} if fold_job.get("save_model") else {})}
-        p_te = pipe.predict_proba(X.iloc[te]) if len(te) else np.empty((0, len(fitted.classes_)))
-        out = {"test": p_te[:, 1] if fold_job["outcome"] == "binary" else p_te, "threshold": None, "selected": selected}
+            out = {**survival_predictions(fitted, X, tr, te, fold_job.get("times")), "threshold": None, "selected": selected}
+        else:
+            p_te = pipe.predict_proba(X.iloc[te]) if len(te) else np.empty((0, len(fitted.classes_)))
+            out = {"test": p_te[:, 1] if fold_job["outcome"] == "binary" else p_te, "threshold": None, "selected": selected}
         if fold_job["outcome"] == "binary" and fold_job.get("rule"):
             k = int(fold_job.get("threshold_cv") or 0)
             yt = np.asarray(y[tr]).astype(int)
@@ -131,6 +132,20 @@ def run_fold(fold_job):
             out["best_params"] = {back.get(k.split("__", 1)[1], k.split("__", 1)[1]): v for k, v in pipe.best_params_.items()}
         if fold_job.get("save_model"):
             out["model_bytes"] = model_artefact(pipe)     # saved where it was fit: the model never crosses processes
+    return out
+
+
+def survival_predictions(fitted, X, tr, te, times):
+    """A fitted survival pipeline's risk scores for the held-out rows, the median training-fold risk (the cut-off
+    between the low- and high-risk groups, chosen on training data only) and, at `times`, the held-out survival
+    probabilities (rows: cases, columns: times)."""
+    import numpy as np
+
+    out = {"test": np.asarray(fitted.predict(X.iloc[te]), float) if len(te) else np.empty(0),
+           "cut": float(np.median(fitted.predict(X.iloc[tr])))}
+    if times is not None and len(times) and len(te):
+        Xt = fitted[:-1].transform(X.iloc[te]) if len(fitted.steps) > 1 else X.iloc[te]
+        out["surv"] = fitted[-1].survival_at(Xt, times)
     return out
 
 

@@ -1,4 +1,5 @@
-"""Models from scikit-learn (and scikit-survival's Cox model). Imputation and scaling belong to the
+"""Models from scikit-learn, and survival models (radlang/ops/survival_models.py: lifelines' Cox model, a Cox-loss MLP,
+scikit-survival's forest and boosting). Imputation and scaling belong to the
 model and are part of the fitted pipeline; hyper-parameters are fixed, or searched by inner CV with
 `search: grid(C: [0.1, 1, 10])`.
 
@@ -17,9 +18,10 @@ from typing import Any, Literal
 from pydantic import Field, field_validator, model_validator
 
 from radlang.ops.fitted_recipe import run_recipe
+from radlang.ops.survival_models import SURVIVAL_HELPERS, survival_estimator_class
 from radlang.registry import Operator, Port, register
 from radlang.types import RType
-from radlang.values import CallValue, Settings, Sym, Variant, variants
+from radlang.values import CallValue, Settings, Sym, Variant, out_of_range, variants
 
 # ----------------------------------------------------------------------------------------------
 # self-contained implementation
@@ -58,10 +60,12 @@ def make_model(name, params, seed):
         from sklearn.neighbors import KNeighborsClassifier
 
         return KNeighborsClassifier(n_neighbors=int(hp["k"]), weights=hp["weights"])
-    if name == "cox":
-        from sksurv.linear_model import CoxPHSurvivalAnalysis
-
-        return CoxPHSurvivalAnalysis(alpha=float(hp["alpha"]), ties="efron")
+    if name in ("cox", "random_survival_forest", "gradient_boosted_survival", "survival_mlp"):
+        keys = {"cox": ("alpha", "l1_ratio"), "random_survival_forest": ("n_estimators", "max_depth", "min_samples_leaf", "max_features"),
+                "gradient_boosted_survival": ("n_estimators", "learning_rate", "max_depth", "subsample"),
+                "survival_mlp": ("hidden", "epochs", "lr", "weight_decay", "dropout")}[name]
+        kw = {k: (tuple(hp[k]) if isinstance(hp[k], list) else hp[k]) for k in keys}
+        return survival_estimator_class()(kind=name, seed=seed, **kw)
     raise ValueError(f"unknown model {name!r}")
 
 
@@ -87,6 +91,18 @@ def make_knn(params, seed):
 
 def make_cox(params, seed):
     return make_model("cox", split_params(params), seed)
+
+
+def make_random_survival_forest(params, seed):
+    return make_model("random_survival_forest", split_params(params), seed)
+
+
+def make_gradient_boosted_survival(params, seed):
+    return make_model("gradient_boosted_survival", split_params(params), seed)
+
+
+def make_survival_mlp(params, seed):
+    return make_model("survival_mlp", split_params(params), seed)
 
 
 def fold_steps(node):
@@ -150,8 +166,10 @@ def assemble_pipeline(graph, model_name, model_params, seed, factory=None, fold_
     rename = {"knn": {"k": "n_neighbors"}}.get(model_name, {})
     grid = {f"model__{rename.get(k, k)}": list(v) for k, v in sorted(search["grid"].items())}
     folds = int(search["cv"])
-    cv = KFold(folds, shuffle=True, random_state=seed) if model_name == "cox" else StratifiedKFold(folds, shuffle=True, random_state=seed)
-    scoring = None if model_name == "cox" else search["scoring"]
+    survival = model_name in ("cox", "random_survival_forest", "gradient_boosted_survival", "survival_mlp")
+    # survival models: the estimator's own score (Harrell's C) on unstratified inner folds
+    cv = KFold(folds, shuffle=True, random_state=seed) if survival else StratifiedKFold(folds, shuffle=True, random_state=seed)
+    scoring = None if survival else search["scoring"]
     return GridSearchCV(pipe, grid, cv=cv, scoring=scoring, refit=True, n_jobs=1)
 
 
@@ -185,7 +203,9 @@ class ModelSettings(Settings):
 
     @field_validator("impute", "scale", "class_weight", mode="before")
     @classmethod
-    def _s(cls, v):
+    def _s(cls, v, info):
+        if v is None and info.field_name in ("impute", "scale"):
+            return "none"      # `scale: none` reads as the none literal
         return str(v) if isinstance(v, Sym) else v
 
     _g = field_validator("search", mode="before")(lambda cls, v: None if v is None else _grid(v))
@@ -238,7 +258,42 @@ class KnnSettings(ModelSettings):
 
 
 class CoxSettings(ModelSettings):
-    alpha: float = Field(0.1, ge=0, description="ridge penalty of the Cox partial likelihood")
+    alpha: float = Field(0.1, ge=0, description="penalty of the Cox partial likelihood (lifelines' `penalizer`); 0 = unpenalised")
+    l1_ratio: float = Field(0.0, ge=0, le=1, description="L1 share of the penalty: 0 = ridge, 1 = lasso, between = elastic net")
+
+
+class SurvivalForestSettings(ModelSettings):
+    n_estimators: int = Field(100, ge=1)
+    max_depth: int | None = Field(None, ge=1)
+    min_samples_leaf: int = Field(3, ge=1)
+    max_features: Literal["sqrt", "log2"] | float = "sqrt"
+
+    _m = field_validator("max_features", mode="before")(lambda cls, v: str(v) if isinstance(v, Sym) else v)
+
+
+class SurvivalBoostingSettings(ModelSettings):
+    n_estimators: int = Field(100, ge=1)
+    learning_rate: float = Field(0.1, gt=0)
+    max_depth: int = Field(3, ge=1)
+    subsample: float = Field(1.0, gt=0, le=1)
+
+
+class SurvivalMlpSettings(ModelSettings):
+    hidden: list[int] = Field(default_factory=lambda: [32], description="units of each hidden layer (ReLU)")
+    epochs: int = Field(200, ge=1, le=100000, description="full-batch Adam steps")
+    lr: float = Field(1e-3, gt=0, le=10, description="learning rate")
+    weight_decay: float = Field(1e-4, ge=0)
+    dropout: float = Field(0.0, ge=0, lt=1)
+
+    @field_validator("hidden")
+    @classmethod
+    def _h(cls, v):
+        if not v or any(x < 1 for x in v):
+            raise out_of_range("`hidden` lists at least one layer width of 1 or more")
+        return v
+
+
+GPL_MODELS = ("random_survival_forest", "gradient_boosted_survival")
 
 
 def _model_infer(ctx, tasks):
@@ -246,9 +301,17 @@ def _model_infer(ctx, tasks):
     tgt = ctx.inputs["target"]
     name = ctx.stmt.op.name
     if tgt.outcome not in tasks:
-        hint = "for a survival outcome use `cox`" if tgt.outcome == "survival" else f"`{name}` fits {' or '.join(tasks)} outcomes"
+        hint = ("for a survival outcome use `cox`, `survival_mlp`, `random_survival_forest` or `gradient_boosted_survival`"
+                if tgt.outcome == "survival" else f"`{name}` fits {' or '.join(tasks)} outcomes")
         ctx.error("E244", f"`{name}` cannot fit a {tgt.outcome} outcome (`{tgt.detail}`)", port="target", hint=hint)
     ctx.mixed_cohorts(src, tgt)
+    if name in GPL_MODELS:
+        import importlib.util
+
+        if importlib.util.find_spec("sksurv") is None:
+            ctx.error("E260", f"`{name}` needs scikit-survival, which is not installed", hint=(
+                "install the optional extra: pip install 'radlang[survival-gpl]' (scikit-survival is GPL-3), "
+                "or use `cox` or `survival_mlp`"))
     s = ctx.settings
     if s.search is not None:
         if not s.search.grid:
@@ -266,19 +329,21 @@ def _model_infer(ctx, tasks):
     return RType("Model", cohort=src.cohort, outcome=tgt.outcome, detail=f"{name} model")
 
 
-def _register(name, settings, tasks, doc, examples=()):
+def _register(name, settings, tasks, doc, examples=(), version="1"):
     register(Operator(
         name=name, kind="model", output="Model", settings=settings,
         inputs=(Port("input", ("Features",), doc="a feature table (usually a `select` stage)"),
                 Port("target", ("Outcome",), doc="the training cohort's outcome, e.g. `train.outcome`")),
         positional=("input", "target"), fit="outcome", behaviour="fitted", run=run_recipe,
-        impl=FACTORIES[name], helpers=(make_model, assemble_pipeline, fold_steps, node_columns, split_params),
-        infer=lambda ctx: _model_infer(ctx, tasks), doc=doc, examples=examples,
+        impl=FACTORIES[name], helpers=(make_model, assemble_pipeline, fold_steps, node_columns, split_params) + SURVIVAL_HELPERS,
+        infer=lambda ctx: _model_infer(ctx, tasks), doc=doc, examples=examples, version=version,
     ))
 
 
 FACTORIES = {"logistic": make_logistic, "random_forest": make_random_forest, "svm": make_svm,
-             "gradient_boosting": make_gradient_boosting, "knn": make_knn, "cox": make_cox}
+             "gradient_boosting": make_gradient_boosting, "knn": make_knn, "cox": make_cox,
+             "random_survival_forest": make_random_survival_forest, "gradient_boosted_survival": make_gradient_boosted_survival,
+             "survival_mlp": make_survival_mlp}
 
 
 def split_params(params):
@@ -307,5 +372,19 @@ _register("gradient_boosting", BoostingSettings, ("binary", "multiclass"), "Grad
           ("model gb = gradient_boosting(sig, target: train.outcome) { n_estimators: 100, learning_rate: 0.05, max_depth: 2 }",))
 _register("knn", KnnSettings, ("binary", "multiclass"), "k-nearest neighbours (scikit-learn).",
           ("model nn = knn(sig, target: train.outcome) { k: 7 }",))
-_register("cox", CoxSettings, ("survival",), "Cox proportional hazards with a ridge penalty (scikit-survival); evaluated by the C-index.",
-          ("model risk = cox(clin, target: gb.outcome) { alpha: 0.1 }",))
+_register("cox", CoxSettings, ("survival",),
+          "Cox proportional hazards (lifelines' CoxPHFitter, Efron ties) with an L2, L1 or elastic-net penalty; survival "
+          "probabilities from the Breslow baseline hazard of the training fold.",
+          ("model risk = cox(clin, target: gb.outcome) { alpha: 0.1 }",
+           "model risk = cox(clin, target: gb.outcome) { alpha: 0.05, l1_ratio: 0.5, search: grid(alpha: [0.01, 0.1, 1]) }"),
+          version="2")   # 2: lifelines with a Breslow survival function (1: scikit-survival's ridge Cox)
+_register("random_survival_forest", SurvivalForestSettings, ("survival",),
+          "Random survival forest (scikit-survival: GPL-3, the optional `survival-gpl` extra).",
+          ("model rsf = random_survival_forest(clin, target: gb.outcome) { n_estimators: 100, min_samples_leaf: 5 }",))
+_register("gradient_boosted_survival", SurvivalBoostingSettings, ("survival",),
+          "Gradient-boosted Cox model on regression trees (scikit-survival: GPL-3, the optional `survival-gpl` extra).",
+          ("model gbs = gradient_boosted_survival(clin, target: gb.outcome) { n_estimators: 100, learning_rate: 0.05, max_depth: 2 }",))
+_register("survival_mlp", SurvivalMlpSettings, ("survival",),
+          "A multilayer perceptron trained with the Cox partial-likelihood loss (torchsurv), full batch, deterministic on CPU; "
+          "survival probabilities from the Breslow baseline hazard of the training fold.",
+          ("model deep = survival_mlp(clin, target: gb.outcome) { hidden: [16], epochs: 100, lr: 0.01 }",))

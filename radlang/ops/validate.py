@@ -23,6 +23,7 @@ clinical_metrics.py, evaluation_plots.py and evaluation_summary.py.
 
 from __future__ import annotations
 
+from itertools import pairwise
 from typing import Literal
 
 from pydantic import Field, field_validator
@@ -37,12 +38,12 @@ from radlang.ops.clinical_metrics import (
     net_benefit,
     patient_resamples,
     round_floats,
-    survival_metrics,
 )
 from radlang.ops.evaluation_plots import evaluation_plots, write_evaluation_plots
 from radlang.ops.evaluation_run import run_evaluate
 from radlang.ops.evaluation_summary import cv_description, evaluation_summary
-from radlang.ops.fold_engine import choose_threshold, fitted_selections, make_splits, model_artefact, run_fold
+from radlang.ops.fold_engine import choose_threshold, fitted_selections, make_splits, model_artefact, run_fold, survival_predictions
+from radlang.ops.survival_metrics import SURVIVAL_METRIC_HELPERS
 from radlang.registry import Operator, Port, register
 from radlang.types import RType
 from radlang.values import Rule, Settings, Sym, Variant, out_of_range, variants
@@ -86,7 +87,8 @@ class NoCV(Variant):
 
 
 BINARY_METRICS = ("auc", "roc", "sensitivity", "specificity", "accuracy", "brier", "calibration", "net_benefit")
-SURVIVAL_METRICS = ("c_index",)
+SURVIVAL_METRICS = ("c_index", "uno_c", "td_auc", "brier", "ibs", "calibration", "km")
+HORIZON_METRICS = ("td_auc", "brier", "ibs", "calibration")   # survival metrics at stated horizons
 MULTICLASS_METRICS = ("auc", "accuracy", "log_loss")
 ALL_METRICS = tuple(sorted(set(BINARY_METRICS + SURVIVAL_METRICS + MULTICLASS_METRICS)))
 
@@ -115,7 +117,11 @@ class EvaluateSettings(Settings):
         default_factory=lambda: StratifiedKFoldCV(k=5, repeats=1),
         description="stratified_kfold(k, repeats: r) | kfold(k, repeats: r) | leave_one_site_out | none; always group-aware by patient")
     metrics: list[Literal["auc", "roc", "sensitivity", "specificity", "accuracy", "brier", "calibration", "net_benefit",
-                          "c_index", "log_loss"]] | None = Field(None, description="default: every metric that fits the outcome")
+                          "c_index", "uno_c", "td_auc", "ibs", "km", "log_loss"]] | None = Field(
+        None, description="default: every metric that fits the outcome (survival: those at horizons only with `horizons`)")
+    horizons: list[float] | None = Field(None, description=("survival: times (in the outcome's unit) at which the time-dependent AUC, "
+                                                            "Brier score and calibration are computed, ascending"))
+    ibs_points: int = Field(50, ge=2, le=10000, description="survival: times from the first to the last horizon for the integrated Brier score")
     threshold: dict | None = Field(None, description="`youden` (default for binary outcomes), `sensitivity >= 0.9`, `specificity >= 0.95`")
     threshold_cv: int = Field(3, ge=0, le=10, description=("inner folds (patient-grouped) whose out-of-fold predictions choose the "
                               "threshold inside each training fold; 0 = the training fold's own fitted predictions (optimistic)"))
@@ -133,6 +139,13 @@ class EvaluateSettings(Settings):
     def _m(cls, v):
         return [str(x) for x in v] if isinstance(v, list) else ([str(v)] if isinstance(v, str) else v)
 
+    @field_validator("horizons")
+    @classmethod
+    def _h(cls, v):
+        if v is not None and (not v or any(h <= 0 for h in v) or any(b <= a for a, b in pairwise(v))):
+            raise out_of_range("`horizons` lists times greater than 0 in ascending order, e.g. [365, 730, 1095]")
+        return v
+
     @field_validator("net_benefit_range")
     @classmethod
     def _nb(cls, v):
@@ -149,11 +162,23 @@ def _evaluate_infer(ctx):
         allowed = {"binary": BINARY_METRICS, "survival": SURVIVAL_METRICS, "multiclass": MULTICLASS_METRICS}.get(task, ())
         for x in s.metrics:
             if x not in allowed:
-                if x in SURVIVAL_METRICS:
+                if x in SURVIVAL_METRICS and x not in BINARY_METRICS:
                     msg = f"`{x}` needs a survival outcome, but `{ctx.stmt.op.name}` evaluates a {task} model"
                 else:
                     msg = f"`{x}` is a metric for {'binary' if x in BINARY_METRICS else 'multiclass'} outcomes, but the model's outcome is {task}"
                 ctx.error("E245", msg, setting="metrics", hint=f"metrics for a {task} outcome: {', '.join(allowed) or 'none'}")
+    if task == "survival" and not s.horizons:
+        need = [x for x in s.metrics or () if x in HORIZON_METRICS]
+        if need:
+            ctx.error("E315", f"{', '.join(f'`{x}`' for x in need)} of a survival model {'is' if len(need) == 1 else 'are'} computed at "
+                      "stated times, but the evaluation has no `horizons`", setting="metrics",
+                      hint="add `horizons: [...]` (times in the outcome's unit, within follow-up), e.g. `horizons: [365, 730]`")
+    if task == "survival" and s.horizons and len(s.horizons) < 2 and "ibs" in (s.metrics or ()):
+        ctx.error("E317", "`ibs` integrates the Brier score from the first to the last horizon, but `horizons` lists one",
+                  setting="horizons", hint="list at least two horizons, e.g. `horizons: [12, 24, 36]`, or drop `ibs`")
+    if s.horizons and task != "survival":
+        ctx.error("E316", f"`horizons` are times for survival metrics, but `{ctx.stmt.op.name}` evaluates a {task} model",
+                  setting="horizons", hint="remove `horizons`")
     if s.threshold is not None and task != "binary":
         ctx.error("E246", f"an operating threshold needs a binary outcome; the model's outcome is {task}", setting="threshold")
     cohort = ctx.types.get(m.cohort) if m.cohort else None
@@ -248,18 +273,20 @@ register(Operator(
             Port("groups", ("Ids", "Site"), optional=True, doc="what must not straddle a split (default: the cohort's patient ids)"),
             Port("split", ("Split",), optional=True, doc="a shared `split` stage: hold out its folds (instead of `cv`)")),
     fit="outcome", behaviour="stateless", run=run_evaluate, sink=True, impl=run_fold,
+    version="2",   # 2: survival metrics inside folds (Uno's C, td-AUC, Brier, calibration, KM), survival predictions
     helpers=(make_splits, choose_threshold, fitted_selections, model_artefact, auc_rank, patient_resamples, calibration_stats, net_benefit, binary_metrics, multiclass_metrics,
-             survival_metrics, round_floats, evaluation_json, evaluation_csv, cv_description, evaluation_plots, write_evaluation_plots,
-             evaluation_summary),
+             round_floats, evaluation_json, evaluation_csv, cv_description, evaluation_plots, write_evaluation_plots,
+             evaluation_summary, survival_predictions) + SURVIVAL_METRIC_HELPERS,
     infer=_evaluate_infer, plan=_evaluate_plan,
     doc="Leakage-free validation: repeated, group-aware cross-validation (or leave-one-site-out) and an external cohort, "
         "with every fitted stage refit inside each training fold; with `split: s` it holds out the folds of a shared `split` stage "
         "instead (so that `compare` can pair models on them). Metrics: AUC with a bootstrap CI, ROC points, "
         "sensitivity/specificity at a threshold chosen on training data by a stated rule, Brier, calibration "
-        "intercept/slope and curve, net benefit (dcurves), and the C-index for survival models. "
-        "Writes <out>/metrics/<stage>.json, <out>/predictions/<stage>.csv and, for binary outcomes, plots under "
+        "intercept/slope and curve, net benefit (dcurves); for survival models Harrell's and Uno's C, time-dependent AUC, "
+        "Brier and integrated Brier score and calibration at `horizons`, and Kaplan–Meier risk groups with the log-rank test. "
+        "Writes <out>/metrics/<stage>.json, <out>/predictions/<stage>.csv and plots under "
         "<out>/plots/<stage>/, each when its metric is listed: roc.png (`roc`), calibration.png (`calibration`), "
-        "decision_curve.png (`net_benefit`).",
+        "decision_curve.png (`net_benefit`); for survival outcomes calibration.png (`calibration`) and km.png (`km`).",
     examples=("validate v = evaluate(clf) { cv: stratified_kfold(5, repeats: 3), threshold: sensitivity >= 0.9, bootstrap: 1000 }",
               "validate v = evaluate(clf, split: cvs) { bootstrap: 1000 }"),
 ))
