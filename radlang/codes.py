@@ -106,6 +106,8 @@ CODES: dict[str, Code] = {c.code: c for c in (
     _c("E256", "a network model without a fixed-size image input", "ops/net_models.py", "its input needs a `patches` table (joined with the tabular branch, if any)"),
     _c("E257", "ComBat by site on a cohort without a site column", "ops/harmonise.py", "or name another batch column, e.g. `batch: scanner`"),
     _c("E258", "the outcome as a ComBat covariate", "ops/harmonise.py", "the held-out cases' outcomes are unknown when their features are harmonised: preserving it would need the test labels"),
+    _c("E296", "DANN on a cohort without a site column", "ops/dann.py", "the domain head predicts the site; or train a `cnn`"),
+    _c("E297", "DANN on a cohort with one site", "ops/dann.py", "a phantom with `sites: 1`; there is nothing to adapt across"),
     # settings
     _c("E301", "unknown setting", "checks/settings.py compiler.py ops/models.py", "also a hyper-parameter to search that the model does not have; with \"did you mean\""),
     _c("E302", "a setting out of range", "checks/settings.py ops/datasets.py ops/explain_cnn.py ops/networks.py ops/predict_mask.py"),
@@ -132,6 +134,7 @@ CODES: dict[str, Code] = {c.code: c for c in (
     _c("E504", "a stage fit once on the cohort a validation cross-validates", "checks/design.py", "its held-out folds trained it; fit it inside the folds"),
     _c("E505", "a join of two branches of one table without `prefix: true`", "checks/design.py", "the same column could come out of both branches"),
     _c("E506", "the joins one validation refits match rows differently", "checks/design.py", "one `by:` for every join in a refit graph"),
+    _c("E540", "a site-adapted model (DANN) validated with folds that train on the held-out cases' own sites", "ops/validate.py", "k-fold puts every site's labels in training; `leave_one_site_out`, or `cv: none` with an external site"),
     # runtime: radiomics data (cohorts and per-case feature extraction)
     _c("E601", "a cohort's case data is missing or malformed", "backends/glue.py ops/features.py ops/cohorts.py checks/data.py", "a file not found or not given, an empty or repeated case id, a missing or bad outcome (stray labels name their cases); `radlang check` finds a missing manifest, column or file"),
     _c("E602", "an unreadable or corrupt file", "ops/cohorts.py ops/dicom.py ops/features.py ops/netio.py checks/data.py ops/image_patches.py", "an image, a mask, a PyRadiomics params file; the message names case, column and file"),

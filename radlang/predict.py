@@ -26,7 +26,7 @@ from radlang.backends.executor import RunError
 from radlang.diagnostics import Diagnostic, did_you_mean
 
 TRUSTED_MODULES = ("sklearn.", "sksurv.", "numpy.", "scipy.")
-TRUSTED_TYPES = ("radlang.ops.select.RadSelector", "radlang.ops.harmonise.RadComBat", "radlang.ops.net_models.RadNetClassifier",
+TRUSTED_TYPES = ("radlang.ops.select.RadSelector", "radlang.ops.harmonise.RadComBat", "radlang.ops.net_models.RadNetClassifier", "radlang.ops.dann.RadDANNClassifier",
                  "radlang.ops.late_fusion.RadStacker")
 
 

@@ -8,6 +8,7 @@ OPERATORS = {
     'combat': ('harmonise', 'harmonise'),
     'correlation': ('select', 'select'),
     'cox': ('model', 'models'),
+    'dann': ('model', 'dann'),
     'dataset': ('cohort', 'datasets'),
     'densenet121': ('network', 'networks'),
     'evaluate': ('validate', 'validate'),

@@ -362,6 +362,11 @@ def run_evaluate(stage, ctx):
             t.index = t.index.astype(str)
         raters_by_stage[s.name] = raters
         fold_inputs[s.name]["raters"] = raters
+    model_inputs = {"outcome": outcome, "patients": patients}
+    if registry.get(model.op).fold_data is not None:       # the model's own per-case inputs (DANN's sites)
+        fold_data[model.name], problems = registry.get(model.op).fold_data(model, data, ext_data, splits)
+        errs += problems
+        model_inputs.update(fold_data[model.name])
     if errs:
         raise RunError(errs)
 
@@ -372,8 +377,7 @@ def run_evaluate(stage, ctx):
     n_classes = len(np.unique(y_strat)) if outcome in ("binary", "multiclass") else 0
     columns = source_columns(graph, X, sources)
     model_recipe, mparams, factory = _model_recipe(ctx, graph, model, columns, fold_inputs, n_classes)
-    build = (build_pipeline, (model_recipe, assemble_pipeline, model.op, mparams, model.seed, factory,
-                              {"outcome": outcome, "patients": patients}))
+    build = (build_pipeline, (model_recipe, assemble_pipeline, model.op, mparams, model.seed, factory, model_inputs))
     wanted = set(p.get("metrics") or _default_metrics(outcome))
     needs_threshold = p.get("threshold") is not None or bool(wanted & {"sensitivity", "specificity", "accuracy"})
     rule = (p.get("threshold") or {"metric": "youden"}) if outcome == "binary" and needs_threshold else None
