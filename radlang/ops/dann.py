@@ -242,6 +242,25 @@ def _dann_type(ctx) -> RType:
     return t.with_(detail="DANN model", site_adapted=True)
 
 
+def memory_module(net, image, tab, labelled, domain_hidden):
+    """What `plan` measures one DANN step on (training_memory, on the meta device): the network with its domain head
+    as one module with one output, and its inputs; image: the step's images (labelled rows first, then the target's)."""
+    import torch
+
+    module = dann_module(net, 2, domain_hidden, 0)
+
+    class Both(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.module = module
+
+        def forward(self, image, tab):
+            label, dom = self.module(image, tab, labelled, 1.0)
+            return torch.cat([label.flatten(), dom.flatten()])
+
+    return Both(), (image, tab)
+
+
 def _dann_plan(stage, memory, study=None):
     if study is None:
         return []
@@ -252,18 +271,7 @@ def _dann_plan(stage, memory, study=None):
     def adapt(net, image, tab):
         import torch
 
-        module = dann_module(net, 2, p["domain_hidden"], 0)
-
-        class Both(torch.nn.Module):      # training_memory wants one output tensor
-            def __init__(self):
-                super().__init__()
-                self.module = module
-
-            def forward(self, image, tab):
-                label, dom = self.module(image, tab, labelled, 1.0)
-                return torch.cat([label.flatten(), dom.flatten()])
-
-        return Both(), (torch.empty((rows,) + tuple(image.shape[1:])), tab)
+        return memory_module(net, torch.empty((rows,) + tuple(image.shape[1:])), tab, labelled, p["domain_hidden"])
 
     try:
         lines, est = branch_plan(study, stage, adapt)
@@ -271,8 +279,8 @@ def _dann_plan(stage, memory, study=None):
         return [("info", "install torch and monai for parameter counts and memory estimates")]
     lam = "Ganin's schedule 2/(1+exp(-10p))-1" if p["reversal"] == "ganin" else f"{float(p['reversal']):g}"
     lines.append(("info", f"domain head: the site, from the pooled image vector behind a gradient reversal layer (lambda: {lam}); "
-                  + (f"each step adds {labelled} unlabelled images of the held-out site" if p["target_unlabelled"]
-                     else "the training sites only")))
+                  + (f"each step adds {labelled} unlabelled images of the held-out site (counted in the memory estimate)"
+                     if p["target_unlabelled"] else "the training sites only")))
     if memory is not None and est is not None and est["train_bytes"] > memory:
         lines.append(("warning", (f"the training estimate {_human(est['train_bytes'])} exceeds the memory budget {_human(memory)}: "
                                  "lower `batch` or the patch, or narrow the network")))

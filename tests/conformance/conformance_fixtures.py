@@ -125,8 +125,8 @@ class World:
 # --------------------------------------------------------------------------------------------------
 
 # A consumer's evaluation: 2 folds, 10 resamples, and no plots (the metrics they draw are not asked for).
-EVAL = "{{ cv: {cv}(2), bootstrap: 10, metrics: [{metrics}] }}"
-METRICS = {"stratified_kfold": "auc, brier", "kfold": "c_index"}   # binary / survival
+EVAL = "{{ cv: {cv}, bootstrap: 10, metrics: [{metrics}] }}"
+METRICS = {"stratified_kfold(2)": "auc, brier", "kfold(2)": "c_index", "leave_one_site_out": "auc, brier"}   # binary / survival / by site
 UNET = "unet(dims: {d}, in_channels: {c}, out_channels: {k}) {{ channels: [4, 8], strides: [2], num_res_units: 0 }}"
 RESNET = "resnet(dims: {d}, in_channels: {c}, out_channels: 2) {{ depth: 10 }}"
 TRAIN = "{{ epochs: 1{extra} }}"
@@ -226,10 +226,11 @@ def _consume_network(net, dims):
 
 
 CONSUMERS = {
-    "Cohort": [_consume_cohort("images"), _consume_cohort(("logistic", "stratified_kfold")), _consume_cohort(("cox", "kfold"))],
-    "Features": [_consume_features("logistic", "stratified_kfold"), _consume_features("cox", "kfold")],
+    "Cohort": [_consume_cohort("images"), _consume_cohort(("logistic", "stratified_kfold(2)")), _consume_cohort(("cox", "kfold(2)"))],
+    "Features": [_consume_features("logistic", "stratified_kfold(2)"), _consume_features("cox", "kfold(2)")],
     "Mask": [_consume_mask],
-    "Model": [_consume_model("stratified_kfold"), _consume_model("kfold")],
+    # a model adapted across sites (DANN) is validated leave-one-site-out only (E540)
+    "Model": [_consume_model("stratified_kfold(2)"), _consume_model("kfold(2)"), _consume_model("leave_one_site_out")],
     "Network": [_consume_network(n, d) for n, d in NETWORK_VARIANTS],
     "TrainedModel": [_score("segmentation"), _score("gradcam")],
 }
