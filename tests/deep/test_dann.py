@@ -164,3 +164,24 @@ def test_bad_input_is_a_compile_time_diagnostic(cohort, validate, code):
 def test_a_leave_one_site_out_dann_compiles():
     text = 'study "s" { seed: 1 }\ncohort train = phantom(30) { sites: 3, size: [16, 16, 16] }\n' + NET
     assert codes(text + "validate v = evaluate(m) { cv: leave_one_site_out }\n") == []
+
+
+def test_leave_one_site_out_run_records_the_transductive_use(tmp_path):
+    """Through `radlang run`: sites reach the fitted model through `fold_data`, each held-out site is predicted, and
+    the target site's unlabelled use is named in manifest.json; the final model predicts like a `cnn`."""
+    import json
+
+    from tests.validation._validation_util import metrics, predictions, run_spec
+
+    src = ('study "s" { seed: 1 }\ncohort train = phantom(12) { sites: 3, size: [16, 16, 16], effect: 2.0 }\n'
+           "network enc = resnet(dims: 3) { depth: 10, widen_factor: 0.125 }\nfeatures img = patches(train) { patch: [16, 16, 16] }\n"
+           "model m = dann(img, target: train.outcome, network: enc) { epochs: 1, batch: 4, validation: 0, target_unlabelled: true }\n"
+           "validate v = evaluate(m) { cv: leave_one_site_out, metrics: [auc], bootstrap: 10 }\n")
+    out = tmp_path / "out"
+    run_spec(src, tmp_path / "s.rad", out)
+    manifest = json.loads((out / "manifest.json").read_text())
+    v = next(s for s in manifest["stages"] if s["name"] == "v")
+    assert list(v["transductive"]) == ["m"]
+    assert sorted(metrics(out)["per_site"]) == ["site1", "site2", "site3"]
+    assert len(predictions(out)) == 12
+    assert (out / "models" / "v.skops").exists()
