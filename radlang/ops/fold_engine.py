@@ -75,7 +75,9 @@ def choose_threshold(y, p, rule):
 def run_fold(fold_job):
     """Fit the pipeline on one training fold; predict the held-out fold (and the training fold, for the threshold).
     fold_job: {"build": (fn, args), "X": DataFrame, "y": array, "train": idx, "test": idx, "outcome": the outcome kind
-    (binary, multiclass, survival), "rule": dict|None, "patients": patient id per row of X, or None}."""
+    (binary, multiclass, survival), "rule": dict|None, "patients": patient id per row of X, or None}. A model that
+    declares `wants_unlabelled` (DANN with `target_unlabelled`) also gets the held-out rows' features, through the
+    steps before it, as `unlabelled`; their outcomes never reach it."""
     import warnings
 
     import numpy as np

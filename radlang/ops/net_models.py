@@ -343,7 +343,8 @@ class CnnSettings(Settings):
 def _cnn_type(ctx) -> RType:
     src, tgt, net = ctx.inputs["input"], ctx.inputs["target"], ctx.inputs.get("network")
     if tgt.outcome not in ("binary", "multiclass"):
-        ctx.error("E244", f"`cnn` cannot fit a {tgt.outcome} outcome (`{tgt.detail}`)", port="target", hint="`cnn` fits binary or multiclass outcomes")
+        ctx.error("E244", f"`{ctx.stmt.op.name}` cannot fit a {tgt.outcome} outcome (`{tgt.detail}`)", port="target",
+                  hint=f"`{ctx.stmt.op.name}` fits binary or multiclass outcomes")
     ctx.mixed_cohorts(src, tgt)
     if src.patch is None:
         ctx.error("E256", f"the input of a network model has no fixed-size image branch: `{src.detail or src.kind}`", port="input",
