@@ -1,4 +1,4 @@
-"""Benchmark: network models (intermediate fusion) through radlang.
+"""Benchmark: network models (intermediate fusion, DANN) through radlang.
 
 1. Training-step throughput, side by side in one process: radlang's network estimator (`RadNetClassifier.fit`, what
    `evaluate` runs in every training fold for a `cnn` model on a join of image patches and a tabular table: column
@@ -9,6 +9,12 @@
 2. Memory: `plan`'s training-memory estimate for one step of the same model (`training_memory`, on PyTorch's meta
    device) against the measured peak resident memory of that step in a fresh process (VmHWM reset right before it),
    target within ±30%.
+3. DANN (radlang/ops/dann.py), the same two measurements: `RadDANNClassifier.fit` on two source sites with the third
+   site's images unlabelled (what `evaluate` runs in a leave-one-site-out fold with `target_unlabelled: true`) against
+   a hand-written loop over the same model (`dann_module`: the fusion network, the gradient reversal layer, the site
+   head), data, batches (a shuffled DataLoader of source rows, a random target batch of the same size), losses,
+   Ganin's lambda schedule and optimiser; and `plan`'s estimate for one DANN step (`memory_module`) against its
+   measured peak.
 
     .venv/bin/python benchmarks/bench_deep_kinds.py [--runs 3] [--epochs 3]
 """
@@ -84,7 +90,74 @@ def hand_fit(X, y, params, seed=0):
     return time.perf_counter() - t
 
 
-def probe(batch):
+DANN = {"reversal": "ganin", "domain_hidden": 16, "target_unlabelled": True}
+
+
+def dann_data(X):
+    """Three sites, a third each; the last is the held-out (target) site."""
+    sites = {cid: f"s{i % 3}" for i, cid in enumerate(X.index)}
+    src = [c for c in X.index if sites[c] != "s2"]
+    tgt = [c for c in X.index if sites[c] == "s2"]
+    return sites, src, tgt
+
+
+def radlang_dann_fit(X, y, params, seed=0):
+    from radlang.ops.dann import dann_estimator_class
+
+    sites, src, tgt = dann_data(X)
+    y_src = y[[X.index.get_loc(c) for c in src]]
+    t = time.perf_counter()
+    dann_estimator_class()(network=SPEC, params={**params, **DANN}, seed=seed, fold_inputs={"sites": sites}).fit(
+        X.loc[src], y_src, unlabelled=X.loc[tgt])
+    return time.perf_counter() - t
+
+
+def hand_dann_fit(X, y, params, seed=0):
+    """The same DANN trained by a plain PyTorch loop: source batches from a shuffled DataLoader, a random target batch
+    of the same size each step, label + site cross-entropy, lambda by Ganin's schedule."""
+    import math
+
+    import numpy as np
+    import torch
+
+    from radlang.ops.dann import dann_module
+    from radlang.ops.net_models import fusion_module
+
+    sites, src, tgt = dann_data(X)
+    t = time.perf_counter()
+    vox = [c for c in X.columns if c.startswith("voxel:")]
+    tab_cols = [c for c in X.columns if not c.startswith("voxel:")]
+    Xs, Xt = X.loc[src], X.loc[tgt]
+    image = torch.from_numpy(Xs[vox].to_numpy(np.float32).reshape(len(Xs), 1, *PATCH))
+    target_image = torch.from_numpy(Xt[vox].to_numpy(np.float32).reshape(len(Xt), 1, *PATCH))
+    t_np = Xs[tab_cols].to_numpy()
+    tab = torch.from_numpy(((t_np - t_np.mean(0)) / t_np.std(0)).astype(np.float32))
+    target = torch.from_numpy(np.asarray(y[[X.index.get_loc(c) for c in src]], dtype=np.int64))
+    site = torch.tensor([int(sites[c][1]) for c in src])
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    torch.manual_seed(seed)
+    net = dann_module(fusion_module(SPEC, [1, *PATCH], N_TAB, 2, params["hidden"], params["dropout"]), 3, DANN["domain_hidden"], seed)
+    opt = torch.optim.Adam(net.parameters(), lr=params["lr"])
+    ce = torch.nn.CrossEntropyLoss()
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(image, tab, target, site), batch_size=params["batch"], shuffle=True)
+    steps, step = params["epochs"] * len(loader), 0
+    for _ in range(params["epochs"]):
+        net.train()
+        for xi, xt, yb, sb in loader:
+            pick = torch.randperm(len(target_image))[:len(yb)]
+            lam = 2.0 / (1.0 + math.exp(-10.0 * step / max(steps - 1, 1))) - 1.0
+            opt.zero_grad(set_to_none=True)
+            label, dom = net(torch.cat([xi, target_image[pick]]), xt, len(yb), lam)
+            loss = ce(label, yb) + ce(dom, torch.cat([sb, torch.full((len(pick),), 2)]))
+            loss.backward()
+            opt.step()
+            step += 1
+    torch.set_num_threads(threads)
+    return time.perf_counter() - t
+
+
+def probe(batch, kind="fusion"):
     """One training step's peak resident memory (run in a fresh process) and plan's estimate for it."""
     import gc
 
@@ -100,20 +173,31 @@ def probe(batch):
                     return int(line.split()[1]) * 1024
         raise RuntimeError(field)
 
+    from radlang.ops.dann import dann_module, memory_module
+
     torch.set_num_threads(1)
+    rows = 2 * batch if kind == "dann" else batch        # DANN: a target batch as large as the labelled one
     with torch.device("meta"):
-        est = training_memory(fusion_module(SPEC, [1, *PATCH], N_TAB, 2, 32, 0.0),
-                              (torch.empty((batch, 1, *PATCH)), torch.empty((batch, N_TAB))))
+        meta_net = fusion_module(SPEC, [1, *PATCH], N_TAB, 2, 32, 0.0)
+        inputs = (torch.empty((rows, 1, *PATCH)), torch.empty((batch, N_TAB)))
+        est = training_memory(*(memory_module(meta_net, *inputs, batch, DANN["domain_hidden"]) if kind == "dann" else (meta_net, inputs)))
     torch.manual_seed(0)
     net = fusion_module(SPEC, [1, *PATCH], N_TAB, 2, 32, 0.0)
+    if kind == "dann":
+        net = dann_module(net, 3, DANN["domain_hidden"], 0)
     opt = torch.optim.Adam(net.parameters(), 1e-3)
-    x, t, y = torch.randn((batch, 1, *PATCH)), torch.randn((batch, N_TAB)), torch.randint(0, 2, (batch,))
+    x, t, y = torch.randn((rows, 1, *PATCH)), torch.randn((batch, N_TAB)), torch.randint(0, 2, (batch,))
+    s = torch.randint(0, 3, (rows,))
     gc.collect()
     before = status("VmRSS")
     with open("/proc/self/clear_refs", "w") as fh:
         fh.write("5")
     opt.zero_grad()
-    loss = torch.nn.functional.cross_entropy(net(x, t), y)
+    if kind == "dann":
+        label, dom = net(x, t, batch, 0.5)
+        loss = torch.nn.functional.cross_entropy(label, y) + torch.nn.functional.cross_entropy(dom, s)
+    else:
+        loss = torch.nn.functional.cross_entropy(net(x, t), y)
     loss.backward()
     opt.step()
     print(json.dumps({"measured": status("VmHWM") - before, "estimate": est["train_bytes"]}))
@@ -125,28 +209,34 @@ def main():
     ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--memory-batch", type=int, default=64)
     ap.add_argument("--probe", type=int, default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--kind", default="fusion", help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.probe is not None:
-        return probe(a.probe)
+        return probe(a.probe, a.kind)
     X, y = make_data()
     params = {**PARAMS, "epochs": a.epochs}
-    radlang_fit(X, y, {**params, "epochs": 1})      # warm-up: imports, allocator
-    hand_fit(X, y, {**params, "epochs": 1})
-    rl, hw = [], []
-    for _ in range(a.runs):
-        rl.append(radlang_fit(X, y, params))
-        hw.append(hand_fit(X, y, params))
-    samples = len(X) * a.epochs
-    r, h = samples / min(rl), samples / min(hw)
-    print(f"intermediate fusion training: radlang {r:.1f} samples/s, hand-written {h:.1f} samples/s, ratio {r / h:.3f} (target >= 0.95)")
-    runs = []
-    for _ in range(3):
-        out = subprocess.run([sys.executable, __file__, "--probe", str(a.memory_batch)], capture_output=True, text=True, check=True)
-        runs.append(json.loads(out.stdout.strip().splitlines()[-1]))
-    m = min(runs, key=lambda x: x["measured"])       # the allocator only adds to a step's peak: the smallest probe
-    print(f"training memory (batch {a.memory_batch}): plan {m['estimate'] / 2**20:.1f} MB, measured peak {m['measured'] / 2**20:.1f} MB, "
-          f"ratio {m['estimate'] / m['measured']:.2f} (target 0.7-1.3)")
-
+    kinds = (("intermediate fusion", "fusion", radlang_fit, hand_fit, len(X)),
+             ("DANN", "dann", radlang_dann_fit, hand_dann_fit, len(dann_data(X)[1])))
+    for label, kind, ours, theirs, n in kinds:
+        ours(X, y, {**params, "epochs": 1})      # warm-up: imports, allocator
+        theirs(X, y, {**params, "epochs": 1})
+        rl, hw = [], []
+        for _ in range(a.runs):
+            rl.append(ours(X, y, params))
+            hw.append(theirs(X, y, params))
+        samples = n * a.epochs
+        r, h = samples / min(rl), samples / min(hw)
+        print(f"{label} training: radlang {r:.1f} samples/s, hand-written {h:.1f} samples/s, ratio {r / h:.3f} (target >= 0.95)")
+    for label, kind, *_ in kinds:
+        runs = []
+        for _ in range(3):
+            out = subprocess.run([sys.executable, __file__, "--probe", str(a.memory_batch), "--kind", kind], capture_output=True, text=True,
+                                 check=True)
+            runs.append(json.loads(out.stdout.strip().splitlines()[-1]))
+        m = min(runs, key=lambda x: x["measured"])       # the allocator only adds to a step's peak: the smallest probe
+        print(f"{label} training memory (batch {a.memory_batch}{' + as many target images' if kind == 'dann' else ''}): "
+              f"plan {m['estimate'] / 2**20:.1f} MB, measured peak {m['measured'] / 2**20:.1f} MB, "
+              f"ratio {m['estimate'] / m['measured']:.2f} (target 0.7-1.3)")
 
 if __name__ == "__main__":
     main()

@@ -114,6 +114,8 @@ CODES: dict[str, Code] = {c.code: c for c in (
     _c("E279", "a preprocessing stage takes its statistics within the ROI of a cohort without a mask", "ops/preprocess.py", "`within: roi` on `zscore` or `nyul`; `within: body` or `image` needs none"),
     _c("E280", "a SHAP explanation of a torch network", "ops/explain_shap.py", "SHAP explains scikit-learn models for now; Grad-CAM explains networks"),
     _c("E281", "a SHAP explanation of a stage whose model it cannot explain", "ops/explain_shap.py", "not an `evaluate` stage of a `model`, or a multiclass outcome"),
+    _c("E296", "DANN on a cohort without a site column", "ops/dann.py", "the domain head predicts the site; or train a `cnn`"),
+    _c("E297", "DANN on a cohort with one site", "ops/dann.py", "a phantom with `sites: 1`; there is nothing to adapt across"),
     # settings
     _c("E301", "unknown setting", "checks/settings.py compiler.py ops/models.py", "also a hyper-parameter to search that the model does not have; with \"did you mean\""),
     _c("E302", "a setting out of range", "checks/settings.py ops/datasets.py ops/explain_cnn.py ops/networks.py ops/predict_mask.py"),
@@ -154,6 +156,7 @@ CODES: dict[str, Code] = {c.code: c for c in (
     _c("E526", "a SHAP background set larger than the training data", "ops/explain_shap.py", "the hint gives the largest background"),
     _c("E527", "the SHAP explainer's budget does not fit the model's features", "ops/explain_shap.py", "`exact` on more than 16 features, or a permutation `max_evals` below 2 x features + 1"),
     _c("E528", "`explainer: linear` on a model that is not linear in its features", "ops/explain_shap.py", "checked on the training cases"),
+    _c("E540", "a site-adapted model (DANN) validated with folds that train on the held-out cases' own sites", "ops/validate.py", "k-fold puts every site's labels in training; `leave_one_site_out`, or `cv: none` with an external site"),
     # runtime: radiomics data (cohorts and per-case feature extraction)
     _c("E601", "a cohort's case data is missing or malformed", "backends/glue.py ops/features.py ops/cohorts.py checks/data.py", "a file not found or not given, an empty or repeated case id, a missing or bad outcome (stray labels name their cases); `radlang check` finds a missing manifest, column or file"),
     _c("E602", "an unreadable or corrupt file", "ops/cohorts.py ops/dicom.py ops/features.py ops/netio.py checks/data.py ops/image_patches.py ops/preprocess.py", "an image, a mask, a PyRadiomics params file; the message names case, column and file"),

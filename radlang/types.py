@@ -22,6 +22,7 @@ class RType:
     channels: int | None = None        # image channels / network input channels
     head: str | None = None            # a network's head: segmentation | classification
     has_site: bool = False
+    site_adapted: bool = False         # models trained to be invariant across the cohort's sites (DANN): validated leave-one-site-out
     has_mask: bool = False
     classes: int | None = None         # label classes (masks, segmentation networks)
     patch: tuple[int, ...] | None = None  # image-patch tables: the crop size in voxels (x, y[, z])

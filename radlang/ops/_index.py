@@ -9,6 +9,7 @@ OPERATORS = {
     'compare': ('validate', 'compare'),
     'correlation': ('select', 'select'),
     'cox': ('model', 'models'),
+    'dann': ('model', 'dann'),
     'dataset': ('cohort', 'datasets'),
     'densenet121': ('network', 'networks'),
     'evaluate': ('validate', 'validate'),

@@ -364,7 +364,8 @@ def run_evaluate(stage, ctx):
 
     # drawn before the cache look-up only for an operator whose `fold_data` reads them: drawing imports scikit-learn,
     # which a warm re-run does not otherwise need
-    splits = draw_splits() if any(s.fit != "none" and registry.get(s.op).fold_data is not None for s in fitted) else None
+    splits = draw_splits() if any(registry.get(s.op).fold_data is not None for s in (*[f for f in fitted if f.fit != "none"], model)) \
+        else None
 
     # --- what each fitted node's factory gets: the outcome kind, each case's patient, what its operator's `fold_data`
     # reads of the cohort tables (ComBat's batches), and, for a selector that declares it, re-extractions of its input
@@ -398,6 +399,11 @@ def run_evaluate(stage, ctx):
             t.index = t.index.astype(str)
         raters_by_stage[s.name] = raters
         fold_inputs[s.name]["raters"] = raters
+    model_inputs = {"outcome": outcome, "patients": patients}
+    if registry.get(model.op).fold_data is not None:       # the model's own per-case inputs (DANN's sites)
+        fold_data[model.name], problems = registry.get(model.op).fold_data(model, data, ext_data, splits)
+        errs += problems
+        model_inputs.update(fold_data[model.name])
     if errs:
         raise RunError(errs)
 
@@ -408,8 +414,7 @@ def run_evaluate(stage, ctx):
     n_classes = len(np.unique(y_strat)) if outcome in ("binary", "multiclass") else 0
     columns = source_columns(graph, X, sources)
     model_recipe, mparams, factory = _model_recipe(ctx, graph, model, columns, fold_inputs, n_classes)
-    build = (build_pipeline, (model_recipe, assemble_pipeline, model.op, mparams, model.seed, factory,
-                              {"outcome": outcome, "patients": patients}))
+    build = (build_pipeline, (model_recipe, assemble_pipeline, model.op, mparams, model.seed, factory, model_inputs))
     wanted = set(p.get("metrics") or _default_metrics(outcome, p.get("horizons")))
     needs_threshold = p.get("threshold") is not None or bool(wanted & {"sensitivity", "specificity", "accuracy"})
     rule = (p.get("threshold") or {"metric": "youden"}) if outcome == "binary" and needs_threshold else None

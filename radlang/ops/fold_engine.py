@@ -77,7 +77,8 @@ def run_fold(fold_job):
     fold_job: {"build": (fn, args), "X": DataFrame, "y": array, "train": idx, "test": idx, "outcome": the outcome kind
     (binary, multiclass, survival), "rule": dict|None, "patients": patient id per row of X, or None, "times": the times at
     which a survival model's held-out survival probabilities are wanted, or None, "save_model": True to return the fitted
-    pipeline as skops bytes under "model_bytes"}."""
+    pipeline as skops bytes under "model_bytes"}. A model that declares `wants_unlabelled` (DANN with `target_unlabelled`)
+    also gets the held-out rows' features, through the steps before it, as `unlabelled`; their outcomes never reach it."""
     import warnings
 
     import numpy as np
@@ -99,7 +100,17 @@ def run_fold(fold_job):
             fit_params["groups"] = g_tr
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        pipe.fit(X.iloc[tr], y[tr], **fit_params)
+        last = pipe.steps[-1][1] if hasattr(pipe, "steps") else None
+        if getattr(last, "wants_unlabelled", False) and len(te):
+            # a model that trains on the held-out cases' features, never their outcomes (DANN's `target_unlabelled`):
+            # the steps before it are fit on the training fold, as Pipeline.fit fits them, and transform both
+            x_tr, x_te = X.iloc[tr], X.iloc[te]
+            if len(pipe.steps) > 1:
+                steps = pipe[:-1]
+                x_tr, x_te = steps.fit_transform(x_tr, y[tr]), steps.transform(x_te)
+            last.fit(x_tr, y[tr], unlabelled=x_te)
+        else:
+            pipe.fit(X.iloc[tr], y[tr], **fit_params)
         fitted = pipe.best_estimator_ if hasattr(pipe, "best_estimator_") else pipe
         selected = fitted_selections(fitted)
         if fold_job["outcome"] == "survival":

@@ -146,10 +146,16 @@ def inner_validation(y, groups, fraction, seed):
     return tr, va
 
 
-def fit_network(net, image, tab, y, tr, va, params, seed):
+def fit_network(net, image, tab, y, tr, va, params, seed, adapt=None):
     """Train `net` on rows `tr` (mini-batches of `batch`, in a seeded order each epoch) with early stopping on the
     validation rows `va` (the lowest mean cross-entropy; `patience` epochs without improvement stop it). One intra-op
-    thread while training, so the weights are the same on any machine. Returns (best state as NumPy arrays, history)."""
+    thread while training, so the weights are the same on any machine. Returns (best state of `net` as NumPy arrays,
+    history).
+
+    adapt: None, or (module, batch) for a trainer that adds a loss to the label loss (DANN, radlang/ops/dann.py):
+    `module` holds `net` and its own parameters, all optimised together (net's first, in the same order), and
+    batch(inputs, target, rows, progress) -> (module inputs, target, loss function) of one step, with progress the
+    fraction of the planned steps (epochs x batches) already taken, from 0 to 1."""
     import numpy as np
     import torch
 
@@ -158,7 +164,8 @@ def fit_network(net, image, tab, y, tr, va, params, seed):
     try:
         torch.manual_seed(int(seed))
         rng = np.random.default_rng(int(seed))
-        opt = make_optimizer(params, net.parameters())
+        trained = adapt[0] if adapt is not None else net
+        opt = make_optimizer(params, trained.parameters())
         epochs = int(params["epochs"])
         scheduler = make_scheduler(opt, params["schedule"], epochs)
         ce = torch.nn.CrossEntropyLoss()
@@ -175,6 +182,8 @@ def fit_network(net, image, tab, y, tr, va, params, seed):
             return {k: v.detach().cpu().numpy().copy() for k, v in net.state_dict().items()}
 
         bs = int(params["batch"])
+        per_epoch = sum(1 for b in range(0, len(tr), bs) if min(bs, len(tr) - b) >= 2 or len(tr) <= 1)
+        planned, done = epochs * per_epoch, 0
         history, best, best_state, waited = [], None, None, 0
         for epoch in range(1, epochs + 1):
             net.train()
@@ -185,7 +194,11 @@ def fit_network(net, image, tab, y, tr, va, params, seed):
                 if len(rows) < 2 and len(order) > 1:   # batch normalisation needs two samples; the case is drawn again next epoch
                     continue
                 inputs, target = batch_of(rows)
-                losses.append(train_step(net, inputs, target, loss_fn, opt))
+                if adapt is None:
+                    losses.append(train_step(net, inputs, target, loss_fn, opt))
+                else:
+                    losses.append(train_step(trained, *adapt[1](inputs, target, rows, done / max(planned - 1, 1)), opt))
+                done += 1
             if scheduler is not None:
                 scheduler.step()
             rec = {"epoch": epoch, "loss": float(np.mean(losses)) if losses else float("nan")}
@@ -262,11 +275,14 @@ def net_estimator_class(_made={}):  # noqa: B006 -- one class per process, so fi
             tr, va = inner_validation(target, groups, float(self.params["validation"]), self.seed)
             torch.manual_seed(int(self.seed))
             net = self._module()
-            state, history = fit_network(net, image, tab, target, tr, va, self.params, self.seed)
+            state, history = fit_network(net, image, tab, target, tr, va, self.params, self.seed, self._adaptation(net, X, image))
             self.weights_ = state
             self.history_ = history
             self.n_validation_ = len(va)
             return self
+
+        def _adaptation(self, net, X, image):
+            """What a subclass adds to training (fit_network's `adapt`); None (this class): the label loss alone."""
 
         def predict_proba(self, X):
             import torch
@@ -327,7 +343,8 @@ class CnnSettings(Settings):
 def _cnn_type(ctx) -> RType:
     src, tgt, net = ctx.inputs["input"], ctx.inputs["target"], ctx.inputs.get("network")
     if tgt.outcome not in ("binary", "multiclass"):
-        ctx.error("E244", f"`cnn` cannot fit a {tgt.outcome} outcome (`{tgt.detail}`)", port="target", hint="`cnn` fits binary or multiclass outcomes")
+        ctx.error("E244", f"`{ctx.stmt.op.name}` cannot fit a {tgt.outcome} outcome (`{tgt.detail}`)", port="target",
+                  hint=f"`{ctx.stmt.op.name}` fits binary or multiclass outcomes")
     ctx.mixed_cohorts(src, tgt)
     if src.patch is None:
         ctx.error("E256", f"the input of a network model has no fixed-size image branch: `{src.detail or src.kind}`", port="input",
@@ -372,9 +389,10 @@ def tabular_width(study, name) -> int | None:
     return None
 
 
-def branch_plan(study, stage):
+def branch_plan(study, stage, adapt=None):
     """`plan`'s lines for one network model: its image branch (backbone, patch, pooled vector, parameters), its tabular
-    branch, its head, and the training memory of one step (estimated on PyTorch's meta device, like a training stage's)."""
+    branch, its head, and the training memory of one step (estimated on PyTorch's meta device, like a training stage's).
+    adapt: None, or (net, image batch, tabular batch) -> (module, inputs) of a trainer that wraps the network (DANN)."""
     import torch
 
     from radlang.ops.networks import training_memory
@@ -392,7 +410,8 @@ def branch_plan(study, stage):
     with torch.device("meta"):
         net = fusion_module(spec, shape, n_tab or 0, 2, p["hidden"], p["dropout"])
         tab = torch.empty((batch, n_tab)) if n_tab else None
-        est = training_memory(net, (torch.empty([batch] + shape), tab))
+        module, inputs = adapt(net, torch.empty([batch] + shape), tab) if adapt is not None else (net, (torch.empty([batch] + shape), tab))
+        est = training_memory(module, inputs)
     image_params = sum(int(q.numel()) for q in net.backbone.parameters())
     patch = "x".join(map(str, t.patch))
     lines = [("info", (f"image branch: {t.dims}D {net_stage.op} backbone ({image_params:,} parameters) on {shape[0]} channel(s) x {patch} "

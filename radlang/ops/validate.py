@@ -185,6 +185,10 @@ def _evaluate_infer(ctx):
     if isinstance(s.cv, LeaveOneSiteOut) and cohort is not None and not cohort.has_site:
         ctx.error("E247", f"`leave_one_site_out` needs sites, but cohort `{m.cohort}` has no site column", setting="cv",
                   hint=f"add `site: <column>` to `{m.cohort}`, or use `stratified_kfold(5)`")
+    if m.site_adapted and not isinstance(s.cv, (LeaveOneSiteOut, NoCV)):
+        ctx.error("E540", f"a {m.detail} adapts across sites, but this validation's folds would train it on the labels of the held-out "
+                  "cases' own sites: the target site would not be unseen", setting="cv",
+                  hint="use `cv: leave_one_site_out`, or `cv: none` with an `external` cohort from another site")
     ext = ctx.inputs.get("external")
     if ext is not None and ext.outcome != task:
         ctx.error("E248", f"the external cohort `{ext.cohort}` has {'no' if not ext.outcome else 'a ' + ext.outcome} outcome, "

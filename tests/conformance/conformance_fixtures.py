@@ -127,8 +127,8 @@ class World:
 # --------------------------------------------------------------------------------------------------
 
 # A consumer's evaluation: 2 folds, 10 resamples, and no plots (the metrics they draw are not asked for).
-EVAL = "{{ cv: {cv}(2), bootstrap: 10, metrics: [{metrics}] }}"
-METRICS = {"stratified_kfold": "auc, brier", "kfold": "c_index"}   # binary / survival
+EVAL = "{{ cv: {cv}, bootstrap: 10, metrics: [{metrics}] }}"
+METRICS = {"stratified_kfold(2)": "auc, brier", "kfold(2)": "c_index", "leave_one_site_out": "auc, brier"}   # binary / survival / by site
 UNET = "unet(dims: {d}, in_channels: {c}, out_channels: {k}) {{ channels: [4, 8], strides: [2], num_res_units: 0 }}"
 RESNET = "resnet(dims: {d}, in_channels: {c}, out_channels: 2) {{ depth: 10 }}"
 TRAIN = "{{ epochs: 1{extra} }}"
@@ -207,7 +207,7 @@ PROVIDERS = {
     "Model": [_model(m, f) for f in ("tabular", "pyradiomics") for m in ("logistic", "cox")],
     "Network": [_network(n, d) for n, d in NETWORK_VARIANTS] + [_network("unet", 3, k) for k in LABEL_CLASSES],
     "TrainedModel": [_trained(n, d) for n, d in NETWORK_VARIANTS] + [_trained("unet", 3, k) for k in LABEL_CLASSES],
-    "Evaluation": [_evaluation("logistic", METRICS["stratified_kfold"]), _evaluation("cox", METRICS["kfold"])],
+    "Evaluation": [_evaluation("logistic", METRICS["stratified_kfold(2)"]), _evaluation("cox", METRICS["kfold(2)"])],
     "Split": [_split],
 }
 
@@ -266,12 +266,13 @@ def _consume_network(net, dims):
 
 
 CONSUMERS = {
-    "Cohort": [_consume_cohort("images"), _consume_cohort(("logistic", "stratified_kfold")), _consume_cohort(("cox", "kfold")),
+    "Cohort": [_consume_cohort("images"), _consume_cohort(("logistic", "stratified_kfold(2)")), _consume_cohort(("cox", "kfold(2)")),
                _consume_attribute_table],
-    "Features": [_consume_features("logistic", "stratified_kfold"), _consume_features("cox", "kfold")],
+    "Features": [_consume_features("logistic", "stratified_kfold(2)"), _consume_features("cox", "kfold(2)")],
     "Mask": [_consume_mask],
-    "Split": [_consume_split("logistic", METRICS["stratified_kfold"]), _consume_split("cox", METRICS["kfold"])],
-    "Model": [_consume_model("stratified_kfold"), _consume_model("kfold")],
+    "Split": [_consume_split("logistic", METRICS["stratified_kfold(2)"]), _consume_split("cox", METRICS["kfold(2)"])],
+    # a model adapted across sites (DANN) is validated leave-one-site-out only (E540)
+    "Model": [_consume_model("stratified_kfold(2)"), _consume_model("kfold(2)"), _consume_model("leave_one_site_out")],
     "Network": [_consume_network(n, d) for n, d in NETWORK_VARIANTS],
     "TrainedModel": [_score("segmentation"), _score("gradcam")],
 }
