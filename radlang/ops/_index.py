@@ -9,6 +9,7 @@ OPERATORS = {
     'dataset': ('cohort', 'datasets'),
     'densenet121': ('network', 'networks'),
     'evaluate': ('validate', 'validate'),
+    'fed_tcga_brca': ('cohort', 'fed_tcga_brca'),
     'fedavg': ('federate', 'fedavg'),
     'gradcam': ('explain', 'explain_cnn'),
     'gradient_boosting': ('model', 'models'),
