@@ -2,8 +2,8 @@
 
 A code is a letter and three digits. The first digit is the phase that finds the problem (`PHASES`);
 `E` is an error, `W` a warning. A number has one meaning. Where one number carries both letters, the two
-are the same problem at two severities, and share one meaning: W690 is what `radlang check` says about a
-federated stage (it is checked and planned), E690 what `radlang run` says when it reaches one (it stops).
+are the same problem at two severities, and share one meaning: W690 is a federated client that failed in a round
+that went on without it (`min_clients` allowed it), E690 the same failure when too few clients were left.
 
 Call sites keep the literal code (`Diagnostic("E604", ...)`, `ctx.error("E242", ...)`, a problem dict's
 `"code": "E602"`); this table says what each code means and which modules may raise it.
@@ -79,7 +79,7 @@ CODES: dict[str, Code] = {c.code: c for c in (
     # types
     _c("E201", "an input or a statement kind of the wrong type", "checks/bind.py", "an input the port does not take, or an operator under another statement kind"),
     _c("E202", "a reference that names no stage output", "checks/bind.py", "not a stage reference, a preset used as a stage, or an attribute that does not exist"),
-    _c("E203", "the cohort lacks what the stage needs", "checks/bind.py ops/fedavg.py ops/segmentation_metrics.py ops/supervised.py", "a site, mask or outcome column"),
+    _c("E203", "the cohort lacks what the stage needs", "checks/bind.py ops/segmentation_metrics.py ops/supervised.py", "a site, mask or outcome column"),
     _c("E204", "`like` across operators", "checks/bind.py"),
     _c("E205", "missing input", "checks/bind.py"),
     _c("E206", "too many positional arguments", "checks/bind.py"),
@@ -97,16 +97,21 @@ CODES: dict[str, Code] = {c.code: c for c in (
     _c("E246", "an operating threshold on an outcome that is not binary", "ops/validate.py"),
     _c("E247", "validation by site on a cohort without a site column", "ops/validate.py", "`leave_one_site_out`, or cross-validation groups by site"),
     _c("E248", "the external cohort's outcome does not match the model's", "ops/validate.py"),
+    _c("E285", "a federated model that cannot fit the outcome", "ops/fedavg.py", "`cox` fits survival, `logistic` binary or multiclass, `linear` continuous outcomes"),
+    _c("E286", "a federated stage's cohort has no site column", "ops/fedavg.py", "the training or the test cohort: each site is a client"),
+    _c("E287", "a federated stage's test cohort has another outcome than its training cohort", "ops/fedavg.py"),
+    _c("E288", "a federated stage tests on its training cohort", "ops/fedavg.py", "name a held-out cohort of the same sites as `test`"),
     _c("E250", "a join of tables from two cohorts that both carry outcomes", "ops/join.py", "join tables of one cohort, or an attribute table (a `table` without an outcome)"),
     # settings
     _c("E301", "unknown setting", "checks/settings.py compiler.py ops/models.py", "also a hyper-parameter to search that the model does not have; with \"did you mean\""),
-    _c("E302", "a setting out of range", "checks/settings.py ops/datasets.py ops/explain_cnn.py ops/networks.py ops/predict_mask.py"),
+    _c("E302", "a setting out of range", "checks/settings.py ops/datasets.py ops/multisite.py ops/explain_cnn.py ops/networks.py ops/predict_mask.py"),
     _c("E303", "a wrong or missing unit", "checks/settings.py"),
     _c("E304", "a setting of the wrong type, or a value not allowed", "checks/settings.py compiler.py ops/validate.py"),
     _c("E305", "missing required setting", "checks/settings.py ops/models.py ops/select.py ops/validate.py ops/supervised.py"),
-    _c("E306", "settings that contradict each other", "ops/cohorts.py ops/features.py checks/settings.py ops/fedavg.py ops/supervised.py", "also two settings of which only one may be given, such as `bin_width` and `bin_count`"),
+    _c("E306", "settings that contradict each other", "ops/cohorts.py ops/features.py checks/settings.py ops/supervised.py", "also two settings of which only one may be given, such as `bin_width` and `bin_count`"),
     _c("E307", "a setting given twice", "checks/bind.py"),
     _c("E308", "a path the study would write resolves outside its out folder", "checks/settings.py", "today the phantom `prefix`: a plain name"),
+    _c("E335", "a federated stage's clients are not the cohort's sites", "ops/fedavg.py", "`by:` names another attribute than `site`"),
     # graph
     _c("E401", "a cycle", "checks/bind.py checks/graph.py", "stages that depend on each other, or a `like` chain"),
     _c("W402", "a stage is never used; it will not run", "checks/graph.py"),
@@ -118,6 +123,10 @@ CODES: dict[str, Code] = {c.code: c for c in (
     _c("E504", "a stage fit once on the cohort a validation cross-validates", "checks/design.py", "its held-out folds trained it; fit it inside the folds"),
     _c("E505", "a join of two branches of one table without `prefix: true`", "checks/design.py", "the same column could come out of both branches"),
     _c("E506", "the joins one validation refits match rows differently", "checks/design.py", "one `by:` for every join in a refit graph"),
+    _c("E529", "a stage upstream of a federated stage is fit on the pooled cases of its sites", "checks/privacy.py",
+       "a selector, scaler, ComBat or model fit across sites: make it per-site or federated"),
+    _c("E530", "a stage fits on or resamples the pooled cases of a federated cohort", "checks/privacy.py",
+       "a validation's cross-validation or bootstrap, or a model, on the cohort a federated stage keeps apart by site"),
     # runtime: radiomics data (cohorts and per-case feature extraction)
     _c("E601", "a cohort's case data is missing or malformed", "backends/glue.py ops/features.py ops/cohorts.py checks/data.py", "a file not found or not given, an empty or repeated case id, a missing or bad outcome (stray labels name their cases); `radlang check` finds a missing manifest, column or file"),
     _c("E602", "an unreadable or corrupt file", "ops/cohorts.py ops/features.py ops/netio.py checks/data.py", "an image, a mask, a PyRadiomics params file; the message names case, column and file"),
@@ -128,6 +137,11 @@ CODES: dict[str, Code] = {c.code: c for c in (
     _c("E607", "PyRadiomics failed on a case", "ops/features.py"),
     _c("E608", "PyRadiomics returned NaN or infinite features", "ops/features.py", "the message names the features"),
     # runtime: deep learning (network stages)
+    # runtime: federated training
+    _c("E610", "a federated cohort without sites", "ops/fedavg.py", "no site column at run time, or cases with an empty site: the message names them"),
+    _c("E611", "a federation of one site", "ops/fedavg.py", "the message names the site; train centrally instead"),
+    _c("E612", "a site without cases", "ops/fedavg.py", "no training case with features, or test cases at a site that has no training case"),
+    _c("E613", "a site with one outcome class, or no event", "ops/fedavg.py", "its local training is degenerate: the message names the site"),
     _c("E620", "a case's image channels or mask are not on one grid", "ops/netio.py", "co-register them before training"),
     _c("E621", "a case has no mask to train or score a segmentation on", "ops/netio.py"),
     _c("E622", "a mask holds labels the network does not predict", "ops/netio.py", "the hint gives the `out_channels` that fits"),
@@ -135,7 +149,7 @@ CODES: dict[str, Code] = {c.code: c for c in (
     _c("E624", "the patch size is not divisible by the network's downsampling", "ops/supervised.py"),
     _c("E625", "the network has no layer of that name", "ops/explain_cnn.py", "Grad-CAM's `layer`; the hint lists layers near the output"),
     # runtime: tabular data, validation
-    _c("E640", "a built-in dataset cannot be loaded", "ops/datasets.py", "bad rows, a package that is not installed, a row range with no cases"),
+    _c("E640", "a built-in dataset cannot be loaded", "ops/datasets.py ops/fed_tcga_brca.py", "bad rows, a package that is not installed, a row range with no cases"),
     _c("E641", "a clinical column is not numeric", "ops/datasets.py"),
     _c("E642", "the outcome has a single class", _EVAL),
     _c("E643", "too few cases for the cross-validation", _EVAL, "fewer cases per class, or patients, than folds; fewer than two sites for leave-one-site-out"),
@@ -168,8 +182,10 @@ CODES: dict[str, Code] = {c.code: c for c in (
        "a feature table, or a predicted mask (predicted again)"),
     _c("W673", "a run that died held the output folder; this run takes it over", "backends/executor.py",
        "the warning names the dead run's pid, host and spec"),
-    _c("E690", "federated execution is not implemented", "ops/fedavg.py", "`radlang run` stops at a federated stage"),
-    _c("W690", "federated execution is not implemented", "ops/fedavg.py", "`radlang check` warns: the stage is checked and planned, but will not run"),
+    _c("E690", "a federated client failed in a round", "ops/fedavg.py",
+       "fewer clients than `min_clients` succeeded, so the round stops: the message names the round, the sites and their errors"),
+    _c("W690", "a federated client failed in a round", "ops/fedavg.py",
+       "the round went on without it, as `min_clients` allows: the warning names the round and the site"),
     # usage
     _c("E701", "an unreadable input file or a bad command-line option", "cli.py compiler.py"),
     _c("E702", "`render` cannot write the script where asked", "backends/render/script.py", "a folder, a missing or read-only folder"),

@@ -21,6 +21,7 @@ OPERATORS = {
     'logistic': ('model', 'models'),
     'manifest': ('cohort', 'cohorts'),
     'mask': ('segment', 'segment'),
+    'multisite': ('cohort', 'multisite'),
     'otsu': ('segment', 'segment'),
     'phantom': ('cohort', 'cohorts'),
     'predict_mask': ('segment', 'predict_mask'),

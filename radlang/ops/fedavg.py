@@ -343,10 +343,15 @@ def run_fedavg(stage, ctx):
         try:
             study = federated_study(clients, test, kind, n_outputs, {**p, "model": kind}, seeds)
         except FederatedError as e:
-            raise RunError([Diagnostic("E614", f"`{stage.name}`: {e}", stage.span,
+            raise RunError([Diagnostic("E690", f"`{stage.name}`: {e}", stage.span,
                                        hint="fix the failing site's data, or lower `min_clients` to let rounds go on without it")]) from None
         ctx.cache.put(k, study)
     ctx.keys[stage.name] = k
+    for r in study["seeds"]:
+        for h in r["history"]:
+            for site, msg in h["failed"].items():
+                ctx.warn("W690", f"`{stage.name}`: seed {r['seed']}, round {h['round']}: site `{site}` failed ({msg}); "
+                         f"the round went on with {len(h['clients'])} site(s)")
     metric = {"cox": "c_index", "logistic": "auc", "linear": "rmse"}[kind]
     full = fed_params({**p, "model": kind})
     record = {"stage": stage.name, "model": kind, "metric": metric, "outcome": outcome, "features": columns,
