@@ -171,7 +171,8 @@ def federated_rounds(clients, make, loss_fn, params, seed, train=None, clock=Non
     """Run the rounds: each selected client trains on its own data from the global weights (`train(site, weights,
     rnd)`, by default `client_update` on `clients[site]`), the server averages by case count and applies the
     strategy. A client that fails is named; the round goes on without it while at least `min_clients` (default:
-    every selected client) succeed, and stops with a FederatedError otherwise.
+    every selected client) succeed; otherwise the rounds stop there and the result holds "stopped": {round, failed:
+    {site: error}, ok, need} (see `stop_message`).
 
     clients: {site: (X, y)} (only their sizes are read when `train` is given). Returns {"weights": the final
     global weights, "initial": the initial ones, "history": per round, per client {n, loss, drift} where drift
@@ -204,7 +205,8 @@ def federated_rounds(clients, make, loss_fn, params, seed, train=None, clock=Non
                 failed[site] = f"{type(e).__name__}: {e}"
             t_local += time.perf_counter() - t1
         if len(results) < need:
-            raise FederatedError(rnd, failed, len(results), need)
+            return {"weights": current, "initial": initial, "history": history,
+                    "stopped": {"round": rnd, "failed": dict(sorted(failed.items())), "ok": len(results), "need": need}}
         average = weighted_average([(results[s]["weights"], results[s]["n"]) for s in sorted(results)])
         current, state = server_update(params["strategy"], current, average, state, rnd, params)
         history.append({"round": rnd, "failed": dict(sorted(failed.items())),
@@ -216,13 +218,10 @@ def federated_rounds(clients, make, loss_fn, params, seed, train=None, clock=Non
     return {"weights": current, "initial": initial, "history": history}
 
 
-class FederatedError(Exception):
-    """A round in which fewer clients succeeded than `min_clients`: names the round and the sites that failed."""
-
-    def __init__(self, rnd, failed, ok, need):
-        self.round, self.failed, self.ok, self.need = rnd, failed, ok, need
-        what = "; ".join(f"site `{s}`: {m}" for s, m in sorted(failed.items()))
-        super().__init__(f"round {rnd}: {what} ({ok} client(s) succeeded, {need} needed)")
+def stop_message(stopped):
+    """The sentence naming the round that could not go on, and its failed sites with their errors."""
+    what = "; ".join(f"site `{s}`: {m}" for s, m in sorted(stopped["failed"].items()))
+    return f"round {stopped['round']}: {what} ({stopped['ok']} client(s) succeeded, {stopped['need']} needed)"
 
 
 def site_moments(X):

@@ -29,7 +29,6 @@ from typing import Literal
 from pydantic import Field, field_validator, model_validator
 
 from radlang.ops.fed_engine import (
-    FederatedError,
     client_seed,
     client_update,
     fed_loss,
@@ -43,6 +42,7 @@ from radlang.ops.fed_engine import (
     server_update,
     set_weights,
     site_moments,
+    stop_message,
     weight_distance,
     weighted_average,
 )
@@ -163,7 +163,8 @@ def federated_study(clients, test, kind, n_outputs, params, seeds, clock=None):
     """The whole simulated study: standardise with the federation's moments, then for every seed the federated rounds,
     and (with `references`) centralised training on the pooled training cases and local training at every site, on the
     same budget (rounds x local_epochs epochs of SGD); each model is scored on every site's test cases and on all of them.
-    Returns {"scaling", "seeds": [{seed, federated, centralised, local, history, weights}]}."""
+    Returns {"scaling", "moments", "seeds": [{seed, federated, centralised, local, history, weights}]}, or {"stopped": ...}
+    when a round of some seed had fewer successful clients than `min_clients`."""
     import numpy as np
 
     params = fed_params(params)
@@ -180,6 +181,8 @@ def federated_study(clients, test, kind, n_outputs, params, seeds, clock=None):
     runs = []
     for seed in seeds:
         fed = federated_rounds(clients, make, loss, params, seed, clock=clock)
+        if "stopped" in fed:
+            return {"stopped": {**fed["stopped"], "seed": int(seed)}}
         row = {"seed": int(seed), "federated": evaluate_sites(kind, make, fed["weights"], test), "history": fed["history"],
                "weights": [w.tolist() for w in fed["weights"]]}
         if params["references"]:
@@ -340,11 +343,10 @@ def run_fedavg(stage, ctx):
     k = ctx.stage_key(stage)
     study = ctx.cache.get(k)
     if study is None:
-        try:
-            study = federated_study(clients, test, kind, n_outputs, {**p, "model": kind}, seeds)
-        except FederatedError as e:
-            raise RunError([Diagnostic("E690", f"`{stage.name}`: {e}", stage.span,
-                                       hint="fix the failing site's data, or lower `min_clients` to let rounds go on without it")]) from None
+        study = federated_study(clients, test, kind, n_outputs, {**p, "model": kind}, seeds)
+        if "stopped" in study:
+            raise RunError([Diagnostic("E690", f"`{stage.name}`: seed {study['stopped']['seed']}, {stop_message(study['stopped'])}", stage.span,
+                                       hint="fix the failing site's data, or lower `min_clients` to let rounds go on without it")])
         ctx.cache.put(k, study)
     ctx.keys[stage.name] = k
     for r in study["seeds"]:
@@ -381,7 +383,7 @@ register(Operator(
     impl=federated_study,
     helpers=(fed_params, site_clients, evaluate_sites, summarise, drift_plot, boundary_record, fed_model, fed_loss, get_weights,
              set_weights, client_seed, client_update, weighted_average, server_update, pick_clients, weight_distance,
-             federated_rounds, FederatedError, site_moments, pooled_scaling, predict_scores, score_metric),
+             federated_rounds, stop_message, site_moments, pooled_scaling, predict_scores, score_metric),
     doc=("Federated training across the cohort's sites (each site a client that trains on its own cases): FedAvg, FedProx, "
          "FedAdam, FedYogi or FedAdagrad over linear, logistic or Cox models written as torch modules; per-site and pooled test "
          "metrics with centralised and local-only references, client drift per round; `render --target flower` emits a Flower app."),

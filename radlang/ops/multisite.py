@@ -23,7 +23,7 @@ from radlang.values import Settings, Sym
 
 
 class MultisiteSettings(Settings):
-    cases: int = Field(description="cases over all sites, before the split", ge=8)
+    cases: int = Field(description="cases over all sites, before the split", ge=40)
     sites: int = Field(4, ge=1, le=12, description="number of sites (clients)")
     features: int = Field(8, ge=1, le=200, description="feature columns (`clinical.f1` ...)")
     informative: int = Field(4, ge=1, description="features that carry the outcome")

@@ -40,8 +40,8 @@ class ExpectRunError:
 
 
 OVERRIDES = {
-    "fedavg": ExpectRunError(("E690",), "federated execution is checked and planned (W690) but stops at run time with "
-                                         "E690 by design (radlang/backends/modes/deep.py); the harness asserts exactly that"),
+    "fed_tcga_brca": ExpectRunError(("E640",), "it reads FLamby's Fed-TCGA-BRCA files, which the fixture does not have: "
+                                               "`radlang run` and the rendered script both stop at it naming the missing file"),
 }
 
 GROUPS = ("tabular", "images", "deep")
