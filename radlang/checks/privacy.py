@@ -37,14 +37,20 @@ def check_privacy(g: nx.DiGraph, stages: dict, diags: list):
                 f"cases of every site pooled", fed.span, related=(Related(s.span, f"`{a}` needs `{cohort}`'s case-level data in one place"),),
                 hint=f"make `{a}` per-site (fit at each site on its own cases) or federated, or drop it: `{name}` standardises "
                      "its features with federated statistics (`standardize: federated`)"))
-        for b, s in sorted(stages.items()):
-            if b == name or b in up or s.kind == "federate" or cohort not in lineage.get(b, set()):
-                continue
-            if s.fit == "none" and s.kind != "validate":
-                continue
+        pooled = [b for b, s in sorted(stages.items())
+                  if b != name and b not in up and s.kind != "federate" and cohort in lineage.get(b, set())
+                  and (s.fit != "none" or s.kind == "validate")]
+        for b in pooled:
+            below = nx.descendants(g, b)
+            if any(c in below for c in pooled):
+                continue            # a stage downstream (its validation) is the one reported, with this one as a note
+            s = stages[b]
             what = "resamples or cross-validates" if s.kind == "validate" else "is fit on"
+            feeding = [c for c in pooled if b in nx.descendants(g, c)]
+            related = (Related(fed.span, f"`{name}` federates `{cohort}`: no case leaves its site"),) + tuple(
+                Related(stages[c].span, f"`{c}` ({stages[c].op}) is fit on the pooled cases too") for c in feeding)
             diags.append(Diagnostic(
                 "E530", f"`{b}` ({s.op}) {what} the pooled cases of `{cohort}`, whose sites `{name}` keeps apart", s.span,
-                related=(Related(fed.span, f"`{name}` federates `{cohort}`: no case leaves its site"),),
+                related=related,
                 hint=f"evaluate the federated model per site (`{name}`'s `test` cohort gives per-site and pooled test metrics), "
-                     f"or make `{b}` per-site or federated"))
+                     f"or make {', '.join(f'`{c}`' for c in feeding + [b])} per-site or federated"))

@@ -201,7 +201,7 @@ def federated_rounds(clients, make, loss_fn, params, seed, train=None, clock=Non
             t1 = time.perf_counter()
             try:
                 results[site] = train(site, current, rnd)
-            except Exception as e:  # a client's crash is reported by site; the round decides whether to go on
+            except Exception as e:  # noqa: BLE001  a client's crash is reported by site; the round decides whether to go on
                 failed[site] = f"{type(e).__name__}: {e}"
             t_local += time.perf_counter() - t1
         if len(results) < need:
@@ -230,7 +230,7 @@ def site_moments(X):
     import numpy as np
 
     X = np.asarray(X, dtype=np.float64)
-    return {"n": int(len(X)), "sum": X.sum(axis=0).tolist(), "sumsq": (X ** 2).sum(axis=0).tolist()}
+    return {"n": len(X), "sum": X.sum(axis=0).tolist(), "sumsq": (X ** 2).sum(axis=0).tolist()}
 
 
 def pooled_scaling(moments):

@@ -76,10 +76,15 @@ class FedSettings(Settings):
     standardize: Literal["federated", "none"] = Field("federated", description="z-score features with the federation's mean and SD (from per-site sums)")
     references: bool = Field(True, description="also train the centralised (pooled) and local-only reference models")
 
-    @field_validator("by", "model", "strategy", "standardize", mode="before")
+    @field_validator("by", "model", "strategy", mode="before")
     @classmethod
     def _sym(cls, v):
         return str(v) if isinstance(v, Sym) else v
+
+    @field_validator("standardize", mode="before")
+    @classmethod
+    def _none(cls, v):
+        return "none" if v is None else (str(v) if isinstance(v, Sym) else v)   # `standardize: none` reads as the none value
 
     @model_validator(mode="after")
     def _strategy_settings(self):
@@ -293,9 +298,9 @@ def _plan(stage, memory, study=None):
     p = fed_params(stage.params)
     seeds = p.get("seeds") or [stage.seed]
     runs = 1 + (2 if p["references"] else 0)
-    return [("info", f"{p['strategy']}: {p['rounds']} rounds x {p['local_epochs']} local epoch(s) per site, {len(seeds)} seed(s); "
-             f"{'centralised and local-only references on the same budget' if p['references'] else 'no references'} "
-             f"(about {runs}x the federated training time)")]
+    return [("info", (f"{p['strategy']}: {p['rounds']} rounds x {p['local_epochs']} local epoch(s) per site, {len(seeds)} seed(s); "
+                      f"{'centralised and local-only references on the same budget' if p['references'] else 'no references'} "
+                      f"(about {runs}x the federated training time)"))]
 
 
 def run_fedavg(stage, ctx):

@@ -70,7 +70,7 @@ def make_multisite(params, stage_name):
     test = np.zeros(n, dtype=bool)
     for s in range(k):
         idx = np.flatnonzero(site == s)
-        test[rng.permutation(idx)[: int(round(len(idx) * float(params["test_fraction"])))]] = True
+        test[rng.permutation(idx)[: round(len(idx) * float(params["test_fraction"]))]] = True
     width = len(str(n))
     ids = [f"ms{i + 1:0{width}d}" for i in range(n)]
     df = pd.DataFrame({"case_id": ids, "patient_id": ids, **out, "site": [f"site{s + 1}" for s in site]})

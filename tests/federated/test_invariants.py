@@ -5,7 +5,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from radlang.ops.fed_engine import (  # noqa: E402
+from radlang.ops.fed_engine import (
     fed_loss,
     fed_model,
     federated_rounds,
@@ -14,7 +14,7 @@ from radlang.ops.fed_engine import (  # noqa: E402
     stop_message,
     weighted_average,
 )
-from radlang.ops.fedavg import fed_params  # noqa: E402
+from radlang.ops.fedavg import fed_params
 
 
 def _data(n, p=4, seed=0, kind="logistic"):
