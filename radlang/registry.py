@@ -104,6 +104,7 @@ class Operator:
     merge: Callable | None = None    # stages of one input whose settings merge run as one pass: ([params]) -> (union, summary) or None
     merge_settings: tuple[str, ...] = ()  # the settings in which mergeable stages may differ
     inner_cv: str | None = None      # a fitted stage's setting that sets its own inner CV folds (checked against each training set)
+    flower: Callable | None = None   # a federated stage's Flower app: (stage, run context, site_data) -> {path: text} (render --target flower)
 
     def __post_init__(self):
         if self.behaviour not in BEHAVIOURS:

@@ -167,26 +167,34 @@ def weight_distance(a, b):
     return float(np.sqrt(sum(float(np.sum((x - y) ** 2)) for x, y in zip(a, b))))
 
 
-def federated_rounds(clients, make, loss_fn, params, seed, train=None, clock=None):
-    """Run the rounds: each selected client trains on its own data from the global weights (`train(site, weights,
-    rnd)`, by default `client_update` on `clients[site]`), the server averages by case count and applies the
-    strategy. A client that fails is named; the round goes on without it while at least `min_clients` (default:
-    every selected client) succeed; otherwise the rounds stop there and the result holds "stopped": {round, failed:
-    {site: error}, ok, need} (see `stop_message`).
+def federated_rounds(clients, make, loss_fn, params, seed, train_round=None, clock=None):
+    """Run the rounds: each selected client trains on its own data from the global weights, the server averages by
+    case count (sites in name order) and applies the strategy. `train_round(sites, weights, rnd) -> (results, failed)`
+    trains one round's clients (by default `client_update` on `clients[site]`, one site after another, each from the
+    same global weights; a Flower ServerApp sends them messages instead); results: {site: {"weights", "n", "loss"}},
+    failed: {site: error}. A failed client is named; the round goes on without it while at least `min_clients`
+    (default: every selected client) succeed; otherwise the rounds stop there and the result holds "stopped":
+    {round, failed, ok, need} (see `stop_message`).
 
-    clients: {site: (X, y)} (only their sizes are read when `train` is given). Returns {"weights": the final
-    global weights, "initial": the initial ones, "history": per round, per client {n, loss, drift} where drift
-    is ||w_k - w_global|| to the round's new global model, and the sites that failed}. `clock` (a dict), when given,
-    collects the seconds spent in client training ("local") and in everything else ("server")."""
+    clients: {site: (X, y)} (only the names are read when `train_round` is given). Returns {"weights": the final
+    global weights, "initial": the initial ones, "history": per round the sites that failed and, per client, {n,
+    loss, drift} with drift = ||w_k - w_global|| to the round's new global model}. `clock` (a dict), when given,
+    collects the seconds spent in the clients' training ("local") and in everything else ("server")."""
     import time
 
     import torch
 
-    def default_train(site, weights, rnd):
-        X, y = clients[site]
-        return client_update(make, loss_fn, weights, X, y, params, client_seed(seed, rnd, site))
+    def train_here(sites, weights, rnd):
+        results, failed = {}, {}
+        for site in sites:
+            X, y = clients[site]
+            try:
+                results[site] = client_update(make, loss_fn, weights, X, y, params, client_seed(seed, rnd, site))
+            except Exception as e:  # noqa: BLE001  a client's crash is reported by site; the round decides whether to go on
+                failed[site] = f"{type(e).__name__}: {e}"
+        return results, failed
 
-    train = train or default_train
+    train_round = train_round or train_here
     torch.manual_seed(int(seed))
     current = get_weights(make())
     initial = [w.copy() for w in current]
@@ -196,14 +204,9 @@ def federated_rounds(clients, make, loss_fn, params, seed, train=None, clock=Non
     for rnd in range(1, int(params["rounds"]) + 1):
         chosen = pick_clients(list(clients), rnd, params, seed)
         need = int(params.get("min_clients") or len(chosen))
-        results, failed = {}, {}
-        for site in chosen:
-            t1 = time.perf_counter()
-            try:
-                results[site] = train(site, current, rnd)
-            except Exception as e:  # noqa: BLE001  a client's crash is reported by site; the round decides whether to go on
-                failed[site] = f"{type(e).__name__}: {e}"
-            t_local += time.perf_counter() - t1
+        t1 = time.perf_counter()
+        results, failed = train_round(chosen, current, rnd)
+        t_local += time.perf_counter() - t1
         if len(results) < need:
             return {"weights": current, "initial": initial, "history": history,
                     "stopped": {"round": rnd, "failed": dict(sorted(failed.items())), "ok": len(results), "need": need}}

@@ -303,35 +303,30 @@ def _plan(stage, memory, study=None):
                       f"(about {runs}x the federated training time)"))]
 
 
-def run_fedavg(stage, ctx):
-    """Simulate the federation (cached by content), write the metrics JSON, the drift plot and the final weights."""
-    from radlang.backends.cache import atomic_write_bytes, atomic_write_text
+def stage_clients(stage, ctx, kind):
+    """The stage's training and test clients from its inputs' results: (clients, test, feature columns, model outputs).
+    Bad sites stop the run with E610-E613, naming the cohort and the site (or case)."""
     from radlang.backends.executor import RunError
     from radlang.backends.refit import features_for
     from radlang.diagnostics import Diagnostic
-    from radlang.ops.netio import metrics_json
 
-    by = ctx.study.by_name()
-    p = stage.params
-    feat_stage = by[stage.inputs["input"].stage]
-    cohort_name = stage.inputs["target"].stage
-    outcome = stage.type.outcome
-    kind = p.get("model") or {"survival": "cox", "binary": "logistic", "multiclass": "logistic"}.get(outcome, "linear")
-    cohort = ctx.results[cohort_name]
-    feats = ctx.results[feat_stage.name]
+    hints = {"E610": "give every case a site (the `site:` column of the cohort)",
+             "E611": "a federation needs two or more sites; train centrally instead",
+             "E612": "give the site training cases, or leave it out of the test cohort",
+             "E613": "a site's local training needs both outcome classes (events for a Cox model): merge it with another site or leave it out"}
 
     def fail(problems, cohort_label):
         diags = []
         for q in problems:
             where = f"site `{q['site']}`" if q.get("site") else (f"case `{q['case']}`" if q.get("case") else "")
-            hint = {"E610": "give every case a site (the `site:` column of the cohort)",
-                    "E611": "a federation needs two or more sites; train centrally instead",
-                    "E612": "give the site training cases, or leave it out of the test cohort",
-                    "E613": "a site's local training needs both outcome classes (events for a Cox model): merge it with another site or leave it out"}[q["code"]]
-            diags.append(Diagnostic(q["code"], f"`{stage.name}`: cohort `{cohort_label}`: {where + ': ' if where else ''}{q['message']}", stage.span, hint=hint))
+            diags.append(Diagnostic(q["code"], f"`{stage.name}`: cohort `{cohort_label}`: {where + ': ' if where else ''}{q['message']}",
+                                    stage.span, hint=hints[q["code"]]))
         raise RunError(diags)
 
-    clients, columns, problems = site_clients(cohort, feats, kind, outcome, "training")
+    outcome = stage.type.outcome
+    feat_stage = ctx.study.by_name()[stage.inputs["input"].stage]
+    cohort_name = stage.inputs["target"].stage
+    clients, columns, problems = site_clients(ctx.results[cohort_name], ctx.results[feat_stage.name], kind, outcome, "training")
     if problems:
         fail(problems, cohort_name)
     test = {}
@@ -344,6 +339,25 @@ def run_fedavg(stage, ctx):
         if problems:
             fail(problems, test_ref.stage)
     n_outputs = 1 if kind != "logistic" or outcome == "binary" else int(max(y.max() for _, y in clients.values())) + 1
+    return clients, test, columns, n_outputs
+
+
+def model_kind(stage):
+    return stage.params.get("model") or MODEL_FOR.get(stage.type.outcome or "", "linear")
+
+
+def run_fedavg(stage, ctx):
+    """Simulate the federation (cached by content), write the metrics JSON, the drift plot and the final weights."""
+    from radlang.backends.cache import atomic_write_bytes, atomic_write_text
+    from radlang.backends.executor import RunError
+    from radlang.diagnostics import Diagnostic
+    from radlang.ops.netio import metrics_json
+
+    p = stage.params
+    outcome = stage.type.outcome
+    kind = model_kind(stage)
+
+    clients, test, columns, n_outputs = stage_clients(stage, ctx, kind)
     seeds = p.get("seeds") or [stage.seed]
     k = ctx.stage_key(stage)
     study = ctx.cache.get(k)
@@ -378,13 +392,89 @@ def run_fedavg(stage, ctx):
     return record
 
 
+# ----------------------------------------------------------------------------------------------
+# the Flower target (`radlang render --target flower`, radlang/backends/render/flower.py)
+
+FLOWER_ENGINE = (fed_params, fed_model, fed_loss, get_weights, set_weights, client_seed, client_update, weighted_average,
+                 server_update, pick_clients, weight_distance, federated_rounds, stop_message, site_moments, pooled_scaling,
+                 predict_scores, score_metric)
+
+
+def flower_app(stage, ctx, site_data=False):
+    """The stage as a Flower app: {relative path: text}, from a run context in which its upstream stages ran (they give
+    the feature columns and the sites). The engine is the source of the very functions the simulation runs
+    (FLOWER_ENGINE), so both targets compute the same numbers. With `site_data`, each site's training and test cases
+    are added as `sites/<site>/train.csv` and `test.csv`: the files its SuperNode reads (for a deployment on one
+    machine; at real sites each hospital writes its own)."""
+    import inspect
+    import json
+    from pathlib import Path
+
+    here = Path(__file__).parent / "_flower_app"
+    kind = model_kind(stage)
+    out_cols = ["time", "event"] if stage.type.outcome == "survival" else ["outcome"]
+    clients, test, columns, n_outputs = stage_clients(stage, ctx, kind)
+    spec = {"stage": stage.name, "model": kind, "features": columns, "outcome_columns": out_cols, "n_features": len(columns),
+            "n_outputs": n_outputs, "sites": sorted(clients), "seeds": list(stage.params.get("seeds") or [stage.seed]),
+            "params": fed_params({**stage.params, "model": kind})}
+    engine = ['"""The federated engine of radlang (radlang/ops/fed_engine.py), inlined: the functions `radlang run` simulates with."""']
+    engine += [inspect.getsource(f).rstrip("\n") for f in FLOWER_ENGINE]
+    files = {"radlang_fed/__init__.py": '"""A federated radlang stage as a Flower app."""\n',
+             "radlang_fed/engine.py": "\n\n\n".join(engine) + "\n",
+             "radlang_fed/spec.json": json.dumps(spec, indent=1, sort_keys=True) + "\n",
+             "radlang_fed/server_app.py": (here / "server_app.py").read_text(encoding="utf-8"),
+             "radlang_fed/client_app.py": (here / "client_app.py").read_text(encoding="utf-8"),
+             "pyproject.toml": FLOWER_PYPROJECT.format(name=stage.name.replace("_", "-"))}
+    if site_data:
+        for site, (X, y) in sorted(clients.items()):
+            files[f"sites/{site}/train.csv"] = site_csv(X, y, columns, out_cols)
+            if site in test:
+                files[f"sites/{site}/test.csv"] = site_csv(*test[site], columns, out_cols)
+    return files
+
+
+def site_csv(X, y, columns, out_cols):
+    """One site's cases as the CSV its ClientApp reads (17 significant digits: the same float64 values)."""
+    import numpy as np
+    import pandas as pd
+
+    df = pd.DataFrame(np.column_stack([X, y]), columns=list(columns) + list(out_cols))
+    return df.to_csv(index=False, float_format="%.17g", lineterminator="\n")
+
+
+FLOWER_PYPROJECT = """[build-system]
+requires = ["hatchling"]
+build-backend = "hatchling.build"
+
+[project]
+name = "radlang-fed-{name}"
+version = "1.0.0"
+description = "A federated radlang stage as a Flower app (radlang render --target flower)"
+dependencies = ["flwr>=1.42", "torch", "numpy", "pandas", "lifelines", "scikit-learn"]
+
+[tool.hatch.build.targets.wheel]
+packages = ["."]
+
+[tool.flwr.app]
+publisher = "radlang"
+
+[tool.flwr.app.components]
+serverapp = "radlang_fed.server_app:app"
+clientapp = "radlang_fed.client_app:app"
+
+[tool.flwr.app.config]
+out = "result.json"
+timeout = 120.0
+"""
+
+
 register(Operator(
     name="fedavg", kind="federate", output="TrainedModel", settings=FedSettings, fit="outcome",
     behaviour="fitted", run=run_fedavg, sink=True, plan=_plan,
     inputs=(Port("input", ("Features",), doc="a feature table of the training cohort (e.g. `tabular(train)`)"),
             Port("target", ("Outcome",), doc="the training cohort's outcome, e.g. `train.outcome`; its `site` column defines the clients"),
             Port("test", ("Cohort",), optional=True, doc="a held-out cohort of the same sites: per-site and pooled test metrics")),
-    positional=("input", "target"), infer=_fed_type, version="2",
+    positional=("input", "target"), infer=_fed_type, version="2", flower=flower_app,
     impl=federated_study,
     helpers=(fed_params, site_clients, evaluate_sites, summarise, drift_plot, boundary_record, fed_model, fed_loss, get_weights,
              set_weights, client_seed, client_update, weighted_average, server_update, pick_clients, weight_distance,
