@@ -97,5 +97,7 @@ def main(grid: Grid, context: Context) -> None:
                                 "sites": {s: (None if int(r["metrics"]["defined"]) == 0 else float(r["metrics"]["metric"]))
                                           for s, r in sorted(scores.items())},
                                 "evaluation_failed": dict(sorted(failed.items()))})
-    with open(context.run_config["out"], "w", encoding="utf-8") as fh:
+    out = context.run_config["out"]
+    with open(out + ".part", "w", encoding="utf-8") as fh:
         json.dump(result, fh, indent=1, sort_keys=True)
+    os.replace(out + ".part", out)          # whole or absent: whoever waits for the result never reads half of it
