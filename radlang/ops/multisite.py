@@ -26,7 +26,7 @@ class MultisiteSettings(Settings):
     cases: int = Field(description="cases over all sites, before the split", ge=40)
     sites: int = Field(4, ge=1, le=12, description="number of sites (clients)")
     features: int = Field(8, ge=1, le=200, description="feature columns (`clinical.f1` ...)")
-    informative: int = Field(4, ge=1, description="features that carry the outcome")
+    informative: int | None = Field(None, ge=1, description="features that carry the outcome (default: 4, or every feature if fewer)")
     outcome: Literal["binary", "continuous", "survival"] = Field("binary", description="the outcome kind")
     effect: float = Field(1.0, ge=0, description="strength of the signal (log-odds, SD or log-hazard per SD)")
     site_shift: float = Field(0.5, ge=0, description="SD of the sites' feature offsets, in feature SDs")
@@ -47,7 +47,7 @@ def make_multisite(params, stage_name):
 
     rng = np.random.default_rng(int(params["seed"]))
     n, k, p = int(params["cases"]), int(params["sites"]), int(params["features"])
-    q = min(int(params["informative"]), p)
+    q = min(int(params.get("informative") or 4), p)
     share = rng.dirichlet(np.full(k, 4.0))                    # unequal site sizes
     site = np.sort(rng.choice(k, size=n, p=share))
     signal = rng.normal(size=(n, p))
@@ -87,7 +87,7 @@ def make_multisite(params, stage_name):
 
 def _type(ctx) -> RType:
     s = ctx.settings
-    if s.informative > s.features:
+    if s.informative is not None and s.informative > s.features:
         ctx.error("E302", f"`informative` ({s.informative}) exceeds `features` ({s.features})", setting="informative")
     return RType("Cohort", cohort=ctx.stmt.name, outcome=s.outcome, channels=0, has_site=True, has_mask=False,
                  detail="multisite")

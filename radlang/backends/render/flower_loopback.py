@@ -20,6 +20,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 TOOLS = ("flower-superlink", "flower-supernode", "flwr")
+MARK = "RADLANG_LOOPBACK"     # the environment variable that marks every process of one deployment
 
 
 class LoopbackError(Exception):
@@ -49,38 +50,52 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def _env(home: Path) -> dict:
+def _env(home: Path, token: str) -> dict:
     env = dict(os.environ)
+    env[MARK] = token
     env["FLWR_HOME"] = str(home)
     env["PATH"] = str(Path(tool("flwr")).parent) + os.pathsep + env.get("PATH", "")   # the SuperLink starts flower-superexec
     env["PYTHONUNBUFFERED"] = "1"
     return env
 
 
-def stop(procs, timeout: float = 15.0) -> None:
-    """Terminate the processes and every process they started (Flower's SuperExec and app processes are spawned
-    detached from their parent's group, so they are found by parentage before anything is stopped)."""
+def _marked(token: str):
+    """The live processes that carry this deployment's mark in their environment (children inherit it, even those that
+    Flower starts detached, or that lost their parent)."""
     import psutil
 
-    tree = []
-    for p in procs:
+    out = []
+    for p in psutil.process_iter():
         try:
-            root = psutil.Process(p.pid)
-            tree += root.children(recursive=True) + [root]
-        except psutil.NoSuchProcess:
+            if p.status() != psutil.STATUS_ZOMBIE and p.environ().get(MARK) == token:
+                out.append(p)
+        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
             continue
-    for p in tree:
-        try:
-            p.terminate()
-        except psutil.NoSuchProcess:
-            pass
-    _, alive = psutil.wait_procs(tree, timeout=timeout)
-    for p in alive:
-        try:
-            p.kill()
-        except psutil.NoSuchProcess:
-            pass
-    psutil.wait_procs(alive, timeout=timeout)
+    return out
+
+
+def stop(procs, token: str, timeout: float = 15.0) -> None:
+    """Terminate the processes started here and every process they started (found by the mark in their environment),
+    then kill what is left; repeated until none is left or `timeout` has passed twice."""
+    import psutil
+
+    deadline = time.monotonic() + 2 * timeout
+    while True:
+        tree = _marked(token)
+        if not tree or time.monotonic() > deadline:
+            break
+        for p in tree:
+            try:
+                p.terminate()
+            except psutil.NoSuchProcess:
+                pass
+        _, alive = psutil.wait_procs(tree, timeout=timeout)
+        for p in alive:
+            try:
+                p.kill()
+            except psutil.NoSuchProcess:
+                pass
+        psutil.wait_procs(alive, timeout=timeout)
     for p in procs:
         try:
             p.wait(timeout=timeout)
@@ -143,13 +158,13 @@ def _log_tails(tmp: Path, n: int = 1200) -> str:
 
 
 @contextmanager
-def processes():
-    """A list to which started processes are appended; all of them are stopped when the block ends."""
+def processes(token: str):
+    """A list to which started processes are appended; they and theirs are stopped when the block ends."""
     procs = []
     try:
         yield procs
     finally:
-        stop(procs)
+        stop(procs, token)
 
 
 def run_loopback(app: Path, timeout: float = 300.0, superlink_port: int | None = None, retries: int = 3) -> dict:
@@ -158,11 +173,12 @@ def run_loopback(app: Path, timeout: float = 300.0, superlink_port: int | None =
     `superlink_port`: connect the SuperNodes to this port instead of starting a SuperLink (to test an unreachable one)."""
     app = Path(app).resolve()
     sites = sorted(p.name for p in (app / "sites").iterdir() if (p / "train.csv").exists())
-    with tempfile.TemporaryDirectory(prefix="radlang-loopback-") as tmp, processes() as procs:
+    token = f"{os.getpid()}-{time.time_ns()}"
+    with tempfile.TemporaryDirectory(prefix="radlang-loopback-") as tmp, processes(token) as procs:
         tmp = Path(tmp)
         home = tmp / "flwr-home"
         home.mkdir()
-        env = _env(home)
+        env = _env(home, token)
         port = superlink_port or free_port()
         if superlink_port is None:
             sl = subprocess.Popen([tool("flower-superlink"), "--insecure", "--host", "127.0.0.1", "--port", str(port)],
