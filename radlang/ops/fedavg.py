@@ -379,6 +379,7 @@ def run_fedavg(stage, ctx):
               "settings": {k2: full.get(k2) for k2 in sorted(full)}, "sites": study["moments"], "scaling": study["scaling"],
               "summary": summarise(study, metric), "seeds": study["seeds"],
               "boundary": boundary_record(study, full, len(columns), n_outputs)}
+    ctx.boundary[stage.name] = record["boundary"]
     atomic_write_text(ctx.out / "metrics" / f"{stage.name}_federated.json", metrics_json(record))
     atomic_write_bytes(ctx.out / "metrics" / f"{stage.name}_drift.png",
                        drift_plot(study, f"{stage.name}: {full['strategy']}, seed {study['seeds'][0]['seed']}"))

@@ -62,6 +62,7 @@ def test_a_federated_run_writes_metrics_drift_weights_and_the_boundary(tmp_path)
     assert {s: c["n"] for s, c in first["history"][0]["clients"].items()} == {"A": 20, "B": 14, "C": 10}
     assert all(c["drift"] > 0 for h in first["history"] for c in h["clients"].values())
     assert m["boundary"]["case_level_data"] == "none" and "weights" in m["boundary"]["clients_to_server"]
+    assert json.loads((tmp_path / "out" / "run.json").read_text())["boundary"] == {"fed": m["boundary"]}   # the run manifest
     assert set(m["summary"]) == {"federated", "centralised", "local A", "local B", "local C"}
     assert (tmp_path / "out" / "metrics" / "fed_drift.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     w = json.loads((tmp_path / "out" / "models" / "fed.json").read_text())
