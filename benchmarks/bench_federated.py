@@ -2,7 +2,7 @@
 side by side with FLamby's published pooled-test means; plus the simulation's overhead and, when the Flower
 executables are installed, the wall time of the same rounds on a Flower loopback deployment.
 
-    .venv/bin/python benchmarks/bench_federated.py [--data ../shared/data/fed_tcga_brca] [--seeds 1 2 3 4 5] [--flower]
+    .venv/bin/python benchmarks/bench_federated.py [--data ../shared/data/fed_tcga_brca] [--seeds 1 2 3 4 5] [--flower [--flower-rounds 3]]
 
 Rows: centralised training on the pooled training patients, local training at each region (same budget: rounds x
 local epochs of SGD), and FedAvg, FedProx, FedAdam and FedYogi, all with the settings of examples/fed_tcga_brca.rad.
@@ -47,7 +47,8 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--data", default=str(ROOT / ".." / "shared" / "data" / "fed_tcga_brca"))
     ap.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3, 4, 5])
-    ap.add_argument("--flower", action="store_true", help="also time the FedAvg rounds on a Flower loopback deployment")
+    ap.add_argument("--flower", action="store_true", help="also time FedAvg rounds on a Flower loopback deployment")
+    ap.add_argument("--flower-rounds", type=int, default=3, help="rounds of the loopback comparison (each message starts a ClientApp process)")
     args = ap.parse_args()
     folder = Path(args.data)
     if not (folder / "brca.csv").exists():
@@ -80,15 +81,49 @@ def main():
         print(f"  {name:<10} local {c['local']:7.2f} s   server+bookkeeping {c['server']:6.3f} s   overhead {100 * c['server'] / c['local']:5.2f}%"
               f"   (whole study incl. evaluation{' and references' if name == 'fedavg' else ''}: {walls[name]:.1f} s)")
     if args.flower:
-        from radlang.backends.render.flower_loopback import loopback_available, time_loopback
+        flower_vs_simulation(folder, args.flower_rounds)
 
-        ok, why = loopback_available()
-        if not ok:
-            print(f"\nFlower loopback: skipped ({why})")
-            return
-        sim, flower = time_loopback(folder, seeds=args.seeds[:1])
-        print(f"\nFlower loopback (superlink + 6 supernodes on 127.0.0.1), FedAvg, 1 seed: {flower:.1f} s; simulation {sim:.1f} s")
 
+FLOWER_SPEC = """
+study "bench: Fed-TCGA-BRCA on Flower loopback" {{ seed: 1 }}
+cohort train = fed_tcga_brca("{path}") {{ split: train }}
+cohort test = fed_tcga_brca("{path}") {{ split: test }}
+features clin = tabular(train)
+federate fed = fedavg(clin, target: train.outcome) {{
+  model: cox, strategy: fedavg, rounds: {rounds}, batch: 16, lr: 0.01, seeds: [1], test: test, references: false
+}}
+"""
+
+
+def flower_vs_simulation(folder, rounds):
+    """The same FedAvg rounds (1 seed) simulated in-process and deployed on loopback (a SuperLink and 6 SuperNodes)."""
+    import json
+    import tempfile
+
+    import numpy as np
+
+    from radlang.backends.executor import run_study
+    from radlang.backends.render.flower import render_flower
+    from radlang.backends.render.flower_loopback import loopback_available, run_loopback
+    from radlang.compiler import compile_source
+
+    ok, why = loopback_available()
+    if not ok:
+        print(f"\nFlower loopback: skipped ({why})")
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        spec = tmp / "fed.rad"
+        spec.write_text(FLOWER_SPEC.format(path=folder.resolve(), rounds=rounds))
+        study = compile_source(spec.read_text(), str(spec)).study
+        ctx = run_study(study, out=tmp / "sim", workers=1, quiet=True)
+        sim = json.loads((tmp / "sim" / "metrics" / "fed_federated.json").read_text())["seeds"][0]
+        render_flower(study, tmp / "app", site_data=True)
+        got = run_loopback(tmp / "app", timeout=3600)
+    diff = max(float(np.max(np.abs(np.asarray(a) - np.asarray(b)))) for a, b in zip(got["result"]["seeds"][0]["weights"], sim["weights"]))
+    print(f"\nFlower loopback (SuperLink + 6 SuperNodes on 127.0.0.1), FedAvg, {rounds} rounds, 1 seed: "
+          f"{got['seconds']:.1f} s (`flwr run` to result); simulation {ctx.timings['fed']:.2f} s (the stage); "
+          f"max |weight difference| {diff:.1e}")
 
 if __name__ == "__main__":
     main()

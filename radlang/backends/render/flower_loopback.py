@@ -126,7 +126,7 @@ def wait_listening(port: int, proc, timeout: float) -> bool:
 def _flwr(args, env, cwd, timeout=60.0) -> str:
     try:
         proc = subprocess.run([tool("flwr"), *args], capture_output=True, text=True, env=env, timeout=timeout, cwd=cwd,
-                              stdin=subprocess.DEVNULL)
+                              stdin=subprocess.DEVNULL, check=False)
     except subprocess.TimeoutExpired:
         return ""
     return proc.stdout + proc.stderr

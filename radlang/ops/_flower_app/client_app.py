@@ -16,7 +16,8 @@ from flwr.clientapp import ClientApp
 from .engine import client_seed, client_update, fed_loss, fed_model, fed_params, predict_scores, score_metric, site_moments
 
 app = ClientApp()
-SPEC = json.loads(open(os.path.join(os.path.dirname(__file__), "spec.json"), encoding="utf-8").read())
+with open(os.path.join(os.path.dirname(__file__), "spec.json"), encoding="utf-8") as _fh:
+    SPEC = json.load(_fh)
 _AUDITED = set()
 
 
@@ -26,7 +27,7 @@ def _audit(context):
     if not log or log in _AUDITED:
         return
     _AUDITED.add(log)
-    fh = open(log, "a", encoding="utf-8")
+    fh = open(log, "a", encoding="utf-8")  # noqa: SIM115  open for the life of the process: the hook writes every open to it
 
     def hook(event, args):
         if event == "open" and args and isinstance(args[0], (str, bytes, os.PathLike)):

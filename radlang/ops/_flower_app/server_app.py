@@ -17,7 +17,8 @@ from flwr.serverapp import Grid, ServerApp
 from .engine import fed_loss, fed_model, fed_params, federated_rounds, pooled_scaling, stop_message
 
 app = ServerApp()
-SPEC = json.loads(open(os.path.join(os.path.dirname(__file__), "spec.json"), encoding="utf-8").read())
+with open(os.path.join(os.path.dirname(__file__), "spec.json"), encoding="utf-8") as _fh:
+    SPEC = json.load(_fh)
 
 
 def _wait_for_sites(grid, expected, timeout):
@@ -90,7 +91,7 @@ def main(grid: Grid, context: Context) -> None:
         if "stopped" in fed:
             raise RuntimeError(f"seed {seed}, {stop_message(fed['stopped'])}")
         final = fed["weights"]
-        scores, failed = _ask(grid, node_of, "evaluate", lambda _: RecordDict(
+        scores, failed = _ask(grid, node_of, "evaluate", lambda _, final=final: RecordDict(
             {"arrays": ArrayRecord(numpy_ndarrays=[w.copy() for w in final]),
              "config": ConfigRecord({"mean": mean, "sd": sd})}), timeout)
         result["seeds"].append({"seed": int(seed), "weights": [w.tolist() for w in final], "history": fed["history"],
