@@ -465,7 +465,7 @@ clientapp = "radlang_fed.client_app:app"
 
 [tool.flwr.app.config]
 out = "result.json"
-timeout = 120.0
+timeout = 600.0
 """
 
 

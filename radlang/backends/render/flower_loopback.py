@@ -132,9 +132,10 @@ def _flwr(args, env, cwd, timeout=60.0) -> str:
     return proc.stdout + proc.stderr
 
 
-def _submit(app: Path, out: Path, env, cwd) -> str:
+def _submit(app: Path, out: Path, message_timeout: float, env, cwd) -> str:
     """Submit the app to the SuperLink; its run id."""
-    said = _flwr(["run", str(app), "loopback", "--format", "json", "--run-config", f'out="{out}"'], env, cwd, timeout=120)
+    said = _flwr(["run", str(app), "loopback", "--format", "json", "--run-config", f'out="{out}" timeout={float(message_timeout)}'],
+                 env, cwd, timeout=120)
     try:
         run = json.loads(said[said.index("{"): said.rindex("}") + 1])
     except ValueError:
@@ -167,10 +168,13 @@ def processes(token: str):
         stop(procs, token)
 
 
-def run_loopback(app: Path, timeout: float = 300.0, superlink_port: int | None = None, retries: int = 3) -> dict:
+def run_loopback(app: Path, timeout: float = 300.0, superlink_port: int | None = None, retries: int = 3,
+                 message_timeout: float = 600.0) -> dict:
     """Deploy the app folder (with its sites/<site>/ data) on loopback and run it once.
     Returns {"result": the ServerApp's JSON, "audit": {site: [opened paths]}, "seconds": wall time of `flwr run`}.
-    `superlink_port`: connect the SuperNodes to this port instead of starting a SuperLink (to test an unreachable one)."""
+    `superlink_port`: connect the SuperNodes to this port instead of starting a SuperLink (to test an unreachable one);
+    `message_timeout`: how long the ServerApp waits for a round's replies (each message starts a ClientApp process, which
+    imports torch: on a busy machine that alone can take minutes)."""
     app = Path(app).resolve()
     sites = sorted(p.name for p in (app / "sites").iterdir() if (p / "train.csv").exists())
     token = f"{os.getpid()}-{time.time_ns()}"
@@ -206,7 +210,7 @@ def run_loopback(app: Path, timeout: float = 300.0, superlink_port: int | None =
                                         + ("" if len(gave_up) == len(nodes) else " (the others did not within 120 s)"))
         out = tmp / "result.json"
         t0 = time.monotonic()
-        run_id = _submit(app, out, env, tmp)
+        run_id = _submit(app, out, message_timeout, env, tmp)
         status = ""
         while not out.exists():
             if time.monotonic() - t0 > timeout:
