@@ -169,11 +169,20 @@ def cmd_render(a) -> int:
     if not res.ok:
         _emit(res.diagnostics, res.sources, a.format)
         return _status(res)
+    from radlang.backends.executor import RunError
     from radlang.backends.render.literals import RenderError
     from radlang.backends.render.script import render_to_file
 
     try:
-        render_to_file(res.study, a.output, lock=a.lock)
+        if a.target == "flower":
+            from radlang.backends.render.flower import render_flower
+
+            render_flower(res.study, a.output, site_data=a.site_data)
+        else:
+            render_to_file(res.study, a.output, lock=a.lock)
+    except RunError as e:
+        _emit(e.diagnostics, res.sources, a.format)
+        return 1
     except RenderError as e:
         print(f"radlang: error[{e.code}]: {e}", file=sys.stderr)
         return 1 if e.code.startswith("E6") else 2
@@ -287,6 +296,10 @@ def build_parser() -> argparse.ArgumentParser:
     sp = with_file("render", "render a standalone, auditable Python script", cmd_render)
     sp.add_argument("-o", "--output", required=True)
     sp.add_argument("--lock", action="store_true", help="also write requirements.lock next to the script")
+    sp.add_argument("--target", choices=("script", "flower"), default="script",
+                    help="`script`: one standalone Python script (default); `flower`: the federated stage as a Flower app in the folder -o")
+    sp.add_argument("--site-data", action="store_true",
+                    help="with --target flower: also write each site's cases under <folder>/sites/<site>/ (a deployment on one machine)")
     sp = sub.add_parser("report", help="write one self-contained HTML report (with TRIPOD+AI, CLAIM and METRICS checklists) of a finished run")
     sp.add_argument("out", help="the out folder of a finished `radlang run`")
     sp.add_argument("-o", "--output", default=None, help="the HTML file to write (default: OUT/report.html)")

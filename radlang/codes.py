@@ -2,8 +2,8 @@
 
 A code is a letter and three digits. The first digit is the phase that finds the problem (`PHASES`);
 `E` is an error, `W` a warning. A number has one meaning. Where one number carries both letters, the two
-are the same problem at two severities, and share one meaning: W690 is what `radlang check` says about a
-federated stage (it is checked and planned), E690 what `radlang run` says when it reaches one (it stops).
+are the same problem at two severities, and share one meaning: W690 is a federated client that failed in a round
+that went on without it (`min_clients` allowed it), E690 the same failure when too few clients were left.
 
 Call sites keep the literal code (`Diagnostic("E604", ...)`, `ctx.error("E242", ...)`, a problem dict's
 `"code": "E602"`); this table says what each code means and which modules may raise it.
@@ -79,15 +79,15 @@ CODES: dict[str, Code] = {c.code: c for c in (
     # types
     _c("E201", "an input or a statement kind of the wrong type", "checks/bind.py", "an input the port does not take, or an operator under another statement kind"),
     _c("E202", "a reference that names no stage output", "checks/bind.py", "not a stage reference, a preset used as a stage, or an attribute that does not exist"),
-    _c("E203", "the cohort lacks what the stage needs", "checks/bind.py ops/fedavg.py ops/segmentation_metrics.py ops/supervised.py ops/split.py ops/expression.py", "a site, mask or outcome column"),
+    _c("E203", "the cohort lacks what the stage needs", "checks/bind.py ops/segmentation_metrics.py ops/supervised.py ops/split.py ops/expression.py", "a site, mask or outcome column"),
     _c("E204", "`like` across operators", "checks/bind.py"),
     _c("E205", "missing input", "checks/bind.py"),
     _c("E206", "too many positional arguments", "checks/bind.py"),
     _c("E207", "the image does not fit its mask or segmentation", "ops/features.py ops/segment.py", "image and mask from different cohorts; several channels where one is segmented"),
     _c("E208", "nested statements in an operator that takes none", "compiler.py"),
     _c("E209", "the wrong kind of network for the stage", "ops/explain_cnn.py ops/netio.py", "Grad-CAM needs a convolutional classifier; segmenting needs a trained segmentation network"),
-    _c("E210", "the network's dimensions (2D/3D) do not match the images", "ops/explain_cnn.py ops/fedavg.py ops/netio.py ops/supervised.py"),
-    _c("E211", "the network's input channels do not match the cohort's image columns", "ops/explain_cnn.py ops/fedavg.py ops/netio.py ops/supervised.py"),
+    _c("E210", "the network's dimensions (2D/3D) do not match the images", "ops/explain_cnn.py ops/netio.py ops/supervised.py"),
+    _c("E211", "the network's input channels do not match the cohort's image columns", "ops/explain_cnn.py ops/netio.py ops/supervised.py"),
     _c("E212", "a classification network on an outcome that is not binary or multiclass", "ops/supervised.py"),
     _c("E241", "the selector does not support the outcome type", "ops/select.py"),
     _c("E242", "inputs come from different cohorts", "ops/validate.py registry.py ops/split.py", "features and target, a split and model, or cross-validation groups and model"),
@@ -114,15 +114,19 @@ CODES: dict[str, Code] = {c.code: c for c in (
     _c("E279", "a preprocessing stage takes its statistics within the ROI of a cohort without a mask", "ops/preprocess.py", "`within: roi` on `zscore` or `nyul`; `within: body` or `image` needs none"),
     _c("E280", "a SHAP explanation of a torch network", "ops/explain_shap.py", "SHAP explains scikit-learn models for now; Grad-CAM explains networks"),
     _c("E281", "a SHAP explanation of a stage whose model it cannot explain", "ops/explain_shap.py", "not an `evaluate` stage of a `model`, or a multiclass outcome"),
+    _c("E285", "a federated model that cannot fit the outcome", "ops/fedavg.py", "`cox` fits survival, `logistic` binary or multiclass, `linear` continuous outcomes"),
+    _c("E286", "a federated stage's cohort has no site column", "ops/fedavg.py", "the training or the test cohort: each site is a client"),
+    _c("E287", "a federated stage's test cohort has another outcome than its training cohort", "ops/fedavg.py"),
+    _c("E288", "a federated stage tests on its training cohort", "ops/fedavg.py", "name a held-out cohort of the same sites as `test`"),
     _c("E296", "DANN on a cohort without a site column", "ops/dann.py", "the domain head predicts the site; or train a `cnn`"),
     _c("E297", "DANN on a cohort with one site", "ops/dann.py", "a phantom with `sites: 1`; there is nothing to adapt across"),
     # settings
     _c("E301", "unknown setting", "checks/settings.py compiler.py ops/models.py", "also a hyper-parameter to search that the model does not have; with \"did you mean\""),
-    _c("E302", "a setting out of range", "checks/settings.py ops/datasets.py ops/explain_cnn.py ops/networks.py ops/predict_mask.py"),
+    _c("E302", "a setting out of range", "checks/settings.py ops/datasets.py ops/multisite.py ops/explain_cnn.py ops/networks.py ops/predict_mask.py"),
     _c("E303", "a wrong or missing unit", "checks/settings.py"),
     _c("E304", "a setting of the wrong type, or a value not allowed", "checks/settings.py compiler.py ops/validate.py ops/split.py"),
     _c("E305", "missing required setting", "checks/settings.py ops/models.py ops/select.py ops/validate.py ops/supervised.py"),
-    _c("E306", "settings that contradict each other", "ops/cohorts.py ops/features.py checks/settings.py ops/fedavg.py ops/supervised.py ops/late_fusion.py", "also two settings of which only one may be given, such as `bin_width` and `bin_count`"),
+    _c("E306", "settings that contradict each other", "ops/cohorts.py ops/features.py checks/settings.py ops/supervised.py ops/late_fusion.py", "also two settings of which only one may be given, such as `bin_width` and `bin_count`"),
     _c("E307", "a setting given twice", "checks/bind.py"),
     _c("E308", "a path the study would write resolves outside its out folder", "checks/settings.py", "today the phantom `prefix`: a plain name"),
     _c("E309", "a stacking meta-model that would be trained on in-fold predictions", "ops/late_fusion.py", "`cv` below 2; out-of-fold predictions from inner folds, or `meta: average`"),
@@ -140,6 +144,7 @@ CODES: dict[str, Code] = {c.code: c for c in (
     _c("E323", "a cohort's `site` names a scanner attribute radlang does not read", "ops/cohorts.py", "`site: scanner.<name>` takes one of manufacturer, model, field_strength, kvp, kernel, slice_thickness, pixel_spacing"),
     _c("E327", "an image resampled twice: by a `resample` stage and by the feature stage's `resample`", "ops/features.py", "resample once"),
     _c("E331", "`output: log_odds` on an outcome that is not binary", "ops/explain_shap.py"),
+    _c("E335", "a federated stage's clients are not the cohort's sites", "ops/fedavg.py", "`by:` names another attribute than `site`"),
     # graph
     _c("E401", "a cycle", "checks/bind.py checks/graph.py", "stages that depend on each other, or a `like` chain"),
     _c("W402", "a stage is never used; it will not run", "checks/graph.py"),
@@ -156,6 +161,10 @@ CODES: dict[str, Code] = {c.code: c for c in (
     _c("E526", "a SHAP background set larger than the training data", "ops/explain_shap.py", "the hint gives the largest background"),
     _c("E527", "the SHAP explainer's budget does not fit the model's features", "ops/explain_shap.py", "`exact` on more than 16 features, or a permutation `max_evals` below 2 x features + 1"),
     _c("E528", "`explainer: linear` on a model that is not linear in its features", "ops/explain_shap.py", "checked on the training cases"),
+    _c("E529", "a stage upstream of a federated stage is fit on the pooled cases of its sites", "checks/privacy.py",
+       "a selector, scaler, ComBat or model fit across sites: make it per-site or federated"),
+    _c("E530", "a stage fits on or resamples the pooled cases of a federated cohort", "checks/privacy.py",
+       "a validation's cross-validation or bootstrap, or a model, on the cohort a federated stage keeps apart by site"),
     _c("E540", "a site-adapted model (DANN) validated with folds that train on the held-out cases' own sites", "ops/validate.py", "k-fold puts every site's labels in training; `leave_one_site_out`, or `cv: none` with an external site"),
     # runtime: radiomics data (cohorts and per-case feature extraction)
     _c("E601", "a cohort's case data is missing or malformed", "backends/glue.py ops/features.py ops/cohorts.py checks/data.py", "a file not found or not given, an empty or repeated case id, a missing or bad outcome (stray labels name their cases); `radlang check` finds a missing manifest, column or file"),
@@ -166,6 +175,10 @@ CODES: dict[str, Code] = {c.code: c for c in (
     _c("E606", "the label is absent from the mask", "ops/segment.py", "the message lists the labels present"),
     _c("E607", "PyRadiomics failed on a case", "ops/features.py"),
     _c("E608", "PyRadiomics returned NaN or infinite features", "ops/features.py", "the message names the features"),
+    _c("E610", "a federated cohort without sites", "ops/fedavg.py", "no site column at run time, or cases with an empty site: the message names them"),
+    _c("E611", "a federation of one site", "ops/fedavg.py", "the message names the site; train centrally instead"),
+    _c("E612", "a site without cases", "ops/fedavg.py", "no training case with features, or test cases at a site that has no training case"),
+    _c("E613", "a site with one outcome class, or no event", "ops/fedavg.py", "its local training is degenerate: the message names the site"),
     # runtime: deep learning (network stages)
     _c("E620", "a case's image channels or mask are not on one grid", "ops/netio.py ops/image_patches.py", "co-register them before training"),
     _c("E621", "a case has no mask to train or score a segmentation on", "ops/netio.py"),
@@ -187,7 +200,7 @@ CODES: dict[str, Code] = {c.code: c for c in (
     _c("E635", "an RTSTRUCT contour does not lie in an image slice", "ops/dicom.py", "its points lie between the series' slice positions, or in another plane"),
     _c("W636", "slice thickness varies across the cohort beyond its tolerance and the features do not resample", "ops/features.py",
        "the cohort's `thickness_tolerance` (default 0.5 mm); set `resample` on the feature stage, or accept the variation knowingly"),
-    _c("E640", "a built-in dataset cannot be loaded", "ops/datasets.py", "bad rows, a package that is not installed, a row range with no cases"),
+    _c("E640", "a built-in dataset cannot be loaded", "ops/datasets.py ops/fed_tcga_brca.py", "bad rows, a package that is not installed, a row range with no cases"),
     _c("E641", "a clinical column is not numeric", "ops/datasets.py"),
     _c("E642", "the outcome has a single class", _EVAL),
     _c("E643", "too few cases for the cross-validation", _EVAL, "fewer cases per class, or patients, than folds; fewer than two sites for leave-one-site-out"),
@@ -234,8 +247,10 @@ CODES: dict[str, Code] = {c.code: c for c in (
     _c("E678", "cases without a ComBat batch or covariate value", "ops/harmonise.py"),
     _c("E679", "too few held-out cases of an unseen batch to estimate it transductively", "ops/harmonise.py"),
     _c("E680", "a survival horizon outside follow-up", "ops/evaluation_run.py checks/horizons.py", "beyond the last follow-up of the cohort, or outside the follow-up of a fold's held-out cases or of the external cohort; names the time column and the cases"),
-    _c("E690", "federated execution is not implemented", "ops/fedavg.py", "`radlang run` stops at a federated stage"),
-    _c("W690", "federated execution is not implemented", "ops/fedavg.py", "`radlang check` warns: the stage is checked and planned, but will not run"),
+    _c("E690", "a federated client failed in a round", "ops/fedavg.py",
+       "fewer clients than `min_clients` succeeded, so the round stops: the message names the round, the sites and their errors"),
+    _c("W690", "a federated client failed in a round", "ops/fedavg.py",
+       "the round went on without it, as `min_clients` allows: the warning names the round and the site"),
     _c("E692", "a shared split cannot be drawn on its cohort", "ops/split.py", "fewer patients than folds, fewer cases of a class than stratified folds, fewer than two sites"),
     _c("E693", "cases of a validation that its shared split assigns to no fold", "ops/split.py"),
     _c("E694", "genes of a gene set are missing from the expression table", "ops/pathways.py", "an error when fewer than `min_genes` remain: the message names the set, the counts and the missing genes"),
@@ -273,4 +288,11 @@ CODES: dict[str, Code] = {c.code: c for c in (
     _c("E737", "`radlang predict`: the predictions file cannot be written there", "predict.py"),
     _c("E738", "`radlang report`: the folder is not the out folder of a finished run", "review/report.py", "it lacks manifest.json or run.json"),
     _c("E739", "`radlang report`: the report file cannot be written there", "review/report.py"),
+    _c("E750", "`render --target flower`: the study has no federated stage", "backends/render/flower.py"),
+    _c("E751", "`render --target flower`: the study has several federated stages", "backends/render/flower.py", "one Flower app renders one stage"),
+    _c("E752", "`render --target flower`: the app folder is a file", "backends/render/flower.py"),
+    _c("E753", "a Flower deployment's SuperLink cannot be reached", "backends/render/flower_loopback.py",
+       "the SuperNodes gave up after their bounded retries; the message names the address and the sites"),
+    _c("E754", "a Flower deployment did not finish", "backends/render/flower_loopback.py",
+       "the SuperLink did not start, the run ended without a result, or it ran past its time limit; the message carries the logs"),
 )}

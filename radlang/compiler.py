@@ -9,6 +9,7 @@ from pathlib import Path
 from radlang import registry
 from radlang.checks.bind import bind, check_names, check_stage
 from radlang.checks.design import check_design
+from radlang.checks.privacy import check_privacy
 from radlang.checks.graph import build_graph, check_cycles, check_unused, induced, order
 from radlang.checks.uses import resolve_uses
 from radlang.compiled import Stage, Study
@@ -144,6 +145,7 @@ def _compile_source(text, file: str, passes, data=False) -> Result:
         sub = induced(g, checked)
         check_unused(g, real, diags)   # on the whole graph: a consumer that failed its own checks still counts as a use
         check_design(sub, checked, diags)
+        check_privacy(sub, checked, diags)
         if data:
             import networkx as nx
 

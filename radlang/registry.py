@@ -109,6 +109,7 @@ class Operator:
     fold_data: Callable | None = None  # a fitted stage's per-case inputs besides its features, from a validation's cohort tables:
                                      # (stage, training rows, external rows or None, splits) -> (fold inputs, diagnostics)
     transductive: Callable | None = None  # (settings) -> a sentence when the stage uses held-out cases' features, else None
+    flower: Callable | None = None   # a federated stage's Flower app: (stage, run context, site_data) -> {path: text} (render --target flower)
 
     def __post_init__(self):
         if self.behaviour not in BEHAVIOURS:

@@ -47,6 +47,7 @@ class RunContext:
     timings: dict[str, float] = field(default_factory=dict)
     inputs: dict[str, str] = field(default_factory=dict)       # input file -> sha256 (for the run manifest)
     excluded: list[dict] = field(default_factory=list)          # cases skipped with on_error: skip
+    boundary: dict = field(default_factory=dict)                # stage -> what crossed its privacy boundary (for run.json)
     warnings: list[str] = field(default_factory=list)
     summary: list[str] = field(default_factory=list)         # headline results, printed after the run
     executor: Any = None          # a MapExecutor (radlang/backends/executors): per-case and per-fold tasks
@@ -177,4 +178,6 @@ def write_manifest(ctx: RunContext):
         "cache": {"hits": ctx.cache.hits, "misses": ctx.cache.misses},
         "total_seconds": ctx.timings.get("total"),
     }
+    if ctx.boundary:
+        manifest["boundary"] = ctx.boundary
     atomic_write_text(ctx.out / "run.json", json.dumps(manifest, indent=2, sort_keys=True) + "\n")

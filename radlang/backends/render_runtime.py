@@ -159,6 +159,7 @@ class RunContext:
         self.study, self.out, self.on_error = study, out, on_error
         self.results, self.keys, self.inputs = {}, {}, {}
         self.excluded, self.warnings, self.timings = [], [], {}
+        self.boundary = {}  # stage -> what crossed its privacy boundary (for run.json)
         self.summary = []   # headline results, printed by main() after the run
         self.cache, self.executor, self.workers, self.quiet = Cache(), SerialMap(), 1, True
 

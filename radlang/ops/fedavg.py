@@ -1,66 +1,488 @@
-"""`fedavg`: federated averaging across a cohort's sites. This version declares its signature and checks
-(W690 at check time); `radlang run` stops at the stage with E690.
+"""`fedavg`: federated training across the sites of a cohort. Each site (a value of the cohort's `site` column)
+is a client that trains on its own cases only; the server sees the clients' weights, their case counts and
+aggregate metrics, never a case.
 
-    federate fed = fedavg(net, glioma) { by: site, rounds: 20, local_epochs: 2 }
+    federate fed = fedavg(clin, target: train.outcome) {
+      model: cox                          # linear | logistic | cox (inferred from the outcome when omitted)
+      strategy: fedadam                   # fedavg | fedprox (mu) | fedadam | fedyogi | fedadagrad
+      rounds: 30, local_epochs: 1, batch: 16, lr: 0.01, server_lr: 0.03
+      seeds: [1, 2, 3, 4, 5]
+      test: test                          # a held-out cohort with the same sites: per-site and pooled test metrics
+    }
+
+A run simulates the federation in-process (radlang/ops/fed_engine.py: deterministic, no Ray, each client's update
+computed from the global weights and its own data only) and, in the same run, trains the reference models of
+FLamby's benchmark on the same budget: centralised training on the pooled training cases and local training at
+each site. It writes `metrics/<stage>_federated.json` (per seed: per-site and pooled test metrics of the
+federated model and of the references, and per round and client the local loss and the drift
+||w_k - w_global||), `metrics/<stage>_drift.png` and `models/<stage>.json` (the final weights of every seed).
+`radlang render --target flower` emits the same rounds as a Flower app (radlang/backends/render/flower.py).
+
+Features are standardised with the federation-wide mean and SD computed from each site's case count and per-feature
+sums (`standardize: federated`), so no case leaves its site for that either.
 """
 
 from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
+from radlang.ops.fed_engine import (
+    client_seed,
+    client_update,
+    fed_loss,
+    fed_model,
+    federated_rounds,
+    get_weights,
+    pick_clients,
+    pooled_scaling,
+    predict_scores,
+    score_metric,
+    server_update,
+    set_weights,
+    site_moments,
+    stop_message,
+    weight_distance,
+    weighted_average,
+)
 from radlang.registry import Operator, Port, register
 from radlang.types import RType
-from radlang.values import Settings, Sym
+from radlang.values import Settings, Sym, contradiction
+
+SERVER_OPTIMISERS = ("fedadam", "fedyogi", "fedadagrad")
+MODEL_FOR = {"survival": "cox", "binary": "logistic", "multiclass": "logistic", "continuous": "linear"}
+OUTCOMES_OF = {"cox": ("survival",), "logistic": ("binary", "multiclass"), "linear": ("continuous",)}
 
 
-class FedAvgSettings(Settings):
-    by: str = Field("site", description="the cohort attribute that defines the federation's nodes (only `site`)")
+class FedSettings(Settings):
+    by: str = Field("site", description="the cohort attribute whose values are the federation's clients (only `site`)")
+    model: Literal["linear", "logistic", "cox"] | None = Field(
+        None, description="the torch model: linear regression, logistic regression or a linear Cox model (default: from the outcome)")
+    strategy: Literal["fedavg", "fedprox", "fedadam", "fedyogi", "fedadagrad"] = Field(
+        "fedavg", description="server aggregation: FedAvg (weighted by cases), FedProx, or a server optimiser (Reddi et al.)")
     rounds: int = Field(20, ge=1, description="communication rounds")
     local_epochs: int = Field(1, ge=1, description="local epochs per round")
-    loss: Literal["dice", "dice_ce", "focal", "cross_entropy"] = Field("dice_ce")
-    lr: float = Field(1e-3, gt=0)
-    batch: int = Field(2, ge=1)
-    patch: list[int] | None = None
+    batch: int = Field(16, ge=0, description="local mini-batch size (0: a site's whole data)")
+    lr: float = Field(0.01, gt=0, description="the clients' SGD learning rate")
+    mu: float | None = Field(None, ge=0, description="FedProx's proximal weight (only with `strategy: fedprox`; default 0.01)")
+    server_lr: float | None = Field(None, gt=0, description="the server optimiser's learning rate eta (Flower's default per strategy)")
+    beta_1: float | None = Field(None, ge=0, lt=1, description="server momentum (FedAdam, FedYogi)")
+    beta_2: float | None = Field(None, ge=0, lt=1, description="server second-moment decay (FedAdam, FedYogi)")
+    tau: float | None = Field(None, gt=0, description="the server optimiser's adaptivity (epsilon)")
+    fraction: float = Field(1.0, gt=0, le=1, description="the fraction of sites sampled each round")
+    min_clients: int | None = Field(None, ge=1, description="a round goes on while this many sampled sites succeed (default: all)")
+    seeds: list[int] | None = Field(None, description="seeds to repeat the study with (default: the stage seed)")
+    standardize: Literal["federated", "none"] = Field("federated", description="z-score features with the federation's mean and SD (from per-site sums)")
+    references: bool = Field(True, description="also train the centralised (pooled) and local-only reference models")
 
-    @field_validator("by", mode="before")
+    @field_validator("by", "model", "strategy", mode="before")
     @classmethod
-    def _by(cls, v):
+    def _sym(cls, v):
         return str(v) if isinstance(v, Sym) else v
+
+    @field_validator("standardize", mode="before")
+    @classmethod
+    def _none(cls, v):
+        return "none" if v is None else (str(v) if isinstance(v, Sym) else v)   # `standardize: none` reads as the none value
+
+    @model_validator(mode="after")
+    def _strategy_settings(self):
+        if self.mu is not None and self.strategy != "fedprox":
+            raise contradiction(f"`mu` is FedProx's proximal weight; it has no meaning with `strategy: {self.strategy}`")
+        server = [k for k in ("server_lr", "beta_1", "beta_2", "tau") if getattr(self, k) is not None]
+        if server and self.strategy not in SERVER_OPTIMISERS:
+            raise contradiction(f"{', '.join(f'`{k}`' for k in server)}: server optimiser settings need "
+                                f"`strategy: fedadam`, `fedyogi` or `fedadagrad`, not `{self.strategy}`")
+        return self
+
+
+# ----------------------------------------------------------------------------------------------
+# self-contained implementation
+
+
+def fed_params(params):
+    """The plain settings completed with the strategy's server defaults (Flower's FedAdam, FedYogi and FedAdagrad
+    defaults, flwr.server.strategy) and FedProx's mu."""
+    defaults = {"fedadam": {"server_lr": 0.1, "beta_1": 0.9, "beta_2": 0.99, "tau": 1e-9},
+                "fedyogi": {"server_lr": 0.01, "beta_1": 0.9, "beta_2": 0.99, "tau": 1e-3},
+                "fedadagrad": {"server_lr": 0.1, "beta_1": 0.0, "beta_2": 0.0, "tau": 1e-9}}.get(params["strategy"], {})
+    out = dict(params)
+    for k, v in defaults.items():
+        if out.get(k) is None:
+            out[k] = v
+    if params["strategy"] == "fedprox" and out.get("mu") is None:
+        out["mu"] = 0.01
+    return out
+
+
+def site_clients(cohort, feats, kind, outcome, role):
+    """Split a cohort table and its feature table into clients {site: (X, y)} (sites by name, cases in table order).
+    Returns (clients, columns, problems): problems are dicts {code, site, case, message} for a missing or empty site,
+    one site only, a site without cases, and (training) a site with one outcome class or no event."""
+    import numpy as np
+
+    problems = []
+    if "site" not in cohort.columns:
+        return {}, [], [{"code": "E610", "message": f"the {role} cohort has no site column"}]
+    ids = cohort["case_id"].astype(str)
+    sites = cohort["site"].fillna("").astype(str).str.strip()
+    for cid in ids[sites == ""]:
+        problems.append({"code": "E610", "case": cid, "message": "no site"})
+    feats = feats.set_axis(feats.index.astype(str), axis=0)
+    columns = [str(c) for c in feats.columns]
+    clients = {}
+    out_cols = ["time", "event"] if outcome == "survival" else ["outcome"]
+    for site in sorted(set(sites) - {""}):
+        rows = cohort[(sites == site).to_numpy()]
+        rows = rows[rows["case_id"].astype(str).isin(feats.index)]
+        if len(rows) == 0:
+            problems.append({"code": "E612", "site": site, "message": f"no {role} case has features"})
+            continue
+        X = feats.loc[rows["case_id"].astype(str)].to_numpy(dtype=np.float64)
+        y = rows[out_cols].to_numpy(dtype=np.float64)
+        if role == "training":
+            if kind == "logistic" and len(np.unique(y)) < 2:
+                problems.append({"code": "E613", "site": site, "message": f"every training case has outcome {y[0, 0]:g}: one class only"})
+            if kind == "cox" and y[:, 1].sum() == 0:
+                problems.append({"code": "E613", "site": site, "message": "no training case has an event"})
+        clients[site] = (X, y)
+    if role == "training" and len(clients) == 1:
+        problems.append({"code": "E611", "site": next(iter(clients)), "message": "is the only site: a federation needs two or more"})
+    return clients, columns, problems
+
+
+def evaluate_sites(kind, make, weights, test):
+    """Test metrics of one model: per site (its own test cases) and pooled (every test case)."""
+    import numpy as np
+
+    per = {s: score_metric(kind, y, predict_scores(make, weights, X)) for s, (X, y) in sorted(test.items())}
+    if not test:
+        return {"sites": {}, "pooled": None}
+    X = np.concatenate([X for _, (X, _) in sorted(test.items())])
+    y = np.concatenate([y for _, (_, y) in sorted(test.items())])
+    return {"sites": per, "pooled": score_metric(kind, y, predict_scores(make, weights, X))}
+
+
+def federated_study(clients, test, kind, n_outputs, params, seeds, clock=None):
+    """The whole simulated study: standardise with the federation's moments, then for every seed the federated rounds,
+    and (with `references`) centralised training on the pooled training cases and local training at every site, on the
+    same budget (rounds x local_epochs epochs of SGD); each model is scored on every site's test cases and on all of them.
+    Returns {"scaling", "moments", "seeds": [{seed, federated, centralised, local, history, weights}]}, or {"stopped": ...}
+    when a round of some seed had fewer successful clients than `min_clients`."""
+    import numpy as np
+
+    params = fed_params(params)
+    moments = {s: site_moments(X) for s, (X, _) in sorted(clients.items())}
+    if params["standardize"] == "federated":
+        mean, sd = pooled_scaling(list(moments.values()))
+    else:
+        width = len(next(iter(clients.values()))[0][0])
+        mean, sd = np.zeros(width), np.ones(width)
+    clients = {s: ((X - mean) / sd, y) for s, (X, y) in clients.items()}
+    test = {s: ((X - mean) / sd, y) for s, (X, y) in test.items()}
+    make, loss = fed_model(kind, len(mean), n_outputs), fed_loss(kind, n_outputs)
+    plain = {**params, "strategy": "fedavg", "fraction": 1.0, "min_clients": None}
+    runs = []
+    for seed in seeds:
+        fed = federated_rounds(clients, make, loss, params, seed, clock=clock)
+        if "stopped" in fed:
+            return {"stopped": {**fed["stopped"], "seed": int(seed)}}
+        row = {"seed": int(seed), "federated": evaluate_sites(kind, make, fed["weights"], test), "history": fed["history"],
+               "weights": [w.tolist() for w in fed["weights"]]}
+        if params["references"]:
+            pooled = {"pooled": (np.concatenate([X for _, (X, _) in sorted(clients.items())]),
+                                 np.concatenate([y for _, (_, y) in sorted(clients.items())]))}
+            cen = federated_rounds(pooled, make, loss, plain, seed)
+            row["centralised"] = evaluate_sites(kind, make, cen["weights"], test)
+            row["local"] = {s: evaluate_sites(kind, make, federated_rounds({s: clients[s]}, make, loss, plain, seed)["weights"], test)
+                            for s in sorted(clients)}
+        runs.append(row)
+    return {"scaling": {"mean": [float(v) for v in mean], "sd": [float(v) for v in sd]},
+            "moments": {s: {"n": m["n"]} for s, m in moments.items()}, "seeds": runs}
+
+
+def summarise(study, metric):
+    """Mean, minimum and maximum over seeds of every model's pooled test metric (the rows of the benchmark table)."""
+    rows = {}
+
+    def add(name, ev):
+        if ev["pooled"] is not None:
+            rows.setdefault(name, []).append(ev["pooled"])
+
+    for r in study["seeds"]:
+        add("federated", r["federated"])
+        if "centralised" in r:
+            add("centralised", r["centralised"])
+            for s, ev in r["local"].items():
+                add(f"local {s}", ev)
+    return {k: {"metric": metric, "mean": sum(v) / len(v), "min": min(v), "max": max(v), "seeds": len(v)} for k, v in rows.items()}
+
+
+def drift_plot(study, title):
+    """PNG bytes: per round, each client's drift ||w_k - w_global|| and local loss (the first seed's run). Fixed size,
+    dpi and no metadata, so the same history gives the same bytes."""
+    import io
+
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    hist = study["seeds"][0]["history"]
+    sites = sorted({s for h in hist for s in h["clients"]})
+    fig = Figure(figsize=(9, 3.6))
+    FigureCanvasAgg(fig)
+    for i, (key, label) in enumerate((("drift", "drift ||w_k - w_global||"), ("loss", "local training loss"))):
+        ax = fig.add_subplot(1, 2, i + 1)
+        for s in sites:
+            pts = [(h["round"], h["clients"][s][key]) for h in hist if s in h["clients"]]
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], marker=".", label=f"site {s}")
+        ax.set_xlabel("round")
+        ax.set_ylabel(label)
+        ax.grid(True, alpha=0.3)
+        if i == 0:
+            ax.legend(fontsize=7)
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=90, metadata={"Software": None})
+    return buf.getvalue()
+
+
+def boundary_record(study, params, n_features, n_outputs):
+    """What crossed the privacy boundary in the federated protocol, and what the simulation pooled for evaluation only."""
+    width = n_features * n_outputs + (0 if params.get("model") == "cox" else n_outputs)
+    rounds = [{"round": h["round"], "sites": sorted(h["clients"])} for h in study["seeds"][0]["history"]]
+    return {
+        "server_to_clients": f"the global weights ({width} numbers) at the start of every round",
+        "clients_to_server": "per round and site: the locally trained weights, the site's case count and its mean local loss",
+        "standardisation": "per site: the case count and per-feature sums of x and x^2" if params["standardize"] == "federated" else "nothing",
+        "case_level_data": "none",
+        "rounds": rounds,
+        "simulation_only": ("the pooled test metric and the centralised reference pool case-level test predictions or training "
+                            "cases; they are benchmark references computed in the simulation, not part of the federated protocol"),
+    }
+
+
+# ----------------------------------------------------------------------------------------------
+# declarations
 
 
 def _fed_type(ctx) -> RType:
-    net, coh, s = ctx.inputs["net"], ctx.inputs["cohort"], ctx.settings
+    src, tgt, s = ctx.inputs["input"], ctx.inputs["target"], ctx.settings
     if s.by != "site":
-        ctx.error("E306", f"`by: {s.by}`: federated nodes are defined by the cohort's `site`", setting="by", hint="write `by: site`")
-    if not coh.has_site:
-        ctx.error("E203", f"federated training needs sites, but cohort `{coh.cohort}` has no site column", port="cohort",
-                  hint=f"add `site: <column>` to cohort `{coh.cohort}`")
-    if coh.channels and net.channels and coh.channels != net.channels:
-        ctx.error("E211", f"the network takes {net.channels} channel(s), but cohort `{coh.cohort}` has {coh.channels} image column(s)", port="net")
-    if net.dims == 3 and coh.dims == 2:
-        ctx.error("E210", "a 3D network cannot train on 2D images", port="net")
-    ctx.error("W690", "federated execution is not available in this version: the stage is checked and planned, "
-              "but `radlang run` stops at it", hint="train with `supervised` on the pooled cohort meanwhile")
-    return RType("TrainedModel", cohort=coh.cohort, outcome=coh.outcome, dims=net.dims, channels=net.channels, head=net.head,
-                 classes=net.classes, has_site=True, detail=f"federated {net.detail}")
+        ctx.error("E335", f"`by: {s.by}`: the federation's clients are the cohort's sites", setting="by", hint="write `by: site`")
+    ctx.mixed_cohorts(src, tgt)
+    model = s.model or MODEL_FOR.get(tgt.outcome or "", "linear")
+    if tgt.outcome and tgt.outcome not in OUTCOMES_OF[model]:
+        ctx.error("E285", f"a federated `{model}` model cannot fit a {tgt.outcome} outcome (`{tgt.detail}`)", setting="model",
+                  hint=f"for a {tgt.outcome} outcome use `model: {MODEL_FOR[tgt.outcome]}`")
+    coh = ctx.types.get(tgt.cohort) if tgt.cohort else None
+    if coh is not None and not coh.has_site:
+        ctx.error("E286", f"federated training needs sites, but cohort `{tgt.cohort}` has no site column", port="target",
+                  hint=f"add `site: <column>` to cohort `{tgt.cohort}`: each site is a client")
+    test = ctx.inputs.get("test")
+    if test is not None:
+        if test.outcome != tgt.outcome:
+            ctx.error("E287", f"the test cohort `{test.cohort}` has {'no' if not test.outcome else 'a ' + test.outcome} outcome, "
+                      f"but the model is trained on a {tgt.outcome} outcome", port="test")
+        if not test.has_site:
+            ctx.error("E286", f"per-site test metrics need sites, but the test cohort `{test.cohort}` has no site column", port="test",
+                      hint=f"add `site: <column>` to cohort `{test.cohort}`")
+        if test.cohort == tgt.cohort:
+            ctx.error("E288", f"`{test.cohort}` is both the training and the test cohort", port="test",
+                      hint="name a held-out cohort of the same sites as `test`")
+    return RType("TrainedModel", cohort=src.cohort, outcome=tgt.outcome, has_site=True, detail=f"federated {model} ({s.strategy})")
+
+
+def _plan(stage, memory, study=None):
+    p = fed_params(stage.params)
+    seeds = p.get("seeds") or [stage.seed]
+    runs = 1 + (2 if p["references"] else 0)
+    return [("info", (f"{p['strategy']}: {p['rounds']} rounds x {p['local_epochs']} local epoch(s) per site, {len(seeds)} seed(s); "
+                      f"{'centralised and local-only references on the same budget' if p['references'] else 'no references'} "
+                      f"(about {runs}x the federated training time)"))]
+
+
+def stage_clients(stage, ctx, kind):
+    """The stage's training and test clients from its inputs' results: (clients, test, feature columns, model outputs).
+    Bad sites stop the run with E610-E613, naming the cohort and the site (or case)."""
+    from radlang.backends.executor import RunError
+    from radlang.backends.refit import features_for
+    from radlang.diagnostics import Diagnostic
+
+    hints = {"E610": "give every case a site (the `site:` column of the cohort)",
+             "E611": "a federation needs two or more sites; train centrally instead",
+             "E612": "give the site training cases, or leave it out of the test cohort",
+             "E613": "a site's local training needs both outcome classes (events for a Cox model): merge it with another site or leave it out"}
+
+    def fail(problems, cohort_label):
+        diags = []
+        for q in problems:
+            where = f"site `{q['site']}`" if q.get("site") else (f"case `{q['case']}`" if q.get("case") else "")
+            diags.append(Diagnostic(q["code"], f"`{stage.name}`: cohort `{cohort_label}`: {where + ': ' if where else ''}{q['message']}",
+                                    stage.span, hint=hints[q["code"]]))
+        raise RunError(diags)
+
+    outcome = stage.type.outcome
+    feat_stage = ctx.study.by_name()[stage.inputs["input"].stage]
+    cohort_name = stage.inputs["target"].stage
+    clients, columns, problems = site_clients(ctx.results[cohort_name], ctx.results[feat_stage.name], kind, outcome, "training")
+    if problems:
+        fail(problems, cohort_name)
+    test = {}
+    test_ref = stage.inputs.get("test")
+    if test_ref is not None:
+        tf = features_for(ctx, feat_stage, ctx.results[test_ref.stage])
+        test, _, problems = site_clients(ctx.results[test_ref.stage], tf.reindex(columns=columns), kind, outcome, "test")
+        problems += [{"code": "E612", "site": s, "message": f"has test cases in `{test_ref.stage}` but no training case in `{cohort_name}`"}
+                     for s in sorted(set(test) - set(clients))]
+        if problems:
+            fail(problems, test_ref.stage)
+    n_outputs = 1 if kind != "logistic" or outcome == "binary" else int(max(y.max() for _, y in clients.values())) + 1
+    return clients, test, columns, n_outputs
+
+
+def model_kind(stage):
+    return stage.params.get("model") or MODEL_FOR.get(stage.type.outcome or "", "linear")
 
 
 def run_fedavg(stage, ctx):
+    """Simulate the federation (cached by content), write the metrics JSON, the drift plot and the final weights."""
+    from radlang.backends.cache import atomic_write_bytes, atomic_write_text
     from radlang.backends.executor import RunError
     from radlang.diagnostics import Diagnostic
+    from radlang.ops.netio import metrics_json
 
-    raise RunError([Diagnostic("E690", f"`{stage.name}`: federated execution (`{stage.op}`) is not available in this version of radlang",
-                               stage.span, hint="the spec checks and plans; train centrally with `supervised` to run it")])
+    p = stage.params
+    outcome = stage.type.outcome
+    kind = model_kind(stage)
+
+    clients, test, columns, n_outputs = stage_clients(stage, ctx, kind)
+    seeds = p.get("seeds") or [stage.seed]
+    k = ctx.stage_key(stage)
+    study = ctx.cache.get(k)
+    if study is None:
+        study = federated_study(clients, test, kind, n_outputs, {**p, "model": kind}, seeds)
+        if "stopped" in study:
+            raise RunError([Diagnostic("E690", f"`{stage.name}`: seed {study['stopped']['seed']}, {stop_message(study['stopped'])}", stage.span,
+                                       hint="fix the failing site's data, or lower `min_clients` to let rounds go on without it")])
+        ctx.cache.put(k, study)
+    ctx.keys[stage.name] = k
+    for r in study["seeds"]:
+        for h in r["history"]:
+            for site, msg in h["failed"].items():
+                ctx.warn("W690", f"`{stage.name}`: seed {r['seed']}, round {h['round']}: site `{site}` failed ({msg}); "
+                         f"the round went on with {len(h['clients'])} site(s)")
+    metric = {"cox": "c_index", "logistic": "auc", "linear": "rmse"}[kind]
+    full = fed_params({**p, "model": kind})
+    record = {"stage": stage.name, "model": kind, "metric": metric, "outcome": outcome, "features": columns,
+              "settings": {k2: full.get(k2) for k2 in sorted(full)}, "sites": study["moments"], "scaling": study["scaling"],
+              "summary": summarise(study, metric), "seeds": study["seeds"],
+              "boundary": boundary_record(study, full, len(columns), n_outputs)}
+    ctx.boundary[stage.name] = record["boundary"]
+    atomic_write_text(ctx.out / "metrics" / f"{stage.name}_federated.json", metrics_json(record))
+    atomic_write_bytes(ctx.out / "metrics" / f"{stage.name}_drift.png",
+                       drift_plot(study, f"{stage.name}: {full['strategy']}, seed {study['seeds'][0]['seed']}"))
+    atomic_write_text(ctx.out / "models" / f"{stage.name}.json",
+                      metrics_json({"model": kind, "features": columns, "scaling": study["scaling"], "n_outputs": n_outputs,
+                                    "weights": {str(r["seed"]): r["weights"] for r in study["seeds"]}}))
+    fed = record["summary"].get("federated")
+    if fed is not None:
+        ctx.summary.append(f"{stage.name}: {full['strategy']} pooled-test {metric} {fed['mean']:.3f} (min {fed['min']:.3f}, "
+                           f"{fed['seeds']} seed(s))")
+    return record
+
+
+# ----------------------------------------------------------------------------------------------
+# the Flower target (`radlang render --target flower`, radlang/backends/render/flower.py)
+
+FLOWER_ENGINE = (fed_params, fed_model, fed_loss, get_weights, set_weights, client_seed, client_update, weighted_average,
+                 server_update, pick_clients, weight_distance, federated_rounds, stop_message, site_moments, pooled_scaling,
+                 predict_scores, score_metric)
+
+
+def flower_app(stage, ctx, site_data=False):
+    """The stage as a Flower app: {relative path: text}, from a run context in which its upstream stages ran (they give
+    the feature columns and the sites). The engine is the source of the very functions the simulation runs
+    (FLOWER_ENGINE), so both targets compute the same numbers. With `site_data`, each site's training and test cases
+    are added as `sites/<site>/train.csv` and `test.csv`: the files its SuperNode reads (for a deployment on one
+    machine; at real sites each hospital writes its own)."""
+    import inspect
+    import json
+    from pathlib import Path
+
+    here = Path(__file__).parent / "_flower_app"
+    kind = model_kind(stage)
+    out_cols = ["time", "event"] if stage.type.outcome == "survival" else ["outcome"]
+    clients, test, columns, n_outputs = stage_clients(stage, ctx, kind)
+    spec = {"stage": stage.name, "model": kind, "features": columns, "outcome_columns": out_cols, "n_features": len(columns),
+            "n_outputs": n_outputs, "sites": sorted(clients), "seeds": list(stage.params.get("seeds") or [stage.seed]),
+            "params": fed_params({**stage.params, "model": kind})}
+    engine = ['"""The federated engine of radlang (radlang/ops/fed_engine.py), inlined: the functions `radlang run` simulates with."""']
+    engine += [inspect.getsource(f).rstrip("\n") for f in FLOWER_ENGINE]
+    files = {"radlang_fed/__init__.py": '"""A federated radlang stage as a Flower app."""\n',
+             "radlang_fed/engine.py": "\n\n\n".join(engine) + "\n",
+             "radlang_fed/spec.json": json.dumps(spec, indent=1, sort_keys=True) + "\n",
+             "radlang_fed/server_app.py": (here / "server_app.py").read_text(encoding="utf-8"),
+             "radlang_fed/client_app.py": (here / "client_app.py").read_text(encoding="utf-8"),
+             "pyproject.toml": FLOWER_PYPROJECT.format(name=stage.name.replace("_", "-"))}
+    if site_data:
+        for site, (X, y) in sorted(clients.items()):
+            files[f"sites/{site}/train.csv"] = site_csv(X, y, columns, out_cols)
+            if site in test:
+                files[f"sites/{site}/test.csv"] = site_csv(*test[site], columns, out_cols)
+    return files
+
+
+def site_csv(X, y, columns, out_cols):
+    """One site's cases as the CSV its ClientApp reads (17 significant digits: the same float64 values)."""
+    import numpy as np
+    import pandas as pd
+
+    df = pd.DataFrame(np.column_stack([X, y]), columns=list(columns) + list(out_cols))
+    return df.to_csv(index=False, float_format="%.17g", lineterminator="\n")
+
+
+FLOWER_PYPROJECT = """[build-system]
+requires = ["hatchling"]
+build-backend = "hatchling.build"
+
+[project]
+name = "radlang-fed-{name}"
+version = "1.0.0"
+description = "A federated radlang stage as a Flower app (radlang render --target flower)"
+dependencies = ["flwr>=1.42", "torch", "numpy", "pandas", "lifelines", "scikit-learn"]
+
+[tool.hatch.build.targets.wheel]
+packages = ["."]
+
+[tool.flwr.app]
+publisher = "radlang"
+
+[tool.flwr.app.components]
+serverapp = "radlang_fed.server_app:app"
+clientapp = "radlang_fed.client_app:app"
+
+[tool.flwr.app.config]
+out = "result.json"
+timeout = 600.0
+"""
 
 
 register(Operator(
-    name="fedavg", kind="federate", output="TrainedModel", settings=FedAvgSettings, fit="outcome",
-    behaviour="fitted", run=run_fedavg,
-    inputs=(Port("net", ("Network",)), Port("cohort", ("Cohort",), doc="a cohort with a `site` column")),
-    positional=("net", "cohort"), infer=_fed_type, version="1",
-    doc=("Federated averaging across the cohort's sites (signature and checks only: running it reports that "
-         "federated execution is not available in this version)."),
-    examples=("federate fed = fedavg(net, glioma) { by: site, rounds: 20, local_epochs: 2 }",),
+    name="fedavg", kind="federate", output="TrainedModel", settings=FedSettings, fit="outcome",
+    behaviour="fitted", run=run_fedavg, sink=True, plan=_plan,
+    inputs=(Port("input", ("Features",), doc="a feature table of the training cohort (e.g. `tabular(train)`)"),
+            Port("target", ("Outcome",), doc="the training cohort's outcome, e.g. `train.outcome`; its `site` column defines the clients"),
+            Port("test", ("Cohort",), optional=True, doc="a held-out cohort of the same sites: per-site and pooled test metrics")),
+    positional=("input", "target"), infer=_fed_type, version="2", flower=flower_app,
+    impl=federated_study,
+    helpers=(fed_params, site_clients, evaluate_sites, summarise, drift_plot, boundary_record, fed_model, fed_loss, get_weights,
+             set_weights, client_seed, client_update, weighted_average, server_update, pick_clients, weight_distance,
+             federated_rounds, stop_message, site_moments, pooled_scaling, predict_scores, score_metric),
+    doc=("Federated training across the cohort's sites (each site a client that trains on its own cases): FedAvg, FedProx, "
+         "FedAdam, FedYogi or FedAdagrad over linear, logistic or Cox models written as torch modules; per-site and pooled test "
+         "metrics with centralised and local-only references, client drift per round; `render --target flower` emits a Flower app."),
+    examples=("federate fed = fedavg(clin, target: train.outcome) { strategy: fedprox, mu: 0.1, rounds: 10 }",
+              "federate fed = fedavg(clin, target: train.outcome) { strategy: fedadam, server_lr: 0.03, rounds: 10, seeds: [1, 2] }"),
 ))

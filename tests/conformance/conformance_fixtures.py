@@ -5,7 +5,7 @@ For an operator and one of its doc examples, `fixture(op, example, prefix, tiny,
 - the example statement itself, its names renamed under `prefix` (so many operators' fixtures share one study);
 - *providers* for every name the example references, chosen by the kinds the operator's port accepts
   (`PROVIDERS`: Features, Mask, Model, Network, TrainedModel, Evaluation, Split; a `name.attr` reference makes `name` a cohort), all
-  derived from cohorts of one variant (`COHORTS`: a tabular binary set, a CT-like phantom manifest with air around
+  derived from cohorts of one variant (`COHORTS`: a tabular binary set, a generated multi-site table, a CT-like phantom manifest with air around
   the body, the `phantom` operator, a habitat label map, a survival set, multi-channel manifests);
 - a *consumer* when the operator is not a sink (`CONSUMERS`, by output kind), so that pruning keeps it: a cohort
   feeds an extraction or a model and an evaluation, features a model and an evaluation, a model an evaluation, a split
@@ -70,15 +70,17 @@ CHANNELS = (2, 3, 4)
 # variant -> body(index, small): index 0 is the dev cohort, >= 1 a held-out one; `small` for the deep fixtures
 COHORTS = {
     "breast_cancer": _dataset("breast_cancer", "stop: 60", "start: 520"),
+    "multisite": lambda i, small: f"multisite(90) {{ sites: 3, split: {'train' if i == 0 else 'test'} }}",
     "ct": _manifest("ct", "image"),
     "phantom": _phantom,
     "habitats": _manifest("habitats", "image"),
     "gbsg2": _dataset("gbsg2", "stop: 80", "start: 620"),
     **{f"channels{k}": _manifest(f"channels{k}", "[" + ", ".join(f"c{i + 1}" for i in range(k)) + "]") for k in CHANNELS},
 }
-ATTRS = {v: (TABLE_ATTRS if v in ("breast_cancer", "gbsg2") else IMAGE_ATTRS) for v in COHORTS}  # what `cohort.attr` can name
+TABLES = ("breast_cancer", "multisite", "gbsg2")
+ATTRS = {v: (TABLE_ATTRS if v in TABLES else IMAGE_ATTRS) for v in COHORTS}  # what `cohort.attr` can name
 # the largest mask label of a variant's cohorts: habitats carry a rim (1) and a core (2), like a tumour's sub-regions
-LABELS = {v: (0 if v in ("breast_cancer", "gbsg2") else 2 if v == "habitats" else 1) for v in COHORTS}
+LABELS = {v: (0 if v in TABLES else 2 if v == "habitats" else 1) for v in COHORTS}
 DATA_PARTS = {"dev": 8, "held": 6}   # phantom cases written for the manifest-based cohorts (the _small CSVs: the first 4)
 
 

@@ -40,8 +40,8 @@ class ExpectRunError:
 
 
 OVERRIDES = {
-    "fedavg": ExpectRunError(("E690",), "federated execution is checked and planned (W690) but stops at run time with "
-                                         "E690 by design (radlang/backends/modes/deep.py); the harness asserts exactly that"),
+    "fed_tcga_brca": ExpectRunError(("E640",), "it reads FLamby's Fed-TCGA-BRCA files, which the fixture does not have: "
+                                               "`radlang run` and the rendered script both stop at it naming the missing file"),
     "n4": ExpectRunError(("E655", "E655"), "N4 log-transforms intensities, so it refuses an image with non-positive values where it "
                                            "fits the bias field; every fixture cohort is CT-like (HU around 40 with noise), and two "
                                            "dev cases dip below 0. tests/test_preprocess.py runs `n4` on MR-like bias-field phantoms "

@@ -1,6 +1,7 @@
 """Conformance for the operators in OVERRIDES: the generic run cannot pass for them by design, so the harness asserts
-their documented behaviour instead (today: `fedavg` checks and plans with W690, and both `radlang run` and the rendered
-script stop at it with E690 naming the stage, after writing identical upstream outputs)."""
+their documented behaviour instead (today: `fed_tcga_brca` reads FLamby's files, which no fixture has, so both
+`radlang run` and the rendered script stop at it with E640 naming the stage and the file, after writing identical
+upstream outputs)."""
 
 from __future__ import annotations
 

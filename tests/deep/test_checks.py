@@ -82,15 +82,6 @@ explain cam = gradcam(clf, t)
     assert [d.code for d in e] == ["E209"] and "tabular" in e[0].message
 
 
-def test_fedavg_without_site_is_a_type_error():
-    errs, _ = codes('''
-network net = unet(dims: 3, in_channels: 1, out_channels: 2)
-federate fed = fedavg(net, ct3d) { by: site, rounds: 3, local_epochs: 1 }
-validate s = segmentation_metrics(fed, test)
-''')
-    assert [c for c, _ in errs] == ["E203"] and "site" in errs[0][1]
-
-
 def test_network_settings_are_validated():
     errs, _ = codes('''
 network net = unet(dims: 3, in_channels: 1, out_channels: 2) { channels: [8, 16, 32], strides: [2, 2], kernel_size: 4 }

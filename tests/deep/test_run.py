@@ -146,19 +146,6 @@ explain cam = gradcam(fit, c) {{ cases: 2, layer: "layer3" }}
     assert all("val_loss" in h for h in hist) and ctx.results["fit"]["best_epoch"] in (1, 2)
 
 
-def test_fedavg_reports_that_federated_execution_is_unavailable(cohorts, tmp_path):
-    spec = f'''
-cohort train = manifest("{cohorts['train']}") {{ image: [t1, t2], mask: seg, site: hospital }}
-cohort test = manifest("{cohorts['test']}") {{ image: [t1, t2], mask: seg }}
-network net = unet(dims: 3, in_channels: 2, out_channels: 3) {{ channels: [4, 8], strides: [2] }}
-federate fed = fedavg(net, train) {{ by: site, rounds: 2, local_epochs: 1 }}
-validate seg = segmentation_metrics(fed, test)
-'''
-    with pytest.raises(RunError) as e:
-        run_study(compile_spec(spec, tmp_path), out=tmp_path / "o", workers=1, quiet=True)
-    assert e.value.diagnostics[0].code == "E690" and "not available" in e.value.diagnostics[0].message
-
-
 def test_habitat_mask_feeds_per_habitat_radiomics(cohorts, tmp_path):
     """A network's per-class output (here the core habitat, label 2) is a mask that `pyradiomics` extracts on."""
     spec = SEG.format(**cohorts).replace(
