@@ -22,3 +22,14 @@ def shared_data(*parts: str) -> Path:
 @pytest.fixture(scope="session")
 def shared():
     return shared_data
+
+
+@pytest.fixture(autouse=True)
+def keep_locale():
+    """Reading a DICOM series can leave the process's C locale at an ASCII one (seen with this environment's DICOM
+    readers): each test restores it, so that a later test in the same worker decodes subprocess output as UTF-8."""
+    import locale
+
+    saved = locale.setlocale(locale.LC_ALL)
+    yield
+    locale.setlocale(locale.LC_ALL, saved)

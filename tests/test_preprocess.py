@@ -363,18 +363,7 @@ def test_zscore_within_empty_roi_names_case_and_file(tmp_path):
     assert d.code == "E605" and "case `train2`" in d.message and "train2_mask.nii.gz" in d.message
 
 
-@pytest.fixture
-def keep_locale():
-    """Running a study on a DICOM series leaves this process's C locale at an ASCII one (seen with this environment's
-    DICOM readers): restored, so that later tests in the process decode subprocess output as UTF-8 again."""
-    import locale
-
-    saved = locale.setlocale(locale.LC_ALL)
-    yield
-    locale.setlocale(locale.LC_ALL, saved)
-
-
-def test_hu_clip_on_an_mr_dicom_series_is_e654(tmp_path, keep_locale):
+def test_hu_clip_on_an_mr_dicom_series_is_e654(tmp_path):
     series = tmp_path / "data" / "mr0"
     series.mkdir(parents=True)
     vol = sitk.GetImageFromArray(np.arange(4 * 8 * 8, dtype=np.int16).reshape(4, 8, 8))

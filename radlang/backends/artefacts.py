@@ -83,7 +83,7 @@ def out_relative(path, out) -> str:
         return str(path)
 
 
-def stage_records(study) -> list[dict]:
+def manifest_stages(study) -> list[dict]:
     """manifest.json's `stages`: each stage's operator, settings, seed, inputs, outcome kind and fit boundaries (and a
     validation's refit graph and its transductive stages), in the study's order. `radlang report`'s checklists read
     these records."""
@@ -118,7 +118,7 @@ def write_artefact_manifest(ctx, spec_sha256: str) -> None:
         "study": study.title,
         "spec_sha256": spec_sha256,
         "seed": study.seed,
-        "stages": stage_records(study),
+        "stages": manifest_stages(study),
         "inputs": dict(sorted((out_relative(k, out), v) for k, v in ctx.inputs.items())),
         "artefacts": artefacts,
     }

@@ -27,7 +27,7 @@ VERDICTS = {"satisfied": "satisfied by the spec", "author": "needs author input"
 @dataclass
 class Facts:
     """What the rules read. The verdicts come from the stages (manifest.json's records of the compiled study:
-    radlang.backends.artefacts.stage_records); a finished run's metrics, run.json and files add evidence. Two verdicts
+    radlang.backends.artefacts.manifest_stages); a finished run's metrics, run.json and files add evidence. Two verdicts
     also read the run: a warning of too few events per variable takes `dimensionality` back to the authors, and a
     cohort whose table holds several sites satisfies `multicenter`."""
 

@@ -247,7 +247,7 @@ def _consume_attribute_table(w, x):
     """A cohort without an outcome (an attribute table keyed by patient): its table joined to the dev cohort's."""
     attr, own, both = w.n("attr"), w.n("own"), w.n("both")
     return [f"features {attr} = tabular({x})", f"features {own} = tabular({w.dev})",
-            f"features {both} = join({own}, {attr}) {{ by: patient, prefix: true }}"] + _consume_features("logistic", "stratified_kfold")(w, both)
+            f"features {both} = join({own}, {attr}) {{ by: patient, prefix: true }}"] + _consume_features("logistic", "stratified_kfold(2)")(w, both)
 
 
 def _consume_mask(w, x):
