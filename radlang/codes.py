@@ -92,7 +92,7 @@ CODES: dict[str, Code] = {c.code: c for c in (
     _c("E241", "the selector does not support the outcome type", "ops/select.py"),
     _c("E242", "inputs come from different cohorts", "ops/validate.py registry.py ops/split.py", "features and target, a split and model, or cross-validation groups and model"),
     _c("E243", "`icc` perturbations on a tabular feature table", "ops/select.py", "perturbations re-extract features from images"),
-    _c("E244", "the model cannot fit the outcome type", "ops/models.py ops/net_models.py ops/late_fusion.py"),
+    _c("E244", "the model cannot fit the outcome type", "ops/models.py ops/net_models.py ops/late_fusion.py ops/multitask.py"),
     _c("E245", "a metric not defined for the outcome type", "ops/validate.py", "the hint lists the metrics for that outcome"),
     _c("E246", "an operating threshold on an outcome that is not binary", "ops/validate.py"),
     _c("E247", "validation by site on a cohort without a site column", "ops/validate.py ops/split.py", "`leave_one_site_out`, or cross-validation groups by site"),
@@ -114,6 +114,11 @@ CODES: dict[str, Code] = {c.code: c for c in (
     _c("E280", "a SHAP explanation of a torch network", "ops/explain_shap.py", "SHAP explains scikit-learn models for now; Grad-CAM explains networks"),
     _c("E281", "a SHAP explanation of a stage whose model it cannot explain", "ops/explain_shap.py", "not an `evaluate` stage of a `model`, or a multiclass outcome"),
     # settings
+    _c("E291", "a multi-task head without a target column", "ops/multitask.py", "a head names `target: <cohort>.outcome`, or `target: <cohort>.clinical` with `column:` (survival: `time:` and `event:`)"),
+    _c("E292", "heads of one multi-task network on different cohorts", "ops/multitask.py", "every head reads the cohort whose images the network reads"),
+    _c("E293", "no head, or several, of a multi-task model predict the model's target", "ops/multitask.py", "exactly one head is on `<cohort>.outcome`: the primary head that `evaluate` measures"),
+    _c("E294", "a multi-task head whose kind does not fit its target", "ops/multitask.py", "a binary head on a multiclass outcome, or a target that is neither the outcome nor a clinical column"),
+    _c("E295", "two heads of a multi-task model with one name", "ops/multitask.py"),
     _c("E301", "unknown setting", "checks/settings.py compiler.py ops/models.py", "also a hyper-parameter to search that the model does not have; with \"did you mean\""),
     _c("E302", "a setting out of range", "checks/settings.py ops/datasets.py ops/explain_cnn.py ops/networks.py ops/predict_mask.py"),
     _c("E303", "a wrong or missing unit", "checks/settings.py"),
@@ -134,6 +139,7 @@ CODES: dict[str, Code] = {c.code: c for c in (
     _c("E323", "a cohort's `site` names a scanner attribute radlang does not read", "ops/cohorts.py", "`site: scanner.<name>` takes one of manufacturer, model, field_strength, kvp, kernel, slice_thickness, pixel_spacing"),
     _c("E327", "an image resampled twice: by a `resample` stage and by the feature stage's `resample`", "ops/features.py", "resample once"),
     _c("E331", "`output: log_odds` on an outcome that is not binary", "ops/explain_shap.py"),
+    _c("E345", "a multi-task model with fewer than two heads", "ops/multitask.py", "one target is a `cnn`"),
     # graph
     _c("E401", "a cycle", "checks/bind.py checks/graph.py", "stages that depend on each other, or a `like` chain"),
     _c("W402", "a stage is never used; it will not run", "checks/graph.py"),
@@ -150,6 +156,8 @@ CODES: dict[str, Code] = {c.code: c for c in (
     _c("E526", "a SHAP background set larger than the training data", "ops/explain_shap.py", "the hint gives the largest background"),
     _c("E527", "the SHAP explainer's budget does not fit the model's features", "ops/explain_shap.py", "`exact` on more than 16 features, or a permutation `max_evals` below 2 x features + 1"),
     _c("E528", "`explainer: linear` on a model that is not linear in its features", "ops/explain_shap.py", "checked on the training cases"),
+    _c("E536", "a multi-task head reads a column its validation's cohort does not have", "ops/multitask.py", "found when `evaluate` reads the cohort tables, before any fold runs"),
+    _c("E537", "a multi-task head's target holds values its kind cannot take", "ops/multitask.py", "a binary head's values are 0 or 1, a multiclass head's integers, a survival head's time positive and event 0 or 1; a blank is missing (masked), not wrong"),
     # runtime: radiomics data (cohorts and per-case feature extraction)
     _c("E601", "a cohort's case data is missing or malformed", "backends/glue.py ops/features.py ops/cohorts.py checks/data.py", "a file not found or not given, an empty or repeated case id, a missing or bad outcome (stray labels name their cases); `radlang check` finds a missing manifest, column or file"),
     _c("E602", "an unreadable or corrupt file", "ops/cohorts.py ops/dicom.py ops/features.py ops/netio.py checks/data.py ops/image_patches.py ops/preprocess.py", "an image, a mask, a PyRadiomics params file; the message names case, column and file"),

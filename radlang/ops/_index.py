@@ -25,6 +25,7 @@ OPERATORS = {
     'logistic': ('model', 'models'),
     'manifest': ('cohort', 'cohorts'),
     'mask': ('segment', 'segment'),
+    'multitask': ('model', 'multitask'),
     'n4': ('preprocess', 'preprocess'),
     'nyul': ('preprocess', 'preprocess'),
     'otsu': ('segment', 'segment'),

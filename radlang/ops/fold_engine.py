@@ -103,7 +103,9 @@ def run_fold(fold_job):
         selected = fitted_selections(fitted)
         if fold_job["outcome"] == "survival":
             risk = np.asarray(pipe.predict(X.iloc[te]), float) if len(te) else np.empty(0)
-            return {"test": risk, "threshold": None, "selected": selected, **({"model_bytes": model_artefact(pipe)} if fold_job.get("save_model") else {})}
+            heads = held_out_heads(fitted, X.iloc[te])
+            return {"test": risk, "threshold": None, "selected": selected, **({"model_bytes": model_artefact(pipe)} if fold_job.get("save_model") else {}),
+                    **({"heads": heads} if heads is not None else {})}
         p_te = pipe.predict_proba(X.iloc[te]) if len(te) else np.empty((0, len(fitted.classes_)))
         out = {"test": p_te[:, 1] if fold_job["outcome"] == "binary" else p_te, "threshold": None, "selected": selected}
         if fold_job["outcome"] == "binary" and fold_job.get("rule"):
@@ -131,7 +133,20 @@ def run_fold(fold_job):
             out["best_params"] = {back.get(k.split("__", 1)[1], k.split("__", 1)[1]): v for k, v in pipe.best_params_.items()}
         if fold_job.get("save_model"):
             out["model_bytes"] = model_artefact(pipe)     # saved where it was fit: the model never crosses processes
+        heads = held_out_heads(fitted, X.iloc[te])
+        if heads is not None:
+            out["heads"] = heads
     return out
+
+
+def held_out_heads(pipe, X):
+    """A multi-task model's held-out outputs of every head (its `held_out_heads`, after the pipeline's earlier steps);
+    None for any other model."""
+    steps = getattr(pipe, "steps", None) or [("model", pipe)]
+    model = steps[-1][1]
+    if not hasattr(model, "held_out_heads"):
+        return None
+    return model.held_out_heads(pipe[:-1].transform(X) if len(steps) > 1 else X)
 
 
 def fitted_selections(pipe):

@@ -146,10 +146,12 @@ def inner_validation(y, groups, fraction, seed):
     return tr, va
 
 
-def fit_network(net, image, tab, y, tr, va, params, seed):
+def fit_network(net, image, tab, y, tr, va, params, seed, loss_fn=None, backward=None, score=None):
     """Train `net` on rows `tr` (mini-batches of `batch`, in a seeded order each epoch) with early stopping on the
-    validation rows `va` (the lowest mean cross-entropy; `patience` epochs without improvement stop it). One intra-op
-    thread while training, so the weights are the same on any machine. Returns (best state as NumPy arrays, history)."""
+    validation rows `va` (the lowest validation loss; `patience` epochs without improvement stop it). One intra-op
+    thread while training, so the weights are the same on any machine. The loss is the mean cross-entropy unless
+    `loss_fn` (and `train_step`'s `backward`) are given, with `score` (output, target) -> the validation loss.
+    Returns (best state as NumPy arrays, history)."""
     import numpy as np
     import torch
 
@@ -161,10 +163,12 @@ def fit_network(net, image, tab, y, tr, va, params, seed):
         opt = make_optimizer(params, net.parameters())
         epochs = int(params["epochs"])
         scheduler = make_scheduler(opt, params["schedule"], epochs)
-        ce = torch.nn.CrossEntropyLoss()
+        if loss_fn is None:
+            ce = torch.nn.CrossEntropyLoss()
 
-        def loss_fn(logits, target):
-            return ce(logits, target)
+            def loss_fn(logits, target):
+                return ce(logits, target)
+        val_loss = score or loss_fn
 
         def batch_of(rows):
             xi = torch.from_numpy(image[rows]) if image is not None else None
@@ -185,7 +189,7 @@ def fit_network(net, image, tab, y, tr, va, params, seed):
                 if len(rows) < 2 and len(order) > 1:   # batch normalisation needs two samples; the case is drawn again next epoch
                     continue
                 inputs, target = batch_of(rows)
-                losses.append(train_step(net, inputs, target, loss_fn, opt))
+                losses.append(train_step(net, inputs, target, loss_fn, opt, backward))
             if scheduler is not None:
                 scheduler.step()
             rec = {"epoch": epoch, "loss": float(np.mean(losses)) if losses else float("nan")}
@@ -193,7 +197,7 @@ def fit_network(net, image, tab, y, tr, va, params, seed):
                 net.eval()
                 with torch.no_grad():
                     inputs, target = batch_of(np.asarray(va))
-                    rec["val_loss"] = float(loss_fn(net(*inputs), target))
+                    rec["val_loss"] = float(val_loss(net(*inputs), target))
                 if best is None or rec["val_loss"] < best:
                     best, best_state, waited = rec["val_loss"], snapshot(), 0
                 else:
@@ -329,6 +333,12 @@ def _cnn_type(ctx) -> RType:
     if tgt.outcome not in ("binary", "multiclass"):
         ctx.error("E244", f"`cnn` cannot fit a {tgt.outcome} outcome (`{tgt.detail}`)", port="target", hint="`cnn` fits binary or multiclass outcomes")
     ctx.mixed_cohorts(src, tgt)
+    network_input_checks(ctx, src, net)
+    return RType("Model", cohort=src.cohort, outcome=tgt.outcome, head="classification", detail="cnn model")   # a network's head
+
+
+def network_input_checks(ctx, src, net):
+    """A network model's image input and network, checked together (E256, E254, E255); shared by `cnn` and `multitask`."""
     if src.patch is None:
         ctx.error("E256", f"the input of a network model has no fixed-size image branch: `{src.detail or src.kind}`", port="input",
                   hint="give it a `patches(...) { patch: [...] }` table (joined with the tabular branch, if any)")
@@ -348,7 +358,6 @@ def _cnn_type(ctx) -> RType:
                 ctx.error("E255", f"the patch {'x'.join(map(str, src.patch))} is smaller than the backbone's total downsampling "
                           f"({net.divisor}): its feature map would be empty", port="input",
                           hint=f"use patches of at least {net.divisor} voxels per side, or a shallower network")
-    return RType("Model", cohort=src.cohort, outcome=tgt.outcome, head="classification", detail="cnn model")   # a network's head
 
 
 def _human(n):

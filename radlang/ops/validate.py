@@ -42,7 +42,7 @@ from radlang.ops.clinical_metrics import (
 from radlang.ops.evaluation_plots import evaluation_plots, write_evaluation_plots
 from radlang.ops.evaluation_run import run_evaluate
 from radlang.ops.evaluation_summary import cv_description, evaluation_summary
-from radlang.ops.fold_engine import choose_threshold, fitted_selections, make_splits, model_artefact, run_fold
+from radlang.ops.fold_engine import choose_threshold, fitted_selections, held_out_heads, make_splits, model_artefact, run_fold
 from radlang.registry import Operator, Port, register
 from radlang.types import RType
 from radlang.values import Rule, Settings, Sym, Variant, out_of_range, variants
@@ -248,7 +248,7 @@ register(Operator(
             Port("groups", ("Ids", "Site"), optional=True, doc="what must not straddle a split (default: the cohort's patient ids)"),
             Port("split", ("Split",), optional=True, doc="a shared `split` stage: hold out its folds (instead of `cv`)")),
     fit="outcome", behaviour="stateless", run=run_evaluate, sink=True, impl=run_fold,
-    helpers=(make_splits, choose_threshold, fitted_selections, model_artefact, auc_rank, patient_resamples, calibration_stats, net_benefit, binary_metrics, multiclass_metrics,
+    helpers=(make_splits, choose_threshold, fitted_selections, held_out_heads, model_artefact, auc_rank, patient_resamples, calibration_stats, net_benefit, binary_metrics, multiclass_metrics,
              survival_metrics, round_floats, evaluation_json, evaluation_csv, cv_description, evaluation_plots, write_evaluation_plots,
              evaluation_summary),
     infer=_evaluate_infer, plan=_evaluate_plan,
