@@ -7,7 +7,7 @@ every training fold of `evaluate` like any other model.
       heads: [binary(malignancy, target: train.outcome),
               multiclass(grade, target: train.clinical, column: grade, weight: 0.5),
               survival(risk, target: train.clinical, time: os_months, event: died)]
-      combine: uncertainty          # fixed | uncertainty | upgrad | pcgrad | mgda | ... (torchjd's aggregators)
+      combine: uncertainty          # fixed | uncertainty | pcgrad | mgda | ... (torchjd's aggregators)
     }
     validate v = evaluate(mt) { cv: stratified_kfold(5) }
 
@@ -19,7 +19,7 @@ Linear(`hidden`) -> ReLU -> dropout -> Linear(outputs); `hidden: 0` makes it lin
 - `binary(name, ...)`, `multiclass(name, ...)`: class logits, cross-entropy; the classes are those of the training cases.
 - `continuous(name, ...)`: one value, the mean squared error of the target standardised by its training mean and SD.
 - `survival(name, ...)`: one log relative hazard, the negative Cox partial log-likelihood (Efron's ties; torchsurv's
-  `neg_partial_log_likelihood`, mean over the batch's events), risk sets within the mini-batch.
+  `neg_partial_log_likelihood`, divided by the batch's number of events), risk sets within the mini-batch.
 
 A head's target is the cohort's outcome (`target: train.outcome`; a survival outcome gives time and event) or a
 clinical column (`target: train.clinical, column: grade`; `time:` and `event:` for a survival head). A case whose
@@ -34,8 +34,8 @@ Loss combination (`combine`), for head losses L_k and `weight` w_k:
 - `uncertainty`: homoscedastic uncertainty weighting (Kendall, Gal & Cipolla, CVPR 2018), with one learned
   log-variance s_k per head (initialised at 0, trained with the network): L = sum_k (exp(-s_k) / 2 * L_k + s_k / 2).
   With the s_k frozen it is `fixed` with w_k = exp(-s_k) / 2 (the s_k / 2 terms have no gradient).
-- a torchjd aggregator (`upgrad`, `pcgrad`, `mgda`, `cagrad`, `dualproj`, `imtl_g`, `aligned_mtl`, `config`,
-  `graddrop`, `mean`, `random`): Jacobian descent. `torchjd.autojac.mtl_backward` gives each head's parameters the
+- a torchjd aggregator (`pcgrad`, `mgda`, `imtl_g`, `aligned_mtl`, `config`, `graddrop`, `mean`, `random`; the
+  ones that need no optional dependency of torchjd): Jacobian descent. `torchjd.autojac.mtl_backward` gives each head's parameters the
   gradient of its own loss and the shared parameters the Jacobian of the losses (one row per head, with respect to the
   shared vector's parameters); `torchjd.autojac.jac_to_grad` aggregates it into their gradient. PCGrad is gradient
   surgery (Yu et al. 2020): a task gradient is projected off another's when they conflict. Weights do not apply.
@@ -68,7 +68,9 @@ from radlang.registry import Operator, Port, register
 from radlang.types import RType
 from radlang.values import Settings, Sym, Variant, variants
 
-AGGREGATORS = ("upgrad", "pcgrad", "mgda", "cagrad", "dualproj", "imtl_g", "aligned_mtl", "config", "graddrop", "mean", "random")
+# torchjd's aggregators that need no optional dependency (UPGrad and DualProj need `torchjd[quadprog_projector]`, CAGrad
+# `torchjd[cagrad]`)
+AGGREGATORS = ("pcgrad", "mgda", "imtl_g", "aligned_mtl", "config", "graddrop", "mean", "random")
 
 # ----------------------------------------------------------------------------------------------
 # self-contained implementation
@@ -117,7 +119,7 @@ def multitask_module(spec, in_shape, n_tab, heads, hidden, dropout, task_norm, u
 
 
 def head_losses(outputs, target, heads):
-    """One loss per head (a tensor [K]) from the heads' outputs and the packed targets [N, columns] (NaN: missing):
+    """One loss per head (a list of K scalar tensors) from the heads' outputs and the packed targets [N, columns] (NaN: missing):
     a head reads its column (`col`; survival: time, then event). A head's loss is computed on the rows that have its
     target only; with none (survival: no event among them) it is 0 (still a function of the outputs)."""
     import torch
@@ -133,7 +135,8 @@ def head_losses(outputs, target, heads):
             rows = torch.nonzero(~torch.isnan(target[:, c]) & ~torch.isnan(target[:, c + 1])).flatten()
             event = target[rows, c + 1] > 0
             if bool(event.any()):
-                losses.append(neg_partial_log_likelihood(out[rows, 0], event, target[rows, c], ties_method="efron", reduction="mean"))
+                nll = neg_partial_log_likelihood(out[rows, 0], event, target[rows, c], ties_method="efron", reduction="sum")
+                losses.append(nll / event.sum())
             else:
                 losses.append(out.sum() * 0.0)
         elif len(rows) == 0:
@@ -142,41 +145,40 @@ def head_losses(outputs, target, heads):
             losses.append(torch.nn.functional.mse_loss(out[rows, 0], target[rows, c]))
         else:
             losses.append(torch.nn.functional.cross_entropy(out[rows], target[rows, c].long()))
-    return torch.stack(losses)
+    return losses
 
 
-def multitask_backward(net, combine, weights, cagrad_c=0.5):
+def multitask_backward(net, combine, weights):
     """The backward pass of one training step (netio.train_step's `backward`) for a loss combination: takes (losses
-    [K], shared vector), fills the parameters' gradients, returns the reported training loss (see the module doc for
+    [K] as a list of scalars, shared vector), fills the parameters' gradients, returns the reported training loss (see the module doc for
     each combination's exact form)."""
     import torch
 
     w = torch.tensor([float(v) for v in weights])
     if combine == "fixed":
         def backward(out):
-            total = (w * out[0]).sum()
+            total = (w * torch.stack(out[0])).sum()
             total.backward()
             return total
         return backward
     if combine == "uncertainty":
         def backward(out):
             s = net.log_vars
-            total = (torch.exp(-s) / 2 * out[0] + s / 2).sum()
+            total = (torch.exp(-s) / 2 * torch.stack(out[0]) + s / 2).sum()
             total.backward()
             return total
         return backward
     from torchjd import aggregation as agg
     from torchjd.autojac import jac_to_grad, mtl_backward
 
-    aggregator = {"upgrad": agg.UPGrad, "pcgrad": agg.PCGrad, "mgda": agg.MGDA, "cagrad": lambda: agg.CAGrad(c=float(cagrad_c)),
-                  "dualproj": agg.DualProj, "imtl_g": agg.IMTLG, "aligned_mtl": agg.AlignedMTL, "config": agg.ConFIG,
+    aggregator = {"pcgrad": agg.PCGrad, "mgda": agg.MGDA, "imtl_g": agg.IMTLG, "aligned_mtl": agg.AlignedMTL, "config": agg.ConFIG,
                   "graddrop": agg.GradDrop, "mean": agg.Mean, "random": agg.Random}[combine]()
 
     def backward(out):
         losses, shared = out
-        mtl_backward(list(losses), features=shared)
+        mtl_backward(losses, features=shared)
         jac_to_grad([p for p in net.parameters() if getattr(p, "jac", None) is not None], aggregator)
-        return losses.sum()
+        return torch.stack([v.detach() for v in losses]).sum()
     return backward
 
 
@@ -293,9 +295,9 @@ def multitask_estimator_class(_made={}):  # noqa: B006 -- one class per process,
                 return head_losses(out[1], tgt, heads), out[0]
 
             def score(out, tgt):
-                return (w * head_losses(out[1], tgt, heads)).sum()
+                return (w * torch.stack(head_losses(out[1], tgt, heads))).sum()
 
-            backward = multitask_backward(net, p["combine"], weights, p["cagrad_c"])
+            backward = multitask_backward(net, p["combine"], weights)
             self.weights_, self.history_ = fit_network(net, image, tab, target, tr, va, p, self.seed,
                                                        loss_fn=loss_fn, backward=backward, score=score)
             self.n_validation_ = len(va)
@@ -546,7 +548,6 @@ class MultitaskSettings(Settings):
                                  "`survival(name, target: c.clinical, time: t, event: e)`; the head on the model's `target` is primary"))
     combine: Literal[("fixed", "uncertainty") + AGGREGATORS] = Field(  # type: ignore[valid-type]
         "fixed", description="loss combination: fixed weights, homoscedastic uncertainty weighting, or a torchjd aggregator")
-    cagrad_c: float = Field(0.5, ge=0, description="CAGrad's c (`combine: cagrad`)")
     task_norm: bool = Field(False, description="each head normalises the shared vector with its own batch normalisation")
     epochs: int = Field(30, ge=1, le=100000, description="maximum epochs (early stopping may end sooner)")
     batch: int = Field(8, ge=2, le=4096, description="cases per optimisation step")
@@ -680,7 +681,7 @@ register(Operator(
     infer=_multitask_type, plan=_multitask_plan, fold_data=multitask_fold_data, version="1",
     doc="One shared network backbone with named heads (binary, multiclass, continuous, survival), each with its own target "
         "(a cohort column; a missing value masks that head's loss only), loss and held-out metrics; losses combined by fixed "
-        "weights, homoscedastic uncertainty weighting or a torchjd aggregator (PCGrad, UPGrad, MGDA, ...). Refit inside every "
+        "weights, homoscedastic uncertainty weighting or a torchjd aggregator (PCGrad, MGDA, IMTL-G, ...). Refit inside every "
         "training fold; `evaluate` measures the primary head and reports every head. Deterministic on CPU.",
     examples=("model mt = multitask(img, target: train.outcome, network: enc) { heads: [binary(malignancy, target: train.outcome), "
               "continuous(age, target: train.clinical, column: age)], combine: uncertainty, epochs: 2 }",
