@@ -123,7 +123,6 @@ def head_losses(outputs, target, heads):
     a head reads its column (`col`; survival: time, then event). A head's loss is computed on the rows that have its
     target only; with none (survival: no event among them) it is 0 (still a function of the outputs)."""
     import torch
-
     from torchsurv.loss.cox import neg_partial_log_likelihood
 
     losses = []
@@ -361,11 +360,6 @@ def multitask_estimator_class(_made={}):  # noqa: B006 -- one class per process,
     return RadMultiTaskModel
 
 
-def make_multitask(params, seed, fold_inputs=None):
-    """The unfitted multi-task model of one fit, from a model stage's split settings (with `networks`)."""
-    return multitask_estimator_class()(network=params["networks"]["network"], params=params["hyper"], seed=seed, fold_inputs=fold_inputs)
-
-
 def head_specs(heads):
     """The heads as the estimator reads them, from the plain `heads` settings: name, kind, weight, and whether it is
     the primary head (its target is the cohort's outcome: what `evaluate` measures)."""
@@ -599,7 +593,7 @@ def _multitask_type(ctx) -> RType:
             missing = [m for m in missing if getattr(h, m) is None]
             if missing:
                 ctx.error("E291", f"head `{h.name}` reads `{h.target}` but names no {' or '.join(f'`{m}`' for m in missing)}", setting="heads",
-                          hint=f"name the clinical column(s): " + ", ".join(f"`{m}: <column>`" for m in missing))
+                          hint="name the clinical column(s): " + ", ".join(f"`{m}: <column>`" for m in missing))
             continue
         primary.append(h.name)
         want = {"binary": "binary", "multiclass": "multiclass", "survival": "survival"}.get(kind)
@@ -683,10 +677,10 @@ register(Operator(
         "(a cohort column; a missing value masks that head's loss only), loss and held-out metrics; losses combined by fixed "
         "weights, homoscedastic uncertainty weighting or a torchjd aggregator (PCGrad, MGDA, IMTL-G, ...). Refit inside every "
         "training fold; `evaluate` measures the primary head and reports every head. Deterministic on CPU.",
-    examples=("model mt = multitask(img, target: train.outcome, network: enc) { heads: [binary(malignancy, target: train.outcome), "
-              "continuous(age, target: train.clinical, column: age)], combine: uncertainty, epochs: 2 }",
-              "model jd = multitask(img, target: train.outcome, network: enc) { heads: [binary(malignancy, target: train.outcome), "
-              "continuous(age, target: train.clinical, column: age, weight: 0.5)], combine: pcgrad, task_norm: true, epochs: 2 }"),
+    examples=(("model mt = multitask(img, target: train.outcome, network: enc) { heads: [binary(malignancy, target: train.outcome), "
+               "continuous(age, target: train.clinical, column: age)], combine: uncertainty, epochs: 2 }"),
+              ("model jd = multitask(img, target: train.outcome, network: enc) { heads: [binary(malignancy, target: train.outcome), "
+               "continuous(age, target: train.clinical, column: age, weight: 0.5)], combine: pcgrad, task_norm: true, epochs: 2 }")),
 ))
 
 

@@ -14,13 +14,21 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import numpy as np
 import pandas as pd
 import pytest
 import torch
 
-from radlang.ops.multitask import (head_losses, multitask_backward, multitask_estimator_class, multitask_fold_data, multitask_module,
-                                   pack_targets)
+from radlang.ops.multitask import (
+    head_losses,
+    multitask_backward,
+    multitask_estimator_class,
+    multitask_fold_data,
+    multitask_module,
+    pack_targets,
+)
 from radlang.ops.netio import train_step
 
 SEGRESNET = {"arch": "segresnet", "params": {"dims": 3, "in_channels": 1, "out_channels": 2, "init_filters": 4,
@@ -127,7 +135,7 @@ def test_a_missing_target_masks_its_head_only():
     image = _batch(seed=5)
     net = _net(heads, seed=6)
     net.train()
-    shared, outs = net(image, None)
+    _, outs = net(image, None)
     loss = (torch.tensor([1.0, 0.5]) * torch.stack(head_losses(outs, target, heads))).sum()
     got = torch.autograd.grad(loss, list(net.parameters()), allow_unused=True, retain_graph=True)
     keep = torch.tensor([0, 2, 4, 5])     # the cases with a grade
@@ -145,7 +153,7 @@ def test_a_missing_target_masks_its_head_only():
     drop = (torch.nn.functional.cross_entropy(outs[0][keep], target[keep, 0].long())
             + 0.5 * torch.nn.functional.cross_entropy(outs[1][keep], target[keep, 1].long()))
     other = torch.autograd.grad(drop, [net.heads[0][0].weight])[0]
-    assert not torch.allclose(other, got[[i for i, (name, _) in enumerate(net.named_parameters()) if name == "heads.0.0.weight"][0]])
+    assert not torch.allclose(other, got[next(i for i, (name, _) in enumerate(net.named_parameters()) if name == "heads.0.0.weight")])
 
 
 def test_cox_head_loss_is_lifelines_partial_likelihood():
@@ -189,7 +197,7 @@ def test_two_fits_are_bit_identical_and_survive_skops(combine):
     from radlang.ops.fold_engine import model_artefact
     from radlang.predict import load_model
 
-    X, y, ids, grade = _cohort()
+    X, y, _, grade = _cohort()
     cls = multitask_estimator_class()
     params = {**PARAMS, "heads": HEADS, "combine": combine, "task_norm": True}
     a = cls(network=SEGRESNET, params=params, seed=3, fold_inputs={"heads": {"grade": grade}}).fit(X, y)
@@ -211,7 +219,7 @@ def test_fold_data_reads_each_head_and_names_bad_columns():
     class Stage:
         name = "mt"
         span = None
-        params = {"heads": [{"name": "malignancy", "kind": "binary", "target": "train.outcome", "weight": 1.0},
+        params: ClassVar[dict] = {"heads": [{"name": "malignancy", "kind": "binary", "target": "train.outcome", "weight": 1.0},
                             {"name": "grade", "kind": "multiclass", "target": "train.clinical", "column": "grade", "weight": 1.0},
                             {"name": "risk", "kind": "survival", "target": "train.clinical", "time": "os", "event": "died", "weight": 1.0}]}
 
