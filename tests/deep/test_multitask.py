@@ -284,3 +284,25 @@ def test_a_valid_spec_compiles():
     heads = "binary(m, target: train.outcome), multiclass(grade, target: train.clinical, column: grade, weight: 0.5)"
     res = compile_source(SPEC.format(heads=heads).encode(), "s.rad")
     assert res.ok, [(d.code, d.message) for d in res.diagnostics]
+
+
+def test_survival_heads_fit_as_primary_and_as_another_head():
+    from sksurv.util import Surv
+
+    X, y, ids, _ = _cohort()
+    rng = np.random.default_rng(2)
+    time = rng.exponential(10, len(ids)) + 1
+    event = rng.uniform(size=len(ids)) < 0.7
+    risk = {cid: [float(t), float(e)] for cid, t, e in zip(ids, time, event) if cid != "c03"}   # c03: no follow-up
+    cls = multitask_estimator_class()
+    heads = [HEADS[0], {"name": "risk", "kind": "survival", "weight": 1.0, "primary": False}]
+    aux = cls(network=SEGRESNET, params={**PARAMS, "heads": heads}, seed=1, fold_inputs={"heads": {"risk": risk}}).fit(X, y)
+    out = aux.predict_heads(X)
+    assert out["risk"].shape == (len(X),) and np.isfinite(out["risk"]).all()
+    assert aux.predict_proba(X).shape == (len(X), 2)
+    # a survival primary head: `evaluate` gives scikit-survival's structured target and reads `predict` as the risk
+    heads = [{"name": "risk", "kind": "survival", "weight": 1.0, "primary": True},
+             {"name": "malignancy", "kind": "binary", "weight": 1.0, "primary": False}]
+    prim = cls(network=SEGRESNET, params={**PARAMS, "heads": heads}, seed=1,
+               fold_inputs={"heads": {"malignancy": dict(zip(ids, y.astype(float)))}}).fit(X, Surv.from_arrays(event, time))
+    assert prim.predict(X).tobytes() == prim.predict_heads(X)["risk"].tobytes()
