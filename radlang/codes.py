@@ -139,7 +139,7 @@ CODES: dict[str, Code] = {c.code: c for c in (
     _c("E323", "a cohort's `site` names a scanner attribute radlang does not read", "ops/cohorts.py", "`site: scanner.<name>` takes one of manufacturer, model, field_strength, kvp, kernel, slice_thickness, pixel_spacing"),
     _c("E327", "an image resampled twice: by a `resample` stage and by the feature stage's `resample`", "ops/features.py", "resample once"),
     _c("E331", "`output: log_odds` on an outcome that is not binary", "ops/explain_shap.py"),
-    _c("E345", "a multi-task model with fewer than two heads", "ops/multitask.py", "one target is a `cnn`"),
+    _c("E345", "a multi-task model with fewer than two heads", "ops/multitask.py", "a single target is a `cnn`"),
     # graph
     _c("E401", "a cycle", "checks/bind.py checks/graph.py", "stages that depend on each other, or a `like` chain"),
     _c("W402", "a stage is never used; it will not run", "checks/graph.py"),

@@ -184,7 +184,8 @@ def multitask_backward(net, combine, weights):
 def pack_targets(heads, values, ids):
     """The packed target array [N, columns] (float32, NaN where missing) of cases `ids` from each head's values
     ({case id: value}, or [time, event] for survival), with each head's column (`col`) and, for classification
-    heads, its classes (from the rows given) and the class index in place of the value; continuous heads are
+    heads, its classes (binary: 0 and 1; multiclass: those of the rows given) and the class index in place of the
+    value; continuous heads are
     standardised by these rows' mean and SD (`mean`, `sd`). Returns (array, heads with col/classes/mean/sd/outputs)."""
     import numpy as np
 
@@ -209,8 +210,8 @@ def pack_targets(heads, values, ids):
                 cols.append((v - h["mean"]) / h["sd"])
                 h["outputs"] = 1
             else:
-                if "classes" not in h:
-                    h["classes"] = sorted(set(v[~np.isnan(v)].tolist()))
+                if "classes" not in h:   # a binary head's are 0 and 1 (its second probability is always that of 1)
+                    h["classes"] = [0.0, 1.0] if h["kind"] == "binary" else sorted(set(v[~np.isnan(v)].tolist()))
                 idx = np.full(len(v), np.nan)
                 ok = ~np.isnan(v) & np.isin(v, h["classes"])
                 idx[ok] = np.searchsorted(np.asarray(h["classes"]), v[ok])

@@ -239,11 +239,13 @@ def test_fold_data_reads_each_head_and_names_bad_columns():
 
 
 def test_pack_targets_classes_from_the_rows_given():
-    heads = [{"name": "g", "kind": "multiclass"}, {"name": "r", "kind": "continuous"}]
-    arr, out = pack_targets(heads, {"g": {"a": 2.0, "b": 5.0}, "r": {"a": 1.0, "b": 3.0, "c": 5.0}}, ["a", "b", "c"])
+    heads = [{"name": "g", "kind": "multiclass"}, {"name": "r", "kind": "continuous"}, {"name": "b", "kind": "binary"}]
+    arr, out = pack_targets(heads, {"g": {"a": 2.0, "b": 5.0}, "r": {"a": 1.0, "b": 3.0, "c": 5.0}, "b": {"a": 1.0, "c": 1.0}}, ["a", "b", "c"])
     assert out[0]["classes"] == [2.0, 5.0] and out[0]["outputs"] == 2
     assert np.isnan(arr[2, 0]) and arr[0, 0] == 0 and arr[1, 0] == 1
     assert out[1]["mean"] == 3.0 and np.allclose(arr[:, 1], np.array([-2, 0, 2]) / np.std([1, 3, 5]))
+    # a binary head whose rows hold only 1s still predicts class 1 in its second output
+    assert out[2]["classes"] == [0.0, 1.0] and arr[0, 2] == 1 and np.isnan(arr[1, 2])
 
 
 SPEC = """
