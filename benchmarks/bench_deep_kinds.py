@@ -1,4 +1,4 @@
-"""Benchmark: network models (intermediate fusion, DANN) through radlang.
+"""Benchmark: network models (intermediate fusion, a 2-head multi-task model, DANN) through radlang.
 
 1. Training-step throughput, side by side in one process: radlang's network estimator (`RadNetClassifier.fit`, what
    `evaluate` runs in every training fold for a `cnn` model on a join of image patches and a tabular table: column
@@ -6,7 +6,10 @@
    model (`fusion_module`: the MONAI backbone, adaptive pooling, the MLP head), data, batch, loss and optimiser
    (a TensorDataset + shuffled DataLoader). One intra-op thread in both. Alternating runs, best of N; the ratio is
    radlang samples/s over hand-written samples/s (target >= 0.95).
-2. Memory: `plan`'s training-memory estimate for one step of the same model (`training_memory`, on PyTorch's meta
+   The same for a 2-head multi-task model (`RadMultiTaskModel.fit`: a binary and a 3-class head on one backbone,
+   fixed loss weights) against a hand-written loop with the same `multitask_module`, data, batch, two cross-entropies
+   summed with the same weights, and optimiser.
+2. Memory: `plan`'s training-memory estimate for one step of each model (`training_memory`, on PyTorch's meta
    device) against the measured peak resident memory of that step in a fresh process (VmHWM reset right before it),
    target within ±30%.
 3. DANN (radlang/ops/dann.py), the same two measurements: `RadDANNClassifier.fit` on two source sites with the third
@@ -157,6 +160,57 @@ def hand_dann_fit(X, y, params, seed=0):
     return time.perf_counter() - t
 
 
+MT_HEADS = [{"name": "malignancy", "kind": "binary", "weight": 1.0, "primary": True},
+            {"name": "grade", "kind": "multiclass", "weight": 0.5, "primary": False}]
+
+
+def mt_params(params):
+    return {**params, "heads": MT_HEADS, "combine": "fixed", "task_norm": False}
+
+
+def radlang_fit_mt(X, y, grade, params, seed=0):
+    from radlang.ops.multitask import multitask_estimator_class
+
+    t = time.perf_counter()
+    multitask_estimator_class()(network=SPEC, params=mt_params(params), seed=seed,
+                                fold_inputs={"heads": {"grade": dict(zip(X.index, grade.astype(float)))}}).fit(X, y)
+    return time.perf_counter() - t
+
+
+def hand_fit_mt(X, y, grade, params, seed=0):
+    """The same 2-head model and data trained by a plain PyTorch loop: the sum of the heads' weighted cross-entropies."""
+    import numpy as np
+    import torch
+
+    from radlang.ops.multitask import multitask_module
+
+    t = time.perf_counter()
+    vox = [c for c in X.columns if c.startswith("voxel:")]
+    tab_cols = [c for c in X.columns if not c.startswith("voxel:")]
+    image = torch.from_numpy(X[vox].to_numpy(np.float32).reshape(len(X), 1, *PATCH))
+    t_np = X[tab_cols].to_numpy()
+    tab = torch.from_numpy(((t_np - t_np.mean(0)) / t_np.std(0)).astype(np.float32))
+    ya, yg = torch.from_numpy(np.asarray(y, dtype=np.int64)), torch.from_numpy(np.asarray(grade, dtype=np.int64))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    torch.manual_seed(seed)
+    heads = [{**h, "outputs": 2 if h["kind"] == "binary" else 3} for h in MT_HEADS]
+    net = multitask_module(SPEC, [1, *PATCH], N_TAB, heads, params["hidden"], params["dropout"], False, False)
+    opt = torch.optim.Adam(net.parameters(), lr=params["lr"])
+    ce = torch.nn.CrossEntropyLoss()
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(image, tab, ya, yg), batch_size=params["batch"], shuffle=True)
+    for _ in range(params["epochs"]):
+        net.train()
+        for xi, xt, a, g in loader:
+            opt.zero_grad(set_to_none=True)
+            _, (oa, og) = net(xi, xt)
+            loss = 1.0 * ce(oa, a) + 0.5 * ce(og, g)
+            loss.backward()
+            opt.step()
+    torch.set_num_threads(threads)
+    return time.perf_counter() - t
+
+
 def probe(batch, kind="fusion"):
     """One training step's peak resident memory (run in a fresh process) and plan's estimate for it."""
     import gc
@@ -177,27 +231,42 @@ def probe(batch, kind="fusion"):
 
     torch.set_num_threads(1)
     rows = 2 * batch if kind == "dann" else batch        # DANN: a target batch as large as the labelled one
-    with torch.device("meta"):
-        meta_net = fusion_module(SPEC, [1, *PATCH], N_TAB, 2, 32, 0.0)
-        inputs = (torch.empty((rows, 1, *PATCH)), torch.empty((batch, N_TAB)))
-        est = training_memory(*(memory_module(meta_net, *inputs, batch, DANN["domain_hidden"]) if kind == "dann" else (meta_net, inputs)))
-    torch.manual_seed(0)
-    net = fusion_module(SPEC, [1, *PATCH], N_TAB, 2, 32, 0.0)
-    if kind == "dann":
-        net = dann_module(net, 3, DANN["domain_hidden"], 0)
-    opt = torch.optim.Adam(net.parameters(), 1e-3)
     x, t, y = torch.randn((rows, 1, *PATCH)), torch.randn((batch, N_TAB)), torch.randint(0, 2, (batch,))
-    s = torch.randint(0, 3, (rows,))
+    if kind == "multitask":
+        from radlang.ops.multitask import multitask_module, multitask_plan_estimate
+
+        heads = [{**h, "outputs": 2 if h["kind"] == "binary" else 3} for h in MT_HEADS]
+        est = multitask_plan_estimate(SPEC, [1, *PATCH], N_TAB, heads, mt_params(PARAMS), batch)[1]
+        torch.manual_seed(0)
+        net = multitask_module(SPEC, [1, *PATCH], N_TAB, heads, 32, 0.0, False, False)
+        g = torch.randint(0, 3, (batch,))
+
+        def loss_of():
+            _, (oa, og) = net(x, t)
+            return torch.nn.functional.cross_entropy(oa, y) + 0.5 * torch.nn.functional.cross_entropy(og, g)
+    else:
+        with torch.device("meta"):
+            meta_net = fusion_module(SPEC, [1, *PATCH], N_TAB, 2, 32, 0.0)
+            inputs = (torch.empty((rows, 1, *PATCH)), torch.empty((batch, N_TAB)))
+            est = training_memory(*(memory_module(meta_net, *inputs, batch, DANN["domain_hidden"]) if kind == "dann" else (meta_net, inputs)))
+        torch.manual_seed(0)
+        net = fusion_module(SPEC, [1, *PATCH], N_TAB, 2, 32, 0.0)
+        if kind == "dann":
+            net = dann_module(net, 3, DANN["domain_hidden"], 0)
+        s = torch.randint(0, 3, (rows,))
+
+        def loss_of():
+            if kind == "dann":
+                label, dom = net(x, t, batch, 0.5)
+                return torch.nn.functional.cross_entropy(label, y) + torch.nn.functional.cross_entropy(dom, s)
+            return torch.nn.functional.cross_entropy(net(x, t), y)
+    opt = torch.optim.Adam(net.parameters(), 1e-3)
     gc.collect()
     before = status("VmRSS")
     with open("/proc/self/clear_refs", "w") as fh:
         fh.write("5")
     opt.zero_grad()
-    if kind == "dann":
-        label, dom = net(x, t, batch, 0.5)
-        loss = torch.nn.functional.cross_entropy(label, y) + torch.nn.functional.cross_entropy(dom, s)
-    else:
-        loss = torch.nn.functional.cross_entropy(net(x, t), y)
+    loss = loss_of()
     loss.backward()
     opt.step()
     print(json.dumps({"measured": status("VmHWM") - before, "estimate": est["train_bytes"]}))
@@ -209,34 +278,40 @@ def main():
     ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--memory-batch", type=int, default=64)
     ap.add_argument("--probe", type=int, default=None, help=argparse.SUPPRESS)
-    ap.add_argument("--kind", default="fusion", help=argparse.SUPPRESS)
+    ap.add_argument("--probe-kind", default="fusion", help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.probe is not None:
-        return probe(a.probe, a.kind)
+        return probe(a.probe, a.probe_kind)
+    import numpy as np
+
     X, y = make_data()
+    grade = np.random.default_rng(1).integers(0, 3, len(X))
     params = {**PARAMS, "epochs": a.epochs}
-    kinds = (("intermediate fusion", "fusion", radlang_fit, hand_fit, len(X)),
-             ("DANN", "dann", radlang_dann_fit, hand_dann_fit, len(dann_data(X)[1])))
+    n_src = len(dann_data(X)[1])
+    kinds = (("intermediate fusion", "fusion", lambda p: radlang_fit(X, y, p), lambda p: hand_fit(X, y, p), len(X)),
+             ("2-head multi-task", "multitask", lambda p: radlang_fit_mt(X, y, grade, p), lambda p: hand_fit_mt(X, y, grade, p), len(X)),
+             ("DANN", "dann", lambda p: radlang_dann_fit(X, y, p), lambda p: hand_dann_fit(X, y, p), n_src))
     for label, kind, ours, theirs, n in kinds:
-        ours(X, y, {**params, "epochs": 1})      # warm-up: imports, allocator
-        theirs(X, y, {**params, "epochs": 1})
+        ours({**params, "epochs": 1})      # warm-up: imports, allocator
+        theirs({**params, "epochs": 1})
         rl, hw = [], []
         for _ in range(a.runs):
-            rl.append(ours(X, y, params))
-            hw.append(theirs(X, y, params))
+            rl.append(ours(params))
+            hw.append(theirs(params))
         samples = n * a.epochs
         r, h = samples / min(rl), samples / min(hw)
         print(f"{label} training: radlang {r:.1f} samples/s, hand-written {h:.1f} samples/s, ratio {r / h:.3f} (target >= 0.95)")
     for label, kind, *_ in kinds:
         runs = []
         for _ in range(3):
-            out = subprocess.run([sys.executable, __file__, "--probe", str(a.memory_batch), "--kind", kind], capture_output=True, text=True,
-                                 check=True)
+            out = subprocess.run([sys.executable, __file__, "--probe", str(a.memory_batch), "--probe-kind", kind],
+                                 capture_output=True, text=True, check=True)
             runs.append(json.loads(out.stdout.strip().splitlines()[-1]))
         m = min(runs, key=lambda x: x["measured"])       # the allocator only adds to a step's peak: the smallest probe
         print(f"{label} training memory (batch {a.memory_batch}{' + as many target images' if kind == 'dann' else ''}): "
               f"plan {m['estimate'] / 2**20:.1f} MB, measured peak {m['measured'] / 2**20:.1f} MB, "
               f"ratio {m['estimate'] / m['measured']:.2f} (target 0.7-1.3)")
+
 
 if __name__ == "__main__":
     main()

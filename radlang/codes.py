@@ -92,7 +92,7 @@ CODES: dict[str, Code] = {c.code: c for c in (
     _c("E241", "the selector does not support the outcome type", "ops/select.py"),
     _c("E242", "inputs come from different cohorts", "ops/validate.py registry.py ops/split.py", "features and target, a split and model, or cross-validation groups and model"),
     _c("E243", "`icc` perturbations on a tabular feature table", "ops/select.py", "perturbations re-extract features from images"),
-    _c("E244", "the model cannot fit the outcome type", "ops/models.py ops/net_models.py ops/late_fusion.py"),
+    _c("E244", "the model cannot fit the outcome type", "ops/models.py ops/net_models.py ops/late_fusion.py ops/multitask.py"),
     _c("E245", "a metric not defined for the outcome type", "ops/validate.py", "the hint lists the metrics for that outcome"),
     _c("E246", "an operating threshold on an outcome that is not binary", "ops/validate.py"),
     _c("E247", "validation by site on a cohort without a site column", "ops/validate.py ops/split.py", "`leave_one_site_out`, or cross-validation groups by site"),
@@ -118,6 +118,11 @@ CODES: dict[str, Code] = {c.code: c for c in (
     _c("E286", "a federated stage's cohort has no site column", "ops/fedavg.py", "the training or the test cohort: each site is a client"),
     _c("E287", "a federated stage's test cohort has another outcome than its training cohort", "ops/fedavg.py"),
     _c("E288", "a federated stage tests on its training cohort", "ops/fedavg.py", "name a held-out cohort of the same sites as `test`"),
+    _c("E291", "a multi-task head without a target column", "ops/multitask.py", "a head names `target: <cohort>.outcome`, or `target: <cohort>.clinical` with `column:` (survival: `time:` and `event:`)"),
+    _c("E292", "heads of one multi-task network on different cohorts", "ops/multitask.py", "every head reads the cohort whose images the network reads"),
+    _c("E293", "no head, or several, of a multi-task model predict the model's target", "ops/multitask.py", "exactly one head is on `<cohort>.outcome`: the primary head that `evaluate` measures"),
+    _c("E294", "a multi-task head whose kind does not fit its target", "ops/multitask.py", "a binary head on a multiclass outcome, or a target that is neither the outcome nor a clinical column"),
+    _c("E295", "two heads of a multi-task model with one name", "ops/multitask.py"),
     _c("E296", "DANN on a cohort without a site column", "ops/dann.py", "the domain head predicts the site; or train a `cnn`"),
     _c("E297", "DANN on a cohort with one site", "ops/dann.py", "a phantom with `sites: 1`; there is nothing to adapt across"),
     # settings
@@ -145,6 +150,7 @@ CODES: dict[str, Code] = {c.code: c for c in (
     _c("E327", "an image resampled twice: by a `resample` stage and by the feature stage's `resample`", "ops/features.py", "resample once"),
     _c("E331", "`output: log_odds` on an outcome that is not binary", "ops/explain_shap.py"),
     _c("E335", "a federated stage's clients are not the cohort's sites", "ops/fedavg.py", "`by:` names another attribute than `site`"),
+    _c("E345", "a multi-task model with fewer than two heads", "ops/multitask.py", "a single target is a `cnn`"),
     # graph
     _c("E401", "a cycle", "checks/bind.py checks/graph.py", "stages that depend on each other, or a `like` chain"),
     _c("W402", "a stage is never used; it will not run", "checks/graph.py"),
@@ -165,6 +171,8 @@ CODES: dict[str, Code] = {c.code: c for c in (
        "a selector, scaler, ComBat or model fit across sites: make it per-site or federated"),
     _c("E530", "a stage fits on or resamples the pooled cases of a federated cohort", "checks/privacy.py",
        "a validation's cross-validation or bootstrap, or a model, on the cohort a federated stage keeps apart by site"),
+    _c("E536", "a multi-task head reads a column its validation's cohort does not have", "ops/multitask.py", "found when `evaluate` reads the cohort tables, before any fold runs"),
+    _c("E537", "a multi-task head's target holds values its kind cannot take", "ops/multitask.py", "a binary head's values are 0 or 1, a multiclass head's integers, a survival head's time positive and event 0 or 1; a blank is missing (masked), not wrong"),
     _c("E540", "a site-adapted model (DANN) validated with folds that train on the held-out cases' own sites", "ops/validate.py", "k-fold puts every site's labels in training; `leave_one_site_out`, or `cv: none` with an external site"),
     # runtime: radiomics data (cohorts and per-case feature extraction)
     _c("E601", "a cohort's case data is missing or malformed", "backends/glue.py ops/features.py ops/cohorts.py checks/data.py", "a file not found or not given, an empty or repeated case id, a missing or bad outcome (stray labels name their cases); `radlang check` finds a missing manifest, column or file"),

@@ -27,7 +27,8 @@ from radlang.diagnostics import Diagnostic, did_you_mean
 
 TRUSTED_MODULES = ("sklearn.", "sksurv.", "numpy.", "scipy.")
 TRUSTED_TYPES = ("radlang.ops.select.RadSelector", "radlang.ops.harmonise.RadComBat", "radlang.ops.net_models.RadNetClassifier",
-                 "radlang.ops.dann.RadDANNClassifier", "radlang.ops.late_fusion.RadStacker", "radlang.ops.survival_models.RadSurvival")
+                 "radlang.ops.dann.RadDANNClassifier", "radlang.ops.late_fusion.RadStacker", "radlang.ops.survival_models.RadSurvival",
+                 "radlang.ops.multitask.RadMultiTaskModel")
 
 
 class PredictError(Exception):

@@ -29,6 +29,7 @@ OPERATORS = {
     'manifest': ('cohort', 'cohorts'),
     'mask': ('segment', 'segment'),
     'multisite': ('cohort', 'multisite'),
+    'multitask': ('model', 'multitask'),
     'n4': ('preprocess', 'preprocess'),
     'nyul': ('preprocess', 'preprocess'),
     'otsu': ('segment', 'segment'),

@@ -399,16 +399,17 @@ def run_evaluate(stage, ctx):
             t.index = t.index.astype(str)
         raters_by_stage[s.name] = raters
         fold_inputs[s.name]["raters"] = raters
+    # the model's own per-case inputs besides its features and target (a multi-task model's other heads' targets)
+    mop = registry.get(model.op)
     model_inputs = {"outcome": outcome, "patients": patients}
-    if registry.get(model.op).fold_data is not None:       # the model's own per-case inputs (DANN's sites)
-        fold_data[model.name], problems = registry.get(model.op).fold_data(model, data, ext_data, splits)
+    if mop.fold_data is not None:
+        fold_data[model.name], problems = mop.fold_data(model, data, ext_data, splits)
         errs += problems
         model_inputs.update(fold_data[model.name])
     if errs:
         raise RunError(errs)
 
     # --- the recipe of the refit graph: every node is built and fit inside the worker, on the training fold only
-    mop = registry.get(model.op)
     from radlang.ops.models import assemble_pipeline
 
     n_classes = len(np.unique(y_strat)) if outcome in ("binary", "multiclass") else 0
@@ -571,6 +572,11 @@ def run_evaluate(stage, ctx):
                        "frequency": {f: c / len(lists) for f, c in sorted(freq.items())}}
         sel[s.name]["final"] = final.get("selected", {}).get(s.name, [])
     metrics["selection"] = sel
+    heads_out = [r["heads"] for r in results[:len(splits)] if "heads" in r]
+    if heads_out:   # a multi-task model: its other heads' held-out metrics, on the same folds
+        from radlang.ops.multitask import head_metrics
+
+        metrics["heads"] = head_metrics(model, preds, heads_out, data, mp, stage.seed, binary_metrics, multiclass_metrics, survival_metrics)
     if mparams.get("search"):
         metrics["search"]["best_params"] = [r.get("best_params") for r in results]
     metrics["warnings"] = warns

@@ -143,6 +143,9 @@ def run_fold(fold_job):
             out["best_params"] = {back.get(k.split("__", 1)[1], k.split("__", 1)[1]): v for k, v in pipe.best_params_.items()}
         if fold_job.get("save_model"):
             out["model_bytes"] = model_artefact(pipe)     # saved where it was fit: the model never crosses processes
+        heads = held_out_heads(fitted, X.iloc[te])
+        if heads is not None:
+            out["heads"] = heads
     return out
 
 
@@ -158,6 +161,16 @@ def survival_predictions(fitted, X, tr, te, times):
         Xt = fitted[:-1].transform(X.iloc[te]) if len(fitted.steps) > 1 else X.iloc[te]
         out["surv"] = fitted[-1].survival_at(Xt, times)
     return out
+
+
+def held_out_heads(pipe, X):
+    """A multi-task model's held-out outputs of every head (its `held_out_heads`, after the pipeline's earlier steps);
+    None for any other model."""
+    steps = getattr(pipe, "steps", None) or [("model", pipe)]
+    model = steps[-1][1]
+    if not hasattr(model, "held_out_heads"):
+        return None
+    return model.held_out_heads(pipe[:-1].transform(X) if len(steps) > 1 else X)
 
 
 def fitted_selections(pipe):

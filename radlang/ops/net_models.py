@@ -146,11 +146,12 @@ def inner_validation(y, groups, fraction, seed):
     return tr, va
 
 
-def fit_network(net, image, tab, y, tr, va, params, seed, adapt=None):
+def fit_network(net, image, tab, y, tr, va, params, seed, loss_fn=None, backward=None, score=None, adapt=None):
     """Train `net` on rows `tr` (mini-batches of `batch`, in a seeded order each epoch) with early stopping on the
-    validation rows `va` (the lowest mean cross-entropy; `patience` epochs without improvement stop it). One intra-op
-    thread while training, so the weights are the same on any machine. Returns (best state of `net` as NumPy arrays,
-    history).
+    validation rows `va` (the lowest validation loss; `patience` epochs without improvement stop it). One intra-op
+    thread while training, so the weights are the same on any machine. The loss is the mean cross-entropy unless
+    `loss_fn` (and `train_step`'s `backward`) are given, with `score` (output, target) -> the validation loss.
+    Returns (best state of `net` as NumPy arrays, history).
 
     adapt: None, or (module, batch) for a trainer that adds a loss to the label loss (DANN, radlang/ops/dann.py):
     `module` holds `net` and its own parameters, all optimised together (net's first, in the same order), and
@@ -168,10 +169,12 @@ def fit_network(net, image, tab, y, tr, va, params, seed, adapt=None):
         opt = make_optimizer(params, trained.parameters())
         epochs = int(params["epochs"])
         scheduler = make_scheduler(opt, params["schedule"], epochs)
-        ce = torch.nn.CrossEntropyLoss()
+        if loss_fn is None:
+            ce = torch.nn.CrossEntropyLoss()
 
-        def loss_fn(logits, target):
-            return ce(logits, target)
+            def loss_fn(logits, target):
+                return ce(logits, target)
+        val_loss = score or loss_fn
 
         def batch_of(rows):
             xi = torch.from_numpy(image[rows]) if image is not None else None
@@ -195,7 +198,7 @@ def fit_network(net, image, tab, y, tr, va, params, seed, adapt=None):
                     continue
                 inputs, target = batch_of(rows)
                 if adapt is None:
-                    losses.append(train_step(net, inputs, target, loss_fn, opt))
+                    losses.append(train_step(net, inputs, target, loss_fn, opt, backward))
                 else:
                     losses.append(train_step(trained, *adapt[1](inputs, target, rows, done / max(planned - 1, 1)), opt))
                 done += 1
@@ -206,7 +209,7 @@ def fit_network(net, image, tab, y, tr, va, params, seed, adapt=None):
                 net.eval()
                 with torch.no_grad():
                     inputs, target = batch_of(np.asarray(va))
-                    rec["val_loss"] = float(loss_fn(net(*inputs), target))
+                    rec["val_loss"] = float(val_loss(net(*inputs), target))
                 if best is None or rec["val_loss"] < best:
                     best, best_state, waited = rec["val_loss"], snapshot(), 0
                 else:
@@ -275,7 +278,7 @@ def net_estimator_class(_made={}):  # noqa: B006 -- one class per process, so fi
             tr, va = inner_validation(target, groups, float(self.params["validation"]), self.seed)
             torch.manual_seed(int(self.seed))
             net = self._module()
-            state, history = fit_network(net, image, tab, target, tr, va, self.params, self.seed, self._adaptation(net, X, image))
+            state, history = fit_network(net, image, tab, target, tr, va, self.params, self.seed, adapt=self._adaptation(net, X, image))
             self.weights_ = state
             self.history_ = history
             self.n_validation_ = len(va)
@@ -346,6 +349,12 @@ def _cnn_type(ctx) -> RType:
         ctx.error("E244", f"`{ctx.stmt.op.name}` cannot fit a {tgt.outcome} outcome (`{tgt.detail}`)", port="target",
                   hint=f"`{ctx.stmt.op.name}` fits binary or multiclass outcomes")
     ctx.mixed_cohorts(src, tgt)
+    network_input_checks(ctx, src, net)
+    return RType("Model", cohort=src.cohort, outcome=tgt.outcome, head="classification", detail="cnn model")   # a network's head
+
+
+def network_input_checks(ctx, src, net):
+    """A network model's image input and network, checked together (E256, E254, E255); shared by `cnn` and `multitask`."""
     if src.patch is None:
         ctx.error("E256", f"the input of a network model has no fixed-size image branch: `{src.detail or src.kind}`", port="input",
                   hint="give it a `patches(...) { patch: [...] }` table (joined with the tabular branch, if any)")
@@ -365,7 +374,6 @@ def _cnn_type(ctx) -> RType:
                 ctx.error("E255", f"the patch {'x'.join(map(str, src.patch))} is smaller than the backbone's total downsampling "
                           f"({net.divisor}): its feature map would be empty", port="input",
                           hint=f"use patches of at least {net.divisor} voxels per side, or a shallower network")
-    return RType("Model", cohort=src.cohort, outcome=tgt.outcome, head="classification", detail="cnn model")   # a network's head
 
 
 def _human(n):

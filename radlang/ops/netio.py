@@ -154,12 +154,17 @@ def make_scheduler(opt, schedule, epochs):
     return None
 
 
-def train_step(net, inputs, target, loss_fn, opt):
+def train_step(net, inputs, target, loss_fn, opt, backward=None):
     """One optimisation step: `net(*inputs)`, `loss_fn(output, target)`, backward, `opt.step()`. Returns the loss.
-    Every network trainer (segmentation, image classifiers, fusion) steps through here."""
+    Every network trainer (segmentation, image classifiers, fusion, multi-task) steps through here. `backward`, when
+    given, replaces `loss.backward()`: it takes what `loss_fn` returned, fills the gradients, and returns the loss to
+    report (a multi-task model's loss combination, radlang/ops/multitask.py)."""
     opt.zero_grad(set_to_none=True)
     loss = loss_fn(net(*inputs), target)
-    loss.backward()
+    if backward is None:
+        loss.backward()
+    else:
+        loss = backward(loss)
     opt.step()
     return float(loss.detach())
 

@@ -42,7 +42,8 @@ from radlang.ops.clinical_metrics import (
 from radlang.ops.evaluation_plots import evaluation_plots, write_evaluation_plots
 from radlang.ops.evaluation_run import run_evaluate
 from radlang.ops.evaluation_summary import cv_description, evaluation_summary
-from radlang.ops.fold_engine import choose_threshold, fitted_selections, make_splits, model_artefact, run_fold, survival_predictions
+from radlang.ops.fold_engine import (choose_threshold, fitted_selections, held_out_heads, make_splits, model_artefact, run_fold,
+                                     survival_predictions)
 from radlang.ops.survival_metrics import SURVIVAL_METRIC_HELPERS
 from radlang.registry import Operator, Port, register
 from radlang.types import RType
@@ -278,9 +279,9 @@ register(Operator(
             Port("split", ("Split",), optional=True, doc="a shared `split` stage: hold out its folds (instead of `cv`)")),
     fit="outcome", behaviour="stateless", run=run_evaluate, sink=True, impl=run_fold,
     version="2",   # 2: survival metrics inside folds (Uno's C, td-AUC, Brier, calibration, KM), survival predictions
-    helpers=(make_splits, choose_threshold, fitted_selections, model_artefact, auc_rank, patient_resamples, calibration_stats, net_benefit, binary_metrics, multiclass_metrics,
-             round_floats, evaluation_json, evaluation_csv, cv_description, evaluation_plots, write_evaluation_plots,
-             evaluation_summary, survival_predictions) + SURVIVAL_METRIC_HELPERS,
+    helpers=(make_splits, choose_threshold, fitted_selections, held_out_heads, model_artefact, auc_rank, patient_resamples, calibration_stats,
+             net_benefit, binary_metrics, multiclass_metrics, round_floats, evaluation_json, evaluation_csv, cv_description, evaluation_plots,
+             write_evaluation_plots, evaluation_summary, survival_predictions) + SURVIVAL_METRIC_HELPERS,
     infer=_evaluate_infer, plan=_evaluate_plan,
     doc="Leakage-free validation: repeated, group-aware cross-validation (or leave-one-site-out) and an external cohort, "
         "with every fitted stage refit inside each training fold; with `split: s` it holds out the folds of a shared `split` stage "

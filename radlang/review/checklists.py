@@ -322,8 +322,8 @@ def dimensionality(f):
 
 
 def deep_robustness(f):
-    """End-to-end deep learning: a trained network, or a network as the outcome model (`cnn`)."""
-    return ("author", []) if f.of("train") or f.of("model", ops=("cnn",)) else ("na", [])
+    """End-to-end deep learning: a trained network, or a network as the outcome model (`cnn`, `dann`, `multitask`)."""
+    return ("author", []) if f.of("train") or f.of("model", ops=("cnn", "dann", "multitask")) else ("na", [])
 
 
 def confounders(f):
