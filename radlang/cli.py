@@ -170,10 +170,13 @@ def cmd_render(a) -> int:
         _emit(res.diagnostics, res.sources, a.format)
         return _status(res)
     from radlang.backends.render.literals import RenderError
-    from radlang.backends.render.script import render_to_file
+    from radlang.backends.render.script import render_to_dir, render_to_file
 
     try:
-        render_to_file(res.study, a.output, lock=a.lock)
+        if str(a.output).endswith(".py"):   # one self-contained script
+            render_to_file(res.study, a.output, lock=a.lock)
+        else:                               # the review folder: study.py, its runtime, manifest.json
+            render_to_dir(res.study, a.output, lock=a.lock)
     except RenderError as e:
         print(f"radlang: error[{e.code}]: {e}", file=sys.stderr)
         return 1 if e.code.startswith("E6") else 2
@@ -272,8 +275,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("-o", "--output", required=True, help="the predictions CSV to write")
     sp.add_argument("--out", default=None, help="the study's output folder (default: the spec's `out`), where `radlang run` saved the model")
     sp.add_argument("--workers", type=int, default=None, help="worker processes for feature extraction")
-    sp = with_file("render", "render a standalone, auditable Python script", cmd_render)
-    sp.add_argument("-o", "--output", required=True)
+    sp = with_file("render", "render the study as auditable Python: a review folder, or one standalone script", cmd_render)
+    sp.add_argument("-o", "--output", required=True, help="a folder (study.py, radlang_runtime.py, manifest.json: the review "
+                    "form), or a file name ending in .py (one self-contained script)")
     sp.add_argument("--lock", action="store_true", help="also write requirements.lock next to the script")
     sp = sub.add_parser("selftest", help="check that this installation reproduces the IBSI reference values (digital phantom)")
     sp.add_argument("--format", choices=("text", "json"), default="text")
