@@ -281,12 +281,12 @@ def _parts(study, date: str | None, spec_ref: Callable[[str], str]) -> Parts:
         seeds=[(comment_text(s.name), s.seed) for s in study.stages],
         runtime=runtime, registry_lines=registry_lines, stages=stages, options=options,
         default_out=pylit(_default_out(study)), study_config=pylit(study.config, indent=0), spec_file_lit=pylit(study.file),
-        spec_path_expr=spec_ref(spec_path), rendered_by=pylit(f"radlang {__version__} render"),
+        spec_path_expr=spec_ref(spec_path), spec_file_expr=spec_ref(study.file), rendered_by=pylit(f"radlang {__version__} render"),
     )
     env = _environment()
     body = env.get_template("study_body.py.j2").render(**values)
     # the call graph: what the stages, the run loop, the runtime and the registry name, and what that names in turn
-    named = {_block_name(f, src): (f, src) for f, src in zip(functions, sources)}
+    named = {_block_name(f, src): (f, src.rstrip("\n") + "\n") for f, src in zip(functions, sources)}
     roots = names_used(body) | names_used(runtime) | names_used("\n".join(registry_lines))
     keep = reachable({n: src for n, (_, src) in named.items()}, roots)
     blocks, block_sha, kept_sources = [], {}, []
