@@ -4,6 +4,7 @@ runtime stand-ins, the provenance header, the page laid out by templates/study.p
 from __future__ import annotations
 
 import ast
+import functools
 import hashlib
 import inspect
 import json
@@ -160,9 +161,10 @@ def _registry_line(op) -> str:
     return f"registry.add(OperatorInfo({', '.join(args)}))"
 
 
-def names_used(src: str) -> set[str]:
+@functools.lru_cache(maxsize=4096)
+def names_used(src: str) -> frozenset[str]:
     """Every name a piece of code mentions (loads, stores, annotations): the edges of the script's call graph."""
-    return {n.id for n in ast.walk(ast.parse(src)) if isinstance(n, ast.Name)}
+    return frozenset(n.id for n in ast.walk(ast.parse(src)) if isinstance(n, ast.Name))
 
 
 def reachable(blocks: dict[str, str], roots: set[str]) -> list[str]:
