@@ -358,7 +358,7 @@ def render_review(study, folder, date: str | None = None) -> dict[str, str]:
     env = _environment()
     v = parts.values
     runtime_code = "\n".join([v["runtime"], *(b["source"] for b in parts.blocks), *v["registry_lines"]])
-    runtime_imports = _keep_imports(_import_lines(set(parts.glue_imports)), names_used(runtime_code))
+    runtime_imports = _keep_imports(parts.glue_imports, names_used(runtime_code))
     runtime_text = env.get_template("review_runtime.py.j2").render(**v, imports=runtime_imports)
     _must_parse(runtime_text, f"the rendered {RUNTIME_MODULE}.py")
     runtime_sha = hashlib.sha256(runtime_text.encode()).hexdigest()
