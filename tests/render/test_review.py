@@ -120,3 +120,11 @@ def test_a_folder_with_other_files_is_refused(tmp_path):
     assert sorted(p.name for p in (tmp_path / "review").iterdir()) == ["notes.txt"]
     again = render_to_dir(compile_spec(SPECS / "quick.rad"), tmp_path / "again")
     assert render_to_dir(compile_spec(SPECS / "quick.rad"), again).is_dir()   # an earlier render's folder is rewritten
+
+
+def test_review_files_pass_ruff(quickstart):
+    from test_script import _ruff
+
+    for name in ("study.py", "radlang_runtime.py"):
+        findings = _ruff(quickstart / name)
+        assert not findings, [(name, f["code"], f["location"]["row"], f["message"]) for f in findings]

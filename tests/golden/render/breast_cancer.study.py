@@ -321,7 +321,6 @@ def main(argv=None):
     return 0
 
 
-
 SPEC_SHA256 = '6037356c0f55f72b79af7c63478593229eef1b5a1f8c1a7ce5f30a004bcecd7c'
 SPEC_TEXT = (
     '# Breast cancer (Wisconsin diagnostic): 30 image-derived features of fine-needle aspirate images,\n'

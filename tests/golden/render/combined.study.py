@@ -339,7 +339,6 @@ def main(argv=None):
     return 0
 
 
-
 SPEC_SHA256 = '3d9e09590ce555a27a174bb4e81ad7e5c9368aa384704a45e32daffd2d73e354'
 SPEC_TEXT = (
     "# Radiomics + clinical: a LASSO signature from PyRadiomics features, joined with the patients' age, in one\n"

@@ -323,7 +323,6 @@ def main(argv=None):
     return 0
 
 
-
 SPEC_SHA256 = 'f8da120cc38f6e8ca95424e4b10ef98a8f93edeb89fb459b2067c0780522910e'
 SPEC_TEXT = (
     '# Domain adaptation across scanners: a three-site phantom whose sites differ by an intensity offset, a noise level and\n'

@@ -437,7 +437,6 @@ def main(argv=None):
     return 0
 
 
-
 SPEC_SHA256 = 'a533c28229e8d5131745a6f0e0b76369939d060b262a24d3a9549a7c0d199d45'
 SPEC_TEXT = (
     '# Radiomics, a CNN and both fused: three models compared on the same cross-validation folds of one phantom cohort.\n'

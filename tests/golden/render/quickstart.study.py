@@ -343,7 +343,6 @@ def main(argv=None):
     return 0
 
 
-
 SPEC_SHA256 = '4321e14221445ea8db041b2a12a414bbaae945b87eac1a885a731e6025e8cd41'
 SPEC_TEXT = (
     '# Quickstart: a synthetic CT phantom cohort, PyRadiomics features, robust + sparse selection,\n'

@@ -293,7 +293,6 @@ def main(argv=None):
     return 0
 
 
-
 SPEC_SHA256 = 'cc3daf2e1d7755fff0679527b14724e3c769e9a2b560401ff0a85671e8a75477'
 SPEC_TEXT = (
     '# A small 3D UNet that segments the lesion of synthetic CT-like phantoms, scored on held-out cases.\n'
