@@ -128,3 +128,20 @@ def test_review_files_pass_ruff(quickstart):
     for name in ("study.py", "radlang_runtime.py"):
         findings = _ruff(quickstart / name)
         assert not findings, [(name, f["code"], f["location"]["row"], f["message"]) for f in findings]
+
+
+def test_cli_writes_the_folder_or_one_script(tmp_path):
+    import subprocess
+    import sys
+
+    spec = SPECS / "quick.rad"
+    folder = subprocess.run([sys.executable, "-m", "radlang", "render", str(spec), "-o", str(tmp_path / "review"), "--lock"],
+                            capture_output=True, text=True, check=False, cwd=REPO)
+    assert folder.returncode == 0, folder.stderr
+    assert sorted(p.name for p in (tmp_path / "review").iterdir()) == ["manifest.json", "radlang_runtime.py", "requirements.lock",
+                                                                       "study.py"]
+    pins = json.loads((tmp_path / "review" / "manifest.json").read_text())["packages"]
+    assert (tmp_path / "review" / "requirements.lock").read_text() == "".join(f"{k}=={v}\n" for k, v in pins.items())
+    single = subprocess.run([sys.executable, "-m", "radlang", "render", str(spec), "-o", str(tmp_path / "one.py")],
+                            capture_output=True, text=True, check=False, cwd=REPO)
+    assert single.returncode == 0 and sorted(p.name for p in tmp_path.iterdir()) == ["one.py", "review"]
