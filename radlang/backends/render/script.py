@@ -107,6 +107,19 @@ def _stage_literal(st, spec_path: str, spec_ref: Callable[[str], str]) -> str:
     return "\n".join(["stage = ctx.declare(Stage(", *lines, "))"])
 
 
+def _fold_lines(study, st) -> list[str]:
+    """For a stage that refits a graph inside every training fold (`extra["refit"]`, radlang/passes/fit_boundaries.py):
+    the graph in fit order, each node with its operator and the stage function that holds its settings."""
+    refit = st.extra.get("refit")
+    if not refit:
+        return []
+    by = study.by_name()
+    order = [n.name for n in study.stages if n.name in set(refit["nodes"])]
+    steps = [f"{n} = {by[n].op}(...) [stage_{identifier(n)}]" for n in order]
+    return [comment_text(x) for x in (f"in every training fold it refits, on that fold's training cases only, from {', '.join(refit['sources'])}:",
+                                      *(f"  -> {x}" for x in steps))]
+
+
 def runtime_needs() -> list[Callable]:
     """The radlang functions the runtime calls (imported at its top): inlined like executor glue."""
     from radlang.backends import render_runtime as _runtime
@@ -258,6 +271,7 @@ def _parts(study, date: str | None, spec_ref: Callable[[str], str]) -> Parts:
             "spec": _spec_lines(study, st),
             "consumes": comment_text(", ".join(f"{p} <- {r}" for p, r in sorted(st.inputs.items())) or "nothing"),
             "runtime": [],
+            "folds": _fold_lines(study, st),
             "fit": comment_text(f"fit on {st.fit}" + (f" inside the training folds of {', '.join(st.fit_within)}" if st.fit_within else "")
                                 if st.fit != "none" else ""),
         })
@@ -275,16 +289,16 @@ def _parts(study, date: str | None, spec_ref: Callable[[str], str]) -> Parts:
     registry_lines = [_registry_line(op) for op in ops.values()]
     spec_text = study.source
     sha = hashlib.sha256(spec_text.encode()).hexdigest()
-    values = dict(
-        title=comment_text(study.title), title_lit=pylit(study.title), spec_file=comment_text(study.file),
-        version=__version__, date=_provenance_date(date), sha=sha, python=sys.version.split()[0],
-        spec_lines=[comment_text(x) for x in spec_text.split("\n")],
-        spec_lit=_spec_literal(spec_text), seed=study.seed,
-        seeds=[(comment_text(s.name), s.seed) for s in study.stages],
-        runtime=runtime, registry_lines=registry_lines, stages=stages, options=options,
-        default_out=pylit(_default_out(study)), study_config=pylit(study.config, indent=0), spec_file_lit=pylit(study.file),
-        spec_path_expr=spec_ref(spec_path), spec_file_expr=spec_ref(study.file), rendered_by=pylit(f"radlang {__version__} render"),
-    )
+    values = {
+        "title": comment_text(study.title), "title_lit": pylit(study.title), "spec_file": comment_text(study.file),
+        "version": __version__, "date": _provenance_date(date), "sha": sha, "python": sys.version.split()[0],
+        "spec_lines": [comment_text(x) for x in spec_text.split("\n")],
+        "spec_lit": _spec_literal(spec_text), "seed": study.seed,
+        "seeds": [(comment_text(s.name), s.seed) for s in study.stages],
+        "runtime": runtime, "registry_lines": registry_lines, "stages": stages, "options": options,
+        "default_out": pylit(_default_out(study)), "study_config": pylit(study.config, indent=0), "spec_file_lit": pylit(study.file),
+        "spec_path_expr": spec_ref(spec_path), "spec_file_expr": spec_ref(study.file), "rendered_by": pylit(f"radlang {__version__} render"),
+    }
     env = _environment()
     body = env.get_template("study_body.py.j2").render(**values)
     # the call graph: what the stages, the run loop, the runtime and the registry name, and what that names in turn

@@ -212,6 +212,11 @@ def stage_clf(ctx, args):
 # consumes: external <- ext, model <- clf
 # calls run_evaluate: sha256 <16>; with the <n> blocks it reaches: sha256 <16>
 # fit on outcome
+# in every training fold it refits, on that fold's training cases only, from feats:
+#   -> keep = variance(...) [stage_keep]
+#   -> nored = correlation(...) [stage_nored]
+#   -> sig = lasso(...) [stage_sig]
+#   -> clf = logistic(...) [stage_clf]
 def stage_v(ctx, args):
     stage = ctx.declare(Stage(
         name='v',

@@ -187,6 +187,9 @@ def stage_source_only(ctx, args):
 # consumes: model <- harmonised
 # calls run_evaluate: sha256 <16>; with the <n> blocks it reaches: sha256 <16>
 # fit on outcome
+# in every training fold it refits, on that fold's training cases only, from rad:
+#   -> combat_rad = combat(...) [stage_combat_rad]
+#   -> harmonised = logistic(...) [stage_harmonised]
 def stage_v_combat(ctx, args):
     stage = ctx.declare(Stage(
         name='v_combat',
@@ -220,6 +223,8 @@ def stage_v_combat(ctx, args):
 # consumes: model <- source_only
 # calls run_evaluate: sha256 <16>; with the <n> blocks it reaches: sha256 <16>
 # fit on outcome
+# in every training fold it refits, on that fold's training cases only, from rad:
+#   -> source_only = logistic(...) [stage_source_only]
 def stage_v_source(ctx, args):
     stage = ctx.declare(Stage(
         name='v_source',

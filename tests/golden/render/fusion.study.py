@@ -160,6 +160,8 @@ def stage_image(ctx, args):
 # consumes: model <- image
 # calls run_evaluate: sha256 <16>; with the <n> blocks it reaches: sha256 <16>
 # fit on outcome
+# in every training fold it refits, on that fold's training cases only, from img:
+#   -> image = cnn(...) [stage_image]
 def stage_cnn_only(ctx, args):
     stage = ctx.declare(Stage(
         name='cnn_only',
@@ -270,6 +272,8 @@ def stage_fusion(ctx, args):
 # consumes: model <- fusion
 # calls run_evaluate: sha256 <16>; with the <n> blocks it reaches: sha256 <16>
 # fit on outcome
+# in every training fold it refits, on that fold's training cases only, from img_rad:
+#   -> fusion = cnn(...) [stage_fusion]
 def stage_fused(ctx, args):
     stage = ctx.declare(Stage(
         name='fused',
@@ -329,6 +333,8 @@ def stage_radiomics(ctx, args):
 # consumes: model <- radiomics
 # calls run_evaluate: sha256 <16>; with the <n> blocks it reaches: sha256 <16>
 # fit on outcome
+# in every training fold it refits, on that fold's training cases only, from rad:
+#   -> radiomics = logistic(...) [stage_radiomics]
 def stage_radiomics_only(ctx, args):
     stage = ctx.declare(Stage(
         name='radiomics_only',

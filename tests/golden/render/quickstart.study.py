@@ -237,6 +237,10 @@ def stage_clf(ctx, args):
 # consumes: external <- external, model <- clf
 # calls run_evaluate: sha256 <16>; with the <n> blocks it reaches: sha256 <16>
 # fit on outcome
+# in every training fold it refits, on that fold's training cases only, from rad:
+#   -> robust = icc(...) [stage_robust]
+#   -> sig = lasso(...) [stage_sig]
+#   -> clf = logistic(...) [stage_clf]
 def stage_v(ctx, args):
     stage = ctx.declare(Stage(
         name='v',
