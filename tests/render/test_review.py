@@ -145,3 +145,15 @@ def test_cli_writes_the_folder_or_one_script(tmp_path):
     single = subprocess.run([sys.executable, "-m", "radlang", "render", str(spec), "-o", str(tmp_path / "one.py")],
                             capture_output=True, text=True, check=False, cwd=REPO)
     assert single.returncode == 0 and sorted(p.name for p in tmp_path.iterdir()) == ["one.py", "review"]
+
+
+def test_stage_functions_show_the_library_objects_their_settings_make(quickstart):
+    """The PyRadiomics settings and the scikit-learn pipeline, as the operators' own code builds them."""
+    from radlang.ops.features import pyradiomics_config
+
+    text = (quickstart / "study.py").read_text(encoding="utf-8")
+    study = compile_spec(QUICKSTART)
+    rad, clf = study.stage("rad"), study.stage("clf")
+    shown = re.search(r"#   featureextractor\.RadiomicsFeatureExtractor\((.*?)\)\n    return run_pyradiomics", text, re.DOTALL).group(1)
+    assert ast.literal_eval(re.sub(r"\n\s*#\s*", " ", shown)) == pyradiomics_config(rad.params)
+    assert f"LogisticRegression(max_iter=1000, random_state={clf.seed})" in text and "('scale', StandardScaler())" in text

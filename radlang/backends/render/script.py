@@ -107,6 +107,17 @@ def _stage_literal(st, spec_path: str, spec_ref: Callable[[str], str]) -> str:
     return "\n".join(["stage = ctx.declare(Stage(", *lines, "))"])
 
 
+def _library_lines(op, st) -> list[str]:
+    """The library object the stage's settings make, as its operator shows it (`library_code`), as `#` lines."""
+    if op.library_code is None:
+        return []
+    try:
+        lines = op.library_code(st.params, st.seed)
+    except ImportError as e:   # an optional package that is not installed where the study is rendered
+        lines = [f"(not shown: {e.name or e} is not installed here)"]
+    return ["# what these settings make, as the library writes it:", *(f"#   {comment_text(x)}" for x in lines)]
+
+
 def _fold_lines(study, st) -> list[str]:
     """For a stage that refits a graph inside every training fold (`extra["refit"]`, radlang/passes/fit_boundaries.py):
     the graph in fit order, each node with its operator and the stage function that holds its settings."""
@@ -265,7 +276,7 @@ def _parts(study, date: str | None, spec_ref: Callable[[str], str]) -> Parts:
         glue_imports |= {SCRIPT_MODULES.get(m, f"import {m}") for m in code.imports}
         stages.append({
             "name": st.name, "fn": f"stage_{identifier(st.name)}",
-            "body": [*_stage_literal(st, spec_path, spec_ref).split("\n"), *code.body],
+            "body": [*_stage_literal(st, spec_path, spec_ref).split("\n"), *_library_lines(op, st), *code.body],
             "header": comment_text(f"{st.kind} {st.name} = {st.op}(...)   [{op.behaviour}, seed {st.seed}]"),
             "comments": [comment_text(c) for c in st.comments],
             "spec": _spec_lines(study, st),

@@ -198,6 +198,12 @@ def stage_clf(ctx, args):
         fit_within=['v'],
         file=SPEC_PATH,
     ))
+    # what these settings make, as the library writes it:
+    #   Pipeline(steps=[('impute',
+    #                    SimpleImputer(keep_empty_features=True, strategy='median')),
+    #                   ('scale', StandardScaler()),
+    #                   ('model',
+    #                    LogisticRegression(max_iter=1000, random_state=353799636))])
     return run_recipe(stage, ctx)
 
 

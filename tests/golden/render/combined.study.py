@@ -151,6 +151,10 @@ def stage_rad(ctx, args):
         type={'kind': 'Features', 'cohort': 'train', 'dims': 3, 'detail': 'pyradiomics'},
         file=SPEC_PATH,
     ))
+    # what these settings make, as the library writes it:
+    #   featureextractor.RadiomicsFeatureExtractor({'featureClass': {'firstorder': [], 'glcm': []},
+    #        'imageType': {'Original': {}},
+    #        'setting': {'additionalInfo': True, 'binWidth': 25.0}})
     return run_pyradiomics(stage, ctx)
 
 
@@ -215,6 +219,12 @@ def stage_clf(ctx, args):
         fit_within=['v'],
         file=SPEC_PATH,
     ))
+    # what these settings make, as the library writes it:
+    #   Pipeline(steps=[('impute',
+    #                    SimpleImputer(keep_empty_features=True, strategy='median')),
+    #                   ('scale', StandardScaler()),
+    #                   ('model',
+    #                    LogisticRegression(max_iter=1000, random_state=1487669526))])
     return run_recipe(stage, ctx)
 
 

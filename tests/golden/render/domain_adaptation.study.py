@@ -107,6 +107,10 @@ def stage_rad(ctx, args):
         type={'kind': 'Features', 'cohort': 'sites', 'dims': 3, 'detail': 'pyradiomics'},
         file=SPEC_PATH,
     ))
+    # what these settings make, as the library writes it:
+    #   featureextractor.RadiomicsFeatureExtractor({'featureClass': {'firstorder': [], 'glcm': []},
+    #        'imageType': {'Original': {}},
+    #        'setting': {'additionalInfo': True, 'binWidth': 25.0}})
     return run_pyradiomics(stage, ctx)
 
 
@@ -155,6 +159,13 @@ def stage_harmonised(ctx, args):
         fit_within=['v_combat'],
         file=SPEC_PATH,
     ))
+    # what these settings make, as the library writes it:
+    #   Pipeline(steps=[('impute',
+    #                    SimpleImputer(keep_empty_features=True, strategy='median')),
+    #                   ('scale', StandardScaler()),
+    #                   ('model',
+    #                    LogisticRegression(C=0.1, max_iter=1000,
+    #                                       random_state=610373971))])
     return run_recipe(stage, ctx)
 
 
@@ -179,6 +190,13 @@ def stage_source_only(ctx, args):
         fit_within=['v_source'],
         file=SPEC_PATH,
     ))
+    # what these settings make, as the library writes it:
+    #   Pipeline(steps=[('impute',
+    #                    SimpleImputer(keep_empty_features=True, strategy='median')),
+    #                   ('scale', StandardScaler()),
+    #                   ('model',
+    #                    LogisticRegression(C=0.1, max_iter=1000,
+    #                                       random_state=1457499711))])
     return run_recipe(stage, ctx)
 
 

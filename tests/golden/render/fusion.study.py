@@ -215,6 +215,10 @@ def stage_rad(ctx, args):
         type={'kind': 'Features', 'cohort': 'train', 'dims': 3, 'detail': 'pyradiomics'},
         file=SPEC_PATH,
     ))
+    # what these settings make, as the library writes it:
+    #   featureextractor.RadiomicsFeatureExtractor({'featureClass': {'firstorder': [], 'glcm': []},
+    #        'imageType': {'Original': {}},
+    #        'setting': {'additionalInfo': True, 'binWidth': 25.0}})
     return run_pyradiomics(stage, ctx)
 
 
@@ -321,6 +325,13 @@ def stage_radiomics(ctx, args):
         fit_within=['radiomics_only'],
         file=SPEC_PATH,
     ))
+    # what these settings make, as the library writes it:
+    #   Pipeline(steps=[('impute',
+    #                    SimpleImputer(keep_empty_features=True, strategy='median')),
+    #                   ('scale', StandardScaler()),
+    #                   ('model',
+    #                    LogisticRegression(C=0.1, max_iter=1000,
+    #                                       random_state=2082367564))])
     return run_recipe(stage, ctx)
 
 

@@ -153,6 +153,10 @@ def stage_rad(ctx, args):
         type={'kind': 'Features', 'cohort': 'train', 'dims': 3, 'detail': 'pyradiomics'},
         file=SPEC_PATH,
     ))
+    # what these settings make, as the library writes it:
+    #   featureextractor.RadiomicsFeatureExtractor({'featureClass': {'firstorder': [], 'glcm': [], 'shape': []},
+    #        'imageType': {'Original': {}},
+    #        'setting': {'additionalInfo': True, 'binWidth': 25.0}})
     return run_pyradiomics(stage, ctx)
 
 
@@ -223,6 +227,12 @@ def stage_clf(ctx, args):
         fit_within=['v'],
         file=SPEC_PATH,
     ))
+    # what these settings make, as the library writes it:
+    #   Pipeline(steps=[('impute',
+    #                    SimpleImputer(keep_empty_features=True, strategy='median')),
+    #                   ('scale', StandardScaler()),
+    #                   ('model',
+    #                    LogisticRegression(max_iter=1000, random_state=163504722))])
     return run_recipe(stage, ctx)
 
 
