@@ -115,7 +115,7 @@ def _library_lines(op, st) -> list[str]:
         lines = op.library_code(st.params, st.seed)
     except ImportError as e:   # an optional package that is not installed where the study is rendered
         lines = [f"(not shown: {e.name or e} is not installed here)"]
-    return ["# what these settings make, as the library writes it:", *(f"#   {comment_text(x)}" for x in lines)]
+    return ["# the library object these settings make:", *(f"#   {comment_text(x)}" for x in lines)]
 
 
 def _fold_lines(study, st) -> list[str]:

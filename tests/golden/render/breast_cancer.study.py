@@ -198,7 +198,7 @@ def stage_clf(ctx, args):
         fit_within=['v'],
         file=SPEC_PATH,
     ))
-    # what these settings make, as the library writes it:
+    # the library object these settings make:
     #   Pipeline(steps=[('impute',
     #                    SimpleImputer(keep_empty_features=True, strategy='median')),
     #                   ('scale', StandardScaler()),

@@ -151,7 +151,7 @@ def stage_rad(ctx, args):
         type={'kind': 'Features', 'cohort': 'train', 'dims': 3, 'detail': 'pyradiomics'},
         file=SPEC_PATH,
     ))
-    # what these settings make, as the library writes it:
+    # the library object these settings make:
     #   featureextractor.RadiomicsFeatureExtractor({'featureClass': {'firstorder': [], 'glcm': []},
     #        'imageType': {'Original': {}},
     #        'setting': {'additionalInfo': True, 'binWidth': 25.0}})
@@ -219,7 +219,7 @@ def stage_clf(ctx, args):
         fit_within=['v'],
         file=SPEC_PATH,
     ))
-    # what these settings make, as the library writes it:
+    # the library object these settings make:
     #   Pipeline(steps=[('impute',
     #                    SimpleImputer(keep_empty_features=True, strategy='median')),
     #                   ('scale', StandardScaler()),

@@ -107,7 +107,7 @@ def stage_rad(ctx, args):
         type={'kind': 'Features', 'cohort': 'sites', 'dims': 3, 'detail': 'pyradiomics'},
         file=SPEC_PATH,
     ))
-    # what these settings make, as the library writes it:
+    # the library object these settings make:
     #   featureextractor.RadiomicsFeatureExtractor({'featureClass': {'firstorder': [], 'glcm': []},
     #        'imageType': {'Original': {}},
     #        'setting': {'additionalInfo': True, 'binWidth': 25.0}})
@@ -159,7 +159,7 @@ def stage_harmonised(ctx, args):
         fit_within=['v_combat'],
         file=SPEC_PATH,
     ))
-    # what these settings make, as the library writes it:
+    # the library object these settings make:
     #   Pipeline(steps=[('impute',
     #                    SimpleImputer(keep_empty_features=True, strategy='median')),
     #                   ('scale', StandardScaler()),
@@ -190,7 +190,7 @@ def stage_source_only(ctx, args):
         fit_within=['v_source'],
         file=SPEC_PATH,
     ))
-    # what these settings make, as the library writes it:
+    # the library object these settings make:
     #   Pipeline(steps=[('impute',
     #                    SimpleImputer(keep_empty_features=True, strategy='median')),
     #                   ('scale', StandardScaler()),

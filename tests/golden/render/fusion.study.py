@@ -76,6 +76,13 @@ def stage_enc(ctx, args):
         },
         file=SPEC_PATH,
     ))
+    # the library object these settings make:
+    #   monai.networks.nets.resnet10(
+    #       spatial_dims=3,
+    #       n_input_channels=1,
+    #       num_classes=2,
+    #       widen_factor=0.125,
+    #   )
     return run_network(stage, ctx)
 
 
@@ -215,7 +222,7 @@ def stage_rad(ctx, args):
         type={'kind': 'Features', 'cohort': 'train', 'dims': 3, 'detail': 'pyradiomics'},
         file=SPEC_PATH,
     ))
-    # what these settings make, as the library writes it:
+    # the library object these settings make:
     #   featureextractor.RadiomicsFeatureExtractor({'featureClass': {'firstorder': [], 'glcm': []},
     #        'imageType': {'Original': {}},
     #        'setting': {'additionalInfo': True, 'binWidth': 25.0}})
@@ -325,7 +332,7 @@ def stage_radiomics(ctx, args):
         fit_within=['radiomics_only'],
         file=SPEC_PATH,
     ))
-    # what these settings make, as the library writes it:
+    # the library object these settings make:
     #   Pipeline(steps=[('impute',
     #                    SimpleImputer(keep_empty_features=True, strategy='median')),
     #                   ('scale', StandardScaler()),

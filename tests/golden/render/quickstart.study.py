@@ -153,7 +153,7 @@ def stage_rad(ctx, args):
         type={'kind': 'Features', 'cohort': 'train', 'dims': 3, 'detail': 'pyradiomics'},
         file=SPEC_PATH,
     ))
-    # what these settings make, as the library writes it:
+    # the library object these settings make:
     #   featureextractor.RadiomicsFeatureExtractor({'featureClass': {'firstorder': [], 'glcm': [], 'shape': []},
     #        'imageType': {'Original': {}},
     #        'setting': {'additionalInfo': True, 'binWidth': 25.0}})
@@ -227,7 +227,7 @@ def stage_clf(ctx, args):
         fit_within=['v'],
         file=SPEC_PATH,
     ))
-    # what these settings make, as the library writes it:
+    # the library object these settings make:
     #   Pipeline(steps=[('impute',
     #                    SimpleImputer(keep_empty_features=True, strategy='median')),
     #                   ('scale', StandardScaler()),

@@ -82,6 +82,20 @@ def stage_net(ctx, args):
         },
         file=SPEC_PATH,
     ))
+    # the library object these settings make:
+    #   monai.networks.nets.UNet(
+    #       spatial_dims=3,
+    #       in_channels=1,
+    #       out_channels=2,
+    #       channels=(8, 16, 32, 64),
+    #       strides=(2, 2, 2),
+    #       kernel_size=3,
+    #       up_kernel_size=3,
+    #       num_res_units=1,
+    #       act='prelu',
+    #       norm='instance',
+    #       dropout=0.0,
+    #   )
     return run_network(stage, ctx)
 
 
