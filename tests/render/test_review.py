@@ -157,3 +157,21 @@ def test_stage_functions_show_the_library_objects_their_settings_make(quickstart
     shown = re.search(r"#   featureextractor\.RadiomicsFeatureExtractor\((.*?)\)\n    return run_pyradiomics", text, re.DOTALL).group(1)
     assert ast.literal_eval(re.sub(r"\n\s*#\s*", " ", shown)) == pyradiomics_config(rad.params)
     assert f"LogisticRegression(max_iter=1000, random_state={clf.seed})" in text and "('scale', StandardScaler())" in text
+
+
+@pytest.mark.parametrize("name", ["adam", "adamw", "sgd"])
+def test_the_optimiser_shown_is_the_one_training_builds(name):
+    torch = pytest.importorskip("torch")
+    from radlang.ops.netio import make_optimizer, make_scheduler, training_code
+
+    params = {"optimizer": name, "lr": 0.003, "weight_decay": 0.0001, "schedule": "step", "epochs": 7}
+    opt = make_optimizer(params, [torch.nn.Parameter(torch.zeros(1))])
+    sched = make_scheduler(opt, "step", 7)
+    shown = training_code(params, 0)
+    call = re.fullmatch(r"torch\.optim\.(\w+)\(net\.parameters\(\), (.*)\)", shown[0])
+    assert call.group(1) == type(opt).__name__ == {"adam": "Adam", "adamw": "AdamW", "sgd": "SGD"}[name]
+    node = ast.parse(f"f({call.group(2)})", mode="eval").body
+    kwargs = {k.arg: ast.literal_eval(k.value) for k in node.keywords}
+    assert kwargs["lr"] == 0.003 and all(opt.defaults[k] == v for k, v in kwargs.items())
+    assert shown[1] == "torch.optim.lr_scheduler.StepLR(optimizer, step_size=2, gamma=0.1)"
+    assert type(sched).__name__ == "StepLR" and sched.step_size == 2 and sched.gamma == 0.1

@@ -155,6 +155,8 @@ def stage_image(ctx, args):
         fit_within=['cnn_only'],
         file=SPEC_PATH,
     ))
+    # the library object these settings make:
+    #   torch.optim.Adam(net.parameters(), lr=0.001, weight_decay=0.0)
     return run_recipe(stage, ctx)
 
 
@@ -271,6 +273,8 @@ def stage_fusion(ctx, args):
         fit_within=['fused'],
         file=SPEC_PATH,
     ))
+    # the library object these settings make:
+    #   torch.optim.Adam(net.parameters(), lr=0.001, weight_decay=0.0)
     return run_recipe(stage, ctx)
 
 

@@ -186,6 +186,9 @@ def stage_fit(ctx, args):
         fit='outcome',
         file=SPEC_PATH,
     ))
+    # the library object these settings make:
+    #   torch.optim.Adam(net.parameters(), lr=0.003, weight_decay=0.0)
+    #   torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=30)
     return run_supervised(stage, ctx)
 
 
