@@ -171,15 +171,17 @@ def cmd_render(a) -> int:
         return _status(res)
     from radlang.backends.executor import RunError
     from radlang.backends.render.literals import RenderError
-    from radlang.backends.render.script import render_to_file
+    from radlang.backends.render.script import render_to_dir, render_to_file
 
     try:
         if a.target == "flower":
             from radlang.backends.render.flower import render_flower
 
             render_flower(res.study, a.output, site_data=a.site_data)
-        else:
+        elif str(a.output).endswith(".py"):   # one self-contained script
             render_to_file(res.study, a.output, lock=a.lock)
+        else:                                 # the review folder: study.py, its runtime, manifest.json
+            render_to_dir(res.study, a.output, lock=a.lock)
     except RunError as e:
         _emit(e.diagnostics, res.sources, a.format)
         return 1
@@ -293,8 +295,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("-o", "--output", required=True, help="the predictions CSV to write")
     sp.add_argument("--out", default=None, help="the study's output folder (default: the spec's `out`), where `radlang run` saved the model")
     sp.add_argument("--workers", type=int, default=None, help="worker processes for feature extraction")
-    sp = with_file("render", "render a standalone, auditable Python script", cmd_render)
-    sp.add_argument("-o", "--output", required=True)
+    sp = with_file("render", "render the study as auditable Python: a review folder, or one standalone script", cmd_render)
+    sp.add_argument("-o", "--output", required=True, help="a folder (study.py, radlang_runtime.py, manifest.json: the review "
+                    "form), or a file name ending in .py (one self-contained script)")
     sp.add_argument("--lock", action="store_true", help="also write requirements.lock next to the script")
     sp.add_argument("--target", choices=("script", "flower"), default="script",
                     help="`script`: one standalone Python script (default); `flower`: the federated stage as a Flower app in the folder -o")

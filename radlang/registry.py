@@ -110,6 +110,9 @@ class Operator:
                                      # (stage, training rows, external rows or None, splits) -> (fold inputs, diagnostics)
     transductive: Callable | None = None  # (settings) -> a sentence when the stage uses held-out cases' features, else None
     flower: Callable | None = None   # a federated stage's Flower app: (stage, run context, site_data) -> {path: text} (render --target flower)
+    library_code: Callable | None = None  # (settings, seed) -> lines of Python: the library object the settings make (a
+                                     # scikit-learn pipeline, PyRadiomics' settings), built by the operator's own code;
+                                     # `radlang render` writes them into the stage's function as comments
 
     def __post_init__(self):
         if self.behaviour not in BEHAVIOURS:

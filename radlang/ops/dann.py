@@ -47,8 +47,8 @@ from radlang.ops.net_models import (
     net_estimator_class,
     split_columns,
 )
-from radlang.ops.netio import make_optimizer, make_scheduler, train_step
-from radlang.ops.networks import build_network
+from radlang.ops.netio import make_optimizer, make_scheduler, optimizer_call, scheduler_call, train_step
+from radlang.ops.networks import build_network, network_call
 from radlang.registry import Operator, Port, register
 from radlang.types import RType
 from radlang.values import Sym
@@ -294,7 +294,8 @@ register(Operator(
             Port("network", ("Network",), doc="the backbone: a `network` stage (densenet121, resnet, segresnet, unet)")),
     positional=("input", "target"), fit="outcome", behaviour="fitted", run=run_recipe, impl=make_dann,
     helpers=(dann_estimator_class, dann_module, reverse_gradient, ganin_lambda, net_estimator_class, fusion_module, backbone_features,
-             split_columns, inner_validation, fit_network, build_network, make_optimizer, make_scheduler, train_step),
+             split_columns, inner_validation, fit_network, build_network, network_call,
+             make_optimizer, optimizer_call, make_scheduler, scheduler_call, train_step),
     fold_data=dann_fold_data, transductive=dann_transductive, infer=_dann_type, plan=_dann_plan, version="1",
     doc="Domain-adversarial training (DANN): `cnn`'s network with a domain head on the site behind a gradient reversal layer "
         "(lambda by Ganin et al.'s schedule, or constant), refit inside every training fold and validated leave-one-site-out; "

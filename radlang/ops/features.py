@@ -980,6 +980,15 @@ def pyradiomics_check_data(st, bound, folder, diags, listings):
     return None
 
 
+def pyradiomics_code(params, seed):
+    """The PyRadiomics extractor a stage's settings make (`pyradiomics_config`); a params file's own settings are read
+    at run time, under the spec's."""
+    import pprint
+
+    text = pprint.pformat(pyradiomics_config(params), width=96, compact=True).split("\n")
+    lines = ["featureextractor.RadiomicsFeatureExtractor(" + text[0], *("    " + x for x in text[1:])]
+    lines[-1] += ")"
+    return ([f"over the settings of {params['params']}:"] if params.get("params") else []) + lines
 register(Operator(
     name="pyradiomics", kind="features", output="Features", settings=PyradiomicsSettings,
     behaviour="per_case", run=run_pyradiomics, case=extract_case, on_cohort=pyradiomics_on_cohort, check_data=pyradiomics_check_data,
@@ -987,7 +996,7 @@ register(Operator(
     inputs=(Port("image", ("Image",), doc="a cohort's image, e.g. `train.image`"),
             Port("mask", ("Mask",), doc="a cohort's mask (`train.mask`) or a segment stage")),
     positional=("image", "mask"), impl=extract_features, helpers=(pyradiomics_config, params_schema_problems, perturb_case, features_csv, member_columns),
-    infer=_features_type, version="1", sink=True, plan=_plan,
+    infer=_features_type, version="1", sink=True, plan=_plan, library_code=pyradiomics_code,
     doc=("Radiomics features by PyRadiomics, every value-changing setting mapped one to one; "
          "`params: from_params(\"file.yaml\")` imports an existing PyRadiomics parameter file. "
          "Writes <out>/features/<stage>.csv (case_id, then PyRadiomics' feature names) and a diagnostics side file."),

@@ -337,7 +337,18 @@ def _register(name, settings, tasks, doc, examples=(), version="1"):
         positional=("input", "target"), fit="outcome", behaviour="fitted", run=run_recipe,
         impl=FACTORIES[name], helpers=(make_model, assemble_pipeline, fold_steps, node_columns, split_params) + SURVIVAL_HELPERS,
         infer=lambda ctx: _model_infer(ctx, tasks), doc=doc, examples=examples, version=version,
+        library_code=lambda params, seed: pipeline_code(name, params, seed),
     ))
+
+
+def pipeline_code(name, params, seed):
+    """The scikit-learn pipeline a model stage fits in every training fold (after its selection steps), as
+    scikit-learn prints it: `assemble_pipeline` itself, on an empty recipe."""
+    import sklearn
+
+    pipe = assemble_pipeline({"source": "input", "columns": []}, name, split_params(params), seed)
+    with sklearn.config_context(print_changed_only=True):
+        return repr(pipe).split("\n")
 
 
 FACTORIES = {"logistic": make_logistic, "random_forest": make_random_forest, "svm": make_svm,

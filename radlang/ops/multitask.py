@@ -62,8 +62,8 @@ from pydantic import Field, field_validator
 
 from radlang.ops.fitted_recipe import run_recipe
 from radlang.ops.net_models import backbone_features, fit_network, inner_validation, network_input_checks, split_columns
-from radlang.ops.netio import make_optimizer, make_scheduler, train_step
-from radlang.ops.networks import build_network
+from radlang.ops.netio import make_optimizer, make_scheduler, optimizer_call, scheduler_call, train_step
+from radlang.ops.networks import build_network, network_call
 from radlang.registry import Operator, Port, register
 from radlang.types import RType
 from radlang.values import Settings, Sym, Variant, variants
@@ -672,7 +672,8 @@ register(Operator(
             Port("network", ("Network",), doc="the shared backbone: a `network` stage (densenet121, resnet, segresnet, unet)")),
     positional=("input", "target"), fit="outcome", behaviour="fitted", run=run_recipe, impl=make_multitask,
     helpers=(multitask_estimator_class, multitask_module, head_losses, multitask_backward, pack_targets, head_specs,
-             backbone_features, split_columns, inner_validation, fit_network, build_network, make_optimizer, make_scheduler, train_step),
+             backbone_features, split_columns, inner_validation, fit_network, build_network, network_call,
+             make_optimizer, optimizer_call, make_scheduler, scheduler_call, train_step),
     infer=_multitask_type, plan=_multitask_plan, fold_data=multitask_fold_data, version="1",
     doc="One shared network backbone with named heads (binary, multiclass, continuous, survival), each with its own target "
         "(a cohort column; a missing value masks that head's loss only), loss and held-out metrics; losses combined by fixed "

@@ -33,8 +33,8 @@ from typing import Literal
 from pydantic import Field, field_validator
 
 from radlang.ops.fitted_recipe import run_recipe
-from radlang.ops.netio import make_optimizer, make_scheduler, train_step
-from radlang.ops.networks import build_network
+from radlang.ops.netio import make_optimizer, make_scheduler, optimizer_call, scheduler_call, train_step, training_code
+from radlang.ops.networks import build_network, network_call
 from radlang.registry import Operator, Port, register
 from radlang.types import RType
 from radlang.values import Settings, Sym
@@ -454,9 +454,9 @@ register(Operator(
             Port("target", ("Outcome",), doc="the training cohort's outcome, e.g. `train.outcome`"),
             Port("network", ("Network",), doc="the backbone: a `network` stage (densenet121, resnet, segresnet, unet)")),
     positional=("input", "target"), fit="outcome", behaviour="fitted", run=run_recipe, impl=make_cnn,
-    helpers=(net_estimator_class, fusion_module, backbone_features, split_columns, inner_validation, fit_network, build_network,
-             make_optimizer, make_scheduler, train_step),
-    infer=_cnn_type, plan=_cnn_plan, version="1",
+    helpers=(net_estimator_class, fusion_module, backbone_features, split_columns, inner_validation, fit_network, build_network, network_call,
+             make_optimizer, optimizer_call, make_scheduler, scheduler_call, train_step),
+    library_code=training_code, infer=_cnn_type, plan=_cnn_plan, version="1",
     doc="A network (a MONAI backbone, adaptive pooling, an MLP head) trained on image patches, with an optional tabular "
         "branch (intermediate fusion), refit inside every training fold with early stopping on an inner, patient-grouped "
         "validation split. Deterministic on CPU.",

@@ -133,25 +133,48 @@ def make_optimizer(params, parameters):
     """The optimiser of a training stage's settings (`optimizer`: adam, adamw or sgd; `lr`; `weight_decay`)."""
     import torch
 
+    name, kwargs = optimizer_call(params)
+    return getattr(torch.optim, name)(parameters, **kwargs)
+
+
+def optimizer_call(params):
+    """(the `torch.optim` class, its keyword arguments besides the parameters) of a training stage's settings:
+    `make_optimizer` calls it, and `radlang render` writes it into the stage's function."""
     name, lr, wd = params["optimizer"], float(params["lr"]), float(params["weight_decay"])
     if name == "sgd":
-        return torch.optim.SGD(parameters, lr=lr, momentum=0.99, nesterov=True, weight_decay=wd)
+        return "SGD", {"lr": lr, "momentum": 0.99, "nesterov": True, "weight_decay": wd}
     if name == "adamw":
-        return torch.optim.AdamW(parameters, lr=lr, weight_decay=wd)
-    return torch.optim.Adam(parameters, lr=lr, weight_decay=wd)
+        return "AdamW", {"lr": lr, "weight_decay": wd}
+    return "Adam", {"lr": lr, "weight_decay": wd}
 
 
 def make_scheduler(opt, schedule, epochs):
     """The per-epoch learning-rate schedule (`constant`: none, `cosine`, `poly`, `step`)."""
     import torch
 
+    call = scheduler_call(schedule, epochs)
+    return None if call is None else getattr(torch.optim.lr_scheduler, call[0])(opt, **call[1])
+
+
+def scheduler_call(schedule, epochs):
+    """(the `torch.optim.lr_scheduler` class, its keyword arguments besides the optimiser), or None for `constant`."""
     if schedule == "cosine":
-        return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs)
+        return "CosineAnnealingLR", {"T_max": epochs}
     if schedule == "poly":
-        return torch.optim.lr_scheduler.PolynomialLR(opt, total_iters=epochs, power=0.9)
+        return "PolynomialLR", {"total_iters": epochs, "power": 0.9}
     if schedule == "step":
-        return torch.optim.lr_scheduler.StepLR(opt, step_size=max(1, epochs // 3), gamma=0.1)
+        return "StepLR", {"step_size": max(1, epochs // 3), "gamma": 0.1}
     return None
+
+
+def training_code(params, seed):
+    """The optimiser and learning-rate schedule a training stage's settings make, as Python."""
+    name, kwargs = optimizer_call(params)
+    lines = [f"torch.optim.{name}(net.parameters(), " + ", ".join(f"{k}={v!r}" for k, v in kwargs.items()) + ")"]
+    call = scheduler_call(params["schedule"], int(params["epochs"]))
+    if call is not None:
+        lines.append(f"torch.optim.lr_scheduler.{call[0]}(optimizer, " + ", ".join(f"{k}={v!r}" for k, v in call[1].items()) + ")")
+    return lines
 
 
 def train_step(net, inputs, target, loss_fn, opt, backward=None):

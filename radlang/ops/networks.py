@@ -13,11 +13,11 @@ receptive field; a `train` stage adds the training memory for its patch and batc
 A network's stage value (`run_network`) is the recipe the training stage builds with the operator's `impl`,
 with its head (segmentation or classification), its total downsampling and its default Grad-CAM layer; the
 training, inference and Grad-CAM stages read these from it and build the network with its operator's `impl`.
-Adding a network is a settings model, a branch of `build_network`, its entry in SEGMENTATION_NETS or
+Adding a network is a settings model, a branch of `network_call`, its entry in SEGMENTATION_NETS or
 CLASSIFICATION_NETS, LABELS (and CAM_LAYERS), `downsampling` and `receptive_field` branches when it downsamples, and a
 `_register` line: all in this module.
 
-Self-contained functions (see radlang/registry.py): `build_network` builds the MONAI module from the
+Self-contained functions (see radlang/registry.py): `build_network` builds the MONAI module (`network_call`: which constructor, with what arguments) from the
 plain spec {"arch": ..., "params": ...}; `receptive_field` follows kernel sizes and strides exactly
 (interval propagation along every path, skip connections included); `network_estimates` runs the
 network on PyTorch's `meta` device (shapes only: no data, no arithmetic) to count parameters and the
@@ -46,28 +46,40 @@ def build_network(spec):
     """The MONAI network (a torch.nn.Module) for a plain network spec {"arch": name, "params": settings}."""
     from monai.networks import nets
 
+    name, kwargs = network_call(spec)
+    return getattr(nets, name)(**kwargs)
+
+
+def network_call(spec):
+    """(the `monai.networks.nets` constructor, its keyword arguments) for a plain network spec: `build_network` calls it,
+    and `radlang render` writes it into the stage's function."""
     a, p = spec["arch"], spec["params"]
-    dims, cin, cout = int(p["dims"]), int(p["in_channels"]), int(p["out_channels"])
+    io = {"spatial_dims": int(p["dims"]), "in_channels": int(p["in_channels"]), "out_channels": int(p["out_channels"])}
     if a == "unet":
-        norm = None if p["norm"] == "none" else p["norm"]
-        return nets.UNet(spatial_dims=dims, in_channels=cin, out_channels=cout, channels=tuple(p["channels"]),
-                         strides=tuple(p["strides"]), kernel_size=int(p["kernel_size"]), up_kernel_size=int(p["up_kernel_size"]),
-                         num_res_units=int(p["num_res_units"]), act=p["act"], norm=norm, dropout=float(p["dropout"]))
+        return "UNet", {**io, "channels": tuple(p["channels"]), "strides": tuple(p["strides"]), "kernel_size": int(p["kernel_size"]),
+                        "up_kernel_size": int(p["up_kernel_size"]), "num_res_units": int(p["num_res_units"]), "act": p["act"],
+                        "norm": None if p["norm"] == "none" else p["norm"], "dropout": float(p["dropout"])}
     if a == "attention_unet":
-        return nets.AttentionUnet(spatial_dims=dims, in_channels=cin, out_channels=cout, channels=tuple(p["channels"]),
-                                  strides=tuple(p["strides"]), kernel_size=int(p["kernel_size"]),
-                                  up_kernel_size=int(p["up_kernel_size"]), dropout=float(p["dropout"]))
+        return "AttentionUnet", {**io, "channels": tuple(p["channels"]), "strides": tuple(p["strides"]),
+                                 "kernel_size": int(p["kernel_size"]), "up_kernel_size": int(p["up_kernel_size"]),
+                                 "dropout": float(p["dropout"])}
     if a == "segresnet":
         norm = ("GROUP", {"num_groups": int(p["groups"])}) if p["norm"] == "group" else p["norm"]
-        return nets.SegResNet(spatial_dims=dims, in_channels=cin, out_channels=cout, init_filters=int(p["init_filters"]),
-                              blocks_down=tuple(p["blocks_down"]), blocks_up=tuple(p["blocks_up"]), norm=norm,
-                              dropout_prob=float(p["dropout"]) or None, upsample_mode=p["upsample"])
+        return "SegResNet", {**io, "init_filters": int(p["init_filters"]), "blocks_down": tuple(p["blocks_down"]),
+                             "blocks_up": tuple(p["blocks_up"]), "norm": norm, "dropout_prob": float(p["dropout"]) or None,
+                             "upsample_mode": p["upsample"]}
     if a == "densenet121":
-        return nets.DenseNet121(spatial_dims=dims, in_channels=cin, out_channels=cout, dropout_prob=float(p["dropout"]))
+        return "DenseNet121", {**io, "dropout_prob": float(p["dropout"])}
     if a == "resnet":
-        make = getattr(nets, f"resnet{int(p['depth'])}")
-        return make(spatial_dims=dims, n_input_channels=cin, num_classes=cout, widen_factor=float(p.get("widen_factor", 1.0)))
+        return f"resnet{int(p['depth'])}", {"spatial_dims": io["spatial_dims"], "n_input_channels": io["in_channels"],
+                                            "num_classes": io["out_channels"], "widen_factor": float(p.get("widen_factor", 1.0))}
     raise ValueError(f"unknown network {a!r}")
+
+
+def network_code(arch, params, seed):
+    """The MONAI constructor call a network stage's settings make (`network_call`), as Python."""
+    name, kwargs = network_call({"arch": arch, "params": params})
+    return [f"monai.networks.nets.{name}(", *(f"    {k}={v!r}," for k, v in kwargs.items()), ")"]
 
 
 def receptive_field(spec):
@@ -408,7 +420,8 @@ def _net_plan(stage, memory):
 def _register(name, settings, doc, example):
     register(Operator(
         name=name, kind="network", output="Network", settings=settings, behaviour="stateless", run=run_network, infer=_net_type,
-        impl=build_network, plan=_net_plan, doc=doc, examples=(example,),
+        impl=build_network, helpers=(network_call,), plan=_net_plan, doc=doc, examples=(example,),
+        library_code=lambda params, seed: network_code(name, params, seed),
     ))
 
 

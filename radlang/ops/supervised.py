@@ -33,9 +33,12 @@ from radlang.ops.netio import (
     make_scheduler,
     metrics_json,
     normalize_image,
+    optimizer_call,
     predict_volume,
     save_weights,
+    scheduler_call,
     train_step,
+    training_code,
 )
 from radlang.ops.networks import downsampling
 from radlang.ops.segmentation_metrics import seg_scores
@@ -387,7 +390,8 @@ register(Operator(
     positional=("net", "cohort"), infer=_train_type, impl=train_network, plan=_train_plan, version="1", sink=True,
     helpers=(load_case, normalize_image, make_loss, sample_patches, classification_crop, divisible_pad,
              predict_volume, seg_scores, save_weights, load_weights, split_validation, metrics_json, make_optimizer,
-             make_scheduler, train_step),
+             optimizer_call, make_scheduler, scheduler_call, train_step),
+    library_code=training_code,
     doc=("Supervised training of a MONAI network on a cohort: segmentation (masks; pos/neg crops, 2D slice-wise or 3D) "
          "or classification (binary / multiclass outcome). Deterministic on CPU; best checkpoint by validation; weights only."),
     examples=("train fit = supervised(net, train) { loss: dice_ce, epochs: 40, batch: 2, patch: [32, 32, 32], validate_every: 5 }",),

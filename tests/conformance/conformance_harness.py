@@ -22,7 +22,7 @@ from pathlib import Path
 from conformance_fixtures import DATA, Fixture, FixtureError, fixture, study_text, write_data, write_example_file
 
 from radlang.backends.executor import RunError, run_study
-from radlang.backends.render.script import render_to_file
+from radlang.backends.render.script import render_to_dir
 from radlang.compiler import compile_source
 from radlang.registry import all_ops
 
@@ -154,7 +154,7 @@ def run_group(root: Path, group: str) -> GroupRun:
     fixtures = [fx for name in members(group) if isinstance(fx := run_fixtures()[name], Fixture)]
     spec = write_spec(root, fixtures, f"conformance: {group}")
     study = compile_spec(spec)
-    script = render_to_file(study, root / "study.py")
+    script = render_to_dir(study, root / "review") / "study.py"
     out, run_dir, script_dir = root / "out", root / "run", root / "script"
     error = ""
     try:

@@ -13,13 +13,13 @@ import pytest
 from render_helpers import REPO, SPECS, compile_spec, compile_text, output_files, run_script
 
 from radlang.backends.executor import run_study
-from radlang.backends.render.script import render_to_file
+from radlang.backends.render.script import render_to_dir
 
 
 def equivalent(study, tmp_path: Path, workers: int = 1, script_path: Path | None = None) -> dict[str, bytes]:
     run_dir, script_dir = tmp_path / "run", tmp_path / "script"
     run_study(study, out=run_dir, workers=workers, quiet=True)
-    script = script_path or render_to_file(study, tmp_path / "study.py")
+    script = script_path or render_to_dir(study, tmp_path / "review") / "study.py"
     proc = run_script(script, "--out", str(script_dir))
     assert proc.returncode == 0, proc.stderr[-3000:]
     # an output may name its own folder (a checkpoint path): the same file, written under another --out

@@ -13,7 +13,7 @@ import pytest
 from render_helpers import compile_spec, run_script
 from test_equivalence import equivalent
 
-from radlang.backends.render.script import render_to_file
+from radlang.backends.render.script import render_to_dir, render_to_file
 
 
 def _payload(marker) -> str:
@@ -100,3 +100,13 @@ def test_spec_text_never_decides_how_python_decodes_the_script(tmp_path, text):
     assert study.title == text and text in consts and f"runs/{text}" in consts
     # a carriage return would end a comment line for Python: none is written, only its escape
     assert b"\r" not in raw
+    review = render_to_dir(study, folder / "review")
+    for name, head in (("study.py", [b"#!/usr/bin/env python3",
+                                     b"# A study rendered by radlang for review (UTF-8; no spec text is on these two lines)."]),
+                       ("radlang_runtime.py", [
+                           b"# The runtime of a study rendered by radlang for review (UTF-8; no spec text is on these two lines).",
+                           b"# study.py beside this file checks this file's sha256 before it imports it: do not edit it."])):
+        raw = (review / name).read_bytes()
+        assert raw.split(b"\n")[:2] == head, name
+        assert tokenize.detect_encoding(io.BytesIO(raw).readline)[0] == "utf-8" and b"\r" not in raw
+        compile(raw, name, "exec", ast.PyCF_ONLY_AST)

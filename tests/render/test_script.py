@@ -113,7 +113,7 @@ def test_provenance_header(rendered):
     assert ast.literal_eval(spec_text) == source
     assert "#   |   seed: 9" in head
     # the spec's comments are carried over to their stages
-    assert "# development\n# consumes: nothing\ndef stage_dev(" in text
+    assert re.search(r"\n# development\n# consumes: nothing\n# calls run_\w+: sha256 [0-9a-f]{16}; [^\n]*\ndef stage_dev\(", text)
 
 
 def test_rendering_twice_differs_only_in_the_date(monkeypatch):

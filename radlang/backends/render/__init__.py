@@ -1,4 +1,5 @@
-"""`radlang render`: a compiled study -> one standalone, auditable Python script.
+"""`radlang render`: a compiled study -> auditable Python. `-o DIR` writes the review folder (study.py: the stages
+first, calling radlang_runtime.py beside it, whose sha256 it checks; manifest.json); `-o NAME.py` one standalone script.
 
 One implementation: the script holds radlang's own code, copied verbatim with `inspect.getsource`,
 never a second version of it. That is (1) the operators' self-contained functions (`impl` and
@@ -16,4 +17,4 @@ spec text can never run. See docs/architecture.md, "Rendering".
 
 
 The package: literals.py (values, comments and names for the script), inline.py (what the script may hold and the
-inliner), pins.py (package versions), script.py (the script itself)."""
+inliner), pins.py (package versions), script.py (the script, the review folder, the call-graph pruning)."""

@@ -17,19 +17,27 @@ class RenderError(Exception):
         super().__init__(message)
 
 
-def pylit(obj: Any, indent: int = 0, width: int = 100) -> str:
+def pylit(obj: Any, indent: int = 0, width: int = 100, pack: bool = False) -> str:
     """A deterministic Python literal for JSON-able data (what Stage.params holds). Strings go through
-    repr(), so quotes, backslashes, newlines and template syntax stay inert."""
+    repr(), so quotes, backslashes, newlines and template syntax stay inert. A literal too long for one line
+    has one item a line, or with `pack` as many short items a line as fit in `width`."""
     flat = flat_literal(obj)
     if len(flat) + indent <= width or not isinstance(obj, (dict, list, tuple)) or not obj:
         return flat
     pad, inner = " " * indent, " " * (indent + 4)
     if isinstance(obj, dict):
-        items = [f"{inner}{flat_literal(k)}: {pylit(v, indent + 4, width)}," for k, v in obj.items()]
-        return "{\n" + "\n".join(items) + f"\n{pad}}}"
-    open_, close = ("[", "]") if isinstance(obj, list) else ("(", ")")
-    items = [f"{inner}{pylit(v, indent + 4, width)}," for v in obj]
-    return open_ + "\n" + "\n".join(items) + f"\n{pad}{close}"
+        open_, close = "{", "}"
+        items = [f"{flat_literal(k)}: {pylit(v, indent + 4, width, pack)}," for k, v in obj.items()]
+    else:
+        open_, close = ("[", "]") if isinstance(obj, list) else ("(", ")")
+        items = [f"{pylit(v, indent + 4, width, pack)}," for v in obj]
+    lines: list[str] = []
+    for item in items:
+        if pack and lines and "\n" not in item and "\n" not in lines[-1] and len(lines[-1]) + 1 + len(item) <= width:
+            lines[-1] += " " + item
+        else:
+            lines.append(inner + item)
+    return open_ + "\n" + "\n".join(lines) + f"\n{pad}{close}"
 
 
 def flat_literal(obj: Any) -> str:

@@ -4,8 +4,10 @@ runtime stand-ins, the provenance header, the page laid out by templates/study.p
 from __future__ import annotations
 
 import ast
+import functools
 import hashlib
 import inspect
+import json
 import os
 import sys
 from collections.abc import Callable
@@ -88,9 +90,9 @@ def run_functions(op) -> list[Callable]:
     return [f for f in (op.run, op.case, op.on_cohort, op.fold_data) if f is not None]
 
 
-def _stage_literal(st, spec_path: str) -> str:
+def _stage_literal(st, spec_path: str, spec_ref: Callable[[str], str]) -> str:
     """`stage = ctx.declare(Stage(...))` with the stage's settings and everything else a mode reads, as
-    literals; fields at their defaults are left out."""
+    literals; fields at their defaults are left out. `spec_ref` writes the path of the spec file that declared it."""
     from dataclasses import fields as dc_fields
 
     type_ = {f.name: getattr(st.type, f.name) for f in dc_fields(st.type) if getattr(st.type, f.name) != f.default}
@@ -98,11 +100,35 @@ def _stage_literal(st, spec_path: str) -> str:
               "inputs": {p: [r.stage, r.attr] for p, r in sorted(st.inputs.items())}, "seed": st.seed, "type": type_,
               "fit": st.fit, "fit_within": list(st.fit_within), "extra": {k: v for k, v in st.extra.items() if k != "refs"}}
     fields = {k: v for k, v in fields.items() if k in ("name", "kind", "op", "params", "seed") or v not in ({}, [], "none")}
-    lines = [f"    {k}={pylit(v, indent=4)}," for k, v in fields.items()]
+    lines = [f"    {k}={pylit(v, indent=4, pack=True)}," for k, v in fields.items()]
     f = Path(st.span.file) if st.span and st.span.file else None
-    file = str(f.resolve()) if f is not None and f.exists() else (str(f) if f else "")  # absolute: any working folder
-    lines.append("    file=SPEC_PATH," if file == spec_path else f"    file={pylit(file)},")
+    file = str(f.resolve()) if f is not None and f.exists() else (str(f) if f else "")
+    lines.append("    file=SPEC_PATH," if file == spec_path else f"    file={spec_ref(file)},")
     return "\n".join(["stage = ctx.declare(Stage(", *lines, "))"])
+
+
+def _library_lines(op, st) -> list[str]:
+    """The library object the stage's settings make, as its operator shows it (`library_code`), as `#` lines."""
+    if op.library_code is None:
+        return []
+    try:
+        lines = op.library_code(st.params, st.seed)
+    except ImportError as e:   # an optional package that is not installed where the study is rendered
+        lines = [f"(not shown: {e.name or e} is not installed here)"]
+    return ["# the library object these settings make:", *(f"#   {comment_text(x)}" for x in lines)]
+
+
+def _fold_lines(study, st) -> list[str]:
+    """For a stage that refits a graph inside every training fold (`extra["refit"]`, radlang/passes/fit_boundaries.py):
+    the graph in fit order, each node with its operator and the stage function that holds its settings."""
+    refit = st.extra.get("refit")
+    if not refit:
+        return []
+    by = study.by_name()
+    order = [n.name for n in study.stages if n.name in set(refit["nodes"])]
+    steps = [f"{n} = {by[n].op}(...) [stage_{identifier(n)}]" for n in order]
+    return [comment_text(x) for x in (f"in every training fold it refits, on that fold's training cases only, from {', '.join(refit['sources'])}:",
+                                      *(f"  -> {x}" for x in steps))]
 
 
 def runtime_needs() -> list[Callable]:
@@ -123,13 +149,7 @@ def runtime_source() -> tuple[str, frozenset[str]]:
             and not isinstance(n, (ast.Import, ast.ImportFrom))]
     lines = src.split("\n")
     text = "\n".join(lines[body[0].lineno - 1:]).strip() + "\n"
-    names = set()
-    for n in body:
-        if isinstance(n, (ast.ClassDef, ast.FunctionDef)):
-            names.add(n.name)
-        elif isinstance(n, ast.Assign):
-            names |= {t.id for t in n.targets if isinstance(t, ast.Name)}
-    return text, frozenset(names)
+    return text, frozenset(top_level_names(text))
 
 
 def _spec_lines(study, st) -> list[str]:
@@ -144,8 +164,97 @@ def _default_out(study) -> str:
     return study.config.get("out") or "runs/study"
 
 
-def render_study(study, date: str | None = None) -> tuple[str, dict[str, str]]:
-    """The script text and the package pins it records."""
+def _provenance_date(date: str | None) -> str:
+    if date is not None:
+        return date
+    epoch = os.environ.get("SOURCE_DATE_EPOCH")
+    when = datetime.fromtimestamp(int(epoch), UTC) if epoch and epoch.isdigit() else datetime.now(UTC)
+    return when.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _registry_line(op) -> str:
+    """How the script's registry knows an operator: the functions `radlang run` looks up by operator name
+    (`run`, `case`, `on_cohort`, `fold_data`, `impl`). Helpers are reached from those by name, so they are not listed."""
+    args = [f"name={op.name!r}", f"behaviour={op.behaviour!r}", f"version={op.version!r}", f"sink={op.sink!r}", f"fit={op.fit!r}"]
+    args += [f"{what}={fn.__name__}" for what, fn in (("run", op.run), ("case", op.case), ("on_cohort", op.on_cohort),
+                                                      ("fold_data", op.fold_data), ("impl", op.impl)) if fn is not None]
+    if op.raters:
+        args.append("raters=True")
+    if op.inner_cv is not None:
+        args.append(f"inner_cv={op.inner_cv!r}")
+    return f"registry.add(OperatorInfo({', '.join(args)}))"
+
+
+@functools.lru_cache(maxsize=4096)
+def names_used(src: str) -> frozenset[str]:
+    """Every name a piece of code mentions (loads, stores, annotations): the edges of the script's call graph."""
+    return frozenset(n.id for n in ast.walk(ast.parse(src)) if isinstance(n, ast.Name))
+
+
+def reachable(blocks: dict[str, str], roots: set[str]) -> list[str]:
+    """The blocks (name -> source) that `roots` reach by name, following every name each block mentions; in the
+    order of `blocks`. Code the study never names is left out of the script."""
+    seen, todo = set(), [r for r in roots if r in blocks]
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        todo += [n for n in names_used(blocks[name]) if n in blocks and n not in seen]
+    return [n for n in blocks if n in seen]
+
+
+def top_level_names(src: str) -> set[str]:
+    """The names a module defines at its top level (functions, classes, assignments)."""
+    out = set()
+    for n in ast.parse(src).body:
+        if isinstance(n, (ast.FunctionDef, ast.ClassDef)):
+            out.add(n.name)
+        elif isinstance(n, ast.Assign):
+            out |= {t.id for t in n.targets if isinstance(t, ast.Name)}
+    return out
+
+
+def short_sha(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _keep_imports(lines: set[str] | list[str], used: set[str]) -> list[str]:
+    """The import lines whose bound names the code uses."""
+    kept = []
+    for line in lines:
+        node = ast.parse(line).body[0]
+        bound = {(a.asname or a.name).split(".")[0] for a in node.names}
+        if bound & used or isinstance(node, ast.ImportFrom) and node.module == "__future__":
+            kept.append(line)
+    return sorted(kept, key=lambda x: (x.startswith("from "), x))
+
+
+@dataclass
+class Parts:
+    """A rendered study in pieces: the runtime module's body and the study's stages, run loop and provenance.
+    The single-file script and the review folder lay out the same pieces."""
+
+    values: dict[str, Any]          # template variables
+    blocks: list[dict]              # inlined functions, classes and constants that the study reaches
+    block_sha: dict[str, str]       # name -> sha256 of its source (16 hex)
+    glue_imports: list[str]         # import lines the inlined code needs
+    pins: dict[str, str]
+    stage_calls: dict[str, list[str]]
+
+
+def _environment():
+    from jinja2 import Environment, FileSystemLoader, StrictUndefined
+
+    env = Environment(loader=FileSystemLoader(str(Path(__file__).parents[1] / "templates")), autoescape=False,
+                      undefined=StrictUndefined, keep_trailing_newline=True, trim_blocks=True, lstrip_blocks=True)
+    env.filters["lit"] = pylit
+    env.filters["comment"] = comment_text
+    return env
+
+
+def _parts(study, date: str | None, spec_ref: Callable[[str], str]) -> Parts:
+    """Everything both layouts need. `spec_ref(path)` writes a spec file's path as a Python expression."""
     rc = RenderContext(study=study, spec_dir=str(Path(study.file).resolve().parent))
     runtime, runtime_names = runtime_source()
     from radlang.backends.artefacts import write_artefact_manifest, write_stage_table
@@ -166,11 +275,14 @@ def render_study(study, date: str | None = None) -> tuple[str, dict[str, str]]:
         options += [o for o in code.options if o not in options]
         glue_imports |= {SCRIPT_MODULES.get(m, f"import {m}") for m in code.imports}
         stages.append({
-            "name": st.name, "fn": f"stage_{identifier(st.name)}", "body": [*_stage_literal(st, spec_path).split("\n"), *code.body],
+            "name": st.name, "fn": f"stage_{identifier(st.name)}",
+            "body": [*_stage_literal(st, spec_path, spec_ref).split("\n"), *_library_lines(op, st), *code.body],
             "header": comment_text(f"{st.kind} {st.name} = {st.op}(...)   [{op.behaviour}, seed {st.seed}]"),
             "comments": [comment_text(c) for c in st.comments],
             "spec": _spec_lines(study, st),
             "consumes": comment_text(", ".join(f"{p} <- {r}" for p, r in sorted(st.inputs.items())) or "nothing"),
+            "runtime": [],
+            "folds": _fold_lines(study, st),
             "fit": comment_text(f"fit on {st.fit}" + (f" inside the training folds of {', '.join(st.fit_within)}" if st.fit_within else "")
                                 if st.fit != "none" else ""),
         })
@@ -185,60 +297,178 @@ def render_study(study, date: str | None = None) -> tuple[str, dict[str, str]]:
     glue_imports |= more_imports
     if problems:
         raise RenderError("E704", "operator code cannot be inlined into a standalone script:\n  " + "\n  ".join(dict.fromkeys(problems)))
-    modules = imported_modules(sources)
-    pins = package_pins(modules)
+    registry_lines = [_registry_line(op) for op in ops.values()]
     spec_text = study.source
     sha = hashlib.sha256(spec_text.encode()).hexdigest()
-    if date is None:
-        epoch = os.environ.get("SOURCE_DATE_EPOCH")
-        when = datetime.fromtimestamp(int(epoch), UTC) if epoch and epoch.isdigit() else datetime.now(UTC)
-        date = when.strftime("%Y-%m-%dT%H:%M:%SZ")
-    registry_lines = []
-    for op in ops.values():
-        args = [f"name={op.name!r}", f"behaviour={op.behaviour!r}", f"version={op.version!r}", f"sink={op.sink!r}", f"fit={op.fit!r}"]
-        args += [f"{what}={fn.__name__}" for what, fn in (("run", op.run), ("case", op.case), ("on_cohort", op.on_cohort),
-                                                          ("fold_data", op.fold_data)) if fn is not None]
-        if op.impl is not None:
-            args.append(f"impl={op.impl.__name__}")
-        if op.helpers:
-            args.append("helpers=(" + ", ".join(h.__name__ for h in op.helpers) + ("," if len(op.helpers) == 1 else "") + ")")
-        if op.raters:
-            args.append("raters=True")
-        if op.inner_cv is not None:
-            args.append(f"inner_cv={op.inner_cv!r}")
-        registry_lines.append(f"registry.add(OperatorInfo({', '.join(args)}))")
+    values = {
+        "title": comment_text(study.title), "title_lit": pylit(study.title), "spec_file": comment_text(study.file),
+        "version": __version__, "date": _provenance_date(date), "sha": sha, "python": sys.version.split()[0],
+        "spec_lines": [comment_text(x) for x in spec_text.split("\n")],
+        "spec_lit": _spec_literal(spec_text), "seed": study.seed,
+        "seeds": [(comment_text(s.name), s.seed) for s in study.stages],
+        "runtime": runtime, "registry_lines": registry_lines, "stages": stages, "options": options,
+        "default_out": pylit(_default_out(study)), "study_config": pylit(study.config, indent=0), "spec_file_lit": pylit(study.file),
+        "spec_path_expr": spec_ref(spec_path), "spec_file_expr": spec_ref(study.file), "rendered_by": pylit(f"radlang {__version__} render"),
+    }
+    env = _environment()
+    body = env.get_template("study_body.py.j2").render(**values)
+    # the call graph: what the stages, the run loop, the runtime and the registry name, and what that names in turn
+    named = {_block_name(f, src): (f, src.rstrip("\n") + "\n") for f, src in zip(functions, sources)}
+    roots = names_used(body) | names_used(runtime) | names_used("\n".join(registry_lines))
+    keep = reachable({n: src for n, (_, src) in named.items()}, roots)
+    blocks, block_sha, kept_sources = [], {}, []
+    for n in keep:
+        f, src = named[n]
+        block_sha[n] = short_sha(src)
+        what = (f"{f[2]} (a constant the executor glue uses)" if isinstance(f, tuple)
+                else origin.get(id(f), f"{f.__module__} (executor glue, verbatim)"))
+        blocks.append({"name": n, "origin": comment_text(f"{what}; sha256 {block_sha[n]}"), "source": src})
+        kept_sources.append(src)
+    used = names_used(runtime) | names_used("\n".join(registry_lines)) | {x for s in kept_sources for x in names_used(s)}
+    pins = package_pins(imported_modules([*kept_sources, *_keep_imports(glue_imports, used)]))
+    sources_of = {n: named[n][1] for n in keep}
+    stage_calls = {}
+    for s in stages:
+        stage_calls[s["name"]] = calls = sorted(names_used("\n".join(s["body"])) & set(keep))
+        s["runtime"] = [_code_line(c, sources_of) for c in calls]
+    body = env.get_template("study_body.py.j2").render(**values)
+    values.update(pins=pins, pins_lit=pylit(pins, indent=0), functions=blocks, body=body)
+    return Parts(values=values, blocks=blocks, block_sha=block_sha, glue_imports=_keep_imports(glue_imports, used), pins=pins,
+                 stage_calls=stage_calls)
 
-    from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
-    env = Environment(loader=FileSystemLoader(str(Path(__file__).parents[1] / "templates")), autoescape=False,
-                      undefined=StrictUndefined, keep_trailing_newline=True, trim_blocks=True, lstrip_blocks=True)
-    env.filters["lit"] = pylit
-    env.filters["comment"] = comment_text
-    blocks = []
-    for f, src in zip(functions, sources):
-        if isinstance(f, tuple):
-            blocks.append({"origin": comment_text(f"{f[2]} (a constant the executor glue uses)"), "source": src})
-        else:
-            blocks.append({"origin": comment_text(origin.get(id(f), f"{f.__module__} (executor glue, verbatim)")), "source": src})
-    text = env.get_template("study.py.j2").render(
-        title=comment_text(study.title), title_lit=pylit(study.title), spec_file=comment_text(study.file),
-        version=__version__, date=date, sha=sha, python=sys.version.split()[0], pins=pins,
-        spec_lines=[comment_text(x) for x in spec_text.split("\n")],
-        spec_lit=_spec_literal(spec_text), seed=study.seed,
-        seeds=[(comment_text(s.name), s.seed) for s in study.stages],
-        functions=blocks, runtime=runtime, registry_lines=registry_lines,
-        imports=_import_lines(glue_imports), stages=stages, options=options,
-        default_out=pylit(_default_out(study)), spec_dir=pylit(rc.spec_dir),
-        study_config=pylit(study.config, indent=0), spec_file_lit=pylit(study.file),
-        spec_path_lit=pylit(spec_path),
-        rendered_by=pylit(f"radlang {__version__} render"),
-        pins_lit=pylit(pins, indent=0),
-    )
+def code_sha(name: str, sources: dict[str, str]) -> tuple[str, int]:
+    """sha256 (16 hex) of a function's source and of every inlined block it reaches by name, in the script's order,
+    and how many blocks that is."""
+    closure = reachable(sources, {name})
+    return short_sha("".join(sources[n] for n in closure)), len(closure)
+
+
+def _code_line(name: str, sources: dict[str, str]) -> str:
+    sha, n = code_sha(name, sources)
+    return f"calls {name}: sha256 {short_sha(sources[name])}; with the {n - 1} blocks it reaches: sha256 {sha}"
+
+
+def _block_name(f, src: str) -> str:
+    """The name a block defines: a function's or class's, or a constant's (`NAME = ...`)."""
+    return f.__name__ if not isinstance(f, tuple) else ast.parse(src).body[0].targets[0].id
+
+
+def render_study(study, date: str | None = None) -> tuple[str, dict[str, str]]:
+    """The single self-contained script and the package pins it records."""
+    spec_dir = str(Path(study.file).resolve().parent)
+    parts = _parts(study, date, pylit)
+    text = _environment().get_template("study.py.j2").render(
+        **parts.values, imports=_import_lines(set(parts.glue_imports)), spec_dir=pylit(spec_dir))
+    _must_parse(text, "the rendered script")
+    return text, parts.pins
+
+
+RUNTIME_MODULE = "radlang_runtime"
+REVIEW_FILES = ("study.py", f"{RUNTIME_MODULE}.py", "manifest.json", "requirements.lock")
+
+
+def render_review(study, folder, date: str | None = None) -> dict[str, str]:
+    """The review form: file name -> text for `study.py` (the study first: stages that call the runtime with literal
+    settings), the runtime module beside it (pinned by its sha256) and `manifest.json`. Spec paths are written
+    relative to `folder`, so the folder and the spec can move together."""
+    here = Path(folder).resolve()
+
+    def spec_ref(path: str) -> str:
+        if not Path(path).is_absolute():
+            return pylit(path)
+        return f"str((HERE / {pylit(Path(os.path.relpath(path, here)).as_posix())}).resolve())"
+
+    parts = _parts(study, date, spec_ref)
+    env = _environment()
+    v = parts.values
+    runtime_code = "\n".join([v["runtime"], *(b["source"] for b in parts.blocks), *v["registry_lines"]])
+    runtime_imports = _keep_imports(parts.glue_imports, names_used(runtime_code))
+    runtime_text = env.get_template("review_runtime.py.j2").render(**v, imports=runtime_imports)
+    _must_parse(runtime_text, f"the rendered {RUNTIME_MODULE}.py")
+    runtime_sha = hashlib.sha256(runtime_text.encode()).hexdigest()
+
+    def study_text(imports, names):
+        return env.get_template("review_study.py.j2").render(
+            **v, imports=imports, runtime_imports=names, runtime_sha=runtime_sha, runtime_file=f"{RUNTIME_MODULE}.py",
+            runtime_module=RUNTIME_MODULE, pipelines=[])
+
+    draft = study_text(_import_lines(set()), [])        # every candidate import: keep those the study names
+    _must_parse(draft, "the rendered study.py")
+    used = names_used(draft)
+    local = {n.name for n in ast.parse(draft).body if isinstance(n, (ast.FunctionDef, ast.ClassDef))}
+    text = study_text(_keep_imports(_import_lines(set()), used), sorted((used & top_level_names(runtime_text)) - local))
+    _must_parse(text, "the rendered study.py")
+    manifest = render_manifest(study, parts, {"study.py": hashlib.sha256(text.encode()).hexdigest(),
+                                              f"{RUNTIME_MODULE}.py": runtime_sha}, spec_ref)
+    return {"study.py": text, f"{RUNTIME_MODULE}.py": runtime_text, "manifest.json": manifest}
+
+
+def render_manifest(study, parts: Parts, files: dict[str, str], spec_ref: Callable[[str], str]) -> str:
+    """manifest.json of the review folder: what was rendered (files and their sha256, package pins, the runtime's
+    blocks and their sha256) and the study's graph (each stage's operator, settings, inputs, seed, fit and the
+    runtime functions it calls). A run of study.py writes its own artefact manifest into the output folder."""
+    stages = []
+    for st in study.stages:
+        op = registry.get(st.op)
+        stages.append({"name": st.name, "kind": st.kind, "op": st.op, "op_version": op.version, "behaviour": op.behaviour,
+                       "params": st.params, "inputs": {p: str(r) for p, r in sorted(st.inputs.items())}, "seed": st.seed,
+                       "fit": st.fit, "fit_within": list(st.fit_within), "line": st.span.line if st.span else None,
+                       "calls": {c: parts.block_sha[c] for c in parts.stage_calls[st.name]}})
+    spec = Path(study.file)
+    record = {
+        "format": "radlang-review/1",
+        "study": study.title,
+        "seed": study.seed,
+        "config": study.config,
+        "spec": {"file": study.file, "sha256": parts.values["sha"]},
+        "rendered_by": f"radlang {__version__}",
+        "rendered": parts.values["date"],
+        "python": parts.values["python"],
+        "packages": parts.pins,
+        "files": files,
+        "stages": stages,
+        "edges": [[r.stage, st.name, p] for st in study.stages for p, r in sorted(st.inputs.items())],
+        "runtime_blocks": parts.block_sha,
+    }
+    if spec.is_absolute() or spec.exists():
+        record["spec"]["file"] = spec.name
+    return json.dumps(record, indent=2, sort_keys=False, default=str) + "\n"
+
+
+def render_to_dir(study, folder, lock: bool = False, date: str | None = None) -> Path:
+    """Write the review folder (study.py, the runtime, manifest.json, and requirements.lock with `lock`). The folder
+    may exist only if it is empty or holds nothing but an earlier render's files."""
+    from radlang.backends.cache import atomic_write_text
+
+    out = Path(folder)
+    if out.exists() and not out.is_dir():
+        raise RenderError("E702", f"cannot write the review folder `{folder}`: it is a file")
+    if out.is_dir():
+        others = sorted(p.name for p in out.iterdir() if p.name not in REVIEW_FILES and p.name != "__pycache__")
+        if others:
+            raise RenderError("E707", f"`{folder}` holds files that a render did not write ({', '.join(others[:5])}); "
+                                      "give an empty or new folder for the rendered study")
+    elif not out.parent.is_dir():
+        raise RenderError("E702", f"cannot write `{folder}`: the folder `{out.parent}` does not exist; create it first")
+    files = render_review(study, out, date=date)
+    try:
+        out.mkdir(exist_ok=True)
+        if lock:
+            files["requirements.lock"] = lock_text(json.loads(files["manifest.json"])["packages"])
+        for name, text in files.items():
+            atomic_write_text(out / name, text)
+            (out / name).chmod(0o755 if name == "study.py" else 0o644)
+    except OSError as e:
+        raise RenderError("E702", f"cannot write `{folder}`: {e.strerror or e}") from e
+    return out
+
+
+def _must_parse(text: str, what: str) -> None:
     try:
         ast.parse(text)
     except SyntaxError as e:  # a bug in a hook or the template, never in the spec
-        raise RenderError("E706", f"internal error: the rendered script is not valid Python (line {e.lineno}: {e.msg})") from e
-    return text, pins
+        raise RenderError("E706", f"internal error: {what} is not valid Python (line {e.lineno}: {e.msg})") from e
 
 
 def _import_lines(extra: set[str]) -> list[str]:
