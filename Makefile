@@ -16,8 +16,9 @@ $(STAMP): pyproject.toml
 	# the CPU build of torch that lies on disk (a plain `torch` would pull CUDA)
 	$(BIN)/pip install -q torch==2.13.0
 	$(BIN)/pip install -q --no-build-isolation pyradiomics==3.0.1
-	# survival-gpl (scikit-survival, GPL-3) only as the oracle of the survival-metric tests: radlang runs without it
-	$(BIN)/pip install -q -e '.[science,test,survival-gpl]'
+	# survival-gpl (scikit-survival, GPL-3) only as the oracle of the survival-metric tests: radlang runs without it;
+	# flower for the federated deployment test on loopback
+	$(BIN)/pip install -q -e '.[science,test,survival-gpl,flower]'
 	touch $(STAMP)
 
 setup: $(STAMP)

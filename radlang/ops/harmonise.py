@@ -373,7 +373,7 @@ register(Operator(
         "across the batches of a cohort column (its site, or e.g. a scanner column), preserving stated covariates; refit inside "
         "every training fold. A held-out batch unseen in training is refused, or estimated from its own unlabelled features "
         "(`unseen: transductive`, recorded in the manifest).",
-    examples=("harmonise h = combat(rad) { batch: site, covariates: [age] }",
+    examples=("harmonise h = combat(rad) { batch: site, covariates: [f1] }",
               "harmonise h = combat(rad) { unseen: transductive }"),
 ))
 
