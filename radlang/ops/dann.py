@@ -36,19 +36,14 @@ from pydantic import Field, field_validator
 
 from radlang.ops.fitted_recipe import run_recipe
 from radlang.ops.net_models import (
+    TRAINING_HELPERS,
     CnnSettings,
     _cnn_type,
-    _human,
-    backbone_features,
     branch_plan,
-    fit_network,
+    budget_warning,
     fusion_module,
-    inner_validation,
     net_estimator_class,
-    split_columns,
 )
-from radlang.ops.netio import make_optimizer, make_scheduler, optimizer_call, scheduler_call, train_step
-from radlang.ops.networks import build_network, network_call
 from radlang.registry import Operator, Port, register
 from radlang.types import RType
 from radlang.values import Sym
@@ -281,10 +276,7 @@ def _dann_plan(stage, memory, study=None):
     lines.append(("info", f"domain head: the site, from the pooled image vector behind a gradient reversal layer (lambda: {lam}); "
                   + (f"each step adds {labelled} unlabelled images of the held-out site (counted in the memory estimate)"
                      if p["target_unlabelled"] else "the training sites only")))
-    if memory is not None and est is not None and est["train_bytes"] > memory:
-        lines.append(("warning", (f"the training estimate {_human(est['train_bytes'])} exceeds the memory budget {_human(memory)}: "
-                                 "lower `batch` or the patch, or narrow the network")))
-    return lines
+    return lines + budget_warning(est, memory)
 
 
 register(Operator(
@@ -293,9 +285,7 @@ register(Operator(
             Port("target", ("Outcome",), doc="the training cohort's outcome, e.g. `train.outcome`"),
             Port("network", ("Network",), doc="the backbone: a `network` stage (densenet121, resnet, segresnet, unet)")),
     positional=("input", "target"), fit="outcome", behaviour="fitted", run=run_recipe, impl=make_dann,
-    helpers=(dann_estimator_class, dann_module, reverse_gradient, ganin_lambda, net_estimator_class, fusion_module, backbone_features,
-             split_columns, inner_validation, fit_network, build_network, network_call,
-             make_optimizer, optimizer_call, make_scheduler, scheduler_call, train_step),
+    helpers=(dann_estimator_class, dann_module, reverse_gradient, ganin_lambda, net_estimator_class, fusion_module) + TRAINING_HELPERS,
     fold_data=dann_fold_data, transductive=dann_transductive, infer=_dann_type, plan=_dann_plan, version="1",
     doc="Domain-adversarial training (DANN): `cnn`'s network with a domain head on the site behind a gradient reversal layer "
         "(lambda by Ganin et al.'s schedule, or constant), refit inside every training fold and validated leave-one-site-out; "

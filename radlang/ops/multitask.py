@@ -61,9 +61,16 @@ from typing import Annotated, Literal
 from pydantic import Field, field_validator
 
 from radlang.ops.fitted_recipe import run_recipe
-from radlang.ops.net_models import backbone_features, fit_network, inner_validation, network_input_checks, split_columns
-from radlang.ops.netio import make_optimizer, make_scheduler, optimizer_call, scheduler_call, train_step
-from radlang.ops.networks import build_network, network_call
+from radlang.ops.net_models import (
+    TRAINING_HELPERS,
+    backbone_features,
+    budget_warning,
+    fit_network,
+    inner_validation,
+    network_input_checks,
+    split_columns,
+)
+from radlang.ops.networks import build_network
 from radlang.registry import Operator, Port, register
 from radlang.types import RType
 from radlang.values import Settings, Sym, Variant, variants
@@ -659,10 +666,7 @@ def _multitask_plan(stage, memory, study=None):
              ("info", f"loss: {combine}; a head's missing targets are masked out of its loss only"),
              ("info", (f"training memory ≈ {_human(est['train_bytes'])} for batch {p['batch']} (activations kept for backward "
                        f"{_human(est['saved_bytes'])}); {est['params']:,} parameters in all"))]
-    if memory is not None and est["train_bytes"] > memory:
-        lines.append(("warning", (f"the training estimate {_human(est['train_bytes'])} exceeds the memory budget {_human(memory)}: "
-                                  "lower `batch` or the patch, or narrow the network")))
-    return lines
+    return lines + budget_warning(est, memory)
 
 
 register(Operator(
@@ -671,9 +675,7 @@ register(Operator(
             Port("target", ("Outcome",), doc="the outcome the primary head predicts, e.g. `train.outcome` (what `evaluate` measures)"),
             Port("network", ("Network",), doc="the shared backbone: a `network` stage (densenet121, resnet, segresnet, unet)")),
     positional=("input", "target"), fit="outcome", behaviour="fitted", run=run_recipe, impl=make_multitask,
-    helpers=(multitask_estimator_class, multitask_module, head_losses, multitask_backward, pack_targets, head_specs,
-             backbone_features, split_columns, inner_validation, fit_network, build_network, network_call,
-             make_optimizer, optimizer_call, make_scheduler, scheduler_call, train_step),
+    helpers=(multitask_estimator_class, multitask_module, head_losses, multitask_backward, pack_targets, head_specs) + TRAINING_HELPERS,
     infer=_multitask_type, plan=_multitask_plan, fold_data=multitask_fold_data, version="1",
     doc="One shared network backbone with named heads (binary, multiclass, continuous, survival), each with its own target "
         "(a cohort column; a missing value masks that head's loss only), loss and held-out metrics; losses combined by fixed "

@@ -442,10 +442,20 @@ def _cnn_plan(stage, memory, study=None):
         lines, est = branch_plan(study, stage)
     except ImportError:
         return [("info", "install torch and monai for parameter counts and memory estimates")]
-    if memory is not None and est is not None and est["train_bytes"] > memory:
-        lines.append(("warning", (f"the training estimate {_human(est['train_bytes'])} exceeds the memory budget {_human(memory)}: "
-                                 "lower `batch` or the patch, or narrow the network")))
-    return lines
+    return lines + budget_warning(est, memory)
+
+
+def budget_warning(est, memory) -> list:
+    """plan's warning when a network's training estimate exceeds the memory budget (none when within, or unknown)."""
+    if memory is None or est is None or est["train_bytes"] <= memory:
+        return []
+    return [("warning", (f"the training estimate {_human(est['train_bytes'])} exceeds the memory budget {_human(memory)}: "
+                         "lower `batch` or the patch, or narrow the network"))]
+
+
+# what every network model's fit reaches: listed among each such operator's helpers, for the rendered script
+TRAINING_HELPERS = (backbone_features, split_columns, inner_validation, fit_network, build_network, network_call,
+                    make_optimizer, optimizer_call, make_scheduler, scheduler_call, train_step)
 
 
 register(Operator(
@@ -454,8 +464,7 @@ register(Operator(
             Port("target", ("Outcome",), doc="the training cohort's outcome, e.g. `train.outcome`"),
             Port("network", ("Network",), doc="the backbone: a `network` stage (densenet121, resnet, segresnet, unet)")),
     positional=("input", "target"), fit="outcome", behaviour="fitted", run=run_recipe, impl=make_cnn,
-    helpers=(net_estimator_class, fusion_module, backbone_features, split_columns, inner_validation, fit_network, build_network, network_call,
-             make_optimizer, optimizer_call, make_scheduler, scheduler_call, train_step),
+    helpers=(net_estimator_class, fusion_module) + TRAINING_HELPERS,
     library_code=training_code, infer=_cnn_type, plan=_cnn_plan, version="1",
     doc="A network (a MONAI backbone, adaptive pooling, an MLP head) trained on image patches, with an optional tabular "
         "branch (intermediate fusion), refit inside every training fold with early stopping on an inner, patient-grouped "

@@ -42,8 +42,15 @@ from radlang.ops.clinical_metrics import (
 from radlang.ops.evaluation_plots import evaluation_plots, write_evaluation_plots
 from radlang.ops.evaluation_run import run_evaluate
 from radlang.ops.evaluation_summary import cv_description, evaluation_summary
-from radlang.ops.fold_engine import (choose_threshold, fitted_selections, held_out_heads, make_splits, model_artefact, run_fold,
-                                     survival_predictions)
+from radlang.ops.fold_engine import (
+    choose_threshold,
+    fitted_selections,
+    held_out_heads,
+    make_splits,
+    model_artefact,
+    run_fold,
+    survival_predictions,
+)
 from radlang.ops.survival_metrics import SURVIVAL_METRIC_HELPERS
 from radlang.registry import Operator, Port, register
 from radlang.types import RType
