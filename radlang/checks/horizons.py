@@ -16,7 +16,7 @@ from radlang.passes.fit_boundaries import validated_model
 def check_horizons(stages: dict, bounds: dict, facts: dict, diags: list):
     for name in sorted(stages):
         st = stages[name]
-        horizons = st.params.get("horizons") if st.op == "evaluate" else None
+        horizons = st.params.get("horizons") if st.type.kind == "Evaluation" else None
         model = stages.get(validated_model(st) or "") if horizons else None
         if model is None or "target" not in model.inputs:
             continue
