@@ -42,3 +42,48 @@ def test_no_output_names_the_absolute_out_folder(tmp_path):
     # what the training report names instead: the checkpoint relative to the out folder
     assert '"checkpoint": "models/fit.pt"' in (out / "metrics" / "fit_training.json").read_text()
     assert (out / "models" / "fit.pt").is_file()
+
+
+TABLE_SPEC = """study "moved" {
+  seed: 4
+  out: "out"
+}
+cohort c = table("data/cases.csv") { id: case, outcome: y as binary }
+features f = tabular(c)
+model m = logistic(f, target: c.outcome)
+validate v = evaluate(m) { cv: stratified_kfold(2), bootstrap: 0 }
+"""
+
+
+def _study_folder(root):
+    import numpy as np
+
+    from tests.validation._validation_util import write_table
+
+    (root / "data").mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    y = np.repeat([0, 1], 6)
+    write_table(root / "data" / "cases.csv", rng.normal(size=(12, 3)) + y[:, None], y)
+    (root / "study.rad").write_text(TABLE_SPEC)
+    return root / "study.rad"
+
+
+def test_inputs_are_recorded_relative_to_the_spec_so_a_moved_study_folder_gives_the_same_manifest(tmp_path):
+    """An input outside the out folder is `<spec>/...` in run.json and manifest.json: the same study folder run in
+    two places writes the same manifest.json, and neither record holds either absolute location."""
+    import json
+
+    pytest.importorskip("sklearn")
+    records = []
+    for place in ("here", "there/deeper"):
+        spec = _study_folder(tmp_path / place / "study")
+        rc, _, err = run_cli(["run", spec, "--quiet", "--workers", "1"])
+        assert rc == 0, err
+        out = spec.parent / "out"
+        for name in ("run.json", "manifest.json"):
+            assert str(tmp_path).encode() not in (out / name).read_bytes(), name
+        run = json.loads((out / "run.json").read_text())
+        assert list(run["inputs"]) == ["<spec>/data/cases.csv"] and run["spec"]["file"] == "study.rad"
+        records.append((out / "manifest.json").read_bytes())
+    assert records[0] == records[1]
+    assert json.loads(records[0])["inputs"] == run["inputs"]

@@ -83,6 +83,19 @@ def out_relative(path, out) -> str:
         return str(path)
 
 
+def input_relative(path, out, spec_file) -> str:
+    """An input file as run.json and manifest.json record it: `<out>/...` inside the out folder, otherwise
+    `<spec>/...` relative to the spec's folder (`..` where it lies above), so a study folder that moves as a whole
+    records the same text."""
+    import os
+    from pathlib import Path
+
+    inside = out_relative(path, out)
+    if inside.startswith("<out>/"):
+        return inside
+    return "<spec>/" + Path(os.path.relpath(Path(path).resolve(), Path(spec_file).resolve().parent)).as_posix()
+
+
 def manifest_stages(study) -> list[dict]:
     """manifest.json's `stages`: each stage's operator, settings, seed, inputs, outcome kind and fit boundaries (and a
     validation's refit graph and its transductive stages), in the study's order. `radlang report`'s checklists read
@@ -119,7 +132,7 @@ def write_artefact_manifest(ctx, spec_sha256: str) -> None:
         "spec_sha256": spec_sha256,
         "seed": study.seed,
         "stages": manifest_stages(study),
-        "inputs": dict(sorted((out_relative(k, out), v) for k, v in ctx.inputs.items())),
+        "inputs": dict(sorted((input_relative(k, out, study.file), v) for k, v in ctx.inputs.items())),
         "artefacts": artefacts,
     }
     atomic_write_text(out / "manifest.json", json.dumps(manifest, indent=2, sort_keys=True, default=str) + "\n")

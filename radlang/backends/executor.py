@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from radlang import __version__, registry
-from radlang.backends.artefacts import out_relative, write_artefact_manifest, write_stage_table
+from radlang.backends.artefacts import input_relative, write_artefact_manifest, write_stage_table
 from radlang.backends.cache import Cache, atomic_write_text, key
 from radlang.backends.executors import make_executor
 from radlang.backends.outdir import prepare_out_dir
@@ -167,10 +167,10 @@ def write_manifest(ctx: RunContext):
     study = ctx.study
     manifest = {
         "study": study.title,
-        "spec": {"file": study.file, "sha256": hashlib.sha256(study.source.encode()).hexdigest()},
+        "spec": {"file": Path(study.file).name, "sha256": hashlib.sha256(study.source.encode()).hexdigest()},
         "seed": study.seed,
         "stages": [{"name": s.name, "op": s.op, "seed": s.seed, "seconds": ctx.timings.get(s.name)} for s in study.stages],
-        "inputs": dict(sorted((out_relative(k, ctx.out), v) for k, v in ctx.inputs.items())),   # relocatable: no absolute out path
+        "inputs": dict(sorted((input_relative(k, ctx.out, study.file), v) for k, v in ctx.inputs.items())),   # relocatable
         "excluded_cases": ctx.excluded,
         "warnings": ctx.warnings,
         "versions": _versions(),
