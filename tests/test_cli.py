@@ -186,6 +186,11 @@ def test_ops_json_and_markdown():
     assert path["required"] is True and manifest["kind"] == "cohort" and manifest["output"] == "Cohort"
     rc, out, err = run(["ops", "--format", "markdown"])
     assert rc == 0 and "#### `manifest`" in out and "| `path` |" in out
+    import re
+
+    rows = [line for line in out.splitlines() if line.startswith("| `")]
+    cells = {line: len(re.split(r"(?<!\\)\|", line)) - 2 for line in rows}    # unescaped bars split the cells
+    assert rows and all(n == 5 for n in cells.values()), [line for line, n in cells.items() if n != 5][:3]
 
 
 def test_version():
