@@ -9,8 +9,8 @@ from pathlib import Path
 from radlang import registry
 from radlang.checks.bind import bind, check_names, check_stage
 from radlang.checks.design import check_design
-from radlang.checks.privacy import check_privacy
 from radlang.checks.graph import build_graph, check_cycles, check_unused, induced, order
+from radlang.checks.privacy import check_privacy
 from radlang.checks.uses import resolve_uses
 from radlang.compiled import Stage, Study
 from radlang.diagnostics import Diagnostic, Span

@@ -30,7 +30,7 @@ class RType:
     split: str | None = None           # the shared `split` stage whose folds an evaluation holds out
     detail: str = ""                   # a word for messages: "logistic model", "3D UNet"
 
-    def with_(self, **kw) -> "RType":
+    def with_(self, **kw) -> RType:
         return replace(self, **kw)
 
     def describe(self) -> str:

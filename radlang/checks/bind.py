@@ -8,7 +8,7 @@ from radlang import registry
 from radlang.checks.settings import validate_settings
 from radlang.compiled import InputRef
 from radlang.diagnostics import Diagnostic, Related, did_you_mean
-from radlang.ir.nodes import ArgV, CallV, Cast, Compare, ListV, Ref, Setting, Stmt
+from radlang.ir.nodes import ArgV, CallV, Cast, Compare, ListV, Ref, Stmt
 from radlang.registry import InferCtx
 from radlang.types import COHORT_ATTRS, RType
 from radlang.values import to_python

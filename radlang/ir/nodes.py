@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal, Union
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PlainSerializer
 
@@ -50,12 +50,12 @@ class Ref(Node):
 
 class ListV(Node):
     t: Literal["list"] = "list"
-    items: tuple["Value", ...]
+    items: tuple[Value, ...]
 
 
 class ArgV(Node):
     name: str | None
-    value: "Value"
+    value: Value
 
 
 class CallV(Node):
@@ -65,7 +65,7 @@ class CallV(Node):
     args: tuple[ArgV, ...]
 
     @property
-    def positional(self) -> tuple["Value", ...]:
+    def positional(self) -> tuple[Value, ...]:
         return tuple(a.value for a in self.args if a.name is None)
 
     @property
@@ -78,19 +78,19 @@ class Compare(Node):
 
     t: Literal["cmp"] = "cmp"
     op: str
-    left: "Value"
-    right: "Value"
+    left: Value
+    right: Value
 
 
 class Cast(Node):
     """``malignant as binary``."""
 
     t: Literal["cast"] = "cast"
-    value: "Value"
-    kind: "Value"
+    value: Value
+    kind: Value
 
 
-Value = Annotated[Union[Num, Str, Bool, NoneV, Ref, ListV, CallV, Compare, Cast], Field(discriminator="t")]
+Value = Annotated[Num | Str | Bool | NoneV | Ref | ListV | CallV | Compare | Cast, Field(discriminator="t")]
 
 
 class Setting(Node):
@@ -110,7 +110,7 @@ class Stmt(Node):
     like: str | None = None
     like_span: Span | None = None
     settings: tuple[Setting, ...] = ()
-    children: tuple["Stmt", ...] = ()
+    children: tuple[Stmt, ...] = ()
     comments: tuple[str, ...] = ()
 
 

@@ -1,1 +1,1 @@
-from radlang.syntax.parser import parse, parse_file, SourceError  # noqa: F401
+from radlang.syntax.parser import SourceError, parse, parse_file  # noqa: F401

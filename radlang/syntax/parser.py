@@ -7,8 +7,8 @@ import re
 from functools import lru_cache
 
 from lark import Lark, Token, Transformer
-from lark.lexer import BasicLexer, UnlessCallback
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
+from lark.lexer import BasicLexer, UnlessCallback
 
 from radlang.diagnostics import Diagnostic, Span
 from radlang.ir.nodes import ArgV, Bool, CallV, Cast, Compare, ListV, Module, NoneV, Num, Ref, Setting, Stmt, Str, Study, Use
@@ -396,7 +396,7 @@ def _depth_check(file: str, text: str) -> Diagnostic | None:
     return None
 
 
-_STMT_START = re.compile(r"^[ \t]*(?:study\b|use\b|[A-Za-z_]\w*[ \t]+[A-Za-z_]\w*[ \t]*=)", re.M)
+_STMT_START = re.compile(r"^[ \t]*(?:study\b|use\b|[A-Za-z_]\w*[ \t]+[A-Za-z_]\w*[ \t]*=)", re.MULTILINE)
 
 
 def _chunks(text: str):
