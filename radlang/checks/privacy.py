@@ -2,7 +2,7 @@
 
 A `federate` stage trains across the sites of its cohort by exchanging weights. Any other stage that needs that
 cohort's case-level data pooled across sites breaks the promise: a selector, scaler, ComBat or model fit upstream
-of the federated stage (E529), or a stage downstream or beside it that fits on or resamples the pooled cases, such
+of the federated stage (E529; the network model it trains, its own input, is trained federated and is not one), or a stage downstream or beside it that fits on or resamples the pooled cases, such
 as a validation's cross-validation or bootstrap (E530). Each must become per-site or federated.
 """
 
@@ -28,9 +28,10 @@ def check_privacy(g: nx.DiGraph, stages: dict, diags: list):
     for name, fed in federated.items():
         cohort = fed.type.cohort
         up = nx.ancestors(g, name)
+        trained = fed.inputs["input"].stage if stages.get(fed.inputs["input"].stage, fed).kind == "model" else None
         for a in sorted(up):
             s = stages.get(a)
-            if s is None or s.fit == "none" or cohort not in lineage.get(a, set()) | {s.type.cohort}:
+            if s is None or s.fit == "none" or a == trained or cohort not in lineage.get(a, set()) | {s.type.cohort}:
                 continue
             diags.append(Diagnostic(
                 "E529", f"`{name}` is federated across the sites of `{cohort}`, but `{a}` ({s.op}) upstream is fit on the "
