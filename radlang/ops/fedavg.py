@@ -397,7 +397,8 @@ def _fed_type(ctx) -> RType:
             ctx.error("E285", f"a federated `{model}` model cannot fit a {outcome} outcome", setting="model",
                       hint=f"for a {outcome} outcome use `model: {MODEL_FOR[outcome]}`")
     coh = ctx.types.get(cohort) if cohort else None
-    if coh is not None and not coh.has_site and s.clients is None:
+    untargeted = network is None and src.kind != "Model" and tgt is None and s.clients is None   # E547 said it
+    if coh is not None and not coh.has_site and s.clients is None and not untargeted:
         ctx.error("E286", f"federated training needs sites, but cohort `{cohort}` has no site column", port="target" if tgt is not None else "input",
                   hint=f"add `site: <column>` to cohort `{cohort}` (each site is a client), or list one cohort per site as `clients`")
     test = ctx.inputs.get("test")
