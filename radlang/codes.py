@@ -264,7 +264,6 @@ CODES: dict[str, Code] = {c.code: c for c in (
     _c("E678", "cases without a ComBat batch or covariate value", "ops/harmonise.py"),
     _c("E679", "too few held-out cases of an unseen batch to estimate it transductively", "ops/harmonise.py"),
     _c("E680", "a survival horizon outside follow-up", "ops/evaluation_run.py checks/horizons.py", "beyond the last follow-up of the cohort, or outside the follow-up of a fold's held-out cases or of the external cohort; names the time column and the cases"),
-    _c("E681", "`render --target flower` of a federated network model", "ops/fedavg.py", "the Flower app renders the linear, logistic and Cox models; a `cnn` or `multitask` federation runs in the simulation (`radlang run`)"),
     _c("E690", "a federated client failed in a round", "ops/fedavg.py",
        "fewer clients than `min_clients` succeeded, so the round stops: the message names the round, the sites and their errors"),
     _c("W690", "a federated client failed in a round", "ops/fedavg.py",

@@ -290,3 +290,16 @@ def score_metric(kind, y, scores):
         p /= p.sum(axis=1, keepdims=True)
         return float(roc_auc_score(y, p[:, labels.astype(int)] / p[:, labels.astype(int)].sum(axis=1, keepdims=True), multi_class="ovr"))
     return float(np.sqrt(np.mean((y.reshape(-1) - np.asarray(scores).reshape(-1)) ** 2)))
+
+
+def federation_scaling(moments, skip, standardize, width):
+    """The mean and SD every client standardises its X with: the first `skip` columns (a network's image columns)
+    unchanged (mean 0, SD 1), the other `width` from the sites' moments (`pooled_scaling`) with `standardize:
+    federated`, else unchanged too."""
+    import numpy as np
+
+    if standardize == "federated" and width:
+        mean, sd = pooled_scaling(moments)
+    else:
+        mean, sd = np.zeros(width), np.ones(width)
+    return np.concatenate([np.zeros(skip), mean]), np.concatenate([np.ones(skip), sd])

@@ -19,7 +19,16 @@ Every function is self-contained (radlang/registry.py).
 
 from __future__ import annotations
 
-from radlang.ops.fed_engine import get_weights, pooled_scaling, set_weights, site_moments
+from radlang.ops.fed_engine import (
+    client_update,
+    fed_loss,
+    fed_model,
+    get_weights,
+    pooled_scaling,
+    predict_scores,
+    set_weights,
+    site_moments,
+)
 from radlang.ops.multitask import head_losses, multitask_backward, multitask_module
 from radlang.ops.net_models import fit_network, fusion_module
 
@@ -188,3 +197,11 @@ def federation_heads(heads, site_values):
         col += 2 if h["kind"] == "survival" else 1
         h["outputs"] = 1 if h["kind"] in ("survival", "continuous") else max(len(h["classes"]), 2)
     return out
+
+
+def engine_parts(kind, n_features, n_outputs, net=None):
+    """(make, loss, update, predict) of a federated model: a network's (`net`) or the linear model of `kind`
+    (fed_model, fed_loss, client_update, predict_scores). The simulation and both Flower apps build them here."""
+    if net:
+        return net_factory(net), net_loss(net), net_update(net), net_scores(net)
+    return fed_model(kind, n_features, n_outputs), fed_loss(kind, n_outputs), client_update, predict_scores

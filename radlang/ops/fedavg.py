@@ -1,6 +1,6 @@
-"""`fedavg`: federated training across the sites of a cohort. Each site (a value of the cohort's `site` column)
-is a client that trains on its own cases only; the server sees the clients' weights, their case counts and
-aggregate metrics, never a case.
+"""`fedavg`: federated training across the sites of a cohort. Each site (a value of the cohort's `site` column, or
+one cohort per site with `clients:`) is a client that trains on its own cases only; the server sees the clients'
+weights, their case counts and aggregate metrics, never a case.
 
     federate fed = fedavg(clin, target: train.outcome) {
       model: cox                          # linear | logistic | cox (inferred from the outcome when omitted)
@@ -20,6 +20,18 @@ federated model and of the references, and per round and client the local loss a
 
 Features are standardised with the federation-wide mean and SD computed from each site's case count and per-feature
 sums (`standardize: federated`), so no case leaves its site for that either.
+
+A network model declared as for `evaluate` (`cnn` on image patches, optionally joined with a tabular branch, or
+`multitask`) is trained the same way when it is the input (radlang/ops/fed_networks.py): its own module, loss and
+training loop; only its tabular branch is standardised (federated); a multi-task model's head targets are fixed for
+the federation from what the sites share (their classes, a continuous head's sums).
+
+    model fused = cnn(both, target: north.outcome, network: enc) { hidden: 8 }
+    federate fed = fedavg(fused) {
+      clients: [north.outcome, south.outcome, east.outcome]     # one cohort per site; `both` is computed at each
+      tests: [north_test.outcome, south_test.outcome, east_test.outcome]
+      rounds: 5, batch: 8
+    }
 """
 
 from __future__ import annotations
@@ -34,6 +46,7 @@ from radlang.ops.fed_engine import (
     fed_loss,
     fed_model,
     federated_rounds,
+    federation_scaling,
     get_weights,
     pick_clients,
     pooled_scaling,
@@ -47,6 +60,7 @@ from radlang.ops.fed_engine import (
     weighted_average,
 )
 from radlang.ops.fed_networks import (
+    engine_parts,
     federation_heads,
     net_arrays,
     net_factory,
@@ -138,11 +152,11 @@ def fed_params(params):
     return out
 
 
-def site_clients(cohort, feats, kind, outcome, role, ids=None):
+def site_clients(cohort, feats, kind, outcome, role, case_ids=None):
     """Split a cohort table and its feature table into clients {site: (X, y)} (sites by name, cases in table order).
     Returns (clients, columns, problems): problems are dicts {code, site, case, message} for a missing or empty site,
-    one site only, a site without cases, and (training) a site with one outcome class or no event. `ids`, when given
-    (a dict), receives each site's case ids in the order of its rows."""
+    one site only, a site without cases, and (training) a site with one outcome class or no event. `case_ids`, when
+    given (a dict), receives each site's case ids in the order of its rows."""
     import numpy as np
 
     problems = []
@@ -164,8 +178,8 @@ def site_clients(cohort, feats, kind, outcome, role, ids=None):
             continue
         X = feats.loc[rows["case_id"].astype(str)].to_numpy(dtype=np.float64)
         y = rows[out_cols].to_numpy(dtype=np.float64)
-        if ids is not None:
-            ids[site] = list(rows["case_id"].astype(str))
+        if case_ids is not None:
+            case_ids[site] = list(rows["case_id"].astype(str))
         if role == "training":
             if kind == "logistic" and len(np.unique(y)) < 2:
                 problems.append({"code": "E613", "site": site, "message": f"every training case has outcome {y[0, 0]:g}: one class only"})
@@ -205,18 +219,11 @@ def federated_study(clients, test, kind, n_outputs, params, seeds, clock=None, n
     params = fed_params(params)
     skip = int(net["n_image"]) if net else 0
     moments = {s: site_moments(X[:, skip:]) for s, (X, _) in sorted(clients.items())}
-    if params["standardize"] == "federated":
-        mean, sd = pooled_scaling(list(moments.values()))
-    else:
-        width = len(next(iter(clients.values()))[0][0]) - skip
-        mean, sd = np.zeros(width), np.ones(width)
-    mean, sd = np.concatenate([np.zeros(skip), mean]), np.concatenate([np.ones(skip), sd])
+    width = len(next(iter(clients.values()))[0][0])
+    mean, sd = federation_scaling(list(moments.values()), skip, params["standardize"], width - skip)
     clients = {s: ((X - mean) / sd, y) for s, (X, y) in clients.items()}
     test = {s: ((X - mean) / sd, y) for s, (X, y) in test.items()}
-    if net:
-        make, loss, update, predict = net_factory(net), net_loss(net), net_update(net), net_scores(net)
-    else:
-        make, loss, update, predict = fed_model(kind, len(mean), n_outputs), fed_loss(kind, n_outputs), None, None
+    make, loss, update, predict = engine_parts(kind, width, n_outputs, net)
     plain = {**params, "strategy": "fedavg", "fraction": 1.0, "min_clients": None}
     runs = []
     for seed in seeds:
@@ -302,6 +309,10 @@ def boundary_record(study, params, n_tabular):
                             "cases; they are benchmark references computed in the simulation, not part of the federated protocol"),
     }
 
+
+# what a federated network adds to the engine: radlang/ops/fed_networks.py and the network operators' own code
+NETWORK_ENGINE = (net_factory, net_loss, net_arrays, net_target, proximal_backward, net_update, net_scores, federation_heads,
+                  engine_parts, fusion_module, multitask_module, head_losses, multitask_backward, pack_targets) + TRAINING_HELPERS
 
 # ----------------------------------------------------------------------------------------------
 # declarations
@@ -618,35 +629,30 @@ def run_fedavg(stage, ctx):
 
 FLOWER_ENGINE = (fed_params, fed_model, fed_loss, get_weights, set_weights, client_seed, client_update, weighted_average,
                  server_update, pick_clients, weight_distance, federated_rounds, stop_message, site_moments, pooled_scaling,
-                 predict_scores, score_metric)
+                 federation_scaling, predict_scores, score_metric) + NETWORK_ENGINE
 
 
 def flower_app(stage, ctx, site_data=False):
     """The stage as a Flower app: {relative path: text}, from a run context in which its upstream stages ran (they give
     the feature columns and the sites). The engine is the source of the very functions the simulation runs
-    (FLOWER_ENGINE), so both targets compute the same numbers. With `site_data`, each site's training and test cases
+    (FLOWER_ENGINE, with the network operators' code a `cnn` or `multitask` model trains with), so both targets compute
+    the same numbers. With `site_data`, each site's training and test cases
     are added as `sites/<site>/train.csv` and `test.csv`: the files its SuperNode reads (for a deployment on one
     machine; at real sites each hospital writes its own)."""
     import inspect
     import json
     from pathlib import Path
 
-    from radlang.backends.executor import RunError
-    from radlang.diagnostics import Diagnostic
-
     here = Path(__file__).parent / "_flower_app"
     _, model_stage, _ = sources(stage, ctx)
-    if model_stage is not None:
-        raise RunError([Diagnostic(
-            "E681", f"`{stage.name}` federates the network model `{model_stage.name}` ({model_stage.op}), and the Flower app "
-            "renders the linear, logistic and Cox models only", stage.span,
-            hint="simulate the network with `radlang run`; `render --target flower` deploys a `fedavg` of a feature table and target")])
-    kind = model_kind(stage)[0]
+    model, kind = model_kind(stage, model_stage)
     out_cols = ["time", "event"] if stage.type.outcome == "survival" else ["outcome"]
-    clients, test, columns, n_outputs, _ = stage_clients(stage, ctx)
-    spec = {"stage": stage.name, "model": kind, "features": columns, "outcome_columns": out_cols, "n_features": len(columns),
-            "n_outputs": n_outputs, "sites": sorted(clients), "seeds": list(stage.params.get("seeds") or [stage.seed]),
-            "params": fed_params({**stage.params, "model": kind})}
+    clients, test, columns, n_outputs, net = stage_clients(stage, ctx)
+    width = len(next(iter(clients.values()))[1][0])
+    target_cols = [f"target{j}" for j in range(width)] if net and net["op"] == "multitask" else out_cols   # packed heads' targets
+    spec = {"stage": stage.name, "model": kind, "features": columns, "outcome_columns": out_cols, "target_columns": target_cols,
+            "n_features": len(columns), "n_outputs": n_outputs, "net": net, "sites": sorted(clients),
+            "seeds": list(stage.params.get("seeds") or [stage.seed]), "params": fed_params({**stage.params, "model": model})}
     engine = ['"""The federated engine of radlang (radlang/ops/fed_engine.py), inlined: the functions `radlang run` simulates with."""']
     engine += [inspect.getsource(f).rstrip("\n") for f in FLOWER_ENGINE]
     files = {"radlang_fed/__init__.py": '"""A federated radlang stage as a Flower app."""\n',
@@ -654,13 +660,16 @@ def flower_app(stage, ctx, site_data=False):
              "radlang_fed/spec.json": json.dumps(spec, indent=1, sort_keys=True) + "\n",
              "radlang_fed/server_app.py": (here / "server_app.py").read_text(encoding="utf-8"),
              "radlang_fed/client_app.py": (here / "client_app.py").read_text(encoding="utf-8"),
-             "pyproject.toml": FLOWER_PYPROJECT.format(name=stage.name.replace("_", "-"))}
+             "pyproject.toml": FLOWER_PYPROJECT.format(name=stage.name.replace("_", "-"), extra=NETWORK_DEPENDENCIES.get(model, ""))}
     if site_data:
         for site, (X, y) in sorted(clients.items()):
-            files[f"sites/{site}/train.csv"] = site_csv(X, y, columns, out_cols)
+            files[f"sites/{site}/train.csv"] = site_csv(X, y, columns, target_cols)
             if site in test:
                 files[f"sites/{site}/test.csv"] = site_csv(*test[site], columns, out_cols)
     return files
+
+
+NETWORK_DEPENDENCIES = {"cnn": ', "monai"', "multitask": ', "monai", "torchsurv", "torchjd"'}
 
 
 def site_csv(X, y, columns, out_cols):
@@ -680,7 +689,7 @@ build-backend = "hatchling.build"
 name = "radlang-fed-{name}"
 version = "1.0.0"
 description = "A federated radlang stage as a Flower app (radlang render --target flower)"
-dependencies = ["flwr>=1.42", "torch", "numpy", "pandas", "lifelines", "scikit-learn"]
+dependencies = ["flwr>=1.42", "torch", "numpy", "pandas", "lifelines", "scikit-learn"{extra}]
 
 [tool.hatch.build.targets.wheel]
 packages = ["."]
@@ -711,13 +720,12 @@ register(Operator(
     helpers=(fed_params, site_clients, evaluate_sites, summarise, drift_plot, boundary_record, fed_model, fed_loss, get_weights,
              set_weights, client_seed, client_update, weighted_average, server_update, pick_clients, weight_distance,
              federated_rounds, stop_message, site_moments, pooled_scaling, predict_scores, score_metric,
-             net_factory, net_loss, net_arrays, net_target, proximal_backward, net_update, net_scores, federation_heads,
-             fusion_module, multitask_module, head_losses, multitask_backward, pack_targets) + TRAINING_HELPERS,
+             federation_scaling) + NETWORK_ENGINE,
     doc=("Federated training across the cohort's sites, or across one cohort per site (`clients:`), each site a client that "
          "trains on its own cases: FedAvg, FedProx, FedAdam, FedYogi or FedAdagrad over linear, logistic or Cox models written "
          "as torch modules, or over a `cnn` (fusion) or `multitask` network model with its own training loop; per-site and "
          "pooled test metrics with centralised and local-only references, client drift per round; `render --target flower` "
-         "emits a Flower app (linear, logistic and Cox models)."),
+         "emits a Flower app."),
     examples=("federate fed = fedavg(clin, target: train.outcome) { strategy: fedprox, mu: 0.1, rounds: 10 }",
               "federate fed = fedavg(clin, target: train.outcome) { strategy: fedadam, server_lr: 0.03, rounds: 10, seeds: [1, 2] }"),
 ))

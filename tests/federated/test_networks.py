@@ -176,3 +176,19 @@ def test_a_client_cohort_whose_features_lack_a_column_names_it(tmp_path):
         run_study(_study(tmp_path, src), out=tmp_path / "out", workers=1, quiet=True)
     got = [(d.code, d.message) for d in e.value.diagnostics]
     assert [c for c, _ in got] == ["E545"] and "cohort `south`" in got[0][1] and "missing x2" in got[0][1]
+
+
+def test_a_multitask_model_federated_over_a_site_column_runs(tmp_path):
+    """A multi-task network over the sites of one cohort: each site packs its own heads' targets (a continuous head
+    standardised with the federation's mean and SD) and the primary head is scored per site."""
+    src = ('cohort train = phantom(12) { size: [16, 16, 16], effect: 2.0, sites: 2, seed: 1 }\n'
+           'cohort test = phantom(8) { size: [16, 16, 16], effect: 2.0, sites: 2, seed: 2 }\n'
+           "features img = patches(train) { patch: [8, 8, 8] }\n"
+           "network enc = segresnet(dims: 3, in_channels: 1, out_channels: 2) { init_filters: 4, blocks_down: [1, 1], blocks_up: [1], norm: batch }\n"
+           "model m = multitask(img, target: train.outcome, network: enc) { heads: [binary(mal, target: train.outcome), "
+           "continuous(age, target: train.clinical, column: age)], combine: uncertainty, hidden: 4 }\n"
+           "federate fed = fedavg(m) { rounds: 1, batch: 0, test: test, references: false }\n")
+    run_study(_study(tmp_path, src), out=tmp_path / "out", workers=1, quiet=True)
+    m = json.loads((tmp_path / "out" / "metrics" / "fed_federated.json").read_text())
+    assert m["model"] == "multitask" and m["metric"] == "auc" and sorted(m["seeds"][0]["federated"]["sites"]) == ["site1", "site2"]
+    assert m["network"]["n_tab"] == 0 and m["boundary"]["standardisation"] == "nothing"          # no tabular branch
