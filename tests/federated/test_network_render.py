@@ -10,9 +10,9 @@ import pytest
 pytest.importorskip("torch")
 pytest.importorskip("monai")
 
-from test_networks import NET, _cohorts, _study  # noqa: E402
+from test_networks import NET, _cohorts, _study
 
-from radlang.backends.executor import run_study  # noqa: E402
+from radlang.backends.executor import run_study
 
 
 def test_one_cohort_per_site_of_a_fused_cnn_runs_and_renders_the_same_bytes(tmp_path):

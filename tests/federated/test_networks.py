@@ -2,8 +2,6 @@
 (`clients:`): exact equivalences on a tiny CNN, the check-time diagnostics, and an end-to-end run equal to its render."""
 
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -11,14 +9,14 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("monai")
 
-from radlang.backends.executor import RunError, run_study  # noqa: E402
-from radlang.compiler import compile_source  # noqa: E402
-from radlang.ops.fed_engine import client_seed, federated_rounds, get_weights, set_weights  # noqa: E402
-from radlang.ops.fed_networks import federation_heads, net_factory, net_loss, net_scores, net_update  # noqa: E402
-from radlang.ops.fedavg import fed_params, federated_study  # noqa: E402
-from radlang.ops.multitask import pack_targets  # noqa: E402
-from radlang.ops.net_models import fit_network  # noqa: E402
-from radlang.ops.netio import metrics_json  # noqa: E402
+from radlang.backends.executor import RunError, run_study
+from radlang.compiler import compile_source
+from radlang.ops.fed_engine import client_seed, federated_rounds, get_weights, set_weights
+from radlang.ops.fed_networks import federation_heads, net_factory, net_loss, net_scores, net_update
+from radlang.ops.fedavg import fed_params, federated_study
+from radlang.ops.multitask import pack_targets
+from radlang.ops.net_models import fit_network
+from radlang.ops.netio import metrics_json
 
 SEGRESNET = {"arch": "segresnet", "params": {"dims": 3, "in_channels": 1, "out_channels": 2, "init_filters": 4,
                                              "blocks_down": [1, 1], "blocks_up": [1], "norm": "batch", "groups": 1,
