@@ -1,5 +1,6 @@
 """Federated networks (`fedavg` of a `cnn` or `multitask` model, radlang/ops/fed_networks.py) and one cohort per site
-(`clients:`): exact equivalences on a tiny CNN, the check-time diagnostics, and an end-to-end run equal to its render."""
+(`clients:`): exact equivalences on a tiny CNN, the check-time diagnostics, a client cohort with other columns, and a
+multi-task network over a site column end to end (test_network_render.py: a fused CNN's run equal to its render)."""
 
 import json
 
