@@ -384,8 +384,8 @@ def _fed_type(ctx) -> RType:
                       port="input", hint="pass the model's feature table and target: `fedavg(features, target: cohort.outcome) { model: ... }`")
         given = [f"`{k}`" for k in ("model", "lr") if getattr(s, k) is not None] + (["`target`"] if tgt is not None else [])
         if given:
-            ctx.error("E542", f"{', '.join(given)}: the network model `{ctx.stmt.name}` trains declares its own target, optimiser and "
-                      "learning rate", setting="model" if s.model is not None else ("lr" if s.lr is not None else None),
+            ctx.error("E542", f"{', '.join(given)}: the {src.detail} that `{ctx.stmt.name}` trains declares its own target, optimiser "
+                      "and learning rate", setting="model" if s.model is not None else ("lr" if s.lr is not None else None),
                       port="target" if tgt is not None and s.model is None and s.lr is None else None,
                       hint="set them on the `cnn` or `multitask` model; `fedavg` sets the rounds, local epochs, batch and strategy")
         if s.batch == 1:
