@@ -167,11 +167,12 @@ def weight_distance(a, b):
     return float(np.sqrt(sum(float(np.sum((x - y) ** 2)) for x, y in zip(a, b))))
 
 
-def federated_rounds(clients, make, loss_fn, params, seed, train_round=None, clock=None):
+def federated_rounds(clients, make, loss_fn, params, seed, train_round=None, clock=None, update=None):
     """Run the rounds: each selected client trains on its own data from the global weights, the server averages by
     case count (sites in name order) and applies the strategy. `train_round(sites, weights, rnd) -> (results, failed)`
-    trains one round's clients (by default `client_update` on `clients[site]`, one site after another, each from the
-    same global weights; a Flower ServerApp sends them messages instead); results: {site: {"weights", "n", "loss"}},
+    trains one round's clients (by default `update` on `clients[site]`, one site after another, each from the
+    same global weights; a Flower ServerApp sends them messages instead); `update` is `client_update` unless given
+    (a network's, radlang/ops/fed_networks.py `net_update`, has the same interface); results: {site: {"weights", "n", "loss"}},
     failed: {site: error}. A failed client is named; the round goes on without it while at least `min_clients`
     (default: every selected client) succeed; otherwise the rounds stop there and the result holds "stopped":
     {round, failed, ok, need} (see `stop_message`).
@@ -189,7 +190,7 @@ def federated_rounds(clients, make, loss_fn, params, seed, train_round=None, clo
         for site in sites:
             X, y = clients[site]
             try:
-                results[site] = client_update(make, loss_fn, weights, X, y, params, client_seed(seed, rnd, site))
+                results[site] = (update or client_update)(make, loss_fn, weights, X, y, params, client_seed(seed, rnd, site))
             except Exception as e:  # noqa: BLE001  a client's crash is reported by site; the round decides whether to go on
                 failed[site] = f"{type(e).__name__}: {e}"
         return results, failed
@@ -289,3 +290,16 @@ def score_metric(kind, y, scores):
         p /= p.sum(axis=1, keepdims=True)
         return float(roc_auc_score(y, p[:, labels.astype(int)] / p[:, labels.astype(int)].sum(axis=1, keepdims=True), multi_class="ovr"))
     return float(np.sqrt(np.mean((y.reshape(-1) - np.asarray(scores).reshape(-1)) ** 2)))
+
+
+def federation_scaling(moments, skip, standardize, width):
+    """The mean and SD every client standardises its X with: the first `skip` columns (a network's image columns)
+    unchanged (mean 0, SD 1), the other `width` from the sites' moments (`pooled_scaling`) with `standardize:
+    federated`, else unchanged too."""
+    import numpy as np
+
+    if standardize == "federated" and width:
+        mean, sd = pooled_scaling(moments)
+    else:
+        mean, sd = np.zeros(width), np.ones(width)
+    return np.concatenate([np.zeros(skip), mean]), np.concatenate([np.ones(skip), sd])

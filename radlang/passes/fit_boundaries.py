@@ -77,8 +77,9 @@ def image_fits(validation, refit: RefitGraph, by) -> list[str]:
 
 def validated_model(stage) -> str | None:
     """The model a validation stage validates: the stage on its input port that takes a `Model`. A model stage's own
-    model inputs (late fusion's branches) are not validated by it."""
-    if stage.kind == "model":
+    model inputs (late fusion's branches) are not validated by it, nor is the network model a federated stage trains
+    across sites (its input; radlang/ops/fedavg.py)."""
+    if stage.kind in ("model", "federate"):
         return None
     for port in registry.get(stage.op).inputs:
         if "Model" in port.kinds and port.name in stage.inputs:

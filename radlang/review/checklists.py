@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 CHECKLISTS = ("tripod_ai", "claim_2024", "metrics")
-GENERATED = ("phantom", "dataset", "synthetic_expression")   # cohorts the spec describes in full: generated or shipped data
+GENERATED = ("phantom", "dataset", "synthetic_expression", "multisite")   # cohorts the spec describes in full: generated or shipped data
 VERDICTS = {"satisfied": "satisfied by the spec", "author": "needs author input", "na": "not applicable"}
 
 
@@ -43,6 +43,16 @@ class Facts:
     def evaluations(self):
         return self.of("validate", ops=("evaluate",))
 
+    def federations(self, tested=False):
+        """The federated stages; with `tested`, those that score their model on held-out test cohorts (`test`, `tests`),
+        per site and pooled (metrics/<stage>_federated.json)."""
+        return [s for s in self.of("federate") if not tested or _fed_tests(s)]
+
+    def federated_models(self):
+        """The network models a federated stage trains (its input): fit across sites, never inside validation folds."""
+        names = {s["name"] for s in self.stages}
+        return {str(s["inputs"].get("input", "")).split(".")[0] for s in self.of("federate")} & names
+
     def metric_list(self, s):
         """The metrics an `evaluate` stage computes: its `metrics`, or every metric of its outcome."""
         from radlang.ops.validate import BINARY_METRICS, MULTICLASS_METRICS, SURVIVAL_METRICS
@@ -62,6 +72,32 @@ def _file(path, what):
 
 def _first(items, verdict_if_none="author"):
     return ("satisfied", items) if items else (verdict_if_none, [])
+
+
+FED_METRIC = {"survival": "the C-index", "binary": "the AUC", "multiclass": "the one-vs-rest AUC", "continuous": "the RMSE"}
+FED_OUTPUT = {"survival": "a risk score (the model's linear predictor)", "binary": "a score: the log-odds of the outcome",
+              "multiclass": "one logit per class", "continuous": "the predicted value"}
+
+
+def _fed_tests(s):
+    """The held-out cohorts a federated stage scores its model on."""
+    if "test" in s["inputs"]:
+        return [str(s["inputs"]["test"]).split(".")[0]]
+    return [str(t).split(".")[0] for t in s["params"].get("tests") or []]
+
+
+def _fed_file(f, s, what):
+    """Evidence from a finished run's metrics/<stage>_federated.json: its pooled-test summary (`what`: "summary") or
+    each site's training cases ("sites")."""
+    m = f.metrics.get(f"{s['name']}_federated") or {}
+    path = f"metrics/{s['name']}_federated.json"
+    if what == "sites" and m.get("sites"):
+        return [_file(path, "training cases per site: " + ", ".join(f"{k} {v.get('n')}" for k, v in sorted(m["sites"].items())))]
+    fed = (m.get("summary") or {}).get("federated")
+    if what == "summary" and fed:
+        return [_file(path, f"pooled-test {m.get('metric')} {fed['mean']:.3f} (min {fed['min']:.3f}, max {fed['max']:.3f}) over "
+                            f"{fed['seeds']} seed(s), with each site's and the centralised and local-only models'")]
+    return []
 
 
 # ---------------------------------------------------------------------------------------------- rules
@@ -116,8 +152,11 @@ def exclusions(f):
 
 def preprocessing(f):
     ev = image_preprocessing(f)[1]
+    fed_models = f.federated_models()
     ev += [_stage(s, f"impute: {s['params'].get('impute', 'median')}, scale: {s['params'].get('scale', 'standard')}, fit inside the training folds")
-           for s in f.of("model")]
+           for s in f.of("model") if s["name"] not in fed_models]
+    ev += [_stage(s, "features z-scored with the federation's mean and SD, from each site's case count and sums")
+           for s in f.federations() if s["params"].get("standardize") == "federated"]
     return _first(ev)
 
 
@@ -148,17 +187,23 @@ def counts(f):
     ev = [_stage(s, "its metrics file gives the cases and outcome counts analysed") for s in f.evaluations()]
     ev += [_file(f"metrics/{n}.json", f"{m.get('n_cases')} cases, outcome counts {m.get('outcome_counts')}")
            for n, m in f.metrics.items() if m.get("n_cases") is not None]
+    for s in f.federations():
+        ev += [_stage(s, "its metrics file gives each site's training cases")] + _fed_file(f, s, "sites")
     return _first(ev)
 
 
 def missing_data(f):
+    fed_models = f.federated_models()
     return _first([_stage(s, f"`impute: {s['params'].get('impute', 'median')}` inside each training fold") for s in f.of("model")
-                   if s["params"].get("impute", "median") != "none"])
+                   if s["params"].get("impute", "median") != "none" and s["name"] not in fed_models])
 
 
 def analysis(f):
     return _first([_stage(s, "every fitted stage refit inside each training fold: " + " -> ".join(s.get("refit", {}).get("nodes", [])))
-                   for s in f.evaluations()] + [_stage(s, "the network, its loss, optimiser and schedule") for s in f.of("train")])
+                   for s in f.evaluations()] + [_stage(s, "the network, its loss, optimiser and schedule") for s in f.of("train")]
+                  + [_stage(s, f"federated training ({s['params'].get('strategy')}): {s['params'].get('rounds')} rounds of "
+                               f"{s['params'].get('local_epochs')} local epoch(s), each site training on its own cases only")
+                     for s in f.federations()])
 
 
 def class_imbalance(f):
@@ -172,6 +217,7 @@ def model_output(f):
         what = "a risk" if s.get("outcome") == "survival" else "a probability"
         ev.append(_stage(s, what + (f", with a threshold chosen on the training folds by {rule['metric']} {rule.get('op', '')} {rule.get('value', '')}".rstrip()
                                     if rule else "")))
+    ev += [_stage(s, FED_OUTPUT[s["outcome"]]) for s in f.federations() if s.get("outcome") in FED_OUTPUT]
     return _first(ev)
 
 
@@ -191,7 +237,9 @@ def flow(f):
 
 def model_availability(f):
     ev = [_stage(s, "saves its final model under models/") for s in f.of("validate", "train", ops=("evaluate", "supervised"))]
-    ev += [_file(p, "the saved final model") for p in f.files if p.startswith("models/") and p.endswith((".skops", ".pt"))]
+    ev += [_stage(s, "saves its final global weights (every seed's) under models/") for s in f.federations()]
+    feds = {f"models/{s['name']}.json" for s in f.federations()}
+    ev += [_file(p, "the saved final model") for p in f.files if p.startswith("models/") and (p.endswith((".skops", ".pt")) or p in feds)]
     return _first(ev)
 
 
@@ -212,6 +260,9 @@ def calibration(f):
 def metrics(f):
     ev = [_stage(s, ", ".join(f.metric_list(s))) for s in f.evaluations()]
     ev += [_stage(s, "Dice and HD95 per case") for s in f.of("validate", ops=("segmentation_metrics",))]
+    for s in f.federations(tested=True):
+        ev += [_stage(s, f"{FED_METRIC.get(s.get('outcome'), 'the test metric')} of the federated model on each site's test cases "
+                         "and pooled, beside centralised and local-only training")] + _fed_file(f, s, "summary")
     return _first(ev)
 
 
@@ -219,7 +270,9 @@ def partitioning(f):
     return _first([_stage(s, f"{s['params']['cv'].get('kind')}, grouped by patient: a patient's cases never straddle a split")
                    for s in f.evaluations() if s["params"]["cv"].get("kind") != "none"]
                   + [_stage(s, f"scored on `{s['inputs'].get('cohort')}`, a cohort the network never trained on")
-                     for s in f.of("validate", ops=("segmentation_metrics",))])
+                     for s in f.of("validate", ops=("segmentation_metrics",))]
+                  + [_stage(s, f"scored on {', '.join(f'`{t}`' for t in _fed_tests(s))}, held-out cohort(s) of its sites the federated "
+                               "model never trained on") for s in f.federations(tested=True)])
 
 
 def internal_test(f):
@@ -242,13 +295,14 @@ def initialisation(f):
 
 
 def hyperparameters(f):
-    return _first([_stage(s, "its settings") for s in f.of("model", "train")])
+    return _first([_stage(s, "its settings") for s in f.of("model", "train", "federate")])
 
 
 def final_model(f):
     ev = [_stage(s, "the final model is refit on every training case") for s in f.evaluations()]
     ev += [_stage(s, "the checkpoint with the best validation score" if s["params"].get("validate_every") else "the last epoch's weights")
            for s in f.of("train")]
+    ev += [_stage(s, "the global weights after the last round") for s in f.federations()]
     return _first(ev)
 
 
@@ -264,6 +318,9 @@ def multicenter(f):
     ev = [_stage(s, f"{s['params']['sites']} sites") for s in f.of("cohort") if int(s["params"].get("sites") or 1) > 1]
     ev += [{"text": f"cohort `{c}` holds sites {', '.join(v)}", "stage": c} for c, v in sorted(f.sites.items()) if len(v) > 1]
     ev += [_stage(s, "leave one site out") for s in f.evaluations() if s["params"]["cv"].get("kind") == "leave_one_site_out"]
+    ev += [_stage(s, "trained across " + (f"client cohorts {', '.join(str(c).split('.')[0] for c in s['params']['clients'])}"
+                                          if s["params"].get("clients") else "the sites of its cohort, each a client"))
+           for s in f.federations()]
     return _first(ev)
 
 

@@ -62,3 +62,35 @@ def test_a_study_without_a_federated_stage_is_e750(tmp_path, capsys):
         raise AssertionError("no E750")
     rc = main(["render", str(tmp_path / "s.rad"), "--target", "flower", "-o", str(tmp_path / "app2")])
     assert rc == 2 and "error[E750]" in capsys.readouterr().err
+
+
+NETWORK = """
+cohort north = phantom(6) {{ size: [16, 16, 16], seed: 1, prefix: "no" }}
+cohort south = phantom(6) {{ size: [16, 16, 16], seed: 2, prefix: "so" }}
+features img = patches(north) {{ patch: [8, 8, 8] }}
+features clin = tabular(north) {{ columns: [age] }}
+features both = join(img, clin)
+network enc = segresnet(dims: 3, in_channels: 1, out_channels: 2) {{ init_filters: 4, blocks_down: [1, 1], blocks_up: [1], norm: batch }}
+{model}
+federate fed = fedavg(m) {{ clients: [north.outcome, south.outcome], rounds: 1 }}
+"""
+
+
+def test_a_network_app_carries_the_networks_own_code(tmp_path):
+    from radlang.ops import net_models
+
+    spec = tmp_path / "n.rad"
+    spec.write_text(NETWORK.format(model="model m = multitask(both, target: north.outcome, network: enc) { heads: [binary(mal, target: "
+                                         "north.outcome), continuous(age, target: north.clinical, column: age)] }"))
+    res = compile_source(spec.read_text(), str(spec))
+    assert res.ok, [(d.code, d.message) for d in res.diagnostics]
+    render_flower(res.study, tmp_path / "app", site_data=True)
+    engine = (tmp_path / "app" / "radlang_fed" / "engine.py").read_text()
+    assert inspect.getsource(net_models.fit_network) in engine          # the network trains with the operator's own loop
+    app = json.loads((tmp_path / "app" / "radlang_fed" / "spec.json").read_text())
+    assert app["net"]["op"] == "multitask" and app["net"]["n_image"] == 512 and app["net"]["n_tab"] == 1
+    assert [h["name"] for h in app["net"]["heads"]] == ["mal", "age"] and app["target_columns"] == ["target0", "target1"]
+    assert app["outcome_columns"] == ["outcome"] and app["sites"] == ["north", "south"]
+    assert '"monai", "torchsurv", "torchjd"' in (tmp_path / "app" / "pyproject.toml").read_text()
+    header = (tmp_path / "app" / "sites" / "south" / "train.csv").read_text().split("\n", 1)[0].split(",")
+    assert header[0] == "voxel:0:0:0:0" and header[-3:] == ["age", "target0", "target1"] and len(header) == 515

@@ -13,12 +13,15 @@ import sys
 from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
 
-from .engine import client_seed, client_update, fed_loss, fed_model, fed_params, predict_scores, score_metric, site_moments
+from .engine import client_seed, engine_parts, fed_params, score_metric, site_moments
 
 app = ClientApp()
 with open(os.path.join(os.path.dirname(__file__), "spec.json"), encoding="utf-8") as _fh:
     SPEC = json.load(_fh)
 _AUDITED = set()
+# the model, its loss, the local update and the scores: the linear model's, or a network's (its own training loop)
+MAKE, LOSS, UPDATE, PREDICT = engine_parts(SPEC["model"], SPEC["n_features"], SPEC["n_outputs"], SPEC.get("net"))
+SKIP = int(SPEC["net"]["n_image"]) if SPEC.get("net") else 0     # a network's image columns are not standardised
 
 
 def _audit(context):
@@ -41,22 +44,23 @@ def _site(context):
     return str(context.node_config.get("site") or os.path.basename(os.path.dirname(os.path.abspath(context.node_config["data-path"]))))
 
 
-def _read(path):
-    """(X, y) of one site's CSV, in the columns the spec names (float64, exactly as written)."""
+def _read(path, targets):
+    """(X, y) of one site's CSV, in the columns the spec names (float64, exactly as written): y from the columns
+    `targets` (the training targets, or the outcome a test file holds)."""
     import numpy as np
     import pandas as pd
 
     df = pd.read_csv(path, float_precision="round_trip")
     X = df[SPEC["features"]].to_numpy(dtype=np.float64)
-    y = df[SPEC["outcome_columns"]].to_numpy(dtype=np.float64)
+    y = df[SPEC[targets]].to_numpy(dtype=np.float64)
     return X, y
 
 
 @app.query()
 def query(msg: Message, context: Context) -> Message:
     _audit(context)
-    X, _ = _read(context.node_config["data-path"])
-    m = site_moments(X)
+    X, _ = _read(context.node_config["data-path"], "target_columns")
+    m = site_moments(X[:, SKIP:])
     rec = ConfigRecord({"site": _site(context), "n": m["n"], "sum": [float(v) for v in m["sum"]], "sumsq": [float(v) for v in m["sumsq"]]})
     return Message(content=RecordDict({"site": rec}), reply_to=msg)
 
@@ -67,12 +71,11 @@ def train(msg: Message, context: Context) -> Message:
 
     _audit(context)
     cfg = msg.content["config"]
-    X, y = _read(context.node_config["data-path"])
+    X, y = _read(context.node_config["data-path"], "target_columns")
     X = (X - np.asarray(cfg["mean"])) / np.asarray(cfg["sd"])
-    make = fed_model(SPEC["model"], SPEC["n_features"], SPEC["n_outputs"])
     params = fed_params(SPEC["params"])
-    out = client_update(make, fed_loss(SPEC["model"], SPEC["n_outputs"]), msg.content["arrays"].to_numpy_ndarrays(), X, y, params,
-                        client_seed(int(cfg["seed"]), int(cfg["round"]), _site(context)))
+    out = UPDATE(MAKE, LOSS, msg.content["arrays"].to_numpy_ndarrays(), X, y, params,
+                 client_seed(int(cfg["seed"]), int(cfg["round"]), _site(context)))
     reply = RecordDict({"arrays": ArrayRecord(numpy_ndarrays=out["weights"]),
                         "metrics": MetricRecord({"n": int(out["n"]), "loss": float(out["loss"])})})
     return Message(content=reply, reply_to=msg)
@@ -88,10 +91,9 @@ def evaluate(msg: Message, context: Context) -> Message:
     n = 0
     if path:
         cfg = msg.content["config"]
-        X, y = _read(path)
+        X, y = _read(path, "outcome_columns")
         X = (X - np.asarray(cfg["mean"])) / np.asarray(cfg["sd"])
-        make = fed_model(SPEC["model"], SPEC["n_features"], SPEC["n_outputs"])
-        metric = score_metric(SPEC["model"], y, predict_scores(make, msg.content["arrays"].to_numpy_ndarrays(), X))
+        metric = score_metric(SPEC["model"], y, PREDICT(MAKE, msg.content["arrays"].to_numpy_ndarrays(), X))
         n = len(X)
     rec = MetricRecord({"metric": float(metric if metric is not None else 0.0), "defined": int(metric is not None), "n": int(n)})
     return Message(content=RecordDict({"metrics": rec}), reply_to=msg)

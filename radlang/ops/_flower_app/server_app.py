@@ -14,7 +14,7 @@ import time
 from flwr.app import ArrayRecord, ConfigRecord, Context, Message, RecordDict
 from flwr.serverapp import Grid, ServerApp
 
-from .engine import fed_loss, fed_model, fed_params, federated_rounds, pooled_scaling, stop_message
+from .engine import engine_parts, fed_params, federated_rounds, federation_scaling, stop_message
 
 app = ServerApp()
 with open(os.path.join(os.path.dirname(__file__), "spec.json"), encoding="utf-8") as _fh:
@@ -69,12 +69,10 @@ def main(grid: Grid, context: Context) -> None:
         raise RuntimeError(f"no SuperNode serves site(s) {', '.join(missing)} (connected: {', '.join(sorted(node_of)) or 'none'})")
     moments = [{"n": int(known[str(node_of[s])]["site"]["n"]), "sum": list(known[str(node_of[s])]["site"]["sum"]),
                 "sumsq": list(known[str(node_of[s])]["site"]["sumsq"])} for s in sites]
-    if params["standardize"] == "federated":
-        mean, sd = pooled_scaling(moments)
-        mean, sd = [float(v) for v in mean], [float(v) for v in sd]
-    else:
-        mean, sd = [0.0] * spec["n_features"], [1.0] * spec["n_features"]
-    make, loss = fed_model(spec["model"], spec["n_features"], spec["n_outputs"]), fed_loss(spec["model"], spec["n_outputs"])
+    skip = int(spec["net"]["n_image"]) if spec.get("net") else 0       # a network's image columns are not standardised
+    mean, sd = federation_scaling(moments, skip, params["standardize"], spec["n_features"] - skip)
+    mean, sd = [float(v) for v in mean], [float(v) for v in sd]
+    make, loss, _, _ = engine_parts(spec["model"], spec["n_features"], spec["n_outputs"], spec.get("net"))
     result = {"sites": sites, "scaling": {"mean": mean, "sd": sd}, "seeds": []}
     for seed in spec["seeds"]:
         def train_round(chosen, weights, rnd, seed=seed):
