@@ -169,7 +169,7 @@ CODES: dict[str, Code] = {c.code: c for c in (
     _c("E523", "a selector re-extracts its input through an image stage that a validation refits in each training fold", "checks/design.py",
        "perturbations or a retest cohort of `icc` through `nyul`: the re-extractions are made once, with landmarks fit on every case"),
     _c("E526", "a SHAP background set larger than the training data", "ops/explain_shap.py", "the hint gives the largest background"),
-    _c("E527", "the SHAP explainer's budget does not fit the model's features", "ops/explain_shap.py", "`exact` on more than 16 features, or a permutation `max_evals` below 2 x features + 1"),
+    _c("E527", "the SHAP explainer's budget does not fit the model's features", "ops/explain_shap.py", "`exact` on more than 16 features or with `max_evals` below 2^features, or a permutation `max_evals` below 2 x features + 1"),
     _c("E528", "`explainer: linear` on a model that is not linear in its features", "ops/explain_shap.py", "checked on the training cases"),
     _c("E529", "a stage upstream of a federated stage is fit on the pooled cases of its sites", "checks/privacy.py",
        "a selector, scaler, ComBat or model fit across sites: make it per-site or federated"),

@@ -380,7 +380,7 @@ def region_overlay_png(images, maps, cases, channels, title):
     n, C = images.shape[0], images.shape[1]
     lim = float(np.max(np.abs(maps))) if maps.size else 0.0
     lim = lim if lim > 0 else 1.0
-    fig, axes = plt.subplots(n, C, figsize=(2.6 * C + 0.8, 2.5 * n + 0.6), dpi=100, squeeze=False)
+    fig, axes = plt.subplots(n, C, figsize=(2.6 * C + 1.4, 2.5 * n + 0.6), dpi=100, squeeze=False)
     for i in range(n):
         for c in range(C):
             img, m = images[i, c], maps[i, c]
@@ -391,10 +391,10 @@ def region_overlay_png(images, maps, cases, channels, title):
             im = ax.imshow(m, cmap="bwr", vmin=-lim, vmax=lim, alpha=0.5)
             ax.set_title(f"{cases[i]}: {channels[c]}", fontsize=8)
             ax.axis("off")
-    fig.colorbar(im, ax=axes.ravel().tolist(), shrink=0.8, label="SHAP value of the region")
+    fig.colorbar(im, ax=axes.ravel().tolist(), shrink=0.8, label="SHAP value of the region", format="%.2g")
     fig.suptitle(title, fontsize=9)
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", metadata={"Software": None})
+    fig.savefig(buf, format="png", dpi=100, bbox_inches="tight", metadata={"Software": None})
     plt.close(fig)
     return buf.getvalue()
 
@@ -500,9 +500,10 @@ def _budget(stage, k, what):
     from radlang.diagnostics import Diagnostic
 
     ex, budget = stage.params["explainer"], int(stage.params["max_evals"])
-    if ex == "exact" and k > EXACT_MAX_FEATURES:
+    if ex == "exact" and (k > EXACT_MAX_FEATURES or budget < 2 ** k):
         raise RunError([Diagnostic("E527", f"`{stage.name}`: the exact explainer needs 2^{k} model evaluations per case for the {k} "
-                                   f"features of {what}", stage.span, hint="use `explainer: partition`")])
+                                   f"features of {what}" + (f", but `max_evals` is {budget}" if k <= EXACT_MAX_FEATURES else ""), stage.span,
+                                   hint="use `explainer: partition`" + (f", or set `max_evals: {2 ** k}`" if k <= EXACT_MAX_FEATURES else ""))])
     if ex == "permutation" and budget < 2 * k + 1:
         raise RunError([Diagnostic("E527", f"`{stage.name}`: the permutation explainer needs `max_evals` >= {2 * k + 1} "
                                    f"(2 x {k} features of {what} + 1), not {budget}", stage.span, hint=f"set `max_evals: {2 * k + 1}` or more")])
@@ -715,5 +716,6 @@ register(Operator(
          "explainer (partition over a feature clustering of the training cases, permutation, exact, linear) with bounded "
          "`max_evals`; values grouped by PyRadiomics feature family, filter or image type; CSV, JSON and beeswarm / bar PNGs "
          "under <out>/explain/<stage>/."),
-    examples=("explain why = shap(v) { explainer: partition, max_evals: 200, per_fold: true, group_by: [family, filter] }",),
+    examples=("explain why = shap(v) { explainer: partition, max_evals: 200, per_fold: true, group_by: [family, filter] }",
+              "explain where = shap(v) { explainer: partition, max_evals: 100, regions: [2, 2, 2], background: 8, cases: 8, group_by: [channel] }"),
 ))
