@@ -41,6 +41,9 @@ from typing import Literal
 
 from pydantic import Field, field_validator
 
+from radlang.ops.dann import dann_estimator_class
+from radlang.ops.multitask import multitask_estimator_class
+from radlang.ops.net_models import net_estimator_class
 from radlang.registry import Operator, Port, register
 from radlang.types import RType
 from radlang.values import Settings
@@ -617,6 +620,29 @@ def _channel_names(ctx, v):
     return None
 
 
+def _importable_network_classes():
+    """Where radlang itself cannot be imported (the rendered script), make the network estimators' classes importable
+    by the names their saved models carry (`radlang.ops.net_models.RadNetClassifier`, ...), so skops loads them: each
+    such module is a stand-in holding the class its factory builds. Under `radlang run` the modules are there."""
+    import importlib.util
+    import sys
+    import types
+
+    for name, factory in (("radlang.ops.net_models.RadNetClassifier", net_estimator_class), ("radlang.ops.dann.RadDANNClassifier", dann_estimator_class),
+                          ("radlang.ops.multitask.RadMultiTaskModel", multitask_estimator_class)):
+        module, _, cls = name.rpartition(".")
+        if module in sys.modules:
+            continue
+        try:
+            found = importlib.util.find_spec(module) is not None
+        except ImportError:
+            found = False
+        if not found:
+            stand_in = types.ModuleType(module)
+            setattr(stand_in, cls, factory())
+            sys.modules[module] = stand_in
+
+
 def run_shap(stage, ctx):
     """SHAP values of the final model of the validation stage on its training cases (and, with `per_fold`, of each
     training fold's model on its held-out cases), grouped, plotted and written under <out>/explain/<stage>/."""
@@ -634,6 +660,7 @@ def run_shap(stage, ctx):
 
     p = stage.params
     v = ctx.study.stage(stage.inputs["model"].stage)
+    _importable_network_classes()
     try:
         card, data = load_card(ctx.out, v)
         pipe = load_model(data, v)

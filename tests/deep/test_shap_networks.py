@@ -11,7 +11,8 @@ feature that is absent takes a background case's values, and the game averages o
   primary head, binary or survival), to 1e-6 (float32 networks, other batch sizes);
 - a grouped value (by channel, by feature family) is the sum of its members;
 - the Partition hierarchy is a valid linkage whose first merges are one block's channels;
-- compile-time diagnostics: E281 (a `train` stage), E282 (a setting for another kind of model), E283 (regions).
+- compile-time diagnostics: E282 (a setting for another kind of model), E283 (regions); a `train` stage's network is
+  E281 (tests/validation/test_shap.py).
 """
 
 from __future__ import annotations
@@ -237,16 +238,3 @@ def test_network_only_settings_on_a_scikit_learn_model():
     assert _codes(tab.format(settings="group_by: [channel]")) == ["E282"]
     assert _codes(tab.format(settings="group_by: [family]")) == []
     assert _codes(SPEC.format(settings="regions: [4, 4, 2], group_by: [channel, filter]")) == []
-
-
-def test_a_train_stage_network_points_to_gradcam():
-    src = """study "s" { seed: 1 }
-cohort dev = phantom(8) { size: [16, 16, 16] }
-network net = resnet(dims: 3, in_channels: 1, out_channels: 2) { depth: 10 }
-train fit = supervised(net, dev) { epochs: 1, loss: cross_entropy, patch: [32, 32, 32] }
-explain why = shap(fit)
-"""
-    from radlang.compiler import compile_source
-
-    diags = [d for d in compile_source(src.encode(), "s.rad").diagnostics if d.severity == "error"]
-    assert [d.code for d in diags] == ["E281"] and "gradcam" in diags[0].hint
