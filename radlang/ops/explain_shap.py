@@ -1,6 +1,7 @@
-"""SHAP explanations of a validation stage's final model (a scikit-learn pipeline), with the `shap` library.
+"""SHAP explanations of a validation stage's final model (a scikit-learn pipeline or a network model), with `shap`.
 
     explain why = shap(v) { explainer: partition, max_evals: 500, group_by: [family, filter] }
+    explain where = shap(fused) { explainer: partition, max_evals: 100, regions: [2, 2, 2], background: 8, cases: 8 }
 
 What is explained: the final model that `evaluate` saved (models/<v>.skops, refit on every training case), as a
 function of the feature columns it keeps (the columns its selectors kept; when its steps are not plain column
@@ -14,7 +15,8 @@ The explainer is named, never chosen automatically, and its budget is bounded by
   training cases (complete linkage on 1 - |Pearson r|), and a Partition masker over the background cases.
 - `permutation`: sampled Shapley values (antithetic permutations, seeded) with an Independent masker;
   `max_evals` must be at least 2 x features + 1.
-- `exact`: exact Shapley values with an Independent masker (2^features evaluations: at most 16 features).
+- `exact`: exact Shapley values with an Independent masker (2^features evaluations: at most 16 features, and
+  `max_evals` at least 2^features).
 - `linear`: the closed form of a linear model, phi_i = beta_i (x_i - mean x_i) over an Independent masker, for
   a pipeline whose margin is affine in its features (impute, selection, scaling, then logistic or Cox);
   verified on the training cases.
@@ -27,12 +29,29 @@ Grouped values sum the members of a group (`group_by`): `family` (the PyRadiomic
 glcm, ...), `filter` (original, wavelet, log, ...) or `image_type` (wavelet-LLH, log-sigma-2-0-mm-3D, ...),
 from PyRadiomics names `<image type>_<class>_<feature>`; other columns (clinical ones) form the group `other`.
 
+Networks (`cnn`, intermediate fusion: `cnn` on patches joined with a tabular branch, `dann`, and `multitask`'s
+primary head: binary probability or logit margin, or a survival head's log relative hazard) are explained on their
+own inputs. The features are the image regions, each channel cut into `regions` blocks per axis (x, y[, z], like
+a patch; default 2), named `<channel>@x0-8_y0-8_z0-8` (half-open voxel ranges of the patch), then the tabular
+branch's columns. A case's game gives a set S of present features the mean, over the background cases, of the
+network's output on the case with the features outside S taken from the background case (shap's Independent
+masker, for whole regions): so sum_i phi_i = f(x) - mean f(background) holds exactly for `exact`, `permutation`
+and `partition`. shap's explainers run on that game with a single all-absent masker row; `partition` uses a
+spatial hierarchy: a block's channels merge first, then blocks by halving the grid along its longest axis (as
+shap.maskers.Image splits a 2D image; that masker itself takes 2D height x width x channel images only, not 3D
+patches), then the image joins the tabular branch (its correlation clustering). The background is at most
+NETWORK_BACKGROUND training cases unless `background` says otherwise: one explained case costs `max_evals` x
+background forward passes. `linear` is refused (E282): a network is not linear in its inputs.
+
 Outputs under <out>/explain/<stage>/: shap_values.csv (case, base value, model output, one column per feature),
 shap_<grouping>.csv, shap.json (settings, features, clustering, mean |SHAP| per feature and group, the largest
-efficiency error), and PNGs beeswarm.png, bar.png, beeswarm_<grouping>.png, bar_<grouping>.png.
+efficiency error; for a network, `network`: its channels, regions and image and tabular features), and PNGs
+beeswarm.png, bar.png, beeswarm_<grouping>.png, bar_<grouping>.png. A network's values are always grouped by
+`channel` too (each channel's regions; the tabular branch as `tabular`); by `family`, `filter` or `image_type`
+the image is one group `image`. Its beeswarm colours a region by its mean input intensity, and regions.png draws
+the first cases' central slices with their regions' values over them, in the manner of shap.image_plot.
 
-Only scikit-learn models are explained for now: a network (a `train` stage, or an `evaluate` stage of a `cnn` model) is a
-type error in `radlang check` (E280).
+A `train` stage's network is E281 (Grad-CAM explains it); so is an outcome SHAP cannot explain (multiclass).
 """
 
 from __future__ import annotations
@@ -738,11 +757,12 @@ register(Operator(
     positional=("model",), infer=_shap_type, impl=shap_explain, version="1",
     helpers=(feature_clustering, linear_coefficients, feature_groups, grouped_values, shap_plots, network_groups, image_regions,
              tree_linkage, region_hierarchy, network_output, masked_game, network_shap, region_overlay_png),
-    doc=("SHAP values (shap) of a validation stage's final scikit-learn model on its training cases (and, with `per_fold`, of each "
+    doc=("SHAP values (shap) of a validation stage's final model on its training cases (and, with `per_fold`, of each "
          "fold's model on its held-out cases): an explicitly chosen "
          "explainer (partition over a feature clustering of the training cases, permutation, exact, linear) with bounded "
          "`max_evals`; values grouped by PyRadiomics feature family, filter or image type; CSV, JSON and beeswarm / bar PNGs "
-         "under <out>/explain/<stage>/."),
+         "under <out>/explain/<stage>/. A network model (cnn, fusion, dann, multitask) is explained over its image regions "
+         "(`regions` blocks per axis of each channel) and tabular columns, with a regions.png panel and values by channel."),
     examples=("explain why = shap(v) { explainer: partition, max_evals: 200, per_fold: true, group_by: [family, filter] }",
               "explain where = shap(v) { explainer: partition, max_evals: 100, regions: [2, 2, 2], background: 8, cases: 8, group_by: [channel] }"),
 ))
