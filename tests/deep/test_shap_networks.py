@@ -214,6 +214,13 @@ def test_fusion_run_writes_values_groups_and_panels(tmp_path):
     assert list(by_family.columns[3:]) == ["image", "firstorder"]
     for name in ("beeswarm.png", "bar.png", "regions.png", "bar_channel.png", "beeswarm_family.png"):
         assert (folder / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # the HTML report shows the network's SHAP panel: its settings, regions, top features and the regions.png overlay
+    from radlang.review.report import build_report
+
+    html = build_report(tmp_path / "out")
+    assert "<h3>explain/why/shap.json</h3>" in html and "partition explainer, 3 cases, background 4" in html
+    assert f"a network over 4 image regions (2 x 2 x 1 blocks of each channel: image) and {len(net['tabular_features'])} tabular columns" in html
+    assert "<th>by channel</th>" in html and '<img alt="explain/why/regions.png" src="data:image/png;base64,' in html
     # a background larger than the training data (12 cases), on the same run (the validation is cached)
     diags = run_error_codes(SPEC.format(settings="explainer: exact, background: 13, cases: 1, regions: [1, 1, 1]"),
                             tmp_path / "s.rad", tmp_path / "out")
