@@ -32,7 +32,7 @@ EXPECTED = {
                       "metrics": ("29", "8 9 10 11 12 13 17 23", 1.0)},
     "federated": {"tripod_ai": ("9", ""), "claim_2024": ("10 11 23 34", "24 27"),
                   "metrics": ("4 29", "8 9 10 11 12 13 17 23", 6.7)},
-    "fusion": {"tripod_ai": (RADIOMICS_TRIPOD, ""), "claim_2024": ("7 9 10 11 13 20 21 22 23 24 25 26 28 29 32 34 36 42", "27"),
+    "fusion": {"tripod_ai": (RADIOMICS_TRIPOD, ""), "claim_2024": ("7 9 10 11 13 20 21 22 23 24 25 26 28 29 31 32 34 36 42", "27"),
                "metrics": ("11 12 13 18 20 21 22 23 24 25 26 28 29 30", "9", 39.8)},
     "mr_preprocessing": {"tripod_ai": (RADIOMICS_TRIPOD, ""), "claim_2024": (RADIOMICS_CLAIM, "24 27"),
                          "metrics": ("11 12 13 16 18 20 21 22 23 26 27 28 29 30", "9 17", 46.7)},
