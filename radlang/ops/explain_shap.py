@@ -608,8 +608,9 @@ def _explain_network(stage, pipe, X, explain, what, channels):
     tab_names = [str(c) for c in est.tabular_columns_]
     rows = _background(stage, np.arange(len(X)), what, default=NETWORK_BACKGROUND)
     _budget(stage, len(names) + len(tab_names), what)
-    tab_clustering = feature_clustering(tab) if tab is not None else np.zeros((0, 4))
-    clustering = region_hierarchy(regions, shape[0], tab_clustering, len(tab_names)) if p["explainer"] == "partition" else None
+    clustering = None
+    if p["explainer"] == "partition":
+        clustering = region_hierarchy(regions, shape[0], feature_clustering(tab) if tab is not None else np.zeros((0, 4)), len(tab_names))
     predict = network_output(est, p["output"])
     values, base, fx = network_shap(predict, img_x, tab_x, img[rows], None if tab is None else tab[rows], labels,
                                     p["explainer"], int(p["max_evals"]), stage.seed, clustering)
@@ -700,13 +701,14 @@ def run_shap(stage, ctx):
     atomic_write_bytes(folder / "shap_values.csv", evaluation_csv(pd.concat([table, pd.DataFrame(values, columns=kept)], axis=1)))
     title = f"{stage.name}: SHAP ({ex}) of the final model of {v.name}, {len(rows)} training cases"
     plots = shap_plots(values, data, kept, base, title, stage.seed)
-    if ex == "partition":
-        clustering = ("the patch's regions halved along their longest axis (a region's channels first), then the tabular branch: "
-                      if net else "") + ("complete linkage on 1 - |Pearson r|, training cases" if not net or net["tabular_features"] else "")
+    linkage = "complete linkage on 1 - |Pearson r|, training cases"
+    if net:
+        linkage = "image regions: a block's channels, then halves of the patch along its longest axis" + (
+            f"; tabular branch: {linkage}" if net["tabular_features"] else "")
     summary = {"stage": stage.name, "validation": v.name, "model": card["operator"], "cohort": card["cohort"], "explainer": ex,
                "max_evals": int(p["max_evals"]) if ex != "linear" else None, "background": n_bg, "cases": len(rows),
                "output": p["output"] if outcome == "binary" else "prediction", "features": kept,
-               "clustering": clustering.rstrip(": ") if ex == "partition" else None,
+               "clustering": linkage if ex == "partition" else None,
                "mean_abs": dict(zip(kept, np.abs(values).mean(axis=0).tolist())),
                "efficiency_max_error": float(np.max(np.abs(values.sum(axis=1) + base - fx))) if len(rows) else 0.0, "groups": {}}
     if net:

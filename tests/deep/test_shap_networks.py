@@ -182,10 +182,9 @@ def _codes(text):
 
 
 def test_fusion_run_writes_values_groups_and_panels(tmp_path):
-    from tests.validation._validation_util import run_error_codes, run_spec
-
     from radlang.compiler import compile_file
     from radlang.predict import load_card, load_model
+    from tests.validation._validation_util import run_error_codes, run_spec
 
     settings = "explainer: partition, max_evals: 40, regions: [2, 2, 1], background: 4, cases: 3, group_by: [channel, family]"
     run_spec(SPEC.format(settings=settings), tmp_path / "s.rad", tmp_path / "out")
@@ -199,6 +198,8 @@ def test_fusion_run_writes_values_groups_and_panels(tmp_path):
     assert feats == net["image_features"] + net["tabular_features"] and len(vals) == 3 and summary["background"] == 4
     np.testing.assert_allclose(vals[feats].sum(axis=1), vals["output"] - vals["base_value"], rtol=0, atol=1e-6)
     assert summary["efficiency_max_error"] < 1e-6
+    assert summary["clustering"] == ("image regions: a block's channels, then halves of the patch along its longest axis; "
+                                     "tabular branch: complete linkage on 1 - |Pearson r|, training cases")
     # the output explained is the final model's probability on those training cases
     study = compile_file(tmp_path / "s.rad").study
     _, data = load_card(tmp_path / "out", study.stage("v"))
