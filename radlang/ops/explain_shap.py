@@ -61,8 +61,12 @@ from typing import Literal
 from pydantic import Field, field_validator
 
 from radlang.ops.dann import dann_estimator_class
+from radlang.ops.harmonise import combat_class
+from radlang.ops.late_fusion import stacker_class
 from radlang.ops.multitask import multitask_estimator_class
 from radlang.ops.net_models import net_estimator_class
+from radlang.ops.select import selector_class
+from radlang.ops.survival_models import survival_estimator_class
 from radlang.registry import Operator, Port, register
 from radlang.types import RType
 from radlang.values import Settings
@@ -640,16 +644,20 @@ def _channel_names(ctx, v):
     return None
 
 
-def _importable_network_classes():
-    """Where radlang itself cannot be imported (the rendered script), make the network estimators' classes importable
-    by the names their saved models carry (`radlang.ops.net_models.RadNetClassifier`, ...), so skops loads them: each
-    such module is a stand-in holding the class its factory builds. Under `radlang run` the modules are there."""
+def _importable_estimator_classes():
+    """Where radlang itself cannot be imported (the rendered script), make the classes that saved models name
+    (`radlang.ops.net_models.RadNetClassifier`, `radlang.ops.select.RadSelector`, ...: predict.TRUSTED_TYPES) importable
+    by those names, so skops loads the final and the fold models: each such module is a stand-in holding the class its
+    factory builds. Under `radlang run` the modules are there and nothing changes."""
     import importlib.util
     import sys
     import types
 
-    for name, factory in (("radlang.ops.net_models.RadNetClassifier", net_estimator_class), ("radlang.ops.dann.RadDANNClassifier", dann_estimator_class),
-                          ("radlang.ops.multitask.RadMultiTaskModel", multitask_estimator_class)):
+    factories = {"radlang.ops.select.RadSelector": selector_class, "radlang.ops.harmonise.RadComBat": combat_class,
+                 "radlang.ops.net_models.RadNetClassifier": net_estimator_class, "radlang.ops.dann.RadDANNClassifier": dann_estimator_class,
+                 "radlang.ops.late_fusion.RadStacker": stacker_class, "radlang.ops.survival_models.RadSurvival": survival_estimator_class,
+                 "radlang.ops.multitask.RadMultiTaskModel": multitask_estimator_class}
+    for name, factory in factories.items():
         module, _, cls = name.rpartition(".")
         if module in sys.modules:
             continue
@@ -680,7 +688,7 @@ def run_shap(stage, ctx):
 
     p = stage.params
     v = ctx.study.stage(stage.inputs["model"].stage)
-    _importable_network_classes()
+    _importable_estimator_classes()
     try:
         card, data = load_card(ctx.out, v)
         pipe = load_model(data, v)
