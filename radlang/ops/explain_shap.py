@@ -484,6 +484,21 @@ def _shap_type(ctx) -> RType:
     return RType("Explanation", cohort=m.cohort, outcome=m.outcome, detail="SHAP")
 
 
+def _shap_plan(stage, memory, study=None):
+    """`plan`'s line for a network's SHAP: its regions and what one explained case costs in forward passes."""
+    if study is None:
+        return []
+    v = study.by_name().get(stage.inputs["model"].stage)
+    if v is None or not v.type.head or v.type.patch is None:
+        return []
+    p = stage.params
+    regions = p.get("regions") or [2] * len(v.type.patch)
+    bg = p.get("background") or NETWORK_BACKGROUND
+    return [("info", (f"network SHAP: {' x '.join(map(str, regions))} regions of each channel of the {'x'.join(map(str, v.type.patch))} patch "
+                      f"(plus the tabular columns, if any); at most {int(p['max_evals'])} x {bg} background forward passes per explained case, "
+                      f"{p.get('cases') or 'every'} training case(s)"))]
+
+
 def _kept_columns(pipe, X, predict):
     """The input columns the final pipeline's output depends on: those its last top-level selector kept, when
     changing every other column leaves its predictions unchanged on the training cases; else every column."""
@@ -764,7 +779,7 @@ def run_shap(stage, ctx):
 register(Operator(
     name="shap", kind="explain", output="Explanation", settings=ShapSettings, behaviour="stateless", run=run_shap, sink=True,
     inputs=(Port("model", ("Evaluation", "TrainedModel"), doc="an `evaluate` stage: its final model is explained"),),
-    positional=("model",), infer=_shap_type, impl=shap_explain, version="1",
+    positional=("model",), infer=_shap_type, impl=shap_explain, plan=_shap_plan, version="1",
     helpers=(feature_clustering, linear_coefficients, feature_groups, grouped_values, shap_plots, network_groups, image_regions,
              tree_linkage, region_hierarchy, network_output, masked_game, network_shap, region_overlay_png),
     doc=("SHAP values (shap) of a validation stage's final model on its training cases (and, with `per_fold`, of each "

@@ -246,3 +246,17 @@ def test_network_only_settings_on_a_scikit_learn_model():
     assert _codes(tab.format(settings="group_by: [channel]")) == ["E282"]
     assert _codes(tab.format(settings="group_by: [family]")) == []
     assert _codes(SPEC.format(settings="regions: [4, 4, 2], group_by: [channel, filter]")) == []
+
+
+def test_plan_states_the_regions_and_the_cost():
+    from radlang.compiler import compile_source
+    from radlang.ops.explain_shap import _shap_plan
+
+    study = compile_source(SPEC.format(settings="max_evals: 50, regions: [4, 2, 1], cases: 5").encode(), "s.rad").study
+    assert _shap_plan(study.stage("why"), None, study) == [("info", (
+        "network SHAP: 4 x 2 x 1 regions of each channel of the 16x16x16 patch (plus the tabular columns, if any); "
+        "at most 50 x 16 background forward passes per explained case, 5 training case(s)"))]
+    tab = SPEC.replace("cnn(both, target: dev.outcome, network: enc) {{ epochs: 1, batch: 4, hidden: 4, validation: 0 }}",
+                       "logistic(rad, target: dev.outcome)")
+    study = compile_source(tab.format(settings="").encode(), "s.rad").study
+    assert _shap_plan(study.stage("why"), None, study) == []
