@@ -113,7 +113,7 @@ CODES: dict[str, Code] = {c.code: c for c in (
     _c("E278", "an image preprocessing stage on a cohort with several image channels", "ops/preprocess.py", "one cohort per sequence, each preprocessed on its own"),
     _c("E279", "a preprocessing stage takes its statistics within the ROI of a cohort without a mask", "ops/preprocess.py", "`within: roi` on `zscore` or `nyul`; `within: body` or `image` needs none"),
     _c("E281", "a SHAP explanation of a stage whose model it cannot explain", "ops/explain_shap.py",
-       "not an `evaluate` stage of a `model` (a `train` stage's network: Grad-CAM explains it), or a multiclass outcome"),
+       "not an `evaluate` stage of a `model` (a `train` stage's network: Grad-CAM explains it), a stacked model with a network branch, or a multiclass outcome"),
     _c("E282", "a SHAP setting for another kind of model", "ops/explain_shap.py",
        "`explainer: linear` on a network; `regions` or `group_by: channel` on a scikit-learn model"),
     _c("E283", "SHAP image regions that do not cut the network's patch", "ops/explain_shap.py",

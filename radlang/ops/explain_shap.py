@@ -51,7 +51,8 @@ beeswarm.png, bar.png, beeswarm_<grouping>.png, bar_<grouping>.png. A network's 
 the image is one group `image`. Its beeswarm colours a region by its mean input intensity, and regions.png draws
 the first cases' central slices with their regions' values over them, in the manner of shap.image_plot.
 
-A `train` stage's network is E281 (Grad-CAM explains it); so is an outcome SHAP cannot explain (multiclass).
+A `train` stage's network is E281 (Grad-CAM explains it); so is a `stack` with a network branch (its voxel columns
+would be single features: explain each branch's own evaluation) and an outcome SHAP cannot explain (multiclass).
 """
 
 from __future__ import annotations
@@ -461,6 +462,10 @@ def _shap_type(ctx) -> RType:
     if m.kind == "TrainedModel":
         ctx.error("E281", f"SHAP explains the final model of an `evaluate` stage, not a {m.describe()}", port="model",
                   hint="explain a `train` stage's network with `gradcam`, or validate a network model (`cnn`, `multitask`, `dann`) with `evaluate`")
+    elif m.patch is not None and not m.head:
+        ctx.error("E281", "SHAP cannot explain a stacked model with a network branch: its image columns would be thousands of "
+                  "single-voxel features", port="model",
+                  hint="validate each branch with its own `evaluate` and explain those: a network over its image regions")
     elif m.outcome not in ("binary", "continuous", "survival"):
         what = f"a {m.outcome} outcome" if m.outcome else f"a {m.detail or 'validation'} without a model's predictions"
         ctx.error("E281", f"SHAP explains the final model of an `evaluate` stage with a binary, continuous or survival outcome, "
@@ -475,7 +480,7 @@ def _shap_type(ctx) -> RType:
             ctx.error("E283", f"`regions: {s.regions}` does not cut the network's {'x'.join(map(str, m.patch))} patch into blocks: "
                       f"give {len(m.patch)} numbers, each from 1 to that axis' voxels", setting="regions",
                       hint=f"e.g. `regions: [{', '.join('2' for _ in m.patch)}]`")
-    elif m.kind == "Evaluation" and m.outcome in ("binary", "continuous", "survival"):
+    elif m.kind == "Evaluation" and m.patch is None and m.outcome in ("binary", "continuous", "survival"):
         if s.regions is not None:
             ctx.error("E282", "`regions` cuts a network's image patch, but this evaluation's model is not a network", setting="regions")
         if "channel" in s.group_by:

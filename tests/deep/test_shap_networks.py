@@ -260,3 +260,13 @@ def test_plan_states_the_regions_and_the_cost():
                        "logistic(rad, target: dev.outcome)")
     study = compile_source(tab.format(settings="").encode(), "s.rad").study
     assert _shap_plan(study.stage("why"), None, study) == []
+
+
+def test_a_stacked_model_with_a_network_branch_is_not_explained():
+    """Late fusion over a network: SHAP would see every voxel column of the patch as a feature; E281 says to explain
+    each branch's own evaluation instead. A stack of tabular models is explained as any scikit-learn model."""
+    stacked = SPEC.replace("validate v = evaluate(net)", "model lr = logistic(rad, target: dev.outcome)\n"
+                           "model late = stack(lr, net, target: dev.outcome) {{ meta: average }}\nvalidate v = evaluate(late)")
+    assert _codes(stacked.format(settings="")) == ["E281"]
+    tabular = stacked.replace("stack(lr, net,", "stack(lr, lr2,").replace("model late", "model lr2 = logistic(rad, target: dev.outcome) {{ C: 0.1 }}\nmodel late")
+    assert _codes(tabular.format(settings="")) == []
