@@ -186,7 +186,7 @@ def test_fusion_run_writes_values_groups_and_panels(tmp_path):
     from radlang.predict import load_card, load_model
     from tests.validation._validation_util import run_error_codes, run_spec
 
-    settings = "explainer: partition, max_evals: 40, regions: [2, 2, 1], background: 4, cases: 3, group_by: [channel, family]"
+    settings = "explainer: partition, max_evals: 40, regions: [2, 2, 1], background: 4, cases: 3, group_by: [channel, family], per_fold: true"
     run_spec(SPEC.format(settings=settings), tmp_path / "s.rad", tmp_path / "out")
     folder = tmp_path / "out" / "explain" / "why"
     summary = json.loads((folder / "shap.json").read_text())
@@ -208,6 +208,14 @@ def test_fusion_run_writes_values_groups_and_panels(tmp_path):
     est = pipe.steps[-1][1]
     np.testing.assert_allclose(vals["output"], pipe.predict_proba(X.loc[vals["case_id"], est.image_columns_ + est.tabular_columns_])[:, 1],
                                rtol=0, atol=1e-6)
+    # per fold: each fold's network, refit as the validation fit it, explained on its held-out cases; its outputs are the
+    # evaluation's out-of-fold probabilities (the refit is deterministic), and its values add up to them
+    per = pd.read_csv(folder / "shap_folds.csv", dtype={"case_id": str})
+    sums = per.groupby("case_id").agg(value=("value", "sum"), base=("base_value", "first"), out=("output", "first"))
+    assert len(sums) == 12
+    np.testing.assert_allclose(sums["value"], sums["out"] - sums["base"], rtol=0, atol=1e-6)
+    preds = pd.read_csv(tmp_path / "out" / "predictions" / "v.csv", dtype={"case_id": str}).set_index("case_id")
+    np.testing.assert_allclose(sums["out"], preds.loc[sums.index, "probability"], rtol=0, atol=1e-6)
     by_channel = pd.read_csv(folder / "shap_channel.csv", dtype={"case_id": str})
     np.testing.assert_allclose(by_channel["image"], vals[net["image_features"]].sum(axis=1), rtol=0, atol=1e-12)
     np.testing.assert_allclose(by_channel["tabular"], vals[net["tabular_features"]].sum(axis=1), rtol=0, atol=1e-12)
