@@ -440,7 +440,8 @@ def _words(v):
 
 class ShapSettings(Settings):
     explainer: Literal["partition", "permutation", "exact", "linear"] = Field(
-        "partition", description="partition (Owen values over a feature clustering of the training cases), permutation, exact or linear")
+        "partition", description="partition (Owen values over a feature clustering of the training cases; a network: over a spatial "
+        "hierarchy of its regions), permutation, exact or linear (not for a network)")
     max_evals: int = Field(500, ge=1, description="model evaluations per explained case (partition, permutation, exact)")
     background: int | None = Field(None, ge=1, description="background cases drawn from the training cases with the stage's seed (default: all; a network: 16)")
     cases: int | None = Field(None, ge=1, description="explain only the first N training cases (default: all)")
