@@ -1,6 +1,7 @@
-"""SHAP explanations of a validation stage's final model (a scikit-learn pipeline), with the `shap` library.
+"""SHAP explanations of a validation stage's final model (a scikit-learn pipeline or a network model), with `shap`.
 
     explain why = shap(v) { explainer: partition, max_evals: 500, group_by: [family, filter] }
+    explain where = shap(fused) { explainer: partition, max_evals: 100, regions: [2, 2, 2], background: 8, cases: 8 }
 
 What is explained: the final model that `evaluate` saved (models/<v>.skops, refit on every training case), as a
 function of the feature columns it keeps (the columns its selectors kept; when its steps are not plain column
@@ -14,7 +15,8 @@ The explainer is named, never chosen automatically, and its budget is bounded by
   training cases (complete linkage on 1 - |Pearson r|), and a Partition masker over the background cases.
 - `permutation`: sampled Shapley values (antithetic permutations, seeded) with an Independent masker;
   `max_evals` must be at least 2 x features + 1.
-- `exact`: exact Shapley values with an Independent masker (2^features evaluations: at most 16 features).
+- `exact`: exact Shapley values with an Independent masker (2^features evaluations: at most 16 features, and
+  `max_evals` at least 2^features).
 - `linear`: the closed form of a linear model, phi_i = beta_i (x_i - mean x_i) over an Independent masker, for
   a pipeline whose margin is affine in its features (impute, selection, scaling, then logistic or Cox);
   verified on the training cases.
@@ -27,12 +29,30 @@ Grouped values sum the members of a group (`group_by`): `family` (the PyRadiomic
 glcm, ...), `filter` (original, wavelet, log, ...) or `image_type` (wavelet-LLH, log-sigma-2-0-mm-3D, ...),
 from PyRadiomics names `<image type>_<class>_<feature>`; other columns (clinical ones) form the group `other`.
 
+Networks (`cnn`, intermediate fusion: `cnn` on patches joined with a tabular branch, `dann`, and `multitask`'s
+primary head: binary probability or logit margin, or a survival head's log relative hazard) are explained on their
+own inputs. The features are the image regions, each channel cut into `regions` blocks per axis (x, y[, z], like
+a patch; default 2), named `<channel>@x0-8_y0-8_z0-8` (half-open voxel ranges of the patch), then the tabular
+branch's columns. A case's game gives a set S of present features the mean, over the background cases, of the
+network's output on the case with the features outside S taken from the background case (shap's Independent
+masker, for whole regions): so sum_i phi_i = f(x) - mean f(background) holds exactly for `exact`, `permutation`
+and `partition`. shap's explainers run on that game with a single all-absent masker row; `partition` uses a
+spatial hierarchy: a block's channels merge first, then blocks by halving the grid along its longest axis (as
+shap.maskers.Image splits a 2D image; that masker itself takes 2D height x width x channel images only, not 3D
+patches), then the image joins the tabular branch (its correlation clustering). The background is at most
+NETWORK_BACKGROUND training cases unless `background` says otherwise: one explained case costs `max_evals` x
+background forward passes. `linear` is refused (E282): a network is not linear in its inputs.
+
 Outputs under <out>/explain/<stage>/: shap_values.csv (case, base value, model output, one column per feature),
 shap_<grouping>.csv, shap.json (settings, features, clustering, mean |SHAP| per feature and group, the largest
-efficiency error), and PNGs beeswarm.png, bar.png, beeswarm_<grouping>.png, bar_<grouping>.png.
+efficiency error; for a network, `network`: its channels, regions and image and tabular features), and PNGs
+beeswarm.png, bar.png, beeswarm_<grouping>.png, bar_<grouping>.png. A network's values are always grouped by
+`channel` too (each channel's regions; the tabular branch as `tabular`); by `family`, `filter` or `image_type`
+the image is one group `image`. Its beeswarm colours a region by its mean input intensity, and regions.png draws
+the first cases' central slices with their regions' values over them, in the manner of shap.image_plot.
 
-Only scikit-learn models are explained for now: a network (a `train` stage, or an `evaluate` stage of a `cnn` model) is a
-type error in `radlang check` (E280).
+A `train` stage's network is E281 (Grad-CAM explains it); so is a `stack` with a network branch (its voxel columns
+would be single features: explain each branch's own evaluation) and an outcome SHAP cannot explain (multiclass).
 """
 
 from __future__ import annotations
@@ -41,6 +61,13 @@ from typing import Literal
 
 from pydantic import Field, field_validator
 
+from radlang.ops.dann import dann_estimator_class
+from radlang.ops.harmonise import combat_class
+from radlang.ops.late_fusion import stacker_class
+from radlang.ops.multitask import multitask_estimator_class
+from radlang.ops.net_models import net_estimator_class
+from radlang.ops.select import selector_class
+from radlang.ops.survival_models import survival_estimator_class
 from radlang.registry import Operator, Port, register
 from radlang.types import RType
 from radlang.values import Settings
@@ -77,6 +104,23 @@ def grouped_values(values, names, groups):
 
     col = {n: i for i, n in enumerate(names)}
     return np.column_stack([np.asarray(values)[:, [col[m] for m in members]].sum(axis=1) for members in groups.values()])
+
+
+def network_groups(image_features, tabular_features, by):
+    """{group: [member names]} of a network's features: by `channel`, each channel's regions (named `<channel>@...`)
+    and the tabular branch as `tabular`; by `family`, `filter` or `image_type`, the image regions as `image` and the
+    tabular columns as feature_groups groups them."""
+    groups: dict[str, list[str]] = {}
+    if by == "channel":
+        for n in image_features:
+            groups.setdefault(str(n).split("@", 1)[0], []).append(str(n))
+        if tabular_features:
+            groups["tabular"] = [str(n) for n in tabular_features]
+        return groups
+    groups["image"] = [str(n) for n in image_features]
+    for g, members in feature_groups(tabular_features, by).items():
+        groups.setdefault(g, []).extend(members)
+    return groups
 
 
 def feature_clustering(train):
@@ -174,10 +218,220 @@ def shap_plots(values, data, names, base, title, seed, max_display=15):
     return out
 
 
+def image_regions(shape, regions):
+    """The regions of an image patch [C, *spatial] (spatial in array order: z, y, x): each channel cut into a grid of
+    `regions` blocks per axis (given x, y[, z], like a patch), with boundaries at round(k x side / blocks). Returns
+    (labels: an int array of the patch's shape, each voxel's region index, channel-major; [(channel index, ((start, stop)
+    per axis, x first))] per region)."""
+    import itertools
+
+    import numpy as np
+
+    spatial = list(shape[1:])
+    per_axis = list(reversed([int(r) for r in regions]))            # array order
+    cuts = [np.round(np.linspace(0, s, n + 1)).astype(int) for s, n in zip(spatial, per_axis)]
+    labels = np.zeros(tuple(shape), dtype=np.int64)
+    blocks = []
+    for c in range(int(shape[0])):
+        for idx in itertools.product(*[range(n) for n in per_axis]):
+            sl = tuple(slice(int(cut[i]), int(cut[i + 1])) for cut, i in zip(cuts, idx))
+            labels[(c,) + sl] = len(blocks)
+            blocks.append((c, tuple((s.start, s.stop) for s in reversed(sl))))
+    return labels, blocks
+
+
+def tree_linkage(tree, n):
+    """A scipy linkage matrix (as shap's Partition masker takes it) of a nested tree of the leaves 0..n-1 (a leaf is an
+    int, a node a list of subtrees, merged left to right); a node's height is one more than its highest child's."""
+    import numpy as np
+
+    rows = []
+
+    def walk(t):
+        if isinstance(t, (int, np.integer)):
+            return int(t), 0, 1
+        parts = [walk(c) for c in t]
+        cur = parts[0]
+        for q in parts[1:]:
+            rows.append([cur[0], q[0], max(cur[1], q[1]) + 1, cur[2] + q[2]])
+            cur = (n + len(rows) - 1, max(cur[1], q[1]) + 1, cur[2] + q[2])
+        return cur
+
+    walk(tree)
+    return np.asarray(rows, dtype=float).reshape(-1, 4)
+
+
+def region_hierarchy(regions, channels, tab_clustering, n_tab):
+    """The Partition hierarchy of a network's features (image regions channel-major, then tabular columns): a region's
+    channels merge first, then the blocks by halving the grid along its longest axis (as shap's Image masker splits
+    an image), then the image joins the tabular branch, whose hierarchy is `tab_clustering` (a linkage of its columns)."""
+    import itertools
+
+    import numpy as np
+    from scipy.cluster.hierarchy import to_tree
+
+    grid = list(reversed([int(r) for r in regions]))
+    per_channel = int(np.prod(grid))
+    cells = {idx: k for k, idx in enumerate(itertools.product(*[range(n) for n in grid]))}
+
+    def split(box):
+        sizes = [b - a for a, b in box]
+        if max(sizes) == 1:
+            k = cells[tuple(a for a, _ in box)]
+            members = [c * per_channel + k for c in range(int(channels))]
+            return members[0] if len(members) == 1 else members
+        ax = int(np.argmax(sizes))
+        a, b = box[ax]
+        mid = a + (b - a) // 2
+        return [split(box[:ax] + [(a, mid)] + box[ax + 1:]), split(box[:ax] + [(mid, b)] + box[ax + 1:])]
+
+    image = split([(0, n) for n in grid])
+    n_img = per_channel * int(channels)
+    if not n_tab:
+        return tree_linkage(image, n_img)
+
+    def nested(node):
+        return n_img + node.id if node.is_leaf() else [nested(node.left), nested(node.right)]
+
+    tab = nested(to_tree(tab_clustering)) if len(tab_clustering) else n_img
+    return tree_linkage([image, tab], n_img + int(n_tab))
+
+
+def network_output(est, output):
+    """predict(image [N, C, *spatial], tabular [N, T] or None) -> [N] float64: the explained output of a fitted network
+    estimator (`cnn`, `dann`: its class logits; `multitask`: its primary head) on its own inputs (the tabular branch
+    already imputed and standardised, as the estimator's `_arrays` gives it): the positive class's probability, the
+    logit margin (`output: log_odds`), or a survival head's log relative hazard. Evaluated in batches of 64 with one
+    intra-op thread, as the estimator predicts."""
+    import numpy as np
+    import torch
+
+    net = est._module()
+    net.load_state_dict({k: torch.from_numpy(np.asarray(v)) for k, v in est.weights_.items()})
+    net.eval()
+    heads = getattr(est, "heads_", None)
+    k = next(i for i, h in enumerate(heads) if h["primary"]) if heads else None
+    kind = heads[k]["kind"] if heads else "binary"
+
+    def predict(image, tab):
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            out = []
+            with torch.no_grad():
+                for b in range(0, len(image), 64):
+                    xi = torch.from_numpy(np.ascontiguousarray(image[b:b + 64], dtype=np.float32))
+                    xt = torch.from_numpy(np.ascontiguousarray(tab[b:b + 64], dtype=np.float32)) if tab is not None else None
+                    o = net(xi, xt)
+                    o = o[1][k] if heads else o
+                    if kind != "binary":
+                        v = o[:, 0]
+                    elif output == "log_odds":
+                        v = o[:, 1] - o[:, 0]
+                    else:
+                        v = torch.softmax(o, 1)[:, 1]
+                    out.append(v.numpy().astype(np.float64))
+        finally:
+            torch.set_num_threads(threads)
+        return np.concatenate(out) if out else np.zeros(0)
+
+    return predict
+
+
+def masked_game(predict, image, tab, bg_image, bg_tab, labels, max_batch=512):
+    """The value function of one case's SHAP game over a network's features (the image regions of `labels`, then the
+    tabular columns): g(Z) for rows Z of 0/1 (feature present or not) is the mean, over the background cases, of the
+    network's output with the present features taken from the case and the absent ones from the background case (as
+    shap's Independent masker does for a table). g(1) = f(x); g(0) = the mean of f over the background."""
+    import numpy as np
+
+    n_img = int(labels.max()) + 1
+    B = len(bg_image)
+
+    def g(Z):
+        Z = np.asarray(Z, dtype=bool).reshape(-1, n_img + (0 if tab is None else len(tab)))
+        out = np.empty(len(Z))
+        per = max(1, max_batch // B)
+        for a in range(0, len(Z), per):
+            zs = Z[a:a + per]
+            keep = zs[:, :n_img][:, labels]                                    # [z, C, *spatial]
+            imgs = np.where(keep[:, None], image[None, None], bg_image[None]).reshape((-1,) + image.shape)
+            tabs = None
+            if tab is not None:
+                tabs = np.where(zs[:, None, n_img:], tab[None, None], bg_tab[None]).reshape(-1, len(tab))
+            out[a:a + per] = np.asarray(predict(imgs, tabs), dtype=float).reshape(len(zs), B).mean(axis=1)
+        return out
+
+    return g
+
+
+def network_shap(predict, images, tabs, bg_images, bg_tabs, labels, explainer, max_evals, seed, clustering):
+    """SHAP values of a network at each case (images [n, C, *spatial], tabs [n, T] or None) over its image regions
+    (`labels`) and tabular columns: for each case, shap's explainer on that case's masked game (masked_game) at the
+    all-present row, with an Independent masker whose one background row is all-absent (the game averages over
+    the background cases itself) or, for `partition`, a Partition masker over `clustering`. Returns (values n x
+    features, base values n, f at each case)."""
+    import numpy as np
+    import shap
+
+    n_feat = int(labels.max()) + 1 + (0 if tabs is None else tabs.shape[1])
+    absent, present = np.zeros((1, n_feat)), np.ones((1, n_feat))
+    values, base, fx = [], [], []
+    for i in range(len(images)):
+        g = masked_game(predict, images[i], None if tabs is None else tabs[i], bg_images, bg_tabs, labels)
+        if explainer == "partition":
+            e = shap.explainers.PartitionExplainer(g, shap.maskers.Partition(absent, max_samples=1, clustering=clustering))
+        elif explainer == "permutation":
+            e = shap.explainers.PermutationExplainer(g, shap.maskers.Independent(absent, max_samples=1), seed=int(seed))
+        else:
+            e = shap.explainers.ExactExplainer(g, shap.maskers.Independent(absent, max_samples=1))
+        res = e(present, max_evals=int(max_evals), silent=True)
+        values.append(np.asarray(res.values, dtype=float).reshape(n_feat))
+        base.append(float(np.asarray(res.base_values, dtype=float).reshape(-1)[0]))
+        fx.append(float(g(present)[0]))
+    return np.asarray(values).reshape(len(images), n_feat), np.asarray(base), np.asarray(fx)
+
+
+def region_overlay_png(images, maps, cases, channels, title):
+    """PNG bytes in the manner of shap.image_plot: one row per case, per channel its central slice (axial for 3D) in
+    grey with the regions' SHAP values over it (red raises the output, blue lowers it; one symmetric scale for the
+    panel). images, maps: [n, C, *spatial] (maps hold each voxel's region value)."""
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    n, C = images.shape[0], images.shape[1]
+    lim = float(np.max(np.abs(maps))) if maps.size else 0.0
+    lim = lim if lim > 0 else 1.0
+    fig, axes = plt.subplots(n, C, figsize=(2.6 * C + 1.4, 2.5 * n + 0.6), dpi=100, squeeze=False)
+    for i in range(n):
+        for c in range(C):
+            img, m = images[i, c], maps[i, c]
+            if img.ndim == 3:
+                img, m = img[img.shape[0] // 2], m[m.shape[0] // 2]
+            ax = axes[i, c]
+            ax.imshow(img, cmap="gray")
+            im = ax.imshow(m, cmap="bwr", vmin=-lim, vmax=lim, alpha=0.5)
+            ax.set_title(f"{cases[i]}: {channels[c]}", fontsize=8)
+            ax.axis("off")
+    fig.colorbar(im, ax=axes.ravel().tolist(), shrink=0.8, label="SHAP value of the region", format="%.2g")
+    fig.suptitle(title, fontsize=9)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100, bbox_inches="tight", metadata={"Software": None})
+    plt.close(fig)
+    return buf.getvalue()
+
+
 # ----------------------------------------------------------------------------------------------
 # declaration
 
 EXACT_MAX_FEATURES = 16
+OVERLAY_CASES = 4            # cases drawn in a network explanation's regions.png
+NETWORK_BACKGROUND = 16      # a network's default background: every background case costs one forward pass per evaluation
 
 
 def _words(v):
@@ -186,14 +440,18 @@ def _words(v):
 
 class ShapSettings(Settings):
     explainer: Literal["partition", "permutation", "exact", "linear"] = Field(
-        "partition", description="partition (Owen values over a feature clustering of the training cases), permutation, exact or linear")
+        "partition", description="partition (Owen values over a feature clustering of the training cases; a network: over a spatial "
+        "hierarchy of its regions), permutation, exact or linear (not for a network)")
     max_evals: int = Field(500, ge=1, description="model evaluations per explained case (partition, permutation, exact)")
-    background: int | None = Field(None, ge=1, description="background cases drawn from the training cases with the stage's seed (default: all)")
+    background: int | None = Field(None, ge=1, description="background cases drawn from the training cases with the stage's seed (default: all; a network: 16)")
     cases: int | None = Field(None, ge=1, description="explain only the first N training cases (default: all)")
     output: Literal["probability", "log_odds"] = Field("probability", description="binary outcomes: the probability or the logistic margin")
     per_fold: bool = Field(False, description="also explain each training fold's model (refit) on its held-out cases: shap_folds.csv")
-    group_by: list[Literal["family", "filter", "image_type"]] = Field(
-        default_factory=lambda: ["family", "filter"], description="groupings whose values sum their members' (PyRadiomics names)")
+    group_by: list[Literal["channel", "family", "filter", "image_type"]] = Field(
+        default_factory=lambda: ["family", "filter"],
+        description="groupings whose values sum their members' (PyRadiomics names; `channel`: a network's image channels)")
+    regions: list[int] | None = Field(
+        None, description="a network: image regions per axis (x, y[, z]) of its patch, in every channel (default: 2 per axis)")
 
     _e = field_validator("explainer", "output", mode="before")(lambda cls, v: str(v) if isinstance(v, str) else v)
     _g = field_validator("group_by", mode="before")(lambda cls, v: _words(v))
@@ -202,17 +460,49 @@ class ShapSettings(Settings):
 def _shap_type(ctx) -> RType:
     m = ctx.inputs["model"]
     s = ctx.settings
-    if m.kind == "TrainedModel" or m.head:
-        what = m.describe() if m.kind == "TrainedModel" else f"{m.describe()} of a network model (`cnn`)"
-        ctx.error("E280", f"SHAP explains a validation stage's scikit-learn model, but this is a {what}: a torch network",
-                  port="model", hint="explain a network with `gradcam`; SHAP for networks is not available yet")
+    if m.kind == "TrainedModel":
+        ctx.error("E281", f"SHAP explains the final model of an `evaluate` stage, not a {m.describe()}", port="model",
+                  hint="explain a `train` stage's network with `gradcam`, or validate a network model (`cnn`, `multitask`, `dann`) with `evaluate`")
+    elif m.patch is not None and not m.head:
+        ctx.error("E281", "SHAP cannot explain a stacked model with a network branch: its image columns would be thousands of "
+                  "single-voxel features", port="model",
+                  hint="validate each branch with its own `evaluate` and explain those: a network over its image regions")
     elif m.outcome not in ("binary", "continuous", "survival"):
         what = f"a {m.outcome} outcome" if m.outcome else f"a {m.detail or 'validation'} without a model's predictions"
         ctx.error("E281", f"SHAP explains the final model of an `evaluate` stage with a binary, continuous or survival outcome, "
                   f"not {what}", port="model", hint="explain an `evaluate` stage of a `model`")
     elif s.output == "log_odds" and m.outcome != "binary":
         ctx.error("E331", f"`output: log_odds` needs a binary outcome; this model's outcome is {m.outcome}", setting="output")
+    if m.kind == "Evaluation" and m.head:          # a network model: its image regions and tabular columns are the features
+        if s.explainer == "linear":
+            ctx.error("E282", "`explainer: linear` needs a model that is linear in its features, not a network", setting="explainer",
+                      hint="use `explainer: partition` (Owen values over the patch's regions), `permutation` or `exact`")
+        if s.regions is not None and m.patch is not None and (len(s.regions) != len(m.patch) or any(r < 1 or r > q for r, q in zip(s.regions, m.patch))):
+            ctx.error("E283", f"`regions: {s.regions}` does not cut the network's {'x'.join(map(str, m.patch))} patch into blocks: "
+                      f"give {len(m.patch)} numbers, each from 1 to that axis' voxels", setting="regions",
+                      hint=f"e.g. `regions: [{', '.join('2' for _ in m.patch)}]`")
+    elif m.kind == "Evaluation" and m.patch is None and m.outcome in ("binary", "continuous", "survival"):
+        if s.regions is not None:
+            ctx.error("E282", "`regions` cuts a network's image patch, but this evaluation's model is not a network", setting="regions")
+        if "channel" in s.group_by:
+            ctx.error("E282", "`group_by: channel` groups a network's image channels, but this evaluation's model is not a network",
+                      setting="group_by", hint="group PyRadiomics features by `family`, `filter` or `image_type`")
     return RType("Explanation", cohort=m.cohort, outcome=m.outcome, detail="SHAP")
+
+
+def _shap_plan(stage, memory, study=None):
+    """`plan`'s line for a network's SHAP: its regions and what one explained case costs in forward passes."""
+    if study is None:
+        return []
+    v = study.by_name().get(stage.inputs["model"].stage)
+    if v is None or not v.type.head or v.type.patch is None:
+        return []
+    p = stage.params
+    regions = p.get("regions") or [2] * len(v.type.patch)
+    bg = p.get("background") or NETWORK_BACKGROUND
+    return [("info", (f"network SHAP: {' x '.join(map(str, regions))} regions of each channel of the {'x'.join(map(str, v.type.patch))} patch "
+                      f"(plus the tabular columns, if any); at most {int(p['max_evals'])} x {bg} background forward passes per explained case, "
+                      f"{p.get('cases') or 'every'} training case(s)"))]
 
 
 def _kept_columns(pipe, X, predict):
@@ -234,10 +524,51 @@ def _kept_columns(pipe, X, predict):
     return kept if np.allclose(predict(X), predict(shifted), rtol=0, atol=1e-12) else list(X.columns)
 
 
-def _explain(stage, pipe, X, explain, outcome, what):
+def _background(stage, train, what, default=None):
+    """The background rows of `train` (an array of the training cases): `background` of them (default: `default`, or
+    every case) drawn with the stage's seed, in their order. A background larger than the training data is E526."""
+    import numpy as np
+
+    from radlang.backends.executor import RunError
+    from radlang.diagnostics import Diagnostic
+
+    n_bg = stage.params.get("background")
+    if n_bg is not None and n_bg > len(train):
+        raise RunError([Diagnostic("E526", f"`{stage.name}`: a background of {n_bg} cases, but {what} was trained on {len(train)} cases",
+                                   stage.span, hint=f"set `background` to at most {len(train)}, or leave it out to use every training case")])
+    n_bg = min(len(train), default) if n_bg is None and default is not None else n_bg
+    rng = np.random.default_rng(int(stage.seed))
+    return train if n_bg is None or n_bg == len(train) else train[np.sort(rng.choice(len(train), int(n_bg), replace=False))]
+
+
+def _budget(stage, k, what):
+    """E527 when the explainer's budget cannot cover k features."""
+    from radlang.backends.executor import RunError
+    from radlang.diagnostics import Diagnostic
+
+    ex, budget = stage.params["explainer"], int(stage.params["max_evals"])
+    if ex == "exact" and (k > EXACT_MAX_FEATURES or budget < 2 ** k):
+        raise RunError([Diagnostic("E527", f"`{stage.name}`: the exact explainer needs 2^{k} model evaluations per case for the {k} "
+                                   f"features of {what}" + (f", but `max_evals` is {budget}" if k <= EXACT_MAX_FEATURES else ""), stage.span,
+                                   hint="use `explainer: partition`" + (f", or set `max_evals: {2 ** k}`" if k <= EXACT_MAX_FEATURES else ""))])
+    if ex == "permutation" and budget < 2 * k + 1:
+        raise RunError([Diagnostic("E527", f"`{stage.name}`: the permutation explainer needs `max_evals` >= {2 * k + 1} "
+                                   f"(2 x {k} features of {what} + 1), not {budget}", stage.span, hint=f"set `max_evals: {2 * k + 1}` or more")])
+
+
+def _network(pipe):
+    """The fitted network estimator at the end of a pipeline (`cnn`, `dann`, `multitask`: it keeps its weights and its
+    image columns), or None for a scikit-learn model."""
+    pipe = getattr(pipe, "best_estimator_", pipe)
+    last = pipe.steps[-1][1] if hasattr(pipe, "steps") else pipe
+    return last if hasattr(last, "weights_") and getattr(last, "image_columns_", None) else None
+
+
+def _explain(stage, pipe, X, explain, outcome, what, channels=None):
     """SHAP values of one fitted pipeline: trained on the rows of X (which give the background and the Partition
     hierarchy), explained at the rows of the table `explain`. `what` names the model in diagnostics ("the final model of `v`",
-    "the model of fold 2 of repeat 1 of `v`"). Returns (kept columns, values, base values, outputs, background size)."""
+    "the model of fold 2 of repeat 1 of `v`"). Returns (features, values, base values, outputs, background size, the
+    features' values at the explained cases, network details or None). A network is explained by _explain_network."""
     import numpy as np
     import pandas as pd
 
@@ -246,6 +577,8 @@ def _explain(stage, pipe, X, explain, outcome, what):
 
     p = stage.params
     pipe = getattr(pipe, "best_estimator_", pipe)
+    if _network(pipe) is not None:
+        return _explain_network(stage, pipe, X, explain, what, channels)
     if outcome == "binary":
         predict = (lambda D: pipe.decision_function(D)) if p["output"] == "log_odds" else (lambda D: pipe.predict_proba(D)[:, 1])
     else:
@@ -260,19 +593,9 @@ def _explain(stage, pipe, X, explain, outcome, what):
     kept = _kept_columns(pipe, X, predict)
     f = (lambda Z: predict(full(Z, kept))) if len(kept) < X.shape[1] else (lambda Z: predict(pd.DataFrame(np.asarray(Z, dtype=float), columns=X.columns)))
     train = X[kept].to_numpy()
-    n_bg = p.get("background")
-    if n_bg is not None and n_bg > len(train):
-        raise RunError([Diagnostic("E526", f"`{stage.name}`: a background of {n_bg} cases, but {what} was trained on {len(train)} cases",
-                                   stage.span, hint=f"set `background` to at most {len(train)}, or leave it out to use every training case")])
-    rng = np.random.default_rng(int(stage.seed))
-    bg = train if n_bg is None or n_bg == len(train) else train[np.sort(rng.choice(len(train), int(n_bg), replace=False))]
-    k, ex, budget = len(kept), p["explainer"], int(p["max_evals"])
-    if ex == "exact" and k > EXACT_MAX_FEATURES:
-        raise RunError([Diagnostic("E527", f"`{stage.name}`: the exact explainer needs 2^{k} model evaluations per case for the {k} "
-                                   f"features of {what}", stage.span, hint="use `explainer: partition`")])
-    if ex == "permutation" and budget < 2 * k + 1:
-        raise RunError([Diagnostic("E527", f"`{stage.name}`: the permutation explainer needs `max_evals` >= {2 * k + 1} "
-                                   f"(2 x {k} features of {what} + 1), not {budget}", stage.span, hint=f"set `max_evals: {2 * k + 1}` or more")])
+    bg = _background(stage, train, what)
+    ex, budget = p["explainer"], int(p["max_evals"])
+    _budget(stage, len(kept), what)
     if ex == "linear":
         coef, b = linear_coefficients(f, train.mean(axis=0))
         err = float(np.max(np.abs(train @ coef + b - np.asarray(f(train), dtype=float))))
@@ -280,8 +603,93 @@ def _explain(stage, pipe, X, explain, outcome, what):
             raise RunError([Diagnostic("E528", f"`{stage.name}`: {what} (output {p['output']}) is not linear in its features "
                                        f"(off by up to {err:.3g})", stage.span,
                                        hint="use `explainer: partition`; `linear` fits a logistic margin (`output: log_odds`) or a Cox risk")])
-    values, base, fx = shap_explain(f, explain[kept].to_numpy(), bg, train, ex, budget, stage.seed)
-    return kept, values, base, fx, len(bg)
+    data = explain[kept].to_numpy()
+    values, base, fx = shap_explain(f, data, bg, train, ex, budget, stage.seed)
+    return kept, values, base, fx, len(bg), data, None
+
+
+def _explain_network(stage, pipe, X, explain, what, channels):
+    """SHAP values of a network pipeline over its image regions (`regions` blocks per axis of each channel) and its
+    tabular columns, with the background drawn from the training rows of X (at most NETWORK_BACKGROUND cases unless
+    `background` says otherwise); steps before the network (if any) transform the table first. The feature values
+    returned for the plots are each region's mean input intensity and the tabular columns as given."""
+    import numpy as np
+    import pandas as pd
+
+    p = stage.params
+    est = _network(pipe)
+    if len(pipe.steps) > 1:
+        def net_input(D):
+            T = pipe[:-1].transform(D)
+            return T if hasattr(T, "columns") else pd.DataFrame(T, index=D.index, columns=pipe[:-1].get_feature_names_out())
+        X, explain = net_input(X), net_input(explain)
+    img, tab = est._arrays(X)
+    img_x, tab_x = est._arrays(explain)
+    shape = list(est.image_shape_)
+    regions = p.get("regions") or [2] * (len(shape) - 1)
+    labels, blocks = image_regions(shape, regions)
+    names = [f"{channels[c] if channels and len(channels) == shape[0] else f'c{c}'}@"
+             + "_".join(f"{ax}{a}-{b}" for ax, (a, b) in zip("xyz", box)) for c, box in blocks]
+    tab_names = [str(c) for c in est.tabular_columns_]
+    rows = _background(stage, np.arange(len(X)), what, default=NETWORK_BACKGROUND)
+    _budget(stage, len(names) + len(tab_names), what)
+    clustering = None
+    if p["explainer"] == "partition":
+        clustering = region_hierarchy(regions, shape[0], feature_clustering(tab) if tab is not None else np.zeros((0, 4)), len(tab_names))
+    predict = network_output(est, p["output"])
+    values, base, fx = network_shap(predict, img_x, tab_x, img[rows], None if tab is None else tab[rows], labels,
+                                    p["explainer"], int(p["max_evals"]), stage.seed, clustering)
+    n_reg = len(names)
+    means = np.stack([img_x.reshape(len(img_x), -1)[:, (labels == r).ravel()].mean(axis=1) for r in range(n_reg)], axis=1)
+    data = np.hstack([means, explain[tab_names].to_numpy(dtype=float)]) if tab_names else means
+    detail = {"labels": labels, "images": img_x, "channels": [n.split("@", 1)[0] for n in names[::len(names) // shape[0]]],
+              "regions": [int(r) for r in regions], "image_features": names, "tabular_features": tab_names}
+    return names + tab_names, values, base, fx, len(rows), data, detail
+
+
+def _channel_names(ctx, v):
+    """The image channels of a validated network model, from the `patches` stage its input comes from (through joins):
+    the cohort's image columns (`image.t1` is `t1`), then `mask` when the patches add it; None for other models."""
+    from radlang.ops.netio import _channel_columns
+
+    by = ctx.study.by_name()
+    model = by.get(v.inputs["model"].stage) if "model" in v.inputs else None
+    todo = [model.inputs["input"].stage] if model is not None and "input" in model.inputs else []
+    while todo:
+        s = by[todo.pop(0)]
+        if s.op == "patches":
+            names = [c.split(".", 1)[1] if c.startswith("image.") else c for c in _channel_columns(ctx.results[s.inputs["cohort"].stage])]
+            return names + (["mask"] if s.params.get("mask_channel") else [])
+        if s.op == "join":
+            todo += [r.stage for _, r in sorted(s.inputs.items())]
+    return None
+
+
+def _importable_estimator_classes():
+    """Where radlang itself cannot be imported (the rendered script), make the classes that saved models name
+    (`radlang.ops.net_models.RadNetClassifier`, `radlang.ops.select.RadSelector`, ...: predict.TRUSTED_TYPES) importable
+    by those names, so skops loads the final and the fold models: each such module is a stand-in holding the class its
+    factory builds. Under `radlang run` the modules are there and nothing changes."""
+    import importlib.util
+    import sys
+    import types
+
+    factories = {"radlang.ops.select.RadSelector": selector_class, "radlang.ops.harmonise.RadComBat": combat_class,
+                 "radlang.ops.net_models.RadNetClassifier": net_estimator_class, "radlang.ops.dann.RadDANNClassifier": dann_estimator_class,
+                 "radlang.ops.late_fusion.RadStacker": stacker_class, "radlang.ops.survival_models.RadSurvival": survival_estimator_class,
+                 "radlang.ops.multitask.RadMultiTaskModel": multitask_estimator_class}
+    for name, factory in factories.items():
+        module, _, cls = name.rpartition(".")
+        if module in sys.modules:
+            continue
+        try:
+            found = importlib.util.find_spec(module) is not None
+        except ImportError:
+            found = False
+        if not found:
+            stand_in = types.ModuleType(module)
+            setattr(stand_in, cls, factory())
+            sys.modules[module] = stand_in
 
 
 def run_shap(stage, ctx):
@@ -301,6 +709,7 @@ def run_shap(stage, ctx):
 
     p = stage.params
     v = ctx.study.stage(stage.inputs["model"].stage)
+    _importable_estimator_classes()
     try:
         card, data = load_card(ctx.out, v)
         pipe = load_model(data, v)
@@ -313,21 +722,32 @@ def run_shap(stage, ctx):
     X = X.loc[ids, card["columns"]].astype(float)
     outcome, ex = card["outcome"], p["explainer"]
     rows = X.index if not p.get("cases") else X.index[:int(p["cases"])]
-    kept, values, base, fx, n_bg = _explain(stage, pipe, X, X.loc[rows], outcome, f"the final model of `{v.name}`")
+    channels = _channel_names(ctx, v)
+    kept, values, base, fx, n_bg, data, net = _explain(stage, pipe, X, X.loc[rows], outcome, f"the final model of `{v.name}`", channels)
 
     folder = ctx.out / "explain" / stage.name
     table = pd.DataFrame({"case_id": list(rows), "base_value": base, "output": fx})
     atomic_write_bytes(folder / "shap_values.csv", evaluation_csv(pd.concat([table, pd.DataFrame(values, columns=kept)], axis=1)))
     title = f"{stage.name}: SHAP ({ex}) of the final model of {v.name}, {len(rows)} training cases"
-    plots = shap_plots(values, X.loc[rows, kept].to_numpy(), kept, base, title, stage.seed)
+    plots = shap_plots(values, data, kept, base, title, stage.seed)
+    linkage = "complete linkage on 1 - |Pearson r|, training cases"
+    if net:
+        linkage = "image regions: a block's channels, then halves of the patch along its longest axis" + (
+            f"; tabular branch: {linkage}" if net["tabular_features"] else "")
     summary = {"stage": stage.name, "validation": v.name, "model": card["operator"], "cohort": card["cohort"], "explainer": ex,
                "max_evals": int(p["max_evals"]) if ex != "linear" else None, "background": n_bg, "cases": len(rows),
                "output": p["output"] if outcome == "binary" else "prediction", "features": kept,
-               "clustering": "complete linkage on 1 - |Pearson r|, training cases" if ex == "partition" else None,
+               "clustering": linkage if ex == "partition" else None,
                "mean_abs": dict(zip(kept, np.abs(values).mean(axis=0).tolist())),
                "efficiency_max_error": float(np.max(np.abs(values.sum(axis=1) + base - fx))) if len(rows) else 0.0, "groups": {}}
-    for by in p["group_by"]:
-        groups = feature_groups(kept, by)
+    if net:
+        summary["network"] = {k: net[k] for k in ("channels", "regions", "image_features", "tabular_features")}
+        n_show = min(len(rows), OVERLAY_CASES)
+        maps = values[:n_show, :len(net["image_features"])][:, net["labels"]]
+        plots["regions.png"] = region_overlay_png(net["images"][:n_show], maps, list(rows[:n_show]), net["channels"],
+                                                  f"{title}: image regions (first {n_show})")
+    for by in (["channel"] if net else []) + [b for b in p["group_by"] if not (net and b == "channel")]:
+        groups = network_groups(net["image_features"], net["tabular_features"], by) if net else feature_groups(kept, by)
         gv = grouped_values(values, kept, groups)
         atomic_write_bytes(folder / f"shap_{by}.csv",
                            evaluation_csv(pd.concat([table, pd.DataFrame(gv, columns=list(groups))], axis=1)))
@@ -342,7 +762,7 @@ def run_shap(stage, ctx):
             Xf = job["X"].iloc[job["train"]]
             test_ids = list(job["X"].index[job["test"]])
             what = f"the model of fold {fold + 1} of repeat {rep + 1} of `{v.name}`"
-            k_f, v_f, b_f, fx_f, _ = _explain(stage, model, Xf, job["X"].iloc[job["test"]], outcome, what)
+            k_f, v_f, b_f, fx_f, *_ = _explain(stage, model, Xf, job["X"].iloc[job["test"]], outcome, what, channels)
             errors.append(float(np.max(np.abs(v_f.sum(axis=1) + b_f - fx_f))) if len(test_ids) else 0.0)
             for i, cid in enumerate(test_ids):
                 long += [{"repeat": rep, "fold": fold, "case_id": cid, "feature": c, "value": float(v_f[i, j]), "base_value": float(b_f[i]),
@@ -365,12 +785,15 @@ def run_shap(stage, ctx):
 register(Operator(
     name="shap", kind="explain", output="Explanation", settings=ShapSettings, behaviour="stateless", run=run_shap, sink=True,
     inputs=(Port("model", ("Evaluation", "TrainedModel"), doc="an `evaluate` stage: its final model is explained"),),
-    positional=("model",), infer=_shap_type, impl=shap_explain, version="1",
-    helpers=(feature_clustering, linear_coefficients, feature_groups, grouped_values, shap_plots),
-    doc=("SHAP values (shap) of a validation stage's final scikit-learn model on its training cases (and, with `per_fold`, of each "
+    positional=("model",), infer=_shap_type, impl=shap_explain, plan=_shap_plan, version="1",
+    helpers=(feature_clustering, linear_coefficients, feature_groups, grouped_values, shap_plots, network_groups, image_regions,
+             tree_linkage, region_hierarchy, network_output, masked_game, network_shap, region_overlay_png),
+    doc=("SHAP values (shap) of a validation stage's final model on its training cases (and, with `per_fold`, of each "
          "fold's model on its held-out cases): an explicitly chosen "
          "explainer (partition over a feature clustering of the training cases, permutation, exact, linear) with bounded "
          "`max_evals`; values grouped by PyRadiomics feature family, filter or image type; CSV, JSON and beeswarm / bar PNGs "
-         "under <out>/explain/<stage>/."),
-    examples=("explain why = shap(v) { explainer: partition, max_evals: 200, per_fold: true, group_by: [family, filter] }",),
+         "under <out>/explain/<stage>/. A network model (cnn, fusion, dann, multitask) is explained over its image regions "
+         "(`regions` blocks per axis of each channel) and tabular columns, with a regions.png panel and values by channel."),
+    examples=("explain why = shap(v) { explainer: partition, max_evals: 200, per_fold: true, group_by: [family, filter] }",
+              "explain where = shap(v) { explainer: partition, max_evals: 100, regions: [2, 2, 2], background: 8, cases: 8, group_by: [channel] }"),
 ))

@@ -146,7 +146,8 @@ def _stack_type(ctx) -> RType:
         if b is not None and tgt.cohort and b.cohort and b.cohort != tgt.cohort:
             ctx.error("E311", f"branch `{p}` is fit on cohort `{b.cohort}`, the target is `{tgt.detail}`", port=p,
                       hint="stack models of one cohort")
-    return RType("Model", cohort=tgt.cohort, outcome=tgt.outcome, detail="stacked model")
+    image = next((b.patch for b in branches if b.patch is not None), None)      # a network branch's patch (SHAP reads it)
+    return RType("Model", cohort=tgt.cohort, outcome=tgt.outcome, patch=image, detail="stacked model")
 
 
 def _stack_plan(stage, memory, study=None):

@@ -613,7 +613,7 @@ def _multitask_type(ctx) -> RType:
         ctx.error("E293", (f"no head predicts the model's target `{tgt.detail}`" if not primary else
                            f"heads {', '.join(f'`{p}`' for p in primary)} all predict the model's target `{tgt.detail}`"), setting="heads",
                   hint=f"exactly one head has `target: {tgt.cohort}.outcome`: the primary head that `evaluate` measures")
-    return RType("Model", cohort=src.cohort, outcome=tgt.outcome, head="classification", detail="multitask model")   # a network's head
+    return RType("Model", cohort=src.cohort, outcome=tgt.outcome, head="classification", patch=src.patch, detail="multitask model")   # a network's head
 
 
 def multitask_plan_estimate(spec, shape, n_tab, heads, p, batch):

@@ -350,7 +350,7 @@ def _cnn_type(ctx) -> RType:
                   hint=f"`{ctx.stmt.op.name}` fits binary or multiclass outcomes")
     ctx.mixed_cohorts(src, tgt)
     network_input_checks(ctx, src, net)
-    return RType("Model", cohort=src.cohort, outcome=tgt.outcome, head="classification", detail="cnn model")   # a network's head
+    return RType("Model", cohort=src.cohort, outcome=tgt.outcome, head="classification", patch=src.patch, detail="cnn model")   # a network's head
 
 
 def network_input_checks(ctx, src, net):

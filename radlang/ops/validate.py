@@ -218,7 +218,7 @@ def _evaluate_infer(ctx):
     split = ctx.inputs.get("split")
     if split is not None:
         _shared_split_checks(ctx, m, split)
-    return RType("Evaluation", cohort=m.cohort, outcome=task, head=m.head, detail="evaluation",   # head: the model is a network
+    return RType("Evaluation", cohort=m.cohort, outcome=task, head=m.head, patch=m.patch, detail="evaluation",   # head, patch: a network
                  split=split.split if split else None)
 
 

@@ -291,6 +291,11 @@ def shap_table(summary, path, top=10) -> str:
     what = (f"{escape(str(summary.get('explainer')))} explainer, {summary.get('cases')} cases, background {summary.get('background')}, "
             f"max_evals {summary.get('max_evals')}, output {escape(str(summary.get('output')))}; largest efficiency error "
             f"{summary.get('efficiency_max_error', 0):.2g}")
+    net = summary.get("network")
+    if net:
+        what += (f"; a network over {len(net.get('image_features') or [])} image regions ({' x '.join(map(str, net.get('regions') or []))} "
+                 f"blocks of each channel: {escape(', '.join(map(str, net.get('channels') or [])))}) and "
+                 f"{len(net.get('tabular_features') or [])} tabular columns")
     return f"<h3>{escape(path)}</h3><p class=\"muted\">{what}</p><table><tr>{head}</tr>{''.join(rows)}</table>"
 
 

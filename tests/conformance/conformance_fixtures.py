@@ -171,6 +171,14 @@ def _evaluation(model, metrics):
     return make
 
 
+def _network_evaluation(w, name):
+    """A validated network model (`cnn` on 16^3 patches, one epoch): what a network explanation explains."""
+    m, split, stmts = name + "_model", *_shared_split(w)
+    return stmts + _network("resnet", 3)(w, m + "_net") + _features("patches")(w, m + "_in") + [
+        f"model {m} = cnn({m}_in, target: {w.dev}.outcome, network: {m}_net) {{ epochs: 1, batch: 4, hidden: 4 }}",
+        f"validate {name} = evaluate({m}, split: {split}) {{ bootstrap: 10, metrics: [{METRICS['stratified_kfold(2)']}] }}"]
+
+
 def _split(w, name):
     return [f"split {name} = folds({w.dev}) {{ cv: stratified_kfold(2) }}"]
 
@@ -209,7 +217,7 @@ PROVIDERS = {
     "Model": [_model(m, f) for f in ("tabular", "pyradiomics") for m in ("logistic", "cox")],
     "Network": [_network(n, d) for n, d in NETWORK_VARIANTS] + [_network("unet", 3, k) for k in LABEL_CLASSES],
     "TrainedModel": [_trained(n, d) for n, d in NETWORK_VARIANTS] + [_trained("unet", 3, k) for k in LABEL_CLASSES],
-    "Evaluation": [_evaluation("logistic", METRICS["stratified_kfold(2)"]), _evaluation("cox", METRICS["kfold(2)"])],
+    "Evaluation": [_evaluation("logistic", METRICS["stratified_kfold(2)"]), _evaluation("cox", METRICS["kfold(2)"]), _network_evaluation],
     "Split": [_split],
 }
 

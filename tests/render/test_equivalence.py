@@ -70,6 +70,53 @@ def test_image_study_same_bytes(tmp_path):
     assert metrics["external"]["cohort"] == "ext" and 0.0 <= metrics["external"]["auc"]["estimate"] <= 1.0
 
 
+NETWORK_SHAP = """study "network shap" { seed: 2 }
+cohort dev = phantom(10) { size: [16, 16, 16], effect: 2.0 }
+network enc = resnet(dims: 3, in_channels: 2, out_channels: 2) { depth: 10, widen_factor: 0.125 }
+features img = patches(dev) { patch: [16, 16, 16], mask_channel: true }
+model net = cnn(img, target: dev.outcome, network: enc) { epochs: 1, batch: 4, hidden: 4, validation: 0 }
+validate v = evaluate(net) { cv: stratified_kfold(2), bootstrap: 0, metrics: [auc] }
+explain why = shap(v) { explainer: partition, max_evals: 30, regions: [2, 2, 1], background: 3, cases: 2 }
+"""
+
+
+SELECTED_SHAP = """study "shap of a selected model" { seed: 5 }
+cohort dev = dataset("breast_cancer") { stop: 60 }
+features f = tabular(dev)
+select sig = lasso(f, target: dev.outcome) { cv: 2, max_features: 3 }
+model clf = logistic(sig, target: dev.outcome)
+validate v = evaluate(clf) { cv: stratified_kfold(2), bootstrap: 0, metrics: [auc] }
+explain why = shap(v) { explainer: exact, max_evals: 64, per_fold: true, group_by: [family] }
+"""
+
+
+def _same_explanation(text, tmp_path) -> dict:
+    """run == render for a study with a SHAP stage `why`, PNG panels included; its shap.json."""
+    pytest.importorskip("shap")
+    spec = tmp_path / "s.rad"
+    spec.write_text(text, encoding="utf-8")
+    out = equivalent(compile_spec(spec), tmp_path)
+    pngs = sorted(p.relative_to(tmp_path / "run").as_posix() for p in (tmp_path / "run" / "explain" / "why").glob("*.png"))
+    assert "explain/why/bar.png" in pngs
+    for rel in pngs:
+        assert (tmp_path / "run" / rel).read_bytes() == (tmp_path / "script" / rel).read_bytes(), rel
+    return {**json.loads(out["explain/why/shap.json"]), "pngs": pngs}
+
+
+def test_network_shap_same_bytes(tmp_path):
+    """SHAP of a network (image + mask channels over regions): the rendered script loads the saved network (radlang's
+    estimator classes stand in for their modules there) and writes the same values, groups and panels."""
+    summary = _same_explanation(NETWORK_SHAP, tmp_path)
+    assert summary["network"]["channels"] == ["image", "mask"] and summary["efficiency_max_error"] < 1e-6
+    assert "explain/why/regions.png" in summary["pngs"] and "explain/why/bar_channel.png" in summary["pngs"]
+
+
+def test_shap_of_a_selected_model_same_bytes(tmp_path):
+    """A final model and fold models whose pipelines hold radlang's selector class load in the rendered script too."""
+    summary = _same_explanation(SELECTED_SHAP, tmp_path)
+    assert 1 <= len(summary["features"]) <= 3 and summary["folds"]["folds"] == 2
+
+
 def _shrink(text: str) -> str:
     """The same study, cheaper: fewer resamples, folds, repeats and cases."""
     text = re.sub(r"\bbootstrap:\s*\d+", "bootstrap: 20", text)

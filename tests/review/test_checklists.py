@@ -53,7 +53,7 @@ EXPECTED = {
     # not applicable as in multitask.rad
     "federated_network": {"tripod_ai": ("5 7 9 12 15 21 22", ""), "claim_2024": ("7 9 10 11 20 21 22 23 24 25 26 28 32 34 42", "27"),
                           "metrics": ("4 18 20 23 26 28 29 30", "8 9 10 11 12 13", 26.4)},
-    "fusion": {"tripod_ai": (RADIOMICS_TRIPOD, ""), "claim_2024": ("7 9 10 11 13 20 21 22 23 24 25 26 28 29 32 34 36 42", "27"),
+    "fusion": {"tripod_ai": (RADIOMICS_TRIPOD, ""), "claim_2024": ("7 9 10 11 13 20 21 22 23 24 25 26 28 29 31 32 34 36 42", "27"),
                "metrics": ("11 12 13 18 20 21 22 23 24 25 26 28 29 30", "9", 39.8)},
     "mr_preprocessing": {"tripod_ai": (RADIOMICS_TRIPOD, ""), "claim_2024": (RADIOMICS_CLAIM, "24 27"),
                          "metrics": ("11 12 13 16 18 20 21 22 23 26 27 28 29 30", "9 17", 46.7)},

@@ -152,7 +152,7 @@ def stage_adapted(ctx, args):
         seed=1542162036,
         type={
             'kind': 'Model', 'cohort': 'sites', 'outcome': 'binary', 'head': 'classification',
-            'site_adapted': True, 'detail': 'DANN model',
+            'site_adapted': True, 'patch': (16, 16, 16), 'detail': 'DANN model',
         },
         fit='outcome',
         fit_within=['v_dann'],
@@ -179,7 +179,7 @@ def stage_cnn_source(ctx, args):
         seed=1104211344,
         type={
             'kind': 'Model', 'cohort': 'sites', 'outcome': 'binary', 'head': 'classification',
-            'detail': 'cnn model',
+            'patch': (16, 16, 16), 'detail': 'cnn model',
         },
         fit='outcome',
         fit_within=['v_cnn'],
@@ -331,7 +331,7 @@ def stage_v_cnn(ctx, args):
         seed=170968117,
         type={
             'kind': 'Evaluation', 'cohort': 'sites', 'outcome': 'binary', 'head': 'classification',
-            'detail': 'evaluation',
+            'patch': (16, 16, 16), 'detail': 'evaluation',
         },
         fit='outcome',
         extra={
@@ -402,7 +402,7 @@ def stage_v_dann(ctx, args):
         seed=1634475660,
         type={
             'kind': 'Evaluation', 'cohort': 'sites', 'outcome': 'binary', 'head': 'classification',
-            'detail': 'evaluation',
+            'patch': (16, 16, 16), 'detail': 'evaluation',
         },
         fit='outcome',
         extra={

@@ -10,7 +10,7 @@
 #   python study.py --out DIR      (writes the same files as `radlang run SPEC --out DIR`)
 #   python study.py --help         (flags to point the cohorts at other manifests)
 #
-# spec sha256 a533c28229e8d5131745a6f0e0b76369939d060b262a24d3a9549a7c0d199d45; radlang 0.1.0; rendered 2000-01-01T00:00:00Z; python <version>.
+# spec sha256 b830f4988e783588f53c92221fff77cdbc6dc63d1029da6bf700d84372a34ce8; radlang 0.1.0; rendered 2000-01-01T00:00:00Z; python <version>.
 # Packages, seeds and the study graph: manifest.json. The spec, verbatim: SPEC_TEXT at the end.
 
 from __future__ import annotations
@@ -41,6 +41,7 @@ from radlang_runtime import (  # only after its sha256 is checked
     run_phantom,
     run_pyradiomics,
     run_recipe,
+    run_shap,
     write_artefact_manifest,
     write_stage_table,
 )
@@ -152,7 +153,7 @@ def stage_image(ctx, args):
         seed=1753141213,
         type={
             'kind': 'Model', 'cohort': 'train', 'outcome': 'binary', 'head': 'classification',
-            'detail': 'cnn model',
+            'patch': (16, 16, 16), 'detail': 'cnn model',
         },
         fit='outcome',
         fit_within=['cnn_only'],
@@ -189,7 +190,7 @@ def stage_cnn_only(ctx, args):
         seed=1494566352,
         type={
             'kind': 'Evaluation', 'cohort': 'train', 'outcome': 'binary', 'head': 'classification',
-            'detail': 'evaluation',
+            'patch': (16, 16, 16), 'detail': 'evaluation',
         },
         fit='outcome',
         extra={
@@ -276,7 +277,7 @@ def stage_fusion(ctx, args):
         seed=907219004,
         type={
             'kind': 'Model', 'cohort': 'train', 'outcome': 'binary', 'head': 'classification',
-            'detail': 'cnn model',
+            'patch': (16, 16, 16), 'detail': 'cnn model',
         },
         fit='outcome',
         fit_within=['fused'],
@@ -313,7 +314,7 @@ def stage_fused(ctx, args):
         seed=1487757917,
         type={
             'kind': 'Evaluation', 'cohort': 'train', 'outcome': 'binary', 'head': 'classification',
-            'detail': 'evaluation',
+            'patch': (16, 16, 16), 'detail': 'evaluation',
         },
         fit='outcome',
         extra={
@@ -325,6 +326,35 @@ def stage_fused(ctx, args):
         file=SPEC_PATH,
     ))
     return run_evaluate(stage, ctx)
+
+
+# ---- explain fused_why = shap(...)   [stateless, seed 1712689372]
+#   | explain fused_why = shap(fused) {
+#   |   explainer: partition
+#   |   max_evals: 100
+#   |   regions: [2, 2, 2]
+#   |   background: 8
+#   |   cases: 8
+#   |   group_by: [channel, family]
+#   | }
+# consumes: model <- fused
+# calls run_shap: sha256 <16>; with the <n> blocks it reaches: sha256 <16>
+def stage_fused_why(ctx, args):
+    stage = ctx.declare(Stage(
+        name='fused_why',
+        kind='explain',
+        op='shap',
+        params={
+            'explainer': 'partition', 'max_evals': 100, 'background': 8, 'cases': 8,
+            'output': 'probability', 'per_fold': False, 'group_by': ['channel', 'family'],
+            'regions': [2, 2, 2],
+        },
+        inputs={'model': ['fused', None]},
+        seed=1712689372,
+        type={'kind': 'Explanation', 'cohort': 'train', 'outcome': 'binary', 'detail': 'SHAP'},
+        file=SPEC_PATH,
+    ))
+    return run_shap(stage, ctx)
 
 
 # ---- model radiomics = logistic(...)   [fitted, seed 2082367564]
@@ -406,6 +436,7 @@ STAGES = [
     ('img_rad', stage_img_rad),
     ('fusion', stage_fusion),
     ('fused', stage_fused),
+    ('fused_why', stage_fused_why),
     ('radiomics', stage_radiomics),
     ('radiomics_only', stage_radiomics_only),
 ]
@@ -479,14 +510,15 @@ def main(argv=None):
     return 0
 
 
-SPEC_SHA256 = 'a533c28229e8d5131745a6f0e0b76369939d060b262a24d3a9549a7c0d199d45'
+SPEC_SHA256 = 'b830f4988e783588f53c92221fff77cdbc6dc63d1029da6bf700d84372a34ce8'
 SPEC_TEXT = (
     '# Radiomics, a CNN and both fused: three models compared on the same cross-validation folds of one phantom cohort.\n'
     '# The CNN (a small 3D ResNet backbone, adaptive average pooling, an MLP head) reads 16^3-voxel crops around each\n'
     '# lesion; intermediate fusion concatenates its pooled image vector with the radiomics features (standardised inside\n'
     '# each training fold) and trains the whole network end to end. Every network is refit inside every training fold,\n'
-    '# with early stopping on a patient-grouped validation split of that fold only; the final models are saved and\n'
-    '# `radlang predict` applies them:\n'
+    '# with early stopping on a patient-grouped validation split of that fold only. SHAP explains the final fused network\n'
+    '# over 2 x 2 x 2 regions of its image patch and its radiomics columns (explain/fused_why/: values, by channel and by\n'
+    '# feature family, and a regions panel). The final models are saved and `radlang predict` applies them:\n'
     '#   radlang run examples/fusion.rad\n'
     '#   radlang predict examples/fusion.rad fused examples/runs/fusion/data/train-*/manifest.csv -o fused_predictions.csv\n'
     'study "Radiomics, CNN and intermediate fusion" {\n'
@@ -523,6 +555,15 @@ SPEC_TEXT = (
     '  cv: stratified_kfold(5, seed: 1)\n'
     '  metrics: [auc, brier, calibration]\n'
     '  bootstrap: 200\n'
+    '}\n'
+    '\n'
+    'explain fused_why = shap(fused) {\n'
+    '  explainer: partition\n'
+    '  max_evals: 100\n'
+    '  regions: [2, 2, 2]\n'
+    '  background: 8\n'
+    '  cases: 8\n'
+    '  group_by: [channel, family]\n'
     '}\n'
 )
 

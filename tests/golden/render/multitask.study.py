@@ -174,7 +174,7 @@ def stage_fixed(ctx, args):
         seed=309000226,
         type={
             'kind': 'Model', 'cohort': 'train', 'outcome': 'binary', 'head': 'classification',
-            'detail': 'multitask model',
+            'patch': (16, 16, 16), 'detail': 'multitask model',
         },
         fit='outcome',
         fit_within=['fixed_weights'],
@@ -209,7 +209,7 @@ def stage_fixed_weights(ctx, args):
         seed=1355930315,
         type={
             'kind': 'Evaluation', 'cohort': 'train', 'outcome': 'binary', 'head': 'classification',
-            'detail': 'evaluation',
+            'patch': (16, 16, 16), 'detail': 'evaluation',
         },
         fit='outcome',
         extra={
@@ -256,7 +256,7 @@ def stage_pcgrad(ctx, args):
         seed=1761549482,
         type={
             'kind': 'Model', 'cohort': 'train', 'outcome': 'binary', 'head': 'classification',
-            'detail': 'multitask model',
+            'patch': (16, 16, 16), 'detail': 'multitask model',
         },
         fit='outcome',
         fit_within=['gradient_surgery'],
@@ -291,7 +291,7 @@ def stage_gradient_surgery(ctx, args):
         seed=1077034049,
         type={
             'kind': 'Evaluation', 'cohort': 'train', 'outcome': 'binary', 'head': 'classification',
-            'detail': 'evaluation',
+            'patch': (16, 16, 16), 'detail': 'evaluation',
         },
         fit='outcome',
         extra={
@@ -338,7 +338,7 @@ def stage_uncertainty(ctx, args):
         seed=135274635,
         type={
             'kind': 'Model', 'cohort': 'train', 'outcome': 'binary', 'head': 'classification',
-            'detail': 'multitask model',
+            'patch': (16, 16, 16), 'detail': 'multitask model',
         },
         fit='outcome',
         fit_within=['uncertainty_weighting'],
@@ -373,7 +373,7 @@ def stage_uncertainty_weighting(ctx, args):
         seed=1952072933,
         type={
             'kind': 'Evaluation', 'cohort': 'train', 'outcome': 'binary', 'head': 'classification',
-            'detail': 'evaluation',
+            'patch': (16, 16, 16), 'detail': 'evaluation',
         },
         fit='outcome',
         extra={
