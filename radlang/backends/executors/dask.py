@@ -13,6 +13,7 @@ import signal
 import tempfile
 import threading
 
+import dask
 from distributed import Client, LocalCluster, WorkerPlugin, as_completed
 
 from radlang.backends.executors import ExecutorError, MapExecutor, largest_first
@@ -20,6 +21,14 @@ from radlang.backends.executors.worker import THREAD_VARS, die_with_parent, limi
 from radlang.diagnostics import Diagnostic
 
 CONNECT_S = 5          # seconds to wait for a scheduler (and for one of its workers)
+
+# The LocalCluster's housekeeping, which serves only a dashboard (there is none): each worker's statistical profiler
+# (100 samples a second), the event-loop health tick of every server (50 a second: the scheduler, the nannies and the
+# client share this process), the system and memory monitors (there is no memory limit). Idle, a 2-worker cluster
+# costs ~0.07 CPU seconds per second with the defaults, ~0.01 with these: on a 2-core machine that is several percent
+# of an extraction's time (benchmarks/bench_dask.py).
+QUIET = {"distributed.worker.profile.enabled": False, "distributed.admin.tick.interval": "1s",
+         "distributed.admin.system-monitor.interval": "5s", "distributed.worker.memory.monitor-interval": "1s"}
 
 
 class RadlangWorker(WorkerPlugin):
@@ -90,9 +99,10 @@ class DaskExecutor(MapExecutor):
         try:
             # the workers' scratch folder is the run's own: killed workers (see close) leave nothing in the shared one
             self._scratch = tempfile.mkdtemp(prefix="radlang-dask-")
-            self._cluster = LocalCluster(n_workers=self.workers, threads_per_worker=1, processes=True, host="127.0.0.1",
-                                         dashboard_address=None, env=dict.fromkeys(THREAD_VARS, "1"),
-                                         memory_limit=0, silence_logs=logging.ERROR, local_directory=self._scratch)
+            with dask.config.set(QUIET):        # read when the scheduler, nannies and workers start (workers get a copy)
+                self._cluster = LocalCluster(n_workers=self.workers, threads_per_worker=1, processes=True,
+                                             host="127.0.0.1", dashboard_address=None, env=dict.fromkeys(THREAD_VARS, "1"),
+                                             memory_limit=0, silence_logs=logging.ERROR, local_directory=self._scratch)
             self._client = Client(self._cluster, set_as_default=False)
             self._client.register_plugin(RadlangWorker(os.getpid()), name="radlang-worker")
         except BaseException as e:  # noqa: BLE001 -- re-raised in the run's thread by _get
