@@ -95,7 +95,7 @@ class ConcurrentStages:
 
     def _launch_ready(self) -> None:
         """Start every stage whose inputs are done, that is before the first error; set `done` when nothing runs."""
-        for i in range(min(self.first_error(), len(self.stages)) if not self.aborted else 0):
+        for i in range(0 if self.aborted else self.first_error()):
             if i not in self.started and self.waits[i] <= self.finished - set(self.errors):
                 self.started.add(i)
                 threading.Thread(target=self._run, args=(i,), name=f"radlang-stage-{self.stages[i].name}",
@@ -137,9 +137,8 @@ class ConcurrentStages:
             self._launch_ready()
         try:
             self.ctx.executor.serve(self.done)
-        except BaseException:
-            with self.turn:
-                self.aborted = True
+        except BaseException:         # Ctrl-C: no stage starts, running ones stop at their next task
+            self.aborted = True
             raise
         with self.turn:
             self._release(final=True)
