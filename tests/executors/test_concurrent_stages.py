@@ -90,9 +90,10 @@ def test_serial_stages_do_not_meet(tmp_path, monkeypatch, pool_ctx):
     """The same rendezvous, stages one after another: the first stage's task waits alone (the control experiment)."""
     meet = tmp_path / "meet"
     meet.mkdir()
-    runs = {n: (lambda me, other: lambda stage, ctx: dict(ctx.executor.map(rendezvous, [(me, other, str(meet), 1.0)]))[0])(n, o)
-            for n, o in (("a", "b"), ("b", "a"))}
-    _fake_ops(monkeypatch, runs)
+    def meeting(me, other):
+        return lambda stage, ctx: dict(ctx.executor.map(rendezvous, [(me, other, str(meet), 1.0)]))[0]
+
+    _fake_ops(monkeypatch, {"a": meeting("a", "b"), "b": meeting("b", "a")})
     run_stages(pool_ctx, [_stage("a"), _stage("b")], concurrent=False)
     assert pool_ctx.results == {"a": False, "b": True}
 
