@@ -127,9 +127,13 @@ class ConcurrentStages:
         while self.released < len(self.stages) and (final or self.released in self.finished):
             view = self.views.pop(self.released, None)
             if view is not None:
-                self.ctx.cache.release(view.cache)
-                self.ctx.summary.extend(view.summary)
-                self.ctx.excluded.extend(view.excluded)
+                ctx = self.ctx
+                ctx.cache.release(view.cache)
+                ctx.summary.extend(view.summary)
+                ctx.excluded.extend(view.excluded)
+                # a stage's value may keep its context (an evaluation's `folds`, which a later stage calls): what it
+                # adds from now on goes to the run's at once
+                view.cache, view.warnings, view.summary, view.excluded = ctx.cache, ctx.warnings, ctx.summary, ctx.excluded
             self.released += 1
 
     def run(self) -> None:
