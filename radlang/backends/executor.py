@@ -101,7 +101,7 @@ class RunContext:
     warnings: list[str] = field(default_factory=list)
     summary: list[str] = field(default_factory=list)         # headline results, printed after the run
     executor: Any = None          # a MapExecutor (radlang/backends/executors): per-case and per-fold tasks
-    display: SharedProgress = field(default_factory=lambda: SharedProgress())     # the progress bars of the run
+    display: SharedProgress = field(default_factory=SharedProgress)     # the progress bars of the run
     order: int = 0                # the place in the study of the stage this context runs (its bars' place)
 
     def stage_key(self, stage, *extra) -> str:

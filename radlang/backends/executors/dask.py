@@ -1,7 +1,8 @@
 """The Dask executor (dask.distributed). `--executor dask` starts a LocalCluster bound to 127.0.0.1 (one process
 per worker, one thread each, no dashboard, no memory limit: as the local pool) when the run starts and closes it at
-the end of the run (its workers are killed, not stopped gracefully: see `_kill_workers`); `--executor tcp://HOST:PORT` connects to a running scheduler, whose workers must have the same
-radlang (and the science stack) installed: tasks name radlang's module-level functions, which workers import.
+the end of the run (its workers are killed, not stopped gracefully: see `_kill_workers`); `--executor
+tcp://HOST:PORT` connects to a running scheduler, whose workers must have the same radlang (and the science stack)
+installed: tasks name radlang's module-level functions, which workers import.
 Results are placed by index, as with the local pool, so outputs are byte-identical."""
 
 from __future__ import annotations
