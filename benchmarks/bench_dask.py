@@ -5,7 +5,9 @@ process pool (the default executor), side by side on the same cold extraction.
 
 A phantom cohort (written once, NIfTI, 40^3 voxels) and the feature stage of bench_extraction.py (Original +
 LoG(1, 3 mm) + Wavelet, all seven feature classes, bin width 25). Each run starts from an empty output folder (cold
-cache); the two executors alternate, --repeats times each. Ratio = Dask wall / local wall, medians (target <= 1.15).
+cache); the two executors alternate, --repeats times each. Ratio = Dask wall / local wall, medians (target <= 1.15);
+also the ratio of each (local, dask) pair run back to back, whose spread shows how much other load on the machine
+moves the figure.
 Also CPU seconds (user + system) of each run's whole process tree, less sensitive than wall time to other load on
 the machine.
 The feature tables of the two must be byte-identical. Also timed alone: starting and closing the LocalCluster,
@@ -79,9 +81,12 @@ def main(argv=None):
     for name, ws in walls.items():
         print(f"   --executor {name:5}: {statistics.median(ws):7.1f} s wall {[round(w, 1) for w in ws]}, "
               f"{statistics.median(cpus[name]):6.1f} s CPU {[round(c, 1) for c in cpus[name]]}")
+    pairs = sorted(d / lo for d, lo in zip(walls["dask"], walls["local"]))
     print(f"   ratio dask/local = {dask / local:.2f} wall (target <= 1.15), "
           f"{statistics.median(cpus['dask']) / statistics.median(cpus['local']):.2f} CPU; "
           f"feature tables byte-identical: {same}")
+    print(f"   ratio of each interleaved pair: median {statistics.median(pairs):.2f}, "
+          f"from {pairs[0]:.2f} to {pairs[-1]:.2f} {[round(r, 2) for r in pairs]}")
     print(f"   LocalCluster start + one task + close, alone: {start:.1f} s")
     if not same:
         raise SystemExit("the two executors wrote different feature tables")

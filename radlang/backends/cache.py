@@ -283,22 +283,39 @@ class Cache:
         self.hits = 0
         self.misses = 0
         self.warnings = warnings if warnings is not None else []     # the run's ctx.warnings (W670-W673 among them)
+        self.held: list[tuple[str, str]] | None = None   # warnings to print later (a stage's, see stage_view)
         self._index: dict[str, list] | None = None      # path -> [stat signature, sha256], see file_hash
         self._index_new: dict[str, list] = {}
 
     def uncounted(self) -> Cache:
         """The same cache (folder, warnings) with its own hit/miss counters: run.json counts the stages' entries only."""
         other = Cache(self.root, self.warnings)
+        other.held = self.held
         other._index, other._index_new = self._index, self._index_new
         return other
 
-    def warn(self, code: str, message: str) -> None:
-        """Print a warning at once (also under --quiet) and keep it for run.json."""
-        import sys
+    def stage_view(self) -> Cache:
+        """The same cache (folder, file-hash index) for one stage of stages that run concurrently: its own counters,
+        its own warnings, printed only when `release`d (the run releases its stages in the study's order)."""
+        other = self.uncounted()
+        other.warnings, other.held = [], []
+        return other
 
-        line = f"{code}: {message}"
-        self.warnings.append(line)
-        print(f"radlang: warning[{code}]: {message}", file=sys.stderr)
+    def release(self, view: Cache) -> None:
+        """Add a stage_view's counts and warnings to this cache's and print its warnings."""
+        self.hits += view.hits
+        self.misses += view.misses
+        self.warnings.extend(view.warnings)
+        for code, message in view.held or ():
+            print_warning(code, message)
+
+    def warn(self, code: str, message: str) -> None:
+        """Print a warning at once (also under --quiet; a stage_view's when it is released) and keep it for run.json."""
+        self.warnings.append(f"{code}: {message}")
+        if self.held is not None:
+            self.held.append((code, message))
+        else:
+            print_warning(code, message)
 
     def file_hash(self, path: str | os.PathLike) -> str:
         """file_hash(path) (the content's SHA-256: what cache keys are made of), remembered across runs in a
@@ -401,6 +418,12 @@ class Cache:
         for h, data in blobs.items():
             atomic_write_bytes(self._blob_path(h), data)
         atomic_write_bytes(self._path(k), _document(body))
+
+
+def print_warning(code: str, message: str) -> None:
+    import sys
+
+    print(f"radlang: warning[{code}]: {message}", file=sys.stderr)
 
 
 def _index_row(v) -> bool:

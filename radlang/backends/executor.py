@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from radlang import __version__, registry
-from radlang.backends.artefacts import input_relative, write_artefact_manifest, write_stage_table
+from radlang.backends.artefacts import input_relative, write_artefact_manifest
 from radlang.backends.cache import Cache, atomic_write_text, key
 from radlang.backends.executors import make_executor
 from radlang.backends.outdir import prepare_out_dir
@@ -33,6 +33,56 @@ class RunError(Exception):
     def __init__(self, diagnostics: list[Diagnostic]):
         self.diagnostics = diagnostics
         super().__init__("; ".join(d.message for d in diagnostics))
+
+
+class SharedProgress:
+    """One rich Progress for the stages that show bars at the same time (rich shows one live display at a time):
+    started by its first user, stopped when its last one is done. Bars are shown in the order of the stages that
+    added them (`order`), whichever started first."""
+
+    def __init__(self):
+        import threading
+
+        self._lock = threading.Lock()
+        self._users = 0
+        self._bars = None
+
+    @contextmanager
+    def use(self, quiet: bool, order: int = 0):
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+        class Ordered(Progress):
+            def get_renderables(self):
+                yield self.make_tasks_table(sorted(self.tasks, key=lambda t: t.fields.get("order", 0)))
+
+        with self._lock:
+            if self._bars is None:
+                self._bars = Ordered(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                     TimeElapsedColumn(), TimeRemainingColumn(), disable=quiet, transient=False)
+                self._bars.start()
+            self._users += 1
+            bars = self._bars
+        try:
+            yield _OrderedBars(bars, order)
+        finally:
+            with self._lock:
+                self._users -= 1
+                if self._users == 0:
+                    self._bars.stop()
+                    self._bars = None
+
+
+class _OrderedBars:
+    """The shared Progress as one stage sees it: its bars carry the stage's place in the study."""
+
+    def __init__(self, bars, order: int):
+        self._bars, self._order = bars, order
+
+    def add_task(self, description, **kw):
+        return self._bars.add_task(description, order=self._order, **kw)
+
+    def __getattr__(self, name):        # advance, update, ...
+        return getattr(self._bars, name)
 
 
 @dataclass
@@ -51,6 +101,8 @@ class RunContext:
     warnings: list[str] = field(default_factory=list)
     summary: list[str] = field(default_factory=list)         # headline results, printed after the run
     executor: Any = None          # a MapExecutor (radlang/backends/executors): per-case and per-fold tasks
+    display: SharedProgress = field(default_factory=SharedProgress)     # the progress bars of the run
+    order: int = 0                # the place in the study of the stage this context runs (its bars' place)
 
     def stage_key(self, stage, *extra) -> str:
         """A cache key for a stage: operator, version, settings, input stage keys, and extra content hashes."""
@@ -77,11 +129,9 @@ class RunContext:
             self.cache.flush()
 
     def progress(self, total: int, description: str):
-        """A rich progress bar (silent when quiet or not a terminal)."""
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-
-        return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                        TimeRemainingColumn(), disable=self.quiet, transient=False)
+        """A rich progress display to add a bar to (silent when quiet or not a terminal); stages that run at the same
+        time share one."""
+        return self.display.use(self.quiet, self.order)
 
 
 def _versions() -> dict[str, str]:
@@ -139,22 +189,26 @@ def held_run(study, out: str | os.PathLike | None = None, workers: int | None = 
         ex.close()          # a second close is a no-op: this one stops the workers when the folder was refused
 
 
-def run_stages(ctx: RunContext, stages) -> None:
-    """Run `stages` (in the study's order) in ctx: each by its operator's own run-time code."""
+def run_stages(ctx: RunContext, stages, concurrent: bool | None = None) -> None:
+    """Run `stages` (in the study's order) in ctx, each by its operator's own run-time code: one after another, or
+    (`concurrent`; by default when the executor runs tasks in more than one other process) each as soon as the
+    stages it reads are done (radlang/backends/stages.py: the same outputs, byte for byte)."""
+    from radlang.backends.stages import ConcurrentStages, run_stage
+
+    if concurrent is None:
+        concurrent = ctx.executor.workers > 1 and not ctx.executor.in_process
+    if concurrent:
+        ConcurrentStages(ctx, stages).run()
+        return
     for stage in stages:
-        op = registry.get(stage.op)
-        t0 = time.perf_counter()
-        ctx.results[stage.name] = op.run(stage, ctx)
-        write_stage_table(ctx, stage.name, ctx.results[stage.name])
-        ctx.keys.setdefault(stage.name, ctx.stage_key(stage))
-        ctx.timings[stage.name] = round(time.perf_counter() - t0, 4)
+        run_stage(ctx, stage)
 
 
 def run_study(study, out: str | os.PathLike | None = None, workers: int | None = None, quiet: bool = False,
-              force: bool = False, wait: bool = False, executor: str = "local") -> RunContext:
+              force: bool = False, wait: bool = False, executor: str = "local", concurrent: bool | None = None) -> RunContext:
     with held_run(study, out, workers, quiet, force, wait, executor) as ctx:
         t_all = time.perf_counter()
-        run_stages(ctx, study.stages)
+        run_stages(ctx, study.stages, concurrent)
         ctx.timings["total"] = round(time.perf_counter() - t_all, 4)
         write_manifest(ctx)
         write_artefact_manifest(ctx, hashlib.sha256(study.source.encode()).hexdigest())

@@ -38,3 +38,19 @@ def tagged(tag: str) -> list[int]:
 
 def outputs(out: Path, names) -> dict[str, bytes]:
     return {n: (out / n).read_bytes() for n in names}
+
+
+def rendezvous(job) -> bool:
+    """A task (run in a worker process) that announces itself in `folder` by the file `me` and waits for the task
+    `other` to do the same: True when it came within `wait_s`. Two tasks both return True only when they ran at the
+    same time."""
+    import time
+
+    me, other, folder, wait_s = job
+    (Path(folder) / me).touch()
+    deadline = time.monotonic() + wait_s
+    while not (Path(folder) / other).exists():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True

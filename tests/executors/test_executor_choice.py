@@ -137,3 +137,28 @@ def test_a_running_scheduler_without_workers_then_with_one(tmp_path, tiny, monke
     assert rc == 0, err
     for f in ("features/rad.csv", "features/rad.diagnostics.csv"):
         assert (tmp_path / "remote" / f).read_bytes() == (tmp_path / "local" / f).read_bytes()
+
+
+def test_a_dask_run_leaves_no_process_and_no_scratch_folder(tmp_path, tiny):
+    """The Dask executor kills its LocalCluster's workers at the end of the run instead of waiting for their graceful
+    stop: when `radlang run --executor dask` has exited, no process it started is alive (no waiting), and the
+    workers' scratch folder is gone."""
+    pytest.importorskip("distributed")
+    import tempfile
+    import uuid
+
+    from tests.executors._util import cli, tagged
+
+    before = set(Path(tempfile.gettempdir()).glob("radlang-dask-*"))
+    tag = uuid.uuid4().hex
+    proc = cli(_spec(tmp_path, tiny), "--out", tmp_path / "out", "--executor", "dask", "--workers", 2, tag=tag)
+    seen: set[int] = set()
+    while proc.poll() is None:          # the run and its workers, while it runs
+        seen.update(tagged(tag))
+        time.sleep(0.05)
+    _, err = proc.communicate()
+    assert proc.returncode == 0, err
+    assert err == ""                    # no complaint from distributed about lost workers
+    assert len(seen) >= 3, seen         # the run and at least its two workers were seen
+    assert tagged(tag) == []
+    assert set(Path(tempfile.gettempdir()).glob("radlang-dask-*")) <= before

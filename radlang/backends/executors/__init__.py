@@ -6,6 +6,7 @@ reaches an output. Implementations: `local` (a spawn process pool, serial for on
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
@@ -22,12 +23,24 @@ class ExecutorError(Exception):
 
 class MapExecutor:
     """`map` yields (index, fn(items[index])) as tasks finish, largest `weights` first; `workers` is how many
-    tasks run at once; `close` stops whatever the executor started (it is called also when a run fails)."""
+    tasks run at once; `in_process` whether tasks run in the calling thread; `close` stops whatever the executor
+    started (it is called also when a run fails).
+
+    While stages run concurrently (radlang/backends/stages.py) other threads call `map`, and the run's main thread
+    is in `serve(done)` until `done` is set and `notify` is called: an executor that must make its calls from the
+    thread that owns it (the local pool) makes them there."""
 
     workers: int = 1
+    in_process: bool = False
 
     def map(self, fn: Callable, items: list, weights: Iterable[float] | None = None) -> Iterator[tuple[int, Any]]:
         raise NotImplementedError
+
+    def serve(self, done: threading.Event) -> None:
+        done.wait()
+
+    def notify(self) -> None:
+        pass
 
     def close(self):
         pass

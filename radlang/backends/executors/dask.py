@@ -1,15 +1,20 @@
 """The Dask executor (dask.distributed). `--executor dask` starts a LocalCluster bound to 127.0.0.1 (one process
 per worker, one thread each, no dashboard, no memory limit: as the local pool) when the run starts and closes it at
-the end of the run; `--executor tcp://HOST:PORT` connects to a running scheduler, whose workers must have the same
-radlang (and the science stack) installed: tasks name radlang's module-level functions, which workers import.
+the end of the run (its workers are killed, not stopped gracefully: see `_kill_workers`); `--executor
+tcp://HOST:PORT` connects to a running scheduler, whose workers must have the same radlang (and the science stack)
+installed: tasks name radlang's module-level functions, which workers import.
 Results are placed by index, as with the local pool, so outputs are byte-identical."""
 
 from __future__ import annotations
 
 import logging
 import os
+import shutil
+import signal
+import tempfile
 import threading
 
+import dask
 from distributed import Client, LocalCluster, WorkerPlugin, as_completed
 
 from radlang.backends.executors import ExecutorError, MapExecutor, largest_first
@@ -17,6 +22,14 @@ from radlang.backends.executors.worker import THREAD_VARS, die_with_parent, limi
 from radlang.diagnostics import Diagnostic
 
 CONNECT_S = 5          # seconds to wait for a scheduler (and for one of its workers)
+
+# The LocalCluster's housekeeping, which serves only a dashboard (there is none): each worker's statistical profiler
+# (100 samples a second), the event-loop health tick of every server (50 a second: the scheduler, the nannies and the
+# client share this process), the system and memory monitors (there is no memory limit). Idle, a 2-worker cluster
+# costs ~0.07 CPU seconds per second with the defaults, ~0.01 with these: on a 2-core machine that is several percent
+# of an extraction's time (benchmarks/bench_dask.py).
+QUIET = {"distributed.worker.profile.enabled": False, "distributed.admin.tick.interval": "1s",
+         "distributed.admin.system-monitor.interval": "5s", "distributed.worker.memory.monitor-interval": "1s"}
 
 
 class RadlangWorker(WorkerPlugin):
@@ -39,6 +52,7 @@ class DaskExecutor(MapExecutor):
         self._client = None
         self._starting: threading.Thread | None = None
         self._start_error: BaseException | None = None
+        self._scratch: str | None = None        # the workers' local directory (a LocalCluster's; removed at close)
         self.workers = workers or 2
         if address is not None:
             self._connect(address)
@@ -84,9 +98,12 @@ class DaskExecutor(MapExecutor):
 
     def _start_cluster(self):
         try:
-            self._cluster = LocalCluster(n_workers=self.workers, threads_per_worker=1, processes=True, host="127.0.0.1",
-                                         dashboard_address=None, env=dict.fromkeys(THREAD_VARS, "1"),
-                                         memory_limit=0, silence_logs=logging.ERROR)
+            # the workers' scratch folder is the run's own: killed workers (see close) leave nothing in the shared one
+            self._scratch = tempfile.mkdtemp(prefix="radlang-dask-")
+            with dask.config.set(QUIET):        # read when the scheduler, nannies and workers start (workers get a copy)
+                self._cluster = LocalCluster(n_workers=self.workers, threads_per_worker=1, processes=True,
+                                             host="127.0.0.1", dashboard_address=None, env=dict.fromkeys(THREAD_VARS, "1"),
+                                             memory_limit=0, silence_logs=logging.ERROR, local_directory=self._scratch)
             self._client = Client(self._cluster, set_as_default=False)
             self._client.register_plugin(RadlangWorker(os.getpid()), name="radlang-worker")
         except BaseException as e:  # noqa: BLE001 -- re-raised in the run's thread by _get
@@ -122,9 +139,25 @@ class DaskExecutor(MapExecutor):
             if not finished:
                 client.cancel(futures)
 
+    def _kill_workers(self):
+        """SIGKILL the worker processes of the LocalCluster this run started. Their results are all in by the time
+        the run closes the executor (or no longer wanted, when it failed): the graceful stop, each worker closing its
+        comms and its interpreter while the nanny waits, costs 0.4-3 s, a kill ~0.1 s. Their nannies (in this
+        process) are told not to restart them; the cluster's close then joins the processes."""
+        for nanny in list(self._cluster.workers.values()):
+            nanny.auto_restart = False
+            proc = getattr(getattr(nanny, "process", None), "process", None)     # distributed's AsyncProcess
+            if proc is not None and proc.pid is not None:
+                try:
+                    os.kill(proc.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+
     def close(self):
         self._started()
         try:
+            if self._cluster is not None:
+                self._kill_workers()
             if self._client is not None:
                 self._client.close()
         finally:
@@ -132,3 +165,6 @@ class DaskExecutor(MapExecutor):
             if self._cluster is not None:
                 self._cluster.close()
                 self._cluster = None
+            if self._scratch is not None:
+                shutil.rmtree(self._scratch, ignore_errors=True)
+                self._scratch = None
