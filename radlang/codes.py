@@ -102,7 +102,7 @@ CODES: dict[str, Code] = {c.code: c for c in (
     _c("E252", "image patches centred on (or holding) a mask the cohort does not have", "ops/image_patches.py", "`crop: whole` centres on the image"),
     _c("E253", "a join fuses a 2D image branch with a 3D one", "ops/join.py", "a network model reads one patch shape; cut both with the same `dims`"),
     _c("E254", "a network model's network does not fit its image input", "ops/net_models.py", "dimensions, input channels, or a network without an image backbone"),
-    _c("E255", "image patches smaller than the network backbone's total downsampling", "ops/net_models.py", "its deepest feature map would be empty (DenseNet121: a run-time error) or one cell of padding (ResNet, SegResNet)"),
+    _c("E255", "image patches smaller than the network backbone's total downsampling", "ops/net_models.py", "its deepest feature map would be empty (DenseNet121: a run-time error), one cell of padding (ResNet, SegResNet), or one voxel (a UNet with instance normalisation, which needs twice its strides' product)"),
     _c("E256", "a network model without a fixed-size image input", "ops/net_models.py", "its input needs a `patches` table (joined with the tabular branch, if any)"),
     _c("E257", "ComBat by site on a cohort without a site column", "ops/harmonise.py", "or name another batch column, e.g. `batch: scanner`"),
     _c("E258", "the outcome as a ComBat covariate", "ops/harmonise.py", "the held-out cases' outcomes are unknown when their features are harmonised: preserving it would need the test labels"),

@@ -372,7 +372,8 @@ def network_input_checks(ctx, src, net):
                           hint=f"set `in_channels: {src.channels}` on the network")
             if net.divisor and min(src.patch) < net.divisor:
                 ctx.error("E255", f"the patch {'x'.join(map(str, src.patch))} is smaller than the backbone's total downsampling "
-                          f"({net.divisor}): its deepest feature map would be empty, or one cell of padding", port="input",
+                          f"({net.divisor}; twice the strides' product for a UNet with instance normalisation): its deepest "
+                          "feature map would be empty, one cell of padding, or one voxel instance normalisation refuses", port="input",
                           hint=f"use patches of at least {net.divisor} voxels per side, or a shallower network")
 
 

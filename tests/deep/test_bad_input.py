@@ -93,6 +93,9 @@ def test_dann_on_a_manifest_with_one_site_is_found_from_its_rows(tmp_path):
     ("resnet(dims: 3) { depth: 10, widen_factor: 0.125 }", 16),
     ("densenet121(dims: 3)", 32),
     ("segresnet(dims: 3) { blocks_down: [1, 2, 2, 4] }", 8),
+    # UNet, strides 2, 2, 2: downsampling 8, and its instance-normalised deepest map needs two voxels: 16
+    ("unet(dims: 3) { channels: [8, 16, 32, 64], strides: [2, 2, 2] }", 16),
+    ("unet(dims: 3) { channels: [8, 16, 32, 64], strides: [2, 2, 2], norm: batch }", 8),
 ])
 def test_patch_smaller_than_the_downsampling(net, side):
     def spec(n):
@@ -100,13 +103,13 @@ def test_patch_smaller_than_the_downsampling(net, side):
                 f"network enc = {net}\nfeatures img = patches(train) {{ patch: [{n}, {n}, {n}] }}\n"
                 "model m = cnn(img, target: train.outcome, network: enc)\nvalidate v = evaluate(m)\n")
     e = only(errors(spec(side // 2)), "E255")
-    assert f"({side})" in e.message and f"at least {side}" in e.hint
+    assert f"downsampling ({side};" in e.message and f"at least {side}" in e.hint
     assert errors(spec(side)) == []
 
 
 def test_half_the_downsampling_degenerates_in_a_real_forward_pass():
     """What E255 prevents: DenseNet121 cannot pool a 16^2 patch (its total downsampling is 32); ResNet's deepest map of
-    an 8^3 patch (its downsampling is 16) is one cell."""
+    an 8^3 patch (its downsampling is 16) is one cell; an instance-normalised UNet cannot normalise a one-voxel map."""
     import torch
 
     from radlang.ops.net_models import backbone_features
@@ -126,6 +129,12 @@ def test_half_the_downsampling_degenerates_in_a_real_forward_pass():
     res = network("resnet(dims: 3) { depth: 10, widen_factor: 0.125 }")
     with torch.no_grad():
         assert tuple(backbone_features(res, "resnet", torch.zeros(1, 1, 8, 8, 8)).shape[2:]) == (1, 1, 1)
+    # an instance-normalised UNet (strides 2, 2, 2) refuses an 8^3 patch (a one-voxel deepest map) and takes 16^3
+    unet = network("unet(dims: 3) { channels: [8, 16, 32, 64], strides: [2, 2, 2] }")
+    with torch.no_grad(), pytest.raises(ValueError, match="more than 1 spatial element"):
+        backbone_features(unet, "unet", torch.zeros(2, 1, 8, 8, 8))
+    with torch.no_grad():
+        assert tuple(backbone_features(unet, "unet", torch.zeros(2, 1, 16, 16, 16)).shape[2:]) == (2, 2, 2)
 
 
 def test_network_model_without_a_fixed_input_size():
