@@ -159,7 +159,7 @@ def optimizer_call(params):
 
 
 def make_scheduler(opt, schedule, epochs):
-    """The per-epoch learning-rate schedule (`constant`: none, `cosine`, `poly`, `step`)."""
+    """The per-epoch learning-rate schedule (`constant`: none, `cosine`, `poly`, `step`, `ganin`)."""
     import torch
 
     call = scheduler_call(schedule, epochs)
@@ -174,6 +174,20 @@ def scheduler_call(schedule, epochs):
         return "PolynomialLR", {"total_iters": epochs, "power": 0.9}
     if schedule == "step":
         return "StepLR", {"step_size": max(1, epochs // 3), "gamma": 0.1}
+    if schedule == "ganin":
+        class GaninAnnealing:
+            """Ganin et al. (JMLR 2016)'s annealing lr_p = lr / (1 + 10 p)^0.75, p = epoch / epochs the training progress."""
+
+            def __init__(self, epochs):
+                self.epochs = int(epochs)
+
+            def __call__(self, epoch):
+                return 1.0 / (1.0 + 10.0 * epoch / self.epochs) ** 0.75
+
+            def __repr__(self):
+                return f"lambda epoch: 1 / (1 + 10 * epoch / {self.epochs}) ** 0.75"
+
+        return "LambdaLR", {"lr_lambda": GaninAnnealing(epochs)}
     return None
 
 
