@@ -102,7 +102,7 @@ CODES: dict[str, Code] = {c.code: c for c in (
     _c("E252", "image patches centred on (or holding) a mask the cohort does not have", "ops/image_patches.py", "`crop: whole` centres on the image"),
     _c("E253", "a join fuses a 2D image branch with a 3D one", "ops/join.py", "a network model reads one patch shape; cut both with the same `dims`"),
     _c("E254", "a network model's network does not fit its image input", "ops/net_models.py", "dimensions, input channels, or a network without an image backbone"),
-    _c("E255", "image patches smaller than the network backbone's total downsampling", "ops/net_models.py", "its deepest feature map would be empty"),
+    _c("E255", "image patches smaller than the network backbone's total downsampling", "ops/net_models.py", "its deepest feature map would be empty (DenseNet121: a run-time error), one cell of padding (ResNet, SegResNet), or one voxel (a UNet with instance normalisation, which needs twice its strides' product)"),
     _c("E256", "a network model without a fixed-size image input", "ops/net_models.py", "its input needs a `patches` table (joined with the tabular branch, if any)"),
     _c("E257", "ComBat by site on a cohort without a site column", "ops/harmonise.py", "or name another batch column, e.g. `batch: scanner`"),
     _c("E258", "the outcome as a ComBat covariate", "ops/harmonise.py", "the held-out cases' outcomes are unknown when their features are harmonised: preserving it would need the test labels"),
@@ -128,7 +128,7 @@ CODES: dict[str, Code] = {c.code: c for c in (
     _c("E294", "a multi-task head whose kind does not fit its target", "ops/multitask.py", "a binary head on a multiclass outcome, or a target that is neither the outcome nor a clinical column"),
     _c("E295", "two heads of a multi-task model with one name", "ops/multitask.py"),
     _c("E296", "DANN on a cohort without a site column", "ops/dann.py", "the domain head predicts the site; or train a `cnn`"),
-    _c("E297", "DANN on a cohort with one site", "ops/dann.py", "a phantom with `sites: 1`; there is nothing to adapt across"),
+    _c("E297", "DANN on a cohort with one site", "ops/dann.py", "a phantom with `sites: 1`, or a manifest whose site column lists one site (`check` reads it); there is nothing to adapt across"),
     # settings
     _c("E301", "unknown setting", "checks/settings.py compiler.py ops/models.py", "also a hyper-parameter to search that the model does not have; with \"did you mean\""),
     _c("E302", "a setting out of range", "checks/settings.py ops/datasets.py ops/multisite.py ops/explain_cnn.py ops/networks.py ops/predict_mask.py"),
@@ -155,6 +155,10 @@ CODES: dict[str, Code] = {c.code: c for c in (
     _c("E331", "`output: log_odds` on an outcome that is not binary", "ops/explain_shap.py"),
     _c("E335", "a federated stage's clients are not the cohort's sites", "ops/fedavg.py", "`by:` names another attribute than `site`"),
     _c("E345", "a multi-task model with fewer than two heads", "ops/multitask.py", "a single target is a `cnn`"),
+    _c("E360", "a fused branch describes other cases than the join's rows", "ops/join.py",
+       "an image branch or a table of another cohort of cases (images or an outcome), or cases joined to an attribute table's rows"),
+    _c("E361", "a joined tabular branch has no row keyed by any of the rows' case (or patient) ids", "ops/join.py",
+       "found by `check` from the table's and the manifest's ids; the hint names `by:` or the table's `id:` column"),
     # graph
     _c("E401", "a cycle", "checks/bind.py checks/graph.py", "stages that depend on each other, or a `like` chain"),
     _c("W402", "a stage is never used; it will not run", "checks/graph.py"),
@@ -201,7 +205,8 @@ CODES: dict[str, Code] = {c.code: c for c in (
     _c("E612", "a site without cases", "ops/fedavg.py", "no training case with features, or test cases at a site that has no training case"),
     _c("E613", "a site with one outcome class, or no event", "ops/fedavg.py", "its local training is degenerate: the message names the site"),
     # runtime: deep learning (network stages)
-    _c("E620", "a case's image channels or mask are not on one grid", "ops/netio.py ops/image_patches.py", "co-register them before training"),
+    _c("E620", "a case's image channels or mask are not on one grid", "ops/netio.py ops/image_patches.py",
+       "co-register them before training; `check` finds it from the image headers of a manifest's files"),
     _c("E621", "a case has no mask to train or score a segmentation on", "ops/netio.py"),
     _c("E622", "a mask holds labels the network does not predict", "ops/netio.py", "the hint gives the `out_channels` that fits"),
     _c("E623", "a case has no outcome value to train a classification network on", "ops/netio.py"),

@@ -103,6 +103,8 @@ class Operator:
     raters: bool = False             # a fitted selector whose factory gets re-extractions of its input (perturbations, retest)
     read_file: Callable | None = None  # a cohort's: (ctx, stage, path) -> the cohort table of another file, read like its own
     check_data: Callable | None = None  # (stage, bound, spec folder, diags, listings) -> cohort facts: what `check` reads of its files
+    check_facts: Callable | None = None  # (stage, bound, checked stages, cohort facts, diags): what `check` finds in the facts of
+                                     # the cohorts a stage reads (after every check_data, when they found no error)
     merge: Callable | None = None    # stages of one input whose settings merge run as one pass: ([params]) -> (union, summary) or None
     merge_settings: tuple[str, ...] = ()  # the settings in which mergeable stages may differ
     inner_cv: str | None = None      # a fitted stage's setting that sets its own inner CV folds (checked against each training set)

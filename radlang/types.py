@@ -26,7 +26,7 @@ class RType:
     has_mask: bool = False
     classes: int | None = None         # label classes (masks, segmentation networks)
     patch: tuple[int, ...] | None = None  # image-patch tables: the crop size in voxels (x, y[, z])
-    divisor: int | None = None         # networks: the backbone's total downsampling (an input side must be at least this)
+    divisor: int | None = None         # networks: the backbone's smallest input side (its total downsampling; twice that for an instance-normalised UNet)
     split: str | None = None           # the shared `split` stage whose folds an evaluation holds out
     detail: str = ""                   # a word for messages: "logistic model", "3D UNet"
 

@@ -8,9 +8,18 @@ It reads only what is cheap, for a spec read from a file (paths are relative to 
 - a PyRadiomics parameter file (`params: from_params("file.yaml")`): it exists and is YAML (E602), and it
   passes PyRadiomics' schema (E653, radlang/checks/pyradiomics_params.py).
 
+Then each stage that declares `check_facts` looks at its cohorts' facts (the ids and files a manifest or table lists):
+
+- `dann`: its cohort's site column lists at least two sites (E297), unless the held-out site's images join training;
+- `join`: a table of an attribute cohort has a row for every case (or patient) of the join's rows (E361 when none
+  of its ids is one, E660 when some lack one);
+- `patches`: every case's image channels and mask lie on one grid (E620), from the image headers only (SimpleITK's
+  ReadImageInformation: no voxel is read), for a cohort with more than one file per case.
+
 Only stages that will run are checked (a sink is reachable from them: the compiler passes those). The codes
 are those `radlang run` gives the same problems. What it learns about each cohort's size (cases,
-cases per outcome class, whether a patient has several cases) it returns for radlang/checks/folds.py, and a
+cases per outcome class, whether a patient has several cases, its case and patient ids, its files) it returns for
+radlang/checks/folds.py, and a
 survival outcome's last follow-up time for radlang/checks/horizons.py; a phantom's size is known from its settings.
 """
 
@@ -68,6 +77,11 @@ def check_data(stages: dict, bounds: dict, diags: list) -> dict[str, dict]:
             got = hook(st, bounds.get(name), spec_folder(st), diags, listings)
             if got is not None:
                 facts[name] = got
+    if not any(d.is_error for d in diags):         # what stages find in their cohorts' facts, once those are sound
+        for name, st in stages.items():
+            hook = registry.get(st.op).check_facts
+            if hook is not None:
+                hook(st, bounds.get(name), stages, facts, diags)
     return facts
 
 
@@ -115,15 +129,19 @@ def check_csv(st, bound, folder: Path, diags: list, listings: dict, *, what: str
     ids = [cell(r, p["id"]) or f"row {i + 2}" for i, r in enumerate(body)]
     prefix = base.rstrip(os.sep) + os.sep
     posix = os.name == "posix"
+    paths = {}
     for c, setting, idx in path_cols:
         absent = []
         i = col[c]
+        paths[c] = found = []
         for cid, r in zip(ids, body):
             v = r[i].strip() if i < len(r) else ""
             if not v:
                 absent.append((cid, "no path given"))
+                found.append(None)
             else:
                 full = v if (v.startswith(os.sep) if posix else os.path.isabs(v)) else prefix + v
+                found.append(full)
                 # `path#selector`: a DICOM series of a folder, or an RTSTRUCT ROI / SEG segment (radlang/ops/dicom.py)
                 if not listed(full, listings) and not ("#" in full and listed(full.rsplit("#", 1)[0], listings)):
                     absent.append((cid, os.path.normpath(os.path.join(base, v))))
@@ -142,7 +160,10 @@ def check_csv(st, bound, folder: Path, diags: list, listings: dict, *, what: str
             if v.lower() not in missing:
                 classes[v] = classes.get(v, 0) + 1
     patients = [cell(r, p["patient"]) for r in body] if p.get("patient") else None
-    fact = {"cases": len(body), "classes": classes, "grouped": patients is not None and len(set(patients)) < len(patients)}
+    fact = {"cases": len(body), "classes": classes, "grouped": patients is not None and len(set(patients)) < len(patients),
+            "ids": ids, "patients": patients or ids, "paths": paths, "file": mpath}
+    if p.get("site"):
+        fact["sites"] = sorted({cell(r, p["site"]) for r in body})
     if out and out["kind"] == "survival":
         times = []
         for cid, r in zip(ids, body):

@@ -237,6 +237,20 @@ def _dann_type(ctx) -> RType:
     return t.with_(detail="DANN model", site_adapted=True)
 
 
+def dann_check_facts(st, bound, stages, facts, diags):
+    """`radlang check`: the training cohort's site column (read from its manifest or table) lists two sites or more;
+    with one, every fit has a single domain (E297), unless `target_unlabelled` adds the held-out (external) site's."""
+    from radlang.diagnostics import Diagnostic
+
+    cohort = stages[st.inputs["input"].stage].type.cohort
+    sites = (facts.get(cohort) or {}).get("sites")
+    if sites is None or len(sites) >= 2 or st.params["target_unlabelled"]:
+        return
+    diags.append(Diagnostic("E297", f"`{st.name}`: DANN adapts across sites, but the site column of cohort `{cohort}` lists one site"
+                            + (f" (`{sites[0]}`)" if sites else ""), st.span,
+                            hint="give it cases of two sites or more, or train a `cnn`: with one site there is nothing to adapt across"))
+
+
 def memory_module(net, image, tab, labelled, domain_hidden):
     """What `plan` measures one DANN step on (training_memory, on the meta device): the network with its domain head
     as one module with one output, and its inputs; image: the step's images (labelled rows first, then the target's)."""
@@ -286,7 +300,7 @@ register(Operator(
             Port("network", ("Network",), doc="the backbone: a `network` stage (densenet121, resnet, segresnet, unet)")),
     positional=("input", "target"), fit="outcome", behaviour="fitted", run=run_recipe, impl=make_dann,
     helpers=(dann_estimator_class, dann_module, reverse_gradient, ganin_lambda, net_estimator_class, fusion_module) + TRAINING_HELPERS,
-    fold_data=dann_fold_data, transductive=dann_transductive, infer=_dann_type, plan=_dann_plan, version="1",
+    fold_data=dann_fold_data, transductive=dann_transductive, infer=_dann_type, plan=_dann_plan, check_facts=dann_check_facts, version="1",
     doc="Domain-adversarial training (DANN): `cnn`'s network with a domain head on the site behind a gradient reversal layer "
         "(lambda by Ganin et al.'s schedule, or constant), refit inside every training fold and validated leave-one-site-out; "
         "the held-out site's images train the domain head, unlabelled, only with `target_unlabelled: true` (recorded in the "

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from radlang.ops.netio import classification_crop, load_case, load_weights, normalize_image
+from radlang.ops.netio import classification_crop, grid_mismatch, load_case, load_weights, normalize_image
 from radlang.ops.networks import cam_layer, layer_resolution
 from radlang.registry import Operator, Port, register
 from radlang.types import RType
@@ -207,7 +207,7 @@ register(Operator(
     inputs=(Port("model", ("TrainedModel", "Model"), doc="a `train` stage of a classification network"),
             Port("cohort", ("Cohort",), doc="the cases to explain")),
     positional=("model", "cohort"), infer=_gradcam_type, impl=gradcam_case, plan=_gradcam_plan, version="1",
-    helpers=(load_case, normalize_image, classification_crop, load_weights, write_heatmap, overlay_png),
+    helpers=(grid_mismatch, load_case, normalize_image, classification_crop, load_weights, write_heatmap, overlay_png),
     doc=("Grad-CAM heatmaps (MONAI GradCAM) of a classification network: NIfTI in the image geometry plus PNG overlays "
          "of the central slices, under <out>/explain/<stage>/."),
     examples=("explain cam = gradcam(fit, test) { cases: 8 }",),

@@ -21,7 +21,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from radlang.ops.netio import classification_crop, load_case, normalize_image
+from radlang.ops.netio import classification_crop, grid_mismatch, load_case, normalize_image
 from radlang.registry import Operator, Port, register
 from radlang.types import RType
 from radlang.units import Length
@@ -120,6 +120,44 @@ def patches_on_cohort(ctx, stage, cohort_df, perturb=None):
     return patch_table(crops, ids)
 
 
+def patches_check_facts(st, bound, stages, facts, diags):
+    """`radlang check`: each case's image channels and mask (those a manifest lists: the files `check` found) lie on
+    one grid, the run's E620 found before anything runs. Only the headers are read (SimpleITK's ReadImageInformation
+    through read_image_header: no voxel), and only for a cohort with more than one file per case. A file whose header
+    cannot be read is left to the run (E602, E650 name it)."""
+    from radlang.diagnostics import Diagnostic
+    from radlang.ops.cohorts import read_image_header
+
+    cohort = stages[st.inputs["cohort"].stage]
+    fact = facts.get(cohort.name) or {}
+    p = cohort.params
+    images = p.get("image") if isinstance(p.get("image"), list) else [p.get("image")]
+    columns = [c for c in images + [p.get("mask")] if c and c in fact.get("paths", {})]
+    if len(columns) < 2:
+        return
+    bad = []
+    for k, cid in enumerate(fact["ids"]):
+        ref = None
+        for c in columns:
+            path = fact["paths"][c][k]
+            if not path or "#" in path:      # an RTSTRUCT ROI or SEG segment is rasterised onto the image's own grid
+                continue
+            try:
+                geom = read_image_header(path)
+            except (RuntimeError, OSError, ValueError):
+                continue
+            if ref is None:
+                ref = geom
+            elif (msg := grid_mismatch(geom, ref)) is not None:
+                what = "mask" if c == p.get("mask") else "channel"
+                bad.append(f"case `{cid}`, column `{c}`, file `{path}`: {what} geometry differs from column `{columns[0]}`'s: {msg}")
+    if bad:
+        more = f" (and {len(bad) - 5} more)" if len(bad) > 5 else ""
+        diags.append(Diagnostic("E620", f"`{st.name}`: {len(bad)} image(s) of cohort `{cohort.name}` are not on their case's grid{more}: "
+                                + "; ".join(bad[:5]), st.span,
+                                hint="co-register the channels and the mask onto one grid before cutting patches"))
+
+
 def run_patches(stage, ctx):
     from radlang import registry
     from radlang.backends.cache import key
@@ -171,7 +209,7 @@ def _patches_type(ctx) -> RType:
 register(Operator(
     name="patches", kind="features", output="Features", settings=PatchSettings, positional=("cohort",),
     inputs=(Port("cohort", ("Cohort",), doc="a cohort with images (every image column is one channel)"),),
-    behaviour="stateless", run=run_patches, on_cohort=patches_on_cohort, impl=patch_case, helpers=(load_case, normalize_image,
+    behaviour="stateless", run=run_patches, on_cohort=patches_on_cohort, check_facts=patches_check_facts, impl=patch_case, helpers=(grid_mismatch, load_case, normalize_image,
                                                                                                     classification_crop, patch_table),
     infer=_patches_type,
     doc="Fixed-size image crops (around the ROI or the image centre, resampled to a stated spacing, 2D or 3D) as a feature "

@@ -8,7 +8,11 @@
 The first table decides the rows (its cohort's cases, in its order). Every other table must hold one row per
 key (case id, or patient id with `by: patient`) and a row for every key of the first. Tables from another
 cohort are allowed only when that cohort is an attribute table (a `table` with no outcome): two cohorts that
-each carry outcomes are two sets of cases, and joining them is a mistake (E250). Columns that occur in two
+each carry outcomes are two sets of cases, and joining them is a mistake (E250); so is any branch of another cohort
+of cases (one with images or an outcome), an image branch above all, or a table of cases joined to the rows of an
+attribute table (E360: the branches of one fused model describe the same cases). `radlang check` reads the ids of
+an attribute table and of the rows' manifest (or table): a table none of whose ids is a case (or, `by: patient`, a
+patient) of the rows is keyed by something else (E361, with a hint toward `by:` or `id:`); one that lacks some is E660. Columns that occur in two
 tables are refused (E662) unless `prefix: true` names every column `<table>.<column>`.
 
 A join of tables that nothing fitted feeds runs once, before validation, like any feature table. A join of
@@ -130,6 +134,43 @@ def join_for_cohort(ctx, stage, cohort_df, perturb=None):
     return join_on(ctx, stage, cohort_df, perturb)
 
 
+def join_check_facts(st, bound, stages, facts, diags):
+    """`radlang check`: a table of an attribute cohort (a `table` whose ids `check` has read) holds a row for every
+    key of the join's rows (their cases' ids, or patient ids with `by: patient`, from the manifest or table): none is
+    a table keyed by other ids (E361), some missing are the run's E660, found before anything runs."""
+    from radlang.diagnostics import Diagnostic
+
+    ports = sorted(st.inputs)
+    rows_cohort = stages[st.inputs[ports[0]].stage].type.cohort
+    rows = facts.get(rows_cohort)
+    if not rows or "ids" not in rows:
+        return
+    by = st.params["by"]
+    keys = rows["patients"] if by == "patient" else rows["ids"]
+    what = "patient" if by == "patient" else "case"
+    for port in ports[1:]:
+        up = stages[st.inputs[port].stage]
+        table = facts.get(up.type.cohort)
+        if up.type.cohort == rows_cohort or not table or "ids" not in table:
+            continue
+        have = set(table["ids"])
+        missing = [k for k in dict.fromkeys(keys) if k not in have]
+        if not missing:
+            continue
+        shown = ", ".join(f"`{k}`" for k in missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+        where = f"`{up.name}` (cohort `{up.type.cohort}`, file `{table['file']}`)"
+        if len(missing) < len(dict.fromkeys(keys)):
+            diags.append(Diagnostic("E660", f"`{st.name}`: {len(missing)} {what} id(s) of `{rows_cohort}` have no row in {where}: {shown}",
+                                    st.span, hint=f"give every {what} a row in the table (a missing value may stay blank)"))
+            continue
+        other = "patient" if by != "patient" and set(rows["patients"]) & have else "case" if by == "patient" and set(rows["ids"]) & have else None
+        diags.append(Diagnostic("E361", f"`{st.name}`: the tabular branch {where} has no {what} ids of `{rows_cohort}`: none of its ids "
+                                f"(e.g. `{table['ids'][0] if table['ids'] else ''}`) is one of the {len(dict.fromkeys(keys))} {what}s "
+                                f"(e.g. `{keys[0]}`), so no case would find its row", st.span,
+                                hint=(f"its ids are {other} ids: join with `by: {other}`" if other else
+                                      f"name the table's column with the {what} ids: `id: <column>` on `{up.type.cohort}`")))
+
+
 # ----------------------------------------------------------------------------------------------
 # declaration
 
@@ -154,15 +195,31 @@ def _written(ctx, port) -> str:
 def _join_type(ctx) -> RType:
     ins = [ctx.inputs[p] for p in sorted(ctx.inputs)]
     first = ins[0]
+    rows = ctx.types.get(first.cohort)
+
+    def cases(c):   # a cohort of cases (an outcome, or images), not an attribute table (a `table` with neither)
+        return c is not None and bool(c.outcome or c.channels)
+
     for port in sorted(ctx.inputs)[1:]:
         t = ctx.inputs[port]
         if t.cohort == first.cohort:
             continue
         other = ctx.types.get(t.cohort)
-        if other is not None and other.outcome:
+        if other is not None and other.outcome and rows is not None and rows.outcome:
             ctx.error("E250", f"`{_written(ctx, port)}` comes from cohort `{t.cohort}`, the first table from cohort `{first.cohort}`; "
                       f"both carry outcomes, so they are different cases", port=port,
                       hint=f"join tables of `{first.cohort}`, or an attribute table (a `table` cohort without an outcome) keyed by its ids")
+        elif (t.patch is not None or cases(other)) and cases(rows):
+            what = "an image branch" if t.patch is not None else "a table"
+            own = "its images" if other is not None and other.channels else "its outcome"
+            ctx.error("E360", f"`{_written(ctx, port)}` is {what} of cohort `{t.cohort}` (a cohort of cases: {own}), but the join's rows are "
+                      f"the cases of `{first.cohort}`: branches of one model must describe the same cases", port=port,
+                      hint=f"fuse branches of `{first.cohort}` (image patches, radiomics, clinical values of its cases); another cohort "
+                           "joins only as an attribute table (a `table` without an outcome, keyed by case or patient ids)")
+        elif t.patch is not None or cases(other):
+            ctx.error("E360", f"the join's rows are the ids of the attribute table `{first.cohort}`, not the cases of `{_written(ctx, port)}` "
+                      f"(cohort `{t.cohort}`)", port=port,
+                      hint=f"put `{_written(ctx, port)}` first: the first table decides the rows, and an attribute table joins its cases")
     images = [(port, ctx.inputs[port]) for port in sorted(ctx.inputs) if ctx.inputs[port].patch is not None]
     for port, t in images[1:]:
         if t.dims != images[0][1].dims:
@@ -184,7 +241,7 @@ register(Operator(
             Port("table3", ("Features",), optional=True, doc=TABLE_DOC),
             Port("table4", ("Features",), optional=True, doc=TABLE_DOC)),
     positional=("table1", "table2", "table3", "table4"),
-    behaviour="stateless", run=run_join, on_cohort=join_for_cohort, impl=join_tables, infer=_join_type,
+    behaviour="stateless", run=run_join, on_cohort=join_for_cohort, impl=join_tables, infer=_join_type, check_facts=join_check_facts,
     doc="Feature tables side by side (up to four), matched by case id or patient id; refit inside the folds when a fitted "
         "stage feeds it.",
     examples=("features both = join(rad, clin)", "features both = join(rad, clin) { by: patient, prefix: true }"),

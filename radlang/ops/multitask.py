@@ -34,11 +34,16 @@ Loss combination (`combine`), for head losses L_k and `weight` w_k:
 - `uncertainty`: homoscedastic uncertainty weighting (Kendall, Gal & Cipolla, CVPR 2018), with one learned
   log-variance s_k per head (initialised at 0, trained with the network): L = sum_k (exp(-s_k) / 2 * L_k + s_k / 2).
   With the s_k frozen it is `fixed` with w_k = exp(-s_k) / 2 (the s_k / 2 terms have no gradient).
-- a torchjd aggregator (`pcgrad`, `mgda`, `imtl_g`, `aligned_mtl`, `config`, `graddrop`, `mean`, `random`; the
-  ones that need no optional dependency of torchjd): Jacobian descent. `torchjd.autojac.mtl_backward` gives each head's parameters the
-  gradient of its own loss and the shared parameters the Jacobian of the losses (one row per head, with respect to the
-  shared vector's parameters); `torchjd.autojac.jac_to_grad` aggregates it into their gradient. PCGrad is gradient
-  surgery (Yu et al. 2020): a task gradient is projected off another's when they conflict. Weights do not apply.
+- a torchjd aggregator (`pcgrad`, `mgda`, `imtl_g`, `aligned_mtl`, `config`, `graddrop`, `mean`, `random`, `upgrad`,
+  `dualproj`, `cagrad`): Jacobian descent. `torchjd.autojac.mtl_backward` gives each head's parameters the gradient of
+  its own loss and the shared parameters the Jacobian of the losses (one row per head, with respect to the shared
+  vector's parameters); `torchjd.autojac.jac_to_grad` aggregates it into their gradient. PCGrad is gradient surgery
+  (Yu et al. 2020): a task gradient is projected off another's when they conflict. UPGrad (Quinton & Rey 2024)
+  projects each row onto the dual cone of all rows and DualProj (GEM's projection) projects their combination onto
+  it; for both the head weights w_k are the preference vector that combines the rows (so on identical tasks both are
+  `fixed` training on sum_k w_k L_k). CAGrad (Liu et al. 2021) takes the update that maximises the worst task's
+  improvement within a ball of radius `cagrad_c` times the mean gradient's norm around the mean gradient. The other
+  aggregators take no weights.
 
 Validation: `evaluate(mt)` measures the *primary* head, the one whose target is the model's `target` (the cohort's
 outcome), with every metric, threshold, calibration and decision curve of that outcome, as for any model; the other
@@ -75,9 +80,9 @@ from radlang.registry import Operator, Port, register
 from radlang.types import RType
 from radlang.values import Settings, Sym, Variant, variants
 
-# torchjd's aggregators that need no optional dependency (UPGrad and DualProj need `torchjd[quadprog_projector]`, CAGrad
-# `torchjd[cagrad]`)
-AGGREGATORS = ("pcgrad", "mgda", "imtl_g", "aligned_mtl", "config", "graddrop", "mean", "random")
+# torchjd's aggregators (UPGrad and DualProj solve their projections with quadprog, CAGrad its ball-constrained problem
+# with cvxpy: `torchjd[full]`, the science extra)
+AGGREGATORS = ("pcgrad", "mgda", "imtl_g", "aligned_mtl", "config", "graddrop", "mean", "random", "upgrad", "dualproj", "cagrad")
 
 # ----------------------------------------------------------------------------------------------
 # self-contained implementation
@@ -154,10 +159,11 @@ def head_losses(outputs, target, heads):
     return losses
 
 
-def multitask_backward(net, combine, weights):
+def multitask_backward(net, combine, weights, cagrad_c=0.5):
     """The backward pass of one training step (netio.train_step's `backward`) for a loss combination: takes (losses
     [K] as a list of scalars, shared vector), fills the parameters' gradients, returns the reported training loss (see the module doc for
-    each combination's exact form)."""
+    each combination's exact form). The head weights are UPGrad's and DualProj's preference vector; cagrad_c is
+    CAGrad's c (the radius of its ball around the mean gradient)."""
     import torch
 
     w = torch.tensor([float(v) for v in weights])
@@ -178,7 +184,8 @@ def multitask_backward(net, combine, weights):
     from torchjd.autojac import jac_to_grad, mtl_backward
 
     aggregator = {"pcgrad": agg.PCGrad, "mgda": agg.MGDA, "imtl_g": agg.IMTLG, "aligned_mtl": agg.AlignedMTL, "config": agg.ConFIG,
-                  "graddrop": agg.GradDrop, "mean": agg.Mean, "random": agg.Random}[combine]()
+                  "graddrop": agg.GradDrop, "mean": agg.Mean, "random": agg.Random, "upgrad": lambda: agg.UPGrad(pref_vector=w),
+                  "dualproj": lambda: agg.DualProj(pref_vector=w), "cagrad": lambda: agg.CAGrad(c=float(cagrad_c))}[combine]()
 
     def backward(out):
         losses, shared = out
@@ -304,7 +311,7 @@ def multitask_estimator_class(_made={}):  # noqa: B006 -- one class per process,
             def score(out, tgt):
                 return (w * torch.stack(head_losses(out[1], tgt, heads))).sum()
 
-            backward = multitask_backward(net, p["combine"], weights)
+            backward = multitask_backward(net, p["combine"], weights, p["cagrad_c"])
             self.weights_, self.history_ = fit_network(net, image, tab, target, tr, va, p, self.seed,
                                                        loss_fn=loss_fn, backward=backward, score=score)
             self.n_validation_ = len(va)
@@ -550,6 +557,8 @@ class MultitaskSettings(Settings):
                                  "`survival(name, target: c.clinical, time: t, event: e)`; the head on the model's `target` is primary"))
     combine: Literal[("fixed", "uncertainty") + AGGREGATORS] = Field(  # type: ignore[valid-type]
         "fixed", description="loss combination: fixed weights, homoscedastic uncertainty weighting, or a torchjd aggregator")
+    cagrad_c: float = Field(0.5, ge=0, le=100, description="`combine: cagrad`: CAGrad's c, the radius of its ball around the mean "
+                            "gradient, relative to that gradient's norm (0: the mean gradient)")
     task_norm: bool = Field(False, description="each head normalises the shared vector with its own batch normalisation")
     epochs: int = Field(30, ge=1, le=100000, description="maximum epochs (early stopping may end sooner)")
     batch: int = Field(8, ge=2, le=4096, description="cases per optimisation step")
@@ -655,9 +664,11 @@ def _multitask_plan(stage, memory, study=None):
         net, est = multitask_plan_estimate({"arch": net_stage.op, "params": net_stage.params}, shape, n_tab or 0, heads, p, int(p["batch"]))
     except ImportError:
         return [("info", "install torch and monai for parameter counts and memory estimates")]
+    pref = ", preference vector " + ", ".join(f"{h['name']} {h['weight']:g}" for h in heads)
     combine = {"fixed": "fixed weights " + ", ".join(f"{h['name']} {h['weight']:g}" for h in heads),
                "uncertainty": "homoscedastic uncertainty weighting: sum_k exp(-s_k)/2 L_k + s_k/2, s_k learned"}.get(
-        p["combine"], f"Jacobian descent with torchjd's {p['combine']} aggregator on the shared parameters")
+        p["combine"], f"Jacobian descent with torchjd's {p['combine']} aggregator on the shared parameters"
+        + {"upgrad": pref, "dualproj": pref, "cagrad": f", c = {p['cagrad_c']:g}"}.get(p["combine"], ""))
     lines = [("info", (f"shared: {t.dims}D {net_stage.op} backbone ({sum(int(q.numel()) for q in net.backbone.parameters()):,} parameters) "
                       f"-> a {net.n_img}-vector" + (f" + {n_tab} tabular column(s)" if n_tab else "")
                       + (" + the tabular columns (counted at run time)" if n_tab is None else ""))),
@@ -679,7 +690,7 @@ register(Operator(
     infer=_multitask_type, plan=_multitask_plan, fold_data=multitask_fold_data, version="1",
     doc="One shared network backbone with named heads (binary, multiclass, continuous, survival), each with its own target "
         "(a cohort column; a missing value masks that head's loss only), loss and held-out metrics; losses combined by fixed "
-        "weights, homoscedastic uncertainty weighting or a torchjd aggregator (PCGrad, MGDA, IMTL-G, ...). Refit inside every "
+        "weights, homoscedastic uncertainty weighting or a torchjd aggregator (PCGrad, UPGrad, DualProj, CAGrad, MGDA, IMTL-G, ...). Refit inside every "
         "training fold; `evaluate` measures the primary head and reports every head. Deterministic on CPU.",
     examples=(("model mt = multitask(img, target: train.outcome, network: enc) { heads: [binary(malignancy, target: train.outcome), "
                "continuous(age, target: train.clinical, column: age)], combine: uncertainty, epochs: 2 }"),

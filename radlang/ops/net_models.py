@@ -334,7 +334,8 @@ class CnnSettings(Settings):
     optimizer: Literal["adam", "adamw", "sgd"] = Field("adam", description="optimiser")
     lr: float = Field(1e-3, gt=0, le=10, description="learning rate")
     weight_decay: float = Field(0.0, ge=0, description="weight decay")
-    schedule: Literal["constant", "cosine", "poly", "step"] = Field("constant", description="learning-rate schedule (per epoch)")
+    schedule: Literal["constant", "cosine", "poly", "step", "ganin"] = Field(
+        "constant", description="learning-rate schedule (per epoch); `ganin`: lr / (1 + 10 p)^0.75, p the training progress (Ganin et al. 2016)")
     hidden: int = Field(32, ge=0, le=4096, description="units of the MLP head's hidden layer (0: a linear head)")
     dropout: float = Field(0.0, ge=0, lt=1, description="dropout before the head's output layer")
     validation: float = Field(0.2, ge=0, lt=1, description="fraction of the training patients held out for early stopping (0: none)")
@@ -372,7 +373,8 @@ def network_input_checks(ctx, src, net):
                           hint=f"set `in_channels: {src.channels}` on the network")
             if net.divisor and min(src.patch) < net.divisor:
                 ctx.error("E255", f"the patch {'x'.join(map(str, src.patch))} is smaller than the backbone's total downsampling "
-                          f"({net.divisor}): its feature map would be empty", port="input",
+                          f"({net.divisor}; twice the strides' product for a UNet with instance normalisation): its deepest "
+                          "feature map would be empty, one cell of padding, or one voxel instance normalisation refuses", port="input",
                           hint=f"use patches of at least {net.divisor} voxels per side, or a shallower network")
 
 

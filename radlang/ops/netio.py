@@ -15,36 +15,46 @@ from radlang.types import RType
 # self-contained implementation
 
 
+def grid_mismatch(geom, ref, tolerance=1e-3):
+    """None when two images lie on one grid, else a description of both: geometries {"size", "spacing", "origin",
+    "direction"} (SimpleITK's order); the same size, and spacing, origin and direction within `tolerance` (absolute
+    plus relative, numpy.allclose's rule)."""
+    def close(a, b):
+        return len(a) == len(b) and all(abs(x - y) <= tolerance + tolerance * abs(y) for x, y in zip(a, b))
+
+    if list(geom["size"]) == list(ref["size"]) and all(close(geom[k], ref[k]) for k in ("spacing", "origin", "direction")):
+        return None
+
+    def fmt(g):
+        return f"size {tuple(g['size'])}, spacing {tuple(round(v, 4) for v in g['spacing'])}, origin {tuple(round(v, 3) for v in g['origin'])}"
+
+    return f"{fmt(geom)} vs {fmt(ref)}"
+
+
 def load_case(image_paths, mask_path=None, tolerance=1e-3):
     """Read one case: image channels (co-registered files) stacked as float32 [C, z, y, x], the label map
     as int64 [1, z, y, x] (or None), and the geometry of the first channel. Returns (case, problems):
-    problems are (column index or "mask", message) for channels whose geometry differs."""
+    problems are (column index or "mask", message) for channels whose geometry differs (grid_mismatch)."""
     import numpy as np
     import SimpleITK as sitk
 
     def geom(im):
-        return im.GetSize(), im.GetSpacing(), im.GetOrigin(), im.GetDirection()
-
-    def same(a, b):
-        return a[0] == b[0] and all(np.allclose(x, y, rtol=tolerance, atol=tolerance) for x, y in zip(a[1:], b[1:]))
-
-    def fmt(g):
-        return f"size {tuple(g[0])}, spacing {tuple(round(v, 4) for v in g[1])}, origin {tuple(round(v, 3) for v in g[2])}"
+        return {"size": im.GetSize(), "spacing": im.GetSpacing(), "origin": im.GetOrigin(), "direction": im.GetDirection()}
 
     problems, arrays, ref = [], [], None
     for i, p in enumerate(image_paths):
         im = sitk.ReadImage(str(p))
         if ref is None:
             ref = im
-        elif not same(geom(im), geom(ref)):
-            problems.append((i, f"geometry differs from the first channel: {fmt(geom(im))} vs {fmt(geom(ref))}"))
+        elif (bad := grid_mismatch(geom(im), geom(ref), tolerance)) is not None:
+            problems.append((i, f"geometry differs from the first channel: {bad}"))
             continue
         arrays.append(sitk.GetArrayFromImage(im).astype(np.float32))
     label = None
     if mask_path:
         m = sitk.ReadImage(str(mask_path))
-        if not same(geom(m), geom(ref)):
-            problems.append(("mask", f"mask geometry differs from the image: {fmt(geom(m))} vs {fmt(geom(ref))}"))
+        if (bad := grid_mismatch(geom(m), geom(ref), tolerance)) is not None:
+            problems.append(("mask", f"mask geometry differs from the image: {bad}"))
         else:
             label = sitk.GetArrayFromImage(m).astype(np.int64)[None]
     image = np.stack(arrays) if len(arrays) == len(image_paths) else None
@@ -149,7 +159,7 @@ def optimizer_call(params):
 
 
 def make_scheduler(opt, schedule, epochs):
-    """The per-epoch learning-rate schedule (`constant`: none, `cosine`, `poly`, `step`)."""
+    """The per-epoch learning-rate schedule (`constant`: none, `cosine`, `poly`, `step`, `ganin`)."""
     import torch
 
     call = scheduler_call(schedule, epochs)
@@ -164,6 +174,20 @@ def scheduler_call(schedule, epochs):
         return "PolynomialLR", {"total_iters": epochs, "power": 0.9}
     if schedule == "step":
         return "StepLR", {"step_size": max(1, epochs // 3), "gamma": 0.1}
+    if schedule == "ganin":
+        class GaninAnnealing:
+            """Ganin et al. (JMLR 2016)'s annealing lr_p = lr / (1 + 10 p)^0.75, p = epoch / epochs the training progress."""
+
+            def __init__(self, epochs):
+                self.epochs = int(epochs)
+
+            def __call__(self, epoch):
+                return 1.0 / (1.0 + 10.0 * epoch / self.epochs) ** 0.75
+
+            def __repr__(self):
+                return f"lambda epoch: 1 / (1 + 10 * epoch / {self.epochs}) ** 0.75"
+
+        return "LambdaLR", {"lr_lambda": GaninAnnealing(epochs)}
     return None
 
 

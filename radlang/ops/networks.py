@@ -373,9 +373,12 @@ def downsampling(spec) -> int:
 
 
 def backbone_downsampling(spec) -> int:
-    """The total downsampling of the network's image backbone (its deepest feature map), for a network model's patch:
-    DenseNet121 32 (stride-2 stem, max pooling, three transitions), ResNet 16 (max pooling, three stride-2 layers),
-    SegResNet and UNet as `downsampling`."""
+    """The smallest patch side of the network's image backbone (its deepest feature map), for a network model's patch:
+    its total downsampling: DenseNet121 32 (stride-2 stem, max pooling, three transitions), ResNet 16 (max pooling,
+    three stride-2 layers), SegResNet and UNet as `downsampling`; twice that for a UNet with instance normalisation,
+    whose deepest map must hold more than one voxel to be normalised (MONAI's InstanceNorm refuses one)."""
+    if spec["arch"] in ("unet", "attention_unet") and spec["params"].get("norm") == "instance":
+        return 2 * downsampling(spec)
     return {"densenet121": 32, "resnet": 16}.get(spec["arch"]) or downsampling(spec)
 
 

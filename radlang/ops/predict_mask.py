@@ -13,6 +13,7 @@ from pydantic import Field
 
 from radlang.ops.netio import (
     classification_crop,
+    grid_mismatch,
     load_case,
     load_weights,
     normalize_image,
@@ -101,7 +102,7 @@ register(Operator(
     behaviour="stateless", run=run_predict_mask,
     inputs=(Port("model", ("TrainedModel",), doc="a `train` stage of a segmentation network"), Port("cohort", ("Cohort",))),
     positional=("model", "cohort"), infer=_predict_type, impl=predict_volume, version="1", sink=True,
-    helpers=(load_case, normalize_image, classification_crop, load_weights, write_label_map),
+    helpers=(grid_mismatch, load_case, normalize_image, classification_crop, load_weights, write_label_map),
     doc=("Segment a cohort with a trained network (sliding-window inference). Writes <out>/masks/<stage>/<case>.nii.gz "
          "(label map in the image geometry) and, for several classes, <case>_class<k>.nii.gz per class (habitats); "
          "`label: k` makes the stage a binary ROI for `features`."),

@@ -12,6 +12,7 @@ from pydantic import Field
 
 from radlang.ops.netio import (
     classification_crop,
+    grid_mismatch,
     load_case,
     load_weights,
     metrics_json,
@@ -134,7 +135,7 @@ register(Operator(
     inputs=(Port("model", ("TrainedModel",), doc="a `train` stage of a segmentation network"),
             Port("cohort", ("Cohort",), doc="held-out cases with reference masks")),
     positional=("model", "cohort"), infer=_segmetrics_type, impl=seg_scores, sink=True, version="1",
-    helpers=(load_case, normalize_image, classification_crop, load_weights, predict_volume, summarize_scores, metrics_json),
+    helpers=(grid_mismatch, load_case, normalize_image, classification_crop, load_weights, predict_volume, summarize_scores, metrics_json),
     doc=("Dice and the 95th-percentile Hausdorff distance (mm), MONAI's metrics, per case and per class, of a trained "
          "network's sliding-window segmentation of held-out cases. Writes <out>/metrics/<stage>.json."),
     examples=("validate seg = segmentation_metrics(fit, test)",),

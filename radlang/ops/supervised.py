@@ -27,6 +27,7 @@ from pydantic import Field, field_validator
 from radlang.ops.netio import (
     classification_crop,
     divisible_pad,
+    grid_mismatch,
     load_case,
     load_weights,
     make_optimizer,
@@ -388,7 +389,7 @@ register(Operator(
     behaviour="fitted", run=run_supervised,
     inputs=(Port("net", ("Network",), doc="a `network` stage"), Port("cohort", ("Cohort",), doc="the training cohort")),
     positional=("net", "cohort"), infer=_train_type, impl=train_network, plan=_train_plan, version="1", sink=True,
-    helpers=(load_case, normalize_image, make_loss, sample_patches, classification_crop, divisible_pad,
+    helpers=(grid_mismatch, load_case, normalize_image, make_loss, sample_patches, classification_crop, divisible_pad,
              predict_volume, seg_scores, save_weights, load_weights, split_validation, metrics_json, make_optimizer,
              optimizer_call, make_scheduler, scheduler_call, train_step),
     library_code=training_code,

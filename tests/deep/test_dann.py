@@ -186,3 +186,19 @@ def test_leave_one_site_out_run_records_the_transductive_use(tmp_path):
     assert sorted(metrics(out)["per_site"]) == ["site1", "site2", "site3"]
     assert len(predictions(out)) == 12
     assert (out / "models" / "v.skops").exists()
+
+
+def test_ganin_learning_rate_annealing():
+    """`schedule: ganin` is Ganin et al. (JMLR 2016)'s annealing lr_p = lr_0 / (1 + 10 p)^0.75, p = epoch / epochs, and
+    the rendered script states it as that formula."""
+    from radlang.ops.netio import make_scheduler, training_code
+
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.01)
+    sched = make_scheduler(opt, "ganin", 12)
+    for epoch in range(12):
+        assert math.isclose(opt.param_groups[0]["lr"], 0.01 / (1 + 10 * epoch / 12) ** 0.75, rel_tol=1e-12)
+        opt.step()
+        sched.step()
+    params = {"optimizer": "sgd", "lr": 0.01, "weight_decay": 0.0, "schedule": "ganin", "epochs": 12}
+    assert training_code(params, 0)[1] == ("torch.optim.lr_scheduler.LambdaLR(optimizer, "
+                                           "lr_lambda=lambda epoch: 1 / (1 + 10 * epoch / 12) ** 0.75)")

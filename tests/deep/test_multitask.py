@@ -1,6 +1,7 @@
 """Multi-task network models (`multitask`): invariants of the loss combinations and the masked heads, on tiny CPU data.
 
-- PCGrad on two identical tasks is plain training on their sum: the two shared gradients are equal, g1 = g2 = g;
+- PCGrad, UPGrad and DualProj on two identical tasks are plain training on their (weighted) sum, CAGrad on (1 + c)/2 of
+  each: the two shared gradients are equal, g1 = g2 = g;
   PCGrad projects a task gradient only off one it conflicts with (g_i . g_j < 0), and g . g >= 0, so it returns
   g1 + g2 = 2g, the shared gradient of L1 + L2; each head's own parameters get its own loss's gradient in both;
 - torchjd's own UPGrad example (its documented Jacobian and aggregation) holds through radlang's training step;
@@ -35,7 +36,7 @@ SEGRESNET = {"arch": "segresnet", "params": {"dims": 3, "in_channels": 1, "out_c
                                              "blocks_down": [1, 1], "blocks_up": [1], "norm": "batch", "groups": 1,
                                              "upsample": "nontrainable", "dropout": 0.0}}
 PARAMS = {"epochs": 3, "batch": 4, "optimizer": "adam", "lr": 1e-2, "weight_decay": 0.0, "schedule": "constant",
-          "hidden": 8, "dropout": 0.0, "validation": 0.25, "patience": 2, "combine": "fixed", "task_norm": False}
+          "hidden": 8, "dropout": 0.0, "validation": 0.25, "patience": 2, "combine": "fixed", "task_norm": False, "cagrad_c": 0.5}
 SHAPE = [1, 8, 8, 8]
 
 
@@ -54,16 +55,28 @@ def _net(heads, seed=0, **kw):
     return multitask_module(SEGRESNET, SHAPE, 0, heads, kw.get("hidden", 4), 0.0, kw.get("task_norm", False), kw.get("uncertainty", False))
 
 
-def _train(net, combine, weights, heads, image, target, steps=3, lr=0.05):
+def _train(net, combine, weights, heads, image, target, steps=3, lr=0.05, cagrad_c=0.5):
     """`steps` SGD steps of radlang's training step (netio.train_step with the multi-task backward)."""
     opt = torch.optim.SGD([p for p in net.parameters() if p.requires_grad], lr=lr)
-    backward = multitask_backward(net, combine, weights)
+    backward = multitask_backward(net, combine, weights, cagrad_c)
     for _ in range(steps):
         train_step(net, (image, None), target, lambda out, t: (head_losses(out[1], t, heads), out[0]), opt, backward)
     return {k: v.detach().clone() for k, v in net.state_dict().items()}
 
 
-def test_pcgrad_on_two_identical_tasks_is_training_on_their_sum():
+@pytest.mark.parametrize("combine, weights, same_as", [
+    # PCGrad leaves two equal gradients alone and sums them
+    ("pcgrad", [1.0, 1.0], [1.0, 1.0]),
+    # UPGrad and DualProj: the head weights are the preference vector; equal rows lie in their own dual cone, so the
+    # aggregation is w1 g + w2 g: `fixed` training with the same weights
+    ("upgrad", [1.0, 1.0], [1.0, 1.0]),
+    ("upgrad", [0.7, 0.3], [0.7, 0.3]),
+    ("dualproj", [1.0, 1.0], [1.0, 1.0]),
+    # CAGrad (c = 0.5): the mean gradient g0 = g plus c ||g0|| times the unit vector of the worst task (g itself): 1.5 g,
+    # `fixed` training with weights (1 + c) / 2 = 0.75 each
+    ("cagrad", [1.0, 1.0], [0.75, 0.75]),
+])
+def test_aggregators_on_two_identical_tasks_are_training_on_their_weighted_sum(combine, weights, same_as):
     heads = [{"name": "a", "kind": "binary", "col": 0, "outputs": 2}, {"name": "b", "kind": "binary", "col": 1, "outputs": 2}]
     y = torch.tensor([0.0, 1, 1, 0, 1, 0])
     target = torch.stack([y, y], 1)
@@ -72,27 +85,41 @@ def test_pcgrad_on_two_identical_tasks_is_training_on_their_sum():
     net_jd.heads[1].load_state_dict(net_jd.heads[0].state_dict())     # identical tasks: same head, same target
     net_sum = _net(heads)
     net_sum.load_state_dict(net_jd.state_dict())
-    a = _train(net_jd, "pcgrad", [1.0, 1.0], heads, image, target)
-    b = _train(net_sum, "fixed", [1.0, 1.0], heads, image, target)
+    # the heads' own parameters get their own loss's unweighted gradient from torchjd, `fixed` scales it by the weight:
+    # with weights other than 1 the heads (and so the next steps) differ, and one step compares the shared parameters
+    unit = same_as == [1.0, 1.0]
+    steps = 3 if unit else 1
+    a = _train(net_jd, combine, weights, heads, image, target, steps=steps)
+    b = _train(net_sum, "fixed", same_as, heads, image, target, steps=steps)
     for k in a:
+        if k.startswith("heads.") and not unit:
+            continue
         # torchjd differentiates the two losses in one vmapped backward pass, plain training accumulates them in one:
-        # the same sums in another order, so equal to float32 rounding rather than to the bit
+        # the same sums in another order, and UPGrad/DualProj/CAGrad solve their small problems in float64 (quadprog,
+        # cvxpy): the float32 weights agree to float32 rounding (relative 1e-5), not to the bit
         torch.testing.assert_close(a[k], b[k], rtol=1e-5, atol=1e-6, msg=k)
     moved = sum(float((a[k] - v).abs().sum()) for k, v in _net(heads).state_dict().items() if v.is_floating_point())
     assert moved > 0   # training changed the weights: the comparison is not between two untouched networks
 
 
-@pytest.mark.parametrize("combine, step", [
+@pytest.mark.parametrize("combine, weights, step", [
+    # torchjd's documented example: UPGrad (uniform preference, 1/m each) aggregates J into [0.2929, 1.9004, 1.9004]
+    ("upgrad", [0.5, 0.5], [0.2929, 1.9004, 1.9004]),
     # PCGrad by hand: g1 . g2 = -22 < 0, so g1 -> g1 + 22/38 g2, g2 -> g2 + 22/18 g1; their sum is [0.5848, 3.8012, 3.8012]
-    ("pcgrad", [2 + 6 * 22 / 38 - 4 * 22 / 18, 2 + 22 / 38 + 22 / 18, 2 + 22 / 38 + 22 / 18]),
+    ("pcgrad", [1, 1], [2 + 6 * 22 / 38 - 4 * 22 / 18, 2 + 22 / 38 + 22 / 18, 2 + 22 / 38 + 22 / 18]),
     # MGDA: the least-norm point of the segment between g1 and g2: 0.6 g1 + 0.4 g2 = [0, 1, 1]
-    ("mgda", [0.0, 1.0, 1.0]),
+    ("mgda", [1, 1], [0.0, 1.0, 1.0]),
+    # DualProj by hand: the mean m = [1, 1, 1] has g1 . m = -2 < 0 (g2 . m = 8); its projection onto the dual cone
+    # {x: g1 . x >= 0, g2 . x >= 0} is m + (2 / 18) g1 = [5/9, 10/9, 10/9] (then g2 . x = 10 >= 0). torchjd solves
+    # the dual QP on the normalised Gramian with 1e-4 added to its diagonal (QuadprogProjector's reg_eps), which
+    # moves the result by 7.6e-4 here ([0.5563, 1.1109, 1.1109]): hence the 1e-3 tolerance for this row
+    ("dualproj", [0.5, 0.5], [5 / 9, 10 / 9, 10 / 9]),
 ])
-def test_torchjd_aggregator_example_through_the_training_step(combine, step):
+def test_torchjd_aggregator_example_through_the_training_step(combine, weights, step):
     """torchjd's aggregator example (torchjd.aggregation's module doc) aggregates J = [[-4, 1, 1], [6, 1, 1]]. A shared
     parameter w with losses [-4, 1, 1].w and [6, 1, 1].w has that Jacobian: one SGD step (lr 1) from w = 0 through
-    radlang's training step must move w by minus the aggregation. (The documented aggregator, UPGrad, needs torchjd's
-    optional quadprog solver, which is not installed; PCGrad's and MGDA's aggregations of J are derived by hand.)"""
+    radlang's training step must move w by minus the aggregation: UPGrad's is the documented value; the others are
+    derived by hand."""
 
     class Toy(torch.nn.Module):
         def __init__(self):
@@ -105,9 +132,9 @@ def test_torchjd_aggregator_example_through_the_training_step(combine, step):
     net = Toy()
     rows = torch.tensor([[-4.0, 1.0, 1.0], [6.0, 1.0, 1.0]])
     opt = torch.optim.SGD(net.parameters(), lr=1.0)
-    backward = multitask_backward(net, combine, [1, 1])
+    backward = multitask_backward(net, combine, weights)
     train_step(net, (torch.ones(3),), rows, lambda shared, r: ([row @ shared for row in r], shared), opt, backward)
-    torch.testing.assert_close(-net.w.detach(), torch.tensor(step), rtol=0, atol=1e-4)
+    torch.testing.assert_close(-net.w.detach(), torch.tensor(step), rtol=0, atol=1e-3 if combine == "dualproj" else 1e-4)
 
 
 def test_uncertainty_with_frozen_log_variances_is_fixed_weights():
@@ -192,7 +219,7 @@ HEADS = [{"name": "malignancy", "kind": "binary", "weight": 1.0, "primary": True
          {"name": "grade", "kind": "multiclass", "weight": 0.5, "primary": False}]
 
 
-@pytest.mark.parametrize("combine", ["uncertainty", "pcgrad"])
+@pytest.mark.parametrize("combine", ["uncertainty", "pcgrad", "upgrad", "dualproj", "cagrad"])
 def test_two_fits_are_bit_identical_and_survive_skops(combine):
     from radlang.ops.fold_engine import model_artefact
     from radlang.predict import load_model

@@ -78,7 +78,7 @@ def stage_net(ctx, args):
         seed=1089339193,
         type={
             'kind': 'Network', 'dims': 3, 'channels': 1, 'head': 'segmentation', 'classes': 2,
-            'divisor': 8, 'detail': '3D UNet',
+            'divisor': 16, 'detail': '3D UNet',
         },
         file=SPEC_PATH,
     ))
