@@ -130,7 +130,6 @@ def head_losses(outputs, target, heads):
     a head reads its column (`col`; survival: time, then event). A head's loss is computed on the rows that have its
     target only; with none (survival: no event among them) it is 0 (still a function of the outputs)."""
     import torch
-    from torchsurv.loss.cox import neg_partial_log_likelihood
 
     losses = []
     for h, out in zip(heads, outputs):
@@ -139,12 +138,7 @@ def head_losses(outputs, target, heads):
         kind = h["kind"]
         if kind == "survival":
             rows = torch.nonzero(~torch.isnan(target[:, c]) & ~torch.isnan(target[:, c + 1])).flatten()
-            event = target[rows, c + 1] > 0
-            if bool(event.any()):
-                nll = neg_partial_log_likelihood(out[rows, 0], event, target[rows, c], ties_method="efron", reduction="sum")
-                losses.append(nll / event.sum())
-            else:
-                losses.append(out.sum() * 0.0)
+            losses.append(cox_batch_loss(out[rows, 0], target[rows, c], target[rows, c + 1]) if len(rows) else out.sum() * 0.0)
         elif len(rows) == 0:
             losses.append(out.sum() * 0.0)
         elif kind == "continuous":
@@ -500,9 +494,10 @@ def head_metrics(stage, preds, heads_out, data, params, seed, binary_metrics, mu
             folds = [f"{r}:{f}" for r, f in zip(cv["repeat"][keep], cv["fold"][keep])]
             m.update(survival_metrics(t[:, 0], t[:, 1], pred[keep], folds))
         else:
-            r = t - pred[keep]
-            m["mae"] = float(np.abs(r).mean())
-            m["r2"] = float(1 - (r ** 2).sum() / ((t - t.mean()) ** 2).sum()) if len(t) > 1 and t.std() > 0 else None
+            from radlang.ops.clinical_metrics import regression_metrics
+
+            reg = regression_metrics(t, pred[keep], None, {"metrics": ["r2", "mae"]}, seed)
+            m.update(mae=reg["mae"], r2=reg["r2"]["estimate"])
     return out
 
 

@@ -35,6 +35,7 @@ from pydantic import Field, field_validator
 from radlang.ops.fitted_recipe import run_recipe
 from radlang.ops.netio import make_optimizer, make_scheduler, optimizer_call, scheduler_call, train_step, training_code
 from radlang.ops.networks import build_network, network_call
+from radlang.ops.survival_models import breslow, breslow_survival, concordance, cox_batch_loss, step_at
 from radlang.registry import Operator, Port, register
 from radlang.types import RType
 from radlang.values import Settings, Sym
@@ -222,19 +223,40 @@ def fit_network(net, image, tab, y, tr, va, params, seed, loss_fn=None, backward
         torch.set_num_threads(threads)
 
 
-def net_estimator_class(_made={}):  # noqa: B006 -- one class per process, so fitted models pickle and load by name
-    """The scikit-learn classifier (fit / predict_proba / predict / get_params) that trains a network model. Built on
-    first use (torch and scikit-learn are imported then) and named `radlang.ops.net_models.RadNetClassifier`, so a saved
-    model (skops) loads it by name. Its fitted state is plain data: NumPy weights, the tabular branch's training means
-    and SDs, the classes, the training history."""
-    if "cls" in _made:
-        return _made["cls"]
-    import numpy as np
-    from sklearn.base import BaseEstimator, ClassifierMixin
+def task_loss(task):
+    """A network model's training loss of outputs [N, outputs] against its training target: cross-entropy of the class
+    logits (`classification`); the mean squared error of the one output against the target standardised by its
+    training mean and SD (`regression`); the Cox partial likelihood of the one output, a log relative hazard, against
+    [N, 2] = (time, event) (`survival`: cox_batch_loss, with risk sets within the mini-batch, as a multitask survival
+    head)."""
+    import torch
 
-    class RadNetClassifier(ClassifierMixin, BaseEstimator):
+    if task == "classification":
+        ce = torch.nn.CrossEntropyLoss()
+        return lambda out, target: ce(out, target)
+    if task == "regression":
+        return lambda out, target: torch.nn.functional.mse_loss(out[:, 0], target)
+    return lambda out, target: cox_batch_loss(out[:, 0], target[:, 0], target[:, 1])
+
+
+def net_estimator_class(task="classification", _made={}):  # noqa: B006 -- one class per task and process, so fitted models load by name
+    """The scikit-learn estimator that trains a network model for a task: `classification` (fit / predict_proba /
+    predict: `radlang.ops.net_models.RadNetClassifier`), `regression` (predict: the value in the target's units;
+    `RadNetRegressor`) or `survival` (predict: the risk, a log relative hazard; survival_at(X, times) from Breslow's
+    baseline hazard on the fit's cases, as `survival_mlp`; `RadNetSurvival`). Built on first use (torch and
+    scikit-learn are imported then) and named in this module, so a saved model (skops) loads it by name. Its fitted
+    state is plain data: NumPy weights, the tabular branch's training means and SDs, the classes (or the target's
+    mean and SD, or the baseline hazard), the training history."""
+    if task in _made:
+        return _made[task]
+    import numpy as np
+    from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
+
+    class RadNetBase(BaseEstimator):
         """network: {"arch", "params"} of a MONAI network; params: the `cnn` settings; fold_inputs: {"patients":
         {case id: patient id}} for the group-aware inner validation split (dropped from saved models)."""
+
+        task = "classification"
 
         def __init__(self, network=None, params=None, seed=0, fold_inputs=None):
             self.network = network
@@ -253,10 +275,29 @@ def net_estimator_class(_made={}):  # noqa: B006 -- one class per process, so fi
                 tab = ((t - self.tab_mean_) / self.tab_scale_).astype(np.float32)
             return image, tab
 
+        def _n_out(self):
+            return len(self.classes_) if self.task == "classification" else 1
+
         def _module(self):
             shape = self.image_shape_ if self.image_columns_ else None
-            return fusion_module(self.network, shape, len(self.tabular_columns_), len(self.classes_),
+            return fusion_module(self.network, shape, len(self.tabular_columns_), self._n_out(),
                                  self.params["hidden"], self.params["dropout"])
+
+        def _target(self, y):
+            """(the training target array, the inner split's stratification labels) of the outcome y."""
+            y = np.asarray(y)
+            if self.task == "regression":
+                y = y.astype(np.float64)
+                self.y_mean_ = float(y.mean()) if len(y) else 0.0
+                sd = float(y.std()) if len(y) else 1.0
+                self.y_scale_ = sd if sd > 0 else 1.0
+                return ((y - self.y_mean_) / self.y_scale_).astype(np.float32), np.zeros(len(y), np.int64)
+            if self.task == "survival":   # scikit-survival's structured array (event, time)
+                event, time = y[y.dtype.names[0]].astype(np.float64), y[y.dtype.names[1]].astype(np.float64)
+                return np.stack([time, event], 1).astype(np.float32), event.astype(np.int64)
+            self.classes_ = np.unique(y)
+            target = np.searchsorted(self.classes_, y).astype(np.int64)
+            return target, target
 
         def fit(self, X, y):
             import torch
@@ -270,24 +311,28 @@ def net_estimator_class(_made={}):  # noqa: B006 -- one class per process, so fi
                 mean = np.where(np.isnan(mean), 0.0, mean)
                 sd = np.nanstd(np.where(np.isnan(t), mean, t), 0)
                 self.tab_mean_, self.tab_scale_ = mean, np.where(sd > 0, sd, 1.0)
-            self.classes_ = np.unique(np.asarray(y))
-            target = np.searchsorted(self.classes_, np.asarray(y)).astype(np.int64)
+            target, strat = self._target(y)
             image, tab = self._arrays(X)
             patients = (self.fold_inputs or {}).get("patients") or {}
             groups = np.asarray([patients.get(str(i), str(i)) for i in X.index])
-            tr, va = inner_validation(target, groups, float(self.params["validation"]), self.seed)
+            tr, va = inner_validation(strat, groups, float(self.params["validation"]), self.seed)
             torch.manual_seed(int(self.seed))
             net = self._module()
-            state, history = fit_network(net, image, tab, target, tr, va, self.params, self.seed, adapt=self._adaptation(net, X, image))
+            state, history = fit_network(net, image, tab, target, tr, va, self.params, self.seed, loss_fn=task_loss(self.task),
+                                         adapt=self._adaptation(net, X, image))
             self.weights_ = state
             self.history_ = history
             self.n_validation_ = len(va)
+            if self.task == "survival":   # Breslow's baseline cumulative hazard on the fit's cases, at the kept weights
+                yy = np.asarray(y)
+                self.base_times_, self.base_hazard_ = breslow(yy[yy.dtype.names[1]], yy[yy.dtype.names[0]], self._outputs(X)[:, 0])
             return self
 
         def _adaptation(self, net, X, image):
             """What a subclass adds to training (fit_network's `adapt`); None (this class): the label loss alone."""
 
-        def predict_proba(self, X):
+        def _outputs(self, X):
+            """The network's outputs [N, outputs] (class logits, the standardised value, or the log relative hazard)."""
             import torch
 
             net = self._module()
@@ -302,24 +347,58 @@ def net_estimator_class(_made={}):  # noqa: B006 -- one class per process, so fi
                     for b in range(0, len(X), 64):
                         xi = torch.from_numpy(image[b:b + 64]) if image is not None else None
                         xt = torch.from_numpy(tab[b:b + 64]) if tab is not None else None
-                        out.append(torch.softmax(net(xi, xt), 1).numpy().astype(np.float64))
+                        out.append(net(xi, xt).numpy().astype(np.float64))
             finally:
                 torch.set_num_threads(threads)
-            return np.concatenate(out) if out else np.zeros((0, len(self.classes_)))
+            return np.concatenate(out) if out else np.zeros((0, self._n_out()))
+
+    class RadNetClassifier(ClassifierMixin, RadNetBase):
+        def predict_proba(self, X):
+            o = self._outputs(X)
+            e = np.exp(o - o.max(1, keepdims=True)) if len(o) else o
+            return e / e.sum(1, keepdims=True) if len(o) else o
 
         def predict(self, X):
             return self.classes_[np.argmax(self.predict_proba(X), 1)]
 
-    RadNetClassifier.__module__ = "radlang.ops.net_models"
-    RadNetClassifier.__qualname__ = "RadNetClassifier"
-    _made["cls"] = RadNetClassifier
-    return RadNetClassifier
+    class RadNetRegressor(RegressorMixin, RadNetBase):
+        task = "regression"
+
+        def predict(self, X):
+            """The predicted value, in the target's units."""
+            return self._outputs(X)[:, 0] * self.y_scale_ + self.y_mean_
+
+    class RadNetSurvival(RadNetBase):
+        task = "survival"
+
+        def predict(self, X):
+            """Risk scores (the log relative hazard): higher means an earlier event."""
+            return self._outputs(X)[:, 0]
+
+        def survival_at(self, X, times):
+            """S(t | x) for every row of X (rows) at every time (columns)."""
+            return breslow_survival(self.predict(X), self.base_times_, self.base_hazard_, times)
+
+        def score(self, X, y):
+            """Harrell's C."""
+            return concordance(y[y.dtype.names[1]], y[y.dtype.names[0]], self.predict(X))
+
+    for cls in (RadNetClassifier, RadNetRegressor, RadNetSurvival):
+        cls.__module__ = "radlang.ops.net_models"
+        cls.__qualname__ = cls.__name__
+        _made[cls.task] = cls
+    return _made[task]
+
+
+NET_TASKS = {"binary": "classification", "multiclass": "classification", "continuous": "regression", "survival": "survival"}
 
 
 def make_cnn(params, seed, fold_inputs=None):
     """The unfitted network model of one fit, from a model stage's split settings (radlang.ops.models.split_params,
-    with `networks`: the spec of its `network` input)."""
-    return net_estimator_class()(network=params["networks"]["network"], params=params["hyper"], seed=seed, fold_inputs=fold_inputs)
+    with `networks`: the spec of its `network` input); the validation's outcome kind (fold_inputs["outcome"]) chooses the
+    estimator: a classifier, a regressor or a survival model."""
+    task = NET_TASKS[(fold_inputs or {}).get("outcome") or "binary"]
+    return net_estimator_class(task)(network=params["networks"]["network"], params=params["hyper"], seed=seed, fold_inputs=fold_inputs)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -343,14 +422,15 @@ class CnnSettings(Settings):
     _s = field_validator("optimizer", "schedule", mode="before")(lambda cls, v: str(v) if isinstance(v, Sym) else v)
 
 
-def _cnn_type(ctx) -> RType:
+def _cnn_type(ctx, outcomes=("binary", "multiclass", "continuous", "survival")) -> RType:
     src, tgt, net = ctx.inputs["input"], ctx.inputs["target"], ctx.inputs.get("network")
-    if tgt.outcome not in ("binary", "multiclass"):
+    if tgt.outcome not in outcomes:
         ctx.error("E244", f"`{ctx.stmt.op.name}` cannot fit a {tgt.outcome} outcome (`{tgt.detail}`)", port="target",
-                  hint=f"`{ctx.stmt.op.name}` fits binary or multiclass outcomes")
+                  hint=f"`{ctx.stmt.op.name}` fits {', '.join(outcomes)} outcomes")
     ctx.mixed_cohorts(src, tgt)
     network_input_checks(ctx, src, net)
-    return RType("Model", cohort=src.cohort, outcome=tgt.outcome, head="classification", detail="cnn model")   # a network's head
+    head = {"continuous": "regression", "survival": "survival"}.get(tgt.outcome, "classification")   # a network's head
+    return RType("Model", cohort=src.cohort, outcome=tgt.outcome, head=head, detail="cnn model")
 
 
 def network_input_checks(ctx, src, net):
@@ -415,8 +495,11 @@ def branch_plan(study, stage, adapt=None):
     shape = [int(t.channels or 1)] + list(reversed([int(v) for v in t.patch]))
     n_tab = tabular_width(study, src.name)
     batch = int(p["batch"])
+    outputs, loss = {"continuous": ("a value", "the mean squared error of the standardised target"),
+                     "survival": ("a log relative hazard", "the Cox partial likelihood (risk sets within each mini-batch)")}.get(
+        stage.type.outcome, ("classes", "cross-entropy"))
     with torch.device("meta"):
-        net = fusion_module(spec, shape, n_tab or 0, 2, p["hidden"], p["dropout"])
+        net = fusion_module(spec, shape, n_tab or 0, 1 if outputs != "classes" else 2, p["hidden"], p["dropout"])
         tab = torch.empty((batch, n_tab)) if n_tab else None
         module, inputs = adapt(net, torch.empty([batch] + shape), tab) if adapt is not None else (net, (torch.empty([batch] + shape), tab))
         est = training_memory(module, inputs)
@@ -428,8 +511,8 @@ def branch_plan(study, stage, adapt=None):
         lines.append(("info", f"tabular branch: the other columns of `{src.name}` (counted at run time), imputed and standardised inside each fold"))
     elif n_tab:
         lines.append(("info", f"tabular branch: {n_tab} column(s) of `{src.name}`, imputed and standardised inside each fold"))
-    head = f"MLP {net.n_img}{f' + {n_tab}' if n_tab else ''} -> {p['hidden']} -> classes" if int(p["hidden"]) else "linear head"
-    lines.append(("info", f"head: {head}; {est['params']:,} parameters in all"))
+    head = f"MLP {net.n_img}{f' + {n_tab}' if n_tab else ''} -> {p['hidden']} -> {outputs}" if int(p["hidden"]) else f"linear head -> {outputs}"
+    lines.append(("info", f"head: {head}, trained on {loss}; {est['params']:,} parameters in all"))
     lines.append(("info", (f"training memory ≈ {_human(est['train_bytes'])} for batch {batch} (activations kept for backward "
                           f"{_human(est['saved_bytes'])}); early stopping on {p['validation']:.0%} of each fit's patients")))
     return lines, est
@@ -455,7 +538,8 @@ def budget_warning(est, memory) -> list:
 
 # what every network model's fit reaches: listed among each such operator's helpers, for the rendered script
 TRAINING_HELPERS = (backbone_features, split_columns, inner_validation, fit_network, build_network, network_call,
-                    make_optimizer, optimizer_call, make_scheduler, scheduler_call, train_step)
+                    make_optimizer, optimizer_call, make_scheduler, scheduler_call, train_step, task_loss, cox_batch_loss,
+                    breslow, step_at, breslow_survival, concordance)
 
 
 register(Operator(
@@ -474,7 +558,9 @@ register(Operator(
 
 
 def __getattr__(name):
-    """`radlang.ops.net_models.RadNetClassifier`: the estimator class, built on first use (see net_estimator_class)."""
-    if name == "RadNetClassifier":
-        return net_estimator_class()
+    """`radlang.ops.net_models.RadNetClassifier` (RadNetRegressor, RadNetSurvival): the estimator classes, built on first
+    use (see net_estimator_class)."""
+    task = {"RadNetClassifier": "classification", "RadNetRegressor": "regression", "RadNetSurvival": "survival"}.get(name)
+    if task is not None:
+        return net_estimator_class(task)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
