@@ -390,14 +390,11 @@ def net_estimator_class(task="classification", _made={}):  # noqa: B006 -- one c
     return _made[task]
 
 
-NET_TASKS = {"binary": "classification", "multiclass": "classification", "continuous": "regression", "survival": "survival"}
-
-
 def make_cnn(params, seed, fold_inputs=None):
     """The unfitted network model of one fit, from a model stage's split settings (radlang.ops.models.split_params,
     with `networks`: the spec of its `network` input); the validation's outcome kind (fold_inputs["outcome"]) chooses the
     estimator: a classifier, a regressor or a survival model."""
-    task = NET_TASKS[(fold_inputs or {}).get("outcome") or "binary"]
+    task = {"continuous": "regression", "survival": "survival"}.get((fold_inputs or {}).get("outcome"), "classification")
     return net_estimator_class(task)(network=params["networks"]["network"], params=params["hyper"], seed=seed, fold_inputs=fold_inputs)
 
 
