@@ -100,7 +100,7 @@ CODES: dict[str, Code] = {c.code: c for c in (
     _c("E250", "a join of tables from two cohorts that both carry outcomes", "ops/join.py ops/association.py", "join (or associate) tables of one cohort, or an attribute table (a `table` without an outcome)"),
     _c("E251", "a 3D image patch cut from a cohort of 2D images", "ops/image_patches.py"),
     _c("E252", "image patches centred on (or holding) a mask the cohort does not have", "ops/image_patches.py", "`crop: whole` centres on the image"),
-    _c("E253", "a join fuses a 2D image branch with a 3D one", "ops/join.py", "a network model reads one patch shape; cut both with the same `dims`"),
+    _c("E253", "a join fuses a 2D image branch with a 3D one without a stated reduction", "ops/join.py", "a network model reads one patch shape; reduce the 3D branch to a slice: `patches(...) { dims: 2, slices: center | max_area | mip }`"),
     _c("E254", "a network model's network does not fit its image input", "ops/net_models.py", "dimensions, input channels, or a network without an image backbone"),
     _c("E255", "image patches smaller than the network backbone's total downsampling", "ops/net_models.py", "its deepest feature map would be empty"),
     _c("E256", "a network model without a fixed-size image input", "ops/net_models.py", "its input needs a `patches` table (joined with the tabular branch, if any)"),
@@ -151,6 +151,9 @@ CODES: dict[str, Code] = {c.code: c for c in (
     _c("E331", "`output: log_odds` on an outcome that is not binary", "ops/explain_shap.py"),
     _c("E335", "a federated stage's clients are not the cohort's sites", "ops/fedavg.py", "`by:` names another attribute than `site`"),
     _c("E345", "a multi-task model with fewer than two heads", "ops/multitask.py", "a single target is a `cnn`"),
+    _c("E350", "a join fuses a 2D slice of a 3D volume, reduced without a stated `slices`, with another image branch", "ops/join.py", "state the reduction: `slices: center`, `max_area` or `mip`"),
+    _c("E351", "joined image branches with different patch sizes", "ops/join.py", "joined image branches are stacked as the channels of one patch"),
+    _c("E352", "a slice reduction (`slices`) of a cohort of 2D images", "ops/image_patches.py", "there is no volume to reduce"),
     # graph
     _c("E401", "a cycle", "checks/bind.py checks/graph.py", "stages that depend on each other, or a `like` chain"),
     _c("W402", "a stage is never used; it will not run", "checks/graph.py"),

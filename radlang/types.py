@@ -26,6 +26,7 @@ class RType:
     has_mask: bool = False
     classes: int | None = None         # label classes (masks, segmentation networks)
     patch: tuple[int, ...] | None = None  # image-patch tables: the crop size in voxels (x, y[, z])
+    reduction: str | None = None       # 2D patches of 3D volumes: the reduction to a slice (center, max_area, mip, or "unstated")
     divisor: int | None = None         # networks: the backbone's total downsampling (an input side must be at least this)
     split: str | None = None           # the shared `split` stage whose folds an evaluation holds out
     detail: str = ""                   # a word for messages: "logistic model", "3D UNet"

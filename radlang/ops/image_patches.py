@@ -52,13 +52,7 @@ def patch_case(image_paths, mask_path, params):
                 label = zoom(label[0], factors, order=0, mode="nearest")[None]
     image = normalize_image(image, params["normalize"])
     if int(params["dims"]) == 2 and image.ndim == 4:
-        if label is not None and label.max() > 0:
-            zs = np.argwhere(label[0] > 0)[:, 0]
-            z = int((zs.min() + zs.max()) // 2)
-        else:
-            z = image.shape[1] // 2
-        image = image[:, z]
-        label = label[:, z] if label is not None else None
+        image, label = reduce_to_slice(image, label, params.get("slices") or "center")
     centre_on = label if params["crop"] == "roi" else None
     crop, _ = classification_crop(image, centre_on, params["patch"])
     if params["mask_channel"]:
@@ -67,6 +61,26 @@ def patch_case(image_paths, mask_path, params):
         mcrop, _ = classification_crop((label > 0).astype(np.float32), centre_on, params["patch"])
         crop = np.concatenate([crop, mcrop], 0)
     return crop, []
+
+
+def reduce_to_slice(image, label, how):
+    """A 3D volume [C, z, y, x] (and its mask [1, z, y, x] or None) reduced to one axial slice [C, y, x]: `center`, the
+    slice through the middle of the ROI's z-extent (of the volume without a ROI); `max_area`, the slice where the ROI
+    has the most voxels (the lowest such z on a tie); `mip`, the maximum intensity projection along z over the ROI's
+    z-extent (the whole volume without a ROI), with the mask projected the same way."""
+    import numpy as np
+
+    zs = np.argwhere(label[0] > 0)[:, 0] if label is not None and label.max() > 0 else None
+    if how == "mip":
+        lo, hi = (int(zs.min()), int(zs.max()) + 1) if zs is not None else (0, image.shape[1])
+        return image[:, lo:hi].max(1), (label[:, lo:hi].max(1) if label is not None else None)
+    if zs is None:
+        z = image.shape[1] // 2
+    elif how == "max_area":
+        z = int(np.argmax((label[0] > 0).sum(axis=(1, 2))))
+    else:
+        z = int((zs.min() + zs.max()) // 2)
+    return image[:, z], (label[:, z] if label is not None else None)
 
 
 def patch_table(crops, case_ids):
@@ -138,19 +152,25 @@ def run_patches(stage, ctx):
 class PatchSettings(Settings):
     patch: list[Annotated[int, Field(ge=1, le=512)]] = Field(description="crop size in voxels, image axis order (x, y[, z])",
                                                               min_length=2, max_length=3)
-    dims: Literal[2, 3] = Field(3, description="3: a volume crop; 2: the axial slice through the ROI's centre")
+    dims: Literal[2, 3] = Field(3, description="3: a volume crop; 2: an axial slice (of a 3D volume: reduced by `slices`)")
+    slices: Literal["center", "max_area", "mip"] | None = Field(
+        None, description=("`dims: 2` of a 3D volume: the stated reduction to one slice: the ROI's middle slice (`center`, "
+                           "the default), its largest cross-section (`max_area`), or the maximum intensity projection over "
+                           "its z-extent (`mip`); fusing the slice with another image branch needs it stated"))
     spacing: list[Annotated[Length, Field(gt=0)]] | None = Field(None, min_length=2, max_length=3,
                                                                  description="resample to this voxel spacing (x, y[, z]) first")
     crop: Literal["roi", "whole"] = Field("roi", description="centre the crop on the mask's bounding box (`roi`) or the image (`whole`)")
     mask_channel: bool = Field(False, description="add the mask as the last channel (image + mask early fusion)")
     normalize: Literal["zscore", "none"] = Field("zscore", description="intensity normalisation per image and channel")
 
-    _s = field_validator("crop", "normalize", mode="before")(lambda cls, v: str(v) if isinstance(v, Sym) else v)
+    _s = field_validator("crop", "normalize", "slices", mode="before")(lambda cls, v: str(v) if isinstance(v, Sym) else v)
 
     @model_validator(mode="after")
     def _dims(self):
         if len(self.patch) != self.dims:
             raise contradiction(f"`patch` needs {self.dims} entries for `dims: {self.dims}` (got {len(self.patch)})")
+        if self.slices is not None and self.dims == 3:
+            raise contradiction(f"`slices: {self.slices}` reduces a volume to one slice, but `dims: 3` keeps the volume")
         return self
 
 
@@ -162,17 +182,23 @@ def _patches_type(ctx) -> RType:
     if (s.crop == "roi" or s.mask_channel) and not c.has_mask:
         ctx.error("E252", f"cohort `{c.cohort}` has no mask to {'centre the crop on' if s.crop == 'roi' else 'add as a channel'}",
                   setting="mask_channel" if s.crop != "roi" else "crop", hint="use `crop: whole`, or give the cohort a mask column")
+    if c.dims == 2 and s.slices is not None:
+        ctx.error("E352", f"cohort `{c.cohort}` has 2D images: there is no volume for `slices: {s.slices}` to reduce", setting="slices",
+                  hint="remove `slices`")
     channels = (c.channels or 1) + (1 if s.mask_channel else 0)
     size = "x".join(map(str, s.patch))
-    return RType("Features", cohort=c.cohort, outcome=None, dims=s.dims, channels=channels, patch=tuple(s.patch),
-                 detail=f"{s.dims}D image patches {size}, {channels} channel(s)")
+    # 2D patches of 3D volumes: the reduction to a slice, stated or not (a fusion with another image branch needs it stated)
+    reduction = (s.slices or "unstated") if s.dims == 2 and c.dims != 2 else None
+    how = f", {s.slices} slice" if reduction and s.slices else ""
+    return RType("Features", cohort=c.cohort, outcome=None, dims=s.dims, channels=channels, patch=tuple(s.patch), reduction=reduction,
+                 detail=f"{s.dims}D image patches {size}, {channels} channel(s){how}")
 
 
 register(Operator(
     name="patches", kind="features", output="Features", settings=PatchSettings, positional=("cohort",),
     inputs=(Port("cohort", ("Cohort",), doc="a cohort with images (every image column is one channel)"),),
     behaviour="stateless", run=run_patches, on_cohort=patches_on_cohort, impl=patch_case, helpers=(load_case, normalize_image,
-                                                                                                    classification_crop, patch_table),
+                                                                                                    classification_crop, reduce_to_slice, patch_table),
     infer=_patches_type,
     doc="Fixed-size image crops (around the ROI or the image centre, resampled to a stated spacing, 2D or 3D) as a feature "
         "table of voxels: the image input of a network model (`cnn`).",

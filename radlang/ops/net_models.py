@@ -111,21 +111,33 @@ def fusion_module(spec, in_shape, n_tab, n_out, hidden, dropout):
 
 
 def split_columns(columns):
-    """The image columns (`voxel:<c>:<z>:<y>:<x>`, possibly `<table>.`-prefixed by a join), the patch shape
-    [C, *spatial] they hold (None when there are none), and the tabular columns."""
-    vox, tab = [], []
+    """The image columns (`voxel:<c>:<z>:<y>:<x>`, possibly `<table>.`-prefixed by a join), in the order of a
+    [C, *spatial] array, that patch shape (None when there are none), and the tabular columns. The image branches of a
+    join (one per prefix, each one patch) are stacked as channels, in the order they come: they share one patch size."""
+    groups, tab = {}, []
     for c in columns:
-        (vox if "voxel:" in str(c) else tab).append(str(c))
-    if not vox:
+        c = str(c)
+        if "voxel:" in c:
+            groups.setdefault(c.split("voxel:", 1)[0], []).append(c)
+        else:
+            tab.append(c)
+    if not groups:
         return [], None, tab
-    idx = [tuple(int(v) for v in c.split("voxel:", 1)[1].split(":")) for c in vox]
-    shape = [max(i[d] for i in idx) + 1 for d in range(len(idx[0]))]
-    n = 1
-    for s in shape:
-        n *= s
-    if n != len(vox) or len(set(idx)) != len(idx):
-        raise ValueError(f"the image columns do not form one patch: {len(vox)} columns for a {'x'.join(map(str, shape))} patch "
-                         "(one image branch per network model)")
+    vox, shape = [], None
+    for prefix, cols in groups.items():
+        idx = [tuple(int(v) for v in c.split("voxel:", 1)[1].split(":")) for c in cols]
+        dims = [max(i[d] for i in idx) + 1 for d in range(len(idx[0]))]
+        n = 1
+        for s in dims:
+            n *= s
+        if n != len(cols) or len(set(idx)) != len(idx):
+            raise ValueError(f"the image columns {prefix or ''}voxel:* do not form one patch: {len(cols)} columns for a "
+                             f"{'x'.join(map(str, dims))} patch")
+        if shape is not None and dims[1:] != shape[1:]:
+            raise ValueError(f"joined image branches have different patch shapes: {'x'.join(map(str, shape[1:]))} and "
+                             f"{'x'.join(map(str, dims[1:]))}")
+        vox += [c for _, c in sorted(zip(idx, cols))]
+        shape = dims if shape is None else [shape[0] + dims[0]] + shape[1:]
     return vox, shape, tab
 
 
