@@ -154,6 +154,9 @@ CODES: dict[str, Code] = {c.code: c for c in (
     _c("E350", "a join fuses a 2D slice of a 3D volume, reduced without a stated `slices`, with another image branch", "ops/join.py", "state the reduction: `slices: center`, `max_area` or `mip`"),
     _c("E351", "joined image branches with different patch sizes", "ops/join.py", "joined image branches are stacked as the channels of one patch"),
     _c("E352", "a slice reduction (`slices`) of a cohort of 2D images", "ops/image_patches.py", "there is no volume to reduce"),
+    _c("E353", "a segmentation head on a network without a decoder path", "ops/multitask.py", "DenseNet121 and ResNet end in their deepest feature map; a `unet` or `segresnet` decodes back to the patch through skip connections"),
+    _c("E354", "a segmentation head whose input does not hold the mask's crop", "ops/multitask.py", "`patches(...) { mask_target: true }` adds it as a target, never an input"),
+    _c("E355", "a segmentation head's patch not a multiple of the backbone's total downsampling", "ops/multitask.py", "the decoder could not give back the patch's size"),
     # graph
     _c("E401", "a cycle", "checks/bind.py checks/graph.py", "stages that depend on each other, or a `like` chain"),
     _c("W402", "a stage is never used; it will not run", "checks/graph.py"),

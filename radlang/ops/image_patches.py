@@ -55,11 +55,14 @@ def patch_case(image_paths, mask_path, params):
         image, label = reduce_to_slice(image, label, params.get("slices") or "center")
     centre_on = label if params["crop"] == "roi" else None
     crop, _ = classification_crop(image, centre_on, params["patch"])
-    if params["mask_channel"]:
+    if params["mask_channel"] or params.get("mask_target"):
         if label is None:
-            return None, [("mask", "`mask_channel: true` needs a mask")]
+            return None, [("mask", f"`{'mask_channel' if params['mask_channel'] else 'mask_target'}: true` needs a mask")]
         mcrop, _ = classification_crop((label > 0).astype(np.float32), centre_on, params["patch"])
-        crop = np.concatenate([crop, mcrop], 0)
+        if params["mask_channel"]:
+            crop = np.concatenate([crop, mcrop], 0)
+        if params.get("mask_target"):     # the ROI mask of the same crop: a segmentation head's target, never an input
+            return (crop, mcrop), []
     return crop, []
 
 
@@ -84,13 +87,17 @@ def reduce_to_slice(image, label, how):
 
 
 def patch_table(crops, case_ids):
-    """Crops [C, *size] of every case -> a feature table, one column per voxel (`voxel:<c>:<z>:<y>:<x>`), indexed by case_id."""
+    """Crops [C, *size] of every case -> a feature table, one column per voxel (`voxel:<c>:<z>:<y>:<x>`), indexed by
+    case_id. A crop given as (image crop, mask crop [1, *size]) adds the mask's voxels as `mask:<z>:<y>:<x>` columns."""
     import numpy as np
     import pandas as pd
 
-    shape = crops[0].shape
+    parts = [c if isinstance(c, tuple) else (c,) for c in crops]
+    shape = parts[0][0].shape if parts else ()
     names = ["voxel:" + ":".join(str(i) for i in idx) for idx in np.ndindex(*shape)]
-    data = np.stack([c.reshape(-1) for c in crops]).astype(np.float64) if crops else np.zeros((0, len(names)))
+    if parts and len(parts[0]) == 2:
+        names += ["mask:" + ":".join(str(i) for i in idx) for idx in np.ndindex(*shape[1:])]
+    data = np.stack([np.concatenate([a.reshape(-1) for a in p]) for p in parts]).astype(np.float64) if parts else np.zeros((0, len(names)))
     return pd.DataFrame(data, columns=names, index=pd.Index([str(c) for c in case_ids], name="case_id"))
 
 
@@ -161,6 +168,8 @@ class PatchSettings(Settings):
                                                                  description="resample to this voxel spacing (x, y[, z]) first")
     crop: Literal["roi", "whole"] = Field("roi", description="centre the crop on the mask's bounding box (`roi`) or the image (`whole`)")
     mask_channel: bool = Field(False, description="add the mask as the last channel (image + mask early fusion)")
+    mask_target: bool = Field(False, description=("add the mask's crop as `mask:` columns: the target of a segmentation head "
+                                                  "(`multitask`), never a network input"))
     normalize: Literal["zscore", "none"] = Field("zscore", description="intensity normalisation per image and channel")
 
     _s = field_validator("crop", "normalize", "slices", mode="before")(lambda cls, v: str(v) if isinstance(v, Sym) else v)
@@ -179,9 +188,11 @@ def _patches_type(ctx) -> RType:
     s = ctx.settings
     if c.dims == 2 and s.dims == 3:
         ctx.error("E251", f"cohort `{c.cohort}` has 2D images; a 3D crop cannot be cut from them", setting="dims", hint="use `dims: 2`")
-    if (s.crop == "roi" or s.mask_channel) and not c.has_mask:
-        ctx.error("E252", f"cohort `{c.cohort}` has no mask to {'centre the crop on' if s.crop == 'roi' else 'add as a channel'}",
-                  setting="mask_channel" if s.crop != "roi" else "crop", hint="use `crop: whole`, or give the cohort a mask column")
+    if (s.crop == "roi" or s.mask_channel or s.mask_target) and not c.has_mask:
+        what = "centre the crop on" if s.crop == "roi" else ("add as a channel" if s.mask_channel else "crop as a segmentation target")
+        ctx.error("E252", f"cohort `{c.cohort}` has no mask to {what}",
+                  setting="crop" if s.crop == "roi" else ("mask_channel" if s.mask_channel else "mask_target"),
+                  hint="use `crop: whole`, or give the cohort a mask column")
     if c.dims == 2 and s.slices is not None:
         ctx.error("E352", f"cohort `{c.cohort}` has 2D images: there is no volume for `slices: {s.slices}` to reduce", setting="slices",
                   hint="remove `slices`")
@@ -191,7 +202,8 @@ def _patches_type(ctx) -> RType:
     reduction = (s.slices or "unstated") if s.dims == 2 and c.dims != 2 else None
     how = f", {s.slices} slice" if reduction and s.slices else ""
     return RType("Features", cohort=c.cohort, outcome=None, dims=s.dims, channels=channels, patch=tuple(s.patch), reduction=reduction,
-                 detail=f"{s.dims}D image patches {size}, {channels} channel(s){how}")
+                 has_mask=s.mask_target,    # a patch table: it holds the mask's crop as a segmentation target
+                 detail=f"{s.dims}D image patches {size}, {channels} channel(s){how}" + (" + mask target" if s.mask_target else ""))
 
 
 register(Operator(

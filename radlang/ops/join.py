@@ -183,7 +183,7 @@ def _join_type(ctx) -> RType:
         channels = sum(int(t.channels or 1) for _, t in images)
         detail = img.detail if len(images) == 1 else f"{len(images)} image branches stacked as {channels} channel(s) of {img.dims}D patches"
         return RType("Features", cohort=first.cohort, outcome=first.outcome, dims=img.dims, channels=channels, patch=img.patch,
-                     detail=f"joined table with {detail}")
+                     has_mask=any(t.has_mask for _, t in images), detail=f"joined table with {detail}")
     return RType("Features", cohort=first.cohort, outcome=first.outcome, detail="joined table")
 
 

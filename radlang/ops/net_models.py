@@ -67,6 +67,31 @@ def backbone_features(net, arch, x):
     raise ValueError(f"network {arch!r} has no image backbone for a network model")
 
 
+def decoder_forward(net, arch, x):
+    """(the backbone's deepest feature map, the decoder's output [N, out_channels, *spatial of x]) of a MONAI network
+    with a decoder path: UNet's expanding path, fed by the contracting path's skip connections (each level's features
+    concatenated with the upsampled deeper ones, as UNet's own forward does), or SegResNet's decoder (the encoder's
+    levels added back as it upsamples). The feature map is backbone_features' (so pooling it is the same shared
+    vector); the output is the network's own forward output."""
+    import torch
+
+    if arch == "unet":
+        def walk(m, h):
+            if isinstance(m, torch.nn.Sequential) and len(m) == 3 and hasattr(m[1], "submodule"):
+                d = m[0](h)
+                y, bottom = walk(m[1].submodule, d)
+                return m[2](torch.cat([d, y], dim=m[1].dim)), bottom
+            y = m(h)
+            return y, y
+        out, bottom = walk(net.model, x)
+        return bottom, out
+    if arch == "segresnet":
+        bottom, down = net.encode(x)
+        down.reverse()
+        return bottom, net.decode(bottom, down)
+    raise ValueError(f"network {arch!r} has no decoder path for a segmentation head")
+
+
 def fusion_module(spec, in_shape, n_tab, n_out, hidden, dropout):
     """The network model: image backbone -> adaptive average pooling -> a vector, and a tabular vector, into an MLP
     head. The head's first layer is a sum of two linear maps, one per branch (exactly a linear map of their
@@ -113,13 +138,14 @@ def fusion_module(spec, in_shape, n_tab, n_out, hidden, dropout):
 def split_columns(columns):
     """The image columns (`voxel:<c>:<z>:<y>:<x>`, possibly `<table>.`-prefixed by a join), in the order of a
     [C, *spatial] array, that patch shape (None when there are none), and the tabular columns. The image branches of a
-    join (one per prefix, each one patch) are stacked as channels, in the order they come: they share one patch size."""
+    join (one per prefix, each one patch) are stacked as channels, in the order they come: they share one patch size.
+    The mask's crop (`mask:<z>:<y>:<x>`, a segmentation head's target: mask_columns) is neither."""
     groups, tab = {}, []
     for c in columns:
         c = str(c)
         if "voxel:" in c:
             groups.setdefault(c.split("voxel:", 1)[0], []).append(c)
-        else:
+        elif not c.rpartition(".")[2].startswith("mask:"):
             tab.append(c)
     if not groups:
         return [], None, tab
@@ -139,6 +165,12 @@ def split_columns(columns):
         vox += [c for _, c in sorted(zip(idx, cols))]
         shape = dims if shape is None else [shape[0] + dims[0]] + shape[1:]
     return vox, shape, tab
+
+
+def mask_columns(columns):
+    """The columns of the mask's crop (`mask:<z>:<y>:<x>`, possibly `<table>.`-prefixed), in array order."""
+    cols = [str(c) for c in columns if str(c).rpartition(".")[2].startswith("mask:")]
+    return [c for _, c in sorted((tuple(int(v) for v in c.rpartition("mask:")[2].split(":")), c) for c in cols)]
 
 
 def inner_validation(y, groups, fraction, seed):
@@ -414,6 +446,7 @@ def make_cnn(params, seed, fold_inputs=None):
 # declarations
 
 BACKBONES = ("densenet121", "resnet", "segresnet", "unet")
+DECODERS = ("segresnet", "unet")     # backbones with a decoder path (a segmentation head of `multitask`)
 
 
 class CnnSettings(Settings):
@@ -546,7 +579,7 @@ def budget_warning(est, memory) -> list:
 
 
 # what every network model's fit reaches: listed among each such operator's helpers, for the rendered script
-TRAINING_HELPERS = (backbone_features, split_columns, inner_validation, fit_network, build_network, network_call,
+TRAINING_HELPERS = (backbone_features, decoder_forward, split_columns, mask_columns, inner_validation, fit_network, build_network, network_call,
                     make_optimizer, optimizer_call, make_scheduler, scheduler_call, train_step, task_loss, cox_batch_loss,
                     breslow, step_at, breslow_survival, concordance)
 
