@@ -74,6 +74,7 @@ from radlang.ops.net_models import (
     split_columns,
 )
 from radlang.ops.networks import build_network
+from radlang.ops.survival_models import cox_batch_loss
 from radlang.registry import Operator, Port, register
 from radlang.types import RType
 from radlang.values import Settings, Sym, Variant, variants
@@ -213,7 +214,7 @@ def multitask_backward(net, combine, weights):
 
     def backward(out):
         losses, shared = out
-        if net.decoder:   # a decoder reads the encoder through its skip connections too, not only through the shared vector:
+        if getattr(net, "decoder", False):   # a decoder reads the encoder through its skip connections too, not only through the shared vector:
             jd_backward(losses)   # the Jacobian of the losses over every parameter, aggregated as a whole
         else:
             mtl_backward(losses, features=shared)
@@ -731,7 +732,34 @@ def multitask_plan_estimate(spec, shape, n_tab, heads, p, batch):
         net = multitask_module(spec, shape, n_tab, heads, p["hidden"], p["dropout"], p["task_norm"], p["combine"] == "uncertainty")
         tab = torch.empty((batch, n_tab)) if n_tab else None
         est = training_memory(Outputs(net), (torch.empty([batch] + list(shape)), tab), p["optimizer"])
+    for h in heads:
+        if h["kind"] == "segmentation":   # its loss keeps tensors of the output's size for backward (softmax, one-hot, products)
+            loss = segmentation_saved_bytes([batch, int(h["outputs"])] + list(shape[1:]))
+            est = {**est, "saved_bytes": est["saved_bytes"] + loss, "train_bytes": est["train_bytes"] + 2 * loss}
     return net, est
+
+
+def segmentation_saved_bytes(out_shape):
+    """The bytes the segmentation loss (segmentation_loss: MONAI's DiceCELoss, which does not run on PyTorch's meta
+    device) saves for backward on decoder logits of `out_shape`: counted on a small real batch of the same channels
+    and dimensions (per logit), times the logits of `out_shape`."""
+    import math
+
+    import torch
+
+    small = [2, out_shape[1]] + [4] * (len(out_shape) - 2)
+    seen = {}
+
+    def pack(t):
+        base = t._base if t._base is not None else t
+        if not (base.requires_grad and base.is_leaf):
+            seen.setdefault(id(base), base.numel() * base.element_size())
+        return t
+
+    logits = torch.zeros(small, requires_grad=True)
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        segmentation_loss(logits * 1.0, torch.zeros([2, 1] + small[2:]))
+    return int(sum(seen.values()) / math.prod(small) * math.prod(out_shape))
 
 
 def _multitask_plan(stage, memory, study=None):
