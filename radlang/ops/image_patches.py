@@ -3,14 +3,21 @@
     features img  = patches(train) { patch: [16, 16, 16], spacing: [1mm, 1mm, 1mm] }              # 3D crop around the ROI
     features sl   = patches(train) { dims: 2, patch: [32, 32], crop: whole }                        # the central axial slice
     features both = patches(train) { patch: [16, 16, 16], mask_channel: true }                      # image + mask as channels
+    features mip  = patches(train) { dims: 2, patch: [16, 16], slices: mip }                        # a 3D volume's stated reduction
+    features seg  = patches(train) { patch: [16, 16, 16], mask_target: true }                       # + the mask's crop: a target
 
 Each case is read (every image column of the cohort is one channel: several co-registered sequences are stacked,
 early fusion; channels and mask must share one grid), resampled to `spacing` (linear for images, nearest for the
 mask), z-scored per image and channel (`normalize`; no statistic crosses cases, so nothing leaks), and cropped to a
 fixed `patch` size: centred on the mask's bounding box (`crop: roi`) or on the image centre (`crop: whole`), zero outside
-the image. With `dims: 2` the crop is the axial slice through the ROI's centre. Each voxel is one column,
+the image. With `dims: 2` a 3D volume is reduced to one axial slice by `slices` (`reduce_to_slice`): `center`, the slice
+through the middle of the ROI's z-extent (the default); `max_area`, the ROI's largest cross-section; `mip`, the maximum
+intensity projection over the ROI's z-extent. A join that fuses such a slice with another image branch needs `slices`
+stated (E350), and a 2D branch cannot be fused with a 3D one (E253). Each voxel is one column,
 `voxel:<channel>:<z>:<y>:<x>` (2D: `voxel:<channel>:<y>:<x>`), so the table joins, folds and caches like any
-feature table; a network model reshapes the columns back to [channels, *size].
+feature table; a network model reshapes the columns back to [channels, *size] (the image branches of a join, of one
+patch size, stacked as channels). `mask_target: true` adds the mask's crop as `mask:<z>:<y>:<x>` columns: a
+segmentation head's target (radlang/ops/multitask.py), never a network input.
 
 `patch_case` and `patch_table` are self-contained (see radlang/registry.py); `patches_on_cohort` is the run-time glue.
 """
@@ -212,8 +219,11 @@ register(Operator(
     behaviour="stateless", run=run_patches, on_cohort=patches_on_cohort, impl=patch_case, helpers=(load_case, normalize_image,
                                                                                                     classification_crop, reduce_to_slice, patch_table),
     infer=_patches_type,
-    doc="Fixed-size image crops (around the ROI or the image centre, resampled to a stated spacing, 2D or 3D) as a feature "
-        "table of voxels: the image input of a network model (`cnn`).",
+    doc="Fixed-size image crops (around the ROI or the image centre, resampled to a stated spacing, 2D or 3D; a 3D volume "
+        "reduced to one slice by a stated `slices`: middle, largest cross-section or maximum intensity projection) as a feature "
+        "table of voxels: the image input of a network model (`cnn`, `multitask`), with the mask's crop as a segmentation "
+        "target (`mask_target`).",
     examples=("features img = patches(train) { patch: [16, 16, 16], spacing: [1mm, 1mm, 1mm] }",
-              "features sl = patches(train) { dims: 2, patch: [24, 24], crop: whole }"),
+              "features sl = patches(train) { dims: 2, patch: [24, 24], crop: whole }",
+              "features proj = patches(train) { dims: 2, patch: [16, 16], slices: mip, mask_target: true }"),
 ))

@@ -20,6 +20,13 @@ Linear(`hidden`) -> ReLU -> dropout -> Linear(outputs); `hidden: 0` makes it lin
 - `continuous(name, ...)`: one value, the mean squared error of the target standardised by its training mean and SD.
 - `survival(name, ...)`: one log relative hazard, the negative Cox partial log-likelihood (Efron's ties; torchsurv's
   `neg_partial_log_likelihood`, divided by the batch's number of events), risk sets within the mini-batch.
+- `segmentation(name, target: train.mask)`: a decoder head. Its output is the backbone's own decoder path
+  (net_models.decoder_forward: a UNet's expanding path fed by the contracting path's skip connections, or a
+  SegResNet's decoder) at the patch's size, [out_channels, *patch]; its loss MONAI's DiceCELoss against the mask's crop,
+  which `patches(...) { mask_target: true }` adds to the input table as `mask:` columns (a target, never an input); the
+  other heads pool the same deepest feature map. Its held-out metric is each case's Dice (MONAI's DiceMetric), with
+  the mean per fold. A network without a decoder path (DenseNet121, ResNet) is E353; patches without the mask's crop
+  E354; patch sides that are not multiples of the backbone's total downsampling E355.
 
 A head's target is the cohort's outcome (`target: train.outcome`; a survival outcome gives time and event) or a
 clinical column (`target: train.clinical, column: grade`; `time:` and `event:` for a survival head). A case whose
@@ -38,13 +45,15 @@ Loss combination (`combine`), for head losses L_k and `weight` w_k:
   ones that need no optional dependency of torchjd): Jacobian descent. `torchjd.autojac.mtl_backward` gives each head's parameters the
   gradient of its own loss and the shared parameters the Jacobian of the losses (one row per head, with respect to the
   shared vector's parameters); `torchjd.autojac.jac_to_grad` aggregates it into their gradient. PCGrad is gradient
-  surgery (Yu et al. 2020): a task gradient is projected off another's when they conflict. Weights do not apply.
+  surgery (Yu et al. 2020): a task gradient is projected off another's when they conflict. Weights do not apply. With
+  a segmentation head, whose decoder reads the encoder through its skip connections and not only through the shared
+  vector, the Jacobian is taken with respect to every parameter (`torchjd.autojac.backward`) and aggregated as a whole.
 
 Validation: `evaluate(mt)` measures the *primary* head, the one whose target is the model's `target` (the cohort's
 outcome), with every metric, threshold, calibration and decision curve of that outcome, as for any model; the other
 heads' held-out predictions of the same folds are scored too and reported per head under `heads` in the metrics file
 (AUC for a binary head, accuracy / log-loss / AUC for a multiclass head, Harrell's C for a survival head, R² and MAE
-for a continuous one), each on the held-out cases that have that head's target. Early stopping (an inner, patient-
+for a continuous one, Dice per case and fold for a segmentation one), each on the held-out cases that have that head's target. Early stopping (an inner, patient-
 grouped validation split of each fit, stratified by the primary head) watches sum_k w_k L_k on the validation cases,
 whatever `combine` is. Training is deterministic on CPU (one intra-op thread, seeded); the fitted estimator keeps its
 weights (and the learned log-variances) as NumPy arrays, saved in skops' format and applied by `radlang predict`
@@ -809,8 +818,9 @@ register(Operator(
     helpers=(multitask_estimator_class, multitask_module, head_losses, segmentation_loss, dice_per_case, multitask_backward, pack_targets,
              head_specs) + TRAINING_HELPERS,
     infer=_multitask_type, plan=_multitask_plan, fold_data=multitask_fold_data, version="1",
-    doc="One shared network backbone with named heads (binary, multiclass, continuous, survival), each with its own target "
-        "(a cohort column; a missing value masks that head's loss only), loss and held-out metrics; losses combined by fixed "
+    doc="One shared network backbone with named heads (binary, multiclass, continuous, survival, and segmentation: the "
+        "backbone's decoder path against the mask's crop, DiceCE loss, held-out Dice), each with its own target "
+        "(a cohort column or the mask; a missing value masks that head's loss only), loss and held-out metrics; losses combined by fixed "
         "weights, homoscedastic uncertainty weighting or a torchjd aggregator (PCGrad, MGDA, IMTL-G, ...). Refit inside every "
         "training fold; `evaluate` measures the primary head and reports every head. Deterministic on CPU.",
     examples=(("model mt = multitask(img, target: train.outcome, network: enc) { heads: [binary(malignancy, target: train.outcome), "

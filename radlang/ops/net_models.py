@@ -12,7 +12,15 @@ and whose other columns, if any, are a tabular branch (radiomics, clinical value
 backbone (the `network` stage: DenseNet121's dense blocks, ResNet's residual layers, SegResNet's encoder, UNet's
 contracting path) maps the image to a feature map; adaptive average pooling reduces it to one vector per case; the
 tabular branch, imputed with and standardised by its training-fold means and SDs, is concatenated to it; an MLP head
-(`hidden` units; 0 = linear) gives the class logits. Everything is trained end to end with cross-entropy.
+(`hidden` units; 0 = linear) gives the outputs of the validation's outcome (`task_loss`), trained end to end:
+- binary, multiclass: class logits, cross-entropy (`RadNetClassifier`: predict_proba);
+- continuous: one value, the mean squared error of the target standardised by the fit's mean and SD (`RadNetRegressor`:
+  predict in the target's units; evaluate's R², MAE, RMSE);
+- survival: one log relative hazard, the negative Cox partial log-likelihood (Efron's ties, torchsurv) per event, with
+  risk sets within each mini-batch (radlang/ops/survival_models.py's `cox_batch_loss`, shared with `multitask`'s
+  survival heads); the survival function S(t|x) = exp(-exp(risk) H0(t)) takes Breslow's baseline H0 on the fit's cases
+  at the kept weights, as `survival_mlp` does (`RadNetSurvival`: predict the risk, survival_at(X, times); evaluate's
+  C-index, td-AUC, Brier, IBS and KM groups inside folds).
 
 Inside each fit (a training fold, or every training case for the final model) a validation split of `validation` of
 the patients (stratified, group-aware: a patient's cases stay together) is held out for early stopping: training
@@ -587,14 +595,15 @@ TRAINING_HELPERS = (backbone_features, decoder_forward, split_columns, mask_colu
 register(Operator(
     name="cnn", kind="model", output="Model", settings=CnnSettings,
     inputs=(Port("input", ("Features",), doc="image patches (`patches`), or patches joined with a tabular branch"),
-            Port("target", ("Outcome",), doc="the training cohort's outcome, e.g. `train.outcome`"),
+            Port("target", ("Outcome",), doc="the training cohort's outcome (binary, multiclass, continuous or survival), e.g. `train.outcome`"),
             Port("network", ("Network",), doc="the backbone: a `network` stage (densenet121, resnet, segresnet, unet)")),
     positional=("input", "target"), fit="outcome", behaviour="fitted", run=run_recipe, impl=make_cnn,
     helpers=(net_estimator_class, fusion_module) + TRAINING_HELPERS,
     library_code=training_code, infer=_cnn_type, plan=_cnn_plan, version="1",
     doc="A network (a MONAI backbone, adaptive pooling, an MLP head) trained on image patches, with an optional tabular "
-        "branch (intermediate fusion), refit inside every training fold with early stopping on an inner, patient-grouped "
-        "validation split. Deterministic on CPU.",
+        "branch (intermediate fusion), for a binary, multiclass, continuous (MSE of the standardised target) or survival "
+        "(Cox partial likelihood, Breslow baseline) outcome; refit inside every training fold with early stopping on an "
+        "inner, patient-grouped validation split. Deterministic on CPU.",
     examples=("model net = cnn(img, target: train.outcome, network: enc) { epochs: 20, batch: 8 }",),
 ))
 
