@@ -150,6 +150,10 @@ def test_evaluate_scores_regression_and_survival_networks_and_render_matches(out
     sp = pd.read_csv(tmp_path / "run" / "predictions" / "vs.csv")
     assert {"risk", "risk_group", "survival_at_25", "survival_at_35"} <= set(sp.columns)
     assert ((sp["survival_at_35"] <= sp["survival_at_25"]) & (sp["survival_at_25"] <= 1)).all()
+    from radlang.predict import predict
+
+    applied = pd.read_csv(predict(study, "vr", str(m), tmp_path / "p.csv", out=tmp_path / "run"))   # the saved final model
+    assert list(applied.columns) == ["case_id", "prediction"] and len(applied) == 12 and applied["prediction"].notna().all()
     script = render_to_dir(study, tmp_path / "review") / "study.py"
     proc = run_script(script, "--out", str(tmp_path / "script"), cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
