@@ -191,7 +191,7 @@ def test_planted_leakage_random_survival_gives_chance_concordance():
 
 def test_survival_network_learns_a_planted_hazard():
     """The risk is a log hazard (higher = earlier event): with constant images, a linear head on a tabular column whose
-    true log hazard ratio is 1.5 gives a held-out C-index near the oracle's (the true log hazard's), 0.72 here."""
+    true log hazard ratio is 1.5 gives a held-out C-index within 0.05 of the oracle's (the true log hazard's)."""
     rng = np.random.default_rng(0)
     n = 60
     tab = rng.normal(size=(n, 2))
@@ -201,5 +201,5 @@ def test_survival_network_learns_a_planted_hazard():
     params = {**PARAMS, "epochs": 30, "validation": 0, "batch": 16, "hidden": 0}
     m = net_estimator_class("survival")(network=SEGRESNET, params=params, seed=0).fit(X[:40], survival_target(time[:40], event[:40]))
     oracle = concordance(time[40:], event[40:], tab[40:, 0])
-    assert oracle == pytest.approx(0.7152, abs=1e-4)
+    assert oracle > 0.75                        # the planted signal is there
     assert concordance(time[40:], event[40:], m.predict(X[40:])) > oracle - 0.05
