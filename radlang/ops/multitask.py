@@ -665,8 +665,9 @@ def _multitask_type(ctx) -> RType:
         kind = h.call_name
         if h.target is None:
             ctx.error("E291", f"head `{h.name}` has no target column", setting="heads",
-                      hint=f"give it one: `{kind}({h.name}, target: {tgt.cohort}.outcome)` or `{kind}({h.name}, target: {tgt.cohort}.clinical, "
-                           + ("time: <column>, event: <column>)`" if kind == "survival" else "column: <column>)`"))
+                      hint=(f"give it the mask: `segmentation({h.name}, target: {tgt.cohort}.mask)`" if kind == "segmentation" else
+                            f"give it one: `{kind}({h.name}, target: {tgt.cohort}.outcome)` or `{kind}({h.name}, target: {tgt.cohort}.clinical, "
+                            + ("time: <column>, event: <column>)`" if kind == "survival" else "column: <column>)`")))
             continue
         cohort, _, attr = h.target.partition(".")
         if attr not in ("outcome", "clinical", "mask"):

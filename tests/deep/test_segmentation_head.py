@@ -167,6 +167,7 @@ UNET_TEXT = "unet(dims: 3, in_channels: 1, out_channels: 2) { channels: [4, 8, 1
     ("10, 10, 10", ", mask_target: true", UNET_TEXT, "segmentation(lesion, target: train.mask)", "E355"),
     ("16, 16, 16", ", mask_target: true", UNET_TEXT, "segmentation(lesion, target: train.outcome)", "E294"),
     ("16, 16, 16", ", mask_target: true", UNET_TEXT, "binary(lesion, target: train.mask)", "E294"),
+    ("16, 16, 16", ", mask_target: true", UNET_TEXT, "segmentation(lesion)", "E291"),
 ])
 def test_compile_time_diagnostics(patch, extra, net, head, code):
     from radlang.compiler import compile_source
