@@ -74,11 +74,11 @@ from radlang.ops.net_models import (
     DECODERS,
     TRAINING_HELPERS,
     backbone_features,
-    decoder_forward,
-    mask_columns,
     budget_warning,
+    decoder_forward,
     fit_network,
     inner_validation,
+    mask_columns,
     network_input_checks,
     split_columns,
 )

@@ -118,7 +118,8 @@ validate vs = evaluate(s) {{ cv: kfold(2), horizons: [25, 35], metrics: [c_index
 def outcome_cohort(tmp_path_factory):
     root = tmp_path_factory.mktemp("netout")
     m = write_cohort(root / "train", 12, 1)
-    rows = list(csv.reader(open(m)))
+    with open(m, newline="") as fh:
+        rows = list(csv.reader(fh))
     rows[0] += ["size", "months", "died"]
     for i, r in enumerate(rows[1:]):
         r += [f"{10 + i * 0.5:.2f}", str(5 + ((i * 5) % 12) * 4), "1" if i % 3 else "0"]
@@ -135,7 +136,7 @@ def test_evaluate_scores_regression_and_survival_networks_and_render_matches(out
     def all_files(root):
         return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
 
-    root, m = outcome_cohort
+    _, m = outcome_cohort
     study = compile_spec(SPEC.format(m=m), tmp_path)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
