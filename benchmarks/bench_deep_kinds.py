@@ -18,6 +18,8 @@
    head), data, batches (a shuffled DataLoader of source rows, a random target batch of the same size), losses,
    Ganin's lambda schedule and optimiser; and `plan`'s estimate for one DANN step (`memory_module`) against its
    measured peak.
+4. A multi-task model with a segmentation (decoder) head: `plan`'s estimate for one step of a UNet with a binary head
+   and the decoder's DiceCELoss against the mask (`multitask_plan_estimate`) against its measured peak.
 
     .venv/bin/python benchmarks/bench_deep_kinds.py [--runs 3] [--epochs 3]
 """
@@ -38,6 +40,9 @@ SPEC = {"arch": "resnet", "params": {"dims": 3, "in_channels": 1, "out_channels"
 PARAMS = {"epochs": 3, "batch": 8, "optimizer": "adam", "lr": 1e-3, "weight_decay": 0.0, "schedule": "constant",
           "hidden": 32, "dropout": 0.0, "validation": 0.0, "patience": 5}
 PATCH, N_TAB = [16, 16, 16], 20
+UNET = {"arch": "unet", "params": {"dims": 3, "in_channels": 1, "out_channels": 2, "channels": [8, 16, 32], "strides": [2, 2],
+                                   "kernel_size": 3, "up_kernel_size": 3, "dropout": 0.0, "num_res_units": 1, "norm": "instance",
+                                   "act": "prelu"}}
 
 
 def make_data(n=64, seed=0):
@@ -232,7 +237,20 @@ def probe(batch, kind="fusion"):
     torch.set_num_threads(1)
     rows = 2 * batch if kind == "dann" else batch        # DANN: a target batch as large as the labelled one
     x, t, y = torch.randn((rows, 1, *PATCH)), torch.randn((batch, N_TAB)), torch.randint(0, 2, (batch,))
-    if kind == "multitask":
+    if kind == "segmentation":
+        from radlang.ops.multitask import multitask_module, multitask_plan_estimate, segmentation_loss
+
+        heads = [{"name": "malignancy", "kind": "binary", "weight": 1.0, "primary": True, "outputs": 2},
+                 {"name": "lesion", "kind": "segmentation", "weight": 1.0, "primary": False, "outputs": 2}]
+        est = multitask_plan_estimate(UNET, [1, *PATCH], N_TAB, heads, {**PARAMS, "heads": heads, "combine": "fixed", "task_norm": False}, batch)[1]
+        torch.manual_seed(0)
+        net = multitask_module(UNET, [1, *PATCH], N_TAB, heads, 32, 0.0, False, False)
+        mask = (torch.rand((batch, 1, *PATCH)) > 0.8).float()
+
+        def loss_of():
+            _, (oa, seg) = net(x, t)
+            return torch.nn.functional.cross_entropy(oa, y) + segmentation_loss(seg, mask)
+    elif kind == "multitask":
         from radlang.ops.multitask import multitask_module, multitask_plan_estimate
 
         heads = [{**h, "outputs": 2 if h["kind"] == "binary" else 3} for h in MT_HEADS]
@@ -301,7 +319,7 @@ def main():
         samples = n * a.epochs
         r, h = samples / min(rl), samples / min(hw)
         print(f"{label} training: radlang {r:.1f} samples/s, hand-written {h:.1f} samples/s, ratio {r / h:.3f} (target >= 0.95)")
-    for label, kind, *_ in kinds:
+    for label, kind, *_ in (*kinds, ("segmentation head (multi-task UNet)", "segmentation")):
         runs = []
         for _ in range(3):
             out = subprocess.run([sys.executable, __file__, "--probe", str(a.memory_batch), "--probe-kind", kind],

@@ -27,6 +27,7 @@ from radlang.diagnostics import Diagnostic, did_you_mean
 
 TRUSTED_MODULES = ("sklearn.", "sksurv.", "numpy.", "scipy.")
 TRUSTED_TYPES = ("radlang.ops.select.RadSelector", "radlang.ops.harmonise.RadComBat", "radlang.ops.net_models.RadNetClassifier",
+                 "radlang.ops.net_models.RadNetRegressor", "radlang.ops.net_models.RadNetSurvival",
                  "radlang.ops.dann.RadDANNClassifier", "radlang.ops.late_fusion.RadStacker", "radlang.ops.survival_models.RadSurvival",
                  "radlang.ops.multitask.RadMultiTaskModel")
 
@@ -161,6 +162,8 @@ def predict(study, stage_name, input_path, output, out=None, workers=1, quiet=Tr
         P = model.predict_proba(X)
         for k in range(P.shape[1]):
             rows[f"probability_{k}"] = P[:, k]
+    elif card["outcome"] == "continuous":
+        rows["prediction"] = model.predict(X)
     else:
         rows["risk"] = model.predict(X)
     import pandas as pd

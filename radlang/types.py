@@ -23,9 +23,10 @@ class RType:
     head: str | None = None            # a network's head: segmentation | classification
     has_site: bool = False
     site_adapted: bool = False         # models trained to be invariant across the cohort's sites (DANN): validated leave-one-site-out
-    has_mask: bool = False
+    has_mask: bool = False             # cohorts: a mask column; image-patch tables: the mask's crop as a segmentation target
     classes: int | None = None         # label classes (masks, segmentation networks)
     patch: tuple[int, ...] | None = None  # image-patch tables: the crop size in voxels (x, y[, z])
+    reduction: str | None = None       # 2D patches of 3D volumes: the reduction to a slice (center, max_area, mip, or "unstated")
     divisor: int | None = None         # networks: the backbone's smallest input side (its total downsampling; twice that for an instance-normalised UNet)
     split: str | None = None           # the shared `split` stage whose folds an evaluation holds out
     detail: str = ""                   # a word for messages: "logistic model", "3D UNet"

@@ -146,6 +146,38 @@ def multiclass_metrics(y, P, params):
     return m
 
 
+def regression_metrics(y, pred, groups, params, seed):
+    """A continuous outcome's metrics of predictions `pred` (one row per prediction, repeats stacked): R² (1 - residual
+    / total sum of squares about the observed mean; with a patient-level bootstrap CI when `bootstrap` > 0), the mean
+    absolute error and the root mean squared error, in the outcome's units."""
+    import numpy as np
+
+    y = np.asarray(y, float)
+    pred = np.asarray(pred, float)
+    want = set(params.get("metrics") or ("r2", "mae", "rmse"))
+    m = {"n_predictions": len(y)}
+    r = y - pred
+
+    def r2(ix):
+        ss = float(((y[ix] - y[ix].mean()) ** 2).sum())
+        return 1 - float((r[ix] ** 2).sum()) / ss if ss > 0 else None
+
+    if "r2" in want:
+        est = r2(np.arange(len(y))) if len(y) > 1 else None
+        m["r2"] = {"estimate": est}
+        B = int(params.get("bootstrap") or 0)
+        if B > 0 and est is not None:
+            stats = [v for v in (r2(ix) for ix in patient_resamples(groups, B, seed)) if v is not None]
+            a = (1 - float(params["ci"])) / 2
+            m["r2"].update(ci_low=float(np.quantile(stats, a)) if stats else None, ci_high=float(np.quantile(stats, 1 - a)) if stats else None,
+                           bootstrap=len(stats), ci=float(params["ci"]))
+    if "mae" in want:
+        m["mae"] = float(np.abs(r).mean()) if len(r) else None
+    if "rmse" in want:
+        m["rmse"] = float(np.sqrt((r ** 2).mean())) if len(r) else None
+    return m
+
+
 def round_floats(obj, digits=12):
     """Fixed float formatting for deterministic JSON: `digits` significant digits, NaN/inf -> null."""
     import math

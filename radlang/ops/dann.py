@@ -224,7 +224,7 @@ class DannSettings(CnnSettings):
 
 
 def _dann_type(ctx) -> RType:
-    t = _cnn_type(ctx)
+    t = _cnn_type(ctx, ("binary", "multiclass"))
     src = ctx.inputs["input"]
     cohort = ctx.types.get(src.cohort) if src.cohort else None
     if cohort is not None and cohort.kind == "Cohort" and not cohort.has_site:

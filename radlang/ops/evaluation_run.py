@@ -638,9 +638,10 @@ def _report(stage, ctx, mbytes):
 
 
 def _default_metrics(outcome, horizons=None):
-    from radlang.ops.validate import BINARY_METRICS, HORIZON_METRICS, MULTICLASS_METRICS, SURVIVAL_METRICS
+    from radlang.ops.validate import BINARY_METRICS, HORIZON_METRICS, MULTICLASS_METRICS, REGRESSION_METRICS, SURVIVAL_METRICS
 
-    out = list({"binary": BINARY_METRICS, "multiclass": MULTICLASS_METRICS, "survival": SURVIVAL_METRICS}.get(outcome, ()))
+    out = list({"binary": BINARY_METRICS, "multiclass": MULTICLASS_METRICS, "survival": SURVIVAL_METRICS,
+                "continuous": REGRESSION_METRICS}.get(outcome, ()))
     return out if horizons or outcome != "survival" else [m for m in out if m not in HORIZON_METRICS]
 
 
@@ -689,6 +690,8 @@ def _pred_frame(d, sub, r, outcome, out_cols, horizons=None, times=None):
         P = np.asarray(r["test"])
         for k in range(P.shape[1]):
             d[f"probability_{k}"] = P[:, k]
+    elif outcome == "continuous":
+        d["prediction"] = r["test"]
     else:
         d["risk"] = r["test"]
         if r.get("cut") is not None:
@@ -715,4 +718,6 @@ def _metrics_for(df, outcome, params, seed, binary_metrics, multiclass_metrics):
     if outcome == "multiclass":
         cols = sorted([c for c in df.columns if c.startswith("probability_")], key=lambda c: int(c.split("_")[1]))
         return multiclass_metrics(df["outcome"].to_numpy(), df[cols].to_numpy(), params)
-    return {"n_predictions": len(df), "note": f"no metrics for a {outcome} outcome"}
+    from radlang.ops.clinical_metrics import regression_metrics
+
+    return regression_metrics(df["outcome"].to_numpy(), df["prediction"].to_numpy(), df["patient_id"].astype(str).to_numpy(), params, seed)

@@ -35,6 +35,12 @@ def evaluation_summary(metrics, files):
                 bits.append(f"C-index {c['estimate']:.3f}{ci} (mean of {len(c.get('per_fold') or [])} folds)")
             if (m.get("ibs") or {}).get("estimate") is not None:
                 bits.append(f"integrated Brier {m['ibs']['estimate']:.3f}")
+        elif outcome == "continuous":
+            r2 = m.get("r2") or {}
+            if r2.get("estimate") is not None:
+                ci = f" [{r2['ci_low']:.3f}, {r2['ci_high']:.3f}]" if r2.get("ci_low") is not None and r2.get("ci_high") is not None else ""
+                bits.append(f"R² {r2['estimate']:.3f}{ci}")
+            bits += [f"{k.upper()} {m[k]:.3g}" for k in ("mae", "rmse") if m.get(k) is not None]
         elif isinstance(m.get("auc"), dict) and m["auc"].get("estimate") is not None:
             bits.append(auc_text(m["auc"]) + (" (macro one-vs-rest)" if outcome == "multiclass" else ""))
         for k in ("sensitivity", "specificity", "accuracy"):

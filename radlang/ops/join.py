@@ -224,12 +224,23 @@ def _join_type(ctx) -> RType:
     for port, t in images[1:]:
         if t.dims != images[0][1].dims:
             ctx.error("E253", f"`{_written(ctx, port)}` is a {t.dims}D image branch, `{_written(ctx, images[0][0])}` a "
-                      f"{images[0][1].dims}D one: a network model reads one patch shape", port=port,
-                      hint="cut both with the same `dims` (a 2D branch from a 3D volume: `patches(...) { dims: 2 }`)")
-    if images:   # the image branch travels with the table: a network model reads its patch shape
+                      f"{images[0][1].dims}D one, fused without a stated reduction: a network model reads one patch shape", port=port,
+                      hint="reduce the 3D branch to a slice: `patches(...) { dims: 2, slices: center }` (or `max_area`, `mip`)")
+        elif t.patch != images[0][1].patch:
+            ctx.error("E351", f"`{_written(ctx, port)}` holds {'x'.join(map(str, t.patch))} patches, `{_written(ctx, images[0][0])}` "
+                      f"{'x'.join(map(str, images[0][1].patch))}: joined image branches are stacked as channels of one patch", port=port,
+                      hint="cut every image branch with the same `patch` size")
+    if len(images) > 1:
+        for port, t in images:
+            if t.reduction == "unstated":
+                ctx.error("E350", f"`{_written(ctx, port)}` is a 2D slice of a 3D volume without a stated reduction, fused with another "
+                          "image branch", port=port, hint="state how the volume becomes a slice: `slices: center`, `max_area` or `mip`")
+    if images:   # the image branches travel with the table, stacked as channels: a network model reads their patch shape
         img = images[0][1]
-        return RType("Features", cohort=first.cohort, outcome=first.outcome, dims=img.dims, channels=img.channels, patch=img.patch,
-                     detail=f"joined table with {img.detail}")
+        channels = sum(int(t.channels or 1) for _, t in images)
+        detail = img.detail if len(images) == 1 else f"{len(images)} image branches stacked as {channels} channel(s) of {img.dims}D patches"
+        return RType("Features", cohort=first.cohort, outcome=first.outcome, dims=img.dims, channels=channels, patch=img.patch,
+                     has_mask=any(t.has_mask for _, t in images), detail=f"joined table with {detail}")
     return RType("Features", cohort=first.cohort, outcome=first.outcome, detail="joined table")
 
 

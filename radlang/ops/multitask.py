@@ -20,6 +20,13 @@ Linear(`hidden`) -> ReLU -> dropout -> Linear(outputs); `hidden: 0` makes it lin
 - `continuous(name, ...)`: one value, the mean squared error of the target standardised by its training mean and SD.
 - `survival(name, ...)`: one log relative hazard, the negative Cox partial log-likelihood (Efron's ties; torchsurv's
   `neg_partial_log_likelihood`, divided by the batch's number of events), risk sets within the mini-batch.
+- `segmentation(name, target: train.mask)`: a decoder head. Its output is the backbone's own decoder path
+  (net_models.decoder_forward: a UNet's expanding path fed by the contracting path's skip connections, or a
+  SegResNet's decoder) at the patch's size, [out_channels, *patch]; its loss MONAI's DiceCELoss against the mask's crop,
+  which `patches(...) { mask_target: true }` adds to the input table as `mask:` columns (a target, never an input); the
+  other heads pool the same deepest feature map. Its held-out metric is each case's Dice (MONAI's DiceMetric), with
+  the mean per fold. A network without a decoder path (DenseNet121, ResNet) is E353; patches without the mask's crop
+  E354; patch sides that are not multiples of the backbone's total downsampling E355.
 
 A head's target is the cohort's outcome (`target: train.outcome`; a survival outcome gives time and event) or a
 clinical column (`target: train.clinical, column: grade`; `time:` and `event:` for a survival head). A case whose
@@ -44,12 +51,15 @@ Loss combination (`combine`), for head losses L_k and `weight` w_k:
   `fixed` training on sum_k w_k L_k). CAGrad (Liu et al. 2021) takes the update that maximises the worst task's
   improvement within a ball of radius `cagrad_c` times the mean gradient's norm around the mean gradient. The other
   aggregators take no weights.
+  With a segmentation head, whose decoder reads the encoder through its skip connections and not only through the
+  shared vector, the Jacobian is taken with respect to every parameter (`torchjd.autojac.backward`) and aggregated as a
+  whole.
 
 Validation: `evaluate(mt)` measures the *primary* head, the one whose target is the model's `target` (the cohort's
 outcome), with every metric, threshold, calibration and decision curve of that outcome, as for any model; the other
 heads' held-out predictions of the same folds are scored too and reported per head under `heads` in the metrics file
 (AUC for a binary head, accuracy / log-loss / AUC for a multiclass head, Harrell's C for a survival head, R² and MAE
-for a continuous one), each on the held-out cases that have that head's target. Early stopping (an inner, patient-
+for a continuous one, Dice per case and fold for a segmentation one), each on the held-out cases that have that head's target. Early stopping (an inner, patient-
 grouped validation split of each fit, stratified by the primary head) watches sum_k w_k L_k on the validation cases,
 whatever `combine` is. Training is deterministic on CPU (one intra-op thread, seeded); the fitted estimator keeps its
 weights (and the learned log-variances) as NumPy arrays, saved in skops' format and applied by `radlang predict`
@@ -67,15 +77,19 @@ from pydantic import Field, field_validator
 
 from radlang.ops.fitted_recipe import run_recipe
 from radlang.ops.net_models import (
+    DECODERS,
     TRAINING_HELPERS,
     backbone_features,
     budget_warning,
+    decoder_forward,
     fit_network,
     inner_validation,
+    mask_columns,
     network_input_checks,
     split_columns,
 )
 from radlang.ops.networks import build_network
+from radlang.ops.survival_models import cox_batch_loss
 from radlang.registry import Operator, Port, register
 from radlang.types import RType
 from radlang.values import Settings, Sym, Variant, variants
@@ -90,15 +104,18 @@ AGGREGATORS = ("pcgrad", "mgda", "imtl_g", "aligned_mtl", "config", "graddrop", 
 
 def multitask_module(spec, in_shape, n_tab, heads, hidden, dropout, task_norm, uncertainty):
     """The multi-task network: image backbone -> adaptive average pooling -> a vector, concatenated with the tabular
-    vector: the shared representation; one head per entry of `heads` ({"name", "outputs"}) reading it. forward(image,
-    tab) -> (shared vector [N, F], [head output [N, outputs] per head]). With `uncertainty`, `log_vars` holds one
-    learned log-variance per head (the loss weighting's s_k)."""
+    vector: the shared representation; one head per entry of `heads` ({"name", "kind", "outputs"}) reading it, but a
+    `segmentation` head: the backbone's own decoder path (decoder_forward: UNet's expanding path with its skip
+    connections, or SegResNet's decoder), whose output [N, out_channels, *patch] is that head's. forward(image, tab) ->
+    (shared vector [N, F], [head output per head]). With `uncertainty`, `log_vars` holds one learned log-variance per
+    head (the loss weighting's s_k)."""
     import torch
 
     class MultiTaskNet(torch.nn.Module):
         def __init__(self):
             super().__init__()
             self.arch = spec["arch"]
+            self.decoder = any(h["kind"] == "segmentation" for h in heads)
             self.backbone = build_network(spec)
             dims = len(in_shape) - 1
             self.pool = torch.nn.AdaptiveAvgPool3d(1) if dims == 3 else torch.nn.AdaptiveAvgPool2d(1)
@@ -109,6 +126,9 @@ def multitask_module(spec, in_shape, n_tab, heads, hidden, dropout, task_norm, u
             n_feat = n_img + int(n_tab)
             self.heads = torch.nn.ModuleList()
             for h in heads:
+                if h["kind"] == "segmentation":   # the decoder's output: no layers of its own
+                    self.heads.append(torch.nn.Identity())
+                    continue
                 layers = [torch.nn.BatchNorm1d(n_feat)] if task_norm else []
                 if int(hidden) > 0:
                     layers += [torch.nn.Linear(n_feat, int(hidden)), torch.nn.ReLU(), torch.nn.Dropout(float(dropout)),
@@ -119,13 +139,14 @@ def multitask_module(spec, in_shape, n_tab, heads, hidden, dropout, task_norm, u
             if uncertainty:
                 self.log_vars = torch.nn.Parameter(torch.zeros(len(heads)))
 
-        def shared(self, image, tab):
-            vec = torch.flatten(self.pool(backbone_features(self.backbone, self.arch, image)), 1)
-            return torch.cat([vec, tab], 1) if self.n_tab else vec
-
         def forward(self, image, tab):
-            z = self.shared(image, tab)
-            return z, [h(z) for h in self.heads]
+            if self.decoder:
+                fmap, seg = decoder_forward(self.backbone, self.arch, image)
+            else:
+                fmap, seg = backbone_features(self.backbone, self.arch, image), None
+            vec = torch.flatten(self.pool(fmap), 1)
+            z = torch.cat([vec, tab], 1) if self.n_tab else vec
+            return z, [seg if h["kind"] == "segmentation" else layer(z) for h, layer in zip(heads, self.heads)]
 
     return MultiTaskNet()
 
@@ -135,7 +156,6 @@ def head_losses(outputs, target, heads):
     a head reads its column (`col`; survival: time, then event). A head's loss is computed on the rows that have its
     target only; with none (survival: no event among them) it is 0 (still a function of the outputs)."""
     import torch
-    from torchsurv.loss.cox import neg_partial_log_likelihood
 
     losses = []
     for h, out in zip(heads, outputs):
@@ -144,19 +164,40 @@ def head_losses(outputs, target, heads):
         kind = h["kind"]
         if kind == "survival":
             rows = torch.nonzero(~torch.isnan(target[:, c]) & ~torch.isnan(target[:, c + 1])).flatten()
-            event = target[rows, c + 1] > 0
-            if bool(event.any()):
-                nll = neg_partial_log_likelihood(out[rows, 0], event, target[rows, c], ties_method="efron", reduction="sum")
-                losses.append(nll / event.sum())
-            else:
-                losses.append(out.sum() * 0.0)
+            losses.append(cox_batch_loss(out[rows, 0], target[rows, c], target[rows, c + 1]) if len(rows) else out.sum() * 0.0)
         elif len(rows) == 0:
             losses.append(out.sum() * 0.0)
+        elif kind == "segmentation":   # the mask's crop, voxel by voxel, in columns col .. col + voxels
+            mask = target[rows, c:c + int(h["voxels"])].reshape((len(rows), 1) + tuple(out.shape[2:]))
+            losses.append(segmentation_loss(out[rows], mask))
         elif kind == "continuous":
             losses.append(torch.nn.functional.mse_loss(out[rows, 0], target[rows, c]))
         else:
             losses.append(torch.nn.functional.cross_entropy(out[rows], target[rows, c].long()))
     return losses
+
+
+def segmentation_loss(logits, mask):
+    """MONAI's DiceCELoss (Dice + cross-entropy, equally weighted) of a decoder's logits [n, C, *patch] (a segmentation
+    network's C >= 2 channels: background, the ROI, ...) against the binary mask [n, 1, *patch], one-hot: softmax
+    over the channels, class 1 = the ROI."""
+    from monai.losses import DiceCELoss
+
+    return DiceCELoss(softmax=True, to_onehot_y=True)(logits, mask)
+
+
+def dice_per_case(pred, truth):
+    """MONAI's DiceMetric of predicted binary masks against the true ones ([n, *patch] each): one Dice per case, NaN
+    for a case whose true mask is empty."""
+    import numpy as np
+    import torch
+    from monai.metrics import DiceMetric
+
+    if not len(pred):
+        return np.zeros(0)
+    d = DiceMetric(include_background=True, reduction="none", ignore_empty=True)(
+        torch.from_numpy(np.asarray(pred, np.float32))[:, None], torch.from_numpy(np.asarray(truth, np.float32))[:, None])
+    return d[:, 0].numpy().astype(np.float64)
 
 
 def multitask_backward(net, combine, weights, cagrad_c=0.5):
@@ -181,6 +222,7 @@ def multitask_backward(net, combine, weights, cagrad_c=0.5):
             return total
         return backward
     from torchjd import aggregation as agg
+    from torchjd.autojac import backward as jd_backward
     from torchjd.autojac import jac_to_grad, mtl_backward
 
     aggregator = {"pcgrad": agg.PCGrad, "mgda": agg.MGDA, "imtl_g": agg.IMTLG, "aligned_mtl": agg.AlignedMTL, "config": agg.ConFIG,
@@ -189,7 +231,10 @@ def multitask_backward(net, combine, weights, cagrad_c=0.5):
 
     def backward(out):
         losses, shared = out
-        mtl_backward(losses, features=shared)
+        if getattr(net, "decoder", False):   # a decoder reads the encoder through its skip connections too, not only through the shared vector:
+            jd_backward(losses)   # the Jacobian of the losses over every parameter, aggregated as a whole
+        else:
+            mtl_backward(losses, features=shared)
         jac_to_grad([p for p in net.parameters() if getattr(p, "jac", None) is not None], aggregator)
         return torch.stack([v.detach() for v in losses]).sum()
     return backward
@@ -197,7 +242,8 @@ def multitask_backward(net, combine, weights, cagrad_c=0.5):
 
 def pack_targets(heads, values, ids):
     """The packed target array [N, columns] (float32, NaN where missing) of cases `ids` from each head's values
-    ({case id: value}, or [time, event] for survival), with each head's column (`col`) and, for classification
+    ({case id: value}, [time, event] for survival, the mask's crop for segmentation: `voxels` columns), with each
+    head's (first) column (`col`) and, for classification
     heads, its classes (binary: 0 and 1; multiclass: those of the rows given) and the class index in place of the
     value; continuous heads are
     standardised by these rows' mean and SD (`mean`, `sd`). Returns (array, heads with col/classes/mean/sd/outputs)."""
@@ -208,7 +254,11 @@ def pack_targets(heads, values, ids):
         h = dict(h)
         vals = values[h["name"]]
         h["col"] = len(cols)
-        if h["kind"] == "survival":
+        if h["kind"] == "segmentation":   # {case id: the mask's crop, flattened}: one column per voxel
+            h["voxels"] = len(next(iter(vals.values()))) if vals else 0
+            missing = np.full(h["voxels"], np.nan)
+            cols.extend(np.stack([np.asarray(vals.get(str(i), missing), float) for i in ids], 1) if ids else np.zeros((h["voxels"], 0)))
+        elif h["kind"] == "survival":
             pairs = [vals.get(str(i)) for i in ids]
             cols.append(np.array([np.nan if p is None else float(p[0]) for p in pairs]))
             cols.append(np.array([np.nan if p is None else float(p[1]) for p in pairs]))
@@ -289,8 +339,15 @@ def multitask_estimator_class(_made={}):  # noqa: B006 -- one class per process,
             else:
                 mine = {i: float(v) for i, v in zip(ids, y)}
             given = (self.fold_inputs or {}).get("heads") or {}
-            values = {h["name"]: (mine if h["primary"] else given.get(h["name"], {})) for h in p["heads"]}
-            target, self.heads_ = pack_targets(p["heads"], values, ids)
+            self.mask_columns_ = mask_columns(list(X.columns))
+            if any(h["kind"] == "segmentation" for h in p["heads"]) and not self.mask_columns_:
+                raise ValueError("a segmentation head needs the mask's crop in its input (`patches(...) { mask_target: true }`)")
+            masks = dict(zip(ids, X[self.mask_columns_].to_numpy(np.float64)))
+            values = {h["name"]: (mine if h["primary"] else masks if h["kind"] == "segmentation" else given.get(h["name"], {}))
+                      for h in p["heads"]}
+            out_channels = int(self.network["params"].get("out_channels") or 1)
+            heads = [{**h, "outputs": out_channels} if h["kind"] == "segmentation" else h for h in p["heads"]]
+            target, self.heads_ = pack_targets(heads, values, ids)
             prim = next(h for h in self.heads_ if h["primary"])
             self.classes_ = np.asarray(prim.get("classes", []), dtype=np.int64) if prim["kind"] in ("binary", "multiclass") else np.asarray([])
             strat = target[:, prim["col"] + (1 if prim["kind"] == "survival" else 0)]
@@ -319,7 +376,8 @@ def multitask_estimator_class(_made={}):  # noqa: B006 -- one class per process,
 
         def predict_heads(self, X):
             """{head name: held-out outputs}: class probabilities [N, classes] (binary: of the second class, [N]), a
-            survival head's risk (the log relative hazard), a continuous head's value in the target's units."""
+            survival head's risk (the log relative hazard), a continuous head's value in the target's units, a
+            segmentation head's predicted mask [N, *patch]."""
             import torch
 
             net = self._module()
@@ -346,14 +404,23 @@ def multitask_estimator_class(_made={}):  # noqa: B006 -- one class per process,
                     res[h["name"]] = P[:, 1] if h["kind"] == "binary" else P
                 elif h["kind"] == "continuous":
                     res[h["name"]] = o[:, 0] * h["sd"] + h["mean"]
+                elif h["kind"] == "segmentation":   # the predicted mask: the most likely channel is not the background
+                    res[h["name"]] = (o.argmax(1) > 0).astype(np.uint8)
                 else:
                     res[h["name"]] = o[:, 0]
             return res
 
         def held_out_heads(self, X):
             """What a validation fold keeps of every head: {"outputs": predict_heads(X), "classes": {head: its training
-            classes}} (a multiclass head's probability columns follow its classes)."""
-            return {"outputs": self.predict_heads(X), "classes": {h["name"]: list(h.get("classes", [])) for h in self.heads_}}
+            classes}} (a multiclass head's probability columns follow its classes); a segmentation head's output is
+            each held-out case's Dice (dice_per_case) against the mask's crop in X."""
+            out = self.predict_heads(X)
+            for h in self.heads_:
+                if h["kind"] == "segmentation":
+                    pred = out[h["name"]]
+                    truth = X[self.mask_columns_].to_numpy(np.float64).reshape(pred.shape) > 0
+                    out[h["name"]] = dice_per_case(pred, truth)
+            return {"outputs": out, "classes": {h["name"]: list(h.get("classes", [])) for h in self.heads_}}
 
         def _primary(self):
             return next(h for h in self.heads_ if h["primary"])
@@ -422,6 +489,8 @@ def multitask_fold_data(stage, data, ext_data, splits):
         return ", ".join(f"`{x}`" for x in xs[:n]) + (f" and {len(xs) - n} more" if len(xs) > n else "")
 
     for h in stage.params["heads"]:
+        if h["kind"] == "segmentation":   # its target is the mask's crop in the input table, not a cohort column
+            continue
         cols = head_columns(h)
         got = {}
         for what, df in tables:
@@ -479,6 +548,13 @@ def head_metrics(stage, preds, heads_out, data, params, seed, binary_metrics, mu
         y = truth.get(h["name"], {})
         if h["primary"] or not heads_out:
             continue
+        if h["kind"] == "segmentation":   # each held-out case's Dice, per fold
+            per = [np.asarray(fold["outputs"][h["name"]], float) for fold in heads_out]
+            every = np.concatenate(per)
+            out[h["name"]] = {"kind": "segmentation", "n_cases": int((~np.isnan(every)).sum()),
+                              "dice": {"mean": float(np.nanmean(every)) if (~np.isnan(every)).any() else None,
+                                       "per_fold": [float(np.nanmean(d)) if (~np.isnan(d)).any() else None for d in per]}}
+            continue
         if h["kind"] == "multiclass":   # each fold's classes are its training cases': onto the classes of the whole cohort
             every = sorted({int(v) for v in y.values()})
             parts = []
@@ -507,9 +583,10 @@ def head_metrics(stage, preds, heads_out, data, params, seed, binary_metrics, mu
             folds = [f"{r}:{f}" for r, f in zip(cv["repeat"][keep], cv["fold"][keep])]
             m.update(survival_metrics(t[:, 0], t[:, 1], pred[keep], folds))
         else:
-            r = t - pred[keep]
-            m["mae"] = float(np.abs(r).mean())
-            m["r2"] = float(1 - (r ** 2).sum() / ((t - t.mean()) ** 2).sum()) if len(t) > 1 and t.std() > 0 else None
+            from radlang.ops.clinical_metrics import regression_metrics
+
+            reg = regression_metrics(t, pred[keep], None, {"metrics": ["r2", "mae"]}, seed)
+            m.update(mae=reg["mae"], r2=reg["r2"]["estimate"])
     return out
 
 
@@ -547,14 +624,19 @@ class SurvivalHead(Head):
     _t = field_validator("time", "event", mode="before")(lambda cls, v: str(v) if isinstance(v, Sym) else v)
 
 
-AnyHead = Annotated[BinaryHead | MulticlassHead | ContinuousHead | SurvivalHead,
-                    variants(BinaryHead, MulticlassHead, ContinuousHead, SurvivalHead)]
+class SegmentationHead(Head):
+    call_name = "segmentation"
+
+
+AnyHead = Annotated[BinaryHead | MulticlassHead | ContinuousHead | SurvivalHead | SegmentationHead,
+                    variants(BinaryHead, MulticlassHead, ContinuousHead, SurvivalHead, SegmentationHead)]
 
 
 class MultitaskSettings(Settings):
     heads: list[AnyHead] = Field(default_factory=list, description=("the heads: `binary(name, target: c.outcome)`, "
                                  "`multiclass(name, target: c.clinical, column: grade, weight: 0.5)`, `continuous(...)`, "
-                                 "`survival(name, target: c.clinical, time: t, event: e)`; the head on the model's `target` is primary"))
+                                 "`survival(name, target: c.clinical, time: t, event: e)`, `segmentation(name, target: c.mask)` (a decoder); "
+                                 "the head on the model's `target` is primary"))
     combine: Literal[("fixed", "uncertainty") + AGGREGATORS] = Field(  # type: ignore[valid-type]
         "fixed", description="loss combination: fixed weights, homoscedastic uncertainty weighting, or a torchjd aggregator")
     cagrad_c: float = Field(0.5, ge=0, le=100, description="`combine: cagrad`: CAGrad's c, the radius of its ball around the mean "
@@ -593,17 +675,21 @@ def _multitask_type(ctx) -> RType:
         kind = h.call_name
         if h.target is None:
             ctx.error("E291", f"head `{h.name}` has no target column", setting="heads",
-                      hint=f"give it one: `{kind}({h.name}, target: {tgt.cohort}.outcome)` or `{kind}({h.name}, target: {tgt.cohort}.clinical, "
-                           + ("time: <column>, event: <column>)`" if kind == "survival" else "column: <column>)`"))
+                      hint=(f"give it the mask: `segmentation({h.name}, target: {tgt.cohort}.mask)`" if kind == "segmentation" else
+                            f"give it one: `{kind}({h.name}, target: {tgt.cohort}.outcome)` or `{kind}({h.name}, target: {tgt.cohort}.clinical, "
+                            + ("time: <column>, event: <column>)`" if kind == "survival" else "column: <column>)`")))
             continue
         cohort, _, attr = h.target.partition(".")
-        if attr not in ("outcome", "clinical"):
-            ctx.error("E294", f"head `{h.name}`: `{h.target}` is not a target: a head reads a cohort's outcome or a clinical column",
+        if attr not in ("outcome", "clinical", "mask"):
+            ctx.error("E294", f"head `{h.name}`: `{h.target}` is not a target: a head reads a cohort's outcome, a clinical column or its mask",
                       setting="heads", hint=f"`target: {cohort}.outcome`, or `target: {cohort}.clinical` with `column:`")
             continue
         if src.cohort and cohort != src.cohort:
             ctx.error("E292", f"head `{h.name}` is trained on cohort `{cohort}`, but the network reads the images of cohort `{src.cohort}`",
                       setting="heads", hint=f"every head of one network reads the cohort of its input: `target: {src.cohort}.{attr}`")
+            continue
+        if kind == "segmentation" or attr == "mask":
+            segmentation_head_checks(ctx, h, attr, src, net)
             continue
         if attr == "clinical":
             missing = ["time", "event"] if kind == "survival" else ["column"]
@@ -625,6 +711,29 @@ def _multitask_type(ctx) -> RType:
     return RType("Model", cohort=src.cohort, outcome=tgt.outcome, head="classification", patch=src.patch, detail="multitask model")   # a network's head
 
 
+def segmentation_head_checks(ctx, h, attr, src, net):
+    """A segmentation head: its target is the mask (E294), its input holds the mask's crop (E354), and its network has
+    a decoder path (E353) that gives back the patch's size (E355: each side a multiple of the total downsampling)."""
+    if h.call_name != "segmentation" or attr != "mask":
+        ctx.error("E294", (f"head `{h.name}`: a segmentation head's target is the cohort's mask, not `{h.target}`" if attr != "mask" else
+                           f"head `{h.name}` is a {h.call_name} head, but `{h.target}` is a mask"), setting="heads",
+                  hint=f"`segmentation({h.name}, target: {src.cohort or 'train'}.mask)`")
+        return
+    if src.patch is not None and not src.has_mask:
+        ctx.error("E354", f"head `{h.name}` segments the mask, but its input `{src.detail}` does not hold the mask's crop", port="input",
+                  hint="add `mask_target: true` to the `patches` stage (the mask is then a target, never an input)")
+    if net is None:
+        return
+    arch = net.detail.split(" ", 1)[-1].lower().rstrip("0123456789")
+    if not arch.startswith(DECODERS):
+        ctx.error("E353", f"head `{h.name}` needs a decoder path, but `{net.detail}` has none: its deepest feature map has no way back "
+                  "to the patch", port="network", hint="use a `unet` or `segresnet` network: their decoders take the encoder's skip features")
+    elif src.patch is not None and net.divisor and any(int(v) % int(net.divisor) for v in src.patch):
+        ctx.error("E355", f"head `{h.name}`: the patch {'x'.join(map(str, src.patch))} is not a multiple of the backbone's total "
+                  f"downsampling ({net.divisor}), so the decoder cannot give back its size", port="input",
+                  hint=f"use patch sides that are multiples of {net.divisor}")
+
+
 def multitask_plan_estimate(spec, shape, n_tab, heads, p, batch):
     """(network on the meta device, `training_memory` of one step for a batch) of a multi-task model."""
     import torch
@@ -637,13 +746,40 @@ def multitask_plan_estimate(spec, shape, n_tab, heads, p, batch):
             self.net = net
 
         def forward(self, image, tab):
-            return torch.cat(self.net(image, tab)[1], 1)
+            return torch.cat([o.flatten(1) for o in self.net(image, tab)[1]], 1)
 
     with torch.device("meta"):
         net = multitask_module(spec, shape, n_tab, heads, p["hidden"], p["dropout"], p["task_norm"], p["combine"] == "uncertainty")
         tab = torch.empty((batch, n_tab)) if n_tab else None
         est = training_memory(Outputs(net), (torch.empty([batch] + list(shape)), tab), p["optimizer"])
+    for h in heads:
+        if h["kind"] == "segmentation":   # its loss keeps tensors of the output's size for backward (softmax, one-hot, products)
+            loss = segmentation_saved_bytes([batch, int(h["outputs"])] + list(shape[1:]))
+            est = {**est, "saved_bytes": est["saved_bytes"] + loss, "train_bytes": est["train_bytes"] + 2 * loss}
     return net, est
+
+
+def segmentation_saved_bytes(out_shape):
+    """The bytes the segmentation loss (segmentation_loss: MONAI's DiceCELoss, which does not run on PyTorch's meta
+    device) saves for backward on decoder logits of `out_shape`: counted on a small real batch of the same channels
+    and dimensions (per logit), times the logits of `out_shape`."""
+    import math
+
+    import torch
+
+    small = [2, out_shape[1]] + [4] * (len(out_shape) - 2)
+    seen = {}
+
+    def pack(t):
+        base = t._base if t._base is not None else t
+        if not (base.requires_grad and base.is_leaf):
+            seen.setdefault(id(base), base.numel() * base.element_size())
+        return t
+
+    logits = torch.zeros(small, requires_grad=True)
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        segmentation_loss(logits * 1.0, torch.zeros([2, 1] + small[2:]))
+    return int(sum(seen.values()) / math.prod(small) * math.prod(out_shape))
 
 
 def _multitask_plan(stage, memory, study=None):
@@ -659,7 +795,9 @@ def _multitask_plan(stage, memory, study=None):
         return []
     shape = [int(t.channels or 1)] + list(reversed([int(v) for v in t.patch]))
     n_tab = tabular_width(study, src.name)
-    heads = [{**h, "outputs": 1 if h["kind"] in ("survival", "continuous") else 2} for h in head_specs(p["heads"])]
+    out_channels = int(net_stage.params.get("out_channels") or 1)
+    heads = [{**h, "outputs": out_channels if h["kind"] == "segmentation" else 1 if h["kind"] in ("survival", "continuous") else 2}
+             for h in head_specs(p["heads"])]
     try:
         net, est = multitask_plan_estimate({"arch": net_stage.op, "params": net_stage.params}, shape, n_tab or 0, heads, p, int(p["batch"]))
     except ImportError:
@@ -674,6 +812,10 @@ def _multitask_plan(stage, memory, study=None):
                       + (" + the tabular columns (counted at run time)" if n_tab is None else ""))),
              ("info", "heads: " + "; ".join(f"{h['name']} ({h['kind']}{', primary: what evaluate measures' if h['primary'] else ''})" for h in heads)
               + (" (each with its own batch normalisation)" if p["task_norm"] else "")),
+             *[("info", (f"{h['name']}: the {net_stage.op} decoder ({sum(int(q.numel()) for q in net.backbone.parameters()):,} backbone parameters in "
+                         f"all, encoder and decoder) with its skip connections -> {out_channels} x {'x'.join(map(str, t.patch))} logits; "
+                         "MONAI DiceCELoss against the mask's crop; held-out Dice per case (MONAI DiceMetric)"))
+               for h in heads if h["kind"] == "segmentation"],
              ("info", f"loss: {combine}; a head's missing targets are masked out of its loss only"),
              ("info", (f"training memory ≈ {_human(est['train_bytes'])} for batch {p['batch']} (activations kept for backward "
                        f"{_human(est['saved_bytes'])}); {est['params']:,} parameters in all"))]
@@ -686,10 +828,12 @@ register(Operator(
             Port("target", ("Outcome",), doc="the outcome the primary head predicts, e.g. `train.outcome` (what `evaluate` measures)"),
             Port("network", ("Network",), doc="the shared backbone: a `network` stage (densenet121, resnet, segresnet, unet)")),
     positional=("input", "target"), fit="outcome", behaviour="fitted", run=run_recipe, impl=make_multitask,
-    helpers=(multitask_estimator_class, multitask_module, head_losses, multitask_backward, pack_targets, head_specs) + TRAINING_HELPERS,
+    helpers=(multitask_estimator_class, multitask_module, head_losses, segmentation_loss, dice_per_case, multitask_backward, pack_targets,
+             head_specs) + TRAINING_HELPERS,
     infer=_multitask_type, plan=_multitask_plan, fold_data=multitask_fold_data, version="1",
-    doc="One shared network backbone with named heads (binary, multiclass, continuous, survival), each with its own target "
-        "(a cohort column; a missing value masks that head's loss only), loss and held-out metrics; losses combined by fixed "
+    doc="One shared network backbone with named heads (binary, multiclass, continuous, survival, and segmentation: the "
+        "backbone's decoder path against the mask's crop, DiceCE loss, held-out Dice), each with its own target "
+        "(a cohort column or the mask; a missing value masks that head's loss only), loss and held-out metrics; losses combined by fixed "
         "weights, homoscedastic uncertainty weighting or a torchjd aggregator (PCGrad, UPGrad, DualProj, CAGrad, MGDA, IMTL-G, ...). Refit inside every "
         "training fold; `evaluate` measures the primary head and reports every head. Deterministic on CPU.",
     examples=(("model mt = multitask(img, target: train.outcome, network: enc) { heads: [binary(malignancy, target: train.outcome), "

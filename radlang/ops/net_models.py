@@ -12,7 +12,15 @@ and whose other columns, if any, are a tabular branch (radiomics, clinical value
 backbone (the `network` stage: DenseNet121's dense blocks, ResNet's residual layers, SegResNet's encoder, UNet's
 contracting path) maps the image to a feature map; adaptive average pooling reduces it to one vector per case; the
 tabular branch, imputed with and standardised by its training-fold means and SDs, is concatenated to it; an MLP head
-(`hidden` units; 0 = linear) gives the class logits. Everything is trained end to end with cross-entropy.
+(`hidden` units; 0 = linear) gives the outputs of the validation's outcome (`task_loss`), trained end to end:
+- binary, multiclass: class logits, cross-entropy (`RadNetClassifier`: predict_proba);
+- continuous: one value, the mean squared error of the target standardised by the fit's mean and SD (`RadNetRegressor`:
+  predict in the target's units; evaluate's R², MAE, RMSE);
+- survival: one log relative hazard, the negative Cox partial log-likelihood (Efron's ties, torchsurv) per event, with
+  risk sets within each mini-batch (radlang/ops/survival_models.py's `cox_batch_loss`, shared with `multitask`'s
+  survival heads); the survival function S(t|x) = exp(-exp(risk) H0(t)) takes Breslow's baseline H0 on the fit's cases
+  at the kept weights, as `survival_mlp` does (`RadNetSurvival`: predict the risk, survival_at(X, times); evaluate's
+  C-index, td-AUC, Brier, IBS and KM groups inside folds).
 
 Inside each fit (a training fold, or every training case for the final model) a validation split of `validation` of
 the patients (stratified, group-aware: a patient's cases stay together) is held out for early stopping: training
@@ -35,6 +43,7 @@ from pydantic import Field, field_validator
 from radlang.ops.fitted_recipe import run_recipe
 from radlang.ops.netio import make_optimizer, make_scheduler, optimizer_call, scheduler_call, train_step, training_code
 from radlang.ops.networks import build_network, network_call
+from radlang.ops.survival_models import breslow, breslow_survival, concordance, cox_batch_loss, step_at
 from radlang.registry import Operator, Port, register
 from radlang.types import RType
 from radlang.values import Settings, Sym
@@ -64,6 +73,31 @@ def backbone_features(net, arch, x):
             m = m[1].submodule
         return m(x)
     raise ValueError(f"network {arch!r} has no image backbone for a network model")
+
+
+def decoder_forward(net, arch, x):
+    """(the backbone's deepest feature map, the decoder's output [N, out_channels, *spatial of x]) of a MONAI network
+    with a decoder path: UNet's expanding path, fed by the contracting path's skip connections (each level's features
+    concatenated with the upsampled deeper ones, as UNet's own forward does), or SegResNet's decoder (the encoder's
+    levels added back as it upsamples). The feature map is backbone_features' (so pooling it is the same shared
+    vector); the output is the network's own forward output."""
+    import torch
+
+    if arch == "unet":
+        def walk(m, h):
+            if isinstance(m, torch.nn.Sequential) and len(m) == 3 and hasattr(m[1], "submodule"):
+                d = m[0](h)
+                y, bottom = walk(m[1].submodule, d)
+                return m[2](torch.cat([d, y], dim=m[1].dim)), bottom
+            y = m(h)
+            return y, y
+        out, bottom = walk(net.model, x)
+        return bottom, out
+    if arch == "segresnet":
+        bottom, down = net.encode(x)
+        down.reverse()
+        return bottom, net.decode(bottom, down)
+    raise ValueError(f"network {arch!r} has no decoder path for a segmentation head")
 
 
 def fusion_module(spec, in_shape, n_tab, n_out, hidden, dropout):
@@ -110,22 +144,41 @@ def fusion_module(spec, in_shape, n_tab, n_out, hidden, dropout):
 
 
 def split_columns(columns):
-    """The image columns (`voxel:<c>:<z>:<y>:<x>`, possibly `<table>.`-prefixed by a join), the patch shape
-    [C, *spatial] they hold (None when there are none), and the tabular columns."""
-    vox, tab = [], []
+    """The image columns (`voxel:<c>:<z>:<y>:<x>`, possibly `<table>.`-prefixed by a join), in the order of a
+    [C, *spatial] array, that patch shape (None when there are none), and the tabular columns. The image branches of a
+    join (one per prefix, each one patch) are stacked as channels, in the order they come: they share one patch size.
+    The mask's crop (`mask:<z>:<y>:<x>`, a segmentation head's target: mask_columns) is neither."""
+    groups, tab = {}, []
     for c in columns:
-        (vox if "voxel:" in str(c) else tab).append(str(c))
-    if not vox:
+        c = str(c)
+        if "voxel:" in c:
+            groups.setdefault(c.split("voxel:", 1)[0], []).append(c)
+        elif not c.rpartition(".")[2].startswith("mask:"):
+            tab.append(c)
+    if not groups:
         return [], None, tab
-    idx = [tuple(int(v) for v in c.split("voxel:", 1)[1].split(":")) for c in vox]
-    shape = [max(i[d] for i in idx) + 1 for d in range(len(idx[0]))]
-    n = 1
-    for s in shape:
-        n *= s
-    if n != len(vox) or len(set(idx)) != len(idx):
-        raise ValueError(f"the image columns do not form one patch: {len(vox)} columns for a {'x'.join(map(str, shape))} patch "
-                         "(one image branch per network model)")
+    vox, shape = [], None
+    for prefix, cols in groups.items():
+        idx = [tuple(int(v) for v in c.split("voxel:", 1)[1].split(":")) for c in cols]
+        dims = [max(i[d] for i in idx) + 1 for d in range(len(idx[0]))]
+        n = 1
+        for s in dims:
+            n *= s
+        if n != len(cols) or len(set(idx)) != len(idx):
+            raise ValueError(f"the image columns {prefix or ''}voxel:* do not form one patch: {len(cols)} columns for a "
+                             f"{'x'.join(map(str, dims))} patch")
+        if shape is not None and dims[1:] != shape[1:]:
+            raise ValueError(f"joined image branches have different patch shapes: {'x'.join(map(str, shape[1:]))} and "
+                             f"{'x'.join(map(str, dims[1:]))}")
+        vox += [c for _, c in sorted(zip(idx, cols))]
+        shape = dims if shape is None else [shape[0] + dims[0]] + shape[1:]
     return vox, shape, tab
+
+
+def mask_columns(columns):
+    """The columns of the mask's crop (`mask:<z>:<y>:<x>`, possibly `<table>.`-prefixed), in array order."""
+    cols = [str(c) for c in columns if str(c).rpartition(".")[2].startswith("mask:")]
+    return [c for _, c in sorted((tuple(int(v) for v in c.rpartition("mask:")[2].split(":")), c) for c in cols)]
 
 
 def inner_validation(y, groups, fraction, seed):
@@ -222,19 +275,40 @@ def fit_network(net, image, tab, y, tr, va, params, seed, loss_fn=None, backward
         torch.set_num_threads(threads)
 
 
-def net_estimator_class(_made={}):  # noqa: B006 -- one class per process, so fitted models pickle and load by name
-    """The scikit-learn classifier (fit / predict_proba / predict / get_params) that trains a network model. Built on
-    first use (torch and scikit-learn are imported then) and named `radlang.ops.net_models.RadNetClassifier`, so a saved
-    model (skops) loads it by name. Its fitted state is plain data: NumPy weights, the tabular branch's training means
-    and SDs, the classes, the training history."""
-    if "cls" in _made:
-        return _made["cls"]
-    import numpy as np
-    from sklearn.base import BaseEstimator, ClassifierMixin
+def task_loss(task):
+    """A network model's training loss of outputs [N, outputs] against its training target: cross-entropy of the class
+    logits (`classification`); the mean squared error of the one output against the target standardised by its
+    training mean and SD (`regression`); the Cox partial likelihood of the one output, a log relative hazard, against
+    [N, 2] = (time, event) (`survival`: cox_batch_loss, with risk sets within the mini-batch, as a multitask survival
+    head)."""
+    import torch
 
-    class RadNetClassifier(ClassifierMixin, BaseEstimator):
+    if task == "classification":
+        ce = torch.nn.CrossEntropyLoss()
+        return lambda out, target: ce(out, target)
+    if task == "regression":
+        return lambda out, target: torch.nn.functional.mse_loss(out[:, 0], target)
+    return lambda out, target: cox_batch_loss(out[:, 0], target[:, 0], target[:, 1])
+
+
+def net_estimator_class(task="classification", _made={}):  # noqa: B006 -- one class per task and process, so fitted models load by name
+    """The scikit-learn estimator that trains a network model for a task: `classification` (fit / predict_proba /
+    predict: `radlang.ops.net_models.RadNetClassifier`), `regression` (predict: the value in the target's units;
+    `RadNetRegressor`) or `survival` (predict: the risk, a log relative hazard; survival_at(X, times) from Breslow's
+    baseline hazard on the fit's cases, as `survival_mlp`; `RadNetSurvival`). Built on first use (torch and
+    scikit-learn are imported then) and named in this module, so a saved model (skops) loads it by name. Its fitted
+    state is plain data: NumPy weights, the tabular branch's training means and SDs, the classes (or the target's
+    mean and SD, or the baseline hazard), the training history."""
+    if task in _made:
+        return _made[task]
+    import numpy as np
+    from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
+
+    class RadNetBase(BaseEstimator):
         """network: {"arch", "params"} of a MONAI network; params: the `cnn` settings; fold_inputs: {"patients":
         {case id: patient id}} for the group-aware inner validation split (dropped from saved models)."""
+
+        task = "classification"
 
         def __init__(self, network=None, params=None, seed=0, fold_inputs=None):
             self.network = network
@@ -253,10 +327,29 @@ def net_estimator_class(_made={}):  # noqa: B006 -- one class per process, so fi
                 tab = ((t - self.tab_mean_) / self.tab_scale_).astype(np.float32)
             return image, tab
 
+        def _n_out(self):
+            return len(self.classes_) if self.task == "classification" else 1
+
         def _module(self):
             shape = self.image_shape_ if self.image_columns_ else None
-            return fusion_module(self.network, shape, len(self.tabular_columns_), len(self.classes_),
+            return fusion_module(self.network, shape, len(self.tabular_columns_), self._n_out(),
                                  self.params["hidden"], self.params["dropout"])
+
+        def _target(self, y):
+            """(the training target array, the inner split's stratification labels) of the outcome y."""
+            y = np.asarray(y)
+            if self.task == "regression":
+                y = y.astype(np.float64)
+                self.y_mean_ = float(y.mean()) if len(y) else 0.0
+                sd = float(y.std()) if len(y) else 1.0
+                self.y_scale_ = sd if sd > 0 else 1.0
+                return ((y - self.y_mean_) / self.y_scale_).astype(np.float32), np.zeros(len(y), np.int64)
+            if self.task == "survival":   # scikit-survival's structured array (event, time)
+                event, time = y[y.dtype.names[0]].astype(np.float64), y[y.dtype.names[1]].astype(np.float64)
+                return np.stack([time, event], 1).astype(np.float32), event.astype(np.int64)
+            self.classes_ = np.unique(y)
+            target = np.searchsorted(self.classes_, y).astype(np.int64)
+            return target, target
 
         def fit(self, X, y):
             import torch
@@ -270,24 +363,28 @@ def net_estimator_class(_made={}):  # noqa: B006 -- one class per process, so fi
                 mean = np.where(np.isnan(mean), 0.0, mean)
                 sd = np.nanstd(np.where(np.isnan(t), mean, t), 0)
                 self.tab_mean_, self.tab_scale_ = mean, np.where(sd > 0, sd, 1.0)
-            self.classes_ = np.unique(np.asarray(y))
-            target = np.searchsorted(self.classes_, np.asarray(y)).astype(np.int64)
+            target, strat = self._target(y)
             image, tab = self._arrays(X)
             patients = (self.fold_inputs or {}).get("patients") or {}
             groups = np.asarray([patients.get(str(i), str(i)) for i in X.index])
-            tr, va = inner_validation(target, groups, float(self.params["validation"]), self.seed)
+            tr, va = inner_validation(strat, groups, float(self.params["validation"]), self.seed)
             torch.manual_seed(int(self.seed))
             net = self._module()
-            state, history = fit_network(net, image, tab, target, tr, va, self.params, self.seed, adapt=self._adaptation(net, X, image))
+            state, history = fit_network(net, image, tab, target, tr, va, self.params, self.seed, loss_fn=task_loss(self.task),
+                                         adapt=self._adaptation(net, X, image))
             self.weights_ = state
             self.history_ = history
             self.n_validation_ = len(va)
+            if self.task == "survival":   # Breslow's baseline cumulative hazard on the fit's cases, at the kept weights
+                yy = np.asarray(y)
+                self.base_times_, self.base_hazard_ = breslow(yy[yy.dtype.names[1]], yy[yy.dtype.names[0]], self._outputs(X)[:, 0])
             return self
 
         def _adaptation(self, net, X, image):
             """What a subclass adds to training (fit_network's `adapt`); None (this class): the label loss alone."""
 
-        def predict_proba(self, X):
+        def _outputs(self, X):
+            """The network's outputs [N, outputs] (class logits, the standardised value, or the log relative hazard)."""
             import torch
 
             net = self._module()
@@ -302,30 +399,62 @@ def net_estimator_class(_made={}):  # noqa: B006 -- one class per process, so fi
                     for b in range(0, len(X), 64):
                         xi = torch.from_numpy(image[b:b + 64]) if image is not None else None
                         xt = torch.from_numpy(tab[b:b + 64]) if tab is not None else None
-                        out.append(torch.softmax(net(xi, xt), 1).numpy().astype(np.float64))
+                        out.append(net(xi, xt).numpy().astype(np.float64))
             finally:
                 torch.set_num_threads(threads)
-            return np.concatenate(out) if out else np.zeros((0, len(self.classes_)))
+            return np.concatenate(out) if out else np.zeros((0, self._n_out()))
+
+    class RadNetClassifier(ClassifierMixin, RadNetBase):
+        def predict_proba(self, X):
+            o = self._outputs(X)
+            e = np.exp(o - o.max(1, keepdims=True)) if len(o) else o
+            return e / e.sum(1, keepdims=True) if len(o) else o
 
         def predict(self, X):
             return self.classes_[np.argmax(self.predict_proba(X), 1)]
 
-    RadNetClassifier.__module__ = "radlang.ops.net_models"
-    RadNetClassifier.__qualname__ = "RadNetClassifier"
-    _made["cls"] = RadNetClassifier
-    return RadNetClassifier
+    class RadNetRegressor(RegressorMixin, RadNetBase):
+        task = "regression"
+
+        def predict(self, X):
+            """The predicted value, in the target's units."""
+            return self._outputs(X)[:, 0] * self.y_scale_ + self.y_mean_
+
+    class RadNetSurvival(RadNetBase):
+        task = "survival"
+
+        def predict(self, X):
+            """Risk scores (the log relative hazard): higher means an earlier event."""
+            return self._outputs(X)[:, 0]
+
+        def survival_at(self, X, times):
+            """S(t | x) for every row of X (rows) at every time (columns)."""
+            return breslow_survival(self.predict(X), self.base_times_, self.base_hazard_, times)
+
+        def score(self, X, y):
+            """Harrell's C."""
+            return concordance(y[y.dtype.names[1]], y[y.dtype.names[0]], self.predict(X))
+
+    for cls in (RadNetClassifier, RadNetRegressor, RadNetSurvival):
+        cls.__module__ = "radlang.ops.net_models"
+        cls.__qualname__ = cls.__name__
+        _made[cls.task] = cls
+    return _made[task]
 
 
 def make_cnn(params, seed, fold_inputs=None):
     """The unfitted network model of one fit, from a model stage's split settings (radlang.ops.models.split_params,
-    with `networks`: the spec of its `network` input)."""
-    return net_estimator_class()(network=params["networks"]["network"], params=params["hyper"], seed=seed, fold_inputs=fold_inputs)
+    with `networks`: the spec of its `network` input); the validation's outcome kind (fold_inputs["outcome"]) chooses the
+    estimator: a classifier, a regressor or a survival model."""
+    task = {"continuous": "regression", "survival": "survival"}.get((fold_inputs or {}).get("outcome"), "classification")
+    return net_estimator_class(task)(network=params["networks"]["network"], params=params["hyper"], seed=seed, fold_inputs=fold_inputs)
 
 
 # ----------------------------------------------------------------------------------------------
 # declarations
 
 BACKBONES = ("densenet121", "resnet", "segresnet", "unet")
+DECODERS = ("segresnet", "unet")     # backbones with a decoder path (a segmentation head of `multitask`)
 
 
 class CnnSettings(Settings):
@@ -344,14 +473,15 @@ class CnnSettings(Settings):
     _s = field_validator("optimizer", "schedule", mode="before")(lambda cls, v: str(v) if isinstance(v, Sym) else v)
 
 
-def _cnn_type(ctx) -> RType:
+def _cnn_type(ctx, outcomes=("binary", "multiclass", "continuous", "survival")) -> RType:
     src, tgt, net = ctx.inputs["input"], ctx.inputs["target"], ctx.inputs.get("network")
-    if tgt.outcome not in ("binary", "multiclass"):
+    if tgt.outcome not in outcomes:
         ctx.error("E244", f"`{ctx.stmt.op.name}` cannot fit a {tgt.outcome} outcome (`{tgt.detail}`)", port="target",
-                  hint=f"`{ctx.stmt.op.name}` fits binary or multiclass outcomes")
+                  hint=f"`{ctx.stmt.op.name}` fits {', '.join(outcomes)} outcomes")
     ctx.mixed_cohorts(src, tgt)
     network_input_checks(ctx, src, net)
-    return RType("Model", cohort=src.cohort, outcome=tgt.outcome, head="classification", patch=src.patch, detail="cnn model")   # a network's head
+    head = {"continuous": "regression", "survival": "survival"}.get(tgt.outcome, "classification")   # a network's head
+    return RType("Model", cohort=src.cohort, outcome=tgt.outcome, head=head, patch=src.patch, detail="cnn model")
 
 
 def network_input_checks(ctx, src, net):
@@ -417,8 +547,11 @@ def branch_plan(study, stage, adapt=None):
     shape = [int(t.channels or 1)] + list(reversed([int(v) for v in t.patch]))
     n_tab = tabular_width(study, src.name)
     batch = int(p["batch"])
+    outputs, loss = {"continuous": ("a value", "the mean squared error of the standardised target"),
+                     "survival": ("a log relative hazard", "the Cox partial likelihood (risk sets within each mini-batch)")}.get(
+        stage.type.outcome, ("classes", "cross-entropy"))
     with torch.device("meta"):
-        net = fusion_module(spec, shape, n_tab or 0, 2, p["hidden"], p["dropout"])
+        net = fusion_module(spec, shape, n_tab or 0, 1 if outputs != "classes" else 2, p["hidden"], p["dropout"])
         tab = torch.empty((batch, n_tab)) if n_tab else None
         module, inputs = adapt(net, torch.empty([batch] + shape), tab) if adapt is not None else (net, (torch.empty([batch] + shape), tab))
         est = training_memory(module, inputs)
@@ -430,8 +563,8 @@ def branch_plan(study, stage, adapt=None):
         lines.append(("info", f"tabular branch: the other columns of `{src.name}` (counted at run time), imputed and standardised inside each fold"))
     elif n_tab:
         lines.append(("info", f"tabular branch: {n_tab} column(s) of `{src.name}`, imputed and standardised inside each fold"))
-    head = f"MLP {net.n_img}{f' + {n_tab}' if n_tab else ''} -> {p['hidden']} -> classes" if int(p["hidden"]) else "linear head"
-    lines.append(("info", f"head: {head}; {est['params']:,} parameters in all"))
+    head = f"MLP {net.n_img}{f' + {n_tab}' if n_tab else ''} -> {p['hidden']} -> {outputs}" if int(p["hidden"]) else f"linear head -> {outputs}"
+    lines.append(("info", f"head: {head}, trained on {loss}; {est['params']:,} parameters in all"))
     lines.append(("info", (f"training memory ≈ {_human(est['train_bytes'])} for batch {batch} (activations kept for backward "
                           f"{_human(est['saved_bytes'])}); early stopping on {p['validation']:.0%} of each fit's patients")))
     return lines, est
@@ -456,27 +589,31 @@ def budget_warning(est, memory) -> list:
 
 
 # what every network model's fit reaches: listed among each such operator's helpers, for the rendered script
-TRAINING_HELPERS = (backbone_features, split_columns, inner_validation, fit_network, build_network, network_call,
-                    make_optimizer, optimizer_call, make_scheduler, scheduler_call, train_step)
+TRAINING_HELPERS = (backbone_features, decoder_forward, split_columns, mask_columns, inner_validation, fit_network, build_network, network_call,
+                    make_optimizer, optimizer_call, make_scheduler, scheduler_call, train_step, task_loss, cox_batch_loss,
+                    breslow, step_at, breslow_survival, concordance)
 
 
 register(Operator(
     name="cnn", kind="model", output="Model", settings=CnnSettings,
     inputs=(Port("input", ("Features",), doc="image patches (`patches`), or patches joined with a tabular branch"),
-            Port("target", ("Outcome",), doc="the training cohort's outcome, e.g. `train.outcome`"),
+            Port("target", ("Outcome",), doc="the training cohort's outcome (binary, multiclass, continuous or survival), e.g. `train.outcome`"),
             Port("network", ("Network",), doc="the backbone: a `network` stage (densenet121, resnet, segresnet, unet)")),
     positional=("input", "target"), fit="outcome", behaviour="fitted", run=run_recipe, impl=make_cnn,
     helpers=(net_estimator_class, fusion_module) + TRAINING_HELPERS,
     library_code=training_code, infer=_cnn_type, plan=_cnn_plan, version="1",
     doc="A network (a MONAI backbone, adaptive pooling, an MLP head) trained on image patches, with an optional tabular "
-        "branch (intermediate fusion), refit inside every training fold with early stopping on an inner, patient-grouped "
-        "validation split. Deterministic on CPU.",
+        "branch (intermediate fusion), for a binary, multiclass, continuous (MSE of the standardised target) or survival "
+        "(Cox partial likelihood, Breslow baseline) outcome; refit inside every training fold with early stopping on an "
+        "inner, patient-grouped validation split. Deterministic on CPU.",
     examples=("model net = cnn(img, target: train.outcome, network: enc) { epochs: 20, batch: 8 }",),
 ))
 
 
 def __getattr__(name):
-    """`radlang.ops.net_models.RadNetClassifier`: the estimator class, built on first use (see net_estimator_class)."""
-    if name == "RadNetClassifier":
-        return net_estimator_class()
+    """`radlang.ops.net_models.RadNetClassifier` (RadNetRegressor, RadNetSurvival): the estimator classes, built on first
+    use (see net_estimator_class)."""
+    task = {"RadNetClassifier": "classification", "RadNetRegressor": "regression", "RadNetSurvival": "survival"}.get(name)
+    if task is not None:
+        return net_estimator_class(task)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -41,6 +41,28 @@ def step_at(xs, ys, times, before):
     return np.where(idx >= 0, vals, before)
 
 
+def breslow_survival(risk, base_times, base_hazard, times):
+    """S(t | x) = exp(-exp(risk) H0(t)) for every risk (rows) at every time (columns), from Breslow's baseline
+    (`breslow`'s event times and cumulative hazard)."""
+    import numpy as np
+
+    h0 = step_at(base_times, base_hazard, np.asarray(times, float), 0.0)
+    return np.exp(-np.exp(np.asarray(risk, float))[:, None] * h0[None, :])
+
+
+def cox_batch_loss(risk, time, event):
+    """The negative Cox partial log-likelihood (Efron's ties; torchsurv's `neg_partial_log_likelihood`, summed) of log
+    relative hazards `risk` [n] divided by the number of events: risk sets within the rows given (a mini-batch). With
+    no event among them it is 0 (still a function of `risk`, so backward runs). The loss of a network's survival
+    head (`cnn` with a survival outcome, a `multitask` survival head)."""
+    from torchsurv.loss.cox import neg_partial_log_likelihood
+
+    event = event > 0
+    if not bool(event.any()):
+        return risk.sum() * 0.0
+    return neg_partial_log_likelihood(risk, event, time, ties_method="efron", reduction="sum") / event.sum()
+
+
 def mlp_forward(weights, X):
     """The MLP's log relative hazard in NumPy: ReLU hidden layers, a linear output. weights: [W1, b1, ..., Wk, bk]."""
     import numpy as np
@@ -198,8 +220,7 @@ def survival_estimator_class(_made={}):  # noqa: B006 -- one class per process, 
             Xa = validate_data(self, X, reset=False, dtype=float)
             times = np.asarray(times, float)
             if self.kind in ("cox", "survival_mlp"):
-                h0 = step_at(self.base_times_, self.base_hazard_, times, 0.0)
-                return np.exp(-np.exp(self._linear(Xa))[:, None] * h0[None, :])
+                return breslow_survival(self._linear(Xa), self.base_times_, self.base_hazard_, times)
             grid = np.asarray(self.model_.unique_times_, float)
             surv = np.asarray(self.model_.predict_survival_function(Xa, return_array=True), float)
             return np.stack([step_at(grid, row, times, 1.0) for row in surv]) if len(surv) else np.empty((0, len(times)))
@@ -224,7 +245,7 @@ def survival_target(time, event):
     return y
 
 
-SURVIVAL_HELPERS = (survival_estimator_class, breslow, step_at, mlp_forward, mlp_fit, concordance, survival_target)
+SURVIVAL_HELPERS = (survival_estimator_class, breslow, step_at, breslow_survival, mlp_forward, mlp_fit, concordance, survival_target)
 
 
 def __getattr__(name):

@@ -37,6 +37,7 @@ from radlang.ops.clinical_metrics import (
     multiclass_metrics,
     net_benefit,
     patient_resamples,
+    regression_metrics,
     round_floats,
 )
 from radlang.ops.evaluation_plots import evaluation_plots, write_evaluation_plots
@@ -98,7 +99,8 @@ BINARY_METRICS = ("auc", "roc", "sensitivity", "specificity", "accuracy", "brier
 SURVIVAL_METRICS = ("c_index", "uno_c", "td_auc", "brier", "ibs", "calibration", "km")
 HORIZON_METRICS = ("td_auc", "brier", "ibs", "calibration")   # survival metrics at stated horizons
 MULTICLASS_METRICS = ("auc", "accuracy", "log_loss")
-ALL_METRICS = tuple(sorted(set(BINARY_METRICS + SURVIVAL_METRICS + MULTICLASS_METRICS)))
+REGRESSION_METRICS = ("r2", "mae", "rmse")   # continuous outcomes (a network model's regression head)
+ALL_METRICS = tuple(sorted(set(BINARY_METRICS + SURVIVAL_METRICS + MULTICLASS_METRICS + REGRESSION_METRICS)))
 
 
 def _rule(v):
@@ -167,10 +169,13 @@ def _evaluate_infer(ctx):
     m = ctx.inputs["model"]
     task = m.outcome
     if s.metrics:
-        allowed = {"binary": BINARY_METRICS, "survival": SURVIVAL_METRICS, "multiclass": MULTICLASS_METRICS}.get(task, ())
+        allowed = {"binary": BINARY_METRICS, "survival": SURVIVAL_METRICS, "multiclass": MULTICLASS_METRICS,
+                   "continuous": REGRESSION_METRICS}.get(task, ())
         for x in s.metrics:
             if x not in allowed:
-                if x in SURVIVAL_METRICS and x not in BINARY_METRICS:
+                if x in REGRESSION_METRICS:
+                    msg = f"`{x}` is a metric for continuous outcomes, but the model's outcome is {task}"
+                elif x in SURVIVAL_METRICS and x not in BINARY_METRICS:
                     msg = f"`{x}` needs a survival outcome, but `{ctx.stmt.op.name}` evaluates a {task} model"
                 else:
                     msg = f"`{x}` is a metric for {'binary' if x in BINARY_METRICS else 'multiclass'} outcomes, but the model's outcome is {task}"
@@ -287,7 +292,7 @@ register(Operator(
     fit="outcome", behaviour="stateless", run=run_evaluate, sink=True, impl=run_fold,
     version="2",   # 2: survival metrics inside folds (Uno's C, td-AUC, Brier, calibration, KM), survival predictions
     helpers=(make_splits, choose_threshold, fitted_selections, held_out_heads, model_artefact, auc_rank, patient_resamples, calibration_stats,
-             net_benefit, binary_metrics, multiclass_metrics, round_floats, evaluation_json, evaluation_csv, cv_description, evaluation_plots,
+             net_benefit, binary_metrics, multiclass_metrics, regression_metrics, round_floats, evaluation_json, evaluation_csv, cv_description, evaluation_plots,
              write_evaluation_plots, evaluation_summary, survival_predictions) + SURVIVAL_METRIC_HELPERS,
     infer=_evaluate_infer, plan=_evaluate_plan,
     doc="Leakage-free validation: repeated, group-aware cross-validation (or leave-one-site-out) and an external cohort, "

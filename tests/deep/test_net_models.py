@@ -97,7 +97,12 @@ def test_planted_leakage_random_labels_give_chance_auc():
 def test_image_columns_must_form_one_patch():
     assert split_columns(["voxel:0:0:0", "voxel:0:0:1", "age"]) == (["voxel:0:0:0", "voxel:0:0:1"], [1, 1, 2], ["age"])
     with pytest.raises(ValueError, match="one patch"):
-        split_columns(["a.voxel:0:0:0", "b.voxel:0:0:0"])
+        split_columns(["voxel:0:0:0", "voxel:0:0:2"])
+    # the image branches of a join are stacked as channels, in the order they come
+    assert split_columns(["b.voxel:0:0:1", "b.voxel:0:0:0", "age", "a.voxel:0:0:0", "a.voxel:0:0:1"]) == (
+        ["b.voxel:0:0:0", "b.voxel:0:0:1", "a.voxel:0:0:0", "a.voxel:0:0:1"], [2, 1, 2], ["age"])
+    with pytest.raises(ValueError, match="different patch shapes"):
+        split_columns(["a.voxel:0:0:0", "b.voxel:0:0:0", "b.voxel:0:0:1"])
 
 
 # ----------------------------------------------------------------------------------------------
@@ -125,8 +130,16 @@ def codes(text):
     (("network enc = resnet(dims: 3) { depth: 10 }\nfeatures img = patches(train) { patch: [16, 16, 16], mask_channel: true }\n"
      "model m = cnn(img, target: train.outcome, network: enc)"), "E254"),
     # a 2D image branch fused with a 3D one
-    (("features a = patches(train) { patch: [16, 16, 16] }\nfeatures b = patches(train) { dims: 2, patch: [16, 16] }\n"
+    (("features a = patches(train) { patch: [16, 16, 16] }\nfeatures b = patches(train) { dims: 2, patch: [16, 16], slices: mip }\n"
      "features ab = join(a, b) { prefix: true }"), "E253"),
+    # a 2D slice of a volume, reduced without a stated `slices`, fused with another image branch
+    (("features a = patches(train) { dims: 2, patch: [16, 16], slices: max_area }\nfeatures b = patches(train) { dims: 2, patch: [16, 16] }\n"
+     "features ab = join(a, b) { prefix: true }"), "E350"),
+    # joined image branches of different patch sizes
+    (("features a = patches(train) { dims: 2, patch: [16, 16], slices: max_area }\n"
+      "features b = patches(train) { dims: 2, patch: [24, 24], slices: mip }\nfeatures ab = join(a, b) { prefix: true }"), "E351"),
+    # `slices` keeps a volume (dims: 3)
+    ("features a = patches(train) { patch: [16, 16, 16], slices: mip }", "E306"),
     # `patch` entries that do not match `dims`
     ("features a = patches(train) { dims: 2, patch: [16, 16, 16] }", "E306"),
 ])

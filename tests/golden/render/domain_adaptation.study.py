@@ -119,8 +119,8 @@ def stage_img(ctx, args):
         kind='features',
         op='patches',
         params={
-            'patch': [16, 16, 16], 'dims': 3, 'spacing': None, 'crop': 'roi', 'mask_channel': False,
-            'normalize': 'zscore',
+            'patch': [16, 16, 16], 'dims': 3, 'slices': None, 'spacing': None, 'crop': 'roi',
+            'mask_channel': False, 'mask_target': False, 'normalize': 'zscore',
         },
         inputs={'cohort': ['sites', None]},
         seed=1830413051,

@@ -121,8 +121,8 @@ def stage_img(ctx, args):
         kind='features',
         op='patches',
         params={
-            'patch': [16, 16, 16], 'dims': 3, 'spacing': [1.0, 1.0, 1.0], 'crop': 'roi',
-            'mask_channel': False, 'normalize': 'zscore',
+            'patch': [16, 16, 16], 'dims': 3, 'slices': None, 'spacing': [1.0, 1.0, 1.0], 'crop': 'roi',
+            'mask_channel': False, 'mask_target': False, 'normalize': 'zscore',
         },
         inputs={'cohort': ['train', None]},
         seed=1939052584,
