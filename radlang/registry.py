@@ -110,6 +110,10 @@ class Operator:
                                      # (stage, training rows, external rows or None, splits) -> (fold inputs, diagnostics)
     transductive: Callable | None = None  # (settings) -> a sentence when the stage uses held-out cases' features, else None
     flower: Callable | None = None   # a federated stage's Flower app: (stage, run context, site_data) -> {path: text} (render --target flower)
+    study_code: Callable | None = None  # (stage, study) -> [(keyword, function name, source)]: functions `radlang render`
+                                     # writes into study.py before the stage's function, each passed to `run` by keyword
+                                     # (`run(stage, ctx, pipeline=fold_pipeline_v)`); `run` called without them builds the
+                                     # same source itself (evaluate's fold pipeline). The code the study runs, not a comment.
     library_code: Callable | None = None  # (settings, seed) -> lines of Python: the library object the settings make (a
                                      # scikit-learn pipeline, PyRadiomics' settings), built by the operator's own code;
                                      # `radlang render` writes them into the stage's function as comments

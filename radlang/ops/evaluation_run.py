@@ -14,21 +14,32 @@ from __future__ import annotations
 from radlang.diagnostics import Diagnostic
 
 
-def build_pipeline(graph, make, model_name, model_params, seed, factory=None, fold_inputs=None):
-    """Build the unfitted estimator inside a worker from the recipe of the refit graph (radlang.backends.refit.recipe)
-    with the model operator's `assemble_pipeline` (and its own factory, for a model that is not scikit-learn's)."""
-    return make(graph, model_name, model_params, seed, factory, fold_inputs)
+def fold_pipeline_code(stage, study) -> list[tuple[str, str, str]]:
+    """[("pipeline", function name, source)]: the fold pipeline of a validation stage as Python (the model operator's
+    `pipeline_source`, from the study alone: every setting a literal, what the data decide an argument). `run_evaluate`
+    runs this source; `radlang render` writes it into study.py and the stage passes it to `run_evaluate` as `pipeline`."""
+    from radlang.backends.refit import refit_of
+    from radlang.backends.render.literals import identifier
+    from radlang.ops.models import pipeline_source
+
+    graph = refit_of(stage)
+    model = study.by_name()[graph["model"]]
+    rec, mparams, factory = _model_recipe(study, graph, model, {}, {}, 0)
+    name = f"fold_pipeline_{identifier(stage.name)}"
+    doc = (f"What `{stage.name}` fits in every training fold (and on every training case for its final model); "
+           "`fold`: what the data decide.")
+    return [("pipeline", name, pipeline_source(name, rec, model.op, mparams, model.seed, factory, doc))]
 
 
-def _model_recipe(ctx, graph, model, columns, fold_inputs, n_classes):
-    """(recipe of the fitted graph under `model`, its split settings, its own factory or None) for `assemble_pipeline`.
+def _model_recipe(study, graph, model, columns, fold_inputs, n_classes):
+    """(recipe of the fitted graph under `model`, its split settings, its own factory or None) for `pipeline_source`.
     A model with a network input (a network model) gets the network's spec and builds its own estimator; a model whose
     inputs are models (late fusion) gets each branch's own recipe, columns and settings, and reads every column."""
     from radlang import registry
     from radlang.backends.refit import inputs_of, recipe
     from radlang.ops.models import node_columns, split_params
 
-    by = ctx.study.by_name()
+    by = study.by_name()
     mparams = {**split_params(model.params), "classes": n_classes}
     nets = {port: {"arch": by[r.stage].op, "params": by[r.stage].params} for port, r in sorted(model.inputs.items())
             if by[r.stage].type.kind == "Network"}
@@ -38,11 +49,11 @@ def _model_recipe(ctx, graph, model, columns, fold_inputs, n_classes):
     if branches:
         mparams["branches"] = []
         for b in branches:
-            rec, bparams, bfactory = _model_recipe(ctx, {**graph, "model": b.name}, b, columns, fold_inputs, n_classes)
+            rec, bparams, bfactory = _model_recipe(study, {**graph, "model": b.name}, b, columns, fold_inputs, n_classes)
             mparams["branches"].append([b.name, rec, node_columns(rec), b.op, bparams, b.seed, bfactory])
         every = [c for cols in columns.values() for c in cols]
         return {"source": "branches", "columns": every}, mparams, registry.get(model.op).impl
-    rec = recipe(ctx, graph, columns, fold_inputs)
+    rec = recipe(study, graph, columns, fold_inputs)
     return rec, mparams, (registry.get(model.op).impl if nets else None)
 
 
@@ -266,7 +277,9 @@ def _fold_input(ctx, stage, graph, cohort_name, cohort_df, data, X, train):
     return Xf
 
 
-def run_evaluate(stage, ctx):
+def run_evaluate(stage, ctx, pipeline=None):
+    """pipeline: the function that builds the fold pipeline, as study.py defines it (`radlang render`, from
+    `fold_pipeline_code`); None: the same source, run here."""
     import functools
     import hashlib
     import json
@@ -409,13 +422,18 @@ def run_evaluate(stage, ctx):
     if errs:
         raise RunError(errs)
 
-    # --- the recipe of the refit graph: every node is built and fit inside the worker, on the training fold only
-    from radlang.ops.models import assemble_pipeline
+    # --- the fold pipeline: built and fit inside the worker, on the training fold only
+    from radlang.ops.models import pipeline_arguments, pipeline_from_source, recipe_factories
 
     n_classes = len(np.unique(y_strat)) if outcome in ("binary", "multiclass") else 0
     columns = source_columns(graph, X, sources)
-    model_recipe, mparams, factory = _model_recipe(ctx, graph, model, columns, fold_inputs, n_classes)
-    build = (build_pipeline, (model_recipe, assemble_pipeline, model.op, mparams, model.seed, factory, model_inputs))
+    model_recipe, mparams, factory = _model_recipe(ctx.study, graph, model, columns, fold_inputs, n_classes)
+    fold_args = pipeline_arguments(model_recipe, mparams, model_inputs)
+    if pipeline is None:
+        _, name, source = fold_pipeline_code(stage, ctx.study)[0]
+        build = (pipeline_from_source, (source, name, recipe_factories(model_recipe, factory), fold_args))
+    else:
+        build = (pipeline, (fold_args,))
     wanted = set(p.get("metrics") or _default_metrics(outcome, p.get("horizons")))
     needs_threshold = p.get("threshold") is not None or bool(wanted & {"sensitivity", "specificity", "accuracy"})
     rule = (p.get("threshold") or {"metric": "youden"}) if outcome == "binary" and needs_threshold else None

@@ -40,7 +40,7 @@ from radlang.ops.clinical_metrics import (
     round_floats,
 )
 from radlang.ops.evaluation_plots import evaluation_plots, write_evaluation_plots
-from radlang.ops.evaluation_run import run_evaluate
+from radlang.ops.evaluation_run import fold_pipeline_code, run_evaluate
 from radlang.ops.evaluation_summary import cv_description, evaluation_summary
 from radlang.ops.fold_engine import (
     choose_threshold,
@@ -284,7 +284,7 @@ register(Operator(
             Port("external", ("Cohort",), optional=True, doc="an external validation cohort (never fit on)"),
             Port("groups", ("Ids", "Site"), optional=True, doc="what must not straddle a split (default: the cohort's patient ids)"),
             Port("split", ("Split",), optional=True, doc="a shared `split` stage: hold out its folds (instead of `cv`)")),
-    fit="outcome", behaviour="stateless", run=run_evaluate, sink=True, impl=run_fold,
+    fit="outcome", behaviour="stateless", run=run_evaluate, sink=True, impl=run_fold, study_code=fold_pipeline_code,
     version="2",   # 2: survival metrics inside folds (Uno's C, td-AUC, Brier, calibration, KM), survival predictions
     helpers=(make_splits, choose_threshold, fitted_selections, held_out_heads, model_artefact, auc_rank, patient_resamples, calibration_stats,
              net_benefit, binary_metrics, multiclass_metrics, round_floats, evaluation_json, evaluation_csv, cv_description, evaluation_plots,
