@@ -19,13 +19,12 @@ def fold_pipeline_code(stage, study) -> list[tuple[str, str, str]]:
     `pipeline_source`, from the study alone: every setting a literal, what the data decide an argument). `run_evaluate`
     runs this source; `radlang render` writes it into study.py and the stage passes it to `run_evaluate` as `pipeline`."""
     from radlang.backends.refit import refit_of
-    from radlang.backends.render.literals import identifier
     from radlang.ops.models import pipeline_source
 
     graph = refit_of(stage)
     model = study.by_name()[graph["model"]]
     rec, mparams, factory = _model_recipe(study, graph, model, {}, {}, 0)
-    name = f"fold_pipeline_{identifier(stage.name)}"
+    name = f"fold_pipeline_{stage.name}"
     doc = (f"What `{stage.name}` fits in every training fold (and on every training case for its final model); "
            "`fold`: what the data decide.")
     return [("pipeline", name, pipeline_source(name, rec, model.op, mparams, model.seed, factory, doc))]

@@ -20,6 +20,7 @@ from typing import Any, Literal
 from pydantic import Field, field_validator, model_validator
 
 from radlang.ops.fitted_recipe import run_recipe
+
 # survival_estimator_class: named by the code model_call writes for a survival model, run in this module's scope
 from radlang.ops.survival_models import SURVIVAL_HELPERS, survival_estimator_class  # noqa: F401
 from radlang.registry import Operator, Port, register
@@ -75,7 +76,7 @@ def make_model(name, params, seed):
     line, ctor, kw = model_call(name, params, seed)
     scope = {**globals(), "fold": {"classes": params.get("classes", 2)}}
     if line:
-        exec(line, scope)
+        exec(line, scope)  # noqa: S102 -- an import line of model_call's
     return eval(f"{ctor}({', '.join(f'{k}={v}' for k, v in kw.items())})", scope)
 
 
@@ -205,8 +206,8 @@ def pipeline_source(fn_name, graph, model_name, model_params, seed, factory=None
             branches.append(f"({label!r}, {pipe}, fold['columns'][{label!r}])")
         names = "'{transformer_name}.{feature_name}'" if node["prefix"] else "False"
         body = ",\n".join(" " * (indent + 4) + b for b in branches)
-        return [f"({node['concat']!r}, ColumnTransformer([\n{body},\n{' ' * indent}], remainder='drop', "
-                f"verbose_feature_names_out={names}).set_output(transform='pandas'))"]
+        return [(f"({node['concat']!r}, ColumnTransformer([\n{body},\n{' ' * indent}], remainder='drop', "
+                 f"verbose_feature_names_out={names}).set_output(transform='pandas'))")]
 
     def pipeline(parts, indent):
         body = "".join(" " * (indent + 4) + p + ",\n" for p in parts)
@@ -277,7 +278,7 @@ def pipeline_from_source(source, fn_name, factories, fold):
     """Define the fold pipeline's function from its source (`pipeline_source`), with the factories it names (name ->
     function) in scope, and call it: the estimator."""
     scope = {**globals(), **factories}
-    exec(source, scope)
+    exec(source, scope)  # noqa: S102 -- pipeline_source's code: settings as literals, nothing from the spec but repr() values
     return scope[fn_name](fold)
 
 

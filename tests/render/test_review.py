@@ -148,7 +148,7 @@ def test_cli_writes_the_folder_or_one_script(tmp_path):
 
 
 def test_stage_functions_show_the_library_objects_their_settings_make(quickstart):
-    """The PyRadiomics settings and the scikit-learn pipeline, as the operators' own code builds them."""
+    """The PyRadiomics settings (a comment) and the scikit-learn pipeline (code), as the operators' own code builds them."""
     from radlang.ops.features import pyradiomics_config
 
     text = (quickstart / "study.py").read_text(encoding="utf-8")
@@ -156,7 +156,9 @@ def test_stage_functions_show_the_library_objects_their_settings_make(quickstart
     rad, clf = study.stage("rad"), study.stage("clf")
     shown = re.search(r"#   featureextractor\.RadiomicsFeatureExtractor\((.*?)\)\n    return run_pyradiomics", text, re.DOTALL).group(1)
     assert ast.literal_eval(re.sub(r"\n\s*#\s*", " ", shown)) == pyradiomics_config(rad.params)
-    assert f"LogisticRegression(max_iter=1000, random_state={clf.seed})" in text and "('scale', StandardScaler())" in text
+    # the fold pipeline is code that the study runs (tests/render/test_fold_pipeline.py), not a comment
+    assert f"('model', LogisticRegression(max_iter=1000, class_weight=None, random_state={clf.seed}, C=1.0))," in text
+    assert "('scale', StandardScaler())," in text and "return run_evaluate(stage, ctx, pipeline=fold_pipeline_v)" in text
 
 
 @pytest.mark.parametrize("name", ["adam", "adamw", "sgd"])
