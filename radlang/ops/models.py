@@ -252,7 +252,8 @@ def pipeline_source(fn_name, graph, model_name, model_params, seed, factory=None
     return "\n".join([*head, f"    from sklearn.model_selection import GridSearchCV, {splitter}",
                       f"    pipeline = {pipeline(parts, 4)}",
                       f"    inner = {splitter}({int(search['cv'])}, shuffle=True, random_state={seed!r})",
-                      f"    return GridSearchCV(pipeline, {lit(grid, 30)}, cv=inner, scoring={scoring!r}, refit=True, n_jobs=1)", ""])
+                      "    return " + call("GridSearchCV", [code("pipeline"), value(grid), *map(code, ("cv=inner", f"scoring={scoring!r}",
+                                                                                             "refit=True", "n_jobs=1"))], 4, 11), ""])
 
 
 def pipeline_arguments(graph, model_params, fold_inputs=None):
