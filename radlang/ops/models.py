@@ -186,8 +186,10 @@ def pipeline_source(fn_name, graph, model_name, model_params, seed, factory=None
     def code(text):
         return lambda col: text
 
-    def value(v, before="", after=""):
-        return lambda col: before + (repr(v) if col >= 10 ** 6 else lit(v, col + len(before))) + after
+    def value(v, after=""):
+        """A literal (a dict: with `after`, the source of more `, key: value` items, inside its braces)."""
+        return lambda col: (repr(v) if col >= 10 ** 6 else lit(v, col))[:-1] + after + "}" if after else (
+            repr(v) if col >= 10 ** 6 else lit(v, col))
 
     def steps(node, indent):
         """The (name, estimator) pairs of one node of the refit graph's recipe (see radlang.backends.refit.recipe)."""
@@ -217,7 +219,7 @@ def pipeline_source(fn_name, graph, model_name, model_params, seed, factory=None
     parts = []
     if factory is not None:
         extra = ", 'classes': fold['classes']" + (", 'branches': fold['branches']" if "branches" in model_params else "")
-        settings = value(mp, "{**", extra + "}")
+        settings = value(mp, after=extra)
         parts = steps(graph, 8) + ["('model', " + call(factory.__name__, [settings, code(repr(seed)), code("fold['model']")], 8, 18) + ")"]
         search = None
     else:

@@ -163,9 +163,10 @@ def _provenance_date(date: str | None) -> str:
     return when.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _registry_line(op) -> str:
+def _registry_line(op, study) -> str:
     """How the script's registry knows an operator: the functions `radlang run` looks up by operator name
-    (`run`, `case`, `on_cohort`, `fold_data`, `impl`). Helpers are reached from those by name, so they are not listed."""
+    (`run`, `case`, `on_cohort`, `fold_data`, `impl`) and, per stage, the settings-dependent code its glue looks up
+    (`reaches`). Helpers are reached from those by name, so they are not listed."""
     args = [f"name={op.name!r}", f"behaviour={op.behaviour!r}", f"version={op.version!r}", f"sink={op.sink!r}", f"fit={op.fit!r}"]
     args += [f"{what}={fn.__name__}" for what, fn in (("run", op.run), ("case", op.case), ("on_cohort", op.on_cohort),
                                                       ("fold_data", op.fold_data), ("impl", op.impl)) if fn is not None]
@@ -173,6 +174,14 @@ def _registry_line(op) -> str:
         args.append("raters=True")
     if op.inner_cv is not None:
         args.append(f"inner_cv={op.inner_cv!r}")
+    reached = {st.name: op.reached(st, study) for st in study.stages if st.op == op.name}
+    reached = {name: fns for name, fns in reached.items() if fns}
+    if reached:
+        for fns in reached.values():
+            if any(k != f.__name__ for k, f in fns.items()):
+                raise RenderError("E706", f"internal error: `{op.name}`'s `reaches` names a function other than by its own name")
+        args.append("reaches={" + ", ".join(f"{name!r}: {{" + ", ".join(f"{k!r}: {k}" for k in fns) + "}"
+                                            for name, fns in reached.items()) + "}")
     return f"registry.add(OperatorInfo({', '.join(args)}))"
 
 
@@ -259,7 +268,7 @@ def _parts(study, date: str | None, spec_ref: Callable[[str], str]) -> Parts:
         code: StageCode = call_run(st, rc, op)
         problems += check_operator(op)
 
-        for f in [*op_functions(op), *run_functions(op), *code.functions]:
+        for f in [*op_functions(op), *run_functions(op), *code.functions, *op.reached(st, study).values()]:
             if f not in wanted:
                 wanted.append(f)
         ops[op.name] = op
@@ -288,7 +297,7 @@ def _parts(study, date: str | None, spec_ref: Callable[[str], str]) -> Parts:
     glue_imports |= more_imports
     if problems:
         raise RenderError("E704", "operator code cannot be inlined into a standalone script:\n  " + "\n  ".join(dict.fromkeys(problems)))
-    registry_lines = [_registry_line(op) for op in ops.values()]
+    registry_lines = [_registry_line(op, study) for op in ops.values()]
     spec_text = study.source
     sha = hashlib.sha256(spec_text.encode()).hexdigest()
     values = {
