@@ -297,10 +297,10 @@ def fold_pipeline_v_cnn(fold):
     decide."""
     from sklearn.pipeline import Pipeline
     return Pipeline([
-        ('model', make_cnn({**{'impute': None, 'scale': None, 'search': None, 'hyper': {'epochs': 12, 'batch': 8, 'optimizer': 'adam',
+        ('model', make_cnn({'impute': None, 'scale': None, 'search': None, 'hyper': {'epochs': 12, 'batch': 8, 'optimizer': 'adam',
                            'lr': 0.001, 'weight_decay': 0.0, 'schedule': 'constant', 'hidden': 16, 'dropout': 0.0, 'validation': 0.2,
                            'patience': 4}, 'networks': {'network': {'arch': 'resnet', 'params': {'dims': 3, 'in_channels': 1,
-                           'out_channels': 2, 'depth': 10, 'widen_factor': 0.125}}}}, 'classes': fold['classes']}, 1104211344,
+                           'out_channels': 2, 'depth': 10, 'widen_factor': 0.125}}}, 'classes': fold['classes']}, 1104211344,
                            fold['model'])),
     ]).set_output(transform='pandas')
 
@@ -386,11 +386,11 @@ def fold_pipeline_v_dann(fold):
     decide."""
     from sklearn.pipeline import Pipeline
     return Pipeline([
-        ('model', make_dann({**{'impute': None, 'scale': None, 'search': None, 'hyper': {'epochs': 12, 'batch': 8, 'optimizer': 'adam',
+        ('model', make_dann({'impute': None, 'scale': None, 'search': None, 'hyper': {'epochs': 12, 'batch': 8, 'optimizer': 'adam',
                             'lr': 0.001, 'weight_decay': 0.0, 'schedule': 'constant', 'hidden': 16, 'dropout': 0.0, 'validation': 0.2,
                             'patience': 4, 'reversal': 'ganin', 'domain_hidden': 16, 'target_unlabelled': True},
                             'networks': {'network': {'arch': 'resnet', 'params': {'dims': 3, 'in_channels': 1, 'out_channels': 2,
-                            'depth': 10, 'widen_factor': 0.125}}}}, 'classes': fold['classes']}, 1542162036, fold['model'])),
+                            'depth': 10, 'widen_factor': 0.125}}}, 'classes': fold['classes']}, 1542162036, fold['model'])),
     ]).set_output(transform='pandas')
 
 

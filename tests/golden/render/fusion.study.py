@@ -166,10 +166,10 @@ def fold_pipeline_cnn_only(fold):
     decide."""
     from sklearn.pipeline import Pipeline
     return Pipeline([
-        ('model', make_cnn({**{'impute': None, 'scale': None, 'search': None, 'hyper': {'epochs': 15, 'batch': 8, 'optimizer': 'adam',
+        ('model', make_cnn({'impute': None, 'scale': None, 'search': None, 'hyper': {'epochs': 15, 'batch': 8, 'optimizer': 'adam',
                            'lr': 0.001, 'weight_decay': 0.0, 'schedule': 'constant', 'hidden': 16, 'dropout': 0.0, 'validation': 0.2,
                            'patience': 4}, 'networks': {'network': {'arch': 'resnet', 'params': {'dims': 3, 'in_channels': 1,
-                           'out_channels': 2, 'depth': 10, 'widen_factor': 0.125}}}}, 'classes': fold['classes']}, 1753141213,
+                           'out_channels': 2, 'depth': 10, 'widen_factor': 0.125}}}, 'classes': fold['classes']}, 1753141213,
                            fold['model'])),
     ]).set_output(transform='pandas')
 
@@ -288,10 +288,10 @@ def fold_pipeline_fused(fold):
     decide."""
     from sklearn.pipeline import Pipeline
     return Pipeline([
-        ('model', make_cnn({**{'impute': None, 'scale': None, 'search': None, 'hyper': {'epochs': 15, 'batch': 8, 'optimizer': 'adam',
+        ('model', make_cnn({'impute': None, 'scale': None, 'search': None, 'hyper': {'epochs': 15, 'batch': 8, 'optimizer': 'adam',
                            'lr': 0.001, 'weight_decay': 0.0, 'schedule': 'constant', 'hidden': 16, 'dropout': 0.0, 'validation': 0.2,
                            'patience': 4}, 'networks': {'network': {'arch': 'resnet', 'params': {'dims': 3, 'in_channels': 1,
-                           'out_channels': 2, 'depth': 10, 'widen_factor': 0.125}}}}, 'classes': fold['classes']}, 907219004,
+                           'out_channels': 2, 'depth': 10, 'widen_factor': 0.125}}}, 'classes': fold['classes']}, 907219004,
                            fold['model'])),
     ]).set_output(transform='pandas')
 

@@ -176,14 +176,14 @@ def fold_pipeline_fixed_weights(fold):
     decide."""
     from sklearn.pipeline import Pipeline
     return Pipeline([
-        ('model', make_multitask({**{'impute': None, 'scale': None, 'search': None, 'hyper': {'heads': [{'kind': 'binary',
+        ('model', make_multitask({'impute': None, 'scale': None, 'search': None, 'hyper': {'heads': [{'kind': 'binary',
                                  'name': 'malignancy', 'target': 'train.outcome', 'column': None, 'weight': 1.0}, {'kind': 'multiclass',
                                  'name': 'grade', 'target': 'train.clinical', 'column': 'grade', 'weight': 0.5}, {'kind': 'multiclass',
                                  'name': 'stage', 'target': 'train.clinical', 'column': 'stage', 'weight': 0.5}], 'combine': 'fixed',
                                  'task_norm': False, 'epochs': 12, 'batch': 8, 'optimizer': 'adam', 'lr': 0.001, 'weight_decay': 0.0,
                                  'schedule': 'constant', 'hidden': 16, 'dropout': 0.0, 'validation': 0.2, 'patience': 3},
                                  'networks': {'network': {'arch': 'resnet', 'params': {'dims': 3, 'in_channels': 1, 'out_channels': 2,
-                                 'depth': 10, 'widen_factor': 0.125}}}}, 'classes': fold['classes']}, 309000226, fold['model'])),
+                                 'depth': 10, 'widen_factor': 0.125}}}, 'classes': fold['classes']}, 309000226, fold['model'])),
     ]).set_output(transform='pandas')
 
 
@@ -250,14 +250,14 @@ def fold_pipeline_gradient_surgery(fold):
     data decide."""
     from sklearn.pipeline import Pipeline
     return Pipeline([
-        ('model', make_multitask({**{'impute': None, 'scale': None, 'search': None, 'hyper': {'heads': [{'kind': 'binary',
+        ('model', make_multitask({'impute': None, 'scale': None, 'search': None, 'hyper': {'heads': [{'kind': 'binary',
                                  'name': 'malignancy', 'target': 'train.outcome', 'column': None, 'weight': 1.0}, {'kind': 'multiclass',
                                  'name': 'grade', 'target': 'train.clinical', 'column': 'grade', 'weight': 0.5}, {'kind': 'multiclass',
                                  'name': 'stage', 'target': 'train.clinical', 'column': 'stage', 'weight': 0.5}], 'combine': 'pcgrad',
                                  'task_norm': True, 'epochs': 12, 'batch': 8, 'optimizer': 'adam', 'lr': 0.001, 'weight_decay': 0.0,
                                  'schedule': 'constant', 'hidden': 16, 'dropout': 0.0, 'validation': 0.2, 'patience': 3},
                                  'networks': {'network': {'arch': 'resnet', 'params': {'dims': 3, 'in_channels': 1, 'out_channels': 2,
-                                 'depth': 10, 'widen_factor': 0.125}}}}, 'classes': fold['classes']}, 1761549482, fold['model'])),
+                                 'depth': 10, 'widen_factor': 0.125}}}, 'classes': fold['classes']}, 1761549482, fold['model'])),
     ]).set_output(transform='pandas')
 
 
@@ -324,14 +324,14 @@ def fold_pipeline_uncertainty_weighting(fold):
     the data decide."""
     from sklearn.pipeline import Pipeline
     return Pipeline([
-        ('model', make_multitask({**{'impute': None, 'scale': None, 'search': None, 'hyper': {'heads': [{'kind': 'binary',
+        ('model', make_multitask({'impute': None, 'scale': None, 'search': None, 'hyper': {'heads': [{'kind': 'binary',
                                  'name': 'malignancy', 'target': 'train.outcome', 'column': None, 'weight': 1.0}, {'kind': 'multiclass',
                                  'name': 'grade', 'target': 'train.clinical', 'column': 'grade', 'weight': 0.5}, {'kind': 'multiclass',
                                  'name': 'stage', 'target': 'train.clinical', 'column': 'stage', 'weight': 0.5}],
                                  'combine': 'uncertainty', 'task_norm': False, 'epochs': 12, 'batch': 8, 'optimizer': 'adam',
                                  'lr': 0.001, 'weight_decay': 0.0, 'schedule': 'constant', 'hidden': 16, 'dropout': 0.0,
                                  'validation': 0.2, 'patience': 3}, 'networks': {'network': {'arch': 'resnet', 'params': {'dims': 3,
-                                 'in_channels': 1, 'out_channels': 2, 'depth': 10, 'widen_factor': 0.125}}}},
+                                 'in_channels': 1, 'out_channels': 2, 'depth': 10, 'widen_factor': 0.125}}},
                                  'classes': fold['classes']}, 135274635, fold['model'])),
     ]).set_output(transform='pandas')
 
