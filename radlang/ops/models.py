@@ -240,6 +240,11 @@ def pipeline_source(fn_name, graph, model_name, model_params, seed, factory=None
         search = model_params.get("search")
     import textwrap
 
+    survival = model_name in ("cox", "random_survival_forest", "gradient_boosted_survival", "survival_mlp")
+    # survival models: the estimator's own score (Harrell's C) on unstratified inner folds
+    splitter = "KFold" if survival else "StratifiedKFold"
+    if search:
+        imports.add(f"from sklearn.model_selection import GridSearchCV, {splitter}")
     doc = textwrap.wrap('"""' + (doc or "The estimator fit in every training fold, and on every training case for the final model.") + '"""', 124)
     head = [f"def {fn_name}(fold):", *(f"    {x}" for x in doc)]
     head += [f"    {x}" for x in sorted(imports)]
@@ -247,11 +252,8 @@ def pipeline_source(fn_name, graph, model_name, model_params, seed, factory=None
         return "\n".join([*head, f"    return {pipeline(parts, 4)}", ""])
     rename = {"knn": {"k": "n_neighbors"}}.get(model_name, {})
     grid = {f"model__{rename.get(k, k)}": list(v) for k, v in sorted(search["grid"].items())}
-    survival = model_name in ("cox", "random_survival_forest", "gradient_boosted_survival", "survival_mlp")
-    # survival models: the estimator's own score (Harrell's C) on unstratified inner folds
-    splitter = "KFold" if survival else "StratifiedKFold"
     scoring = None if survival else search["scoring"]
-    return "\n".join([*head, f"    from sklearn.model_selection import GridSearchCV, {splitter}",
+    return "\n".join([*head,
                       f"    pipeline = {pipeline(parts, 4)}",
                       f"    inner = {splitter}({int(search['cv'])}, shuffle=True, random_state={seed!r})",
                       "    return " + call("GridSearchCV", [code("pipeline"), value(grid), *map(code, ("cv=inner", f"scoring={scoring!r}",

@@ -323,9 +323,9 @@ def fold_pipeline_v_genes(fold):
     decide."""
     from sklearn.impute import SimpleImputer
     from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import GridSearchCV, StratifiedKFold
     from sklearn.pipeline import Pipeline
     from sklearn.preprocessing import StandardScaler
-    from sklearn.model_selection import GridSearchCV, StratifiedKFold
     pipeline = Pipeline([
         ('impute', SimpleImputer(strategy='median', keep_empty_features=True)),
         ('scale', StandardScaler()),
@@ -366,9 +366,9 @@ def fold_pipeline_v_paths(fold):
     decide."""
     from sklearn.impute import SimpleImputer
     from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import GridSearchCV, StratifiedKFold
     from sklearn.pipeline import Pipeline
     from sklearn.preprocessing import StandardScaler
-    from sklearn.model_selection import GridSearchCV, StratifiedKFold
     pipeline = Pipeline([
         ('impute', SimpleImputer(strategy='median', keep_empty_features=True)),
         ('scale', StandardScaler()),
