@@ -112,6 +112,14 @@ class Operator:
                                      # (stage, training rows, external rows or None, splits) -> (fold inputs, diagnostics)
     transductive: Callable | None = None  # (settings) -> a sentence when the stage uses held-out cases' features, else None
     flower: Callable | None = None   # a federated stage's Flower app: (stage, run context, site_data) -> {path: text} (render --target flower)
+    reaches: Callable | None = None  # (stage, study) -> {name: function}: code the run-time glue calls only for some
+                                     # settings or outcomes (a survival evaluation's metrics), which it looks up through
+                                     # `registry.get(op).reached(stage)` instead of naming it: a render carries only what
+                                     # the study's stages reach (radlang/backends/render/script.py)
+    study_code: Callable | None = None  # (stage, study) -> [(keyword, function name, source)]: functions `radlang render`
+                                     # writes into study.py before the stage's function, each passed to `run` by keyword
+                                     # (`run(stage, ctx, pipeline=fold_pipeline_v)`); `run` called without them builds the
+                                     # same source itself (evaluate's fold pipeline). The code the study runs, not a comment.
     library_code: Callable | None = None  # (settings, seed) -> lines of Python: the library object the settings make (a
                                      # scikit-learn pipeline, PyRadiomics' settings), built by the operator's own code;
                                      # `radlang render` writes them into the stage's function as comments
@@ -123,6 +131,10 @@ class Operator:
             raise ValueError(f"operator {self.name!r} declares no `run`: its run-time entry point")
         if self.behaviour == "per_case" and self.case is None:
             raise ValueError(f"operator {self.name!r} runs per case: declare the per-case function as `case`")
+
+    def reached(self, stage, study=None) -> dict:
+        """{name: function} of the settings-dependent code this stage's run-time glue calls (`reaches`)."""
+        return self.reaches(stage, study) if self.reaches is not None else {}
 
     @property
     def port_names(self) -> tuple[str, ...]:

@@ -8,7 +8,7 @@ source feature tables, the nodes between them, the edges). From it this module b
 - the same table on another cohort (an external cohort, a perturbed re-extraction, a retest cohort), through
   each source operator's own `on_cohort`;
 - the recipe of the fitted graph as plain data (`{"source": ...}`, `{"step": ...}`, `{"concat": ...}` nodes), which
-  the model operator's self-contained `assemble_pipeline` turns into one scikit-learn estimator inside each
+  the model operator's self-contained `pipeline_source` writes as one scikit-learn estimator's code, run inside each
   fold. No operator is named here: a fitted node is a step built by its operator's factory (`impl`), a node
   that is not fitted combines its inputs' columns (a join).
 """
@@ -108,16 +108,16 @@ def join_error(stage, problems) -> RunError:
     return RunError(diags)
 
 
-def recipe(ctx, refit, columns, fold_inputs):
-    """The fitted graph feeding the model, as plain data for the model operator's `assemble_pipeline`.
+def recipe(study, refit, columns, fold_inputs):
+    """The fitted graph feeding the model, as plain data for the model operator's `pipeline_source`.
     columns: source -> its columns in X; fold_inputs: node -> what its factory gets besides settings and seed."""
     from radlang import registry
 
-    by = ctx.study.by_name()
+    by = study.by_name()
 
     def node(name):
         if name in refit["sources"]:
-            return {"source": name, "columns": columns[name]}
+            return {"source": name, "columns": columns.get(name, [])}
         s = by[name]
         ins = inputs_of(refit, name)
         if s.fit != "none":

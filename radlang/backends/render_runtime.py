@@ -81,10 +81,14 @@ class OperatorInfo:
     """What the stages' code reads of an operator's declaration (radlang/registry.py)."""
 
     def __init__(self, name, behaviour, version, run=None, case=None, on_cohort=None, impl=None, helpers=(),
-                 sink=False, fit="none", raters=False, inner_cv=None, fold_data=None):
+                 sink=False, fit="none", raters=False, inner_cv=None, fold_data=None, reaches=None):
         self.name, self.behaviour, self.version, self.run = name, behaviour, version, run
         self.case, self.on_cohort, self.impl, self.helpers = case, on_cohort, impl, tuple(helpers)
         self.sink, self.fit, self.raters, self.inner_cv, self.fold_data = sink, fit, raters, inner_cv, fold_data
+        self.reaches = reaches or {}   # stage name -> {name: function}, as the operator's `reaches` gave it at render time
+
+    def reached(self, stage, study=None):
+        return self.reaches.get(stage.name, {})
 
 
 class Registry:

@@ -5,16 +5,16 @@ renderer inlines them). Each is drawn only when its metric is listed.
 from __future__ import annotations
 
 from radlang.ops.evaluation_summary import cv_description
-from radlang.ops.survival_metrics import survival_plots
 
 
-def evaluation_plots(metrics):
+def evaluation_plots(metrics, survival=None):
     """PNG bytes of the plots of a binary evaluation, from its metrics dict (nothing is recomputed):
     {"roc.png": ..., "calibration.png": ..., "decision_curve.png": ...}; a plot whose data the metrics
     do not hold (not asked for in `metrics:`) is left out. Fixed size, dpi and no metadata: the same
-    metrics give the same bytes."""
+    metrics give the same bytes. A survival evaluation's plots are `survival(metrics)`: the caller passes
+    radlang/ops/survival_metrics.py's `survival_plots`."""
     if metrics.get("outcome") == "survival":
-        return survival_plots(metrics)
+        return survival(metrics)
     if metrics.get("outcome") != "binary":
         return {}
 
@@ -117,15 +117,13 @@ def evaluation_plots(metrics):
     return out
 
 
-def write_evaluation_plots(metrics, folder, plots=None):
-    """Write the plots of `evaluation_plots` under `folder` (each atomically: a temporary file in the same
-    folder, then os.replace); removes a plot of an earlier run that these metrics no longer give.
-    `plots`: evaluation_plots(metrics) when the caller already has them. Returns the file names written, in order."""
+def write_evaluation_plots(metrics, folder, plots):
+    """Write `plots` (evaluation_plots of these metrics) under `folder` (each atomically: a temporary file in the same
+    folder, then os.replace); removes a plot of an earlier run that these metrics no longer give. Returns the file
+    names written, in order."""
     import os
     import tempfile
 
-    if plots is None:
-        plots = evaluation_plots(metrics)
     folder = str(folder)
     if plots:
         os.makedirs(folder, exist_ok=True)

@@ -14,21 +14,31 @@ from __future__ import annotations
 from radlang.diagnostics import Diagnostic
 
 
-def build_pipeline(graph, make, model_name, model_params, seed, factory=None, fold_inputs=None):
-    """Build the unfitted estimator inside a worker from the recipe of the refit graph (radlang.backends.refit.recipe)
-    with the model operator's `assemble_pipeline` (and its own factory, for a model that is not scikit-learn's)."""
-    return make(graph, model_name, model_params, seed, factory, fold_inputs)
+def fold_pipeline_code(stage, study) -> list[tuple[str, str, str]]:
+    """[("pipeline", function name, source)]: the fold pipeline of a validation stage as Python (the model operator's
+    `pipeline_source`, from the study alone: every setting a literal, what the data decide an argument). `run_evaluate`
+    runs this source; `radlang render` writes it into study.py and the stage passes it to `run_evaluate` as `pipeline`."""
+    from radlang.backends.refit import refit_of
+    from radlang.ops.models import pipeline_source
+
+    graph = refit_of(stage)
+    model = study.by_name()[graph["model"]]
+    rec, mparams, factory = _model_recipe(study, graph, model, {}, {}, 0)
+    name = f"fold_pipeline_{stage.name}"
+    doc = (f"What `{stage.name}` fits in every training fold (and on every training case for its final model); "
+           "`fold`: what the data decide.")
+    return [("pipeline", name, pipeline_source(name, rec, model.op, mparams, model.seed, factory, doc))]
 
 
-def _model_recipe(ctx, graph, model, columns, fold_inputs, n_classes):
-    """(recipe of the fitted graph under `model`, its split settings, its own factory or None) for `assemble_pipeline`.
+def _model_recipe(study, graph, model, columns, fold_inputs, n_classes):
+    """(recipe of the fitted graph under `model`, its split settings, its own factory or None) for `pipeline_source`.
     A model with a network input (a network model) gets the network's spec and builds its own estimator; a model whose
     inputs are models (late fusion) gets each branch's own recipe, columns and settings, and reads every column."""
     from radlang import registry
     from radlang.backends.refit import inputs_of, recipe
     from radlang.ops.models import node_columns, split_params
 
-    by = ctx.study.by_name()
+    by = study.by_name()
     mparams = {**split_params(model.params), "classes": n_classes}
     nets = {port: {"arch": by[r.stage].op, "params": by[r.stage].params} for port, r in sorted(model.inputs.items())
             if by[r.stage].type.kind == "Network"}
@@ -38,11 +48,11 @@ def _model_recipe(ctx, graph, model, columns, fold_inputs, n_classes):
     if branches:
         mparams["branches"] = []
         for b in branches:
-            rec, bparams, bfactory = _model_recipe(ctx, {**graph, "model": b.name}, b, columns, fold_inputs, n_classes)
+            rec, bparams, bfactory = _model_recipe(study, {**graph, "model": b.name}, b, columns, fold_inputs, n_classes)
             mparams["branches"].append([b.name, rec, node_columns(rec), b.op, bparams, b.seed, bfactory])
         every = [c for cols in columns.values() for c in cols]
         return {"source": "branches", "columns": every}, mparams, registry.get(model.op).impl
-    rec = recipe(ctx, graph, columns, fold_inputs)
+    rec = recipe(study, graph, columns, fold_inputs)
     return rec, mparams, (registry.get(model.op).impl if nets else None)
 
 
@@ -71,13 +81,13 @@ def _run_folds(ctx, run_fold, fold_jobs, results):
             results[i] = run_fold(fold_jobs[i])
 
 
-def _outcome_arrays(df, outcome):
+def _outcome_arrays(df, outcome, reached):
+    """(the outcome as the models fit it, the outcome to stratify the folds by). reached: the evaluation's
+    settings-dependent code (`reaches` in ops/validate.py): a survival target comes from its `survival_target`."""
     import numpy as np
 
     if outcome == "survival":
-        from radlang.ops.survival_models import survival_target
-
-        return survival_target(df["time"].to_numpy(), df["event"].to_numpy()), df["event"].astype(int).to_numpy()
+        return reached["survival_target"](df["time"].to_numpy(), df["event"].to_numpy()), df["event"].astype(int).to_numpy()
     y = df["outcome"].to_numpy()
     if outcome in ("binary", "multiclass"):
         y = y.astype(np.int64)
@@ -266,7 +276,9 @@ def _fold_input(ctx, stage, graph, cohort_name, cohort_df, data, X, train):
     return Xf
 
 
-def run_evaluate(stage, ctx):
+def run_evaluate(stage, ctx, pipeline=None):
+    """pipeline: the function that builds the fold pipeline, as study.py defines it (`radlang render`, from
+    `fold_pipeline_code`); None: the same source, run here."""
     import functools
     import hashlib
     import json
@@ -281,12 +293,11 @@ def run_evaluate(stage, ctx):
     from radlang.backends.refit import assemble, match_by, refit_of, source_columns, source_order, sources_under
     from radlang.ops.clinical_metrics import binary_metrics, evaluation_csv, evaluation_json, multiclass_metrics
     from radlang.ops.fold_engine import make_splits, run_fold
-    from radlang.ops.split import shared_splits
-    from radlang.ops.survival_metrics import evaluation_times, survival_metrics
     from radlang.ops.validate import evaluation_cv
 
     p = stage.params
     op = registry.get(stage.op)
+    reached = op.reached(stage, ctx.study)   # survival metrics, a shared split, a multi-task model's heads: only when used
     by = ctx.study.by_name()
     graph = refit_of(stage)
     model = by[graph["model"]]
@@ -321,7 +332,7 @@ def run_evaluate(stage, ctx):
     X.index = X.index.astype(str)
     X = X.loc[data["case_id"]].astype(float)
     X.index.name = "case_id"
-    y, y_strat = _outcome_arrays(data, outcome)
+    y, y_strat = _outcome_arrays(data, outcome, reached)
     split_ref = stage.inputs.get("split")      # a shared split (ops/split.py) decides the folds instead of `cv`
     cv = evaluation_cv(stage, by)
     gref = stage.inputs.get("groups")
@@ -351,14 +362,14 @@ def run_evaluate(stage, ctx):
                 warns.append(f"`{stage.name}`: {len(lost)} feature(s) missing in the external cohort `{ext_ref.stage}` are imputed: {_names(lost)}")
             Xe = ef.reindex(index=ext_data["case_id"], columns=X.columns).astype(float)
             Xe.index.name = "case_id"
-            ye, _ = _outcome_arrays(ext_data, outcome)
+            ye, _ = _outcome_arrays(ext_data, outcome, reached)
     if errs:
         raise RunError(errs)
 
     @functools.cache
     def draw_splits():
         if split_ref is not None:
-            return shared_splits(stage, split_ref.stage, ctx.results[split_ref.stage], data["case_id"], cohort_name)
+            return reached["shared_splits"](stage, split_ref.stage, ctx.results[split_ref.stage], data["case_id"], cohort_name)
         split_seed = stage.seed if cv.get("seed") is None else int(cv["seed"])
         return make_splits(cv, y_strat if outcome in ("binary", "multiclass", "survival") else None, groups, sites, split_seed)
 
@@ -409,13 +420,18 @@ def run_evaluate(stage, ctx):
     if errs:
         raise RunError(errs)
 
-    # --- the recipe of the refit graph: every node is built and fit inside the worker, on the training fold only
-    from radlang.ops.models import assemble_pipeline
+    # --- the fold pipeline: built and fit inside the worker, on the training fold only
+    from radlang.ops.models import pipeline_arguments, pipeline_from_source, recipe_factories
 
     n_classes = len(np.unique(y_strat)) if outcome in ("binary", "multiclass") else 0
     columns = source_columns(graph, X, sources)
-    model_recipe, mparams, factory = _model_recipe(ctx, graph, model, columns, fold_inputs, n_classes)
-    build = (build_pipeline, (model_recipe, assemble_pipeline, model.op, mparams, model.seed, factory, model_inputs))
+    model_recipe, mparams, factory = _model_recipe(ctx.study, graph, model, columns, fold_inputs, n_classes)
+    fold_args = pipeline_arguments(model_recipe, mparams, model_inputs)
+    if pipeline is None:
+        _, name, source = fold_pipeline_code(stage, ctx.study)[0]
+        build = (pipeline_from_source, (source, name, recipe_factories(model_recipe, factory), fold_args))
+    else:
+        build = (pipeline, (fold_args,))
     wanted = set(p.get("metrics") or _default_metrics(outcome, p.get("horizons")))
     needs_threshold = p.get("threshold") is not None or bool(wanted & {"sensitivity", "specificity", "accuracy"})
     rule = (p.get("threshold") or {"metric": "youden"}) if outcome == "binary" and needs_threshold else None
@@ -432,7 +448,8 @@ def run_evaluate(stage, ctx):
 
     images = stage.extra.get("image_fits", [])
 
-    times = evaluation_times(p.get("horizons"), p.get("ibs_points", 50)) if outcome == "survival" else None
+    times = reached["evaluation_times"](p.get("horizons"), p.get("ibs_points", 50)) if outcome == "survival" else None
+    surv_metrics = reached.get("survival_metrics")
 
     def fold_plan():
         """Each case's patient, the threshold's inner folds, and one job per training fold."""
@@ -447,7 +464,8 @@ def run_evaluate(stage, ctx):
         # prepared with what its training cases alone taught them
         fold_X = [_fold_input(ctx, stage, graph, cohort_name, cohort_df, data, X, tr) for _, _, tr, _ in splits] if images else None
         jobs = [{"build": build, "X": fold_X[i] if fold_X else X, "y": y, "train": tr, "test": te, "outcome": outcome, "rule": rule,
-                 "search": bool(mparams.get("search")), "patients": patients, "threshold_cv": tcv, "seed": stage.seed, "times": times}
+                 "search": bool(mparams.get("search")), "patients": patients, "threshold_cv": tcv, "seed": stage.seed, "times": times,
+                 "survival_predictions": reached.get("survival_predictions")}
                 for i, (_, _, tr, te) in enumerate(splits)]
         return patients, tcv, jobs
 
@@ -462,13 +480,13 @@ def run_evaluate(stage, ctx):
         _write_outputs(stage, ctx, mbytes, pbytes, model_bytes, card_bytes)
         ctx.warnings.extend(metrics.get("warnings", []))
         ctx.keys[stage.name] = ck
-        _report(stage, ctx, mbytes)
+        _report(stage, ctx, mbytes, reached)
         return {"metrics": metrics, "predictions": pd.read_csv(ctx.out / "predictions" / f"{stage.name}.csv"), "folds": folds}
 
     patients, tcv, fold_jobs = fold_plan()
     splits = draw_splits()
     if times:
-        errs = _horizon_checks(stage, cohort_name, cohort_df, data, splits, p["horizons"], ext_ref, ext_data)
+        errs = _horizon_checks(stage, cohort_name, cohort_df, data, splits, p["horizons"], ext_ref, ext_data, reached["horizon_problems"])
         if errs:
             raise RunError(errs)
     # the final model: fit on every training case and applied to the external cohort if any; it runs with the folds (in
@@ -477,7 +495,8 @@ def run_evaluate(stage, ctx):
     final_job = {"build": build, "X": Xall, "y": yall, "train": np.arange(len(X)), "test": np.arange(len(X), len(Xall)),
                   "outcome": outcome, "rule": rule, "save_model": True, "search": bool(mparams.get("search")),
                   "patients": np.concatenate([patients, ext_data["patient_id"].astype(str).to_numpy()]) if Xe is not None else patients,
-                  "threshold_cv": tcv, "seed": stage.seed, "times": times}
+                  "threshold_cv": tcv, "seed": stage.seed, "times": times,
+                 "survival_predictions": reached.get("survival_predictions")}
     results: list = [None] * (len(fold_jobs) + 1)
     try:
         _run_folds(ctx, run_fold, [*fold_jobs, final_job], results)
@@ -538,9 +557,9 @@ def run_evaluate(stage, ctx):
 
         patients_all = np.concatenate([patients, ext_data["patient_id"].astype(str).to_numpy()]) if Xe is not None else patients
         if len(cvp):
-            metrics["cross_validation"] = survival_metrics([fold(r, tr, te, rep, y) for (rep, _, tr, te), r in zip(splits, results)], mp, stage.seed)
+            metrics["cross_validation"] = surv_metrics([fold(r, tr, te, rep, y) for (rep, _, tr, te), r in zip(splits, results)], mp, stage.seed)
             if cv["kind"] == "leave_one_site_out":   # one held-out site per fold: each site's metrics are its fold's
-                metrics["per_site"] = {str(sites[te][0]): survival_metrics([fold(r, tr, te, rep, y)], mp, stage.seed)
+                metrics["per_site"] = {str(sites[te][0]): surv_metrics([fold(r, tr, te, rep, y)], mp, stage.seed)
                                        for (rep, _, tr, te), r in sorted(zip(splits, results), key=lambda sr: str(sites[sr[0][3]][0]))}
     elif len(cvp):
         metrics["cross_validation"] = _metrics_for(cvp, outcome, mp, stage.seed, binary_metrics, multiclass_metrics)
@@ -549,7 +568,7 @@ def run_evaluate(stage, ctx):
                                    for site, g in cvp.groupby("site", sort=True)}
     if Xe is not None:
         ep = preds[preds["set"] == "external"]
-        em = (survival_metrics([fold(final, np.arange(len(X)), np.arange(len(X), len(Xall)), 0, yall)], mp, stage.seed)
+        em = (surv_metrics([fold(final, np.arange(len(X)), np.arange(len(X), len(Xall)), 0, yall)], mp, stage.seed)
               if outcome == "survival" else _metrics_for(ep, outcome, mp, stage.seed, binary_metrics, multiclass_metrics))
         em["cohort"] = ext_ref.stage
         if final.get("threshold") is not None:
@@ -574,9 +593,7 @@ def run_evaluate(stage, ctx):
     metrics["selection"] = sel
     heads_out = [r["heads"] for r in results[:len(splits)] if "heads" in r]
     if heads_out:   # a multi-task model: its other heads' held-out metrics, on the same folds
-        from radlang.ops.multitask import head_metrics
-
-        metrics["heads"] = head_metrics(model, preds, heads_out, data, mp, stage.seed, binary_metrics, multiclass_metrics, survival_metrics)
+        metrics["heads"] = reached["head_metrics"](model, preds, heads_out, data, mp, stage.seed, binary_metrics, multiclass_metrics, surv_metrics)
     if mparams.get("search"):
         metrics["search"]["best_params"] = [r.get("best_params") for r in results]
     metrics["warnings"] = warns
@@ -591,7 +608,7 @@ def run_evaluate(stage, ctx):
     _write_outputs(stage, ctx, mbytes, pbytes, model_bytes, card_bytes)
     ctx.cache.put(ck, (mbytes, pbytes, metrics, model_bytes, card_bytes))
     ctx.keys[stage.name] = ck
-    _report(stage, ctx, mbytes)
+    _report(stage, ctx, mbytes, reached)
     return {"metrics": metrics, "predictions": preds, "folds": folds}
 
 
@@ -606,7 +623,7 @@ def _write_outputs(stage, ctx, mbytes, pbytes, model_bytes, card_bytes):
     atomic_write_bytes(ctx.out / "models" / f"{stage.name}.json", card_bytes)
 
 
-def _report(stage, ctx, mbytes):
+def _report(stage, ctx, mbytes, reached):
     """Plots (binary outcomes) under <out>/plots/<stage>/ and the run summary's lines, both from the metrics
     exactly as written to <out>/metrics/<stage>.json: a cached re-run shows the same."""
     import hashlib
@@ -629,7 +646,7 @@ def _report(stage, ctx, mbytes):
     pk = key("evaluation-plots", registry.get(stage.op).version, mpl, hashlib.sha256(mbytes).hexdigest())
     drawn = plot_cache.get(pk)
     if drawn is None:
-        drawn = evaluation_plots(shown)
+        drawn = evaluation_plots(shown, reached.get("survival_plots"))
         plot_cache.put(pk, drawn)
     plots = write_evaluation_plots(shown, ctx.out / "plots" / stage.name, drawn)
     files = [f"metrics/{stage.name}.json", f"predictions/{stage.name}.csv"] + [f"plots/{stage.name}/{n}" for n in plots] + [
@@ -645,11 +662,10 @@ def _default_metrics(outcome, horizons=None):
     return out if horizons or outcome != "survival" else [m for m in out if m not in HORIZON_METRICS]
 
 
-def _horizon_checks(stage, cohort_name, cohort_df, data, splits, horizons, ext_ref, ext_data):
+def _horizon_checks(stage, cohort_name, cohort_df, data, splits, horizons, ext_ref, ext_data, problems_at):
     """E680: a horizon the survival metrics cannot score: beyond the last follow-up of the cohort, or outside the
-    follow-up of a fold's held-out cases (or the external cohort), naming the time column and the cases that bound it."""
-    from radlang.ops.survival_metrics import horizon_problems
-
+    follow-up of a fold's held-out cases (or the external cohort), naming the time column and the cases that bound it.
+    problems_at: survival_metrics.horizon_problems (the evaluation's `reached` code)."""
     col = cohort_df.attrs.get("radlang", {}).get("columns", {}).get("time", "time")
     t = data["time"].to_numpy(float)
     ids = data["case_id"].astype(str).to_numpy()
@@ -669,7 +685,7 @@ def _horizon_checks(stage, cohort_name, cohort_df, data, splits, horizons, ext_r
     errs = []
     for where, t_tr, i_tr, t_te, i_te in checks:
         errs += [Diagnostic("E680", f"`{stage.name}`: {msg}, column `{col}` (case(s) {cases(kind, t_tr, i_tr, t_te, i_te)})", stage.span, hint=hint)
-                 for kind, msg in horizon_problems(horizons, t_tr, t_te, where)]
+                 for kind, msg in problems_at(horizons, t_tr, t_te, where)]
         if errs and where.startswith("cohort"):
             break                        # beyond the whole cohort's follow-up: every fold says the same
     return errs[:20]

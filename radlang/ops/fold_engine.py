@@ -75,7 +75,7 @@ def choose_threshold(y, p, rule):
 def run_fold(fold_job):
     """Fit the pipeline on one training fold; predict the held-out fold (and the training fold, for the threshold).
     fold_job: {"build": (fn, args), "X": DataFrame, "y": array, "train": idx, "test": idx, "outcome": the outcome kind
-    (binary, multiclass, continuous, survival), "rule": dict|None, "patients": patient id per row of X, or None, "times": the times at
+    (binary, multiclass, continuous, survival), "rule": dict|None, "survival_predictions": survival_predictions for a survival outcome, "patients": patient id per row of X, or None, "times": the times at
     which a survival model's held-out survival probabilities are wanted, or None, "save_model": True to return the fitted
     pipeline as skops bytes under "model_bytes"}. A model that declares `wants_unlabelled` (DANN with `target_unlabelled`)
     also gets the held-out rows' features, through the steps before it, as `unlabelled`; their outcomes never reach it."""
@@ -114,7 +114,7 @@ def run_fold(fold_job):
         fitted = pipe.best_estimator_ if hasattr(pipe, "best_estimator_") else pipe
         selected = fitted_selections(fitted)
         if fold_job["outcome"] == "survival":
-            out = {**survival_predictions(fitted, X, tr, te, fold_job.get("times")), "threshold": None, "selected": selected}
+            out = {**fold_job["survival_predictions"](fitted, X, tr, te, fold_job.get("times")), "threshold": None, "selected": selected}
         elif fold_job["outcome"] == "continuous":   # a regression model's predicted values
             out = {"test": np.asarray(pipe.predict(X.iloc[te]), float) if len(te) else np.empty(0), "threshold": None, "selected": selected}
         else:

@@ -25,7 +25,7 @@ from typing import Literal
 from pydantic import Field, field_validator
 
 from radlang.ops.fitted_recipe import run_recipe
-from radlang.ops.models import assemble_pipeline, fold_steps, make_model, node_columns
+from radlang.ops.models import MODEL_HELPERS, assemble_pipeline
 from radlang.ops.survival_models import SURVIVAL_HELPERS
 from radlang.registry import Operator, Port, register
 from radlang.types import RType
@@ -171,7 +171,7 @@ register(Operator(
     inputs=tuple(Port(p, ("Model",), optional=i >= 2, doc="a branch model (`model` stage)") for i, p in enumerate(PORTS))
     + (Port("target", ("Outcome",), doc="the training cohort's outcome"),),
     positional=PORTS, fit="outcome", behaviour="fitted", run=run_recipe, impl=make_stack,
-    helpers=(stacker_class, assemble_pipeline, fold_steps, node_columns, make_model) + SURVIVAL_HELPERS,
+    helpers=(stacker_class,) + MODEL_HELPERS + SURVIVAL_HELPERS,
     infer=_stack_type, plan=_stack_plan, version="1",
     doc="Late fusion: branch models (each refit on its own inputs) combined by a logistic meta-model trained only on "
         "out-of-fold predictions from inner folds, or by a stated weighted average of their probabilities.",

@@ -8,7 +8,9 @@ model and are part of the fitted pipeline; hyper-parameters are fixed, or search
 
 Run on its own, a `model` stage fits nothing (estimator mode): the `evaluate` stage assembles
 [impute -> selectors... -> scale -> model] into one scikit-learn Pipeline and fits it inside each
-training fold. `make_model` and `assemble_pipeline` are self-contained (the renderer inlines them).
+training fold. That pipeline is written as Python once (`pipeline_source`, with the model's constructor from
+`model_call`) and run from that source (`assemble_pipeline`); `radlang render` writes the same source into study.py.
+The functions of the first section are self-contained (the renderer inlines them).
 """
 
 from __future__ import annotations
@@ -18,7 +20,9 @@ from typing import Any, Literal
 from pydantic import Field, field_validator, model_validator
 
 from radlang.ops.fitted_recipe import run_recipe
-from radlang.ops.survival_models import SURVIVAL_HELPERS, survival_estimator_class
+
+# survival_estimator_class: named by the code model_call writes for a survival model, run in this module's scope
+from radlang.ops.survival_models import SURVIVAL_HELPERS, survival_estimator_class  # noqa: F401
 from radlang.registry import Operator, Port, register
 from radlang.types import RType
 from radlang.values import CallValue, Settings, Sym, Variant, out_of_range, variants
@@ -27,46 +31,53 @@ from radlang.values import CallValue, Settings, Sym, Variant, out_of_range, vari
 # self-contained implementation
 
 
-def make_model(name, params, seed):
-    """The unfitted estimator for a model operator, from its plain settings."""
+def model_call(name, params, seed):
+    """(import line, constructor, {keyword: Python source of its value}): the estimator a model operator's plain settings
+    make, as the code that builds it. `pipeline_source` writes it into the fold pipeline; `make_model` runs it. In a
+    value's source, `fold['classes']` is the number of outcome classes in the data the pipeline is fit on."""
     hp = dict(params.get("hyper") or {})
+
+    def lit(**kw):
+        return {k: repr(v) for k, v in kw.items()}
+
     if name == "logistic":
-        from sklearn.linear_model import LogisticRegression
-
         pen = hp.get("penalty", "l2")
-        kw = {"C": float(hp["C"])} if pen != "none" else {"C": float("inf")}
+        kw = lit(max_iter=int(hp.get("max_iter", 1000)), class_weight=hp.get("class_weight"), random_state=seed)
+        kw["C"] = repr(float(hp["C"])) if pen != "none" else "float('inf')"
         if pen == "l1":
-            kw.update(l1_ratio=1.0, solver="liblinear" if params.get("classes", 2) == 2 else "saga")
+            kw.update(l1_ratio="1.0", solver="'liblinear' if fold['classes'] == 2 else 'saga'")
         elif pen == "elasticnet":
-            kw.update(l1_ratio=float(hp["l1_ratio"]), solver="saga")
-        return LogisticRegression(max_iter=int(hp.get("max_iter", 1000)), class_weight=hp.get("class_weight"), random_state=seed, **kw)
+            kw.update(lit(l1_ratio=float(hp["l1_ratio"]), solver="saga"))
+        return "from sklearn.linear_model import LogisticRegression", "LogisticRegression", kw
     if name == "random_forest":
-        from sklearn.ensemble import RandomForestClassifier
-
-        return RandomForestClassifier(n_estimators=int(hp["n_estimators"]), max_depth=hp.get("max_depth"),
-                                      min_samples_leaf=int(hp["min_samples_leaf"]), max_features=hp["max_features"],
-                                      class_weight=hp.get("class_weight"), random_state=seed, n_jobs=1)
+        return ("from sklearn.ensemble import RandomForestClassifier", "RandomForestClassifier",
+                lit(n_estimators=int(hp["n_estimators"]), max_depth=hp.get("max_depth"), min_samples_leaf=int(hp["min_samples_leaf"]),
+                    max_features=hp["max_features"], class_weight=hp.get("class_weight"), random_state=seed, n_jobs=1))
     if name == "svm":
-        from sklearn.svm import SVC
-
-        return SVC(C=float(hp["C"]), kernel=hp["kernel"], gamma=hp["gamma"], probability=True,
-                   class_weight=hp.get("class_weight"), random_state=seed)
+        return ("from sklearn.svm import SVC", "SVC", lit(C=float(hp["C"]), kernel=hp["kernel"], gamma=hp["gamma"], probability=True,
+                                                        class_weight=hp.get("class_weight"), random_state=seed))
     if name == "gradient_boosting":
-        from sklearn.ensemble import GradientBoostingClassifier
-
-        return GradientBoostingClassifier(n_estimators=int(hp["n_estimators"]), learning_rate=float(hp["learning_rate"]),
-                                          max_depth=int(hp["max_depth"]), subsample=float(hp["subsample"]), random_state=seed)
+        return ("from sklearn.ensemble import GradientBoostingClassifier", "GradientBoostingClassifier",
+                lit(n_estimators=int(hp["n_estimators"]), learning_rate=float(hp["learning_rate"]), max_depth=int(hp["max_depth"]),
+                    subsample=float(hp["subsample"]), random_state=seed))
     if name == "knn":
-        from sklearn.neighbors import KNeighborsClassifier
-
-        return KNeighborsClassifier(n_neighbors=int(hp["k"]), weights=hp["weights"])
+        return "from sklearn.neighbors import KNeighborsClassifier", "KNeighborsClassifier", lit(n_neighbors=int(hp["k"]), weights=hp["weights"])
     if name in ("cox", "random_survival_forest", "gradient_boosted_survival", "survival_mlp"):
         keys = {"cox": ("alpha", "l1_ratio"), "random_survival_forest": ("n_estimators", "max_depth", "min_samples_leaf", "max_features"),
                 "gradient_boosted_survival": ("n_estimators", "learning_rate", "max_depth", "subsample"),
                 "survival_mlp": ("hidden", "epochs", "lr", "weight_decay", "dropout")}[name]
-        kw = {k: (tuple(hp[k]) if isinstance(hp[k], list) else hp[k]) for k in keys}
-        return survival_estimator_class()(kind=name, seed=seed, **kw)
+        kw = lit(kind=name, seed=seed, **{k: (tuple(hp[k]) if isinstance(hp[k], list) else hp[k]) for k in keys})
+        return None, "survival_estimator_class()", kw
     raise ValueError(f"unknown model {name!r}")
+
+
+def make_model(name, params, seed):
+    """The unfitted estimator for a model operator, from its plain settings: `model_call`'s code, run."""
+    line, ctor, kw = model_call(name, params, seed)
+    scope = {**globals(), "fold": {"classes": params.get("classes", 2)}}
+    if line:
+        exec(line, scope)  # noqa: S102 -- an import line of model_call's
+    return eval(f"{ctor}({', '.join(f'{k}={v}' for k, v in kw.items())})", scope)
 
 
 def make_logistic(params, seed):
@@ -105,26 +116,6 @@ def make_survival_mlp(params, seed):
     return make_model("survival_mlp", split_params(params), seed)
 
 
-def fold_steps(node):
-    """The unfitted scikit-learn steps of one node of a refit-graph recipe (see radlang.backends.refit.recipe):
-    a source adds nothing (its columns are the input), a step adds its factory's estimator after its input's steps,
-    a concat (a join in the refit graph) adds a ColumnTransformer whose branches are its inputs' steps on their own columns."""
-    if "source" in node:
-        return []
-    if "step" in node:
-        name, factory, params, seed, fold_inputs = node["step"]
-        return fold_steps(node["input"]) + [(name, factory(params, seed, fold_inputs))]
-    from sklearn.compose import ColumnTransformer
-    from sklearn.pipeline import Pipeline
-
-    branches = []
-    for label, inp in zip(node["names"], node["inputs"]):
-        steps = fold_steps(inp)
-        branches.append((label, Pipeline(steps).set_output(transform="pandas") if steps else "passthrough", node_columns(inp)))
-    names = "{transformer_name}.{feature_name}" if node["prefix"] else False
-    return [(node["concat"], ColumnTransformer(branches, remainder="drop", verbose_feature_names_out=names).set_output(transform="pandas"))]
-
-
 def node_columns(node):
     """The source columns a recipe node reads, in order of first appearance."""
     if "source" in node:
@@ -135,42 +126,182 @@ def node_columns(node):
     return out
 
 
-def assemble_pipeline(graph, model_name, model_params, seed, factory=None, fold_inputs=None):
-    """[impute] -> the refit graph's steps -> [scale] -> model, as one scikit-learn Pipeline that keeps pandas frames
-    (case ids as the index) between steps. With a `search`, the whole pipeline is wrapped in an inner-CV grid search,
-    so selection is refit inside the inner folds too. A model operator with its own `factory` (a network model:
-    factory(split settings, seed, fold_inputs)) imputes and scales its own inputs: the refit graph's steps, then it."""
-    from sklearn.pipeline import Pipeline
+def pipeline_source(fn_name, graph, model_name, model_params, seed, factory=None, doc=""):
+    """The fold pipeline as Python: `def <fn_name>(fold):` returning [impute] -> the refit graph's steps -> [scale] -> model
+    as one scikit-learn Pipeline that keeps pandas frames (case ids as the index) between steps; with a `search`, the
+    whole pipeline inside an inner-CV grid search, so selection is refit inside the inner folds too. A model operator
+    with its own `factory` (a network model) imputes and scales its own inputs: the refit graph's steps, then it.
 
-    if factory is not None:
-        return Pipeline(fold_steps(graph) + [("model", factory(model_params, seed, fold_inputs))]).set_output(transform="pandas")
+    Every setting is a literal; what the data decide comes in `fold` (`pipeline_arguments`): each step's fold inputs
+    (`fold['inputs'][step]`, the model's `fold['model']`), a join's columns (`fold['columns'][branch]`), the number of
+    outcome classes (`fold['classes']`) and a late-fusion model's branches (`fold['branches']`). `assemble_pipeline`
+    runs this source; `radlang render` writes the same text into the validation stage's part of study.py."""
+    import pprint
+
+    imports = {"from sklearn.pipeline import Pipeline"}
+
+    def lit(value, indent):
+        return pprint.pformat(value, width=max(60, 136 - indent), sort_dicts=False).replace("\n", "\n" + " " * indent)
+
+    def pack(text, col):
+        """One line of code broken at its top-level-free `, ` (never inside a string) into lines of at most 136
+        columns, continued under the character after the first `(` or `[`; None when a piece is too long."""
+        pieces, start, quote, i = [], 0, None, 0
+        while i < len(text):
+            c = text[i]
+            if quote:
+                if c == "\\":
+                    i += 1
+                elif c == quote:
+                    quote = None
+            elif c in "'\"":
+                quote = c
+            elif text.startswith(", ", i):
+                pieces.append(text[start:i + 1])
+                start = i + 2
+            i += 1
+        pieces.append(text[start:])
+        cont = col + min(text.index(b) for b in "([" if b in text) + 1
+        lines = [pieces[0]]
+        for piece in pieces[1:]:
+            width = (col if len(lines) == 1 else cont) + len(lines[-1]) + 1 + len(piece)
+            if width <= 136:
+                lines[-1] += " " + piece
+            else:
+                lines.append(piece)
+        if col + len(lines[0]) > 136 or any(cont + len(x) > 136 for x in lines[1:]):
+            return None
+        return ("\n" + " " * cont).join(lines)
+
+    def call(head, args, indent, col):
+        """`head(args)` from column `col`: on one line when it fits, else packed (`pack`), else the arguments from the
+        next line at `indent + 4`. args: functions of the column at which the argument starts -> its source."""
+        one = f"{head}({', '.join(a(10 ** 6) for a in args)})"
+        packed = pack(one, col)
+        if packed is not None:
+            return packed
+        inner = " " * (indent + 4)
+        return f"{head}(\n" + ",\n".join(inner + a(indent + 4) for a in args) + f",\n{' ' * indent})"
+
+    def code(text):
+        return lambda col: text
+
+    def value(v, after=""):
+        """A literal (a dict: with `after`, the source of more `, key: value` items, inside its braces)."""
+        return lambda col: (repr(v) if col >= 10 ** 6 else lit(v, col))[:-1] + after + "}" if after else (
+            repr(v) if col >= 10 ** 6 else lit(v, col))
+
+    def steps(node, indent):
+        """The (name, estimator) pairs of one node of the refit graph's recipe (see radlang.backends.refit.recipe)."""
+        if "source" in node:
+            return []
+        if "step" in node:
+            name, make, params, step_seed = node["step"][:4]
+            head = f"({name!r}, "
+            est = call(make.__name__, [value(params), code(repr(step_seed)), code(f"fold['inputs'][{name!r}]")], indent, indent + len(head))
+            return steps(node["input"], indent) + [f"{head}{est})"]
+        imports.add("from sklearn.compose import ColumnTransformer")
+        branches = []
+        for label, inp in zip(node["names"], node["inputs"]):
+            inner = steps(inp, indent + 8)
+            pipe = pipeline(inner, indent + 4) if inner else "'passthrough'"
+            branches.append(f"({label!r}, {pipe}, fold['columns'][{label!r}])")
+        names = "'{transformer_name}.{feature_name}'" if node["prefix"] else "False"
+        body = ",\n".join(" " * (indent + 4) + b for b in branches)
+        return [(f"({node['concat']!r}, ColumnTransformer([\n{body},\n{' ' * indent}], remainder='drop', "
+                 f"verbose_feature_names_out={names}).set_output(transform='pandas'))")]
+
+    def pipeline(parts, indent):
+        body = "".join(" " * (indent + 4) + p + ",\n" for p in parts)
+        return f"Pipeline([\n{body}{' ' * indent}]).set_output(transform='pandas')"
+
+    mp = {k: v for k, v in model_params.items() if k not in ("classes", "branches")}
     parts = []
-    imp = model_params.get("impute", "median")
-    if imp != "none":
-        from sklearn.impute import SimpleImputer
+    if factory is not None:
+        extra = ", 'classes': fold['classes']" + (", 'branches': fold['branches']" if "branches" in model_params else "")
+        settings = value(mp, after=extra)
+        parts = steps(graph, 8) + ["('model', " + call(factory.__name__, [settings, code(repr(seed)), code("fold['model']")], 8, 18) + ")"]
+        search = None
+    else:
+        imp = model_params.get("impute", "median")
+        if imp != "none":
+            imports.add("from sklearn.impute import SimpleImputer")
+            parts.append(f"('impute', SimpleImputer(strategy={imp!r}, keep_empty_features=True))")
+        parts.extend(steps(graph, 8))
+        sc = model_params.get("scale", "standard")
+        if sc != "none":
+            scaler = {"standard": "StandardScaler", "robust": "RobustScaler", "minmax": "MinMaxScaler"}[sc]
+            imports.add(f"from sklearn.preprocessing import {scaler}")
+            parts.append(f"('scale', {scaler}())")
+        line, ctor, kw = model_call(model_name, model_params, seed)
+        if line:
+            imports.add(line)
+        parts.append("('model', " + call(ctor, [code(f"{k}={v}") for k, v in kw.items()], 8, 18) + ")")
+        search = model_params.get("search")
+    import textwrap
 
-        parts.append(("impute", SimpleImputer(strategy=imp, keep_empty_features=True)))
-    parts.extend(fold_steps(graph))
-    sc = model_params.get("scale", "standard")
-    if sc != "none":
-        from sklearn.preprocessing import MinMaxScaler, RobustScaler, StandardScaler
-
-        parts.append(("scale", {"standard": StandardScaler, "robust": RobustScaler, "minmax": MinMaxScaler}[sc]()))
-    parts.append(("model", make_model(model_name, model_params, seed)))
-    pipe = Pipeline(parts).set_output(transform="pandas")
-    search = model_params.get("search")
-    if not search:
-        return pipe
-    from sklearn.model_selection import GridSearchCV, KFold, StratifiedKFold
-
-    rename = {"knn": {"k": "n_neighbors"}}.get(model_name, {})
-    grid = {f"model__{rename.get(k, k)}": list(v) for k, v in sorted(search["grid"].items())}
-    folds = int(search["cv"])
     survival = model_name in ("cox", "random_survival_forest", "gradient_boosted_survival", "survival_mlp")
     # survival models: the estimator's own score (Harrell's C) on unstratified inner folds
-    cv = KFold(folds, shuffle=True, random_state=seed) if survival else StratifiedKFold(folds, shuffle=True, random_state=seed)
+    splitter = "KFold" if survival else "StratifiedKFold"
+    if search:
+        imports.add(f"from sklearn.model_selection import GridSearchCV, {splitter}")
+    doc = textwrap.wrap('"""' + (doc or "The estimator fit in every training fold, and on every training case for the final model.") + '"""', 124)
+    head = [f"def {fn_name}(fold):", *(f"    {x}" for x in doc)]
+    head += [f"    {x}" for x in sorted(imports)]
+    if not search:
+        return "\n".join([*head, f"    return {pipeline(parts, 4)}", ""])
+    rename = {"knn": {"k": "n_neighbors"}}.get(model_name, {})
+    grid = {f"model__{rename.get(k, k)}": list(v) for k, v in sorted(search["grid"].items())}
     scoring = None if survival else search["scoring"]
-    return GridSearchCV(pipe, grid, cv=cv, scoring=scoring, refit=True, n_jobs=1)
+    return "\n".join([*head,
+                      f"    pipeline = {pipeline(parts, 4)}",
+                      f"    inner = {splitter}({int(search['cv'])}, shuffle=True, random_state={seed!r})",
+                      "    return " + call("GridSearchCV", [code("pipeline"), value(grid), *map(code, ("cv=inner", f"scoring={scoring!r}",
+                                                                                             "refit=True", "n_jobs=1"))], 4, 11), ""])
+
+
+def pipeline_arguments(graph, model_params, fold_inputs=None):
+    """What the data decide in a fold pipeline (`pipeline_source`'s `fold`): each step's fold inputs, the model's, the
+    columns of each branch of a join, the number of outcome classes and a late-fusion model's branches."""
+    inputs, columns = {}, {}
+
+    def walk(node):
+        if "step" in node:
+            inputs[node["step"][0]] = node["step"][4]
+            walk(node["input"])
+        elif "concat" in node:
+            for label, inp in zip(node["names"], node["inputs"]):
+                columns[label] = node_columns(inp)
+                walk(inp)
+
+    walk(graph)
+    return {"inputs": inputs, "model": fold_inputs, "columns": columns, "classes": model_params.get("classes", 2),
+            "branches": model_params.get("branches")}
+
+
+def pipeline_from_source(source, fn_name, factories, fold):
+    """Define the fold pipeline's function from its source (`pipeline_source`), with the factories it names (name ->
+    function) in scope, and call it: the estimator."""
+    scope = {**globals(), **factories}
+    exec(source, scope)  # noqa: S102 -- pipeline_source's code: settings as literals, nothing from the spec but repr() values
+    return scope[fn_name](fold)
+
+
+def recipe_factories(graph, factory=None):
+    """name -> function of every factory a recipe's steps (and the model's own `factory`) name."""
+    out = {factory.__name__: factory} if factory is not None else {}
+    if "step" in graph:
+        out[graph["step"][1].__name__] = graph["step"][1]
+        out.update(recipe_factories(graph["input"]))
+    for inp in graph.get("inputs", []):
+        out.update(recipe_factories(inp))
+    return out
+
+
+def assemble_pipeline(graph, model_name, model_params, seed, factory=None, fold_inputs=None):
+    """The unfitted fold pipeline of a refit graph's recipe: `pipeline_source`'s code, run."""
+    source = pipeline_source("fold_pipeline", graph, model_name, model_params, seed, factory)
+    return pipeline_from_source(source, "fold_pipeline", recipe_factories(graph, factory), pipeline_arguments(graph, model_params, fold_inputs))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -335,20 +466,9 @@ def _register(name, settings, tasks, doc, examples=(), version="1"):
         inputs=(Port("input", ("Features",), doc="a feature table (usually a `select` stage)"),
                 Port("target", ("Outcome",), doc="the training cohort's outcome, e.g. `train.outcome`")),
         positional=("input", "target"), fit="outcome", behaviour="fitted", run=run_recipe,
-        impl=FACTORIES[name], helpers=(make_model, assemble_pipeline, fold_steps, node_columns, split_params) + SURVIVAL_HELPERS,
+        impl=FACTORIES[name], helpers=MODEL_HELPERS + SURVIVAL_HELPERS,
         infer=lambda ctx: _model_infer(ctx, tasks), doc=doc, examples=examples, version=version,
-        library_code=lambda params, seed: pipeline_code(name, params, seed),
     ))
-
-
-def pipeline_code(name, params, seed):
-    """The scikit-learn pipeline a model stage fits in every training fold (after its selection steps), as
-    scikit-learn prints it: `assemble_pipeline` itself, on an empty recipe."""
-    import sklearn
-
-    pipe = assemble_pipeline({"source": "input", "columns": []}, name, split_params(params), seed)
-    with sklearn.config_context(print_changed_only=True):
-        return repr(pipe).split("\n")
 
 
 FACTORIES = {"logistic": make_logistic, "random_forest": make_random_forest, "svm": make_svm,
@@ -365,6 +485,11 @@ def split_params(params):
     if out.get("search"):
         out["search"] = {"cv": params["search"]["cv"], "scoring": params["search"]["scoring"], "grid": params["search"]["grid"]}
     return out
+
+
+# the self-contained functions that build a fold pipeline (every model operator's helpers)
+MODEL_HELPERS = (make_model, model_call, assemble_pipeline, pipeline_source, pipeline_arguments, pipeline_from_source, recipe_factories,
+                 node_columns, split_params)
 
 
 _register("logistic", LogisticSettings, ("binary", "multiclass"),

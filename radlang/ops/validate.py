@@ -41,7 +41,7 @@ from radlang.ops.clinical_metrics import (
     round_floats,
 )
 from radlang.ops.evaluation_plots import evaluation_plots, write_evaluation_plots
-from radlang.ops.evaluation_run import run_evaluate
+from radlang.ops.evaluation_run import fold_pipeline_code, run_evaluate
 from radlang.ops.evaluation_summary import cv_description, evaluation_summary
 from radlang.ops.fold_engine import (
     choose_threshold,
@@ -52,7 +52,13 @@ from radlang.ops.fold_engine import (
     run_fold,
     survival_predictions,
 )
-from radlang.ops.survival_metrics import SURVIVAL_METRIC_HELPERS
+from radlang.ops.survival_metrics import (
+    SURVIVAL_METRIC_HELPERS,
+    evaluation_times,
+    horizon_problems,
+    survival_metrics,
+    survival_plots,
+)
 from radlang.registry import Operator, Port, register
 from radlang.types import RType
 from radlang.values import Rule, Settings, Sym, Variant, out_of_range, variants
@@ -240,6 +246,30 @@ def _shared_split_checks(ctx, m, split):
                   hint=f"draw the split on `{m.cohort}`: `folds({m.cohort})`")
 
 
+def _evaluate_reaches(stage, study=None) -> dict:
+    """What the evaluation's run-time glue (ops/evaluation_run.py) calls only for some studies, by name: a survival
+    outcome's target, horizons, metrics, plots and held-out predictions (also for a multi-task model, whose other heads
+    may be survival heads), a multi-task model's head metrics, a shared split's folds. The glue looks them up here
+    instead of naming them, so that a render of a study with none of these carries none of their code."""
+    from radlang.ops.survival_models import survival_target
+
+    out = {}
+    model = study.by_name().get(stage.extra.get("refit", {}).get("model")) if study is not None else None
+    heads = bool(model is not None and model.params.get("heads"))
+    if stage.type.outcome == "survival" or heads:
+        out.update({f.__name__: f for f in (survival_target, evaluation_times, horizon_problems, survival_metrics, survival_plots,
+                                            survival_predictions)})
+    if heads:
+        from radlang.ops.multitask import head_metrics
+
+        out["head_metrics"] = head_metrics
+    if "split" in stage.inputs:
+        from radlang.ops.split import shared_splits
+
+        out["shared_splits"] = shared_splits
+    return out
+
+
 def evaluation_cv(stage, by) -> dict:
     """The cross-validation an evaluation runs: its shared split's (`split:`, ops/split.py), else its own `cv`.
     by: the study's stages by name."""
@@ -289,7 +319,8 @@ register(Operator(
             Port("external", ("Cohort",), optional=True, doc="an external validation cohort (never fit on)"),
             Port("groups", ("Ids", "Site"), optional=True, doc="what must not straddle a split (default: the cohort's patient ids)"),
             Port("split", ("Split",), optional=True, doc="a shared `split` stage: hold out its folds (instead of `cv`)")),
-    fit="outcome", behaviour="stateless", run=run_evaluate, sink=True, impl=run_fold,
+    fit="outcome", behaviour="stateless", run=run_evaluate, sink=True, impl=run_fold, study_code=fold_pipeline_code,
+    reaches=_evaluate_reaches,
     version="2",   # 2: survival metrics inside folds (Uno's C, td-AUC, Brier, calibration, KM), survival predictions
     helpers=(make_splits, choose_threshold, fitted_selections, held_out_heads, model_artefact, auc_rank, patient_resamples, calibration_stats,
              net_benefit, binary_metrics, multiclass_metrics, regression_metrics, round_floats, evaluation_json, evaluation_csv, cv_description, evaluation_plots,

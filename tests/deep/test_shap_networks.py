@@ -150,7 +150,7 @@ def test_dann_and_multitask_outputs_are_their_predictions():
     time, event = rng.exponential(10, len(X)) + 1, rng.uniform(size=len(X)) < 0.7
     heads = [{"name": "risk", "kind": "survival", "weight": 1.0, "primary": True},
              {"name": "malignancy", "kind": "binary", "weight": 1.0, "primary": False}]
-    mt = multitask_estimator_class()(network=SEGRESNET, params={**PARAMS, "heads": heads, "combine": "fixed", "task_norm": False}, seed=1,
+    mt = multitask_estimator_class()(network=SEGRESNET, params={**PARAMS, "heads": heads, "combine": "fixed", "cagrad_c": 0.5, "task_norm": False}, seed=1,
                                      fold_inputs={"heads": {"malignancy": dict(zip(X.index, y.astype(float)))}}).fit(X, Surv.from_arrays(event, time))
     img, tab = mt._arrays(X)
     risk = network_output(mt, "probability")

@@ -148,7 +148,7 @@ def test_cli_writes_the_folder_or_one_script(tmp_path):
 
 
 def test_stage_functions_show_the_library_objects_their_settings_make(quickstart):
-    """The PyRadiomics settings and the scikit-learn pipeline, as the operators' own code builds them."""
+    """The PyRadiomics settings (a comment) and the scikit-learn pipeline (code), as the operators' own code builds them."""
     from radlang.ops.features import pyradiomics_config
 
     text = (quickstart / "study.py").read_text(encoding="utf-8")
@@ -156,7 +156,9 @@ def test_stage_functions_show_the_library_objects_their_settings_make(quickstart
     rad, clf = study.stage("rad"), study.stage("clf")
     shown = re.search(r"#   featureextractor\.RadiomicsFeatureExtractor\((.*?)\)\n    return run_pyradiomics", text, re.DOTALL).group(1)
     assert ast.literal_eval(re.sub(r"\n\s*#\s*", " ", shown)) == pyradiomics_config(rad.params)
-    assert f"LogisticRegression(max_iter=1000, random_state={clf.seed})" in text and "('scale', StandardScaler())" in text
+    # the fold pipeline is code that the study runs (tests/render/test_fold_pipeline.py), not a comment
+    assert f"('model', LogisticRegression(max_iter=1000, class_weight=None, random_state={clf.seed}, C=1.0))," in text
+    assert "('scale', StandardScaler())," in text and "return run_evaluate(stage, ctx, pipeline=fold_pipeline_v)" in text
 
 
 @pytest.mark.parametrize("name", ["adam", "adamw", "sgd"])
@@ -175,3 +177,33 @@ def test_the_optimiser_shown_is_the_one_training_builds(name):
     assert kwargs["lr"] == 0.003 and all(opt.defaults[k] == v for k, v in kwargs.items())
     assert shown[1] == "torch.optim.lr_scheduler.StepLR(optimizer, step_size=2, gamma=0.1)"
     assert type(sched).__name__ == "StepLR" and sched.step_size == 2 and sched.gamma == 0.1
+
+
+# code a binary study without shared splits or multi-task models never calls: survival metrics and models, multi-task
+# head metrics, shared splits, Otsu/threshold segmentation
+UNREACHED = ("survival_metrics", "survival_plots", "survival_predictions", "survival_target", "evaluation_times", "horizon_problems",
+             "kaplan_meier", "concordance", "survival_estimator_class", "breslow", "head_metrics", "multitask_fold_data",
+             "shared_splits", "splits_from_assignment", "segment_otsu", "segment_threshold")
+
+
+def test_the_quickstart_carries_no_code_its_settings_never_reach(quickstart):
+    blocks = _blocks((quickstart / "radlang_runtime.py").read_text(encoding="utf-8"))
+    assert not [n for n in UNREACHED if n in blocks]
+    manifest = json.loads((quickstart / "manifest.json").read_text())
+    assert "lifelines" not in manifest["packages"] and "torchsurv" not in manifest["packages"]
+
+
+@pytest.mark.parametrize(("spec", "needed"), [
+    ("survival", ("survival_metrics", "survival_plots", "survival_predictions", "survival_target", "evaluation_times",
+                  "horizon_problems", "survival_estimator_class")),
+    ("compare", ("shared_splits",)),
+])
+def test_a_study_that_reaches_them_carries_them(tmp_path, spec, needed):
+    """The same functions are kept where the study's settings reach them (tests/render/test_equivalence.py and
+    tests/conformance/ run these examples' renders: run = render proves nothing the study calls is missing)."""
+    out = render_to_dir(compile_spec(REPO / "examples" / f"{spec}.rad"), tmp_path / "review", date="2000-01-01T00:00:00Z")
+    runtime = (out / "radlang_runtime.py").read_text(encoding="utf-8")
+    blocks = _blocks(runtime)
+    assert all(n in blocks for n in needed), [n for n in needed if n not in blocks]
+    line = next(x for x in runtime.split("\n") if x.startswith("registry.add(OperatorInfo(name='evaluate'"))
+    assert "reaches={" in line and all(f"{n!r}: {n}" in line for n in needed if n != "survival_estimator_class")

@@ -75,7 +75,7 @@ def test_summary_line_formats_the_metrics_json(two_runs):
                             "plots/v/decision_curve.png, models/v.skops, models/v.json")
 
 
-def _not_drawn(metrics):
+def _not_drawn(metrics, survival=None):
     raise AssertionError("plots drawn again although the metrics are unchanged")
 
 
@@ -107,7 +107,9 @@ def test_plots_only_for_what_the_metrics_hold():
     assert evaluation_plots(only_auc) == {}
     roc = {**base, "cross_validation": {"auc": {"estimate": 0.75}, "roc": {"fpr": [0, 0, 0.5, 1], "tpr": [0, 0.5, 1, 1]}}}
     assert set(evaluation_plots(roc)) == {"roc.png"}
-    assert evaluation_plots({**roc, "outcome": "survival"}) == {}
+    from radlang.ops.survival_metrics import survival_plots
+
+    assert evaluation_plots({**roc, "outcome": "survival"}, survival_plots) == {}   # a survival evaluation's plots: km, calibration
     assert evaluation_summary(only_auc, []) == ["v: cross-validated AUC 0.750 (2 folds, 4 cases)"]
 
 

@@ -40,6 +40,7 @@ class StageCode:
     functions: list[Callable] = field(default_factory=list)  # self-contained functions it calls (inlined once)
     options: list[Option] = field(default_factory=list)
     imports: list[str] = field(default_factory=list)  # extra stdlib imports of the glue, e.g. "json"
+    defs: list[str] = field(default_factory=list)     # functions written before the stage's function (`study_code`)
 
 
 @dataclass
@@ -73,7 +74,8 @@ def call_run(stage, rc: RenderContext, op) -> StageCode:
     """A stage of an operator that declares its own `run`: the stage calls it, inlined verbatim, exactly as
     `radlang run` does. Each of the operator's `cli_paths` settings can be pointed elsewhere with a
     `--<stage>-<setting>` flag (relative to the working folder); the default is the spec's value, relative to
-    the spec's folder, as in `radlang run`."""
+    the spec's folder, as in `radlang run`. The functions the operator's `study_code` writes (a validation's fold
+    pipeline) are defined before the stage's function and passed to `run` by keyword."""
     before, options = [], []
     for setting in op.cli_paths:
         flag, dest = rc.flag(stage, setting)
@@ -81,8 +83,10 @@ def call_run(stage, rc: RenderContext, op) -> StageCode:
                    f"    stage.params = {{**stage.params, {setting!r}: str(Path(args.{dest}).resolve())}}"]
         help_ = (f"`{setting}` of {stage.kind} `{stage.name}` (default: {stage.params[setting]}, relative to the spec's folder)")
         options.append(rc.option(flag, dest, None, help_))
-    return StageCode(body=[*before, f"return {op.run.__name__}(stage, ctx)"], functions=run_functions(op), options=options,
-                     imports=["Path"] if before else [])
+    code = op.study_code(stage, rc.study) if op.study_code is not None else []
+    passed = "".join(f", {keyword}={name}" for keyword, name, _ in code)
+    return StageCode(body=[*before, f"return {op.run.__name__}(stage, ctx{passed})"], functions=run_functions(op), options=options,
+                     imports=["Path"] if before else [], defs=[source for _, _, source in code])
 
 
 def run_functions(op) -> list[Callable]:
@@ -100,7 +104,7 @@ def _stage_literal(st, spec_path: str, spec_ref: Callable[[str], str]) -> str:
               "inputs": {p: [r.stage, r.attr] for p, r in sorted(st.inputs.items())}, "seed": st.seed, "type": type_,
               "fit": st.fit, "fit_within": list(st.fit_within), "extra": {k: v for k, v in st.extra.items() if k != "refs"}}
     fields = {k: v for k, v in fields.items() if k in ("name", "kind", "op", "params", "seed") or v not in ({}, [], "none")}
-    lines = [f"    {k}={pylit(v, indent=4, pack=True)}," for k, v in fields.items()]
+    lines = [f"    {k}={pylit(v, indent=4, width=124, pack=True)}," for k, v in fields.items()]
     f = Path(st.span.file) if st.span and st.span.file else None
     file = str(f.resolve()) if f is not None and f.exists() else (str(f) if f else "")
     lines.append("    file=SPEC_PATH," if file == spec_path else f"    file={spec_ref(file)},")
@@ -116,19 +120,6 @@ def _library_lines(op, st) -> list[str]:
     except ImportError as e:   # an optional package that is not installed where the study is rendered
         lines = [f"(not shown: {e.name or e} is not installed here)"]
     return ["# the library object these settings make:", *(f"#   {comment_text(x)}" for x in lines)]
-
-
-def _fold_lines(study, st) -> list[str]:
-    """For a stage that refits a graph inside every training fold (`extra["refit"]`, radlang/passes/fit_boundaries.py):
-    the graph in fit order, each node with its operator and the stage function that holds its settings."""
-    refit = st.extra.get("refit")
-    if not refit:
-        return []
-    by = study.by_name()
-    order = [n.name for n in study.stages if n.name in set(refit["nodes"])]
-    steps = [f"{n} = {by[n].op}(...) [stage_{identifier(n)}]" for n in order]
-    return [comment_text(x) for x in (f"in every training fold it refits, on that fold's training cases only, from {', '.join(refit['sources'])}:",
-                                      *(f"  -> {x}" for x in steps))]
 
 
 def runtime_needs() -> list[Callable]:
@@ -172,9 +163,10 @@ def _provenance_date(date: str | None) -> str:
     return when.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _registry_line(op) -> str:
+def _registry_line(op, study) -> str:
     """How the script's registry knows an operator: the functions `radlang run` looks up by operator name
-    (`run`, `case`, `on_cohort`, `fold_data`, `impl`). Helpers are reached from those by name, so they are not listed."""
+    (`run`, `case`, `on_cohort`, `fold_data`, `impl`) and, per stage, the settings-dependent code its glue looks up
+    (`reaches`). Helpers are reached from those by name, so they are not listed."""
     args = [f"name={op.name!r}", f"behaviour={op.behaviour!r}", f"version={op.version!r}", f"sink={op.sink!r}", f"fit={op.fit!r}"]
     args += [f"{what}={fn.__name__}" for what, fn in (("run", op.run), ("case", op.case), ("on_cohort", op.on_cohort),
                                                       ("fold_data", op.fold_data), ("impl", op.impl)) if fn is not None]
@@ -182,6 +174,14 @@ def _registry_line(op) -> str:
         args.append("raters=True")
     if op.inner_cv is not None:
         args.append(f"inner_cv={op.inner_cv!r}")
+    reached = {st.name: op.reached(st, study) for st in study.stages if st.op == op.name}
+    reached = {name: fns for name, fns in reached.items() if fns}
+    if reached:
+        for fns in reached.values():
+            if any(k != f.__name__ for k, f in fns.items()):
+                raise RenderError("E706", f"internal error: `{op.name}`'s `reaches` names a function other than by its own name")
+        args.append("reaches={" + ", ".join(f"{name!r}: {{" + ", ".join(f"{k!r}: {k}" for k in fns) + "}"
+                                            for name, fns in reached.items()) + "}")
     return f"registry.add(OperatorInfo({', '.join(args)}))"
 
 
@@ -268,7 +268,7 @@ def _parts(study, date: str | None, spec_ref: Callable[[str], str]) -> Parts:
         code: StageCode = call_run(st, rc, op)
         problems += check_operator(op)
 
-        for f in [*op_functions(op), *run_functions(op), *code.functions]:
+        for f in [*op_functions(op), *run_functions(op), *code.functions, *op.reached(st, study).values()]:
             if f not in wanted:
                 wanted.append(f)
         ops[op.name] = op
@@ -282,7 +282,7 @@ def _parts(study, date: str | None, spec_ref: Callable[[str], str]) -> Parts:
             "spec": _spec_lines(study, st),
             "consumes": comment_text(", ".join(f"{p} <- {r}" for p, r in sorted(st.inputs.items())) or "nothing"),
             "runtime": [],
-            "folds": _fold_lines(study, st),
+            "defs": code.defs,
             "fit": comment_text(f"fit on {st.fit}" + (f" inside the training folds of {', '.join(st.fit_within)}" if st.fit_within else "")
                                 if st.fit != "none" else ""),
         })
@@ -297,7 +297,7 @@ def _parts(study, date: str | None, spec_ref: Callable[[str], str]) -> Parts:
     glue_imports |= more_imports
     if problems:
         raise RenderError("E704", "operator code cannot be inlined into a standalone script:\n  " + "\n  ".join(dict.fromkeys(problems)))
-    registry_lines = [_registry_line(op) for op in ops.values()]
+    registry_lines = [_registry_line(op, study) for op in ops.values()]
     spec_text = study.source
     sha = hashlib.sha256(spec_text.encode()).hexdigest()
     values = {

@@ -34,6 +34,9 @@ from radlang_runtime import (  # only after its sha256 is checked
     RunError,
     Stage,
     Study,
+    make_correlation,
+    make_lasso,
+    make_variance,
     run_dataset,
     run_evaluate,
     run_recipe,
@@ -67,10 +70,7 @@ def stage_dev(ctx, args):
         op='dataset',
         params={'name': 'breast_cancer', 'start': 0, 'stop': 400, 'site': None},
         seed=1314544491,
-        type={
-            'kind': 'Cohort', 'cohort': 'dev', 'outcome': 'binary', 'channels': 0,
-            'detail': 'dataset breast_cancer',
-        },
+        type={'kind': 'Cohort', 'cohort': 'dev', 'outcome': 'binary', 'channels': 0, 'detail': 'dataset breast_cancer'},
         file=SPEC_PATH,
     ))
     return run_dataset(stage, ctx)
@@ -87,10 +87,7 @@ def stage_ext(ctx, args):
         op='dataset',
         params={'name': 'breast_cancer', 'start': 400, 'stop': None, 'site': None},
         seed=240572571,
-        type={
-            'kind': 'Cohort', 'cohort': 'ext', 'outcome': 'binary', 'channels': 0,
-            'detail': 'dataset breast_cancer',
-        },
+        type={'kind': 'Cohort', 'cohort': 'ext', 'outcome': 'binary', 'channels': 0, 'detail': 'dataset breast_cancer'},
         file=SPEC_PATH,
     ))
     return run_dataset(stage, ctx)
@@ -188,8 +185,8 @@ def stage_clf(ctx, args):
         kind='model',
         op='logistic',
         params={
-            'impute': 'median', 'scale': 'standard', 'search': None, 'class_weight': None, 'C': 1.0,
-            'penalty': 'l2', 'l1_ratio': None, 'max_iter': 1000,
+            'impute': 'median', 'scale': 'standard', 'search': None, 'class_weight': None, 'C': 1.0, 'penalty': 'l2',
+            'l1_ratio': None, 'max_iter': 1000,
         },
         inputs={'input': ['sig', None], 'target': ['dev', 'outcome']},
         seed=353799636,
@@ -198,13 +195,24 @@ def stage_clf(ctx, args):
         fit_within=['v'],
         file=SPEC_PATH,
     ))
-    # the library object these settings make:
-    #   Pipeline(steps=[('impute',
-    #                    SimpleImputer(keep_empty_features=True, strategy='median')),
-    #                   ('scale', StandardScaler()),
-    #                   ('model',
-    #                    LogisticRegression(max_iter=1000, random_state=353799636))])
     return run_recipe(stage, ctx)
+
+
+def fold_pipeline_v(fold):
+    """What `v` fits in every training fold (and on every training case for its final model); `fold`: what the data decide."""
+    from sklearn.impute import SimpleImputer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import StandardScaler
+    return Pipeline([
+        ('impute', SimpleImputer(strategy='median', keep_empty_features=True)),
+        ('keep', make_variance({'min': 0.0}, 1605733939, fold['inputs']['keep'])),
+        ('nored', make_correlation({'max': 0.95, 'method': 'pearson'}, 1897486107, fold['inputs']['nored'])),
+        ('sig', make_lasso({'cv': 5, 'n_alphas': 10, 'scoring': 'neg_log_loss', 'max_features': None, 'min_features': 1}, 2125230116,
+                           fold['inputs']['sig'])),
+        ('scale', StandardScaler()),
+        ('model', LogisticRegression(max_iter=1000, class_weight=None, random_state=353799636, C=1.0)),
+    ]).set_output(transform='pandas')
 
 
 # ---- validate v = evaluate(...)   [stateless, seed 1981343404]
@@ -218,11 +226,6 @@ def stage_clf(ctx, args):
 # consumes: external <- ext, model <- clf
 # calls run_evaluate: sha256 <16>; with the <n> blocks it reaches: sha256 <16>
 # fit on outcome
-# in every training fold it refits, on that fold's training cases only, from feats:
-#   -> keep = variance(...) [stage_keep]
-#   -> nored = correlation(...) [stage_nored]
-#   -> sig = lasso(...) [stage_sig]
-#   -> clf = logistic(...) [stage_clf]
 def stage_v(ctx, args):
     stage = ctx.declare(Stage(
         name='v',
@@ -230,11 +233,9 @@ def stage_v(ctx, args):
         op='evaluate',
         params={
             'cv': {'kind': 'stratified_kfold', 'k': 5, 'repeats': 3, 'groups': None, 'seed': None},
-            'metrics': ['auc', 'roc', 'sensitivity', 'specificity', 'brier', 'calibration', 'net_benefit'],
-            'horizons': None, 'ibs_points': 50,
-            'threshold': {'metric': 'sensitivity', 'op': '>=', 'value': 0.9}, 'threshold_cv': 3,
-            'bootstrap': 1000, 'ci': 0.95, 'calibration_bins': 10,
-            'net_benefit_range': [0.01, 0.99, 0.01],
+            'metrics': ['auc', 'roc', 'sensitivity', 'specificity', 'brier', 'calibration', 'net_benefit'], 'horizons': None,
+            'ibs_points': 50, 'threshold': {'metric': 'sensitivity', 'op': '>=', 'value': 0.9}, 'threshold_cv': 3,
+            'bootstrap': 1000, 'ci': 0.95, 'calibration_bins': 10, 'net_benefit_range': [0.01, 0.99, 0.01],
         },
         inputs={'external': ['ext', None], 'model': ['clf', None]},
         seed=1981343404,
@@ -243,15 +244,12 @@ def stage_v(ctx, args):
         extra={
             'refit': {
                 'model': 'clf', 'sources': ['feats'], 'nodes': ['keep', 'nored', 'sig', 'clf'],
-                'edges': [
-                    ['feats', 'keep', 'input'], ['keep', 'nored', 'input'], ['nored', 'sig', 'input'],
-                    ['sig', 'clf', 'input'],
-                ],
+                'edges': [['feats', 'keep', 'input'], ['keep', 'nored', 'input'], ['nored', 'sig', 'input'], ['sig', 'clf', 'input']],
             },
         },
         file=SPEC_PATH,
     ))
-    return run_evaluate(stage, ctx)
+    return run_evaluate(stage, ctx, pipeline=fold_pipeline_v)
 
 
 # The stages in the order `radlang run` executes them.

@@ -34,6 +34,7 @@ from radlang_runtime import (  # only after its sha256 is checked
     RunError,
     Stage,
     Study,
+    make_lasso,
     run_compare,
     run_evaluate,
     run_folds,
@@ -70,14 +71,14 @@ def stage_train(ctx, args):
         kind='cohort',
         op='phantom',
         params={
-            'cases': 40, 'seed': None, 'effect': 1.0, 'sites': 1, 'site_shift': 0.0, 'noise': 8.0,
-            'size': [32, 32, 32], 'spacing': [1.0, 1.0, 1.0], 'prefix': None, 'site_effect': 1.0,
-            'site_blur': 0.0, 'grades': 0, 'stage_effect': None, 'outcome': 'malignant',
+            'cases': 40, 'seed': None, 'effect': 1.0, 'sites': 1, 'site_shift': 0.0, 'noise': 8.0, 'size': [32, 32, 32],
+            'spacing': [1.0, 1.0, 1.0], 'prefix': None, 'site_effect': 1.0, 'site_blur': 0.0, 'grades': 0, 'stage_effect': None,
+            'outcome': 'malignant',
         },
         seed=1620660755,
         type={
-            'kind': 'Cohort', 'cohort': 'train', 'outcome': 'binary', 'dims': 3, 'channels': 1,
-            'has_mask': True, 'detail': 'phantom',
+            'kind': 'Cohort', 'cohort': 'train', 'outcome': 'binary', 'dims': 3, 'channels': 1, 'has_mask': True,
+            'detail': 'phantom',
         },
         file=SPEC_PATH,
     ))
@@ -113,8 +114,8 @@ def stage_clin_model(ctx, args):
         kind='model',
         op='logistic',
         params={
-            'impute': 'median', 'scale': 'standard', 'search': None, 'class_weight': None, 'C': 1.0,
-            'penalty': 'l2', 'l1_ratio': None, 'max_iter': 1000,
+            'impute': 'median', 'scale': 'standard', 'search': None, 'class_weight': None, 'C': 1.0, 'penalty': 'l2',
+            'l1_ratio': None, 'max_iter': 1000,
         },
         inputs={'input': ['clinical', None], 'target': ['train', 'outcome']},
         seed=80843536,
@@ -123,12 +124,6 @@ def stage_clin_model(ctx, args):
         fit_within=['v_clinical'],
         file=SPEC_PATH,
     ))
-    # the library object these settings make:
-    #   Pipeline(steps=[('impute',
-    #                    SimpleImputer(keep_empty_features=True, strategy='median')),
-    #                   ('scale', StandardScaler()),
-    #                   ('model',
-    #                    LogisticRegression(max_iter=1000, random_state=80843536))])
     return run_recipe(stage, ctx)
 
 
@@ -144,10 +139,7 @@ def stage_cvs(ctx, args):
         params={'cv': {'kind': 'stratified_kfold', 'k': 5, 'repeats': 2, 'groups': None, 'seed': None}},
         inputs={'cohort': ['train', None]},
         seed=1613685928,
-        type={
-            'kind': 'Split', 'cohort': 'train', 'outcome': 'binary', 'split': 'cvs',
-            'detail': 'cross-validation split',
-        },
+        type={'kind': 'Split', 'cohort': 'train', 'outcome': 'binary', 'split': 'cvs', 'detail': 'cross-validation split'},
         file=SPEC_PATH,
     ))
     return run_folds(stage, ctx)
@@ -166,10 +158,9 @@ def stage_rad(ctx, args):
         kind='features',
         op='pyradiomics',
         params={
-            'params': None, 'bin_width': 25.0, 'bin_count': None, 'resample': None,
-            'interpolator': None, 'pad_distance': None, 'normalize': None, 'normalize_scale': None,
-            'remove_outliers': None, 'resegment': None, 'resegment_mode': None, 'resegment_shape': None,
-            'force2d': None, 'force2d_dimension': None, 'label': None, 'distances': None,
+            'params': None, 'bin_width': 25.0, 'bin_count': None, 'resample': None, 'interpolator': None, 'pad_distance': None,
+            'normalize': None, 'normalize_scale': None, 'remove_outliers': None, 'resegment': None, 'resegment_mode': None,
+            'resegment_shape': None, 'force2d': None, 'force2d_dimension': None, 'label': None, 'distances': None,
             'voxel_array_shift': None, 'symmetrical_glcm': None, 'weighting_norm': None, 'gldm_a': None,
             'min_roi_dimensions': None, 'min_roi_size': None, 'pre_crop': None, 'correct_mask': None,
             'geometry_tolerance': None, 'filters': None,
@@ -238,8 +229,8 @@ def stage_both_model(ctx, args):
         kind='model',
         op='logistic',
         params={
-            'impute': 'median', 'scale': 'standard', 'search': None, 'class_weight': None, 'C': 1.0,
-            'penalty': 'l2', 'l1_ratio': None, 'max_iter': 1000,
+            'impute': 'median', 'scale': 'standard', 'search': None, 'class_weight': None, 'C': 1.0, 'penalty': 'l2',
+            'l1_ratio': None, 'max_iter': 1000,
         },
         inputs={'input': ['combined', None], 'target': ['train', 'outcome']},
         seed=2053496655,
@@ -248,12 +239,6 @@ def stage_both_model(ctx, args):
         fit_within=['v_combined'],
         file=SPEC_PATH,
     ))
-    # the library object these settings make:
-    #   Pipeline(steps=[('impute',
-    #                    SimpleImputer(keep_empty_features=True, strategy='median')),
-    #                   ('scale', StandardScaler()),
-    #                   ('model',
-    #                    LogisticRegression(max_iter=1000, random_state=2053496655))])
     return run_recipe(stage, ctx)
 
 
@@ -268,8 +253,8 @@ def stage_rad_model(ctx, args):
         kind='model',
         op='logistic',
         params={
-            'impute': 'median', 'scale': 'standard', 'search': None, 'class_weight': None, 'C': 1.0,
-            'penalty': 'l2', 'l1_ratio': None, 'max_iter': 1000,
+            'impute': 'median', 'scale': 'standard', 'search': None, 'class_weight': None, 'C': 1.0, 'penalty': 'l2',
+            'l1_ratio': None, 'max_iter': 1000,
         },
         inputs={'input': ['sig', None], 'target': ['train', 'outcome']},
         seed=27655842,
@@ -278,13 +263,21 @@ def stage_rad_model(ctx, args):
         fit_within=['v_radiomics'],
         file=SPEC_PATH,
     ))
-    # the library object these settings make:
-    #   Pipeline(steps=[('impute',
-    #                    SimpleImputer(keep_empty_features=True, strategy='median')),
-    #                   ('scale', StandardScaler()),
-    #                   ('model',
-    #                    LogisticRegression(max_iter=1000, random_state=27655842))])
     return run_recipe(stage, ctx)
+
+
+def fold_pipeline_v_clinical(fold):
+    """What `v_clinical` fits in every training fold (and on every training case for its final model); `fold`: what the data
+    decide."""
+    from sklearn.impute import SimpleImputer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import StandardScaler
+    return Pipeline([
+        ('impute', SimpleImputer(strategy='median', keep_empty_features=True)),
+        ('scale', StandardScaler()),
+        ('model', LogisticRegression(max_iter=1000, class_weight=None, random_state=80843536, C=1.0)),
+    ]).set_output(transform='pandas')
 
 
 # ---- validate v_clinical = evaluate(...)   [stateless, seed 1345991851]
@@ -292,25 +285,19 @@ def stage_rad_model(ctx, args):
 # consumes: model <- clin_model, split <- cvs
 # calls run_evaluate: sha256 <16>; with the <n> blocks it reaches: sha256 <16>
 # fit on outcome
-# in every training fold it refits, on that fold's training cases only, from clinical:
-#   -> clin_model = logistic(...) [stage_clin_model]
 def stage_v_clinical(ctx, args):
     stage = ctx.declare(Stage(
         name='v_clinical',
         kind='validate',
         op='evaluate',
         params={
-            'cv': {'kind': 'stratified_kfold', 'k': 5, 'repeats': 1, 'groups': None, 'seed': None},
-            'metrics': ['auc', 'roc'], 'horizons': None, 'ibs_points': 50, 'threshold': None,
-            'threshold_cv': 3, 'bootstrap': 500, 'ci': 0.95, 'calibration_bins': 10,
-            'net_benefit_range': [0.01, 0.99, 0.01],
+            'cv': {'kind': 'stratified_kfold', 'k': 5, 'repeats': 1, 'groups': None, 'seed': None}, 'metrics': ['auc', 'roc'],
+            'horizons': None, 'ibs_points': 50, 'threshold': None, 'threshold_cv': 3, 'bootstrap': 500, 'ci': 0.95,
+            'calibration_bins': 10, 'net_benefit_range': [0.01, 0.99, 0.01],
         },
         inputs={'model': ['clin_model', None], 'split': ['cvs', None]},
         seed=1345991851,
-        type={
-            'kind': 'Evaluation', 'cohort': 'train', 'outcome': 'binary', 'split': 'cvs',
-            'detail': 'evaluation',
-        },
+        type={'kind': 'Evaluation', 'cohort': 'train', 'outcome': 'binary', 'split': 'cvs', 'detail': 'evaluation'},
         fit='outcome',
         extra={
             'refit': {
@@ -320,7 +307,29 @@ def stage_v_clinical(ctx, args):
         },
         file=SPEC_PATH,
     ))
-    return run_evaluate(stage, ctx)
+    return run_evaluate(stage, ctx, pipeline=fold_pipeline_v_clinical)
+
+
+def fold_pipeline_v_combined(fold):
+    """What `v_combined` fits in every training fold (and on every training case for its final model); `fold`: what the data
+    decide."""
+    from sklearn.compose import ColumnTransformer
+    from sklearn.impute import SimpleImputer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import StandardScaler
+    return Pipeline([
+        ('impute', SimpleImputer(strategy='median', keep_empty_features=True)),
+        ('combined', ColumnTransformer([
+            ('sig', Pipeline([
+                ('sig', make_lasso({'cv': 5, 'n_alphas': 10, 'scoring': 'neg_log_loss', 'max_features': 8, 'min_features': 1}, 25490623,
+                                   fold['inputs']['sig'])),
+            ]).set_output(transform='pandas'), fold['columns']['sig']),
+            ('clinical', 'passthrough', fold['columns']['clinical']),
+        ], remainder='drop', verbose_feature_names_out=False).set_output(transform='pandas')),
+        ('scale', StandardScaler()),
+        ('model', LogisticRegression(max_iter=1000, class_weight=None, random_state=2053496655, C=1.0)),
+    ]).set_output(transform='pandas')
 
 
 # ---- validate v_combined = evaluate(...)   [stateless, seed 1399670412]
@@ -328,41 +337,48 @@ def stage_v_clinical(ctx, args):
 # consumes: model <- both_model, split <- cvs
 # calls run_evaluate: sha256 <16>; with the <n> blocks it reaches: sha256 <16>
 # fit on outcome
-# in every training fold it refits, on that fold's training cases only, from clinical, rad:
-#   -> sig = lasso(...) [stage_sig]
-#   -> combined = join(...) [stage_combined]
-#   -> both_model = logistic(...) [stage_both_model]
 def stage_v_combined(ctx, args):
     stage = ctx.declare(Stage(
         name='v_combined',
         kind='validate',
         op='evaluate',
         params={
-            'cv': {'kind': 'stratified_kfold', 'k': 5, 'repeats': 1, 'groups': None, 'seed': None},
-            'metrics': ['auc', 'roc'], 'horizons': None, 'ibs_points': 50, 'threshold': None,
-            'threshold_cv': 3, 'bootstrap': 500, 'ci': 0.95, 'calibration_bins': 10,
-            'net_benefit_range': [0.01, 0.99, 0.01],
+            'cv': {'kind': 'stratified_kfold', 'k': 5, 'repeats': 1, 'groups': None, 'seed': None}, 'metrics': ['auc', 'roc'],
+            'horizons': None, 'ibs_points': 50, 'threshold': None, 'threshold_cv': 3, 'bootstrap': 500, 'ci': 0.95,
+            'calibration_bins': 10, 'net_benefit_range': [0.01, 0.99, 0.01],
         },
         inputs={'model': ['both_model', None], 'split': ['cvs', None]},
         seed=1399670412,
-        type={
-            'kind': 'Evaluation', 'cohort': 'train', 'outcome': 'binary', 'split': 'cvs',
-            'detail': 'evaluation',
-        },
+        type={'kind': 'Evaluation', 'cohort': 'train', 'outcome': 'binary', 'split': 'cvs', 'detail': 'evaluation'},
         fit='outcome',
         extra={
             'refit': {
-                'model': 'both_model', 'sources': ['clinical', 'rad'],
-                'nodes': ['sig', 'combined', 'both_model'],
+                'model': 'both_model', 'sources': ['clinical', 'rad'], 'nodes': ['sig', 'combined', 'both_model'],
                 'edges': [
-                    ['clinical', 'combined', 'table2'], ['combined', 'both_model', 'input'],
-                    ['rad', 'sig', 'input'], ['sig', 'combined', 'table1'],
+                    ['clinical', 'combined', 'table2'], ['combined', 'both_model', 'input'], ['rad', 'sig', 'input'],
+                    ['sig', 'combined', 'table1'],
                 ],
             },
         },
         file=SPEC_PATH,
     ))
-    return run_evaluate(stage, ctx)
+    return run_evaluate(stage, ctx, pipeline=fold_pipeline_v_combined)
+
+
+def fold_pipeline_v_radiomics(fold):
+    """What `v_radiomics` fits in every training fold (and on every training case for its final model); `fold`: what the data
+    decide."""
+    from sklearn.impute import SimpleImputer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import StandardScaler
+    return Pipeline([
+        ('impute', SimpleImputer(strategy='median', keep_empty_features=True)),
+        ('sig', make_lasso({'cv': 5, 'n_alphas': 10, 'scoring': 'neg_log_loss', 'max_features': 8, 'min_features': 1}, 25490623,
+                           fold['inputs']['sig'])),
+        ('scale', StandardScaler()),
+        ('model', LogisticRegression(max_iter=1000, class_weight=None, random_state=27655842, C=1.0)),
+    ]).set_output(transform='pandas')
 
 
 # ---- validate v_radiomics = evaluate(...)   [stateless, seed 743121531]
@@ -370,26 +386,19 @@ def stage_v_combined(ctx, args):
 # consumes: model <- rad_model, split <- cvs
 # calls run_evaluate: sha256 <16>; with the <n> blocks it reaches: sha256 <16>
 # fit on outcome
-# in every training fold it refits, on that fold's training cases only, from rad:
-#   -> sig = lasso(...) [stage_sig]
-#   -> rad_model = logistic(...) [stage_rad_model]
 def stage_v_radiomics(ctx, args):
     stage = ctx.declare(Stage(
         name='v_radiomics',
         kind='validate',
         op='evaluate',
         params={
-            'cv': {'kind': 'stratified_kfold', 'k': 5, 'repeats': 1, 'groups': None, 'seed': None},
-            'metrics': ['auc', 'roc'], 'horizons': None, 'ibs_points': 50, 'threshold': None,
-            'threshold_cv': 3, 'bootstrap': 500, 'ci': 0.95, 'calibration_bins': 10,
-            'net_benefit_range': [0.01, 0.99, 0.01],
+            'cv': {'kind': 'stratified_kfold', 'k': 5, 'repeats': 1, 'groups': None, 'seed': None}, 'metrics': ['auc', 'roc'],
+            'horizons': None, 'ibs_points': 50, 'threshold': None, 'threshold_cv': 3, 'bootstrap': 500, 'ci': 0.95,
+            'calibration_bins': 10, 'net_benefit_range': [0.01, 0.99, 0.01],
         },
         inputs={'model': ['rad_model', None], 'split': ['cvs', None]},
         seed=743121531,
-        type={
-            'kind': 'Evaluation', 'cohort': 'train', 'outcome': 'binary', 'split': 'cvs',
-            'detail': 'evaluation',
-        },
+        type={'kind': 'Evaluation', 'cohort': 'train', 'outcome': 'binary', 'split': 'cvs', 'detail': 'evaluation'},
         fit='outcome',
         extra={
             'refit': {
@@ -399,7 +408,7 @@ def stage_v_radiomics(ctx, args):
         },
         file=SPEC_PATH,
     ))
-    return run_evaluate(stage, ctx)
+    return run_evaluate(stage, ctx, pipeline=fold_pipeline_v_radiomics)
 
 
 # ---- validate cmp = compare(...)   [stateless, seed 713144772]
@@ -414,10 +423,7 @@ def stage_cmp(ctx, args):
         params={'bootstrap': 2000, 'ci': 0.95},
         inputs={'eval1': ['v_clinical', None], 'eval2': ['v_radiomics', None], 'eval3': ['v_combined', None]},
         seed=713144772,
-        type={
-            'kind': 'Evaluation', 'cohort': 'train', 'outcome': 'binary', 'split': 'cvs',
-            'detail': 'model comparison',
-        },
+        type={'kind': 'Evaluation', 'cohort': 'train', 'outcome': 'binary', 'split': 'cvs', 'detail': 'model comparison'},
         file=SPEC_PATH,
     ))
     return run_compare(stage, ctx)

@@ -34,6 +34,9 @@ from radlang_runtime import (  # only after its sha256 is checked
     RunError,
     Stage,
     Study,
+    make_cnn,
+    make_combat,
+    make_dann,
     run_evaluate,
     run_network,
     run_patches,
@@ -70,8 +73,8 @@ def stage_enc(ctx, args):
         params={'dims': 3, 'in_channels': 1, 'out_channels': 2, 'depth': 10, 'widen_factor': 0.125},
         seed=1522150735,
         type={
-            'kind': 'Network', 'dims': 3, 'channels': 1, 'head': 'classification', 'classes': 2,
-            'divisor': 16, 'detail': '3D ResNet10',
+            'kind': 'Network', 'dims': 3, 'channels': 1, 'head': 'classification', 'classes': 2, 'divisor': 16,
+            'detail': '3D ResNet10',
         },
         file=SPEC_PATH,
     ))
@@ -95,14 +98,14 @@ def stage_sites(ctx, args):
         kind='cohort',
         op='phantom',
         params={
-            'cases': 60, 'seed': None, 'effect': 1.5, 'sites': 3, 'site_shift': 0.0, 'noise': 8.0,
-            'size': [24, 24, 24], 'spacing': [1.0, 1.0, 1.0], 'prefix': None, 'site_effect': 2.0,
-            'site_blur': 1.0, 'grades': 0, 'stage_effect': None, 'outcome': 'malignant',
+            'cases': 60, 'seed': None, 'effect': 1.5, 'sites': 3, 'site_shift': 0.0, 'noise': 8.0, 'size': [24, 24, 24],
+            'spacing': [1.0, 1.0, 1.0], 'prefix': None, 'site_effect': 2.0, 'site_blur': 1.0, 'grades': 0, 'stage_effect': None,
+            'outcome': 'malignant',
         },
         seed=263227321,
         type={
-            'kind': 'Cohort', 'cohort': 'sites', 'outcome': 'binary', 'dims': 3, 'channels': 1,
-            'has_site': True, 'has_mask': True, 'detail': 'phantom',
+            'kind': 'Cohort', 'cohort': 'sites', 'outcome': 'binary', 'dims': 3, 'channels': 1, 'has_site': True,
+            'has_mask': True, 'detail': 'phantom',
         },
         file=SPEC_PATH,
     ))
@@ -118,10 +121,7 @@ def stage_img(ctx, args):
         name='img',
         kind='features',
         op='patches',
-        params={
-            'patch': [16, 16, 16], 'dims': 3, 'slices': None, 'spacing': None, 'crop': 'roi',
-            'mask_channel': False, 'mask_target': False, 'normalize': 'zscore',
-        },
+        params={'patch': [16, 16, 16], 'dims': 3, 'spacing': None, 'crop': 'roi', 'mask_channel': False, 'normalize': 'zscore'},
         inputs={'cohort': ['sites', None]},
         seed=1830413051,
         type={
@@ -146,15 +146,15 @@ def stage_adapted(ctx, args):
         kind='model',
         op='dann',
         params={
-            'epochs': 12, 'batch': 8, 'optimizer': 'sgd', 'lr': 0.01, 'weight_decay': 0.0,
-            'schedule': 'ganin', 'hidden': 16, 'dropout': 0.0, 'validation': 0.2, 'patience': 4,
-            'reversal': 'ganin', 'domain_hidden': 16, 'target_unlabelled': True,
+            'epochs': 12, 'batch': 8, 'optimizer': 'adam', 'lr': 0.001, 'weight_decay': 0.0, 'schedule': 'constant',
+            'hidden': 16, 'dropout': 0.0, 'validation': 0.2, 'patience': 4, 'reversal': 'ganin', 'domain_hidden': 16,
+            'target_unlabelled': True,
         },
         inputs={'input': ['img', None], 'network': ['enc', None], 'target': ['sites', 'outcome']},
         seed=1542162036,
         type={
-            'kind': 'Model', 'cohort': 'sites', 'outcome': 'binary', 'head': 'classification',
-            'site_adapted': True, 'patch': (16, 16, 16), 'detail': 'DANN model',
+            'kind': 'Model', 'cohort': 'sites', 'outcome': 'binary', 'head': 'classification', 'site_adapted': True,
+            'detail': 'DANN model',
         },
         fit='outcome',
         fit_within=['v_dann'],
@@ -176,15 +176,12 @@ def stage_cnn_source(ctx, args):
         kind='model',
         op='cnn',
         params={
-            'epochs': 12, 'batch': 8, 'optimizer': 'sgd', 'lr': 0.01, 'weight_decay': 0.0,
-            'schedule': 'ganin', 'hidden': 16, 'dropout': 0.0, 'validation': 0.2, 'patience': 4,
+            'epochs': 12, 'batch': 8, 'optimizer': 'adam', 'lr': 0.001, 'weight_decay': 0.0, 'schedule': 'constant',
+            'hidden': 16, 'dropout': 0.0, 'validation': 0.2, 'patience': 4,
         },
         inputs={'input': ['img', None], 'network': ['enc', None], 'target': ['sites', 'outcome']},
         seed=1104211344,
-        type={
-            'kind': 'Model', 'cohort': 'sites', 'outcome': 'binary', 'head': 'classification',
-            'patch': (16, 16, 16), 'detail': 'cnn model',
-        },
+        type={'kind': 'Model', 'cohort': 'sites', 'outcome': 'binary', 'head': 'classification', 'detail': 'cnn model'},
         fit='outcome',
         fit_within=['v_cnn'],
         file=SPEC_PATH,
@@ -208,10 +205,9 @@ def stage_rad(ctx, args):
         kind='features',
         op='pyradiomics',
         params={
-            'params': None, 'bin_width': 25.0, 'bin_count': None, 'resample': None,
-            'interpolator': None, 'pad_distance': None, 'normalize': None, 'normalize_scale': None,
-            'remove_outliers': None, 'resegment': None, 'resegment_mode': None, 'resegment_shape': None,
-            'force2d': None, 'force2d_dimension': None, 'label': None, 'distances': None,
+            'params': None, 'bin_width': 25.0, 'bin_count': None, 'resample': None, 'interpolator': None, 'pad_distance': None,
+            'normalize': None, 'normalize_scale': None, 'remove_outliers': None, 'resegment': None, 'resegment_mode': None,
+            'resegment_shape': None, 'force2d': None, 'force2d_dimension': None, 'label': None, 'distances': None,
             'voxel_array_shift': None, 'symmetrical_glcm': None, 'weighting_norm': None, 'gldm_a': None,
             'min_roi_dimensions': None, 'min_roi_size': None, 'pre_crop': None, 'correct_mask': None,
             'geometry_tolerance': None, 'filters': None,
@@ -240,8 +236,8 @@ def stage_combat_rad(ctx, args):
         kind='harmonise',
         op='combat',
         params={
-            'batch': 'site', 'covariates': [], 'unseen': 'transductive', 'empirical_bayes': True,
-            'mean_only': False, 'min_cases': 2,
+            'batch': 'site', 'covariates': [], 'unseen': 'transductive', 'empirical_bayes': True, 'mean_only': False,
+            'min_cases': 2,
         },
         inputs={'input': ['rad', None]},
         seed=1619239340,
@@ -264,8 +260,8 @@ def stage_harmonised(ctx, args):
         kind='model',
         op='logistic',
         params={
-            'impute': 'median', 'scale': 'standard', 'search': None, 'class_weight': None, 'C': 0.1,
-            'penalty': 'l2', 'l1_ratio': None, 'max_iter': 1000,
+            'impute': 'median', 'scale': 'standard', 'search': None, 'class_weight': None, 'C': 0.1, 'penalty': 'l2',
+            'l1_ratio': None, 'max_iter': 1000,
         },
         inputs={'input': ['combat_rad', None], 'target': ['sites', 'outcome']},
         seed=610373971,
@@ -274,13 +270,6 @@ def stage_harmonised(ctx, args):
         fit_within=['v_combat'],
         file=SPEC_PATH,
     ))
-    # the library object these settings make:
-    #   Pipeline(steps=[('impute',
-    #                    SimpleImputer(keep_empty_features=True, strategy='median')),
-    #                   ('scale', StandardScaler()),
-    #                   ('model',
-    #                    LogisticRegression(C=0.1, max_iter=1000,
-    #                                       random_state=610373971))])
     return run_recipe(stage, ctx)
 
 
@@ -295,8 +284,8 @@ def stage_source_only(ctx, args):
         kind='model',
         op='logistic',
         params={
-            'impute': 'median', 'scale': 'standard', 'search': None, 'class_weight': None, 'C': 0.1,
-            'penalty': 'l2', 'l1_ratio': None, 'max_iter': 1000,
+            'impute': 'median', 'scale': 'standard', 'search': None, 'class_weight': None, 'C': 0.1, 'penalty': 'l2',
+            'l1_ratio': None, 'max_iter': 1000,
         },
         inputs={'input': ['rad', None], 'target': ['sites', 'outcome']},
         seed=1457499711,
@@ -305,14 +294,20 @@ def stage_source_only(ctx, args):
         fit_within=['v_source'],
         file=SPEC_PATH,
     ))
-    # the library object these settings make:
-    #   Pipeline(steps=[('impute',
-    #                    SimpleImputer(keep_empty_features=True, strategy='median')),
-    #                   ('scale', StandardScaler()),
-    #                   ('model',
-    #                    LogisticRegression(C=0.1, max_iter=1000,
-    #                                       random_state=1457499711))])
     return run_recipe(stage, ctx)
+
+
+def fold_pipeline_v_cnn(fold):
+    """What `v_cnn` fits in every training fold (and on every training case for its final model); `fold`: what the data
+    decide."""
+    from sklearn.pipeline import Pipeline
+    return Pipeline([
+        ('model', make_cnn({'impute': None, 'scale': None, 'search': None, 'hyper': {'epochs': 12, 'batch': 8, 'optimizer': 'adam',
+                           'lr': 0.001, 'weight_decay': 0.0, 'schedule': 'constant', 'hidden': 16, 'dropout': 0.0, 'validation': 0.2,
+                           'patience': 4}, 'networks': {'network': {'arch': 'resnet', 'params': {'dims': 3, 'in_channels': 1,
+                           'out_channels': 2, 'depth': 10, 'widen_factor': 0.125}}}, 'classes': fold['classes']}, 1104211344,
+                           fold['model'])),
+    ]).set_output(transform='pandas')
 
 
 # ---- validate v_cnn = evaluate(...)   [stateless, seed 170968117]
@@ -320,34 +315,42 @@ def stage_source_only(ctx, args):
 # consumes: model <- cnn_source
 # calls run_evaluate: sha256 <16>; with the <n> blocks it reaches: sha256 <16>
 # fit on outcome
-# in every training fold it refits, on that fold's training cases only, from img:
-#   -> cnn_source = cnn(...) [stage_cnn_source]
 def stage_v_cnn(ctx, args):
     stage = ctx.declare(Stage(
         name='v_cnn',
         kind='validate',
         op='evaluate',
         params={
-            'cv': {'kind': 'leave_one_site_out'}, 'metrics': ['auc', 'brier', 'calibration'],
-            'horizons': None, 'ibs_points': 50, 'threshold': None, 'threshold_cv': 3, 'bootstrap': 200,
-            'ci': 0.95, 'calibration_bins': 10, 'net_benefit_range': [0.01, 0.99, 0.01],
+            'cv': {'kind': 'leave_one_site_out'}, 'metrics': ['auc', 'brier', 'calibration'], 'horizons': None,
+            'ibs_points': 50, 'threshold': None, 'threshold_cv': 3, 'bootstrap': 200, 'ci': 0.95, 'calibration_bins': 10,
+            'net_benefit_range': [0.01, 0.99, 0.01],
         },
         inputs={'model': ['cnn_source', None]},
         seed=170968117,
-        type={
-            'kind': 'Evaluation', 'cohort': 'sites', 'outcome': 'binary', 'head': 'classification',
-            'patch': (16, 16, 16), 'detail': 'evaluation',
-        },
+        type={'kind': 'Evaluation', 'cohort': 'sites', 'outcome': 'binary', 'head': 'classification', 'detail': 'evaluation'},
         fit='outcome',
         extra={
-            'refit': {
-                'model': 'cnn_source', 'sources': ['img'], 'nodes': ['cnn_source'],
-                'edges': [['img', 'cnn_source', 'input']],
-            },
+            'refit': {'model': 'cnn_source', 'sources': ['img'], 'nodes': ['cnn_source'], 'edges': [['img', 'cnn_source', 'input']]},
         },
         file=SPEC_PATH,
     ))
-    return run_evaluate(stage, ctx)
+    return run_evaluate(stage, ctx, pipeline=fold_pipeline_v_cnn)
+
+
+def fold_pipeline_v_combat(fold):
+    """What `v_combat` fits in every training fold (and on every training case for its final model); `fold`: what the data
+    decide."""
+    from sklearn.impute import SimpleImputer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import StandardScaler
+    return Pipeline([
+        ('impute', SimpleImputer(strategy='median', keep_empty_features=True)),
+        ('combat_rad', make_combat({'batch': 'site', 'covariates': [], 'unseen': 'transductive', 'empirical_bayes': True,
+                                   'mean_only': False, 'min_cases': 2}, 1619239340, fold['inputs']['combat_rad'])),
+        ('scale', StandardScaler()),
+        ('model', LogisticRegression(max_iter=1000, class_weight=None, random_state=610373971, C=0.1)),
+    ]).set_output(transform='pandas')
 
 
 # ---- validate v_combat = evaluate(...)   [stateless, seed 1372189804]
@@ -355,18 +358,15 @@ def stage_v_cnn(ctx, args):
 # consumes: model <- harmonised
 # calls run_evaluate: sha256 <16>; with the <n> blocks it reaches: sha256 <16>
 # fit on outcome
-# in every training fold it refits, on that fold's training cases only, from rad:
-#   -> combat_rad = combat(...) [stage_combat_rad]
-#   -> harmonised = logistic(...) [stage_harmonised]
 def stage_v_combat(ctx, args):
     stage = ctx.declare(Stage(
         name='v_combat',
         kind='validate',
         op='evaluate',
         params={
-            'cv': {'kind': 'leave_one_site_out'}, 'metrics': ['auc', 'brier', 'calibration'],
-            'horizons': None, 'ibs_points': 50, 'threshold': None, 'threshold_cv': 3, 'bootstrap': 200,
-            'ci': 0.95, 'calibration_bins': 10, 'net_benefit_range': [0.01, 0.99, 0.01],
+            'cv': {'kind': 'leave_one_site_out'}, 'metrics': ['auc', 'brier', 'calibration'], 'horizons': None,
+            'ibs_points': 50, 'threshold': None, 'threshold_cv': 3, 'bootstrap': 200, 'ci': 0.95, 'calibration_bins': 10,
+            'net_benefit_range': [0.01, 0.99, 0.01],
         },
         inputs={'model': ['harmonised', None]},
         seed=1372189804,
@@ -383,7 +383,20 @@ def stage_v_combat(ctx, args):
         },
         file=SPEC_PATH,
     ))
-    return run_evaluate(stage, ctx)
+    return run_evaluate(stage, ctx, pipeline=fold_pipeline_v_combat)
+
+
+def fold_pipeline_v_dann(fold):
+    """What `v_dann` fits in every training fold (and on every training case for its final model); `fold`: what the data
+    decide."""
+    from sklearn.pipeline import Pipeline
+    return Pipeline([
+        ('model', make_dann({'impute': None, 'scale': None, 'search': None, 'hyper': {'epochs': 12, 'batch': 8, 'optimizer': 'adam',
+                            'lr': 0.001, 'weight_decay': 0.0, 'schedule': 'constant', 'hidden': 16, 'dropout': 0.0, 'validation': 0.2,
+                            'patience': 4, 'reversal': 'ganin', 'domain_hidden': 16, 'target_unlabelled': True},
+                            'networks': {'network': {'arch': 'resnet', 'params': {'dims': 3, 'in_channels': 1, 'out_channels': 2,
+                            'depth': 10, 'widen_factor': 0.125}}}, 'classes': fold['classes']}, 1542162036, fold['model'])),
+    ]).set_output(transform='pandas')
 
 
 # ---- validate v_dann = evaluate(...)   [stateless, seed 1634475660]
@@ -391,37 +404,43 @@ def stage_v_combat(ctx, args):
 # consumes: model <- adapted
 # calls run_evaluate: sha256 <16>; with the <n> blocks it reaches: sha256 <16>
 # fit on outcome
-# in every training fold it refits, on that fold's training cases only, from img:
-#   -> adapted = dann(...) [stage_adapted]
 def stage_v_dann(ctx, args):
     stage = ctx.declare(Stage(
         name='v_dann',
         kind='validate',
         op='evaluate',
         params={
-            'cv': {'kind': 'leave_one_site_out'}, 'metrics': ['auc', 'brier', 'calibration'],
-            'horizons': None, 'ibs_points': 50, 'threshold': None, 'threshold_cv': 3, 'bootstrap': 200,
-            'ci': 0.95, 'calibration_bins': 10, 'net_benefit_range': [0.01, 0.99, 0.01],
+            'cv': {'kind': 'leave_one_site_out'}, 'metrics': ['auc', 'brier', 'calibration'], 'horizons': None,
+            'ibs_points': 50, 'threshold': None, 'threshold_cv': 3, 'bootstrap': 200, 'ci': 0.95, 'calibration_bins': 10,
+            'net_benefit_range': [0.01, 0.99, 0.01],
         },
         inputs={'model': ['adapted', None]},
         seed=1634475660,
-        type={
-            'kind': 'Evaluation', 'cohort': 'sites', 'outcome': 'binary', 'head': 'classification',
-            'patch': (16, 16, 16), 'detail': 'evaluation',
-        },
+        type={'kind': 'Evaluation', 'cohort': 'sites', 'outcome': 'binary', 'head': 'classification', 'detail': 'evaluation'},
         fit='outcome',
         extra={
-            'refit': {
-                'model': 'adapted', 'sources': ['img'], 'nodes': ['adapted'],
-                'edges': [['img', 'adapted', 'input']],
-            },
+            'refit': {'model': 'adapted', 'sources': ['img'], 'nodes': ['adapted'], 'edges': [['img', 'adapted', 'input']]},
             'transductive': {
                 'adapted': "DANN's domain head trains on the held-out site's images (unlabelled: transductive; never their outcomes), and the backbone's batch statistics see them",
             },
         },
         file=SPEC_PATH,
     ))
-    return run_evaluate(stage, ctx)
+    return run_evaluate(stage, ctx, pipeline=fold_pipeline_v_dann)
+
+
+def fold_pipeline_v_source(fold):
+    """What `v_source` fits in every training fold (and on every training case for its final model); `fold`: what the data
+    decide."""
+    from sklearn.impute import SimpleImputer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import StandardScaler
+    return Pipeline([
+        ('impute', SimpleImputer(strategy='median', keep_empty_features=True)),
+        ('scale', StandardScaler()),
+        ('model', LogisticRegression(max_iter=1000, class_weight=None, random_state=1457499711, C=0.1)),
+    ]).set_output(transform='pandas')
 
 
 # ---- validate v_source = evaluate(...)   [stateless, seed 1112653686]
@@ -429,31 +448,26 @@ def stage_v_dann(ctx, args):
 # consumes: model <- source_only
 # calls run_evaluate: sha256 <16>; with the <n> blocks it reaches: sha256 <16>
 # fit on outcome
-# in every training fold it refits, on that fold's training cases only, from rad:
-#   -> source_only = logistic(...) [stage_source_only]
 def stage_v_source(ctx, args):
     stage = ctx.declare(Stage(
         name='v_source',
         kind='validate',
         op='evaluate',
         params={
-            'cv': {'kind': 'leave_one_site_out'}, 'metrics': ['auc', 'brier', 'calibration'],
-            'horizons': None, 'ibs_points': 50, 'threshold': None, 'threshold_cv': 3, 'bootstrap': 200,
-            'ci': 0.95, 'calibration_bins': 10, 'net_benefit_range': [0.01, 0.99, 0.01],
+            'cv': {'kind': 'leave_one_site_out'}, 'metrics': ['auc', 'brier', 'calibration'], 'horizons': None,
+            'ibs_points': 50, 'threshold': None, 'threshold_cv': 3, 'bootstrap': 200, 'ci': 0.95, 'calibration_bins': 10,
+            'net_benefit_range': [0.01, 0.99, 0.01],
         },
         inputs={'model': ['source_only', None]},
         seed=1112653686,
         type={'kind': 'Evaluation', 'cohort': 'sites', 'outcome': 'binary', 'detail': 'evaluation'},
         fit='outcome',
         extra={
-            'refit': {
-                'model': 'source_only', 'sources': ['rad'], 'nodes': ['source_only'],
-                'edges': [['rad', 'source_only', 'input']],
-            },
+            'refit': {'model': 'source_only', 'sources': ['rad'], 'nodes': ['source_only'], 'edges': [['rad', 'source_only', 'input']]},
         },
         file=SPEC_PATH,
     ))
-    return run_evaluate(stage, ctx)
+    return run_evaluate(stage, ctx, pipeline=fold_pipeline_v_source)
 
 
 # The stages in the order `radlang run` executes them.

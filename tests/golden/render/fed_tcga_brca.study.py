@@ -66,10 +66,7 @@ def stage_test(ctx, args):
         op='fed_tcga_brca',
         params={'path': '../../shared/data/fed_tcga_brca', 'split': 'test'},
         seed=360712708,
-        type={
-            'kind': 'Cohort', 'cohort': 'test', 'outcome': 'survival', 'channels': 0, 'has_site': True,
-            'detail': 'Fed-TCGA-BRCA',
-        },
+        type={'kind': 'Cohort', 'cohort': 'test', 'outcome': 'survival', 'channels': 0, 'has_site': True, 'detail': 'Fed-TCGA-BRCA'},
         file=SPEC_PATH,
     ))
     return run_tcga_brca(stage, ctx)
@@ -86,10 +83,7 @@ def stage_train(ctx, args):
         op='fed_tcga_brca',
         params={'path': '../../shared/data/fed_tcga_brca', 'split': 'train'},
         seed=1852590946,
-        type={
-            'kind': 'Cohort', 'cohort': 'train', 'outcome': 'survival', 'channels': 0, 'has_site': True,
-            'detail': 'Fed-TCGA-BRCA',
-        },
+        type={'kind': 'Cohort', 'cohort': 'train', 'outcome': 'survival', 'channels': 0, 'has_site': True, 'detail': 'Fed-TCGA-BRCA'},
         file=SPEC_PATH,
     ))
     return run_tcga_brca(stage, ctx)
@@ -134,10 +128,9 @@ def stage_fed(ctx, args):
         kind='federate',
         op='fedavg',
         params={
-            'by': 'site', 'model': 'cox', 'strategy': 'fedadam', 'rounds': 30, 'local_epochs': 1,
-            'batch': 16, 'lr': 0.01, 'mu': None, 'server_lr': 0.03, 'beta_1': None, 'beta_2': None,
-            'tau': None, 'fraction': 1.0, 'min_clients': None, 'seeds': [1, 2, 3, 4, 5],
-            'standardize': 'federated', 'references': True, 'clients': None, 'tests': None,
+            'by': 'site', 'model': 'cox', 'strategy': 'fedadam', 'rounds': 30, 'local_epochs': 1, 'batch': 16, 'lr': 0.01,
+            'mu': None, 'server_lr': 0.03, 'beta_1': None, 'beta_2': None, 'tau': None, 'fraction': 1.0, 'min_clients': None,
+            'seeds': [1, 2, 3, 4, 5], 'standardize': 'federated', 'references': True,
         },
         inputs={'input': ['clin', None], 'target': ['train', 'outcome'], 'test': ['test', None]},
         seed=1584561333,

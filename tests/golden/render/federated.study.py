@@ -65,14 +65,11 @@ def stage_test(ctx, args):
         kind='cohort',
         op='multisite',
         params={
-            'cases': 800, 'sites': 4, 'features': 8, 'informative': None, 'outcome': 'binary',
-            'effect': 1.0, 'site_shift': 0.8, 'split': 'test', 'test_fraction': 0.25, 'seed': 0,
+            'cases': 800, 'sites': 4, 'features': 8, 'informative': None, 'outcome': 'binary', 'effect': 1.0, 'site_shift': 0.8,
+            'split': 'test', 'test_fraction': 0.25, 'seed': 0,
         },
         seed=2023098015,
-        type={
-            'kind': 'Cohort', 'cohort': 'test', 'outcome': 'binary', 'channels': 0, 'has_site': True,
-            'detail': 'multisite',
-        },
+        type={'kind': 'Cohort', 'cohort': 'test', 'outcome': 'binary', 'channels': 0, 'has_site': True, 'detail': 'multisite'},
         file=SPEC_PATH,
     ))
     return run_multisite(stage, ctx)
@@ -88,14 +85,11 @@ def stage_train(ctx, args):
         kind='cohort',
         op='multisite',
         params={
-            'cases': 800, 'sites': 4, 'features': 8, 'informative': None, 'outcome': 'binary',
-            'effect': 1.0, 'site_shift': 0.8, 'split': 'train', 'test_fraction': 0.25, 'seed': 0,
+            'cases': 800, 'sites': 4, 'features': 8, 'informative': None, 'outcome': 'binary', 'effect': 1.0, 'site_shift': 0.8,
+            'split': 'train', 'test_fraction': 0.25, 'seed': 0,
         },
         seed=1141493750,
-        type={
-            'kind': 'Cohort', 'cohort': 'train', 'outcome': 'binary', 'channels': 0, 'has_site': True,
-            'detail': 'multisite',
-        },
+        type={'kind': 'Cohort', 'cohort': 'train', 'outcome': 'binary', 'channels': 0, 'has_site': True, 'detail': 'multisite'},
         file=SPEC_PATH,
     ))
     return run_multisite(stage, ctx)
@@ -140,10 +134,9 @@ def stage_fed(ctx, args):
         kind='federate',
         op='fedavg',
         params={
-            'by': 'site', 'model': 'logistic', 'strategy': 'fedprox', 'rounds': 20, 'local_epochs': 1,
-            'batch': 16, 'lr': 0.05, 'mu': 0.01, 'server_lr': None, 'beta_1': None, 'beta_2': None,
-            'tau': None, 'fraction': 1.0, 'min_clients': None, 'seeds': [1, 2, 3],
-            'standardize': 'federated', 'references': True, 'clients': None, 'tests': None,
+            'by': 'site', 'model': 'logistic', 'strategy': 'fedprox', 'rounds': 20, 'local_epochs': 1, 'batch': 16, 'lr': 0.05,
+            'mu': 0.01, 'server_lr': None, 'beta_1': None, 'beta_2': None, 'tau': None, 'fraction': 1.0, 'min_clients': None,
+            'seeds': [1, 2, 3], 'standardize': 'federated', 'references': True,
         },
         inputs={'input': ['clin', None], 'target': ['train', 'outcome'], 'test': ['test', None]},
         seed=981062873,

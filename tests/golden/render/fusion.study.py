@@ -34,6 +34,7 @@ from radlang_runtime import (  # only after its sha256 is checked
     RunError,
     Stage,
     Study,
+    make_cnn,
     run_evaluate,
     run_join,
     run_network,
@@ -72,8 +73,8 @@ def stage_enc(ctx, args):
         params={'dims': 3, 'in_channels': 1, 'out_channels': 2, 'depth': 10, 'widen_factor': 0.125},
         seed=2032389940,
         type={
-            'kind': 'Network', 'dims': 3, 'channels': 1, 'head': 'classification', 'classes': 2,
-            'divisor': 16, 'detail': '3D ResNet10',
+            'kind': 'Network', 'dims': 3, 'channels': 1, 'head': 'classification', 'classes': 2, 'divisor': 16,
+            'detail': '3D ResNet10',
         },
         file=SPEC_PATH,
     ))
@@ -97,14 +98,14 @@ def stage_train(ctx, args):
         kind='cohort',
         op='phantom',
         params={
-            'cases': 60, 'seed': None, 'effect': 0.4, 'sites': 1, 'site_shift': 0.0, 'noise': 8.0,
-            'size': [32, 32, 32], 'spacing': [1.0, 1.0, 1.0], 'prefix': None, 'site_effect': 1.0,
-            'site_blur': 0.0, 'grades': 0, 'stage_effect': None, 'outcome': 'malignant',
+            'cases': 60, 'seed': None, 'effect': 0.4, 'sites': 1, 'site_shift': 0.0, 'noise': 8.0, 'size': [32, 32, 32],
+            'spacing': [1.0, 1.0, 1.0], 'prefix': None, 'site_effect': 1.0, 'site_blur': 0.0, 'grades': 0, 'stage_effect': None,
+            'outcome': 'malignant',
         },
         seed=89696490,
         type={
-            'kind': 'Cohort', 'cohort': 'train', 'outcome': 'binary', 'dims': 3, 'channels': 1,
-            'has_mask': True, 'detail': 'phantom',
+            'kind': 'Cohort', 'cohort': 'train', 'outcome': 'binary', 'dims': 3, 'channels': 1, 'has_mask': True,
+            'detail': 'phantom',
         },
         file=SPEC_PATH,
     ))
@@ -121,8 +122,8 @@ def stage_img(ctx, args):
         kind='features',
         op='patches',
         params={
-            'patch': [16, 16, 16], 'dims': 3, 'slices': None, 'spacing': [1.0, 1.0, 1.0], 'crop': 'roi',
-            'mask_channel': False, 'mask_target': False, 'normalize': 'zscore',
+            'patch': [16, 16, 16], 'dims': 3, 'spacing': [1.0, 1.0, 1.0], 'crop': 'roi', 'mask_channel': False,
+            'normalize': 'zscore',
         },
         inputs={'cohort': ['train', None]},
         seed=1939052584,
@@ -146,15 +147,12 @@ def stage_image(ctx, args):
         kind='model',
         op='cnn',
         params={
-            'epochs': 15, 'batch': 8, 'optimizer': 'adam', 'lr': 0.001, 'weight_decay': 0.0,
-            'schedule': 'constant', 'hidden': 16, 'dropout': 0.0, 'validation': 0.2, 'patience': 4,
+            'epochs': 15, 'batch': 8, 'optimizer': 'adam', 'lr': 0.001, 'weight_decay': 0.0, 'schedule': 'constant',
+            'hidden': 16, 'dropout': 0.0, 'validation': 0.2, 'patience': 4,
         },
         inputs={'input': ['img', None], 'network': ['enc', None], 'target': ['train', 'outcome']},
         seed=1753141213,
-        type={
-            'kind': 'Model', 'cohort': 'train', 'outcome': 'binary', 'head': 'classification',
-            'patch': (16, 16, 16), 'detail': 'cnn model',
-        },
+        type={'kind': 'Model', 'cohort': 'train', 'outcome': 'binary', 'head': 'classification', 'detail': 'cnn model'},
         fit='outcome',
         fit_within=['cnn_only'],
         file=SPEC_PATH,
@@ -162,6 +160,19 @@ def stage_image(ctx, args):
     # the library object these settings make:
     #   torch.optim.Adam(net.parameters(), lr=0.001, weight_decay=0.0)
     return run_recipe(stage, ctx)
+
+
+def fold_pipeline_cnn_only(fold):
+    """What `cnn_only` fits in every training fold (and on every training case for its final model); `fold`: what the data
+    decide."""
+    from sklearn.pipeline import Pipeline
+    return Pipeline([
+        ('model', make_cnn({'impute': None, 'scale': None, 'search': None, 'hyper': {'epochs': 15, 'batch': 8, 'optimizer': 'adam',
+                           'lr': 0.001, 'weight_decay': 0.0, 'schedule': 'constant', 'hidden': 16, 'dropout': 0.0, 'validation': 0.2,
+                           'patience': 4}, 'networks': {'network': {'arch': 'resnet', 'params': {'dims': 3, 'in_channels': 1,
+                           'out_channels': 2, 'depth': 10, 'widen_factor': 0.125}}}, 'classes': fold['classes']}, 1753141213,
+                           fold['model'])),
+    ]).set_output(transform='pandas')
 
 
 # ---- validate cnn_only = evaluate(...)   [stateless, seed 1494566352]
@@ -173,8 +184,6 @@ def stage_image(ctx, args):
 # consumes: model <- image
 # calls run_evaluate: sha256 <16>; with the <n> blocks it reaches: sha256 <16>
 # fit on outcome
-# in every training fold it refits, on that fold's training cases only, from img:
-#   -> image = cnn(...) [stage_image]
 def stage_cnn_only(ctx, args):
     stage = ctx.declare(Stage(
         name='cnn_only',
@@ -182,26 +191,17 @@ def stage_cnn_only(ctx, args):
         op='evaluate',
         params={
             'cv': {'kind': 'stratified_kfold', 'k': 5, 'repeats': 1, 'groups': None, 'seed': 1},
-            'metrics': ['auc', 'brier', 'calibration'], 'horizons': None, 'ibs_points': 50,
-            'threshold': None, 'threshold_cv': 3, 'bootstrap': 200, 'ci': 0.95, 'calibration_bins': 10,
-            'net_benefit_range': [0.01, 0.99, 0.01],
+            'metrics': ['auc', 'brier', 'calibration'], 'horizons': None, 'ibs_points': 50, 'threshold': None,
+            'threshold_cv': 3, 'bootstrap': 200, 'ci': 0.95, 'calibration_bins': 10, 'net_benefit_range': [0.01, 0.99, 0.01],
         },
         inputs={'model': ['image', None]},
         seed=1494566352,
-        type={
-            'kind': 'Evaluation', 'cohort': 'train', 'outcome': 'binary', 'head': 'classification',
-            'patch': (16, 16, 16), 'detail': 'evaluation',
-        },
+        type={'kind': 'Evaluation', 'cohort': 'train', 'outcome': 'binary', 'head': 'classification', 'detail': 'evaluation'},
         fit='outcome',
-        extra={
-            'refit': {
-                'model': 'image', 'sources': ['img'], 'nodes': ['image'],
-                'edges': [['img', 'image', 'input']],
-            },
-        },
+        extra={'refit': {'model': 'image', 'sources': ['img'], 'nodes': ['image'], 'edges': [['img', 'image', 'input']]}},
         file=SPEC_PATH,
     ))
-    return run_evaluate(stage, ctx)
+    return run_evaluate(stage, ctx, pipeline=fold_pipeline_cnn_only)
 
 
 # ---- features rad = pyradiomics(...)   [per_case, seed 2131371170]
@@ -217,10 +217,9 @@ def stage_rad(ctx, args):
         kind='features',
         op='pyradiomics',
         params={
-            'params': None, 'bin_width': 25.0, 'bin_count': None, 'resample': None,
-            'interpolator': None, 'pad_distance': None, 'normalize': None, 'normalize_scale': None,
-            'remove_outliers': None, 'resegment': None, 'resegment_mode': None, 'resegment_shape': None,
-            'force2d': None, 'force2d_dimension': None, 'label': None, 'distances': None,
+            'params': None, 'bin_width': 25.0, 'bin_count': None, 'resample': None, 'interpolator': None, 'pad_distance': None,
+            'normalize': None, 'normalize_scale': None, 'remove_outliers': None, 'resegment': None, 'resegment_mode': None,
+            'resegment_shape': None, 'force2d': None, 'force2d_dimension': None, 'label': None, 'distances': None,
             'voxel_array_shift': None, 'symmetrical_glcm': None, 'weighting_norm': None, 'gldm_a': None,
             'min_roi_dimensions': None, 'min_roi_size': None, 'pre_crop': None, 'correct_mask': None,
             'geometry_tolerance': None, 'filters': None,
@@ -270,15 +269,12 @@ def stage_fusion(ctx, args):
         kind='model',
         op='cnn',
         params={
-            'epochs': 15, 'batch': 8, 'optimizer': 'adam', 'lr': 0.001, 'weight_decay': 0.0,
-            'schedule': 'constant', 'hidden': 16, 'dropout': 0.0, 'validation': 0.2, 'patience': 4,
+            'epochs': 15, 'batch': 8, 'optimizer': 'adam', 'lr': 0.001, 'weight_decay': 0.0, 'schedule': 'constant',
+            'hidden': 16, 'dropout': 0.0, 'validation': 0.2, 'patience': 4,
         },
         inputs={'input': ['img_rad', None], 'network': ['enc', None], 'target': ['train', 'outcome']},
         seed=907219004,
-        type={
-            'kind': 'Model', 'cohort': 'train', 'outcome': 'binary', 'head': 'classification',
-            'patch': (16, 16, 16), 'detail': 'cnn model',
-        },
+        type={'kind': 'Model', 'cohort': 'train', 'outcome': 'binary', 'head': 'classification', 'detail': 'cnn model'},
         fit='outcome',
         fit_within=['fused'],
         file=SPEC_PATH,
@@ -286,6 +282,19 @@ def stage_fusion(ctx, args):
     # the library object these settings make:
     #   torch.optim.Adam(net.parameters(), lr=0.001, weight_decay=0.0)
     return run_recipe(stage, ctx)
+
+
+def fold_pipeline_fused(fold):
+    """What `fused` fits in every training fold (and on every training case for its final model); `fold`: what the data
+    decide."""
+    from sklearn.pipeline import Pipeline
+    return Pipeline([
+        ('model', make_cnn({'impute': None, 'scale': None, 'search': None, 'hyper': {'epochs': 15, 'batch': 8, 'optimizer': 'adam',
+                           'lr': 0.001, 'weight_decay': 0.0, 'schedule': 'constant', 'hidden': 16, 'dropout': 0.0, 'validation': 0.2,
+                           'patience': 4}, 'networks': {'network': {'arch': 'resnet', 'params': {'dims': 3, 'in_channels': 1,
+                           'out_channels': 2, 'depth': 10, 'widen_factor': 0.125}}}, 'classes': fold['classes']}, 907219004,
+                           fold['model'])),
+    ]).set_output(transform='pandas')
 
 
 # ---- validate fused = evaluate(...)   [stateless, seed 1487757917]
@@ -297,8 +306,6 @@ def stage_fusion(ctx, args):
 # consumes: model <- fusion
 # calls run_evaluate: sha256 <16>; with the <n> blocks it reaches: sha256 <16>
 # fit on outcome
-# in every training fold it refits, on that fold's training cases only, from img_rad:
-#   -> fusion = cnn(...) [stage_fusion]
 def stage_fused(ctx, args):
     stage = ctx.declare(Stage(
         name='fused',
@@ -306,26 +313,17 @@ def stage_fused(ctx, args):
         op='evaluate',
         params={
             'cv': {'kind': 'stratified_kfold', 'k': 5, 'repeats': 1, 'groups': None, 'seed': 1},
-            'metrics': ['auc', 'brier', 'calibration'], 'horizons': None, 'ibs_points': 50,
-            'threshold': None, 'threshold_cv': 3, 'bootstrap': 200, 'ci': 0.95, 'calibration_bins': 10,
-            'net_benefit_range': [0.01, 0.99, 0.01],
+            'metrics': ['auc', 'brier', 'calibration'], 'horizons': None, 'ibs_points': 50, 'threshold': None,
+            'threshold_cv': 3, 'bootstrap': 200, 'ci': 0.95, 'calibration_bins': 10, 'net_benefit_range': [0.01, 0.99, 0.01],
         },
         inputs={'model': ['fusion', None]},
         seed=1487757917,
-        type={
-            'kind': 'Evaluation', 'cohort': 'train', 'outcome': 'binary', 'head': 'classification',
-            'patch': (16, 16, 16), 'detail': 'evaluation',
-        },
+        type={'kind': 'Evaluation', 'cohort': 'train', 'outcome': 'binary', 'head': 'classification', 'detail': 'evaluation'},
         fit='outcome',
-        extra={
-            'refit': {
-                'model': 'fusion', 'sources': ['img_rad'], 'nodes': ['fusion'],
-                'edges': [['img_rad', 'fusion', 'input']],
-            },
-        },
+        extra={'refit': {'model': 'fusion', 'sources': ['img_rad'], 'nodes': ['fusion'], 'edges': [['img_rad', 'fusion', 'input']]}},
         file=SPEC_PATH,
     ))
-    return run_evaluate(stage, ctx)
+    return run_evaluate(stage, ctx, pipeline=fold_pipeline_fused)
 
 
 # ---- explain fused_why = shap(...)   [stateless, seed 1712689372]
@@ -368,8 +366,8 @@ def stage_radiomics(ctx, args):
         kind='model',
         op='logistic',
         params={
-            'impute': 'median', 'scale': 'standard', 'search': None, 'class_weight': None, 'C': 0.1,
-            'penalty': 'l2', 'l1_ratio': None, 'max_iter': 1000,
+            'impute': 'median', 'scale': 'standard', 'search': None, 'class_weight': None, 'C': 0.1, 'penalty': 'l2',
+            'l1_ratio': None, 'max_iter': 1000,
         },
         inputs={'input': ['rad', None], 'target': ['train', 'outcome']},
         seed=2082367564,
@@ -378,14 +376,21 @@ def stage_radiomics(ctx, args):
         fit_within=['radiomics_only'],
         file=SPEC_PATH,
     ))
-    # the library object these settings make:
-    #   Pipeline(steps=[('impute',
-    #                    SimpleImputer(keep_empty_features=True, strategy='median')),
-    #                   ('scale', StandardScaler()),
-    #                   ('model',
-    #                    LogisticRegression(C=0.1, max_iter=1000,
-    #                                       random_state=2082367564))])
     return run_recipe(stage, ctx)
+
+
+def fold_pipeline_radiomics_only(fold):
+    """What `radiomics_only` fits in every training fold (and on every training case for its final model); `fold`: what the data
+    decide."""
+    from sklearn.impute import SimpleImputer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import StandardScaler
+    return Pipeline([
+        ('impute', SimpleImputer(strategy='median', keep_empty_features=True)),
+        ('scale', StandardScaler()),
+        ('model', LogisticRegression(max_iter=1000, class_weight=None, random_state=2082367564, C=0.1)),
+    ]).set_output(transform='pandas')
 
 
 # ---- validate radiomics_only = evaluate(...)   [stateless, seed 493150393]
@@ -397,8 +402,6 @@ def stage_radiomics(ctx, args):
 # consumes: model <- radiomics
 # calls run_evaluate: sha256 <16>; with the <n> blocks it reaches: sha256 <16>
 # fit on outcome
-# in every training fold it refits, on that fold's training cases only, from rad:
-#   -> radiomics = logistic(...) [stage_radiomics]
 def stage_radiomics_only(ctx, args):
     stage = ctx.declare(Stage(
         name='radiomics_only',
@@ -406,23 +409,17 @@ def stage_radiomics_only(ctx, args):
         op='evaluate',
         params={
             'cv': {'kind': 'stratified_kfold', 'k': 5, 'repeats': 1, 'groups': None, 'seed': 1},
-            'metrics': ['auc', 'brier', 'calibration'], 'horizons': None, 'ibs_points': 50,
-            'threshold': None, 'threshold_cv': 3, 'bootstrap': 200, 'ci': 0.95, 'calibration_bins': 10,
-            'net_benefit_range': [0.01, 0.99, 0.01],
+            'metrics': ['auc', 'brier', 'calibration'], 'horizons': None, 'ibs_points': 50, 'threshold': None,
+            'threshold_cv': 3, 'bootstrap': 200, 'ci': 0.95, 'calibration_bins': 10, 'net_benefit_range': [0.01, 0.99, 0.01],
         },
         inputs={'model': ['radiomics', None]},
         seed=493150393,
         type={'kind': 'Evaluation', 'cohort': 'train', 'outcome': 'binary', 'detail': 'evaluation'},
         fit='outcome',
-        extra={
-            'refit': {
-                'model': 'radiomics', 'sources': ['rad'], 'nodes': ['radiomics'],
-                'edges': [['rad', 'radiomics', 'input']],
-            },
-        },
+        extra={'refit': {'model': 'radiomics', 'sources': ['rad'], 'nodes': ['radiomics'], 'edges': [['rad', 'radiomics', 'input']]}},
         file=SPEC_PATH,
     ))
-    return run_evaluate(stage, ctx)
+    return run_evaluate(stage, ctx, pipeline=fold_pipeline_radiomics_only)
 
 
 # The stages in the order `radlang run` executes them.

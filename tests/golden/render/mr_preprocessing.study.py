@@ -34,6 +34,7 @@ from radlang_runtime import (  # only after its sha256 is checked
     RunError,
     Stage,
     Study,
+    make_lasso,
     run_evaluate,
     run_phantom,
     run_preprocess,
@@ -67,14 +68,14 @@ def stage_external(ctx, args):
         kind='cohort',
         op='phantom',
         params={
-            'cases': 16, 'seed': 5, 'effect': 1.5, 'sites': 1, 'site_shift': 1000.0, 'noise': 8.0,
-            'size': [24, 24, 24], 'spacing': [1.0, 1.0, 1.0], 'prefix': None, 'site_effect': 1.0,
-            'site_blur': 0.0, 'grades': 0, 'stage_effect': None, 'outcome': 'malignant',
+            'cases': 16, 'seed': 5, 'effect': 1.5, 'sites': 1, 'site_shift': 1000.0, 'noise': 8.0, 'size': [24, 24, 24],
+            'spacing': [1.0, 1.0, 1.0], 'prefix': None, 'site_effect': 1.0, 'site_blur': 0.0, 'grades': 0, 'stage_effect': None,
+            'outcome': 'malignant',
         },
         seed=1000921175,
         type={
-            'kind': 'Cohort', 'cohort': 'external', 'outcome': 'binary', 'dims': 3, 'channels': 1,
-            'has_mask': True, 'detail': 'phantom',
+            'kind': 'Cohort', 'cohort': 'external', 'outcome': 'binary', 'dims': 3, 'channels': 1, 'has_mask': True,
+            'detail': 'phantom',
         },
         file=SPEC_PATH,
     ))
@@ -91,14 +92,14 @@ def stage_train(ctx, args):
         kind='cohort',
         op='phantom',
         params={
-            'cases': 30, 'seed': None, 'effect': 1.5, 'sites': 1, 'site_shift': 1000.0, 'noise': 8.0,
-            'size': [24, 24, 24], 'spacing': [1.0, 1.0, 1.0], 'prefix': None, 'site_effect': 1.0,
-            'site_blur': 0.0, 'grades': 0, 'stage_effect': None, 'outcome': 'malignant',
+            'cases': 30, 'seed': None, 'effect': 1.5, 'sites': 1, 'site_shift': 1000.0, 'noise': 8.0, 'size': [24, 24, 24],
+            'spacing': [1.0, 1.0, 1.0], 'prefix': None, 'site_effect': 1.0, 'site_blur': 0.0, 'grades': 0, 'stage_effect': None,
+            'outcome': 'malignant',
         },
         seed=1141493750,
         type={
-            'kind': 'Cohort', 'cohort': 'train', 'outcome': 'binary', 'dims': 3, 'channels': 1,
-            'has_mask': True, 'detail': 'phantom',
+            'kind': 'Cohort', 'cohort': 'train', 'outcome': 'binary', 'dims': 3, 'channels': 1, 'has_mask': True,
+            'detail': 'phantom',
         },
         file=SPEC_PATH,
     ))
@@ -115,14 +116,14 @@ def stage_flat(ctx, args):
         kind='preprocess',
         op='n4',
         params={
-            'within': 'body', 'shrink': 2, 'iterations': [20, 20], 'convergence': 0.001,
-            'control_points': 4, 'fwhm': 0.15, 'bins': 200,
+            'within': 'body', 'shrink': 2, 'iterations': [20, 20], 'convergence': 0.001, 'control_points': 4, 'fwhm': 0.15,
+            'bins': 200,
         },
         inputs={'image': ['train', 'image']},
         seed=242705246,
         type={
-            'kind': 'Cohort', 'cohort': 'train', 'outcome': 'binary', 'dims': 3, 'channels': 1,
-            'has_mask': True, 'detail': 'n4 of train.image',
+            'kind': 'Cohort', 'cohort': 'train', 'outcome': 'binary', 'dims': 3, 'channels': 1, 'has_mask': True,
+            'detail': 'n4 of train.image',
         },
         file=SPEC_PATH,
     ))
@@ -142,8 +143,8 @@ def stage_iso(ctx, args):
         inputs={'image': ['flat', 'image']},
         seed=815696058,
         type={
-            'kind': 'Cohort', 'cohort': 'train', 'outcome': 'binary', 'dims': 3, 'channels': 1,
-            'has_mask': True, 'detail': 'resample of flat.image',
+            'kind': 'Cohort', 'cohort': 'train', 'outcome': 'binary', 'dims': 3, 'channels': 1, 'has_mask': True,
+            'detail': 'resample of flat.image',
         },
         file=SPEC_PATH,
     ))
@@ -164,15 +165,14 @@ def stage_std(ctx, args):
         kind='preprocess',
         op='nyul',
         params={
-            'within': 'body', 'label': 1,
-            'landmarks': [10.0, 20.0, 30.0, 40.0, 50.0, 60.0, 70.0, 80.0, 90.0], 'cutoff': [1.0, 99.0],
-            'scale': [1.0, 100.0],
+            'within': 'body', 'label': 1, 'landmarks': [10.0, 20.0, 30.0, 40.0, 50.0, 60.0, 70.0, 80.0, 90.0],
+            'cutoff': [1.0, 99.0], 'scale': [1.0, 100.0],
         },
         inputs={'image': ['iso', 'image']},
         seed=1964845470,
         type={
-            'kind': 'Cohort', 'cohort': 'train', 'outcome': 'binary', 'dims': 3, 'channels': 1,
-            'has_mask': True, 'detail': 'nyul of iso.image',
+            'kind': 'Cohort', 'cohort': 'train', 'outcome': 'binary', 'dims': 3, 'channels': 1, 'has_mask': True,
+            'detail': 'nyul of iso.image',
         },
         fit='data',
         fit_within=['ext'],
@@ -191,11 +191,10 @@ def stage_rad_std(ctx, args):
         kind='features',
         op='pyradiomics',
         params={
-            'params': None, 'bin_width': 2.0, 'bin_count': None, 'resample': None, 'interpolator': None,
-            'pad_distance': None, 'normalize': None, 'normalize_scale': None, 'remove_outliers': None,
-            'resegment': None, 'resegment_mode': None, 'resegment_shape': None, 'force2d': None,
-            'force2d_dimension': None, 'label': None, 'distances': None, 'voxel_array_shift': None,
-            'symmetrical_glcm': None, 'weighting_norm': None, 'gldm_a': None,
+            'params': None, 'bin_width': 2.0, 'bin_count': None, 'resample': None, 'interpolator': None, 'pad_distance': None,
+            'normalize': None, 'normalize_scale': None, 'remove_outliers': None, 'resegment': None, 'resegment_mode': None,
+            'resegment_shape': None, 'force2d': None, 'force2d_dimension': None, 'label': None, 'distances': None,
+            'voxel_array_shift': None, 'symmetrical_glcm': None, 'weighting_norm': None, 'gldm_a': None,
             'min_roi_dimensions': None, 'min_roi_size': None, 'pre_crop': None, 'correct_mask': None,
             'geometry_tolerance': None, 'filters': None,
             'classes': [{'name': 'firstorder', 'features': []}, {'name': 'glcm', 'features': []}],
@@ -223,8 +222,8 @@ def stage_clf_std(ctx, args):
         kind='model',
         op='logistic',
         params={
-            'impute': 'median', 'scale': 'standard', 'search': None, 'class_weight': None, 'C': 0.1,
-            'penalty': 'l2', 'l1_ratio': None, 'max_iter': 1000,
+            'impute': 'median', 'scale': 'standard', 'search': None, 'class_weight': None, 'C': 0.1, 'penalty': 'l2',
+            'l1_ratio': None, 'max_iter': 1000,
         },
         inputs={'input': ['rad_std', None], 'target': ['train', 'outcome']},
         seed=1965430272,
@@ -233,14 +232,20 @@ def stage_clf_std(ctx, args):
         fit_within=['ext'],
         file=SPEC_PATH,
     ))
-    # the library object these settings make:
-    #   Pipeline(steps=[('impute',
-    #                    SimpleImputer(keep_empty_features=True, strategy='median')),
-    #                   ('scale', StandardScaler()),
-    #                   ('model',
-    #                    LogisticRegression(C=0.1, max_iter=1000,
-    #                                       random_state=1965430272))])
     return run_recipe(stage, ctx)
+
+
+def fold_pipeline_ext(fold):
+    """What `ext` fits in every training fold (and on every training case for its final model); `fold`: what the data decide."""
+    from sklearn.impute import SimpleImputer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import StandardScaler
+    return Pipeline([
+        ('impute', SimpleImputer(strategy='median', keep_empty_features=True)),
+        ('scale', StandardScaler()),
+        ('model', LogisticRegression(max_iter=1000, class_weight=None, random_state=1965430272, C=0.1)),
+    ]).set_output(transform='pandas')
 
 
 # ---- validate ext = evaluate(...)   [stateless, seed 1798404759]
@@ -248,33 +253,27 @@ def stage_clf_std(ctx, args):
 # consumes: external <- external, model <- clf_std
 # calls run_evaluate: sha256 <16>; with the <n> blocks it reaches: sha256 <16>
 # fit on outcome
-# in every training fold it refits, on that fold's training cases only, from rad_std:
-#   -> clf_std = logistic(...) [stage_clf_std]
 def stage_ext(ctx, args):
     stage = ctx.declare(Stage(
         name='ext',
         kind='validate',
         op='evaluate',
         params={
-            'cv': {'kind': 'stratified_kfold', 'k': 3, 'repeats': 1, 'groups': None, 'seed': None},
-            'metrics': None, 'horizons': None, 'ibs_points': 50, 'threshold': None, 'threshold_cv': 3,
-            'bootstrap': 1000, 'ci': 0.95, 'calibration_bins': 10,
-            'net_benefit_range': [0.01, 0.99, 0.01],
+            'cv': {'kind': 'stratified_kfold', 'k': 3, 'repeats': 1, 'groups': None, 'seed': None}, 'metrics': None,
+            'horizons': None, 'ibs_points': 50, 'threshold': None, 'threshold_cv': 3, 'bootstrap': 1000, 'ci': 0.95,
+            'calibration_bins': 10, 'net_benefit_range': [0.01, 0.99, 0.01],
         },
         inputs={'external': ['external', None], 'model': ['clf_std', None]},
         seed=1798404759,
         type={'kind': 'Evaluation', 'cohort': 'train', 'outcome': 'binary', 'detail': 'evaluation'},
         fit='outcome',
         extra={
-            'refit': {
-                'model': 'clf_std', 'sources': ['rad_std'], 'nodes': ['clf_std'],
-                'edges': [['rad_std', 'clf_std', 'input']],
-            },
+            'refit': {'model': 'clf_std', 'sources': ['rad_std'], 'nodes': ['clf_std'], 'edges': [['rad_std', 'clf_std', 'input']]},
             'image_fits': ['std'],
         },
         file=SPEC_PATH,
     ))
-    return run_evaluate(stage, ctx)
+    return run_evaluate(stage, ctx, pipeline=fold_pipeline_ext)
 
 
 # ---- preprocess z = zscore(...)   [per_case, seed 1995620429]
@@ -291,8 +290,8 @@ def stage_z(ctx, args):
         inputs={'image': ['iso', 'image']},
         seed=1995620429,
         type={
-            'kind': 'Cohort', 'cohort': 'train', 'outcome': 'binary', 'dims': 3, 'channels': 1,
-            'has_mask': True, 'detail': 'zscore of iso.image',
+            'kind': 'Cohort', 'cohort': 'train', 'outcome': 'binary', 'dims': 3, 'channels': 1, 'has_mask': True,
+            'detail': 'zscore of iso.image',
         },
         file=SPEC_PATH,
     ))
@@ -309,10 +308,9 @@ def stage_rad_z(ctx, args):
         kind='features',
         op='pyradiomics',
         params={
-            'params': None, 'bin_width': 0.05, 'bin_count': None, 'resample': None,
-            'interpolator': None, 'pad_distance': None, 'normalize': None, 'normalize_scale': None,
-            'remove_outliers': None, 'resegment': None, 'resegment_mode': None, 'resegment_shape': None,
-            'force2d': None, 'force2d_dimension': None, 'label': None, 'distances': None,
+            'params': None, 'bin_width': 0.05, 'bin_count': None, 'resample': None, 'interpolator': None, 'pad_distance': None,
+            'normalize': None, 'normalize_scale': None, 'remove_outliers': None, 'resegment': None, 'resegment_mode': None,
+            'resegment_shape': None, 'force2d': None, 'force2d_dimension': None, 'label': None, 'distances': None,
             'voxel_array_shift': None, 'symmetrical_glcm': None, 'weighting_norm': None, 'gldm_a': None,
             'min_roi_dimensions': None, 'min_roi_size': None, 'pre_crop': None, 'correct_mask': None,
             'geometry_tolerance': None, 'filters': None,
@@ -362,8 +360,8 @@ def stage_clf_z(ctx, args):
         kind='model',
         op='logistic',
         params={
-            'impute': 'median', 'scale': 'standard', 'search': None, 'class_weight': None, 'C': 1.0,
-            'penalty': 'l2', 'l1_ratio': None, 'max_iter': 1000,
+            'impute': 'median', 'scale': 'standard', 'search': None, 'class_weight': None, 'C': 1.0, 'penalty': 'l2',
+            'l1_ratio': None, 'max_iter': 1000,
         },
         inputs={'input': ['sig', None], 'target': ['train', 'outcome']},
         seed=1506709682,
@@ -372,13 +370,22 @@ def stage_clf_z(ctx, args):
         fit_within=['cv'],
         file=SPEC_PATH,
     ))
-    # the library object these settings make:
-    #   Pipeline(steps=[('impute',
-    #                    SimpleImputer(keep_empty_features=True, strategy='median')),
-    #                   ('scale', StandardScaler()),
-    #                   ('model',
-    #                    LogisticRegression(max_iter=1000, random_state=1506709682))])
     return run_recipe(stage, ctx)
+
+
+def fold_pipeline_cv(fold):
+    """What `cv` fits in every training fold (and on every training case for its final model); `fold`: what the data decide."""
+    from sklearn.impute import SimpleImputer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import StandardScaler
+    return Pipeline([
+        ('impute', SimpleImputer(strategy='median', keep_empty_features=True)),
+        ('sig', make_lasso({'cv': 3, 'n_alphas': 10, 'scoring': 'neg_log_loss', 'max_features': None, 'min_features': 1}, 1585364193,
+                           fold['inputs']['sig'])),
+        ('scale', StandardScaler()),
+        ('model', LogisticRegression(max_iter=1000, class_weight=None, random_state=1506709682, C=1.0)),
+    ]).set_output(transform='pandas')
 
 
 # ---- validate cv = evaluate(...)   [stateless, seed 1373860147]
@@ -386,19 +393,15 @@ def stage_clf_z(ctx, args):
 # consumes: model <- clf_z
 # calls run_evaluate: sha256 <16>; with the <n> blocks it reaches: sha256 <16>
 # fit on outcome
-# in every training fold it refits, on that fold's training cases only, from rad_z:
-#   -> sig = lasso(...) [stage_sig]
-#   -> clf_z = logistic(...) [stage_clf_z]
 def stage_cv(ctx, args):
     stage = ctx.declare(Stage(
         name='cv',
         kind='validate',
         op='evaluate',
         params={
-            'cv': {'kind': 'stratified_kfold', 'k': 3, 'repeats': 1, 'groups': None, 'seed': None},
-            'metrics': None, 'horizons': None, 'ibs_points': 50, 'threshold': None, 'threshold_cv': 3,
-            'bootstrap': 1000, 'ci': 0.95, 'calibration_bins': 10,
-            'net_benefit_range': [0.01, 0.99, 0.01],
+            'cv': {'kind': 'stratified_kfold', 'k': 3, 'repeats': 1, 'groups': None, 'seed': None}, 'metrics': None,
+            'horizons': None, 'ibs_points': 50, 'threshold': None, 'threshold_cv': 3, 'bootstrap': 1000, 'ci': 0.95,
+            'calibration_bins': 10, 'net_benefit_range': [0.01, 0.99, 0.01],
         },
         inputs={'model': ['clf_z', None]},
         seed=1373860147,
@@ -412,7 +415,7 @@ def stage_cv(ctx, args):
         },
         file=SPEC_PATH,
     ))
-    return run_evaluate(stage, ctx)
+    return run_evaluate(stage, ctx, pipeline=fold_pipeline_cv)
 
 
 # The stages in the order `radlang run` executes them.

@@ -34,6 +34,7 @@ from radlang_runtime import (  # only after its sha256 is checked
     RunError,
     Stage,
     Study,
+    make_multitask,
     run_evaluate,
     run_network,
     run_patches,
@@ -69,8 +70,8 @@ def stage_enc(ctx, args):
         params={'dims': 3, 'in_channels': 1, 'out_channels': 2, 'depth': 10, 'widen_factor': 0.125},
         seed=2044681778,
         type={
-            'kind': 'Network', 'dims': 3, 'channels': 1, 'head': 'classification', 'classes': 2,
-            'divisor': 16, 'detail': '3D ResNet10',
+            'kind': 'Network', 'dims': 3, 'channels': 1, 'head': 'classification', 'classes': 2, 'divisor': 16,
+            'detail': '3D ResNet10',
         },
         file=SPEC_PATH,
     ))
@@ -94,14 +95,14 @@ def stage_train(ctx, args):
         kind='cohort',
         op='phantom',
         params={
-            'cases': 60, 'seed': None, 'effect': 1.5, 'sites': 1, 'site_shift': 0.0, 'noise': 8.0,
-            'size': [24, 24, 24], 'spacing': [1.0, 1.0, 1.0], 'prefix': None, 'site_effect': 1.0,
-            'site_blur': 0.0, 'grades': 3, 'stage_effect': 1.5, 'outcome': 'malignant',
+            'cases': 60, 'seed': None, 'effect': 1.5, 'sites': 1, 'site_shift': 0.0, 'noise': 8.0, 'size': [24, 24, 24],
+            'spacing': [1.0, 1.0, 1.0], 'prefix': None, 'site_effect': 1.0, 'site_blur': 0.0, 'grades': 3, 'stage_effect': 1.5,
+            'outcome': 'malignant',
         },
         seed=1141493750,
         type={
-            'kind': 'Cohort', 'cohort': 'train', 'outcome': 'binary', 'dims': 3, 'channels': 1,
-            'has_mask': True, 'detail': 'phantom',
+            'kind': 'Cohort', 'cohort': 'train', 'outcome': 'binary', 'dims': 3, 'channels': 1, 'has_mask': True,
+            'detail': 'phantom',
         },
         file=SPEC_PATH,
     ))
@@ -118,8 +119,8 @@ def stage_img(ctx, args):
         kind='features',
         op='patches',
         params={
-            'patch': [16, 16, 16], 'dims': 3, 'slices': None, 'spacing': [1.0, 1.0, 1.0], 'crop': 'roi',
-            'mask_channel': False, 'mask_target': False, 'normalize': 'zscore',
+            'patch': [16, 16, 16], 'dims': 3, 'spacing': [1.0, 1.0, 1.0], 'crop': 'roi', 'mask_channel': False,
+            'normalize': 'zscore',
         },
         inputs={'cohort': ['train', None]},
         seed=759019028,
@@ -153,34 +154,37 @@ def stage_fixed(ctx, args):
         op='multitask',
         params={
             'heads': [
-                {
-                    'kind': 'binary', 'name': 'malignancy', 'target': 'train.outcome', 'column': None,
-                    'weight': 1.0,
-                },
-                {
-                    'kind': 'multiclass', 'name': 'grade', 'target': 'train.clinical',
-                    'column': 'grade', 'weight': 0.5,
-                },
-                {
-                    'kind': 'multiclass', 'name': 'stage', 'target': 'train.clinical',
-                    'column': 'stage', 'weight': 0.5,
-                },
+                {'kind': 'binary', 'name': 'malignancy', 'target': 'train.outcome', 'column': None, 'weight': 1.0},
+                {'kind': 'multiclass', 'name': 'grade', 'target': 'train.clinical', 'column': 'grade', 'weight': 0.5},
+                {'kind': 'multiclass', 'name': 'stage', 'target': 'train.clinical', 'column': 'stage', 'weight': 0.5},
             ],
-            'combine': 'fixed', 'cagrad_c': 0.5, 'task_norm': False, 'epochs': 12, 'batch': 8,
-            'optimizer': 'adam', 'lr': 0.001, 'weight_decay': 0.0, 'schedule': 'constant', 'hidden': 16,
-            'dropout': 0.0, 'validation': 0.2, 'patience': 3,
+            'combine': 'fixed', 'task_norm': False, 'epochs': 12, 'batch': 8, 'optimizer': 'adam', 'lr': 0.001,
+            'weight_decay': 0.0, 'schedule': 'constant', 'hidden': 16, 'dropout': 0.0, 'validation': 0.2, 'patience': 3,
         },
         inputs={'input': ['img', None], 'network': ['enc', None], 'target': ['train', 'outcome']},
         seed=309000226,
-        type={
-            'kind': 'Model', 'cohort': 'train', 'outcome': 'binary', 'head': 'classification',
-            'patch': (16, 16, 16), 'detail': 'multitask model',
-        },
+        type={'kind': 'Model', 'cohort': 'train', 'outcome': 'binary', 'head': 'classification', 'detail': 'multitask model'},
         fit='outcome',
         fit_within=['fixed_weights'],
         file=SPEC_PATH,
     ))
     return run_recipe(stage, ctx)
+
+
+def fold_pipeline_fixed_weights(fold):
+    """What `fixed_weights` fits in every training fold (and on every training case for its final model); `fold`: what the data
+    decide."""
+    from sklearn.pipeline import Pipeline
+    return Pipeline([
+        ('model', make_multitask({'impute': None, 'scale': None, 'search': None, 'hyper': {'heads': [{'kind': 'binary',
+                                 'name': 'malignancy', 'target': 'train.outcome', 'column': None, 'weight': 1.0}, {'kind': 'multiclass',
+                                 'name': 'grade', 'target': 'train.clinical', 'column': 'grade', 'weight': 0.5}, {'kind': 'multiclass',
+                                 'name': 'stage', 'target': 'train.clinical', 'column': 'stage', 'weight': 0.5}], 'combine': 'fixed',
+                                 'task_norm': False, 'epochs': 12, 'batch': 8, 'optimizer': 'adam', 'lr': 0.001, 'weight_decay': 0.0,
+                                 'schedule': 'constant', 'hidden': 16, 'dropout': 0.0, 'validation': 0.2, 'patience': 3},
+                                 'networks': {'network': {'arch': 'resnet', 'params': {'dims': 3, 'in_channels': 1, 'out_channels': 2,
+                                 'depth': 10, 'widen_factor': 0.125}}}, 'classes': fold['classes']}, 309000226, fold['model'])),
+    ]).set_output(transform='pandas')
 
 
 # ---- validate fixed_weights = evaluate(...)   [stateless, seed 1355930315]
@@ -192,8 +196,6 @@ def stage_fixed(ctx, args):
 # consumes: model <- fixed
 # calls run_evaluate: sha256 <16>; with the <n> blocks it reaches: sha256 <16>
 # fit on outcome
-# in every training fold it refits, on that fold's training cases only, from img:
-#   -> fixed = multitask(...) [stage_fixed]
 def stage_fixed_weights(ctx, args):
     stage = ctx.declare(Stage(
         name='fixed_weights',
@@ -201,26 +203,17 @@ def stage_fixed_weights(ctx, args):
         op='evaluate',
         params={
             'cv': {'kind': 'stratified_kfold', 'k': 4, 'repeats': 1, 'groups': None, 'seed': 1},
-            'metrics': ['auc', 'brier', 'calibration'], 'horizons': None, 'ibs_points': 50,
-            'threshold': None, 'threshold_cv': 3, 'bootstrap': 200, 'ci': 0.95, 'calibration_bins': 10,
-            'net_benefit_range': [0.01, 0.99, 0.01],
+            'metrics': ['auc', 'brier', 'calibration'], 'horizons': None, 'ibs_points': 50, 'threshold': None,
+            'threshold_cv': 3, 'bootstrap': 200, 'ci': 0.95, 'calibration_bins': 10, 'net_benefit_range': [0.01, 0.99, 0.01],
         },
         inputs={'model': ['fixed', None]},
         seed=1355930315,
-        type={
-            'kind': 'Evaluation', 'cohort': 'train', 'outcome': 'binary', 'head': 'classification',
-            'patch': (16, 16, 16), 'detail': 'evaluation',
-        },
+        type={'kind': 'Evaluation', 'cohort': 'train', 'outcome': 'binary', 'head': 'classification', 'detail': 'evaluation'},
         fit='outcome',
-        extra={
-            'refit': {
-                'model': 'fixed', 'sources': ['img'], 'nodes': ['fixed'],
-                'edges': [['img', 'fixed', 'input']],
-            },
-        },
+        extra={'refit': {'model': 'fixed', 'sources': ['img'], 'nodes': ['fixed'], 'edges': [['img', 'fixed', 'input']]}},
         file=SPEC_PATH,
     ))
-    return run_evaluate(stage, ctx)
+    return run_evaluate(stage, ctx, pipeline=fold_pipeline_fixed_weights)
 
 
 # ---- model pcgrad = multitask(...)   [fitted, seed 1761549482]
@@ -235,34 +228,37 @@ def stage_pcgrad(ctx, args):
         op='multitask',
         params={
             'heads': [
-                {
-                    'kind': 'binary', 'name': 'malignancy', 'target': 'train.outcome', 'column': None,
-                    'weight': 1.0,
-                },
-                {
-                    'kind': 'multiclass', 'name': 'grade', 'target': 'train.clinical',
-                    'column': 'grade', 'weight': 0.5,
-                },
-                {
-                    'kind': 'multiclass', 'name': 'stage', 'target': 'train.clinical',
-                    'column': 'stage', 'weight': 0.5,
-                },
+                {'kind': 'binary', 'name': 'malignancy', 'target': 'train.outcome', 'column': None, 'weight': 1.0},
+                {'kind': 'multiclass', 'name': 'grade', 'target': 'train.clinical', 'column': 'grade', 'weight': 0.5},
+                {'kind': 'multiclass', 'name': 'stage', 'target': 'train.clinical', 'column': 'stage', 'weight': 0.5},
             ],
-            'combine': 'pcgrad', 'cagrad_c': 0.5, 'task_norm': True, 'epochs': 12, 'batch': 8,
-            'optimizer': 'adam', 'lr': 0.001, 'weight_decay': 0.0, 'schedule': 'constant', 'hidden': 16,
-            'dropout': 0.0, 'validation': 0.2, 'patience': 3,
+            'combine': 'pcgrad', 'task_norm': True, 'epochs': 12, 'batch': 8, 'optimizer': 'adam', 'lr': 0.001,
+            'weight_decay': 0.0, 'schedule': 'constant', 'hidden': 16, 'dropout': 0.0, 'validation': 0.2, 'patience': 3,
         },
         inputs={'input': ['img', None], 'network': ['enc', None], 'target': ['train', 'outcome']},
         seed=1761549482,
-        type={
-            'kind': 'Model', 'cohort': 'train', 'outcome': 'binary', 'head': 'classification',
-            'patch': (16, 16, 16), 'detail': 'multitask model',
-        },
+        type={'kind': 'Model', 'cohort': 'train', 'outcome': 'binary', 'head': 'classification', 'detail': 'multitask model'},
         fit='outcome',
         fit_within=['gradient_surgery'],
         file=SPEC_PATH,
     ))
     return run_recipe(stage, ctx)
+
+
+def fold_pipeline_gradient_surgery(fold):
+    """What `gradient_surgery` fits in every training fold (and on every training case for its final model); `fold`: what the
+    data decide."""
+    from sklearn.pipeline import Pipeline
+    return Pipeline([
+        ('model', make_multitask({'impute': None, 'scale': None, 'search': None, 'hyper': {'heads': [{'kind': 'binary',
+                                 'name': 'malignancy', 'target': 'train.outcome', 'column': None, 'weight': 1.0}, {'kind': 'multiclass',
+                                 'name': 'grade', 'target': 'train.clinical', 'column': 'grade', 'weight': 0.5}, {'kind': 'multiclass',
+                                 'name': 'stage', 'target': 'train.clinical', 'column': 'stage', 'weight': 0.5}], 'combine': 'pcgrad',
+                                 'task_norm': True, 'epochs': 12, 'batch': 8, 'optimizer': 'adam', 'lr': 0.001, 'weight_decay': 0.0,
+                                 'schedule': 'constant', 'hidden': 16, 'dropout': 0.0, 'validation': 0.2, 'patience': 3},
+                                 'networks': {'network': {'arch': 'resnet', 'params': {'dims': 3, 'in_channels': 1, 'out_channels': 2,
+                                 'depth': 10, 'widen_factor': 0.125}}}, 'classes': fold['classes']}, 1761549482, fold['model'])),
+    ]).set_output(transform='pandas')
 
 
 # ---- validate gradient_surgery = evaluate(...)   [stateless, seed 1077034049]
@@ -274,8 +270,6 @@ def stage_pcgrad(ctx, args):
 # consumes: model <- pcgrad
 # calls run_evaluate: sha256 <16>; with the <n> blocks it reaches: sha256 <16>
 # fit on outcome
-# in every training fold it refits, on that fold's training cases only, from img:
-#   -> pcgrad = multitask(...) [stage_pcgrad]
 def stage_gradient_surgery(ctx, args):
     stage = ctx.declare(Stage(
         name='gradient_surgery',
@@ -283,26 +277,17 @@ def stage_gradient_surgery(ctx, args):
         op='evaluate',
         params={
             'cv': {'kind': 'stratified_kfold', 'k': 4, 'repeats': 1, 'groups': None, 'seed': 1},
-            'metrics': ['auc', 'brier', 'calibration'], 'horizons': None, 'ibs_points': 50,
-            'threshold': None, 'threshold_cv': 3, 'bootstrap': 200, 'ci': 0.95, 'calibration_bins': 10,
-            'net_benefit_range': [0.01, 0.99, 0.01],
+            'metrics': ['auc', 'brier', 'calibration'], 'horizons': None, 'ibs_points': 50, 'threshold': None,
+            'threshold_cv': 3, 'bootstrap': 200, 'ci': 0.95, 'calibration_bins': 10, 'net_benefit_range': [0.01, 0.99, 0.01],
         },
         inputs={'model': ['pcgrad', None]},
         seed=1077034049,
-        type={
-            'kind': 'Evaluation', 'cohort': 'train', 'outcome': 'binary', 'head': 'classification',
-            'patch': (16, 16, 16), 'detail': 'evaluation',
-        },
+        type={'kind': 'Evaluation', 'cohort': 'train', 'outcome': 'binary', 'head': 'classification', 'detail': 'evaluation'},
         fit='outcome',
-        extra={
-            'refit': {
-                'model': 'pcgrad', 'sources': ['img'], 'nodes': ['pcgrad'],
-                'edges': [['img', 'pcgrad', 'input']],
-            },
-        },
+        extra={'refit': {'model': 'pcgrad', 'sources': ['img'], 'nodes': ['pcgrad'], 'edges': [['img', 'pcgrad', 'input']]}},
         file=SPEC_PATH,
     ))
-    return run_evaluate(stage, ctx)
+    return run_evaluate(stage, ctx, pipeline=fold_pipeline_gradient_surgery)
 
 
 # ---- model uncertainty = multitask(...)   [fitted, seed 135274635]
@@ -317,34 +302,38 @@ def stage_uncertainty(ctx, args):
         op='multitask',
         params={
             'heads': [
-                {
-                    'kind': 'binary', 'name': 'malignancy', 'target': 'train.outcome', 'column': None,
-                    'weight': 1.0,
-                },
-                {
-                    'kind': 'multiclass', 'name': 'grade', 'target': 'train.clinical',
-                    'column': 'grade', 'weight': 0.5,
-                },
-                {
-                    'kind': 'multiclass', 'name': 'stage', 'target': 'train.clinical',
-                    'column': 'stage', 'weight': 0.5,
-                },
+                {'kind': 'binary', 'name': 'malignancy', 'target': 'train.outcome', 'column': None, 'weight': 1.0},
+                {'kind': 'multiclass', 'name': 'grade', 'target': 'train.clinical', 'column': 'grade', 'weight': 0.5},
+                {'kind': 'multiclass', 'name': 'stage', 'target': 'train.clinical', 'column': 'stage', 'weight': 0.5},
             ],
-            'combine': 'uncertainty', 'cagrad_c': 0.5, 'task_norm': False, 'epochs': 12, 'batch': 8,
-            'optimizer': 'adam', 'lr': 0.001, 'weight_decay': 0.0, 'schedule': 'constant', 'hidden': 16,
-            'dropout': 0.0, 'validation': 0.2, 'patience': 3,
+            'combine': 'uncertainty', 'task_norm': False, 'epochs': 12, 'batch': 8, 'optimizer': 'adam', 'lr': 0.001,
+            'weight_decay': 0.0, 'schedule': 'constant', 'hidden': 16, 'dropout': 0.0, 'validation': 0.2, 'patience': 3,
         },
         inputs={'input': ['img', None], 'network': ['enc', None], 'target': ['train', 'outcome']},
         seed=135274635,
-        type={
-            'kind': 'Model', 'cohort': 'train', 'outcome': 'binary', 'head': 'classification',
-            'patch': (16, 16, 16), 'detail': 'multitask model',
-        },
+        type={'kind': 'Model', 'cohort': 'train', 'outcome': 'binary', 'head': 'classification', 'detail': 'multitask model'},
         fit='outcome',
         fit_within=['uncertainty_weighting'],
         file=SPEC_PATH,
     ))
     return run_recipe(stage, ctx)
+
+
+def fold_pipeline_uncertainty_weighting(fold):
+    """What `uncertainty_weighting` fits in every training fold (and on every training case for its final model); `fold`: what
+    the data decide."""
+    from sklearn.pipeline import Pipeline
+    return Pipeline([
+        ('model', make_multitask({'impute': None, 'scale': None, 'search': None, 'hyper': {'heads': [{'kind': 'binary',
+                                 'name': 'malignancy', 'target': 'train.outcome', 'column': None, 'weight': 1.0}, {'kind': 'multiclass',
+                                 'name': 'grade', 'target': 'train.clinical', 'column': 'grade', 'weight': 0.5}, {'kind': 'multiclass',
+                                 'name': 'stage', 'target': 'train.clinical', 'column': 'stage', 'weight': 0.5}],
+                                 'combine': 'uncertainty', 'task_norm': False, 'epochs': 12, 'batch': 8, 'optimizer': 'adam',
+                                 'lr': 0.001, 'weight_decay': 0.0, 'schedule': 'constant', 'hidden': 16, 'dropout': 0.0,
+                                 'validation': 0.2, 'patience': 3}, 'networks': {'network': {'arch': 'resnet', 'params': {'dims': 3,
+                                 'in_channels': 1, 'out_channels': 2, 'depth': 10, 'widen_factor': 0.125}}},
+                                 'classes': fold['classes']}, 135274635, fold['model'])),
+    ]).set_output(transform='pandas')
 
 
 # ---- validate uncertainty_weighting = evaluate(...)   [stateless, seed 1952072933]
@@ -356,8 +345,6 @@ def stage_uncertainty(ctx, args):
 # consumes: model <- uncertainty
 # calls run_evaluate: sha256 <16>; with the <n> blocks it reaches: sha256 <16>
 # fit on outcome
-# in every training fold it refits, on that fold's training cases only, from img:
-#   -> uncertainty = multitask(...) [stage_uncertainty]
 def stage_uncertainty_weighting(ctx, args):
     stage = ctx.declare(Stage(
         name='uncertainty_weighting',
@@ -365,26 +352,19 @@ def stage_uncertainty_weighting(ctx, args):
         op='evaluate',
         params={
             'cv': {'kind': 'stratified_kfold', 'k': 4, 'repeats': 1, 'groups': None, 'seed': 1},
-            'metrics': ['auc', 'brier', 'calibration'], 'horizons': None, 'ibs_points': 50,
-            'threshold': None, 'threshold_cv': 3, 'bootstrap': 200, 'ci': 0.95, 'calibration_bins': 10,
-            'net_benefit_range': [0.01, 0.99, 0.01],
+            'metrics': ['auc', 'brier', 'calibration'], 'horizons': None, 'ibs_points': 50, 'threshold': None,
+            'threshold_cv': 3, 'bootstrap': 200, 'ci': 0.95, 'calibration_bins': 10, 'net_benefit_range': [0.01, 0.99, 0.01],
         },
         inputs={'model': ['uncertainty', None]},
         seed=1952072933,
-        type={
-            'kind': 'Evaluation', 'cohort': 'train', 'outcome': 'binary', 'head': 'classification',
-            'patch': (16, 16, 16), 'detail': 'evaluation',
-        },
+        type={'kind': 'Evaluation', 'cohort': 'train', 'outcome': 'binary', 'head': 'classification', 'detail': 'evaluation'},
         fit='outcome',
         extra={
-            'refit': {
-                'model': 'uncertainty', 'sources': ['img'], 'nodes': ['uncertainty'],
-                'edges': [['img', 'uncertainty', 'input']],
-            },
+            'refit': {'model': 'uncertainty', 'sources': ['img'], 'nodes': ['uncertainty'], 'edges': [['img', 'uncertainty', 'input']]},
         },
         file=SPEC_PATH,
     ))
-    return run_evaluate(stage, ctx)
+    return run_evaluate(stage, ctx, pipeline=fold_pipeline_uncertainty_weighting)
 
 
 # The stages in the order `radlang run` executes them.

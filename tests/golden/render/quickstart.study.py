@@ -34,6 +34,8 @@ from radlang_runtime import (  # only after its sha256 is checked
     RunError,
     Stage,
     Study,
+    make_icc,
+    make_lasso,
     run_evaluate,
     run_phantom,
     run_pyradiomics,
@@ -67,14 +69,14 @@ def stage_external(ctx, args):
         kind='cohort',
         op='phantom',
         params={
-            'cases': 24, 'seed': None, 'effect': 1.5, 'sites': 1, 'site_shift': 20.0, 'noise': 10.0,
-            'size': [32, 32, 32], 'spacing': [1.0, 1.0, 1.0], 'prefix': None, 'site_effect': 1.0,
-            'site_blur': 0.0, 'grades': 0, 'stage_effect': None, 'outcome': 'malignant',
+            'cases': 24, 'seed': None, 'effect': 1.5, 'sites': 1, 'site_shift': 20.0, 'noise': 10.0, 'size': [32, 32, 32],
+            'spacing': [1.0, 1.0, 1.0], 'prefix': None, 'site_effect': 1.0, 'site_blur': 0.0, 'grades': 0, 'stage_effect': None,
+            'outcome': 'malignant',
         },
         seed=778990549,
         type={
-            'kind': 'Cohort', 'cohort': 'external', 'outcome': 'binary', 'dims': 3, 'channels': 1,
-            'has_mask': True, 'detail': 'phantom',
+            'kind': 'Cohort', 'cohort': 'external', 'outcome': 'binary', 'dims': 3, 'channels': 1, 'has_mask': True,
+            'detail': 'phantom',
         },
         file=SPEC_PATH,
     ))
@@ -91,14 +93,14 @@ def stage_train(ctx, args):
         kind='cohort',
         op='phantom',
         params={
-            'cases': 40, 'seed': None, 'effect': 1.5, 'sites': 1, 'site_shift': 0.0, 'noise': 8.0,
-            'size': [32, 32, 32], 'spacing': [1.0, 1.0, 1.0], 'prefix': None, 'site_effect': 1.0,
-            'site_blur': 0.0, 'grades': 0, 'stage_effect': None, 'outcome': 'malignant',
+            'cases': 40, 'seed': None, 'effect': 1.5, 'sites': 1, 'site_shift': 0.0, 'noise': 8.0, 'size': [32, 32, 32],
+            'spacing': [1.0, 1.0, 1.0], 'prefix': None, 'site_effect': 1.0, 'site_blur': 0.0, 'grades': 0, 'stage_effect': None,
+            'outcome': 'malignant',
         },
         seed=89696490,
         type={
-            'kind': 'Cohort', 'cohort': 'train', 'outcome': 'binary', 'dims': 3, 'channels': 1,
-            'has_mask': True, 'detail': 'phantom',
+            'kind': 'Cohort', 'cohort': 'train', 'outcome': 'binary', 'dims': 3, 'channels': 1, 'has_mask': True,
+            'detail': 'phantom',
         },
         file=SPEC_PATH,
     ))
@@ -136,17 +138,13 @@ def stage_rad(ctx, args):
         kind='features',
         op='pyradiomics',
         params={
-            'params': None, 'bin_width': 25.0, 'bin_count': None, 'resample': None,
-            'interpolator': None, 'pad_distance': None, 'normalize': None, 'normalize_scale': None,
-            'remove_outliers': None, 'resegment': None, 'resegment_mode': None, 'resegment_shape': None,
-            'force2d': None, 'force2d_dimension': None, 'label': None, 'distances': None,
+            'params': None, 'bin_width': 25.0, 'bin_count': None, 'resample': None, 'interpolator': None, 'pad_distance': None,
+            'normalize': None, 'normalize_scale': None, 'remove_outliers': None, 'resegment': None, 'resegment_mode': None,
+            'resegment_shape': None, 'force2d': None, 'force2d_dimension': None, 'label': None, 'distances': None,
             'voxel_array_shift': None, 'symmetrical_glcm': None, 'weighting_norm': None, 'gldm_a': None,
             'min_roi_dimensions': None, 'min_roi_size': None, 'pre_crop': None, 'correct_mask': None,
             'geometry_tolerance': None, 'filters': None,
-            'classes': [
-                {'name': 'firstorder', 'features': []}, {'name': 'shape', 'features': []},
-                {'name': 'glcm', 'features': []},
-            ],
+            'classes': [{'name': 'firstorder', 'features': []}, {'name': 'shape', 'features': []}, {'name': 'glcm', 'features': []}],
         },
         inputs={'image': ['train', 'image'], 'mask': ['roi', None]},
         seed=2131371170,
@@ -171,8 +169,7 @@ def stage_robust(ctx, args):
         kind='select',
         op='icc',
         params={
-            'min': 0.75, 'form': 'ICC(1,1)',
-            'perturb': [{'kind': 'erode', 'radius': 1}, {'kind': 'dilate', 'radius': 1}],
+            'min': 0.75, 'form': 'ICC(1,1)', 'perturb': [{'kind': 'erode', 'radius': 1}, {'kind': 'dilate', 'radius': 1}],
             'engine': 'numpy', 'min_features': 1,
         },
         inputs={'input': ['rad', None]},
@@ -217,8 +214,8 @@ def stage_clf(ctx, args):
         kind='model',
         op='logistic',
         params={
-            'impute': 'median', 'scale': 'standard', 'search': None, 'class_weight': None, 'C': 1.0,
-            'penalty': 'l2', 'l1_ratio': None, 'max_iter': 1000,
+            'impute': 'median', 'scale': 'standard', 'search': None, 'class_weight': None, 'C': 1.0, 'penalty': 'l2',
+            'l1_ratio': None, 'max_iter': 1000,
         },
         inputs={'input': ['sig', None], 'target': ['train', 'outcome']},
         seed=163504722,
@@ -227,13 +224,24 @@ def stage_clf(ctx, args):
         fit_within=['v'],
         file=SPEC_PATH,
     ))
-    # the library object these settings make:
-    #   Pipeline(steps=[('impute',
-    #                    SimpleImputer(keep_empty_features=True, strategy='median')),
-    #                   ('scale', StandardScaler()),
-    #                   ('model',
-    #                    LogisticRegression(max_iter=1000, random_state=163504722))])
     return run_recipe(stage, ctx)
+
+
+def fold_pipeline_v(fold):
+    """What `v` fits in every training fold (and on every training case for its final model); `fold`: what the data decide."""
+    from sklearn.impute import SimpleImputer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import StandardScaler
+    return Pipeline([
+        ('impute', SimpleImputer(strategy='median', keep_empty_features=True)),
+        ('robust', make_icc({'min': 0.75, 'form': 'ICC(1,1)', 'perturb': [{'kind': 'erode', 'radius': 1}, {'kind': 'dilate',
+                            'radius': 1}], 'engine': 'numpy', 'min_features': 1}, 1436857276, fold['inputs']['robust'])),
+        ('sig', make_lasso({'cv': 5, 'n_alphas': 10, 'scoring': 'neg_log_loss', 'max_features': 10, 'min_features': 1}, 2022190564,
+                           fold['inputs']['sig'])),
+        ('scale', StandardScaler()),
+        ('model', LogisticRegression(max_iter=1000, class_weight=None, random_state=163504722, C=1.0)),
+    ]).set_output(transform='pandas')
 
 
 # ---- validate v = evaluate(...)   [stateless, seed 1748437080]
@@ -247,10 +255,6 @@ def stage_clf(ctx, args):
 # consumes: external <- external, model <- clf
 # calls run_evaluate: sha256 <16>; with the <n> blocks it reaches: sha256 <16>
 # fit on outcome
-# in every training fold it refits, on that fold's training cases only, from rad:
-#   -> robust = icc(...) [stage_robust]
-#   -> sig = lasso(...) [stage_sig]
-#   -> clf = logistic(...) [stage_clf]
 def stage_v(ctx, args):
     stage = ctx.declare(Stage(
         name='v',
@@ -258,11 +262,9 @@ def stage_v(ctx, args):
         op='evaluate',
         params={
             'cv': {'kind': 'stratified_kfold', 'k': 5, 'repeats': 3, 'groups': None, 'seed': None},
-            'metrics': ['auc', 'roc', 'sensitivity', 'specificity', 'brier', 'calibration', 'net_benefit'],
-            'horizons': None, 'ibs_points': 50,
-            'threshold': {'metric': 'sensitivity', 'op': '>=', 'value': 0.9}, 'threshold_cv': 3,
-            'bootstrap': 1000, 'ci': 0.95, 'calibration_bins': 10,
-            'net_benefit_range': [0.01, 0.99, 0.01],
+            'metrics': ['auc', 'roc', 'sensitivity', 'specificity', 'brier', 'calibration', 'net_benefit'], 'horizons': None,
+            'ibs_points': 50, 'threshold': {'metric': 'sensitivity', 'op': '>=', 'value': 0.9}, 'threshold_cv': 3,
+            'bootstrap': 1000, 'ci': 0.95, 'calibration_bins': 10, 'net_benefit_range': [0.01, 0.99, 0.01],
         },
         inputs={'external': ['external', None], 'model': ['clf', None]},
         seed=1748437080,
@@ -276,7 +278,7 @@ def stage_v(ctx, args):
         },
         file=SPEC_PATH,
     ))
-    return run_evaluate(stage, ctx)
+    return run_evaluate(stage, ctx, pipeline=fold_pipeline_v)
 
 
 # The stages in the order `radlang run` executes them.

@@ -73,14 +73,14 @@ def stage_train(ctx, args):
         kind='cohort',
         op='phantom',
         params={
-            'cases': 60, 'seed': None, 'effect': 1.0, 'sites': 1, 'site_shift': 0.0, 'noise': 8.0,
-            'size': [32, 32, 32], 'spacing': [1.0, 1.0, 1.0], 'prefix': None, 'site_effect': 1.0,
-            'site_blur': 0.0, 'grades': 0, 'stage_effect': None, 'outcome': 'malignant',
+            'cases': 60, 'seed': None, 'effect': 1.0, 'sites': 1, 'site_shift': 0.0, 'noise': 8.0, 'size': [32, 32, 32],
+            'spacing': [1.0, 1.0, 1.0], 'prefix': None, 'site_effect': 1.0, 'site_blur': 0.0, 'grades': 0, 'stage_effect': None,
+            'outcome': 'malignant',
         },
         seed=1394244279,
         type={
-            'kind': 'Cohort', 'cohort': 'train', 'outcome': 'binary', 'dims': 3, 'channels': 1,
-            'has_mask': True, 'detail': 'phantom',
+            'kind': 'Cohort', 'cohort': 'train', 'outcome': 'binary', 'dims': 3, 'channels': 1, 'has_mask': True,
+            'detail': 'phantom',
         },
         file=SPEC_PATH,
     ))
@@ -99,10 +99,7 @@ def stage_cvs(ctx, args):
         params={'cv': {'kind': 'stratified_kfold', 'k': 5, 'repeats': 1, 'groups': None, 'seed': None}},
         inputs={'cohort': ['train', None]},
         seed=1990649253,
-        type={
-            'kind': 'Split', 'cohort': 'train', 'outcome': 'binary', 'split': 'cvs',
-            'detail': 'cross-validation split',
-        },
+        type={'kind': 'Split', 'cohort': 'train', 'outcome': 'binary', 'split': 'cvs', 'detail': 'cross-validation split'},
         file=SPEC_PATH,
     ))
     return run_folds(stage, ctx)
@@ -163,17 +160,11 @@ def stage_paths(ctx, args):
             'sets': [
                 {
                     'name': 'hypoxia',
-                    'genes': [
-                        'CA9', 'VEGFA', 'SLC2A1', 'PGK1', 'LDHA', 'BNIP3', 'ADM', 'NDRG1', 'P4HA1',
-                        'ANKRD37',
-                    ],
+                    'genes': ['CA9', 'VEGFA', 'SLC2A1', 'PGK1', 'LDHA', 'BNIP3', 'ADM', 'NDRG1', 'P4HA1', 'ANKRD37'],
                 },
                 {
                     'name': 'proliferation',
-                    'genes': [
-                        'MKI67', 'TOP2A', 'CCNB1', 'BUB1', 'AURKA', 'CDK1', 'MCM2', 'PCNA', 'CENPF',
-                        'FOXM1',
-                    ],
+                    'genes': ['MKI67', 'TOP2A', 'CCNB1', 'BUB1', 'AURKA', 'CDK1', 'MCM2', 'PCNA', 'CENPF', 'FOXM1'],
                 },
             ],
             'gmt': None, 'min_genes': 5,
@@ -199,10 +190,9 @@ def stage_rad(ctx, args):
         kind='features',
         op='pyradiomics',
         params={
-            'params': None, 'bin_width': 25.0, 'bin_count': None, 'resample': None,
-            'interpolator': None, 'pad_distance': None, 'normalize': None, 'normalize_scale': None,
-            'remove_outliers': None, 'resegment': None, 'resegment_mode': None, 'resegment_shape': None,
-            'force2d': None, 'force2d_dimension': None, 'label': None, 'distances': None,
+            'params': None, 'bin_width': 25.0, 'bin_count': None, 'resample': None, 'interpolator': None, 'pad_distance': None,
+            'normalize': None, 'normalize_scale': None, 'remove_outliers': None, 'resegment': None, 'resegment_mode': None,
+            'resegment_shape': None, 'force2d': None, 'force2d_dimension': None, 'label': None, 'distances': None,
             'voxel_array_shift': None, 'symmetrical_glcm': None, 'weighting_norm': None, 'gldm_a': None,
             'min_roi_dimensions': None, 'min_roi_size': None, 'pre_crop': None, 'correct_mask': None,
             'geometry_tolerance': None, 'filters': None,
@@ -254,10 +244,7 @@ def stage_enet(ctx, args):
         op='logistic',
         params={
             'impute': 'median', 'scale': 'standard',
-            'search': {
-                'kind': 'grid', 'cv': 3, 'scoring': 'roc_auc',
-                'grid': {'C': [0.05, 0.5, 5], 'l1_ratio': [0.2, 0.8]},
-            },
+            'search': {'kind': 'grid', 'cv': 3, 'scoring': 'roc_auc', 'grid': {'C': [0.05, 0.5, 5], 'l1_ratio': [0.2, 0.8]}},
             'class_weight': None, 'C': 1.0, 'penalty': 'elasticnet', 'l1_ratio': 0.5, 'max_iter': 3000,
         },
         inputs={'input': ['rad_genes', None], 'target': ['train', 'outcome']},
@@ -267,21 +254,6 @@ def stage_enet(ctx, args):
         fit_within=['v_genes'],
         file=SPEC_PATH,
     ))
-    # the library object these settings make:
-    #   GridSearchCV(cv=StratifiedKFold(n_splits=3, random_state=1024557077, shuffle=True),
-    #                estimator=Pipeline(steps=[('impute',
-    #                                           SimpleImputer(keep_empty_features=True,
-    #                                                         strategy='median')),
-    #                                          ('scale', StandardScaler()),
-    #                                          ('model',
-    #                                           LogisticRegression(l1_ratio=0.5,
-    #                                                              max_iter=3000,
-    #                                                              random_state=1024557077,
-    #                                                              solver='saga'))]),
-    #                n_jobs=1,
-    #                param_grid={'model__C': [0.05, 0.5, 5],
-    #                            'model__l1_ratio': [0.2, 0.8]},
-    #                scoring='roc_auc')
     return run_recipe(stage, ctx)
 
 
@@ -333,8 +305,8 @@ def stage_ridge(ctx, args):
         op='logistic',
         params={
             'impute': 'median', 'scale': 'standard',
-            'search': {'kind': 'grid', 'cv': 3, 'scoring': 'roc_auc', 'grid': {'C': [0.01, 0.1, 1]}},
-            'class_weight': None, 'C': 1.0, 'penalty': 'l2', 'l1_ratio': None, 'max_iter': 1000,
+            'search': {'kind': 'grid', 'cv': 3, 'scoring': 'roc_auc', 'grid': {'C': [0.01, 0.1, 1]}}, 'class_weight': None,
+            'C': 1.0, 'penalty': 'l2', 'l1_ratio': None, 'max_iter': 1000,
         },
         inputs={'input': ['rad_paths', None], 'target': ['train', 'outcome']},
         seed=2086743464,
@@ -343,18 +315,25 @@ def stage_ridge(ctx, args):
         fit_within=['v_paths'],
         file=SPEC_PATH,
     ))
-    # the library object these settings make:
-    #   GridSearchCV(cv=StratifiedKFold(n_splits=3, random_state=2086743464, shuffle=True),
-    #                estimator=Pipeline(steps=[('impute',
-    #                                           SimpleImputer(keep_empty_features=True,
-    #                                                         strategy='median')),
-    #                                          ('scale', StandardScaler()),
-    #                                          ('model',
-    #                                           LogisticRegression(max_iter=1000,
-    #                                                              random_state=2086743464))]),
-    #                n_jobs=1, param_grid={'model__C': [0.01, 0.1, 1]},
-    #                scoring='roc_auc')
     return run_recipe(stage, ctx)
+
+
+def fold_pipeline_v_genes(fold):
+    """What `v_genes` fits in every training fold (and on every training case for its final model); `fold`: what the data
+    decide."""
+    from sklearn.impute import SimpleImputer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import GridSearchCV, StratifiedKFold
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import StandardScaler
+    pipeline = Pipeline([
+        ('impute', SimpleImputer(strategy='median', keep_empty_features=True)),
+        ('scale', StandardScaler()),
+        ('model', LogisticRegression(max_iter=3000, class_weight=None, random_state=1024557077, C=1.0, l1_ratio=0.5, solver='saga')),
+    ]).set_output(transform='pandas')
+    inner = StratifiedKFold(3, shuffle=True, random_state=1024557077)
+    return GridSearchCV(pipeline, {'model__C': [0.05, 0.5, 5], 'model__l1_ratio': [0.2, 0.8]}, cv=inner, scoring='roc_auc', refit=True,
+                        n_jobs=1)
 
 
 # ---- validate v_genes = evaluate(...)   [stateless, seed 1705421492]
@@ -362,35 +341,41 @@ def stage_ridge(ctx, args):
 # consumes: model <- enet, split <- cvs
 # calls run_evaluate: sha256 <16>; with the <n> blocks it reaches: sha256 <16>
 # fit on outcome
-# in every training fold it refits, on that fold's training cases only, from rad_genes:
-#   -> enet = logistic(...) [stage_enet]
 def stage_v_genes(ctx, args):
     stage = ctx.declare(Stage(
         name='v_genes',
         kind='validate',
         op='evaluate',
         params={
-            'cv': {'kind': 'stratified_kfold', 'k': 5, 'repeats': 1, 'groups': None, 'seed': None},
-            'metrics': ['auc', 'roc'], 'horizons': None, 'ibs_points': 50, 'threshold': None,
-            'threshold_cv': 3, 'bootstrap': 500, 'ci': 0.95, 'calibration_bins': 10,
-            'net_benefit_range': [0.01, 0.99, 0.01],
+            'cv': {'kind': 'stratified_kfold', 'k': 5, 'repeats': 1, 'groups': None, 'seed': None}, 'metrics': ['auc', 'roc'],
+            'horizons': None, 'ibs_points': 50, 'threshold': None, 'threshold_cv': 3, 'bootstrap': 500, 'ci': 0.95,
+            'calibration_bins': 10, 'net_benefit_range': [0.01, 0.99, 0.01],
         },
         inputs={'model': ['enet', None], 'split': ['cvs', None]},
         seed=1705421492,
-        type={
-            'kind': 'Evaluation', 'cohort': 'train', 'outcome': 'binary', 'split': 'cvs',
-            'detail': 'evaluation',
-        },
+        type={'kind': 'Evaluation', 'cohort': 'train', 'outcome': 'binary', 'split': 'cvs', 'detail': 'evaluation'},
         fit='outcome',
-        extra={
-            'refit': {
-                'model': 'enet', 'sources': ['rad_genes'], 'nodes': ['enet'],
-                'edges': [['rad_genes', 'enet', 'input']],
-            },
-        },
+        extra={'refit': {'model': 'enet', 'sources': ['rad_genes'], 'nodes': ['enet'], 'edges': [['rad_genes', 'enet', 'input']]}},
         file=SPEC_PATH,
     ))
-    return run_evaluate(stage, ctx)
+    return run_evaluate(stage, ctx, pipeline=fold_pipeline_v_genes)
+
+
+def fold_pipeline_v_paths(fold):
+    """What `v_paths` fits in every training fold (and on every training case for its final model); `fold`: what the data
+    decide."""
+    from sklearn.impute import SimpleImputer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import GridSearchCV, StratifiedKFold
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import StandardScaler
+    pipeline = Pipeline([
+        ('impute', SimpleImputer(strategy='median', keep_empty_features=True)),
+        ('scale', StandardScaler()),
+        ('model', LogisticRegression(max_iter=1000, class_weight=None, random_state=2086743464, C=1.0)),
+    ]).set_output(transform='pandas')
+    inner = StratifiedKFold(3, shuffle=True, random_state=2086743464)
+    return GridSearchCV(pipeline, {'model__C': [0.01, 0.1, 1]}, cv=inner, scoring='roc_auc', refit=True, n_jobs=1)
 
 
 # ---- validate v_paths = evaluate(...)   [stateless, seed 1475632197]
@@ -398,35 +383,24 @@ def stage_v_genes(ctx, args):
 # consumes: model <- ridge, split <- cvs
 # calls run_evaluate: sha256 <16>; with the <n> blocks it reaches: sha256 <16>
 # fit on outcome
-# in every training fold it refits, on that fold's training cases only, from rad_paths:
-#   -> ridge = logistic(...) [stage_ridge]
 def stage_v_paths(ctx, args):
     stage = ctx.declare(Stage(
         name='v_paths',
         kind='validate',
         op='evaluate',
         params={
-            'cv': {'kind': 'stratified_kfold', 'k': 5, 'repeats': 1, 'groups': None, 'seed': None},
-            'metrics': ['auc', 'roc'], 'horizons': None, 'ibs_points': 50, 'threshold': None,
-            'threshold_cv': 3, 'bootstrap': 500, 'ci': 0.95, 'calibration_bins': 10,
-            'net_benefit_range': [0.01, 0.99, 0.01],
+            'cv': {'kind': 'stratified_kfold', 'k': 5, 'repeats': 1, 'groups': None, 'seed': None}, 'metrics': ['auc', 'roc'],
+            'horizons': None, 'ibs_points': 50, 'threshold': None, 'threshold_cv': 3, 'bootstrap': 500, 'ci': 0.95,
+            'calibration_bins': 10, 'net_benefit_range': [0.01, 0.99, 0.01],
         },
         inputs={'model': ['ridge', None], 'split': ['cvs', None]},
         seed=1475632197,
-        type={
-            'kind': 'Evaluation', 'cohort': 'train', 'outcome': 'binary', 'split': 'cvs',
-            'detail': 'evaluation',
-        },
+        type={'kind': 'Evaluation', 'cohort': 'train', 'outcome': 'binary', 'split': 'cvs', 'detail': 'evaluation'},
         fit='outcome',
-        extra={
-            'refit': {
-                'model': 'ridge', 'sources': ['rad_paths'], 'nodes': ['ridge'],
-                'edges': [['rad_paths', 'ridge', 'input']],
-            },
-        },
+        extra={'refit': {'model': 'ridge', 'sources': ['rad_paths'], 'nodes': ['ridge'], 'edges': [['rad_paths', 'ridge', 'input']]}},
         file=SPEC_PATH,
     ))
-    return run_evaluate(stage, ctx)
+    return run_evaluate(stage, ctx, pipeline=fold_pipeline_v_paths)
 
 
 # ---- validate cmp = compare(...)   [stateless, seed 546071323]
@@ -441,10 +415,7 @@ def stage_cmp(ctx, args):
         params={'bootstrap': 1000, 'ci': 0.95},
         inputs={'eval1': ['v_genes', None], 'eval2': ['v_paths', None]},
         seed=546071323,
-        type={
-            'kind': 'Evaluation', 'cohort': 'train', 'outcome': 'binary', 'split': 'cvs',
-            'detail': 'model comparison',
-        },
+        type={'kind': 'Evaluation', 'cohort': 'train', 'outcome': 'binary', 'split': 'cvs', 'detail': 'model comparison'},
         file=SPEC_PATH,
     ))
     return run_compare(stage, ctx)

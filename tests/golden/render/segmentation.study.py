@@ -71,15 +71,11 @@ def stage_net(ctx, args):
         kind='network',
         op='unet',
         params={
-            'dims': 3, 'in_channels': 1, 'out_channels': 2, 'channels': [8, 16, 32, 64],
-            'strides': [2, 2, 2], 'kernel_size': 3, 'up_kernel_size': 3, 'dropout': 0.0,
-            'num_res_units': 1, 'norm': 'instance', 'act': 'prelu',
+            'dims': 3, 'in_channels': 1, 'out_channels': 2, 'channels': [8, 16, 32, 64], 'strides': [2, 2, 2], 'kernel_size': 3,
+            'up_kernel_size': 3, 'dropout': 0.0, 'num_res_units': 1, 'norm': 'instance', 'act': 'prelu',
         },
         seed=1089339193,
-        type={
-            'kind': 'Network', 'dims': 3, 'channels': 1, 'head': 'segmentation', 'classes': 2,
-            'divisor': 16, 'detail': '3D UNet',
-        },
+        type={'kind': 'Network', 'dims': 3, 'channels': 1, 'head': 'segmentation', 'classes': 2, 'divisor': 8, 'detail': '3D UNet'},
         file=SPEC_PATH,
     ))
     # the library object these settings make:
@@ -110,14 +106,14 @@ def stage_test(ctx, args):
         kind='cohort',
         op='phantom',
         params={
-            'cases': 8, 'seed': 99, 'effect': 1.0, 'sites': 1, 'site_shift': 0.0, 'noise': 8.0,
-            'size': [32, 32, 32], 'spacing': [1.0, 1.0, 1.0], 'prefix': None, 'site_effect': 1.0,
-            'site_blur': 0.0, 'grades': 0, 'stage_effect': None, 'outcome': 'malignant',
+            'cases': 8, 'seed': 99, 'effect': 1.0, 'sites': 1, 'site_shift': 0.0, 'noise': 8.0, 'size': [32, 32, 32],
+            'spacing': [1.0, 1.0, 1.0], 'prefix': None, 'site_effect': 1.0, 'site_blur': 0.0, 'grades': 0, 'stage_effect': None,
+            'outcome': 'malignant',
         },
         seed=1906996082,
         type={
-            'kind': 'Cohort', 'cohort': 'test', 'outcome': 'binary', 'dims': 3, 'channels': 1,
-            'has_mask': True, 'detail': 'phantom',
+            'kind': 'Cohort', 'cohort': 'test', 'outcome': 'binary', 'dims': 3, 'channels': 1, 'has_mask': True,
+            'detail': 'phantom',
         },
         file=SPEC_PATH,
     ))
@@ -134,14 +130,14 @@ def stage_train(ctx, args):
         kind='cohort',
         op='phantom',
         params={
-            'cases': 24, 'seed': None, 'effect': 1.0, 'sites': 1, 'site_shift': 0.0, 'noise': 8.0,
-            'size': [32, 32, 32], 'spacing': [1.0, 1.0, 1.0], 'prefix': None, 'site_effect': 1.0,
-            'site_blur': 0.0, 'grades': 0, 'stage_effect': None, 'outcome': 'malignant',
+            'cases': 24, 'seed': None, 'effect': 1.0, 'sites': 1, 'site_shift': 0.0, 'noise': 8.0, 'size': [32, 32, 32],
+            'spacing': [1.0, 1.0, 1.0], 'prefix': None, 'site_effect': 1.0, 'site_blur': 0.0, 'grades': 0, 'stage_effect': None,
+            'outcome': 'malignant',
         },
         seed=89696490,
         type={
-            'kind': 'Cohort', 'cohort': 'train', 'outcome': 'binary', 'dims': 3, 'channels': 1,
-            'has_mask': True, 'detail': 'phantom',
+            'kind': 'Cohort', 'cohort': 'train', 'outcome': 'binary', 'dims': 3, 'channels': 1, 'has_mask': True,
+            'detail': 'phantom',
         },
         file=SPEC_PATH,
     ))
@@ -171,17 +167,16 @@ def stage_fit(ctx, args):
         kind='train',
         op='supervised',
         params={
-            'loss': 'dice_ce', 'optimizer': 'adam', 'lr': 0.003, 'weight_decay': 0.0,
-            'schedule': 'cosine', 'epochs': 30, 'batch': 4, 'patch': [32, 32, 32],
-            'sampling': {'kind': 'pos_neg', 'pos': 1.0, 'neg': 1.0}, 'samples': 1, 'slices': False,
-            'normalize': 'zscore', 'validate_every': 5, 'validation': 0.2, 'overlap': 0.25,
-            'sw_batch': 4, 'device': 'auto',
+            'loss': 'dice_ce', 'optimizer': 'adam', 'lr': 0.003, 'weight_decay': 0.0, 'schedule': 'cosine', 'epochs': 30,
+            'batch': 4, 'patch': [32, 32, 32], 'sampling': {'kind': 'pos_neg', 'pos': 1.0, 'neg': 1.0}, 'samples': 1,
+            'slices': False, 'normalize': 'zscore', 'validate_every': 5, 'validation': 0.2, 'overlap': 0.25, 'sw_batch': 4,
+            'device': 'auto',
         },
         inputs={'cohort': ['train', None], 'net': ['net', None]},
         seed=1886412128,
         type={
-            'kind': 'TrainedModel', 'cohort': 'train', 'dims': 3, 'channels': 1, 'head': 'segmentation',
-            'has_mask': True, 'classes': 2, 'detail': 'trained 3D UNet',
+            'kind': 'TrainedModel', 'cohort': 'train', 'dims': 3, 'channels': 1, 'head': 'segmentation', 'has_mask': True,
+            'classes': 2, 'detail': 'trained 3D UNet',
         },
         fit='outcome',
         file=SPEC_PATH,
@@ -205,10 +200,7 @@ def stage_lesion(ctx, args):
         params={'label': None, 'overlap': None},
         inputs={'cohort': ['test', None], 'model': ['fit', None]},
         seed=1444105310,
-        type={
-            'kind': 'Mask', 'cohort': 'test', 'dims': 3, 'channels': 1, 'classes': 2,
-            'detail': 'lesion (network)',
-        },
+        type={'kind': 'Mask', 'cohort': 'test', 'dims': 3, 'channels': 1, 'classes': 2, 'detail': 'lesion (network)'},
         file=SPEC_PATH,
     ))
     return run_predict_mask(stage, ctx)

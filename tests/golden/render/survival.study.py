@@ -38,6 +38,7 @@ from radlang_runtime import (  # only after its sha256 is checked
     run_evaluate,
     run_recipe,
     run_tabular,
+    survival_estimator_class,
     write_artefact_manifest,
     write_stage_table,
 )
@@ -67,10 +68,7 @@ def stage_rossi(ctx, args):
         op='dataset',
         params={'name': 'rossi', 'start': 0, 'stop': None, 'site': None},
         seed=1618294221,
-        type={
-            'kind': 'Cohort', 'cohort': 'rossi', 'outcome': 'survival', 'channels': 0,
-            'detail': 'dataset rossi',
-        },
+        type={'kind': 'Cohort', 'cohort': 'rossi', 'outcome': 'survival', 'channels': 0, 'detail': 'dataset rossi'},
         file=SPEC_PATH,
     ))
     return run_dataset(stage, ctx)
@@ -105,8 +103,8 @@ def stage_deep(ctx, args):
         kind='model',
         op='survival_mlp',
         params={
-            'impute': 'median', 'scale': 'standard', 'search': None, 'class_weight': None,
-            'hidden': [16], 'epochs': 300, 'lr': 0.005, 'weight_decay': 0.0001, 'dropout': 0.0,
+            'impute': 'median', 'scale': 'standard', 'search': None, 'class_weight': None, 'hidden': [16], 'epochs': 300,
+            'lr': 0.005, 'weight_decay': 0.0001, 'dropout': 0.0,
         },
         inputs={'input': ['clin', None], 'target': ['rossi', 'outcome']},
         seed=352112543,
@@ -115,13 +113,6 @@ def stage_deep(ctx, args):
         fit_within=['vdeep'],
         file=SPEC_PATH,
     ))
-    # the library object these settings make:
-    #   Pipeline(steps=[('impute',
-    #                    SimpleImputer(keep_empty_features=True, strategy='median')),
-    #                   ('scale', StandardScaler()),
-    #                   ('model',
-    #                    RadSurvival(epochs=300, hidden=(16,), kind='survival_mlp',
-    #                                lr=0.005, seed=352112543))])
     return run_recipe(stage, ctx)
 
 
@@ -135,10 +126,7 @@ def stage_enet(ctx, args):
         name='enet',
         kind='model',
         op='cox',
-        params={
-            'impute': 'median', 'scale': 'standard', 'search': None, 'class_weight': None,
-            'alpha': 0.05, 'l1_ratio': 0.5,
-        },
+        params={'impute': 'median', 'scale': 'standard', 'search': None, 'class_weight': None, 'alpha': 0.05, 'l1_ratio': 0.5},
         inputs={'input': ['clin', None], 'target': ['rossi', 'outcome']},
         seed=584667265,
         type={'kind': 'Model', 'cohort': 'rossi', 'outcome': 'survival', 'detail': 'cox model'},
@@ -146,13 +134,19 @@ def stage_enet(ctx, args):
         fit_within=['v'],
         file=SPEC_PATH,
     ))
-    # the library object these settings make:
-    #   Pipeline(steps=[('impute',
-    #                    SimpleImputer(keep_empty_features=True, strategy='median')),
-    #                   ('scale', StandardScaler()),
-    #                   ('model',
-    #                    RadSurvival(alpha=0.05, l1_ratio=0.5, seed=584667265))])
     return run_recipe(stage, ctx)
+
+
+def fold_pipeline_v(fold):
+    """What `v` fits in every training fold (and on every training case for its final model); `fold`: what the data decide."""
+    from sklearn.impute import SimpleImputer
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import StandardScaler
+    return Pipeline([
+        ('impute', SimpleImputer(strategy='median', keep_empty_features=True)),
+        ('scale', StandardScaler()),
+        ('model', survival_estimator_class()(kind='cox', seed=584667265, alpha=0.05, l1_ratio=0.5)),
+    ]).set_output(transform='pandas')
 
 
 # ---- validate v = evaluate(...)   [stateless, seed 1748437080]
@@ -164,32 +158,38 @@ def stage_enet(ctx, args):
 # consumes: model <- enet
 # calls run_evaluate: sha256 <16>; with the <n> blocks it reaches: sha256 <16>
 # fit on outcome
-# in every training fold it refits, on that fold's training cases only, from clin:
-#   -> enet = cox(...) [stage_enet]
 def stage_v(ctx, args):
     stage = ctx.declare(Stage(
         name='v',
         kind='validate',
         op='evaluate',
         params={
-            'cv': {'kind': 'kfold', 'k': 5, 'repeats': 2, 'groups': None, 'seed': None},
-            'metrics': None, 'horizons': [13.0, 26.0, 39.0], 'ibs_points': 50, 'threshold': None,
-            'threshold_cv': 3, 'bootstrap': 500, 'ci': 0.95, 'calibration_bins': 10,
-            'net_benefit_range': [0.01, 0.99, 0.01],
+            'cv': {'kind': 'kfold', 'k': 5, 'repeats': 2, 'groups': None, 'seed': None}, 'metrics': None,
+            'horizons': [13.0, 26.0, 39.0], 'ibs_points': 50, 'threshold': None, 'threshold_cv': 3, 'bootstrap': 500,
+            'ci': 0.95, 'calibration_bins': 10, 'net_benefit_range': [0.01, 0.99, 0.01],
         },
         inputs={'model': ['enet', None]},
         seed=1748437080,
         type={'kind': 'Evaluation', 'cohort': 'rossi', 'outcome': 'survival', 'detail': 'evaluation'},
         fit='outcome',
-        extra={
-            'refit': {
-                'model': 'enet', 'sources': ['clin'], 'nodes': ['enet'],
-                'edges': [['clin', 'enet', 'input']],
-            },
-        },
+        extra={'refit': {'model': 'enet', 'sources': ['clin'], 'nodes': ['enet'], 'edges': [['clin', 'enet', 'input']]}},
         file=SPEC_PATH,
     ))
-    return run_evaluate(stage, ctx)
+    return run_evaluate(stage, ctx, pipeline=fold_pipeline_v)
+
+
+def fold_pipeline_vdeep(fold):
+    """What `vdeep` fits in every training fold (and on every training case for its final model); `fold`: what the data
+    decide."""
+    from sklearn.impute import SimpleImputer
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import StandardScaler
+    return Pipeline([
+        ('impute', SimpleImputer(strategy='median', keep_empty_features=True)),
+        ('scale', StandardScaler()),
+        ('model', survival_estimator_class()(kind='survival_mlp', seed=352112543, hidden=(16,), epochs=300, lr=0.005,
+                                           weight_decay=0.0001, dropout=0.0)),
+    ]).set_output(transform='pandas')
 
 
 # ---- validate vdeep = evaluate(...)   [stateless, seed 1569943863]
@@ -201,32 +201,24 @@ def stage_v(ctx, args):
 # consumes: model <- deep
 # calls run_evaluate: sha256 <16>; with the <n> blocks it reaches: sha256 <16>
 # fit on outcome
-# in every training fold it refits, on that fold's training cases only, from clin:
-#   -> deep = survival_mlp(...) [stage_deep]
 def stage_vdeep(ctx, args):
     stage = ctx.declare(Stage(
         name='vdeep',
         kind='validate',
         op='evaluate',
         params={
-            'cv': {'kind': 'kfold', 'k': 5, 'repeats': 2, 'groups': None, 'seed': None},
-            'metrics': None, 'horizons': [13.0, 26.0, 39.0], 'ibs_points': 50, 'threshold': None,
-            'threshold_cv': 3, 'bootstrap': 500, 'ci': 0.95, 'calibration_bins': 10,
-            'net_benefit_range': [0.01, 0.99, 0.01],
+            'cv': {'kind': 'kfold', 'k': 5, 'repeats': 2, 'groups': None, 'seed': None}, 'metrics': None,
+            'horizons': [13.0, 26.0, 39.0], 'ibs_points': 50, 'threshold': None, 'threshold_cv': 3, 'bootstrap': 500,
+            'ci': 0.95, 'calibration_bins': 10, 'net_benefit_range': [0.01, 0.99, 0.01],
         },
         inputs={'model': ['deep', None]},
         seed=1569943863,
         type={'kind': 'Evaluation', 'cohort': 'rossi', 'outcome': 'survival', 'detail': 'evaluation'},
         fit='outcome',
-        extra={
-            'refit': {
-                'model': 'deep', 'sources': ['clin'], 'nodes': ['deep'],
-                'edges': [['clin', 'deep', 'input']],
-            },
-        },
+        extra={'refit': {'model': 'deep', 'sources': ['clin'], 'nodes': ['deep'], 'edges': [['clin', 'deep', 'input']]}},
         file=SPEC_PATH,
     ))
-    return run_evaluate(stage, ctx)
+    return run_evaluate(stage, ctx, pipeline=fold_pipeline_vdeep)
 
 
 # The stages in the order `radlang run` executes them.
