@@ -123,7 +123,7 @@ def net_update(net):
         backward, score = None, None
         if net["op"] == "multitask":
             w = [h["weight"] for h in net["heads"]]
-            backward = multitask_backward(model, net["hyper"]["combine"], w)
+            backward = multitask_backward(model, net["hyper"]["combine"], w, net["hyper"]["cagrad_c"])
 
             def score(out, tgt):
                 return (torch.tensor([float(v) for v in w]) * torch.stack(head_losses(out[1], tgt, net["heads"]))).sum()

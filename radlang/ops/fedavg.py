@@ -70,7 +70,7 @@ from radlang.ops.fed_networks import (
     net_update,
     proximal_backward,
 )
-from radlang.ops.multitask import head_losses, multitask_backward, multitask_module, pack_targets
+from radlang.ops.multitask import head_losses, multitask_backward, multitask_module, pack_targets, segmentation_loss
 from radlang.ops.net_models import TRAINING_HELPERS, fusion_module
 from radlang.registry import Operator, Port, register
 from radlang.types import RType
@@ -312,7 +312,7 @@ def boundary_record(study, params, n_tabular):
 
 # what a federated network adds to the engine: radlang/ops/fed_networks.py and the network operators' own code
 NETWORK_ENGINE = (net_factory, net_loss, net_arrays, net_target, proximal_backward, net_update, net_scores, federation_heads,
-                  engine_parts, fusion_module, multitask_module, head_losses, multitask_backward, pack_targets) + TRAINING_HELPERS
+                  engine_parts, fusion_module, multitask_module, head_losses, segmentation_loss, multitask_backward, pack_targets) + TRAINING_HELPERS
 
 # ----------------------------------------------------------------------------------------------
 # declarations

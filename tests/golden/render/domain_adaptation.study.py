@@ -121,7 +121,10 @@ def stage_img(ctx, args):
         name='img',
         kind='features',
         op='patches',
-        params={'patch': [16, 16, 16], 'dims': 3, 'spacing': None, 'crop': 'roi', 'mask_channel': False, 'normalize': 'zscore'},
+        params={
+            'patch': [16, 16, 16], 'dims': 3, 'slices': None, 'spacing': None, 'crop': 'roi', 'mask_channel': False,
+            'mask_target': False, 'normalize': 'zscore',
+        },
         inputs={'cohort': ['sites', None]},
         seed=1830413051,
         type={
@@ -146,15 +149,15 @@ def stage_adapted(ctx, args):
         kind='model',
         op='dann',
         params={
-            'epochs': 12, 'batch': 8, 'optimizer': 'adam', 'lr': 0.001, 'weight_decay': 0.0, 'schedule': 'constant',
-            'hidden': 16, 'dropout': 0.0, 'validation': 0.2, 'patience': 4, 'reversal': 'ganin', 'domain_hidden': 16,
+            'epochs': 12, 'batch': 8, 'optimizer': 'sgd', 'lr': 0.01, 'weight_decay': 0.0, 'schedule': 'ganin', 'hidden': 16,
+            'dropout': 0.0, 'validation': 0.2, 'patience': 4, 'reversal': 'ganin', 'domain_hidden': 16,
             'target_unlabelled': True,
         },
         inputs={'input': ['img', None], 'network': ['enc', None], 'target': ['sites', 'outcome']},
         seed=1542162036,
         type={
             'kind': 'Model', 'cohort': 'sites', 'outcome': 'binary', 'head': 'classification', 'site_adapted': True,
-            'detail': 'DANN model',
+            'patch': (16, 16, 16), 'detail': 'DANN model',
         },
         fit='outcome',
         fit_within=['v_dann'],
@@ -176,12 +179,15 @@ def stage_cnn_source(ctx, args):
         kind='model',
         op='cnn',
         params={
-            'epochs': 12, 'batch': 8, 'optimizer': 'adam', 'lr': 0.001, 'weight_decay': 0.0, 'schedule': 'constant',
-            'hidden': 16, 'dropout': 0.0, 'validation': 0.2, 'patience': 4,
+            'epochs': 12, 'batch': 8, 'optimizer': 'sgd', 'lr': 0.01, 'weight_decay': 0.0, 'schedule': 'ganin', 'hidden': 16,
+            'dropout': 0.0, 'validation': 0.2, 'patience': 4,
         },
         inputs={'input': ['img', None], 'network': ['enc', None], 'target': ['sites', 'outcome']},
         seed=1104211344,
-        type={'kind': 'Model', 'cohort': 'sites', 'outcome': 'binary', 'head': 'classification', 'detail': 'cnn model'},
+        type={
+            'kind': 'Model', 'cohort': 'sites', 'outcome': 'binary', 'head': 'classification', 'patch': (16, 16, 16),
+            'detail': 'cnn model',
+        },
         fit='outcome',
         fit_within=['v_cnn'],
         file=SPEC_PATH,
@@ -302,8 +308,8 @@ def fold_pipeline_v_cnn(fold):
     decide."""
     from sklearn.pipeline import Pipeline
     return Pipeline([
-        ('model', make_cnn({'impute': None, 'scale': None, 'search': None, 'hyper': {'epochs': 12, 'batch': 8, 'optimizer': 'adam',
-                           'lr': 0.001, 'weight_decay': 0.0, 'schedule': 'constant', 'hidden': 16, 'dropout': 0.0, 'validation': 0.2,
+        ('model', make_cnn({'impute': None, 'scale': None, 'search': None, 'hyper': {'epochs': 12, 'batch': 8, 'optimizer': 'sgd',
+                           'lr': 0.01, 'weight_decay': 0.0, 'schedule': 'ganin', 'hidden': 16, 'dropout': 0.0, 'validation': 0.2,
                            'patience': 4}, 'networks': {'network': {'arch': 'resnet', 'params': {'dims': 3, 'in_channels': 1,
                            'out_channels': 2, 'depth': 10, 'widen_factor': 0.125}}}, 'classes': fold['classes']}, 1104211344,
                            fold['model'])),
@@ -327,7 +333,10 @@ def stage_v_cnn(ctx, args):
         },
         inputs={'model': ['cnn_source', None]},
         seed=170968117,
-        type={'kind': 'Evaluation', 'cohort': 'sites', 'outcome': 'binary', 'head': 'classification', 'detail': 'evaluation'},
+        type={
+            'kind': 'Evaluation', 'cohort': 'sites', 'outcome': 'binary', 'head': 'classification', 'patch': (16, 16, 16),
+            'detail': 'evaluation',
+        },
         fit='outcome',
         extra={
             'refit': {'model': 'cnn_source', 'sources': ['img'], 'nodes': ['cnn_source'], 'edges': [['img', 'cnn_source', 'input']]},
@@ -391,8 +400,8 @@ def fold_pipeline_v_dann(fold):
     decide."""
     from sklearn.pipeline import Pipeline
     return Pipeline([
-        ('model', make_dann({'impute': None, 'scale': None, 'search': None, 'hyper': {'epochs': 12, 'batch': 8, 'optimizer': 'adam',
-                            'lr': 0.001, 'weight_decay': 0.0, 'schedule': 'constant', 'hidden': 16, 'dropout': 0.0, 'validation': 0.2,
+        ('model', make_dann({'impute': None, 'scale': None, 'search': None, 'hyper': {'epochs': 12, 'batch': 8, 'optimizer': 'sgd',
+                            'lr': 0.01, 'weight_decay': 0.0, 'schedule': 'ganin', 'hidden': 16, 'dropout': 0.0, 'validation': 0.2,
                             'patience': 4, 'reversal': 'ganin', 'domain_hidden': 16, 'target_unlabelled': True},
                             'networks': {'network': {'arch': 'resnet', 'params': {'dims': 3, 'in_channels': 1, 'out_channels': 2,
                             'depth': 10, 'widen_factor': 0.125}}}, 'classes': fold['classes']}, 1542162036, fold['model'])),
@@ -416,7 +425,10 @@ def stage_v_dann(ctx, args):
         },
         inputs={'model': ['adapted', None]},
         seed=1634475660,
-        type={'kind': 'Evaluation', 'cohort': 'sites', 'outcome': 'binary', 'head': 'classification', 'detail': 'evaluation'},
+        type={
+            'kind': 'Evaluation', 'cohort': 'sites', 'outcome': 'binary', 'head': 'classification', 'patch': (16, 16, 16),
+            'detail': 'evaluation',
+        },
         fit='outcome',
         extra={
             'refit': {'model': 'adapted', 'sources': ['img'], 'nodes': ['adapted'], 'edges': [['img', 'adapted', 'input']]},

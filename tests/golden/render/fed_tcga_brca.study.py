@@ -130,7 +130,7 @@ def stage_fed(ctx, args):
         params={
             'by': 'site', 'model': 'cox', 'strategy': 'fedadam', 'rounds': 30, 'local_epochs': 1, 'batch': 16, 'lr': 0.01,
             'mu': None, 'server_lr': 0.03, 'beta_1': None, 'beta_2': None, 'tau': None, 'fraction': 1.0, 'min_clients': None,
-            'seeds': [1, 2, 3, 4, 5], 'standardize': 'federated', 'references': True,
+            'seeds': [1, 2, 3, 4, 5], 'standardize': 'federated', 'references': True, 'clients': None, 'tests': None,
         },
         inputs={'input': ['clin', None], 'target': ['train', 'outcome'], 'test': ['test', None]},
         seed=1584561333,

@@ -136,7 +136,7 @@ def stage_fed(ctx, args):
         params={
             'by': 'site', 'model': 'logistic', 'strategy': 'fedprox', 'rounds': 20, 'local_epochs': 1, 'batch': 16, 'lr': 0.05,
             'mu': 0.01, 'server_lr': None, 'beta_1': None, 'beta_2': None, 'tau': None, 'fraction': 1.0, 'min_clients': None,
-            'seeds': [1, 2, 3], 'standardize': 'federated', 'references': True,
+            'seeds': [1, 2, 3], 'standardize': 'federated', 'references': True, 'clients': None, 'tests': None,
         },
         inputs={'input': ['clin', None], 'target': ['train', 'outcome'], 'test': ['test', None]},
         seed=981062873,

@@ -75,7 +75,7 @@ def stage_net(ctx, args):
             'up_kernel_size': 3, 'dropout': 0.0, 'num_res_units': 1, 'norm': 'instance', 'act': 'prelu',
         },
         seed=1089339193,
-        type={'kind': 'Network', 'dims': 3, 'channels': 1, 'head': 'segmentation', 'classes': 2, 'divisor': 8, 'detail': '3D UNet'},
+        type={'kind': 'Network', 'dims': 3, 'channels': 1, 'head': 'segmentation', 'classes': 2, 'divisor': 16, 'detail': '3D UNet'},
         file=SPEC_PATH,
     ))
     # the library object these settings make:
