@@ -151,6 +151,7 @@ CODES: dict[str, Code] = {c.code: c for c in (
     _c("E331", "`output: log_odds` on an outcome that is not binary", "ops/explain_shap.py"),
     _c("E335", "a federated stage's clients are not the cohort's sites", "ops/fedavg.py", "`by:` names another attribute than `site`"),
     _c("E345", "a multi-task model with fewer than two heads", "ops/multitask.py", "a single target is a `cnn`"),
+    _c("E346", "a survival model's grid search given a `scoring`", "ops/models.py", "its inner CV scores candidates by Harrell's C"),
     # graph
     _c("E401", "a cycle", "checks/bind.py checks/graph.py", "stages that depend on each other, or a `like` chain"),
     _c("W402", "a stage is never used; it will not run", "checks/graph.py"),

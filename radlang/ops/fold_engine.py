@@ -4,10 +4,12 @@
 graph's estimator inside a worker, fits it on one training fold and predicts the held-out fold, choosing a
 binary operating threshold on training data only (`choose_threshold`, on inner out-of-fold predictions with
 `threshold_cv`); `fitted_selections` reports what each selector kept; `model_artefact` saves the final model
-in skops' format, reproducibly.
+reproducibly: in skops' format, or a `cox` / `survival_mlp` pipeline of plain steps as JSON (`survival_artefact`).
 """
 
 from __future__ import annotations
+
+from radlang.ops.survival_models import survival_artefact
 
 
 def make_splits(cv, y_strat, groups, sites, seed):
@@ -77,7 +79,7 @@ def run_fold(fold_job):
     fold_job: {"build": (fn, args), "X": DataFrame, "y": array, "train": idx, "test": idx, "outcome": the outcome kind
     (binary, multiclass, survival), "rule": dict|None, "patients": patient id per row of X, or None, "times": the times at
     which a survival model's held-out survival probabilities are wanted, or None, "save_model": True to return the fitted
-    pipeline as skops bytes under "model_bytes"}. A model that declares `wants_unlabelled` (DANN with `target_unlabelled`)
+    pipeline's bytes (model_artefact) under "model_bytes"}. A model that declares `wants_unlabelled` (DANN with `target_unlabelled`)
     also gets the held-out rows' features, through the steps before it, as `unlabelled`; their outcomes never reach it."""
     import warnings
 
@@ -186,15 +188,20 @@ def fitted_selections(pipe):
 
 
 def model_artefact(model):
-    """The final fitted pipeline as bytes in skops' format, which loads without running code when the loader names
-    the types it trusts. The fold-only inputs of selectors (patients, raters) are dropped, and the archive is made
-    reproducible: skops names its arrays by memory address and stamps the time, so the arrays are renamed in order
-    of appearance and every entry gets a fixed date: the same model gives the same bytes."""
+    """The final fitted pipeline as bytes. A `cox` or `survival_mlp` pipeline of plain steps: JSON (survival_artefact:
+    its numbers, nothing to import to save it and nothing that runs when it is read). Any other: skops' format, which
+    loads without running code when the loader names the types it trusts; the fold-only inputs of selectors
+    (patients, raters) are dropped, and the archive is made reproducible: skops names its arrays by memory address
+    and stamps the time, so the arrays are renamed in order of appearance and every entry gets a fixed date: the
+    same model gives the same bytes."""
     import io
     import itertools
     import json
     import zipfile
 
+    plain = survival_artefact(getattr(model, "best_estimator_", model))
+    if plain is not None:
+        return plain
     import skops.io as sio
 
     def strip(est):

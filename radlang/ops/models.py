@@ -166,11 +166,17 @@ def assemble_pipeline(graph, model_name, model_params, seed, factory=None, fold_
     rename = {"knn": {"k": "n_neighbors"}}.get(model_name, {})
     grid = {f"model__{rename.get(k, k)}": list(v) for k, v in sorted(search["grid"].items())}
     folds = int(search["cv"])
-    survival = model_name in ("cox", "random_survival_forest", "gradient_boosted_survival", "survival_mlp")
-    # survival models: the estimator's own score (Harrell's C) on unstratified inner folds
-    cv = KFold(folds, shuffle=True, random_state=seed) if survival else StratifiedKFold(folds, shuffle=True, random_state=seed)
-    scoring = None if survival else search["scoring"]
-    return GridSearchCV(pipe, grid, cv=cv, scoring=scoring, refit=True, n_jobs=1)
+    scoring = search_scoring(model_name, search)
+    # survival models: the estimator's own score (Harrell's C, RadSurvival.score) on unstratified inner folds
+    if scoring == "c_index":
+        return GridSearchCV(pipe, grid, cv=KFold(folds, shuffle=True, random_state=seed), scoring=None, refit=True, n_jobs=1)
+    return GridSearchCV(pipe, grid, cv=StratifiedKFold(folds, shuffle=True, random_state=seed), scoring=scoring, refit=True, n_jobs=1)
+
+
+def search_scoring(model_name, search):
+    """What a model's inner-CV grid search maximises: the `scoring` of `grid(...)` for a classifier; Harrell's C
+    (`c_index`, the survival estimator's own `score`) for a survival model, whatever the grid's default says."""
+    return "c_index" if model_name in ("cox", "random_survival_forest", "gradient_boosted_survival", "survival_mlp") else search["scoring"]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -313,6 +319,9 @@ def _model_infer(ctx, tasks):
                 "install the optional extra: pip install 'radlang[survival-gpl]' (scikit-survival is GPL-3), "
                 "or use `cox` or `survival_mlp`"))
     s = ctx.settings
+    if s.search is not None and tgt.outcome == "survival" and "scoring" in s.search.model_fields_set:
+        ctx.error("E346", f"`{name}` is a survival model: its grid search scores each candidate by Harrell's C, not "
+                  f"`{s.search.scoring}`", setting="search", hint="leave `scoring` out of `grid(...)` for a survival model")
     if s.search is not None:
         if not s.search.grid:
             ctx.error("E305", "`grid(...)` needs at least one hyper-parameter with candidate values, e.g. `grid(C: [0.1, 1, 10])`",
@@ -335,7 +344,7 @@ def _register(name, settings, tasks, doc, examples=(), version="1"):
         inputs=(Port("input", ("Features",), doc="a feature table (usually a `select` stage)"),
                 Port("target", ("Outcome",), doc="the training cohort's outcome, e.g. `train.outcome`")),
         positional=("input", "target"), fit="outcome", behaviour="fitted", run=run_recipe,
-        impl=FACTORIES[name], helpers=(make_model, assemble_pipeline, fold_steps, node_columns, split_params) + SURVIVAL_HELPERS,
+        impl=FACTORIES[name], helpers=(make_model, assemble_pipeline, search_scoring, fold_steps, node_columns, split_params) + SURVIVAL_HELPERS,
         infer=lambda ctx: _model_infer(ctx, tasks), doc=doc, examples=examples, version=version,
         library_code=lambda params, seed: pipeline_code(name, params, seed),
     ))

@@ -191,7 +191,7 @@ def flow(f):
 
 def model_availability(f):
     ev = [_stage(s, "saves its final model under models/") for s in f.of("validate", "train", ops=("evaluate", "supervised"))]
-    ev += [_file(p, "the saved final model") for p in f.files if p.startswith("models/") and p.endswith((".skops", ".pt"))]
+    ev += [_file(p, "the saved final model") for p in f.files if p.startswith("models/") and p.endswith((".skops", ".model.json", ".pt"))]
     return _first(ev)
 
 
