@@ -89,7 +89,12 @@ def mlp_fit(X, time, event, hidden, epochs, lr, weight_decay, dropout, seed):
 
 
 def linear_risk(kind, X, mean, coef, weights):
-    """The log relative hazard of a `cox` model ((X - mean) @ coef) or of a `survival_mlp` (its network on X)."""
+    """The log relative hazard of a `cox` model ((X - mean) @ coef) or of a `survival_mlp` (its network on X). X is
+    made C-contiguous first: a matrix product's rounding depends on the memory layout, and a fitted pipeline hands on
+    either layout, so a model gives the same bits whichever way its input was laid out."""
+    import numpy as np
+
+    X = np.ascontiguousarray(X, dtype=float)
     if kind == "cox":
         return (X - mean) @ coef
     return mlp_forward(weights, X)
