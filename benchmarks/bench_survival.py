@@ -22,9 +22,12 @@ the hand-written script one process, no pool: the same one core), and produce th
 
 Each repeat runs both sides back to back, in alternating order (the machine is shared: its load changes between
 runs). Printed per side: the median wall time and its spread (min..max) over --repeats, the median CPU time (user +
-sys of the process and its children: robust to other processes' load), the mean C-index (equal on both sides: same
-folds, same fits), the ratio radlang / hand-written (target <= 1.1), and radlang's fixed cost (a cached re-run:
-start-up, imports, reading, writing).
+sys of the process and its children: robust to other processes' load), the mean C-index of each, the ratio radlang
+/ hand-written (target <= 1.1), and radlang's fixed cost (a cached re-run: start-up, imports, reading, writing).
+The two sides fit the same models and give the same held-out risk scores (to ~1e-14); their C-indices can differ in
+the third decimal where a large penalty shrinks every coefficient to ~0: radlang's Harrell's C counts risks within
+1e-8 as tied (as scikit-survival does), lifelines' `concordance_index` compares them exactly (measured: the same
+alpha in every fold on both sides, 60 Cox fits each).
 """
 
 from __future__ import annotations
