@@ -52,6 +52,7 @@ from radlang.ops.fold_engine import (
     survival_predictions,
 )
 from radlang.ops.survival_metrics import SURVIVAL_METRIC_HELPERS
+from radlang.ops.survival_models import survival_artefact
 from radlang.registry import Operator, Port, register
 from radlang.types import RType
 from radlang.values import Rule, Settings, Sym, Variant, out_of_range, variants
@@ -285,8 +286,9 @@ register(Operator(
             Port("groups", ("Ids", "Site"), optional=True, doc="what must not straddle a split (default: the cohort's patient ids)"),
             Port("split", ("Split",), optional=True, doc="a shared `split` stage: hold out its folds (instead of `cv`)")),
     fit="outcome", behaviour="stateless", run=run_evaluate, sink=True, impl=run_fold,
-    version="2",   # 2: survival metrics inside folds (Uno's C, td-AUC, Brier, calibration, KM), survival predictions
-    helpers=(make_splits, choose_threshold, fitted_selections, held_out_heads, model_artefact, auc_rank, patient_resamples, calibration_stats,
+    version="3",   # 2: survival metrics inside folds (Uno's C, td-AUC, Brier, calibration, KM), survival predictions
+    # 3: a `cox` / `survival_mlp` final model saved as JSON (models/<stage>.model.json); a survival search recorded as c_index
+    helpers=(make_splits, choose_threshold, fitted_selections, held_out_heads, model_artefact, survival_artefact, auc_rank, patient_resamples, calibration_stats,
              net_benefit, binary_metrics, multiclass_metrics, round_floats, evaluation_json, evaluation_csv, cv_description, evaluation_plots,
              write_evaluation_plots, evaluation_summary, survival_predictions) + SURVIVAL_METRIC_HELPERS,
     infer=_evaluate_infer, plan=_evaluate_plan,
