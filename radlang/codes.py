@@ -155,6 +155,7 @@ CODES: dict[str, Code] = {c.code: c for c in (
     _c("E331", "`output: log_odds` on an outcome that is not binary", "ops/explain_shap.py"),
     _c("E335", "a federated stage's clients are not the cohort's sites", "ops/fedavg.py", "`by:` names another attribute than `site`"),
     _c("E345", "a multi-task model with fewer than two heads", "ops/multitask.py", "a single target is a `cnn`"),
+    _c("E346", "a survival model's grid search given a `scoring`", "ops/models.py", "its inner CV scores candidates by Harrell's C"),
     _c("E350", "a join fuses a 2D slice of a 3D volume, reduced without a stated `slices`, with another image branch", "ops/join.py", "state the reduction: `slices: center`, `max_area` or `mip`"),
     _c("E351", "joined image branches with different patch sizes", "ops/join.py", "joined image branches are stacked as the channels of one patch"),
     _c("E352", "a slice reduction (`slices`) of a cohort of 2D images", "ops/image_patches.py", "there is no volume to reduce"),

@@ -1,15 +1,17 @@
 """`radlang predict`: apply a validation stage's saved final model to new cases.
 
 The final model of a validation stage (`models/<stage>.skops`, refit on every training case: imputation,
-selection, joins, scaling, the model) and its card (`models/<stage>.json`: the input columns, the operating
-threshold, the model file's sha256) are written by `radlang run`. Predicting on a new manifest or table:
+selection, joins, scaling, the model; a `cox` or `survival_mlp` pipeline of plain steps as JSON, `models/<stage>.model.json`)
+and its card (`models/<stage>.json`: the input columns, the operating threshold, the model file and its sha256) are
+written by `radlang run`. Predicting on a new manifest or table:
 
 1. the new file is read the way the validation's training cohort reads its own (the cohort operator's
    `read_file`), so column names, outcome and id settings carry over;
 2. the feature tables the model reads (the refit graph's sources) are computed on it by the same code as for an
    external cohort (radlang/backends/refit.py), with the run's cache;
 3. the model is loaded with skops, trusting only scikit-learn's, NumPy's and radlang's own types (a file that
-   names any other type is refused, never loaded), after its bytes are checked against the card's sha256;
+   names any other type is refused, never loaded), or read from its JSON (numbers only), after its bytes are checked
+   against the card's sha256;
 4. the CSV (case id, probability or risk, and the thresholded class) is written atomically.
 
 Every problem is a diagnostic and nothing is written: an unknown stage, a missing or altered model, a missing
@@ -52,6 +54,7 @@ def load_card(out: Path, stage) -> tuple[dict, bytes]:
     card_path, model_path = out / "models" / f"{stage.name}.json", out / "models" / f"{stage.name}.skops"
     try:
         card = json.loads(card_path.read_text(encoding="utf-8"))
+        model_path = out / "models" / Path(str(card.get("file", model_path.name))).name
         data = model_path.read_bytes()
     except (OSError, ValueError):
         raise PredictError([Diagnostic("E731", f"no saved model for `{stage.name}` in `{out}`", stage.span,
@@ -63,6 +66,15 @@ def load_card(out: Path, stage) -> tuple[dict, bytes]:
 
 
 def load_model(data: bytes, stage):
+    if data[:1] == b"{":          # a survival model's JSON (survival_models.survival_artefact): numbers, no code
+        from radlang.ops.survival_models import SavedSurvival
+
+        state = json.loads(data)
+        if state.get("format") != "radlang-survival/1":
+            raise PredictError([Diagnostic("E735", f"the saved model of `{getattr(stage, 'name', '?')}` names a type radlang does not "
+                                           f"load: a JSON model of format {state.get('format')!r}", getattr(stage, "span", None),
+                                           hint="only models that `radlang run` saved can be applied")])
+        return SavedSurvival(state)
     import skops.io as sio
 
     types = sio.get_untrusted_types(data=data)

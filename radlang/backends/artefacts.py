@@ -26,6 +26,7 @@ ARTEFACT_TYPES = (
     ("predictions", ".csv", "predictions (CSV)"),
     ("plots", ".png", "plot (PNG)"),
     ("models", ".skops", "fitted model (skops)"),
+    ("models", ".model.json", "fitted survival model (JSON)"),
     ("models", ".json", "model card (JSON)"),
     ("models", ".pt", "network weights (torch, weights only)"),
     ("masks", "", "mask"),

@@ -421,7 +421,7 @@ def run_evaluate(stage, ctx, pipeline=None):
         raise RunError(errs)
 
     # --- the fold pipeline: built and fit inside the worker, on the training fold only
-    from radlang.ops.models import pipeline_arguments, pipeline_from_source, recipe_factories
+    from radlang.ops.models import pipeline_arguments, pipeline_from_source, recipe_factories, search_scoring
 
     n_classes = len(np.unique(y_strat)) if outcome in ("binary", "multiclass") else 0
     columns = source_columns(graph, X, sources)
@@ -465,7 +465,7 @@ def run_evaluate(stage, ctx, pipeline=None):
         fold_X = [_fold_input(ctx, stage, graph, cohort_name, cohort_df, data, X, tr) for _, _, tr, _ in splits] if images else None
         jobs = [{"build": build, "X": fold_X[i] if fold_X else X, "y": y, "train": tr, "test": te, "outcome": outcome, "rule": rule,
                  "search": bool(mparams.get("search")), "patients": patients, "threshold_cv": tcv, "seed": stage.seed, "times": times,
-                 "survival_predictions": reached.get("survival_predictions")}
+                 "survival_predictions": reached.get("survival_predictions"), "survival_artefact": reached.get("survival_artefact")}
                 for i, (_, _, tr, te) in enumerate(splits)]
         return patients, tcv, jobs
 
@@ -480,7 +480,7 @@ def run_evaluate(stage, ctx, pipeline=None):
         _write_outputs(stage, ctx, mbytes, pbytes, model_bytes, card_bytes)
         ctx.warnings.extend(metrics.get("warnings", []))
         ctx.keys[stage.name] = ck
-        _report(stage, ctx, mbytes, reached)
+        _report(stage, ctx, mbytes, model_bytes, reached)
         return {"metrics": metrics, "predictions": pd.read_csv(ctx.out / "predictions" / f"{stage.name}.csv"), "folds": folds}
 
     patients, tcv, fold_jobs = fold_plan()
@@ -490,13 +490,13 @@ def run_evaluate(stage, ctx, pipeline=None):
         if errs:
             raise RunError(errs)
     # the final model: fit on every training case and applied to the external cohort if any; it runs with the folds (in
-    # a worker when they go to the pool) and comes back saved, as skops bytes
+    # a worker when they go to the pool) and comes back saved (model_artefact: JSON or skops bytes)
     Xall, yall = (pd.concat([X, Xe]), np.concatenate([y, ye])) if Xe is not None else (X, y)
     final_job = {"build": build, "X": Xall, "y": yall, "train": np.arange(len(X)), "test": np.arange(len(X), len(Xall)),
                   "outcome": outcome, "rule": rule, "save_model": True, "search": bool(mparams.get("search")),
                   "patients": np.concatenate([patients, ext_data["patient_id"].astype(str).to_numpy()]) if Xe is not None else patients,
                   "threshold_cv": tcv, "seed": stage.seed, "times": times,
-                 "survival_predictions": reached.get("survival_predictions")}
+                 "survival_predictions": reached.get("survival_predictions"), "survival_artefact": reached.get("survival_artefact")}
     results: list = [None] * (len(fold_jobs) + 1)
     try:
         _run_folds(ctx, run_fold, [*fold_jobs, final_job], results)
@@ -532,7 +532,7 @@ def run_evaluate(stage, ctx, pipeline=None):
         "stage": stage.name, "outcome": outcome, "model": model.op, "cohort": cohort_name, "features": ", ".join(sources),
         "pipeline": (["impute"] if mparams.get("impute") not in (None, "none") else []) + [s.name for s in fitted]
                     + (["scale"] if mparams.get("scale") not in (None, "none") else []) + [model.name],
-        "search": dict(mparams["search"]) if mparams.get("search") else None,
+        "search": {**mparams["search"], "scoring": search_scoring(model.op, mparams["search"])} if mparams.get("search") else None,
         "n_cases": len(data), "n_patients": len(set(data["patient_id"])), "n_features": int(X.shape[1]),
         "cv": {**cv, "splits": len(splits), "grouped": bool(len(set(groups)) < len(groups)),
                **({"shared_split": split_ref.stage} if split_ref is not None else {})},
@@ -603,27 +603,36 @@ def run_evaluate(stage, ctx, pipeline=None):
     model_bytes = final["model_bytes"]
     card = {"stage": stage.name, "model": model.name, "operator": model.op, "outcome": outcome, "cohort": cohort_name, "sources": sources,
             "columns": [str(c) for c in X.columns], "threshold": final.get("threshold"), "classes": n_classes, "refit": graph,
-            "match": match_by(ctx, graph), "format": "skops", "sha256": hashlib.sha256(model_bytes).hexdigest()}
+            "match": match_by(ctx, graph), **model_format(stage.name, model_bytes), "sha256": hashlib.sha256(model_bytes).hexdigest()}
     card_bytes = (json.dumps(card, indent=2, sort_keys=True) + "\n").encode()
     _write_outputs(stage, ctx, mbytes, pbytes, model_bytes, card_bytes)
     ctx.cache.put(ck, (mbytes, pbytes, metrics, model_bytes, card_bytes))
     ctx.keys[stage.name] = ck
-    _report(stage, ctx, mbytes, reached)
+    _report(stage, ctx, mbytes, model_bytes, reached)
     return {"metrics": metrics, "predictions": preds, "folds": folds}
 
 
+def model_format(stage_name, model_bytes):
+    """The saved final model's format and file under models/: a survival model's JSON (radlang-survival/1, see
+    survival_models.survival_artefact) as <stage>.model.json, anything else as skops' <stage>.skops."""
+    if model_bytes[:1] == b"{":
+        return {"format": "radlang-survival/1", "file": f"{stage_name}.model.json"}
+    return {"format": "skops", "file": f"{stage_name}.skops"}
+
+
 def _write_outputs(stage, ctx, mbytes, pbytes, model_bytes, card_bytes):
-    """metrics/<stage>.json, predictions/<stage>.csv, and the final model: models/<stage>.skops with its card
-    models/<stage>.json (what `radlang predict` needs: the input columns, the threshold, the model's sha256)."""
+    """metrics/<stage>.json, predictions/<stage>.csv, and the final model: models/<stage>.skops (or <stage>.model.json,
+    model_format) with its card models/<stage>.json (what `radlang predict` needs: the input columns, the threshold, the
+    model file and its sha256)."""
     from radlang.backends.cache import atomic_write_bytes
 
     atomic_write_bytes(ctx.out / "metrics" / f"{stage.name}.json", mbytes)
     atomic_write_bytes(ctx.out / "predictions" / f"{stage.name}.csv", pbytes)
-    atomic_write_bytes(ctx.out / "models" / f"{stage.name}.skops", model_bytes)
+    atomic_write_bytes(ctx.out / "models" / model_format(stage.name, model_bytes)["file"], model_bytes)
     atomic_write_bytes(ctx.out / "models" / f"{stage.name}.json", card_bytes)
 
 
-def _report(stage, ctx, mbytes, reached):
+def _report(stage, ctx, mbytes, model_bytes, reached):
     """Plots (binary outcomes) under <out>/plots/<stage>/ and the run summary's lines, both from the metrics
     exactly as written to <out>/metrics/<stage>.json: a cached re-run shows the same."""
     import hashlib
@@ -650,7 +659,7 @@ def _report(stage, ctx, mbytes, reached):
         plot_cache.put(pk, drawn)
     plots = write_evaluation_plots(shown, ctx.out / "plots" / stage.name, drawn)
     files = [f"metrics/{stage.name}.json", f"predictions/{stage.name}.csv"] + [f"plots/{stage.name}/{n}" for n in plots] + [
-        f"models/{stage.name}.skops", f"models/{stage.name}.json"]
+        f"models/{model_format(stage.name, model_bytes)['file']}", f"models/{stage.name}.json"]
     ctx.summary.extend(evaluation_summary(shown, files))
 
 

@@ -4,10 +4,11 @@
 graph's estimator inside a worker, fits it on one training fold and predicts the held-out fold, choosing a
 binary operating threshold on training data only (`choose_threshold`, on inner out-of-fold predictions with
 `threshold_cv`); `fitted_selections` reports what each selector kept; `model_artefact` saves the final model
-in skops' format, reproducibly.
+reproducibly: in skops' format, or a `cox` / `survival_mlp` pipeline of plain steps as JSON (`survival_artefact`).
 """
 
 from __future__ import annotations
+
 
 
 def make_splits(cv, y_strat, groups, sites, seed):
@@ -77,7 +78,7 @@ def run_fold(fold_job):
     fold_job: {"build": (fn, args), "X": DataFrame, "y": array, "train": idx, "test": idx, "outcome": the outcome kind
     (binary, multiclass, continuous, survival), "rule": dict|None, "survival_predictions": survival_predictions for a survival outcome, "patients": patient id per row of X, or None, "times": the times at
     which a survival model's held-out survival probabilities are wanted, or None, "save_model": True to return the fitted
-    pipeline as skops bytes under "model_bytes"}. A model that declares `wants_unlabelled` (DANN with `target_unlabelled`)
+    pipeline's bytes (model_artefact) under "model_bytes"}. A model that declares `wants_unlabelled` (DANN with `target_unlabelled`)
     also gets the held-out rows' features, through the steps before it, as `unlabelled`; their outcomes never reach it."""
     import warnings
 
@@ -144,7 +145,7 @@ def run_fold(fold_job):
             back = {"n_neighbors": "k"}
             out["best_params"] = {back.get(k.split("__", 1)[1], k.split("__", 1)[1]): v for k, v in pipe.best_params_.items()}
         if fold_job.get("save_model"):
-            out["model_bytes"] = model_artefact(pipe)     # saved where it was fit: the model never crosses processes
+            out["model_bytes"] = model_artefact(pipe, fold_job.get("survival_artefact"))   # saved where it was fit: the model never crosses processes
         heads = held_out_heads(fitted, X.iloc[te])
         if heads is not None:
             out["heads"] = heads
@@ -187,16 +188,22 @@ def fitted_selections(pipe):
     return out
 
 
-def model_artefact(model):
-    """The final fitted pipeline as bytes in skops' format, which loads without running code when the loader names
-    the types it trusts. The fold-only inputs of selectors (patients, raters) are dropped, and the archive is made
-    reproducible: skops names its arrays by memory address and stamps the time, so the arrays are renamed in order
-    of appearance and every entry gets a fixed date: the same model gives the same bytes."""
+def model_artefact(model, survival_artefact=None):
+    """The final fitted pipeline as bytes. A `cox` or `survival_mlp` pipeline of plain steps, with `survival_artefact`
+    given (a survival outcome): JSON (its numbers, nothing to import to save it and nothing that runs when it is
+    read). Any other: skops' format, which
+    loads without running code when the loader names the types it trusts; the fold-only inputs of selectors
+    (patients, raters) are dropped, and the archive is made reproducible: skops names its arrays by memory address
+    and stamps the time, so the arrays are renamed in order of appearance and every entry gets a fixed date: the
+    same model gives the same bytes."""
     import io
     import itertools
     import json
     import zipfile
 
+    plain = survival_artefact(getattr(model, "best_estimator_", model)) if survival_artefact is not None else None
+    if plain is not None:
+        return plain
     import skops.io as sio
 
     def strip(est):

@@ -240,9 +240,10 @@ def pipeline_source(fn_name, graph, model_name, model_params, seed, factory=None
         search = model_params.get("search")
     import textwrap
 
-    survival = model_name in ("cox", "random_survival_forest", "gradient_boosted_survival", "survival_mlp")
-    # survival models: the estimator's own score (Harrell's C) on unstratified inner folds
-    splitter = "KFold" if survival else "StratifiedKFold"
+    scoring = search_scoring(model_name, search) if search else None
+    # survival models: the estimator's own score (Harrell's C, RadSurvival.score) on unstratified inner folds
+    splitter = "KFold" if scoring == "c_index" else "StratifiedKFold"
+    grid_scoring = None if scoring == "c_index" else scoring
     if search:
         imports.add(f"from sklearn.model_selection import GridSearchCV, {splitter}")
     doc = textwrap.wrap('"""' + (doc or "The estimator fit in every training fold, and on every training case for the final model.") + '"""', 124)
@@ -252,11 +253,10 @@ def pipeline_source(fn_name, graph, model_name, model_params, seed, factory=None
         return "\n".join([*head, f"    return {pipeline(parts, 4)}", ""])
     rename = {"knn": {"k": "n_neighbors"}}.get(model_name, {})
     grid = {f"model__{rename.get(k, k)}": list(v) for k, v in sorted(search["grid"].items())}
-    scoring = None if survival else search["scoring"]
     return "\n".join([*head,
                       f"    pipeline = {pipeline(parts, 4)}",
                       f"    inner = {splitter}({int(search['cv'])}, shuffle=True, random_state={seed!r})",
-                      "    return " + call("GridSearchCV", [code("pipeline"), value(grid), *map(code, ("cv=inner", f"scoring={scoring!r}",
+                      "    return " + call("GridSearchCV", [code("pipeline"), value(grid), *map(code, ("cv=inner", f"scoring={grid_scoring!r}",
                                                                                              "refit=True", "n_jobs=1"))], 4, 11), ""])
 
 
@@ -302,6 +302,12 @@ def assemble_pipeline(graph, model_name, model_params, seed, factory=None, fold_
     """The unfitted fold pipeline of a refit graph's recipe: `pipeline_source`'s code, run."""
     source = pipeline_source("fold_pipeline", graph, model_name, model_params, seed, factory)
     return pipeline_from_source(source, "fold_pipeline", recipe_factories(graph, factory), pipeline_arguments(graph, model_params, fold_inputs))
+
+
+def search_scoring(model_name, search):
+    """What a model's inner-CV grid search maximises: the `scoring` of `grid(...)` for a classifier; Harrell's C
+    (`c_index`, the survival estimator's own `score`) for a survival model, whatever the grid's default says."""
+    return "c_index" if model_name in ("cox", "random_survival_forest", "gradient_boosted_survival", "survival_mlp") else search["scoring"]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -444,6 +450,9 @@ def _model_infer(ctx, tasks):
                 "install the optional extra: pip install 'radlang[survival-gpl]' (scikit-survival is GPL-3), "
                 "or use `cox` or `survival_mlp`"))
     s = ctx.settings
+    if s.search is not None and tgt.outcome == "survival" and "scoring" in s.search.model_fields_set:
+        ctx.error("E346", f"`{name}` is a survival model: its grid search scores each candidate by Harrell's C, not "
+                  f"`{s.search.scoring}`", setting="search", hint="leave `scoring` out of `grid(...)` for a survival model")
     if s.search is not None:
         if not s.search.grid:
             ctx.error("E305", "`grid(...)` needs at least one hyper-parameter with candidate values, e.g. `grid(C: [0.1, 1, 10])`",
@@ -488,7 +497,7 @@ def split_params(params):
 
 
 # the self-contained functions that build a fold pipeline (every model operator's helpers)
-MODEL_HELPERS = (make_model, model_call, assemble_pipeline, pipeline_source, pipeline_arguments, pipeline_from_source, recipe_factories,
+MODEL_HELPERS = (make_model, model_call, assemble_pipeline, pipeline_source, search_scoring, pipeline_arguments, pipeline_from_source, recipe_factories,
                  node_columns, split_params)
 
 

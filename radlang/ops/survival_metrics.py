@@ -295,12 +295,16 @@ def survival_plots(metrics):
     """PNG bytes of a survival evaluation's plots, from its metrics dict: calibration.png (predicted vs Kaplan–Meier
     survival by risk group at each horizon) and km.png (Kaplan–Meier curves of the risk groups), each when its metric
     was computed. Fixed size, dpi and no metadata: the same metrics give the same bytes."""
+    sets = [(n, metrics[k]) for n, k in (("cross-validation", "cross_validation"), ("external", "external")) if isinstance(metrics.get(k), dict)]
+    cal = [(n, m["calibration"]) for n, m in sets if m.get("calibration")]
+    km = [(n, m["km"]) for n, m in sets if m.get("km", {}).get("curves")]
+    if not cal and not km:
+        return {}              # nothing to draw (neither metric listed): matplotlib is not imported
     import io
 
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    sets = [(n, metrics[k]) for n, k in (("cross-validation", "cross_validation"), ("external", "external")) if isinstance(metrics.get(k), dict)]
     title = f"`{metrics.get('stage', '')}`: {metrics.get('model', '')} on `{metrics.get('cohort', '')}`"
 
     def png(fig):
@@ -311,7 +315,6 @@ def survival_plots(metrics):
         return buf.getvalue()
 
     out = {}
-    cal = [(n, m["calibration"]) for n, m in sets if m.get("calibration")]
     if cal:
         fig = Figure(figsize=(5, 5))
         ax = fig.add_subplot(1, 1, 1)
@@ -327,7 +330,6 @@ def survival_plots(metrics):
         ax.grid(True, alpha=0.3)
         ax.legend(loc="upper left", fontsize=7)
         out["calibration.png"] = png(fig)
-    km = [(n, m["km"]) for n, m in sets if m.get("km", {}).get("curves")]
     if km:
         fig = Figure(figsize=(6, 4.5))
         ax = fig.add_subplot(1, 1, 1)

@@ -11,7 +11,10 @@ Self-contained (the renderer inlines it). `predict` gives a risk score (higher =
   saved model need no torch; survival function from the Breslow baseline as for `cox`;
 - `random_survival_forest`, `gradient_boosted_survival`: scikit-survival (GPL-3, the optional `survival-gpl`
   extra), imported when they are fit.
-The fitted state is NumPy arrays (and scikit-survival's own estimators), so skops saves and loads it.
+The fitted state is NumPy arrays (and scikit-survival's own estimators), so skops saves and loads it. A `cox` or
+`survival_mlp` pipeline of plain steps (imputation, scaling, the model) is saved without skops, as JSON
+(`survival_artefact`: the fill values, centres and scales, the coefficients or weights, the Breslow baseline), and
+`SavedSurvival` applies it in NumPy with the same arithmetic, so it gives the same numbers as the fitted pipeline.
 """
 
 from __future__ import annotations
@@ -105,6 +108,64 @@ def mlp_fit(X, time, event, hidden, epochs, lr, weight_decay, dropout, seed):
         return [p.detach().numpy().copy() for layer in net if isinstance(layer, torch.nn.Linear) for p in (layer.weight, layer.bias)]
     finally:
         torch.set_num_threads(threads)
+
+
+def linear_risk(kind, X, mean, coef, weights):
+    """The log relative hazard of a `cox` model ((X - mean) @ coef) or of a `survival_mlp` (its network on X). X is
+    made C-contiguous first: a matrix product's rounding depends on the memory layout, and a fitted pipeline hands on
+    either layout, so a model gives the same bits whichever way its input was laid out."""
+    import numpy as np
+
+    X = np.ascontiguousarray(X, dtype=float)
+    if kind == "cox":
+        return (X - mean) @ coef
+    return mlp_forward(weights, X)
+
+
+def survival_artefact(pipe):
+    """A fitted `cox` or `survival_mlp` pipeline as JSON bytes (format radlang-survival/1) when each step before the
+    model is one whose transform is plain arithmetic on the columns: SimpleImputer (fill NaN), StandardScaler and
+    RobustScaler (subtract, divide), MinMaxScaler (multiply, add); None for any other pipeline (skops saves it). Saving
+    needs neither skops nor pickle, and the file runs no code when it is read. Python writes every float in its
+    shortest exact form, so the loaded model (`SavedSurvival`) computes the same numbers as `pipe`; the same
+    model gives the same bytes."""
+    import json
+    import math
+
+    import numpy as np
+
+    steps = getattr(pipe, "steps", None)
+    if not steps or type(steps[-1][1]).__name__ != "RadSurvival" or steps[-1][1].kind not in ("cox", "survival_mlp"):
+        return None
+    ops = []
+    for _, step in steps[:-1]:
+        kind, p = type(step).__name__, step.get_params()
+        if kind == "SimpleImputer":
+            mv = p["missing_values"]
+            if p["add_indicator"] or not (isinstance(mv, float) and math.isnan(mv)) or len(step.statistics_) != step.n_features_in_ \
+                    or np.isnan(np.asarray(step.statistics_, float)).any():
+                return None
+            ops.append(["fill", step.statistics_])
+        elif kind == "StandardScaler":
+            ops += ([["subtract", step.mean_]] if p["with_mean"] else []) + ([["divide", step.scale_]] if p["with_std"] else [])
+        elif kind == "RobustScaler":
+            ops += ([["subtract", step.center_]] if p["with_centering"] else []) + ([["divide", step.scale_]] if p["with_scaling"] else [])
+        elif kind == "MinMaxScaler" and not p["clip"]:
+            ops += [["multiply", step.scale_], ["add", step.min_]]
+        else:
+            return None
+    model, columns = steps[-1][1], getattr(pipe, "feature_names_in_", None)
+    if columns is None:         # fit on an array without column names: nothing to check new cases' columns against
+        return None
+    state = {"format": "radlang-survival/1", "kind": model.kind, "columns": [str(c) for c in columns],
+             "steps": [[op, np.asarray(v, float).tolist()] for op, v in ops], "mean": np.asarray(model.mean_, float).tolist(),
+             "coef": np.asarray(model.coef_, float).tolist() if model.kind == "cox" else None,
+             "weights": [np.asarray(w, float).tolist() for w in model.weights_] if model.kind == "survival_mlp" else None,
+             "base_times": np.asarray(model.base_times_, float).tolist(), "base_hazard": np.asarray(model.base_hazard_, float).tolist()}
+    try:
+        return (json.dumps(state, sort_keys=True, allow_nan=False) + "\n").encode()
+    except ValueError:          # a non-finite number has no JSON form: skops saves the model
+        return None
 
 
 def concordance(time, event, risk, weights=None):
@@ -204,9 +265,7 @@ def survival_estimator_class(_made={}):  # noqa: B006 -- one class per process, 
             return self
 
         def _linear(self, Xa):
-            if self.kind == "cox":
-                return (Xa - self.mean_) @ self.coef_
-            return mlp_forward(self.weights_, Xa)
+            return linear_risk(self.kind, Xa, self.mean_, getattr(self, "coef_", None), getattr(self, "weights_", None))
 
         def predict(self, X):
             """Risk scores: higher means an earlier event."""
@@ -245,7 +304,58 @@ def survival_target(time, event):
     return y
 
 
-SURVIVAL_HELPERS = (survival_estimator_class, breslow, step_at, breslow_survival, mlp_forward, mlp_fit, concordance, survival_target)
+SURVIVAL_HELPERS = (survival_estimator_class, breslow, step_at, mlp_forward, mlp_fit, linear_risk, breslow_survival, concordance,
+                    survival_target)
+
+
+class SavedSurvival:
+    """A survival model read back from its JSON artefact (`survival_artefact`), for `radlang predict` and SHAP: its
+    steps' arithmetic, then the model, in NumPy, in the order scikit-learn applies them, so `predict` (the risk score)
+    and `survival_at` give the numbers of the pipeline that was saved."""
+
+    def __init__(self, state):
+        import numpy as np
+
+        self.kind = state["kind"]
+        self.columns = list(state["columns"])
+        self.ops = [(op, np.asarray(v, float)) for op, v in state["steps"]]
+        self.mean = np.asarray(state["mean"], float)
+        self.coef = None if state["coef"] is None else np.asarray(state["coef"], float)
+        self.weights = None if state["weights"] is None else [np.asarray(w, float) for w in state["weights"]]
+        self.base_times = np.asarray(state["base_times"], float)
+        self.base_hazard = np.asarray(state["base_hazard"], float)
+
+    def _inputs(self, X):
+        import numpy as np
+
+        Z = np.array(X[self.columns] if hasattr(X, "columns") else X, dtype=float)
+        if Z.ndim != 2 or Z.shape[1] != len(self.columns):
+            raise ValueError(f"the model reads {len(self.columns)} columns, not {Z.shape[-1]}")
+        for op, v in self.ops:
+            if op == "fill":
+                missing = np.isnan(Z)
+                Z[missing] = np.broadcast_to(v, Z.shape)[missing]
+            elif op == "subtract":
+                Z -= v
+            elif op == "divide":
+                Z /= v
+            elif op == "multiply":
+                Z *= v
+            elif op == "add":
+                Z += v
+            else:
+                raise ValueError(f"unknown step {op!r} in a saved survival model")
+        return Z
+
+    def predict(self, X):
+        """Risk scores: higher means an earlier event."""
+        return linear_risk(self.kind, self._inputs(X), self.mean, self.coef, self.weights)
+
+    def survival_at(self, X, times):
+        """S(t | x) for every row of X (rows) at every time (columns)."""
+        import numpy as np
+
+        return breslow_survival(self.predict(X), self.base_times, self.base_hazard, np.asarray(times, float))
 
 
 def __getattr__(name):

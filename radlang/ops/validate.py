@@ -251,14 +251,14 @@ def _evaluate_reaches(stage, study=None) -> dict:
     outcome's target, horizons, metrics, plots and held-out predictions (also for a multi-task model, whose other heads
     may be survival heads), a multi-task model's head metrics, a shared split's folds. The glue looks them up here
     instead of naming them, so that a render of a study with none of these carries none of their code."""
-    from radlang.ops.survival_models import survival_target
+    from radlang.ops.survival_models import survival_artefact, survival_target
 
     out = {}
     model = study.by_name().get(stage.extra.get("refit", {}).get("model")) if study is not None else None
     heads = bool(model is not None and model.params.get("heads"))
     if stage.type.outcome == "survival" or heads:
         out.update({f.__name__: f for f in (survival_target, evaluation_times, horizon_problems, survival_metrics, survival_plots,
-                                            survival_predictions)})
+                                            survival_predictions, survival_artefact)})
     if heads:
         from radlang.ops.multitask import head_metrics
 
@@ -321,7 +321,8 @@ register(Operator(
             Port("split", ("Split",), optional=True, doc="a shared `split` stage: hold out its folds (instead of `cv`)")),
     fit="outcome", behaviour="stateless", run=run_evaluate, sink=True, impl=run_fold, study_code=fold_pipeline_code,
     reaches=_evaluate_reaches,
-    version="2",   # 2: survival metrics inside folds (Uno's C, td-AUC, Brier, calibration, KM), survival predictions
+    version="3",   # 2: survival metrics inside folds (Uno's C, td-AUC, Brier, calibration, KM), survival predictions
+    # 3: a `cox` / `survival_mlp` final model saved as JSON (models/<stage>.model.json); a survival search recorded as c_index
     helpers=(make_splits, choose_threshold, fitted_selections, held_out_heads, model_artefact, auc_rank, patient_resamples, calibration_stats,
              net_benefit, binary_metrics, multiclass_metrics, regression_metrics, round_floats, evaluation_json, evaluation_csv, cv_description, evaluation_plots,
              write_evaluation_plots, evaluation_summary, survival_predictions) + SURVIVAL_METRIC_HELPERS,

@@ -239,7 +239,7 @@ def model_availability(f):
     ev = [_stage(s, "saves its final model under models/") for s in f.of("validate", "train", ops=("evaluate", "supervised"))]
     ev += [_stage(s, "saves its final global weights (every seed's) under models/") for s in f.federations()]
     feds = {f"models/{s['name']}.json" for s in f.federations()}
-    ev += [_file(p, "the saved final model") for p in f.files if p.startswith("models/") and (p.endswith((".skops", ".pt")) or p in feds)]
+    ev += [_file(p, "the saved final model") for p in f.files if p.startswith("models/") and (p.endswith((".skops", ".model.json", ".pt")) or p in feds)]
     return _first(ev)
 
 
