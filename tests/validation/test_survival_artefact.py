@@ -40,7 +40,7 @@ def _pipe(scaler, kind="cox"):
 def test_saved_survival_equals_the_pipeline(kind, scaler):
     X, y = _data()
     pipe = _pipe(scaler, kind).fit(X, y)
-    saved = load_model(model_artefact(pipe), None)
+    saved = load_model(model_artefact(pipe, survival_artefact), None)
     assert isinstance(saved, SavedSurvival)
     Xn, _ = _data(seed=1, n=30)                        # new cases, with their own missing values
     assert np.array_equal(saved.predict(Xn), pipe.predict(Xn))
@@ -52,7 +52,7 @@ def test_saved_survival_equals_the_pipeline(kind, scaler):
 
 def test_same_model_same_bytes_and_numbers_only():
     X, y = _data()
-    a, b = (model_artefact(_pipe(StandardScaler()).fit(X, y)) for _ in range(2))
+    a, b = (model_artefact(_pipe(StandardScaler()).fit(X, y), survival_artefact) for _ in range(2))
     assert a == b
     state = json.loads(a)
     assert state["format"] == "radlang-survival/1" and [op for op, _ in state["steps"]] == ["fill", "subtract", "divide"]
@@ -64,7 +64,7 @@ def test_other_pipelines_are_left_to_skops():
     with_selector = Pipeline([("impute", SimpleImputer(keep_empty_features=True)), ("keep", VarianceThreshold()),
                               ("model", survival_estimator_class()(kind="cox", alpha=0.1))]).set_output(transform="pandas").fit(X, y)
     assert survival_artefact(with_selector) is None
-    data = model_artefact(with_selector)
+    data = model_artefact(with_selector, survival_artefact)
     assert data[:2] == b"PK"                           # a skops archive
     assert np.array_equal(load_model(data, None).predict(X), with_selector.predict(X))
     assert survival_artefact(Pipeline([("impute", SimpleImputer(add_indicator=True)), ("model", survival_estimator_class()(kind="cox", alpha=0.1))])
