@@ -62,7 +62,9 @@ def load_card(out: Path, stage) -> tuple[dict, bytes]:
 
 
 def load_model(data: bytes, stage):
-    import skops.io as sio
+    from radlang.ops.fold_engine import skops_io
+
+    sio = skops_io()
 
     types = sio.get_untrusted_types(data=data)
     refused = [t for t in types if not (t.startswith(TRUSTED_MODULES) or t in TRUSTED_TYPES)]

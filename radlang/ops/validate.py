@@ -49,6 +49,7 @@ from radlang.ops.fold_engine import (
     make_splits,
     model_artefact,
     run_fold,
+    skops_io,
     survival_predictions,
 )
 from radlang.ops.survival_metrics import SURVIVAL_METRIC_HELPERS
@@ -286,7 +287,7 @@ register(Operator(
             Port("split", ("Split",), optional=True, doc="a shared `split` stage: hold out its folds (instead of `cv`)")),
     fit="outcome", behaviour="stateless", run=run_evaluate, sink=True, impl=run_fold,
     version="2",   # 2: survival metrics inside folds (Uno's C, td-AUC, Brier, calibration, KM), survival predictions
-    helpers=(make_splits, choose_threshold, fitted_selections, held_out_heads, model_artefact, auc_rank, patient_resamples, calibration_stats,
+    helpers=(make_splits, choose_threshold, fitted_selections, held_out_heads, skops_io, model_artefact, auc_rank, patient_resamples, calibration_stats,
              net_benefit, binary_metrics, multiclass_metrics, round_floats, evaluation_json, evaluation_csv, cv_description, evaluation_plots,
              write_evaluation_plots, evaluation_summary, survival_predictions) + SURVIVAL_METRIC_HELPERS,
     infer=_evaluate_infer, plan=_evaluate_plan,
