@@ -29,6 +29,10 @@ class MapExecutor:
     def map(self, fn: Callable, items: list, weights: Iterable[float] | None = None) -> Iterator[tuple[int, Any]]:
         raise NotImplementedError
 
+    def start(self, imports: tuple[str, ...] = ()):
+        """Start the workers now, in the background, each importing `imports`, instead of at the first `map` (an
+        executor whose workers outlive the run, or that has none, ignores it)."""
+
     def close(self):
         pass
 

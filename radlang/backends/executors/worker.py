@@ -71,11 +71,20 @@ def exit_without_teardown():
     #                             library's, so theirs (their own flushing) run before it
 
 
-def init_local_worker(parent_pid: int, kernel_signal: bool):
-    """The initializer of the local process pool's workers."""
+def init_local_worker(parent_pid: int, kernel_signal: bool, imports: tuple[str, ...] = ()):
+    """The initializer of the local process pool's workers; `imports`: modules the work will need (a pool started ahead
+    of its first task, LocalPool.start). One that fails to import is left to the task that needs it to report."""
+    import importlib
+
     limit_threads()
     die_with_parent(parent_pid, kernel_signal)
     exit_without_teardown()
+    for name in imports:
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            pass
+    limit_threads()             # a library imported just now is told too
 
 
 def radlang_version() -> str:
