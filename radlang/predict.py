@@ -75,7 +75,9 @@ def load_model(data: bytes, stage):
                                            f"load: a JSON model of format {state.get('format')!r}", getattr(stage, "span", None),
                                            hint="only models that `radlang run` saved can be applied")])
         return SavedSurvival(state)
-    import skops.io as sio
+    from radlang.ops.fold_engine import skops_io
+
+    sio = skops_io()
 
     types = sio.get_untrusted_types(data=data)
     refused = [t for t in types if not (t.startswith(TRUSTED_MODULES) or t in TRUSTED_TYPES)]

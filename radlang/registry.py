@@ -123,6 +123,9 @@ class Operator:
     library_code: Callable | None = None  # (settings, seed) -> lines of Python: the library object the settings make (a
                                      # scikit-learn pipeline, PyRadiomics' settings), built by the operator's own code;
                                      # `radlang render` writes them into the stage's function as comments
+    worker_imports: tuple[str, ...] = ()  # per_case: the modules its case function imports in a worker. A cold run (an
+                                     # empty cache) starts the pool with the run and its workers import these while the
+                                     # run compiles, reads the cohort and hashes the inputs (backends/executors/local.py)
 
     def __post_init__(self):
         if self.behaviour not in BEHAVIOURS:

@@ -287,6 +287,14 @@ class Cache:
         self._index: dict[str, list] | None = None      # path -> [stat signature, sha256], see file_hash
         self._index_new: dict[str, list] = {}
 
+    def is_empty(self) -> bool:
+        """No entry yet (a new output folder): every stage of this run will be computed."""
+        try:
+            with os.scandir(self.root) as it:
+                return next(it, None) is None
+        except FileNotFoundError:
+            return True
+
     def uncounted(self) -> Cache:
         """The same cache (folder, warnings) with its own hit/miss counters: run.json counts the stages' entries only."""
         other = Cache(self.root, self.warnings)

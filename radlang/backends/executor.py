@@ -178,6 +178,12 @@ def held_run(study, out: str | os.PathLike | None = None, workers: int | None = 
             ctx = RunContext(study=study, out=out_dir, cache=Cache(out_dir / ".cache"), workers=ex.workers,
                              on_error=study.config.get("on_error", "fail"), quiet=quiet, executor=ex)
             ctx.warnings = ctx.cache.warnings
+            if ctx.cache.is_empty():
+                # a cold run: the per-case stages will run, so their workers start now, importing what they need
+                # while this process compiles, reads the cohort and hashes the inputs
+                imports = sorted({m for s in study.stages for m in registry.get(s.op).worker_imports})
+                if imports:
+                    ex.start(tuple(imports))
             if lock.dead is not None:
                 ctx.cache.warn("W673", f"a run that did not finish held `{out_dir}` ({describe(lock.dead)}); this run takes "
                                        "the folder over and reuses the verified cache entries it left")

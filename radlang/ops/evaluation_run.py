@@ -74,7 +74,9 @@ def _run_folds(ctx, run_fold, fold_jobs, results):
     rest = len(fold_jobs) - 1
     saved = (time.perf_counter() - t0) * rest * (1 - 1 / max(ctx.workers, 1))
     if ctx.workers > 1 and rest > 1 and saved > POOL_START_S:
-        for i, r in ctx.executor.map(run_fold, fold_jobs[1:]):
+        # largest training set first: the final model (every case, and its skops save) starts early instead of running
+        # alone at the end while the other workers have nothing left to do
+        for i, r in ctx.executor.map(run_fold, fold_jobs[1:], weights=[len(j["train"]) for j in fold_jobs[1:]]):
             results[i + 1] = r
     else:
         for i in range(1, len(fold_jobs)):

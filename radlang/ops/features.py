@@ -997,6 +997,8 @@ register(Operator(
             Port("mask", ("Mask",), doc="a cohort's mask (`train.mask`) or a segment stage")),
     positional=("image", "mask"), impl=extract_features, helpers=(pyradiomics_config, params_schema_problems, perturb_case, features_csv, member_columns),
     infer=_features_type, version="1", sink=True, plan=_plan, library_code=pyradiomics_code,
+    worker_imports=("radlang.ops.features", "radlang.ops.cohorts", "radlang.ops.dicom", "radlang.ops.segment", "SimpleITK",
+                    "radiomics.featureextractor"),
     doc=("Radiomics features by PyRadiomics, every value-changing setting mapped one to one; "
          "`params: from_params(\"file.yaml\")` imports an existing PyRadiomics parameter file. "
          "Writes <out>/features/<stage>.csv (case_id, then PyRadiomics' feature names) and a diagnostics side file."),

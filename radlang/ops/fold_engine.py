@@ -4,7 +4,8 @@
 graph's estimator inside a worker, fits it on one training fold and predicts the held-out fold, choosing a
 binary operating threshold on training data only (`choose_threshold`, on inner out-of-fold predictions with
 `threshold_cv`); `fitted_selections` reports what each selector kept; `model_artefact` saves the final model
-reproducibly: in skops' format, or a `cox` / `survival_mlp` pipeline of plain steps as JSON (`survival_artefact`).
+reproducibly: in skops' format (`skops_io` imports skops without the array libraries it never needs), or a
+`cox` / `survival_mlp` pipeline of plain steps as JSON (`survival_artefact`).
 """
 
 from __future__ import annotations
@@ -188,6 +189,34 @@ def fitted_selections(pipe):
     return out
 
 
+def skops_io():
+    """skops.io, imported without torch, Dask or CuPy. On import, skops lists the scikit-learn estimators it trusts with
+    scikit-learn's `all_estimators`, whose `pkgutil.walk_packages` imports every subpackage of scikit-learn to find
+    the modules in it, also the vendored array-API adapters that it then leaves out of the list (`sklearn.externals`):
+    `sklearn.externals.array_api_compat.torch` imports torch (seconds, and a slow interpreter exit), `.dask` imports
+    dask.array. While skops is imported, those adapter packages not imported yet stand in sys.modules as empty
+    packages (nothing to walk), and are removed afterwards: the trusted types are the same, and a later import of an
+    adapter is the real one."""
+    import sys
+    import types
+
+    if "skops.io" in sys.modules:
+        return sys.modules["skops.io"]
+    stand_ins = {}
+    for lib in ("torch", "dask", "cupy"):
+        name = f"sklearn.externals.array_api_compat.{lib}"
+        if name not in sys.modules:
+            stand_ins[name] = sys.modules[name] = types.ModuleType(name)
+            stand_ins[name].__path__ = []
+    try:
+        import skops.io as sio
+    finally:
+        for name, module in stand_ins.items():
+            if sys.modules.get(name) is module:
+                del sys.modules[name]
+    return sio
+
+
 def model_artefact(model, survival_artefact=None):
     """The final fitted pipeline as bytes. A `cox` or `survival_mlp` pipeline of plain steps, with `survival_artefact`
     given (a survival outcome): JSON (its numbers, nothing to import to save it and nothing that runs when it is
@@ -204,7 +233,7 @@ def model_artefact(model, survival_artefact=None):
     plain = survival_artefact(getattr(model, "best_estimator_", model)) if survival_artefact is not None else None
     if plain is not None:
         return plain
-    import skops.io as sio
+    sio = skops_io()
 
     def strip(est):
         for _, step in getattr(est, "steps", []):

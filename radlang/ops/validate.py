@@ -50,6 +50,7 @@ from radlang.ops.fold_engine import (
     make_splits,
     model_artefact,
     run_fold,
+    skops_io,
     survival_predictions,
 )
 from radlang.ops.survival_metrics import (
@@ -323,7 +324,7 @@ register(Operator(
     reaches=_evaluate_reaches,
     version="3",   # 2: survival metrics inside folds (Uno's C, td-AUC, Brier, calibration, KM), survival predictions
     # 3: a `cox` / `survival_mlp` final model saved as JSON (models/<stage>.model.json); a survival search recorded as c_index
-    helpers=(make_splits, choose_threshold, fitted_selections, held_out_heads, model_artefact, auc_rank, patient_resamples, calibration_stats,
+    helpers=(make_splits, choose_threshold, fitted_selections, held_out_heads, skops_io, model_artefact, auc_rank, patient_resamples, calibration_stats,
              net_benefit, binary_metrics, multiclass_metrics, regression_metrics, round_floats, evaluation_json, evaluation_csv, cv_description, evaluation_plots,
              write_evaluation_plots, evaluation_summary, survival_predictions) + SURVIVAL_METRIC_HELPERS,
     infer=_evaluate_infer, plan=_evaluate_plan,

@@ -17,7 +17,9 @@ import SimpleITK as sitk
 from _extraction_util import run_spec, write_spec
 
 import radlang.backends.cache as cache_mod
+from radlang import registry
 from radlang.backends.cache import HASH_INDEX, Cache
+from radlang.backends.executors.local import LocalPool
 
 
 def _sha(path) -> str:
@@ -185,8 +187,24 @@ def test_warm_reruns_import_only_what_the_changed_stages_need(tmp_path, tiny_coh
     write_spec(tmp_path, study.format(m=tiny_cohort, v=1000.0))
     mods = _run_and_list_imports(spec, out)
     # the refit evaluation saves its final model with skops, whose table of trusted types imports every scikit-learn
-    # module, and scikit-learn's array-API shim imports torch where it is installed: torch is the one exception
-    assert not (set(IMAGE_STACK) - {"torch"}) & mods, sorted(set(IMAGE_STACK) & mods)
+    # package, torch's array-API adapter among them, which radlang keeps from importing torch (fold_engine.skops_io)
+    assert not set(IMAGE_STACK) & mods, sorted(set(IMAGE_STACK) & mods)
     assert "sklearn" in mods and "skops" in mods
     assert (out / "metrics" / "v.json").read_bytes() != before
     assert json.loads((out / "run.json").read_text())["cache"] == {"hits": 8, "misses": 1}
+
+
+def test_cold_run_starts_the_workers_with_the_run_and_a_warm_run_does_not(tmp_path, tiny_cohort, monkeypatch):
+    """A cold run (empty cache) starts the pool at once with what its per-case stages import; a warm run starts none."""
+    calls = []
+    monkeypatch.setattr(LocalPool, "start", lambda self, imports=(): calls.append(tuple(imports)))
+    shutil.copytree(tiny_cohort.parent, tmp_path / "data")
+    spec = write_spec(tmp_path, """
+        cohort c = manifest("data/manifest.csv") { mask: mask }
+        features f = pyradiomics(c.image, c.mask) { classes: [shape(VoxelVolume)] }
+    """)
+    run_spec(spec, workers=2)
+    assert calls == [tuple(sorted(registry.get("pyradiomics").worker_imports))]
+    warm = run_spec(spec, workers=2)
+    assert (warm.cache.hits, warm.cache.misses) == (8, 0)
+    assert len(calls) == 1

@@ -42,6 +42,10 @@ class MapExecutor:
     def notify(self) -> None:
         pass
 
+    def start(self, imports: tuple[str, ...] = ()):
+        """Start the workers now, in the background, each importing `imports`, instead of at the first `map` (an
+        executor whose workers outlive the run, or that has none, ignores it)."""
+
     def close(self):
         pass
 

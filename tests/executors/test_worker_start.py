@@ -1,0 +1,71 @@
+"""How the local pool's workers start and end: started ahead of the work, each imports the modules it is given; a
+worker leaves without tearing its interpreter down, after flushing its output; and skops is imported without torch,
+trusting the same types. (A cold run starting the pool: tests/extraction/test_warm_rerun.py.)"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from radlang.backends.executors.local import LocalPool
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _python(code: str) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
+    return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300, check=False)
+
+
+def _imported(names):
+    import sys as s
+
+    return [n for n in names if n in s.modules]
+
+
+def test_started_pool_imports_the_declared_modules_in_every_worker():
+    pool = LocalPool(2)
+    try:
+        pool.start(("colorsys", "not_a_module_radlang_test"))   # one that cannot be imported is left to the task
+        assert pool._pool is not None
+        got = dict(pool.map(_imported, [("colorsys", "wave")] * 4))
+        assert got == {i: ["colorsys"] for i in range(4)}
+    finally:
+        pool.close()
+
+
+def test_worker_exit_flushes_and_skips_the_teardown():
+    r = _python("""
+import atexit, sys
+from radlang.backends.executors.worker import exit_without_teardown
+
+class Freed:
+    def __del__(self):
+        sys.stdout.write("torn down")
+
+kept = Freed()
+exit_without_teardown()
+atexit.register(lambda: sys.stdout.write("later handler;"))   # registered after: runs first
+sys.stdout.write("buffered;")
+""")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == "buffered;later handler;"
+
+
+def test_skops_without_torch_trusts_the_same_types():
+    probe = """
+import json, sys
+{imp}
+import skops.io._trusted_types as T
+print(json.dumps({{"torch": "torch" in sys.modules, "dask": "dask.array" in sys.modules,
+                   "types": {{k: sorted(map(str, v)) for k, v in vars(T).items() if k.isupper() and isinstance(v, list)}}}}))
+"""
+    ours = _python(probe.format(imp="from radlang.ops.fold_engine import skops_io; skops_io()"))
+    plain = _python(probe.format(imp="import skops.io"))
+    assert ours.returncode == 0 and plain.returncode == 0, ours.stderr + plain.stderr
+    a, b = json.loads(ours.stdout), json.loads(plain.stdout)
+    assert not a["torch"] and not a["dask"]
+    assert a["types"] == b["types"] and len(a["types"]["SKLEARN_ESTIMATOR_TYPE_NAMES"]) > 100
