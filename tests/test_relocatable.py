@@ -83,7 +83,8 @@ def test_inputs_are_recorded_relative_to_the_spec_so_a_moved_study_folder_gives_
         for name in ("run.json", "manifest.json"):
             assert str(tmp_path).encode() not in (out / name).read_bytes(), name
         run = json.loads((out / "run.json").read_text())
-        assert list(run["inputs"]) == ["<spec>/data/cases.csv"] and run["spec"]["file"] == "study.rad"
+        assert list(run["inputs"]) == ["<spec>/data/cases.csv"] and run["spec"]["file"] == "../study.rad"
+        assert (out / "spec.rad").read_text() == TABLE_SPEC       # the spec's text travels with its results
         records.append((out / "manifest.json").read_bytes())
     assert records[0] == records[1]
     assert json.loads(records[0])["inputs"] == run["inputs"]

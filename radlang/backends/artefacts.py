@@ -97,6 +97,19 @@ def input_relative(path, out, spec_file) -> str:
     return "<spec>/" + Path(os.path.relpath(Path(path).resolve(), Path(spec_file).resolve().parent)).as_posix()
 
 
+SPEC_COPY = "spec.rad"     # `radlang run` keeps the spec's text in the out folder, beside run.json
+
+
+def spec_from_out(spec_file, out) -> str:
+    """The spec as run.json names it: its path relative to the out folder (`../study.rad` for an out folder beside it),
+    which holds wherever the study folder moves as a whole; `radlang report` finds the spec text there and checks its
+    sha256."""
+    import os
+    from pathlib import Path
+
+    return Path(os.path.relpath(Path(spec_file).resolve(), Path(out).resolve())).as_posix()
+
+
 def manifest_stages(study) -> list[dict]:
     """manifest.json's `stages`: each stage's operator, settings, seed, inputs, outcome kind and fit boundaries (and a
     validation's refit graph and its transductive stages), in the study's order. `radlang report`'s checklists read
@@ -122,7 +135,7 @@ def write_artefact_manifest(ctx, spec_sha256: str) -> None:
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         for f in sorted(files):
             rel = (Path(root) / f).relative_to(out).as_posix()
-            if f.startswith(".") or rel in ("run.json", "manifest.json", "report.html"):   # records, and `radlang report`'s page
+            if f.startswith(".") or rel in ("run.json", "manifest.json", SPEC_COPY, "report.html"):   # records, and `radlang report`'s page
                 continue
             data = (Path(root) / f).read_bytes()
             artefacts.append({"path": rel, "stage": artefact_stage(rel, names), "type": artefact_type(rel),

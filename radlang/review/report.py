@@ -21,6 +21,7 @@ import re
 from html import escape
 from pathlib import Path
 
+from radlang.backends.artefacts import SPEC_COPY
 from radlang.diagnostics import Diagnostic
 from radlang.review.checklists import VERDICTS, Facts, assess
 
@@ -109,7 +110,7 @@ def facts_of(r) -> Facts:
 
 def _spec_text(r) -> str | None:
     spec = r["run"].get("spec") or {}
-    for cand in (Path(spec.get("file", "")), r["out"].parent / Path(spec.get("file", "")).name):
+    for cand in (r["out"] / SPEC_COPY, r["out"] / spec.get("file", ""), r["out"].parent / Path(spec.get("file", "")).name):
         try:
             data = cand.read_bytes()
         except OSError:

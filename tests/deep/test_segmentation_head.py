@@ -41,7 +41,7 @@ SEGRESNET = {"arch": "segresnet", "params": {"dims": 3, "in_channels": 1, "out_c
 HEADS = [{"name": "malignancy", "kind": "binary", "weight": 1.0, "primary": True},
          {"name": "lesion", "kind": "segmentation", "weight": 1.0, "primary": False}]
 PARAMS = {"epochs": 2, "batch": 4, "optimizer": "adam", "lr": 1e-2, "weight_decay": 0.0, "schedule": "constant",
-          "hidden": 4, "dropout": 0.0, "validation": 0.25, "patience": 2, "combine": "fixed", "task_norm": False, "heads": HEADS}
+          "hidden": 4, "dropout": 0.0, "validation": 0.25, "patience": 2, "combine": "fixed", "cagrad_c": 0.5, "task_norm": False, "heads": HEADS}
 
 
 @pytest.mark.parametrize("net_spec", [UNET, SEGRESNET], ids=["unet", "segresnet"])
