@@ -110,6 +110,17 @@ def spec_from_out(spec_file, out) -> str:
     return Path(os.path.relpath(Path(spec_file).resolve(), Path(out).resolve())).as_posix()
 
 
+def run_record_sources(ctx, spec_file, spec_text) -> dict:
+    """run.json's `spec` (its path from the out folder, its sha256) and `inputs` (each input file's sha256, by
+    `input_relative` name), for `radlang run` and the rendered script alike; keeps the spec's text as `spec.rad`."""
+    import hashlib
+    from pathlib import Path
+
+    atomic_write_text(Path(ctx.out) / SPEC_COPY, spec_text)
+    return {"spec": {"file": spec_from_out(spec_file, ctx.out), "sha256": hashlib.sha256(spec_text.encode()).hexdigest()},
+            "inputs": dict(sorted((input_relative(k, ctx.out, spec_file), v) for k, v in ctx.inputs.items()))}
+
+
 def manifest_stages(study) -> list[dict]:
     """manifest.json's `stages`: each stage's operator, settings, seed, inputs, outcome kind and fit boundaries (and a
     validation's refit graph and its transductive stages), in the study's order. `radlang report`'s checklists read

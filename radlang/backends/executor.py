@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from radlang import __version__, registry
-from radlang.backends.artefacts import SPEC_COPY, input_relative, spec_from_out, write_artefact_manifest
+from radlang.backends.artefacts import run_record_sources, write_artefact_manifest
 from radlang.backends.cache import Cache, atomic_write_text, key
 from radlang.backends.executors import make_executor
 from radlang.backends.outdir import prepare_out_dir
@@ -222,15 +222,12 @@ def run_study(study, out: str | os.PathLike | None = None, workers: int | None =
 
 
 def write_manifest(ctx: RunContext):
-    import hashlib
-
     study = ctx.study
     manifest = {
         "study": study.title,
-        "spec": {"file": spec_from_out(study.file, ctx.out), "sha256": hashlib.sha256(study.source.encode()).hexdigest()},
+        **run_record_sources(ctx, study.file, study.source),    # relocatable: no absolute path
         "seed": study.seed,
         "stages": [{"name": s.name, "op": s.op, "seed": s.seed, "seconds": ctx.timings.get(s.name)} for s in study.stages],
-        "inputs": dict(sorted((input_relative(k, ctx.out, study.file), v) for k, v in ctx.inputs.items())),   # relocatable
         "excluded_cases": ctx.excluded,
         "warnings": ctx.warnings,
         "versions": _versions(),
@@ -240,5 +237,4 @@ def write_manifest(ctx: RunContext):
     }
     if ctx.boundary:
         manifest["boundary"] = ctx.boundary
-    atomic_write_text(ctx.out / SPEC_COPY, study.source)     # the spec text travels with its results
     atomic_write_text(ctx.out / "run.json", json.dumps(manifest, indent=2, sort_keys=True) + "\n")

@@ -298,11 +298,11 @@ def test_folds_go_to_the_pool_only_when_it_saves_time(monkeypatch, workers, star
     than starting workers costs (quick folds never start a pool). Every result lands in its own slot."""
     monkeypatch.setattr(evaluate_mode, "POOL_START_S", start)
     ctx = _Ctx(workers)
-    tasks = list(range(5))
+    tasks = [{"k": k, "train": list(range(k))} for k in range(5)]
     results = [None] * len(tasks)
-    evaluate_mode._run_folds(ctx, lambda t: t * 10, tasks, results)
+    evaluate_mode._run_folds(ctx, lambda t: t["k"] * 10, tasks, results)
     assert results == [0, 10, 20, 30, 40]
-    assert ctx.executor.items == ([1, 2, 3, 4] if pooled else None)
+    assert ctx.executor.items == (tasks[1:] if pooled else None)
 
 
 def test_a_failing_fold_leaves_the_later_slots_empty():

@@ -257,9 +257,9 @@ def _parts(study, date: str | None, spec_ref: Callable[[str], str]) -> Parts:
     """Everything both layouts need. `spec_ref(path)` writes a spec file's path as a Python expression."""
     rc = RenderContext(study=study, spec_dir=str(Path(study.file).resolve().parent))
     runtime, runtime_names = runtime_source()
-    from radlang.backends.artefacts import write_artefact_manifest, write_stage_table
+    from radlang.backends.artefacts import run_record_sources, write_artefact_manifest, write_stage_table
 
-    wanted: list[Callable] = [*runtime_needs(), write_stage_table, write_artefact_manifest]
+    wanted: list[Callable] = [*runtime_needs(), write_stage_table, write_artefact_manifest, run_record_sources]
     spec_path = str(Path(study.file).resolve()) if Path(study.file).exists() else study.file
     origin: dict[int, str] = {}
     stages, options, glue_imports, problems, ops = [], [], set(), [], {}

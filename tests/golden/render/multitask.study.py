@@ -40,6 +40,7 @@ from radlang_runtime import (  # only after its sha256 is checked
     run_patches,
     run_phantom,
     run_recipe,
+    run_record_sources,
     write_artefact_manifest,
     write_stage_table,
 )
@@ -430,10 +431,9 @@ def write_run_record(ctx):
     """run.json, as `radlang run` writes it: the spec's hash, seeds, inputs, exclusions, versions, timings."""
     record = {
         "study": TITLE,
-        "spec": {"file": SPEC_FILE, "sha256": SPEC_SHA256},
+        **run_record_sources(ctx, SPEC_PATH, SPEC_TEXT),
         "seed": STUDY_SEED,
         "stages": [{"name": s.name, "op": s.op, "seed": s.seed, "seconds": ctx.timings.get(s.name)} for s in ctx.study.stages],
-        "inputs": dict(sorted(ctx.inputs.items())),
         "excluded_cases": ctx.excluded,
         "warnings": ctx.warnings,
         "versions": {"python": sys.version.split()[0], **PACKAGES},
