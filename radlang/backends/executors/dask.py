@@ -18,7 +18,7 @@ import dask
 from distributed import Client, LocalCluster, WorkerPlugin, as_completed
 
 from radlang.backends.executors import ExecutorError, MapExecutor, largest_first
-from radlang.backends.executors.worker import THREAD_VARS, die_with_parent, limit_threads, radlang_version
+from radlang.backends.executors.worker import THREAD_VARS, die_with_parent, import_all, limit_threads, radlang_version
 from radlang.diagnostics import Diagnostic
 
 CONNECT_S = 5          # seconds to wait for a scheduler (and for one of its workers)
@@ -53,6 +53,10 @@ class DaskExecutor(MapExecutor):
         self._starting: threading.Thread | None = None
         self._start_error: BaseException | None = None
         self._scratch: str | None = None        # the workers' local directory (a LocalCluster's; removed at close)
+        self._lock = threading.Lock()           # orders `start` and the background start's hand-over of the client
+        self._imports: tuple[str, ...] = ()     # what `start` asked the workers to import
+        self._up = False                        # the workers are up: `start` asks them itself
+        self._preloads: list = []               # the import tasks (held: a released future's task is forgotten)
         self.workers = workers or 2
         if address is not None:
             self._connect(address)
@@ -94,6 +98,7 @@ class DaskExecutor(MapExecutor):
                                            hint="install the same radlang, with its `science` extra, on every worker"))
         client.register_plugin(RadlangWorker(None), name="radlang-worker")
         self._client = client
+        self._up = True
         self.workers = max(1, sum(client.nthreads().values()))
 
     def _start_cluster(self):
@@ -104,10 +109,30 @@ class DaskExecutor(MapExecutor):
                 self._cluster = LocalCluster(n_workers=self.workers, threads_per_worker=1, processes=True,
                                              host="127.0.0.1", dashboard_address=None, env=dict.fromkeys(THREAD_VARS, "1"),
                                              memory_limit=0, silence_logs=logging.ERROR, local_directory=self._scratch)
-            self._client = Client(self._cluster, set_as_default=False)
-            self._client.register_plugin(RadlangWorker(os.getpid()), name="radlang-worker")
+            self._client = client = Client(self._cluster, set_as_default=False)
+            client.register_plugin(RadlangWorker(os.getpid()), name="radlang-worker")
+            with self._lock:
+                self._up = True
+                imports = self._imports
+            self._preload(client, imports)
         except BaseException as e:  # noqa: BLE001 -- re-raised in the run's thread by _get
             self._start_error = e
+
+    def start(self, imports: tuple[str, ...] = ()):
+        """Have every worker import `imports` before its first task, as the local pool's workers do, so that this
+        overlaps with what the run does before its first map: a LocalCluster still starting asks its workers once they
+        are up (in the background start), workers already there are asked now."""
+        with self._lock:
+            self._imports = tuple(imports)
+            up = self._up
+        if up:
+            self._preload(self._client, self._imports)
+
+    def _preload(self, client, imports):
+        """One task per worker, pinned to it and ahead of any map's (whose priorities are at most the map's size)."""
+        if imports:
+            self._preloads += [client.submit(import_all, imports, workers=[w], allow_other_workers=False,
+                                             priority=2**31, pure=False) for w in client.nthreads()]
 
     def _started(self):
         if self._starting is not None:
