@@ -32,7 +32,18 @@ QUIET = {"distributed.worker.profile.enabled": False, "distributed.admin.tick.in
          "distributed.admin.system-monitor.interval": "5s", "distributed.worker.memory.monitor-interval": "1s"}
 
 
-CHUNKS = 4             # tasks per worker that a map's items are grouped into
+def guided_chunks(order: list[int], workers: int) -> list[list[int]]:
+    """`order` cut into consecutive chunks, each a share 1/(2 * workers) of the items not yet given out (guided
+    self-scheduling, Polychronopoulos & Kuck 1987): large chunks first, single items at the end. Each task is a round
+    trip through the scheduler (3-4 ms of CPU between this process and the workers, ~3% of an extraction of 40^3-voxel
+    cases): 24 items on 2 workers are 12 tasks; the single items at the end still let a worker that finishes early
+    take the next one, as they would one by one."""
+    chunks, start = [], 0
+    while start < len(order):
+        size = max(1, (len(order) - start) // (2 * workers))
+        chunks.append(order[start:start + size])
+        start += size
+    return chunks
 
 
 def run_chunk(fn, items) -> list:
@@ -158,11 +169,7 @@ class DaskExecutor(MapExecutor):
             return
         client = self._get()
         order = largest_first(items, weights)
-        # Consecutive items (in that order) go in one task, about CHUNKS tasks per worker: each task is a round trip
-        # through the scheduler (3-4 ms of CPU between this process and the workers: ~3% of an extraction of 40^3-voxel
-        # cases); a few tasks per worker still let a worker that finishes early take the next one.
-        size = max(1, len(order) // (CHUNKS * self.workers))
-        chunks = [order[c:c + size] for c in range(0, len(order), size)]
+        chunks = guided_chunks(order, self.workers)
         index, futures = {}, []
         for rank, chunk in enumerate(chunks):  # higher priority runs first: the largest cases start first
             fut = client.submit(run_chunk, fn, [items[i] for i in chunk], priority=len(chunks) - rank, pure=False)
