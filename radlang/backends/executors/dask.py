@@ -32,6 +32,14 @@ QUIET = {"distributed.worker.profile.enabled": False, "distributed.admin.tick.in
          "distributed.admin.system-monitor.interval": "5s", "distributed.worker.memory.monitor-interval": "1s"}
 
 
+# The nannies start their workers by forking this process (distributed's default is spawn): a forked worker has
+# distributed and radlang imported already. A spawned one starts Python and imports them (and the parent's main module)
+# again, 0.5-0.6 CPU seconds each, which is most of what a Dask run costs on top of the local pool. The cluster is
+# started in the thread that makes the executor (DaskExecutor.__init__), before the run's first stage: a fork while
+# another thread is importing a module gives the worker that module half imported.
+FORK = {"distributed.worker.multiprocessing-method": "fork"}
+
+
 def guided_chunks(order: list[int], workers: int) -> list[list[int]]:
     """`order` cut into consecutive chunks, each a share 1/(2 * workers) of the items not yet given out (guided
     self-scheduling, Polychronopoulos & Kuck 1987): large chunks first, single items at the end. Each task is a round
@@ -80,9 +88,11 @@ class DaskExecutor(MapExecutor):
         if address is not None:
             self._connect(address)
         else:
-            # The LocalCluster starts in the background (about 2 s) while the first stages run (cohorts, cache look-ups);
-            # a run whose every task is cached pays for it too.
-            self._starting = threading.Thread(target=self._start_cluster, name="radlang-dask-start", daemon=True)
+            # The LocalCluster starts now, in this thread (0.2-0.7 s), so that its workers are forked while no other
+            # thread of this process is in the middle of anything (an import, a write); the client connects, and the
+            # workers import what `start` asks for, in the background while the first stages run.
+            self._start_cluster()
+            self._starting = threading.Thread(target=self._connect_cluster, name="radlang-dask-start", daemon=True)
             self._starting.start()
 
     def _connect(self, address):
@@ -121,13 +131,20 @@ class DaskExecutor(MapExecutor):
         self.workers = max(1, sum(client.nthreads().values()))
 
     def _start_cluster(self):
+        # the workers' scratch folder is the run's own: killed workers (see close) leave nothing in the shared one
+        self._scratch = tempfile.mkdtemp(prefix="radlang-dask-")
         try:
-            # the workers' scratch folder is the run's own: killed workers (see close) leave nothing in the shared one
-            self._scratch = tempfile.mkdtemp(prefix="radlang-dask-")
-            with dask.config.set(QUIET):        # read when the scheduler, nannies and workers start (workers get a copy)
+            with dask.config.set({**QUIET, **FORK}):  # read when the scheduler, nannies and workers start (workers get a copy)
                 self._cluster = LocalCluster(n_workers=self.workers, threads_per_worker=1, processes=True,
                                              host="127.0.0.1", dashboard_address=None, env=dict.fromkeys(THREAD_VARS, "1"),
                                              memory_limit=0, silence_logs=logging.ERROR, local_directory=self._scratch)
+        except BaseException:
+            shutil.rmtree(self._scratch, ignore_errors=True)
+            self._scratch = None
+            raise
+
+    def _connect_cluster(self):
+        try:
             self._client = client = Client(self._cluster, set_as_default=False)
             client.register_plugin(RadlangWorker(os.getpid()), name="radlang-worker")
             with self._lock:
