@@ -1,5 +1,5 @@
 """The Dask executor (dask.distributed). `--executor dask` starts a LocalCluster bound to 127.0.0.1 (one process
-per worker, one thread each, no dashboard, no memory limit: as the local pool) when the run starts and closes it at
+per worker, forked from the run on Linux (see FORK), one thread each, no dashboard, no memory limit: as the local pool) when the run starts and closes it at
 the end of the run (its workers are killed, not stopped gracefully: see `_kill_workers`); `--executor
 tcp://HOST:PORT` connects to a running scheduler, whose workers must have the same radlang (and the science stack)
 installed: tasks name radlang's module-level functions, which workers import.
@@ -11,6 +11,7 @@ import logging
 import os
 import shutil
 import signal
+import sys
 import tempfile
 import threading
 
@@ -32,12 +33,13 @@ QUIET = {"distributed.worker.profile.enabled": False, "distributed.admin.tick.in
          "distributed.admin.system-monitor.interval": "5s", "distributed.worker.memory.monitor-interval": "1s"}
 
 
-# The nannies start their workers by forking this process (distributed's default is spawn): a forked worker has
-# distributed and radlang imported already. A spawned one starts Python and imports them (and the parent's main module)
-# again, 0.5-0.6 CPU seconds each, which is most of what a Dask run costs on top of the local pool. The cluster is
-# started in the thread that makes the executor (DaskExecutor.__init__), before the run's first stage: a fork while
-# another thread is importing a module gives the worker that module half imported.
-FORK = {"distributed.worker.multiprocessing-method": "fork"}
+# On Linux the nannies start their workers by forking this process (distributed's default is spawn; macOS's system
+# libraries are not safe to use in a forked child): a forked worker has distributed and radlang imported already. A
+# spawned one starts Python and imports them (and the parent's main module) again, 0.5-0.6 CPU seconds each, which is
+# most of what a Dask run costs on top of the local pool. The cluster is started in the thread that makes the executor
+# (DaskExecutor.__init__), before the run's first stage: a fork while another thread is importing a module gives the
+# worker that module half imported.
+FORK = {"distributed.worker.multiprocessing-method": "fork"} if sys.platform.startswith("linux") else {}
 
 
 def guided_chunks(order: list[int], workers: int) -> list[list[int]]:
