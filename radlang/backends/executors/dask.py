@@ -139,7 +139,10 @@ class DaskExecutor(MapExecutor):
             with dask.config.set({**QUIET, **FORK}):  # read when the scheduler, nannies and workers start (workers get a copy)
                 self._cluster = LocalCluster(n_workers=self.workers, threads_per_worker=1, processes=True,
                                              host="127.0.0.1", dashboard_address=None, env=dict.fromkeys(THREAD_VARS, "1"),
-                                             memory_limit=0, silence_logs=logging.ERROR, local_directory=self._scratch)
+                                             memory_limit=0, silence_logs=logging.ERROR, local_directory=self._scratch,
+                                             # its HTTP server (no dashboard) on a free port: the default, 8787, may be
+                                             # another cluster's, which makes distributed warn on stderr
+                                             scheduler_kwargs={"dashboard_address": "127.0.0.1:0"})
         except BaseException:
             shutil.rmtree(self._scratch, ignore_errors=True)
             self._scratch = None
