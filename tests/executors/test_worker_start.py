@@ -1,6 +1,6 @@
-"""How the local pool's workers start and end: started ahead of the work, each imports the modules it is given; a
-worker leaves without tearing its interpreter down, after flushing its output; and skops is imported without torch,
-trusting the same types. (A cold run starting the pool: tests/extraction/test_warm_rerun.py.)"""
+"""How the local pool's (and the Dask executor's) workers start and end: started ahead of the work, each imports the
+modules it is given; a worker leaves without tearing its interpreter down, after flushing its output; and skops is
+imported without torch, trusting the same types. (A cold run starting the pool: tests/extraction/test_warm_rerun.py.)"""
 
 from __future__ import annotations
 
@@ -69,3 +69,23 @@ print(json.dumps({{"torch": "torch" in sys.modules, "dask": "dask.array" in sys.
     a, b = json.loads(ours.stdout), json.loads(plain.stdout)
     assert not a["torch"] and not a["dask"]
     assert a["types"] == b["types"] and len(a["types"]["SKLEARN_ESTIMATOR_TYPE_NAMES"]) > 100
+
+
+def test_dask_workers_import_the_declared_modules_before_the_map():
+    """`start` on a LocalCluster still starting, then on one already up: every task, on either worker, finds the
+    modules imported; a map's items, grouped into tasks, each come back once under their own index."""
+    import pytest
+
+    pytest.importorskip("distributed")
+    from radlang.backends.executors.dask import DaskExecutor
+
+    ex = DaskExecutor(workers=2)
+    try:
+        ex.start(("colorsys", "not_a_module_radlang_test"))
+        got = dict(ex.map(_imported, [("colorsys", "wave")] * 20))
+        assert got == {i: ["colorsys"] for i in range(20)}
+        ex.start(("wave",))
+        got = dict(ex.map(_imported, [("colorsys", "wave")] * 20, weights=range(20)))
+        assert got == {i: ["colorsys", "wave"] for i in range(20)}
+    finally:
+        ex.close()

@@ -1,5 +1,5 @@
 """The Dask executor (dask.distributed). `--executor dask` starts a LocalCluster bound to 127.0.0.1 (one process
-per worker, one thread each, no dashboard, no memory limit: as the local pool) when the run starts and closes it at
+per worker, forked from the run on Linux (see FORK), one thread each, no dashboard, no memory limit: as the local pool) when the run starts and closes it at
 the end of the run (its workers are killed, not stopped gracefully: see `_kill_workers`); `--executor
 tcp://HOST:PORT` connects to a running scheduler, whose workers must have the same radlang (and the science stack)
 installed: tasks name radlang's module-level functions, which workers import.
@@ -11,6 +11,7 @@ import logging
 import os
 import shutil
 import signal
+import sys
 import tempfile
 import threading
 
@@ -18,7 +19,7 @@ import dask
 from distributed import Client, LocalCluster, WorkerPlugin, as_completed
 
 from radlang.backends.executors import ExecutorError, MapExecutor, largest_first
-from radlang.backends.executors.worker import THREAD_VARS, die_with_parent, limit_threads, radlang_version
+from radlang.backends.executors.worker import THREAD_VARS, die_with_parent, import_all, limit_threads, radlang_version
 from radlang.diagnostics import Diagnostic
 
 CONNECT_S = 5          # seconds to wait for a scheduler (and for one of its workers)
@@ -30,6 +31,34 @@ CONNECT_S = 5          # seconds to wait for a scheduler (and for one of its wor
 # of an extraction's time (benchmarks/bench_dask.py).
 QUIET = {"distributed.worker.profile.enabled": False, "distributed.admin.tick.interval": "1s",
          "distributed.admin.system-monitor.interval": "5s", "distributed.worker.memory.monitor-interval": "1s"}
+
+
+# On Linux the nannies start their workers by forking this process (distributed's default is spawn; macOS's system
+# libraries are not safe to use in a forked child): a forked worker has distributed and radlang imported already. A
+# spawned one starts Python and imports them (and the parent's main module) again, 0.5-0.6 CPU seconds each, which is
+# most of what a Dask run costs on top of the local pool. The cluster is started in the thread that makes the executor
+# (DaskExecutor.__init__), before the run's first stage: a fork while another thread is importing a module gives the
+# worker that module half imported.
+FORK = {"distributed.worker.multiprocessing-method": "fork"} if sys.platform.startswith("linux") else {}
+
+
+def guided_chunks(order: list[int], workers: int) -> list[list[int]]:
+    """`order` cut into consecutive chunks, each a share 1/(2 * workers) of the items not yet given out (guided
+    self-scheduling, Polychronopoulos & Kuck 1987): large chunks first, single items at the end. Each task is a round
+    trip through the scheduler (3-4 ms of CPU between this process and the workers, ~3% of an extraction of 40^3-voxel
+    cases): 24 items on 2 workers are 12 tasks; the single items at the end still let a worker that finishes early
+    take the next one, as they would one by one."""
+    chunks, start = [], 0
+    while start < len(order):
+        size = max(1, (len(order) - start) // (2 * workers))
+        chunks.append(order[start:start + size])
+        start += size
+    return chunks
+
+
+def run_chunk(fn, items) -> list:
+    """One task: `fn` on each of `items`, in turn."""
+    return [fn(item) for item in items]
 
 
 class RadlangWorker(WorkerPlugin):
@@ -53,13 +82,19 @@ class DaskExecutor(MapExecutor):
         self._starting: threading.Thread | None = None
         self._start_error: BaseException | None = None
         self._scratch: str | None = None        # the workers' local directory (a LocalCluster's; removed at close)
+        self._lock = threading.Lock()           # orders `start` and the background start's hand-over of the client
+        self._imports: tuple[str, ...] = ()     # what `start` asked the workers to import
+        self._up = False                        # the workers are up: `start` asks them itself
+        self._preloads: list = []               # the import tasks (held: a released future's task is forgotten)
         self.workers = workers or 2
         if address is not None:
             self._connect(address)
         else:
-            # The LocalCluster starts in the background (about 2 s) while the first stages run (cohorts, cache look-ups);
-            # a run whose every task is cached pays for it too.
-            self._starting = threading.Thread(target=self._start_cluster, name="radlang-dask-start", daemon=True)
+            # The LocalCluster starts now, in this thread (0.2-0.7 s), so that its workers are forked while no other
+            # thread of this process is in the middle of anything (an import, a write); the client connects, and the
+            # workers import what `start` asks for, in the background while the first stages run.
+            self._start_cluster()
+            self._starting = threading.Thread(target=self._connect_cluster, name="radlang-dask-start", daemon=True)
             self._starting.start()
 
     def _connect(self, address):
@@ -94,20 +129,51 @@ class DaskExecutor(MapExecutor):
                                            hint="install the same radlang, with its `science` extra, on every worker"))
         client.register_plugin(RadlangWorker(None), name="radlang-worker")
         self._client = client
+        self._up = True
         self.workers = max(1, sum(client.nthreads().values()))
 
     def _start_cluster(self):
+        # the workers' scratch folder is the run's own: killed workers (see close) leave nothing in the shared one
+        self._scratch = tempfile.mkdtemp(prefix="radlang-dask-")
         try:
-            # the workers' scratch folder is the run's own: killed workers (see close) leave nothing in the shared one
-            self._scratch = tempfile.mkdtemp(prefix="radlang-dask-")
-            with dask.config.set(QUIET):        # read when the scheduler, nannies and workers start (workers get a copy)
+            with dask.config.set({**QUIET, **FORK}):  # read when the scheduler, nannies and workers start (workers get a copy)
                 self._cluster = LocalCluster(n_workers=self.workers, threads_per_worker=1, processes=True,
                                              host="127.0.0.1", dashboard_address=None, env=dict.fromkeys(THREAD_VARS, "1"),
-                                             memory_limit=0, silence_logs=logging.ERROR, local_directory=self._scratch)
-            self._client = Client(self._cluster, set_as_default=False)
-            self._client.register_plugin(RadlangWorker(os.getpid()), name="radlang-worker")
+                                             memory_limit=0, silence_logs=logging.ERROR, local_directory=self._scratch,
+                                             # its HTTP server (no dashboard) on a free port: the default, 8787, may be
+                                             # another cluster's, which makes distributed warn on stderr
+                                             scheduler_kwargs={"dashboard_address": "127.0.0.1:0"})
+        except BaseException:
+            shutil.rmtree(self._scratch, ignore_errors=True)
+            self._scratch = None
+            raise
+
+    def _connect_cluster(self):
+        try:
+            self._client = client = Client(self._cluster, set_as_default=False)
+            client.register_plugin(RadlangWorker(os.getpid()), name="radlang-worker")
+            with self._lock:
+                self._up = True
+                imports = self._imports
+            self._preload(client, imports)
         except BaseException as e:  # noqa: BLE001 -- re-raised in the run's thread by _get
             self._start_error = e
+
+    def start(self, imports: tuple[str, ...] = ()):
+        """Have every worker import `imports` before its first task, as the local pool's workers do, so that this
+        overlaps with what the run does before its first map: a LocalCluster still starting asks its workers once they
+        are up (in the background start), workers already there are asked now."""
+        with self._lock:
+            self._imports = tuple(imports)
+            up = self._up
+        if up:
+            self._preload(self._client, self._imports)
+
+    def _preload(self, client, imports):
+        """One task per worker, pinned to it and ahead of any map's (whose priorities are at most the map's size)."""
+        if imports:
+            self._preloads += [client.submit(import_all, imports, workers=[w], allow_other_workers=False,
+                                             priority=2**31, pure=False) for w in client.nthreads()]
 
     def _started(self):
         if self._starting is not None:
@@ -125,15 +191,16 @@ class DaskExecutor(MapExecutor):
             return
         client = self._get()
         order = largest_first(items, weights)
+        chunks = guided_chunks(order, self.workers)
         index, futures = {}, []
-        for rank, i in enumerate(order):       # higher priority runs first: the largest cases start first
-            fut = client.submit(fn, items[i], priority=len(order) - rank, pure=False)
-            index[fut.key] = i
+        for rank, chunk in enumerate(chunks):  # higher priority runs first: the largest cases start first
+            fut = client.submit(run_chunk, fn, [items[i] for i in chunk], priority=len(chunks) - rank, pure=False)
+            index[fut.key] = chunk
             futures.append(fut)
         finished = False
         try:
-            for fut, result in as_completed(futures, loop=client.loop, with_results=True):
-                yield index[fut.key], result
+            for fut, results in as_completed(futures, loop=client.loop, with_results=True):
+                yield from zip(index[fut.key], results)
             finished = True
         finally:
             if not finished:

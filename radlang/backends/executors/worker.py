@@ -73,12 +73,18 @@ def exit_without_teardown():
 
 def init_local_worker(parent_pid: int, kernel_signal: bool, imports: tuple[str, ...] = ()):
     """The initializer of the local process pool's workers; `imports`: modules the work will need (a pool started ahead
-    of its first task, LocalPool.start). One that fails to import is left to the task that needs it to report."""
-    import importlib
-
+    of its first task, LocalPool.start)."""
     limit_threads()
     die_with_parent(parent_pid, kernel_signal)
     exit_without_teardown()
+    import_all(imports)
+
+
+def import_all(imports: tuple[str, ...]):
+    """Import `imports` in a worker before its first task (the local pool's initializer; the Dask executor's `start`).
+    One that fails to import is left to the task that needs it to report."""
+    import importlib
+
     for name in imports:
         try:
             importlib.import_module(name)
