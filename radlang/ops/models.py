@@ -21,8 +21,9 @@ from pydantic import Field, field_validator, model_validator
 
 from radlang.ops.fitted_recipe import run_recipe
 
-# survival_estimator_class: named by the code model_call writes for a survival model, run in this module's scope
-from radlang.ops.survival_models import SURVIVAL_HELPERS, survival_estimator_class  # noqa: F401
+# survival_estimator_class: named by the code model_call writes for a survival model, cox_batch_loss by the code a network
+# model's survival loss is (radlang/ops/net_models.py: loss_code); both run in this module's scope
+from radlang.ops.survival_models import SURVIVAL_HELPERS, cox_batch_loss, survival_estimator_class  # noqa: F401
 from radlang.registry import Operator, Port, register
 from radlang.types import RType
 from radlang.values import CallValue, Settings, Sym, Variant, out_of_range, variants
@@ -218,9 +219,21 @@ def pipeline_source(fn_name, graph, model_name, model_params, seed, factory=None
     mp = {k: v for k, v in model_params.items() if k not in ("classes", "branches")}
     parts = []
     if factory is not None:
+        import sys
+
         extra = ", 'classes': fold['classes']" + (", 'branches': fold['branches']" if "branches" in model_params else "")
         settings = value(mp, after=extra)
-        parts = steps(graph, 8) + ["('model', " + call(factory.__name__, [settings, code(repr(seed)), code("fold['model']")], 8, 18) + ")"]
+        # a network model's factory `make_x` has a `make_x_code` beside it: what it trains with, as code
+        own = getattr(sys.modules[factory.__module__], f"{factory.__name__}_code", None)
+        lines, kw = own(model_params, seed) if own is not None else ([], {})
+        imports.update(lines)
+        text = call(factory.__name__, [settings, code(repr(seed)), code("fold['model']")], 8, 18)
+        if kw:      # its code keywords one a line, after the settings
+            spread = text.endswith(",\n" + " " * 8 + ")")
+            col = 12 if spread else 18 + len(factory.__name__) + 1
+            more = "".join(f",\n{' ' * col}" + (pack(f"{k}={v}", col) or f"{k}={v}") for k, v in kw.items())
+            text = text[:-10] + more + ",\n" + " " * 8 + ")" if spread else text[:-1] + more + ")"
+        parts = steps(graph, 8) + ["('model', " + text + ")"]
         search = None
     else:
         imp = model_params.get("impute", "median")

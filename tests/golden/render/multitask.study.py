@@ -186,8 +186,8 @@ def fold_pipeline_fixed_weights(fold):
                                  'cagrad_c': 0.5, 'task_norm': False, 'epochs': 12, 'batch': 8, 'optimizer': 'adam', 'lr': 0.001,
                                  'weight_decay': 0.0, 'schedule': 'constant', 'hidden': 16, 'dropout': 0.0, 'validation': 0.2,
                                  'patience': 3}, 'networks': {'network': {'arch': 'resnet', 'params': {'dims': 3, 'in_channels': 1,
-                                 'out_channels': 2, 'depth': 10, 'widen_factor': 0.125}}}, 'classes': fold['classes']}, 309000226,
-                                 fold['model'])),
+                                 'out_channels': 2, 'depth': 10, 'widen_factor': 0.125}}}, 'head': 'classification',
+                                 'classes': fold['classes']}, 309000226, fold['model'])),
     ]).set_output(transform='pandas')
 
 
@@ -267,8 +267,8 @@ def fold_pipeline_gradient_surgery(fold):
                                  'cagrad_c': 0.5, 'task_norm': True, 'epochs': 12, 'batch': 8, 'optimizer': 'adam', 'lr': 0.001,
                                  'weight_decay': 0.0, 'schedule': 'constant', 'hidden': 16, 'dropout': 0.0, 'validation': 0.2,
                                  'patience': 3}, 'networks': {'network': {'arch': 'resnet', 'params': {'dims': 3, 'in_channels': 1,
-                                 'out_channels': 2, 'depth': 10, 'widen_factor': 0.125}}}, 'classes': fold['classes']}, 1761549482,
-                                 fold['model'])),
+                                 'out_channels': 2, 'depth': 10, 'widen_factor': 0.125}}}, 'head': 'classification',
+                                 'classes': fold['classes']}, 1761549482, fold['model'])),
     ]).set_output(transform='pandas')
 
 
@@ -350,7 +350,7 @@ def fold_pipeline_uncertainty_weighting(fold):
                                  'optimizer': 'adam', 'lr': 0.001, 'weight_decay': 0.0, 'schedule': 'constant', 'hidden': 16,
                                  'dropout': 0.0, 'validation': 0.2, 'patience': 3}, 'networks': {'network': {'arch': 'resnet',
                                  'params': {'dims': 3, 'in_channels': 1, 'out_channels': 2, 'depth': 10, 'widen_factor': 0.125}}},
-                                 'classes': fold['classes']}, 135274635, fold['model'])),
+                                 'head': 'classification', 'classes': fold['classes']}, 135274635, fold['model'])),
     ]).set_output(transform='pandas')
 
 
