@@ -144,9 +144,9 @@ def pipeline_source(fn_name, graph, model_name, model_params, seed, factory=None
     def lit(value, indent):
         return pprint.pformat(value, width=max(60, 136 - indent), sort_dicts=False).replace("\n", "\n" + " " * indent)
 
-    def pack(text, col):
+    def pack(text, col, opens="(["):
         """One line of code broken at its top-level-free `, ` (never inside a string) into lines of at most 136
-        columns, continued under the character after the first `(` or `[`; None when a piece is too long."""
+        columns, continued under the character after the first of `opens` (`(` or `[`); None when a piece is too long."""
         pieces, start, quote, i = [], 0, None, 0
         while i < len(text):
             c = text[i]
@@ -162,7 +162,7 @@ def pipeline_source(fn_name, graph, model_name, model_params, seed, factory=None
                 start = i + 2
             i += 1
         pieces.append(text[start:])
-        cont = col + min(text.index(b) for b in "([" if b in text) + 1
+        cont = col + min(text.index(b) for b in opens if b in text) + 1
         lines = [pieces[0]]
         for piece in pieces[1:]:
             width = (col if len(lines) == 1 else cont) + len(lines[-1]) + 1 + len(piece)
@@ -231,7 +231,7 @@ def pipeline_source(fn_name, graph, model_name, model_params, seed, factory=None
         if kw:      # its code keywords one a line, after the settings
             spread = text.endswith(",\n" + " " * 8 + ")")
             col = 12 if spread else 18 + len(factory.__name__) + 1
-            more = "".join(f",\n{' ' * col}" + (pack(f"{k}={v}", col) or f"{k}={v}") for k, v in kw.items())
+            more = "".join(f",\n{' ' * col}" + (pack(f"{k}={v}", col, "([{") or f"{k}={v}") for k, v in kw.items())
             text = text[:-10] + more + ",\n" + " " * 8 + ")" if spread else text[:-1] + more + ")"
         parts = steps(graph, 8) + ["('model', " + text + ")"]
         search = None

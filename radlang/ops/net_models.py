@@ -283,22 +283,27 @@ def fit_network(net, image, tab, y, tr, va, params, seed, loss_fn=None, backward
 
 def loss_code(task):
     """A network model's training loss of outputs [N, outputs] against its training target, as Python: cross-entropy of
-    the class logits (`classification`); the mean squared error of the one output against the target standardised by
-    its training mean and SD (`regression`); the Cox partial likelihood of the one output, a log relative hazard,
-    against [N, 2] = (time, event) (`survival`: cox_batch_loss, with risk sets within the mini-batch, as a multitask
-    survival head)."""
-    if task == "classification":
+    the class logits (`classification`; a multi-task head's `binary`, `multiclass`); the mean squared error of the one
+    output against the target standardised by its training mean and SD (`regression`, `continuous`); the Cox partial
+    likelihood of the one output, a log relative hazard, against [N, 2] = (time, event) (`survival`: cox_batch_loss, with
+    risk sets within the mini-batch); MONAI's DiceCELoss (Dice + cross-entropy, equally weighted) of a decoder's logits
+    [N, C, *patch] against the binary mask [N, 1, *patch], one-hot: softmax over the channels, class 1 = the ROI
+    (`segmentation`)."""
+    if task in ("classification", "binary", "multiclass"):
         return "torch.nn.CrossEntropyLoss()"
-    if task == "regression":
+    if task in ("regression", "continuous"):
         return "lambda out, target: torch.nn.functional.mse_loss(out[:, 0], target)"
+    if task == "segmentation":
+        return "monai.losses.DiceCELoss(softmax=True, to_onehot_y=True)"
     return "lambda out, target: cox_batch_loss(out[:, 0], target[:, 0], target[:, 1])"
 
 
 def task_loss(task):
     """loss_code's loss, run."""
+    import monai.losses  # noqa: F401 -- binds `monai` for the code
     import torch
 
-    return eval(loss_code(task), {"torch": torch, "cox_batch_loss": cox_batch_loss})  # noqa: S307 -- loss_code's
+    return eval(loss_code(task), {"torch": torch, "monai": monai, "cox_batch_loss": cox_batch_loss})  # noqa: S307 -- loss_code's
 
 
 def network_parts_code(spec, params, task):
