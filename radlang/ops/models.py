@@ -145,9 +145,10 @@ def pipeline_source(fn_name, graph, model_name, model_params, seed, factory=None
         return pprint.pformat(value, width=max(60, 136 - indent), sort_dicts=False).replace("\n", "\n" + " " * indent)
 
     def pack(text, col, opens="(["):
-        """One line of code broken at its top-level-free `, ` (never inside a string) into lines of at most 136
-        columns, continued under the character after the first of `opens` (`(` or `[`); None when a piece is too long."""
-        pieces, start, quote, i = [], 0, None, 0
+        """One line of code broken at its top-level-free `, ` (never inside a string or a lambda's parameters) into lines
+        of at most 136 columns, continued under the character after the first of `opens` (`(` or `[`); None when a piece
+        is too long."""
+        pieces, start, quote, i, params = [], 0, None, 0, False
         while i < len(text):
             c = text[i]
             if quote:
@@ -157,7 +158,11 @@ def pipeline_source(fn_name, graph, model_name, model_params, seed, factory=None
                     quote = None
             elif c in "'\"":
                 quote = c
-            elif text.startswith(", ", i):
+            elif text.startswith("lambda ", i):    # a lambda's parameters stay on one line
+                params = True
+            elif params and c == ":":
+                params = False
+            elif text.startswith(", ", i) and not params:
                 pieces.append(text[start:i + 1])
                 start = i + 2
             i += 1
