@@ -300,10 +300,10 @@ def loss_code(task):
 
 def task_loss(task):
     """loss_code's loss, run."""
-    import monai.losses  # noqa: F401 -- binds `monai` for the code
+    import monai.losses  # binds `monai` for the code
     import torch
 
-    return eval(loss_code(task), {"torch": torch, "monai": monai, "cox_batch_loss": cox_batch_loss})  # noqa: S307 -- loss_code's
+    return eval(loss_code(task), {"torch": torch, "monai": monai, "cox_batch_loss": cox_batch_loss})  # loss_code's code
 
 
 def network_parts_code(spec, params, task):
@@ -321,11 +321,11 @@ def network_parts_code(spec, params, task):
 
 def network_parts(spec, params, task):
     """network_parts_code's objects: its code, run."""
-    import monai.networks.nets  # noqa: F401 -- binds `monai` for the code
+    import monai.networks.nets  # binds `monai` for the code
     import torch
 
     scope = {"torch": torch, "monai": monai, "cox_batch_loss": cox_batch_loss}
-    return {k: eval(v, scope) for k, v in network_parts_code(spec, params, task).items()}  # noqa: S307 -- network_parts_code's
+    return {k: eval(v, scope) for k, v in network_parts_code(spec, params, task).items()}  # network_parts_code's code
 
 
 def net_estimator_class(task="classification", _made={}):  # noqa: B006 -- one class per task and process, so fitted models load by name

@@ -43,7 +43,7 @@ def test_the_fold_pipeline_shows_the_monai_constructor_loss_and_optimiser_and_tr
     params = {"impute": None, "scale": None, "search": None, "hyper": HYPER, "networks": {"network": SEGRESNET},
               "head": "classification", "classes": 2}
     source, est = _from_source(make_cnn, params, {"outcome": "binary", "patients": {}})
-    name, kwargs = network_call(SEGRESNET)
+    name, _ = network_call(SEGRESNET)
     assert f"backbone=lambda: monai.networks.nets.{name}(spatial_dims=3," in source
     assert "loss=torch.nn.CrossEntropyLoss()" in source
     assert "optimizer=lambda parameters: torch.optim.SGD(parameters, lr=0.01, momentum=0.99, nesterov=True," in source
