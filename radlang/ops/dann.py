@@ -152,10 +152,10 @@ def dann_estimator_class(_made={}):  # noqa: B006 -- one class per process, so f
             target_domain = torch.from_numpy(np.searchsorted(self.domains_, target_sites).astype(np.int64))
             module = dann_module(net, len(self.domains_), p["domain_hidden"], self.seed)
             rng = np.random.default_rng([int(self.seed), 1])      # the target batches' own stream
-            ce = torch.nn.CrossEntropyLoss()
+            label_loss, ce = self._parts()["loss"], torch.nn.CrossEntropyLoss()   # the label loss given (make_dann_code's)
 
             def loss_fn(out, target):
-                return ce(out[0], target[0]) + ce(out[1], target[1])
+                return label_loss(out[0], target[0]) + ce(out[1], target[1])
 
             def batch(inputs, target, rows, progress):
                 lam = ganin_lambda(progress, p["reversal"])
