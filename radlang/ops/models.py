@@ -135,8 +135,9 @@ def pipeline_source(fn_name, graph, model_name, model_params, seed, factory=None
 
     Every setting is a literal; what the data decide comes in `fold` (`pipeline_arguments`): each step's fold inputs
     (`fold['inputs'][step]`, the model's `fold['model']`), a join's columns (`fold['columns'][branch]`), the number of
-    outcome classes (`fold['classes']`) and a late-fusion model's branches (`fold['branches']`). `assemble_pipeline`
-    runs this source; `radlang render` writes the same text into the validation stage's part of study.py."""
+    outcome classes (`fold['classes']`) and a late-fusion model's branches (`fold['branches']`). A factory `make_x` with a
+    `make_x_code(settings, seed)` beside it (a network model) also gets that function's keywords, code written after its
+    settings (the network's constructor, loss and optimiser) and its import lines. `assemble_pipeline` runs this source; `radlang render` writes the same text into the validation stage's part of study.py."""
     import pprint
 
     imports = {"from sklearn.pipeline import Pipeline"}
@@ -234,10 +235,11 @@ def pipeline_source(fn_name, graph, model_name, model_params, seed, factory=None
         imports.update(lines)
         text = call(factory.__name__, [settings, code(repr(seed)), code("fold['model']")], 8, 18)
         if kw:      # its code keywords one a line, after the settings
-            spread = text.endswith(",\n" + " " * 8 + ")")
+            close = ",\n" + " " * 8 + ")"      # call's layout with the arguments one a line
+            spread = text.endswith(close)
             col = 12 if spread else 18 + len(factory.__name__) + 1
             more = "".join(f",\n{' ' * col}" + (pack(f"{k}={v}", col, "([{") or f"{k}={v}") for k, v in kw.items())
-            text = text[:-10] + more + ",\n" + " " * 8 + ")" if spread else text[:-1] + more + ")"
+            text = text[:-len(close)] + more + close if spread else text[:-1] + more + ")"
         parts = steps(graph, 8) + ["('model', " + text + ")"]
         search = None
     else:
