@@ -42,6 +42,7 @@ from radlang.ops.net_models import (
     branch_plan,
     budget_warning,
     fusion_module,
+    make_cnn_code,
     net_estimator_class,
 )
 from radlang.registry import Operator, Port, register
@@ -151,10 +152,10 @@ def dann_estimator_class(_made={}):  # noqa: B006 -- one class per process, so f
             target_domain = torch.from_numpy(np.searchsorted(self.domains_, target_sites).astype(np.int64))
             module = dann_module(net, len(self.domains_), p["domain_hidden"], self.seed)
             rng = np.random.default_rng([int(self.seed), 1])      # the target batches' own stream
-            ce = torch.nn.CrossEntropyLoss()
+            label_loss, ce = self._parts()["loss"], torch.nn.CrossEntropyLoss()   # the label loss given (make_dann_code's)
 
             def loss_fn(out, target):
-                return ce(out[0], target[0]) + ce(out[1], target[1])
+                return label_loss(out[0], target[0]) + ce(out[1], target[1])
 
             def batch(inputs, target, rows, progress):
                 lam = ganin_lambda(progress, p["reversal"])
@@ -174,9 +175,17 @@ def dann_estimator_class(_made={}):  # noqa: B006 -- one class per process, so f
     return RadDANNClassifier
 
 
-def make_dann(params, seed, fold_inputs=None):
-    """The unfitted DANN model of one fit, from a model stage's split settings (with `networks`: its network's spec)."""
-    return dann_estimator_class()(network=params["networks"]["network"], params=params["hyper"], seed=seed, fold_inputs=fold_inputs)
+def make_dann(params, seed, fold_inputs=None, backbone=None, loss=None, optimizer=None):
+    """The unfitted DANN model of one fit, from a model stage's split settings (with `networks`: its network's spec) and
+    what it trains with (make_dann_code's: the label network's backbone and loss, and the optimiser of the label
+    network and the domain head together)."""
+    return dann_estimator_class()(network=params["networks"]["network"], params=params["hyper"], seed=seed, fold_inputs=fold_inputs,
+                                  backbone=backbone, loss=loss, optimizer=optimizer)
+
+
+def make_dann_code(params, seed):
+    """What the fold pipeline passes to make_dann besides its settings: `cnn`'s (make_cnn_code)."""
+    return make_cnn_code(params, seed)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -299,7 +308,8 @@ register(Operator(
             Port("target", ("Outcome",), doc="the training cohort's outcome, e.g. `train.outcome`"),
             Port("network", ("Network",), doc="the backbone: a `network` stage (densenet121, resnet, segresnet, unet)")),
     positional=("input", "target"), fit="outcome", behaviour="fitted", run=run_recipe, impl=make_dann,
-    helpers=(dann_estimator_class, dann_module, reverse_gradient, ganin_lambda, net_estimator_class, fusion_module) + TRAINING_HELPERS,
+    helpers=(dann_estimator_class, dann_module, reverse_gradient, ganin_lambda, net_estimator_class, fusion_module, make_cnn_code,
+             make_dann_code) + TRAINING_HELPERS,
     fold_data=dann_fold_data, transductive=dann_transductive, infer=_dann_type, plan=_dann_plan, check_facts=dann_check_facts, version="1",
     doc="Domain-adversarial training (DANN): `cnn`'s network with a domain head on the site behind a gradient reversal layer "
         "(lambda by Ganin et al.'s schedule, or constant), refit inside every training fold and validated leave-one-site-out; "

@@ -44,6 +44,7 @@ def _model_recipe(study, graph, model, columns, fold_inputs, n_classes):
             if by[r.stage].type.kind == "Network"}
     if nets:
         mparams["networks"] = nets
+        mparams["head"] = model.type.head       # what the network's loss fits (make_cnn_code)
     branches = [by[u] for u in inputs_of(graph, model.name) if by[u].type.kind == "Model"]
     if branches:
         mparams["branches"] = []

@@ -222,7 +222,8 @@ def model_artefact(model, survival_artefact=None):
     given (a survival outcome): JSON (its numbers, nothing to import to save it and nothing that runs when it is
     read). Any other: skops' format, which
     loads without running code when the loader names the types it trusts; the fold-only inputs of selectors
-    (patients, raters) are dropped, and the archive is made reproducible: skops names its arrays by memory address
+    (patients, raters) are dropped, and so is what an estimator names `transient` (a network model's backbone, loss and
+    optimiser code, rebuilt from its plain settings), and the archive is made reproducible: skops names its arrays by memory address
     and stamps the time, so the arrays are renamed in order of appearance and every entry gets a fixed date: the
     same model gives the same bytes."""
     import io
@@ -244,8 +245,8 @@ def model_artefact(model, survival_artefact=None):
         templates = getattr(est, "estimators", None)
         for sub in (fitted if isinstance(fitted, list) else []) + [e for _, e in (templates if isinstance(templates, list) else [])]:
             strip(sub)      # the branches of a late-fusion model, fitted and as templates
-        if hasattr(est, "fold_inputs"):
-            est.fold_inputs = None
+        for name in getattr(est, "transient", ("fold_inputs",) if hasattr(est, "fold_inputs") else ()):
+            setattr(est, name, None)
 
     model = getattr(model, "best_estimator_", model)
     strip(model)

@@ -21,8 +21,9 @@ from pydantic import Field, field_validator, model_validator
 
 from radlang.ops.fitted_recipe import run_recipe
 
-# survival_estimator_class: named by the code model_call writes for a survival model, run in this module's scope
-from radlang.ops.survival_models import SURVIVAL_HELPERS, survival_estimator_class  # noqa: F401
+# survival_estimator_class: named by the code model_call writes for a survival model, cox_batch_loss by the code a network
+# model's survival loss is (radlang/ops/net_models.py: loss_code); both run in this module's scope
+from radlang.ops.survival_models import SURVIVAL_HELPERS, cox_batch_loss, survival_estimator_class  # noqa: F401
 from radlang.registry import Operator, Port, register
 from radlang.types import RType
 from radlang.values import CallValue, Settings, Sym, Variant, out_of_range, variants
@@ -134,8 +135,9 @@ def pipeline_source(fn_name, graph, model_name, model_params, seed, factory=None
 
     Every setting is a literal; what the data decide comes in `fold` (`pipeline_arguments`): each step's fold inputs
     (`fold['inputs'][step]`, the model's `fold['model']`), a join's columns (`fold['columns'][branch]`), the number of
-    outcome classes (`fold['classes']`) and a late-fusion model's branches (`fold['branches']`). `assemble_pipeline`
-    runs this source; `radlang render` writes the same text into the validation stage's part of study.py."""
+    outcome classes (`fold['classes']`) and a late-fusion model's branches (`fold['branches']`). A factory `make_x` with a
+    `make_x_code(settings, seed)` beside it (a network model) also gets that function's keywords, code written after its
+    settings (the network's constructor, loss and optimiser) and its import lines. `assemble_pipeline` runs this source; `radlang render` writes the same text into the validation stage's part of study.py."""
     import pprint
 
     imports = {"from sklearn.pipeline import Pipeline"}
@@ -143,10 +145,11 @@ def pipeline_source(fn_name, graph, model_name, model_params, seed, factory=None
     def lit(value, indent):
         return pprint.pformat(value, width=max(60, 136 - indent), sort_dicts=False).replace("\n", "\n" + " " * indent)
 
-    def pack(text, col):
-        """One line of code broken at its top-level-free `, ` (never inside a string) into lines of at most 136
-        columns, continued under the character after the first `(` or `[`; None when a piece is too long."""
-        pieces, start, quote, i = [], 0, None, 0
+    def pack(text, col, opens="(["):
+        """One line of code broken at its top-level-free `, ` (never inside a string or a lambda's parameters) into lines
+        of at most 136 columns, continued under the character after the first of `opens` (`(` or `[`); None when a piece
+        is too long."""
+        pieces, start, quote, i, params = [], 0, None, 0, False
         while i < len(text):
             c = text[i]
             if quote:
@@ -156,12 +159,16 @@ def pipeline_source(fn_name, graph, model_name, model_params, seed, factory=None
                     quote = None
             elif c in "'\"":
                 quote = c
-            elif text.startswith(", ", i):
+            elif text.startswith("lambda ", i):    # a lambda's parameters stay on one line
+                params = True
+            elif params and c == ":":
+                params = False
+            elif text.startswith(", ", i) and not params:
                 pieces.append(text[start:i + 1])
                 start = i + 2
             i += 1
         pieces.append(text[start:])
-        cont = col + min(text.index(b) for b in "([" if b in text) + 1
+        cont = col + min(text.index(b) for b in opens if b in text) + 1
         lines = [pieces[0]]
         for piece in pieces[1:]:
             width = (col if len(lines) == 1 else cont) + len(lines[-1]) + 1 + len(piece)
@@ -218,9 +225,22 @@ def pipeline_source(fn_name, graph, model_name, model_params, seed, factory=None
     mp = {k: v for k, v in model_params.items() if k not in ("classes", "branches")}
     parts = []
     if factory is not None:
+        import sys
+
         extra = ", 'classes': fold['classes']" + (", 'branches': fold['branches']" if "branches" in model_params else "")
         settings = value(mp, after=extra)
-        parts = steps(graph, 8) + ["('model', " + call(factory.__name__, [settings, code(repr(seed)), code("fold['model']")], 8, 18) + ")"]
+        # a network model's factory `make_x` has a `make_x_code` beside it: what it trains with, as code
+        own = getattr(sys.modules[factory.__module__], f"{factory.__name__}_code", None)
+        lines, kw = own(model_params, seed) if own is not None else ([], {})
+        imports.update(lines)
+        text = call(factory.__name__, [settings, code(repr(seed)), code("fold['model']")], 8, 18)
+        if kw:      # its code keywords one a line, after the settings
+            close = ",\n" + " " * 8 + ")"      # call's layout with the arguments one a line
+            spread = text.endswith(close)
+            col = 12 if spread else 18 + len(factory.__name__) + 1
+            more = "".join(f",\n{' ' * col}" + (pack(f"{k}={v}", col, "([{") or f"{k}={v}") for k, v in kw.items())
+            text = text[:-len(close)] + more + close if spread else text[:-1] + more + ")"
+        parts = steps(graph, 8) + ["('model', " + text + ")"]
         search = None
     else:
         imp = model_params.get("impute", "median")

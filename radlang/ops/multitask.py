@@ -84,12 +84,15 @@ from radlang.ops.net_models import (
     decoder_forward,
     fit_network,
     inner_validation,
+    loss_code,
     mask_columns,
     network_input_checks,
+    network_parts,
+    network_parts_code,
     split_columns,
+    task_loss,
 )
 from radlang.ops.networks import build_network
-from radlang.ops.survival_models import cox_batch_loss
 from radlang.registry import Operator, Port, register
 from radlang.types import RType
 from radlang.values import Settings, Sym, Variant, variants
@@ -102,25 +105,30 @@ AGGREGATORS = ("pcgrad", "mgda", "imtl_g", "aligned_mtl", "config", "graddrop", 
 # self-contained implementation
 
 
-def multitask_module(spec, in_shape, n_tab, heads, hidden, dropout, task_norm, uncertainty):
+def multitask_module(spec, in_shape, n_tab, heads, hidden, dropout, task_norm, uncertainty, backbone=None):
     """The multi-task network: image backbone -> adaptive average pooling -> a vector, concatenated with the tabular
     vector: the shared representation; one head per entry of `heads` ({"name", "kind", "outputs"}) reading it, but a
     `segmentation` head: the backbone's own decoder path (decoder_forward: UNet's expanding path with its skip
     connections, or SegResNet's decoder), whose output [N, out_channels, *patch] is that head's. forward(image, tab) ->
     (shared vector [N, F], [head output per head]). With `uncertainty`, `log_vars` holds one learned log-variance per
-    head (the loss weighting's s_k)."""
+    head (the loss weighting's s_k). backbone: () -> the MONAI network of `spec` (the fold pipeline's,
+    make_multitask_code), or None: build_network(spec)."""
     import torch
+
+    if backbone is None:
+        def backbone():
+            return build_network(spec)
 
     class MultiTaskNet(torch.nn.Module):
         def __init__(self):
             super().__init__()
             self.arch = spec["arch"]
             self.decoder = any(h["kind"] == "segmentation" for h in heads)
-            self.backbone = build_network(spec)
+            self.backbone = backbone()
             dims = len(in_shape) - 1
             self.pool = torch.nn.AdaptiveAvgPool3d(1) if dims == 3 else torch.nn.AdaptiveAvgPool2d(1)
             with torch.device("meta"):   # the feature map's channels, from shapes only
-                probe = build_network(spec).eval()
+                probe = backbone().eval()
                 n_img = int(backbone_features(probe, spec["arch"], torch.empty((1,) + tuple(in_shape))).shape[1])
             self.n_img, self.n_tab = n_img, int(n_tab)
             n_feat = n_img + int(n_tab)
@@ -151,39 +159,38 @@ def multitask_module(spec, in_shape, n_tab, heads, hidden, dropout, task_norm, u
     return MultiTaskNet()
 
 
-def head_losses(outputs, target, heads):
+def head_losses(outputs, target, heads, losses=None):
     """One loss per head (a list of K scalar tensors) from the heads' outputs and the packed targets [N, columns] (NaN: missing):
     a head reads its column (`col`; survival: time, then event). A head's loss is computed on the rows that have its
-    target only; with none (survival: no event among them) it is 0 (still a function of the outputs)."""
+    target only; with none (survival: no event among them) it is 0 (still a function of the outputs). losses: one
+    loss function per head (the fold pipeline's, make_multitask_code), or None: task_loss of each head's kind."""
     import torch
 
-    losses = []
-    for h, out in zip(heads, outputs):
+    out_losses = []
+    for k, (h, out) in enumerate(zip(heads, outputs)):
+        loss = losses[k] if losses is not None else task_loss(h["kind"])
         c = int(h["col"])
         rows = torch.nonzero(~torch.isnan(target[:, c])).flatten()
         kind = h["kind"]
         if kind == "survival":
             rows = torch.nonzero(~torch.isnan(target[:, c]) & ~torch.isnan(target[:, c + 1])).flatten()
-            losses.append(cox_batch_loss(out[rows, 0], target[rows, c], target[rows, c + 1]) if len(rows) else out.sum() * 0.0)
+            out_losses.append(loss(out[rows], target[rows, c:c + 2]) if len(rows) else out.sum() * 0.0)
         elif len(rows) == 0:
-            losses.append(out.sum() * 0.0)
+            out_losses.append(out.sum() * 0.0)
         elif kind == "segmentation":   # the mask's crop, voxel by voxel, in columns col .. col + voxels
             mask = target[rows, c:c + int(h["voxels"])].reshape((len(rows), 1) + tuple(out.shape[2:]))
-            losses.append(segmentation_loss(out[rows], mask))
+            out_losses.append(loss(out[rows], mask))
         elif kind == "continuous":
-            losses.append(torch.nn.functional.mse_loss(out[rows, 0], target[rows, c]))
+            out_losses.append(loss(out[rows], target[rows, c]))
         else:
-            losses.append(torch.nn.functional.cross_entropy(out[rows], target[rows, c].long()))
-    return losses
+            out_losses.append(loss(out[rows], target[rows, c].long()))
+    return out_losses
 
 
 def segmentation_loss(logits, mask):
-    """MONAI's DiceCELoss (Dice + cross-entropy, equally weighted) of a decoder's logits [n, C, *patch] (a segmentation
-    network's C >= 2 channels: background, the ROI, ...) against the binary mask [n, 1, *patch], one-hot: softmax
-    over the channels, class 1 = the ROI."""
-    from monai.losses import DiceCELoss
-
-    return DiceCELoss(softmax=True, to_onehot_y=True)(logits, mask)
+    """A segmentation head's loss (task_loss: loss_code's `segmentation`, MONAI's DiceCELoss) of a decoder's logits
+    [n, C, *patch] against the binary mask [n, 1, *patch]."""
+    return task_loss("segmentation")(logits, mask)
 
 
 def dice_per_case(pred, truth):
@@ -297,11 +304,26 @@ def multitask_estimator_class(_made={}):  # noqa: B006 -- one class per process,
     from sklearn.base import BaseEstimator, ClassifierMixin
 
     class RadMultiTaskModel(ClassifierMixin, BaseEstimator):
-        def __init__(self, network=None, params=None, seed=0, fold_inputs=None):
+        # what a saved model leaves out: the fold's data, and the code the fold pipeline passes (the backbone and the
+        # optimiser rebuilt from the plain `network` and `params`, the losses from the heads' kinds, when absent)
+        transient = ("fold_inputs", "backbone", "losses", "optimizer")
+
+        def __init__(self, network=None, params=None, seed=0, fold_inputs=None, backbone=None, losses=None, optimizer=None):
             self.network = network
             self.params = params
             self.seed = seed
             self.fold_inputs = fold_inputs
+            self.backbone = backbone
+            self.losses = losses
+            self.optimizer = optimizer
+
+        def _parts(self):
+            """{"backbone", "optimizer"}: as given (the fold pipeline's code), else network_parts'."""
+            given = {"backbone": self.backbone, "optimizer": self.optimizer}
+            if any(v is None for v in given.values()):
+                made = network_parts(self.network, self.params, "classification")
+                given = {k: made[k] if v is None else v for k, v in given.items()}
+            return given
 
         def _arrays(self, X):
             image = X[self.image_columns_].to_numpy(np.float32).reshape((len(X),) + tuple(self.image_shape_))
@@ -315,7 +337,7 @@ def multitask_estimator_class(_made={}):  # noqa: B006 -- one class per process,
         def _module(self):
             p = self.params
             return multitask_module(self.network, self.image_shape_, len(self.tabular_columns_), self.heads_, p["hidden"],
-                                    p["dropout"], p["task_norm"], p["combine"] == "uncertainty")
+                                    p["dropout"], p["task_norm"], p["combine"] == "uncertainty", self._parts()["backbone"])
 
         def fit(self, X, y):
             import torch
@@ -361,16 +383,17 @@ def multitask_estimator_class(_made={}):  # noqa: B006 -- one class per process,
             heads = self.heads_
             weights = [h["weight"] for h in heads]
             w = torch.tensor([float(v) for v in weights])
+            losses = [self.losses[h["name"]] for h in heads] if self.losses is not None else None
 
             def loss_fn(out, tgt):
-                return head_losses(out[1], tgt, heads), out[0]
+                return head_losses(out[1], tgt, heads, losses), out[0]
 
             def score(out, tgt):
-                return (w * torch.stack(head_losses(out[1], tgt, heads))).sum()
+                return (w * torch.stack(head_losses(out[1], tgt, heads, losses))).sum()
 
             backward = multitask_backward(net, p["combine"], weights, p["cagrad_c"])
-            self.weights_, self.history_ = fit_network(net, image, tab, target, tr, va, p, self.seed,
-                                                       loss_fn=loss_fn, backward=backward, score=score)
+            self.weights_, self.history_ = fit_network(net, image, tab, target, tr, va, p, self.seed, loss_fn=loss_fn,
+                                                       backward=backward, score=score, optimizer=self._parts()["optimizer"])
             self.n_validation_ = len(va)
             return self
 
@@ -449,10 +472,22 @@ def head_specs(heads):
              "primary": str(h.get("target") or "").rpartition(".")[2] == "outcome"} for h in heads]
 
 
-def make_multitask(params, seed, fold_inputs=None):
-    """The unfitted multi-task model of one fit, from a model stage's split settings (with `networks`)."""
+def make_multitask(params, seed, fold_inputs=None, backbone=None, losses=None, optimizer=None):
+    """The unfitted multi-task model of one fit, from a model stage's split settings (with `networks`) and what it
+    trains with (make_multitask_code's backbone, one loss per head by name, and optimiser)."""
     hyper = {**params["hyper"], "heads": head_specs(params["hyper"]["heads"])}
-    return multitask_estimator_class()(network=params["networks"]["network"], params=hyper, seed=seed, fold_inputs=fold_inputs)
+    return multitask_estimator_class()(network=params["networks"]["network"], params=hyper, seed=seed, fold_inputs=fold_inputs,
+                                       backbone=backbone, losses=losses, optimizer=optimizer)
+
+
+def make_multitask_code(params, seed):
+    """(import lines, {keyword: Python source}): what the fold pipeline passes to make_multitask besides its settings:
+    the backbone and the optimiser (network_parts_code), and each head's loss by name (loss_code of its kind)."""
+    parts = network_parts_code(params["networks"]["network"], params["hyper"], "classification")
+    heads = params["hyper"]["heads"]
+    losses = "{" + ", ".join(f"{h['name']!r}: {loss_code(h['kind'])}" for h in heads) + "}"
+    lines = ["import monai.networks.nets", "import torch"] + (["import monai.losses"] if any(h["kind"] == "segmentation" for h in heads) else [])
+    return lines, {"backbone": parts["backbone"], "losses": losses, "optimizer": parts["optimizer"]}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -829,7 +864,7 @@ register(Operator(
             Port("network", ("Network",), doc="the shared backbone: a `network` stage (densenet121, resnet, segresnet, unet)")),
     positional=("input", "target"), fit="outcome", behaviour="fitted", run=run_recipe, impl=make_multitask,
     helpers=(multitask_estimator_class, multitask_module, head_losses, segmentation_loss, dice_per_case, multitask_backward, pack_targets,
-             head_specs) + TRAINING_HELPERS,
+             head_specs, make_multitask_code) + TRAINING_HELPERS,
     infer=_multitask_type, plan=_multitask_plan, fold_data=multitask_fold_data, version="1",
     doc="One shared network backbone with named heads (binary, multiclass, continuous, survival, and segmentation: the "
         "backbone's decoder path against the mask's crop, DiceCE loss, held-out Dice), each with its own target "

@@ -12,7 +12,7 @@ and whose other columns, if any, are a tabular branch (radiomics, clinical value
 backbone (the `network` stage: DenseNet121's dense blocks, ResNet's residual layers, SegResNet's encoder, UNet's
 contracting path) maps the image to a feature map; adaptive average pooling reduces it to one vector per case; the
 tabular branch, imputed with and standardised by its training-fold means and SDs, is concatenated to it; an MLP head
-(`hidden` units; 0 = linear) gives the outputs of the validation's outcome (`task_loss`), trained end to end:
+(`hidden` units; 0 = linear) gives the outputs of the validation's outcome (`loss_code`), trained end to end:
 - binary, multiclass: class logits, cross-entropy (`RadNetClassifier`: predict_proba);
 - continuous: one value, the mean squared error of the target standardised by the fit's mean and SD (`RadNetRegressor`:
   predict in the target's units; evaluate's R², MAE, RMSE);
@@ -100,12 +100,17 @@ def decoder_forward(net, arch, x):
     raise ValueError(f"network {arch!r} has no decoder path for a segmentation head")
 
 
-def fusion_module(spec, in_shape, n_tab, n_out, hidden, dropout):
+def fusion_module(spec, in_shape, n_tab, n_out, hidden, dropout, backbone=None):
     """The network model: image backbone -> adaptive average pooling -> a vector, and a tabular vector, into an MLP
     head. The head's first layer is a sum of two linear maps, one per branch (exactly a linear map of their
     concatenation), so with the image vector at zero it is the tabular-only head. in_shape: [C, *spatial] or None
-    (no image branch)."""
+    (no image branch); backbone: () -> the MONAI network of `spec` (the fold pipeline's, network_parts_code), or None:
+    build_network(spec)."""
     import torch
+
+    if backbone is None:
+        def backbone():
+            return build_network(spec)
 
     class FusionNet(torch.nn.Module):
         def __init__(self):
@@ -114,11 +119,11 @@ def fusion_module(spec, in_shape, n_tab, n_out, hidden, dropout):
             width = int(hidden) if int(hidden) > 0 else int(n_out)
             n_img = 0
             if in_shape is not None:
-                self.backbone = build_network(spec)
+                self.backbone = backbone()
                 dims = len(in_shape) - 1
                 self.pool = torch.nn.AdaptiveAvgPool3d(1) if dims == 3 else torch.nn.AdaptiveAvgPool2d(1)
                 with torch.device("meta"):   # the feature map's channels, from shapes only
-                    probe = build_network(spec).eval()
+                    probe = backbone().eval()
                     n_img = int(backbone_features(probe, spec["arch"], torch.empty((1,) + tuple(in_shape))).shape[1])
                 self.image_in = torch.nn.Linear(n_img, width, bias=n_tab == 0)
             if n_tab:
@@ -199,11 +204,12 @@ def inner_validation(y, groups, fraction, seed):
     return tr, va
 
 
-def fit_network(net, image, tab, y, tr, va, params, seed, loss_fn=None, backward=None, score=None, adapt=None):
+def fit_network(net, image, tab, y, tr, va, params, seed, loss_fn=None, backward=None, score=None, adapt=None, optimizer=None):
     """Train `net` on rows `tr` (mini-batches of `batch`, in a seeded order each epoch) with early stopping on the
     validation rows `va` (the lowest validation loss; `patience` epochs without improvement stop it). One intra-op
     thread while training, so the weights are the same on any machine. The loss is the mean cross-entropy unless
-    `loss_fn` (and `train_step`'s `backward`) are given, with `score` (output, target) -> the validation loss.
+    `loss_fn` (and `train_step`'s `backward`) are given, with `score` (output, target) -> the validation loss. The
+    optimiser is `optimizer(parameters)` when given (network_parts' `optimizer`), else make_optimizer's of `params`.
     Returns (best state of `net` as NumPy arrays, history).
 
     adapt: None, or (module, batch) for a trainer that adds a loss to the label loss (DANN, radlang/ops/dann.py):
@@ -219,7 +225,7 @@ def fit_network(net, image, tab, y, tr, va, params, seed, loss_fn=None, backward
         torch.manual_seed(int(seed))
         rng = np.random.default_rng(int(seed))
         trained = adapt[0] if adapt is not None else net
-        opt = make_optimizer(params, trained.parameters())
+        opt = optimizer(trained.parameters()) if optimizer is not None else make_optimizer(params, trained.parameters())
         epochs = int(params["epochs"])
         scheduler = make_scheduler(opt, params["schedule"], epochs)
         if loss_fn is None:
@@ -275,20 +281,51 @@ def fit_network(net, image, tab, y, tr, va, params, seed, loss_fn=None, backward
         torch.set_num_threads(threads)
 
 
+def loss_code(task):
+    """A network model's training loss of outputs [N, outputs] against its training target, as Python: cross-entropy of
+    the class logits (`classification`; a multi-task head's `binary`, `multiclass`); the mean squared error of the one
+    output against the target standardised by its training mean and SD (`regression`, `continuous`); the Cox partial
+    likelihood of the one output, a log relative hazard, against [N, 2] = (time, event) (`survival`: cox_batch_loss, with
+    risk sets within the mini-batch); MONAI's DiceCELoss (Dice + cross-entropy, equally weighted) of a decoder's logits
+    [N, C, *patch] against the binary mask [N, 1, *patch], one-hot: softmax over the channels, class 1 = the ROI
+    (`segmentation`)."""
+    if task in ("classification", "binary", "multiclass"):
+        return "torch.nn.CrossEntropyLoss()"
+    if task in ("regression", "continuous"):
+        return "lambda out, target: torch.nn.functional.mse_loss(out[:, 0], target)"
+    if task == "segmentation":
+        return "monai.losses.DiceCELoss(softmax=True, to_onehot_y=True)"
+    return "lambda out, target: cox_batch_loss(out[:, 0], target[:, 0], target[:, 1])"
+
+
 def task_loss(task):
-    """A network model's training loss of outputs [N, outputs] against its training target: cross-entropy of the class
-    logits (`classification`); the mean squared error of the one output against the target standardised by its
-    training mean and SD (`regression`); the Cox partial likelihood of the one output, a log relative hazard, against
-    [N, 2] = (time, event) (`survival`: cox_batch_loss, with risk sets within the mini-batch, as a multitask survival
-    head)."""
+    """loss_code's loss, run."""
+    import monai.losses  # binds `monai` for the code
     import torch
 
-    if task == "classification":
-        ce = torch.nn.CrossEntropyLoss()
-        return lambda out, target: ce(out, target)
-    if task == "regression":
-        return lambda out, target: torch.nn.functional.mse_loss(out[:, 0], target)
-    return lambda out, target: cox_batch_loss(out[:, 0], target[:, 0], target[:, 1])
+    return eval(loss_code(task), {"torch": torch, "monai": monai, "cox_batch_loss": cox_batch_loss})  # loss_code's code
+
+
+def network_parts_code(spec, params, task):
+    """{keyword: Python source}: what a network model trains with, as code: `backbone`, () -> the MONAI network
+    (network_call), `loss` (loss_code) and `optimizer`, parameters -> the torch optimiser (optimizer_call). The fold
+    pipeline passes them to the estimator (`pipeline_source` writes them; `radlang render` shows them in study.py);
+    an estimator built without them runs this same code (network_parts). The source names `torch`, `monai` and
+    `cox_batch_loss`."""
+    name, kwargs = network_call(spec)
+    opt, okw = optimizer_call(params)
+    return {"backbone": f"lambda: monai.networks.nets.{name}(" + ", ".join(f"{k}={v!r}" for k, v in kwargs.items()) + ")",
+            "loss": loss_code(task),
+            "optimizer": f"lambda parameters: torch.optim.{opt}(parameters, " + ", ".join(f"{k}={v!r}" for k, v in okw.items()) + ")"}
+
+
+def network_parts(spec, params, task):
+    """network_parts_code's objects: its code, run."""
+    import monai.networks.nets  # binds `monai` for the code
+    import torch
+
+    scope = {"torch": torch, "monai": monai, "cox_batch_loss": cox_batch_loss}
+    return {k: eval(v, scope) for k, v in network_parts_code(spec, params, task).items()}  # network_parts_code's code
 
 
 def net_estimator_class(task="classification", _made={}):  # noqa: B006 -- one class per task and process, so fitted models load by name
@@ -310,11 +347,26 @@ def net_estimator_class(task="classification", _made={}):  # noqa: B006 -- one c
 
         task = "classification"
 
-        def __init__(self, network=None, params=None, seed=0, fold_inputs=None):
+        # what a saved model leaves out: the fold's data, and the code the fold pipeline passes (rebuilt from the
+        # plain `network` and `params` by network_parts when absent)
+        transient = ("fold_inputs", "backbone", "loss", "optimizer")
+
+        def __init__(self, network=None, params=None, seed=0, fold_inputs=None, backbone=None, loss=None, optimizer=None):
             self.network = network
             self.params = params
             self.seed = seed
             self.fold_inputs = fold_inputs
+            self.backbone = backbone
+            self.loss = loss
+            self.optimizer = optimizer
+
+        def _parts(self):
+            """{"backbone", "loss", "optimizer"}: as given (the fold pipeline's code), else network_parts'."""
+            given = {"backbone": self.backbone, "loss": self.loss, "optimizer": self.optimizer}
+            if any(v is None for v in given.values()):
+                made = network_parts(self.network, self.params, self.task)
+                given = {k: made[k] if v is None else v for k, v in given.items()}
+            return given
 
         def _arrays(self, X):
             image = None
@@ -333,7 +385,7 @@ def net_estimator_class(task="classification", _made={}):  # noqa: B006 -- one c
         def _module(self):
             shape = self.image_shape_ if self.image_columns_ else None
             return fusion_module(self.network, shape, len(self.tabular_columns_), self._n_out(),
-                                 self.params["hidden"], self.params["dropout"])
+                                 self.params["hidden"], self.params["dropout"], self._parts()["backbone"])
 
         def _target(self, y):
             """(the training target array, the inner split's stratification labels) of the outcome y."""
@@ -368,10 +420,11 @@ def net_estimator_class(task="classification", _made={}):  # noqa: B006 -- one c
             patients = (self.fold_inputs or {}).get("patients") or {}
             groups = np.asarray([patients.get(str(i), str(i)) for i in X.index])
             tr, va = inner_validation(strat, groups, float(self.params["validation"]), self.seed)
+            parts = self._parts()
             torch.manual_seed(int(self.seed))
             net = self._module()
-            state, history = fit_network(net, image, tab, target, tr, va, self.params, self.seed, loss_fn=task_loss(self.task),
-                                         adapt=self._adaptation(net, X, image))
+            state, history = fit_network(net, image, tab, target, tr, va, self.params, self.seed, loss_fn=parts["loss"],
+                                         adapt=self._adaptation(net, X, image), optimizer=parts["optimizer"])
             self.weights_ = state
             self.history_ = history
             self.n_validation_ = len(va)
@@ -442,12 +495,21 @@ def net_estimator_class(task="classification", _made={}):  # noqa: B006 -- one c
     return _made[task]
 
 
-def make_cnn(params, seed, fold_inputs=None):
+def make_cnn(params, seed, fold_inputs=None, backbone=None, loss=None, optimizer=None):
     """The unfitted network model of one fit, from a model stage's split settings (radlang.ops.models.split_params,
-    with `networks`: the spec of its `network` input); the validation's outcome kind (fold_inputs["outcome"]) chooses the
-    estimator: a classifier, a regressor or a survival model."""
+    with `networks`: the spec of its `network` input) and what it trains with (make_cnn_code's backbone, loss and
+    optimiser); the validation's outcome kind (fold_inputs["outcome"]) chooses the estimator: a classifier, a regressor
+    or a survival model."""
     task = {"continuous": "regression", "survival": "survival"}.get((fold_inputs or {}).get("outcome"), "classification")
-    return net_estimator_class(task)(network=params["networks"]["network"], params=params["hyper"], seed=seed, fold_inputs=fold_inputs)
+    return net_estimator_class(task)(network=params["networks"]["network"], params=params["hyper"], seed=seed, fold_inputs=fold_inputs,
+                                     backbone=backbone, loss=loss, optimizer=optimizer)
+
+
+def make_cnn_code(params, seed):
+    """(import lines, {keyword: Python source}): what the fold pipeline passes to make_cnn besides its settings
+    (network_parts_code of the network, the settings and the model's head); `pipeline_source` writes it."""
+    return (["import monai.networks.nets", "import torch"],
+            network_parts_code(params["networks"]["network"], params["hyper"], params["head"]))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -590,7 +652,8 @@ def budget_warning(est, memory) -> list:
 
 # what every network model's fit reaches: listed among each such operator's helpers, for the rendered script
 TRAINING_HELPERS = (backbone_features, decoder_forward, split_columns, mask_columns, inner_validation, fit_network, build_network, network_call,
-                    make_optimizer, optimizer_call, make_scheduler, scheduler_call, train_step, task_loss, cox_batch_loss,
+                    make_optimizer, optimizer_call, make_scheduler, scheduler_call, train_step, loss_code, task_loss, network_parts_code,
+                    network_parts, cox_batch_loss,
                     breslow, step_at, breslow_survival, concordance)
 
 
@@ -600,7 +663,7 @@ register(Operator(
             Port("target", ("Outcome",), doc="the training cohort's outcome (binary, multiclass, continuous or survival), e.g. `train.outcome`"),
             Port("network", ("Network",), doc="the backbone: a `network` stage (densenet121, resnet, segresnet, unet)")),
     positional=("input", "target"), fit="outcome", behaviour="fitted", run=run_recipe, impl=make_cnn,
-    helpers=(net_estimator_class, fusion_module) + TRAINING_HELPERS,
+    helpers=(net_estimator_class, fusion_module, make_cnn_code) + TRAINING_HELPERS,
     library_code=training_code, infer=_cnn_type, plan=_cnn_plan, version="1",
     doc="A network (a MONAI backbone, adaptive pooling, an MLP head) trained on image patches, with an optional tabular "
         "branch (intermediate fusion), for a binary, multiclass, continuous (MSE of the standardised target) or survival "

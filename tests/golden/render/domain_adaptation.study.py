@@ -308,12 +308,19 @@ def fold_pipeline_v_cnn(fold):
     """What `v_cnn` fits in every training fold (and on every training case for its final model); `fold`: what the data
     decide."""
     from sklearn.pipeline import Pipeline
+    import monai.networks.nets
+    import torch
     return Pipeline([
         ('model', make_cnn({'impute': None, 'scale': None, 'search': None, 'hyper': {'epochs': 12, 'batch': 8, 'optimizer': 'sgd',
                            'lr': 0.01, 'weight_decay': 0.0, 'schedule': 'ganin', 'hidden': 16, 'dropout': 0.0, 'validation': 0.2,
                            'patience': 4}, 'networks': {'network': {'arch': 'resnet', 'params': {'dims': 3, 'in_channels': 1,
-                           'out_channels': 2, 'depth': 10, 'widen_factor': 0.125}}}, 'classes': fold['classes']}, 1104211344,
-                           fold['model'])),
+                           'out_channels': 2, 'depth': 10, 'widen_factor': 0.125}}}, 'head': 'classification',
+                           'classes': fold['classes']}, 1104211344, fold['model'],
+                           backbone=lambda: monai.networks.nets.resnet10(spatial_dims=3, n_input_channels=1, num_classes=2,
+                                                                         widen_factor=0.125),
+                           loss=torch.nn.CrossEntropyLoss(),
+                           optimizer=lambda parameters: torch.optim.SGD(parameters, lr=0.01, momentum=0.99, nesterov=True,
+                                                                        weight_decay=0.0))),
     ]).set_output(transform='pandas')
 
 
@@ -400,12 +407,20 @@ def fold_pipeline_v_dann(fold):
     """What `v_dann` fits in every training fold (and on every training case for its final model); `fold`: what the data
     decide."""
     from sklearn.pipeline import Pipeline
+    import monai.networks.nets
+    import torch
     return Pipeline([
         ('model', make_dann({'impute': None, 'scale': None, 'search': None, 'hyper': {'epochs': 12, 'batch': 8, 'optimizer': 'sgd',
                             'lr': 0.01, 'weight_decay': 0.0, 'schedule': 'ganin', 'hidden': 16, 'dropout': 0.0, 'validation': 0.2,
                             'patience': 4, 'reversal': 'ganin', 'domain_hidden': 16, 'target_unlabelled': True},
                             'networks': {'network': {'arch': 'resnet', 'params': {'dims': 3, 'in_channels': 1, 'out_channels': 2,
-                            'depth': 10, 'widen_factor': 0.125}}}, 'classes': fold['classes']}, 1542162036, fold['model'])),
+                            'depth': 10, 'widen_factor': 0.125}}}, 'head': 'classification', 'classes': fold['classes']}, 1542162036,
+                            fold['model'],
+                            backbone=lambda: monai.networks.nets.resnet10(spatial_dims=3, n_input_channels=1, num_classes=2,
+                                                                          widen_factor=0.125),
+                            loss=torch.nn.CrossEntropyLoss(),
+                            optimizer=lambda parameters: torch.optim.SGD(parameters, lr=0.01, momentum=0.99, nesterov=True,
+                                                                         weight_decay=0.0))),
     ]).set_output(transform='pandas')
 
 

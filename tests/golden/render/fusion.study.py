@@ -170,12 +170,18 @@ def fold_pipeline_cnn_only(fold):
     """What `cnn_only` fits in every training fold (and on every training case for its final model); `fold`: what the data
     decide."""
     from sklearn.pipeline import Pipeline
+    import monai.networks.nets
+    import torch
     return Pipeline([
         ('model', make_cnn({'impute': None, 'scale': None, 'search': None, 'hyper': {'epochs': 15, 'batch': 8, 'optimizer': 'adam',
                            'lr': 0.001, 'weight_decay': 0.0, 'schedule': 'constant', 'hidden': 16, 'dropout': 0.0, 'validation': 0.2,
                            'patience': 4}, 'networks': {'network': {'arch': 'resnet', 'params': {'dims': 3, 'in_channels': 1,
-                           'out_channels': 2, 'depth': 10, 'widen_factor': 0.125}}}, 'classes': fold['classes']}, 1753141213,
-                           fold['model'])),
+                           'out_channels': 2, 'depth': 10, 'widen_factor': 0.125}}}, 'head': 'classification',
+                           'classes': fold['classes']}, 1753141213, fold['model'],
+                           backbone=lambda: monai.networks.nets.resnet10(spatial_dims=3, n_input_channels=1, num_classes=2,
+                                                                         widen_factor=0.125),
+                           loss=torch.nn.CrossEntropyLoss(),
+                           optimizer=lambda parameters: torch.optim.Adam(parameters, lr=0.001, weight_decay=0.0))),
     ]).set_output(transform='pandas')
 
 
@@ -298,12 +304,18 @@ def fold_pipeline_fused(fold):
     """What `fused` fits in every training fold (and on every training case for its final model); `fold`: what the data
     decide."""
     from sklearn.pipeline import Pipeline
+    import monai.networks.nets
+    import torch
     return Pipeline([
         ('model', make_cnn({'impute': None, 'scale': None, 'search': None, 'hyper': {'epochs': 15, 'batch': 8, 'optimizer': 'adam',
                            'lr': 0.001, 'weight_decay': 0.0, 'schedule': 'constant', 'hidden': 16, 'dropout': 0.0, 'validation': 0.2,
                            'patience': 4}, 'networks': {'network': {'arch': 'resnet', 'params': {'dims': 3, 'in_channels': 1,
-                           'out_channels': 2, 'depth': 10, 'widen_factor': 0.125}}}, 'classes': fold['classes']}, 907219004,
-                           fold['model'])),
+                           'out_channels': 2, 'depth': 10, 'widen_factor': 0.125}}}, 'head': 'classification',
+                           'classes': fold['classes']}, 907219004, fold['model'],
+                           backbone=lambda: monai.networks.nets.resnet10(spatial_dims=3, n_input_channels=1, num_classes=2,
+                                                                         widen_factor=0.125),
+                           loss=torch.nn.CrossEntropyLoss(),
+                           optimizer=lambda parameters: torch.optim.Adam(parameters, lr=0.001, weight_decay=0.0))),
     ]).set_output(transform='pandas')
 
 

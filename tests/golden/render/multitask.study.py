@@ -179,6 +179,8 @@ def fold_pipeline_fixed_weights(fold):
     """What `fixed_weights` fits in every training fold (and on every training case for its final model); `fold`: what the data
     decide."""
     from sklearn.pipeline import Pipeline
+    import monai.networks.nets
+    import torch
     return Pipeline([
         ('model', make_multitask({'impute': None, 'scale': None, 'search': None, 'hyper': {'heads': [{'kind': 'binary',
                                  'name': 'malignancy', 'target': 'train.outcome', 'column': None, 'weight': 1.0}, {'kind': 'multiclass',
@@ -187,8 +189,13 @@ def fold_pipeline_fixed_weights(fold):
                                  'cagrad_c': 0.5, 'task_norm': False, 'epochs': 12, 'batch': 8, 'optimizer': 'adam', 'lr': 0.001,
                                  'weight_decay': 0.0, 'schedule': 'constant', 'hidden': 16, 'dropout': 0.0, 'validation': 0.2,
                                  'patience': 3}, 'networks': {'network': {'arch': 'resnet', 'params': {'dims': 3, 'in_channels': 1,
-                                 'out_channels': 2, 'depth': 10, 'widen_factor': 0.125}}}, 'classes': fold['classes']}, 309000226,
-                                 fold['model'])),
+                                 'out_channels': 2, 'depth': 10, 'widen_factor': 0.125}}}, 'head': 'classification',
+                                 'classes': fold['classes']}, 309000226, fold['model'],
+                                 backbone=lambda: monai.networks.nets.resnet10(spatial_dims=3, n_input_channels=1, num_classes=2,
+                                                                               widen_factor=0.125),
+                                 losses={'malignancy': torch.nn.CrossEntropyLoss(), 'grade': torch.nn.CrossEntropyLoss(),
+                                         'stage': torch.nn.CrossEntropyLoss()},
+                                 optimizer=lambda parameters: torch.optim.Adam(parameters, lr=0.001, weight_decay=0.0))),
     ]).set_output(transform='pandas')
 
 
@@ -260,6 +267,8 @@ def fold_pipeline_gradient_surgery(fold):
     """What `gradient_surgery` fits in every training fold (and on every training case for its final model); `fold`: what the
     data decide."""
     from sklearn.pipeline import Pipeline
+    import monai.networks.nets
+    import torch
     return Pipeline([
         ('model', make_multitask({'impute': None, 'scale': None, 'search': None, 'hyper': {'heads': [{'kind': 'binary',
                                  'name': 'malignancy', 'target': 'train.outcome', 'column': None, 'weight': 1.0}, {'kind': 'multiclass',
@@ -268,8 +277,13 @@ def fold_pipeline_gradient_surgery(fold):
                                  'cagrad_c': 0.5, 'task_norm': True, 'epochs': 12, 'batch': 8, 'optimizer': 'adam', 'lr': 0.001,
                                  'weight_decay': 0.0, 'schedule': 'constant', 'hidden': 16, 'dropout': 0.0, 'validation': 0.2,
                                  'patience': 3}, 'networks': {'network': {'arch': 'resnet', 'params': {'dims': 3, 'in_channels': 1,
-                                 'out_channels': 2, 'depth': 10, 'widen_factor': 0.125}}}, 'classes': fold['classes']}, 1761549482,
-                                 fold['model'])),
+                                 'out_channels': 2, 'depth': 10, 'widen_factor': 0.125}}}, 'head': 'classification',
+                                 'classes': fold['classes']}, 1761549482, fold['model'],
+                                 backbone=lambda: monai.networks.nets.resnet10(spatial_dims=3, n_input_channels=1, num_classes=2,
+                                                                               widen_factor=0.125),
+                                 losses={'malignancy': torch.nn.CrossEntropyLoss(), 'grade': torch.nn.CrossEntropyLoss(),
+                                         'stage': torch.nn.CrossEntropyLoss()},
+                                 optimizer=lambda parameters: torch.optim.Adam(parameters, lr=0.001, weight_decay=0.0))),
     ]).set_output(transform='pandas')
 
 
@@ -342,6 +356,8 @@ def fold_pipeline_uncertainty_weighting(fold):
     """What `uncertainty_weighting` fits in every training fold (and on every training case for its final model); `fold`: what
     the data decide."""
     from sklearn.pipeline import Pipeline
+    import monai.networks.nets
+    import torch
     return Pipeline([
         ('model', make_multitask({'impute': None, 'scale': None, 'search': None, 'hyper': {'heads': [{'kind': 'binary',
                                  'name': 'malignancy', 'target': 'train.outcome', 'column': None, 'weight': 1.0}, {'kind': 'multiclass',
@@ -351,7 +367,12 @@ def fold_pipeline_uncertainty_weighting(fold):
                                  'optimizer': 'adam', 'lr': 0.001, 'weight_decay': 0.0, 'schedule': 'constant', 'hidden': 16,
                                  'dropout': 0.0, 'validation': 0.2, 'patience': 3}, 'networks': {'network': {'arch': 'resnet',
                                  'params': {'dims': 3, 'in_channels': 1, 'out_channels': 2, 'depth': 10, 'widen_factor': 0.125}}},
-                                 'classes': fold['classes']}, 135274635, fold['model'])),
+                                 'head': 'classification', 'classes': fold['classes']}, 135274635, fold['model'],
+                                 backbone=lambda: monai.networks.nets.resnet10(spatial_dims=3, n_input_channels=1, num_classes=2,
+                                                                               widen_factor=0.125),
+                                 losses={'malignancy': torch.nn.CrossEntropyLoss(), 'grade': torch.nn.CrossEntropyLoss(),
+                                         'stage': torch.nn.CrossEntropyLoss()},
+                                 optimizer=lambda parameters: torch.optim.Adam(parameters, lr=0.001, weight_decay=0.0))),
     ]).set_output(transform='pandas')
 
 
