@@ -9,7 +9,7 @@ import struct
 import pytest
 from _validation_util import run_spec
 
-import radlang.ops.validate as validate_ops
+import radlang.ops.evaluation_plots as plots_module
 from radlang.ops.validate import evaluation_plots, evaluation_summary
 
 SPEC = """
@@ -83,7 +83,7 @@ def test_cached_rerun_gives_same_plots_and_summary(two_runs, monkeypatch):
     d, a, _ = two_runs
     before = {n: (d / "a" / "plots" / "v" / n).read_bytes() for n in PLOTS}
     (d / "a" / "plots" / "v" / "roc.png").unlink()
-    monkeypatch.setattr(validate_ops, "evaluation_plots", _not_drawn)   # the PNGs come from the cache too
+    monkeypatch.setattr(plots_module, "evaluation_plots", _not_drawn)   # the PNGs come from the cache too (_report imports it from there)
     again = run_spec(SPEC, d / "a.rad", d / "a")       # cache hit: metrics come back from the cache
     assert again.cache.hits >= 1
     assert again.summary == a.summary
