@@ -66,6 +66,7 @@ from radlang.ops.harmonise import combat_class
 from radlang.ops.late_fusion import stacker_class
 from radlang.ops.multitask import multitask_estimator_class
 from radlang.ops.net_models import net_estimator_class
+from radlang.ops.netio import batched_outputs
 from radlang.ops.select import selector_class
 from radlang.ops.survival_models import survival_estimator_class
 from radlang.registry import Operator, Port, register
@@ -313,27 +314,16 @@ def network_output(est, output):
     k = next(i for i, h in enumerate(heads) if h["primary"]) if heads else None
     kind = heads[k]["kind"] if heads else "binary"
 
+    def explained(xi, xt):
+        o = net(xi, xt)
+        o = o[1][k] if heads else o
+        if kind != "binary":
+            return o[:, 0]
+        return o[:, 1] - o[:, 0] if output == "log_odds" else torch.softmax(o, 1)[:, 1]
+
     def predict(image, tab):
-        threads = torch.get_num_threads()
-        torch.set_num_threads(1)
-        try:
-            out = []
-            with torch.no_grad():
-                for b in range(0, len(image), 64):
-                    xi = torch.from_numpy(np.ascontiguousarray(image[b:b + 64], dtype=np.float32))
-                    xt = torch.from_numpy(np.ascontiguousarray(tab[b:b + 64], dtype=np.float32)) if tab is not None else None
-                    o = net(xi, xt)
-                    o = o[1][k] if heads else o
-                    if kind != "binary":
-                        v = o[:, 0]
-                    elif output == "log_odds":
-                        v = o[:, 1] - o[:, 0]
-                    else:
-                        v = torch.softmax(o, 1)[:, 1]
-                    out.append(v.numpy().astype(np.float64))
-        finally:
-            torch.set_num_threads(threads)
-        return np.concatenate(out) if out else np.zeros(0)
+        out = batched_outputs(explained, image, tab, len(image))
+        return out if out is not None else np.zeros(0)
 
     return predict
 
@@ -787,7 +777,7 @@ register(Operator(
     inputs=(Port("model", ("Evaluation", "TrainedModel"), doc="an `evaluate` stage: its final model is explained"),),
     positional=("model",), infer=_shap_type, impl=shap_explain, plan=_shap_plan, version="1",
     helpers=(feature_clustering, linear_coefficients, feature_groups, grouped_values, shap_plots, network_groups, image_regions,
-             tree_linkage, region_hierarchy, network_output, masked_game, network_shap, region_overlay_png),
+             tree_linkage, region_hierarchy, network_output, batched_outputs, masked_game, network_shap, region_overlay_png),
     doc=("SHAP values (shap) of a validation stage's final model on its training cases (and, with `per_fold`, of each "
          "fold's model on its held-out cases): an explicitly chosen "
          "explainer (partition over a feature clustering of the training cases, permutation, exact, linear) with bounded "

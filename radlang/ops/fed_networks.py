@@ -31,6 +31,7 @@ from radlang.ops.fed_engine import (
 )
 from radlang.ops.multitask import head_losses, multitask_backward, multitask_module
 from radlang.ops.net_models import fit_network, fusion_module
+from radlang.ops.netio import batched_outputs
 
 
 def net_factory(net):
@@ -145,27 +146,17 @@ def net_scores(net):
     class 1 against class 0, a multiclass model's logits, a survival head's log relative hazard (`multitask`: the
     primary head's). One intra-op thread, batches of 64, evaluation mode."""
     def predict(make, weights, X):
-        import numpy as np
-        import torch
-
         model = make()
         set_weights(model, weights)
         model.eval()
         image, tab = net_arrays(net, X)
         primary = next((k for k, h in enumerate(net.get("heads") or []) if h["primary"]), None)
-        threads = torch.get_num_threads()
-        torch.set_num_threads(1)
-        try:
-            outs = []
-            with torch.no_grad():
-                for b in range(0, len(X), 64):
-                    xi = torch.from_numpy(image[b:b + 64]) if image is not None else None
-                    xt = torch.from_numpy(tab[b:b + 64]) if tab is not None else None
-                    o = model(xi, xt)
-                    outs.append((o[1][primary] if primary is not None else o).numpy().astype(np.float64))
-        finally:
-            torch.set_num_threads(threads)
-        out = np.concatenate(outs)
+
+        def outputs(xi, xt):
+            o = model(xi, xt)
+            return o[1][primary] if primary is not None else o
+
+        out = batched_outputs(outputs, image, tab, len(X))
         if out.shape[1] == 1:
             return out[:, 0]
         return out[:, 1] - out[:, 0] if out.shape[1] == 2 else out

@@ -41,7 +41,15 @@ from typing import Literal
 from pydantic import Field, field_validator
 
 from radlang.ops.fitted_recipe import run_recipe
-from radlang.ops.netio import make_optimizer, make_scheduler, optimizer_call, scheduler_call, train_step, training_code
+from radlang.ops.netio import (
+    batched_outputs,
+    make_optimizer,
+    make_scheduler,
+    optimizer_call,
+    scheduler_call,
+    train_step,
+    training_code,
+)
 from radlang.ops.networks import build_network, network_call
 from radlang.ops.survival_models import breslow, breslow_survival, concordance, cox_batch_loss, step_at
 from radlang.registry import Operator, Port, register
@@ -444,18 +452,8 @@ def net_estimator_class(task="classification", _made={}):  # noqa: B006 -- one c
             net.load_state_dict({k: torch.from_numpy(np.asarray(v)) for k, v in self.weights_.items()})
             net.eval()
             image, tab = self._arrays(X)
-            threads = torch.get_num_threads()
-            torch.set_num_threads(1)
-            try:
-                out = []
-                with torch.no_grad():
-                    for b in range(0, len(X), 64):
-                        xi = torch.from_numpy(image[b:b + 64]) if image is not None else None
-                        xt = torch.from_numpy(tab[b:b + 64]) if tab is not None else None
-                        out.append(net(xi, xt).numpy().astype(np.float64))
-            finally:
-                torch.set_num_threads(threads)
-            return np.concatenate(out) if out else np.zeros((0, self._n_out()))
+            out = batched_outputs(net, image, tab, len(X))
+            return out if out is not None else np.zeros((0, self._n_out()))
 
     class RadNetClassifier(ClassifierMixin, RadNetBase):
         def predict_proba(self, X):
@@ -652,7 +650,7 @@ def budget_warning(est, memory) -> list:
 
 # what every network model's fit reaches: listed among each such operator's helpers, for the rendered script
 TRAINING_HELPERS = (backbone_features, decoder_forward, split_columns, mask_columns, inner_validation, fit_network, build_network, network_call,
-                    make_optimizer, optimizer_call, make_scheduler, scheduler_call, train_step, loss_code, task_loss, network_parts_code,
+                    make_optimizer, optimizer_call, make_scheduler, scheduler_call, train_step, batched_outputs, loss_code, task_loss, network_parts_code,
                     network_parts, cox_batch_loss,
                     breslow, step_at, breslow_survival, concordance)
 

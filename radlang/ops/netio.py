@@ -216,6 +216,27 @@ def train_step(net, inputs, target, loss_fn, opt, backward=None):
     return float(loss.detach())
 
 
+def batched_outputs(call, image, tab, n, batch=64):
+    """call(image rows, tabular rows or None) -> a tensor, for the n cases in batches of `batch`, as a network
+    predicts: without gradients and with one intra-op thread (so the numbers do not depend on the machine's cores);
+    the batches' outputs as float64 NumPy, stacked (None for no case)."""
+    import numpy as np
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        out = []
+        with torch.no_grad():
+            for b in range(0, n, batch):
+                xi = torch.from_numpy(np.ascontiguousarray(image[b:b + batch], dtype=np.float32)) if image is not None else None
+                xt = torch.from_numpy(np.ascontiguousarray(tab[b:b + batch], dtype=np.float32)) if tab is not None else None
+                out.append(call(xi, xt).numpy().astype(np.float64))
+    finally:
+        torch.set_num_threads(threads)
+    return np.concatenate(out) if out else None
+
+
 def load_weights(net, data):
     import io
 
