@@ -30,8 +30,6 @@ from radlang.ops.netio import (
     grid_mismatch,
     load_case,
     load_weights,
-    make_optimizer,
-    make_scheduler,
     metrics_json,
     normalize_image,
     optimizer_call,
@@ -39,9 +37,8 @@ from radlang.ops.netio import (
     save_weights,
     scheduler_call,
     train_step,
-    training_code,
 )
-from radlang.ops.networks import downsampling
+from radlang.ops.networks import downsampling, network_call
 from radlang.ops.segmentation_metrics import seg_scores
 from radlang.registry import Operator, Port, register
 from radlang.types import RType
@@ -51,25 +48,55 @@ from radlang.values import Settings, Variant, out_of_range, variants
 # self-contained implementation
 
 
-def make_loss(name, head):
-    """The MONAI / torch loss for a network head: dice, dice_ce, focal, cross_entropy."""
-    import torch
-    from monai.losses import DiceCELoss, DiceLoss, FocalLoss
-
+def training_loss_code(name, head):
+    """The MONAI / torch loss of a training stage (`loss`: dice, dice_ce, focal, cross_entropy) for a network head, as
+    Python naming `torch` and `monai`: a classification head's target is [N, 1] class ids, a segmentation head's
+    [N, 1, *patch] labels."""
     if head == "classification":
         if name == "focal":
-            f = FocalLoss(to_onehot_y=True, use_softmax=True)
-            return lambda logits, y: f(logits, y.view(-1, 1))
-        ce = torch.nn.CrossEntropyLoss()
-        return lambda logits, y: ce(logits, y.view(-1).long())
+            return "(lambda f: lambda logits, y: f(logits, y.view(-1, 1)))(monai.losses.FocalLoss(to_onehot_y=True, use_softmax=True))"
+        return "(lambda ce: lambda logits, y: ce(logits, y.view(-1).long()))(torch.nn.CrossEntropyLoss())"
     if name == "dice":
-        return DiceLoss(to_onehot_y=True, softmax=True)
+        return "monai.losses.DiceLoss(to_onehot_y=True, softmax=True)"
     if name == "dice_ce":
-        return DiceCELoss(to_onehot_y=True, softmax=True)
+        return "monai.losses.DiceCELoss(to_onehot_y=True, softmax=True)"
     if name == "focal":
-        return FocalLoss(to_onehot_y=True, use_softmax=True)
-    ce = torch.nn.CrossEntropyLoss()
-    return lambda logits, y: ce(logits, y[:, 0].long())
+        return "monai.losses.FocalLoss(to_onehot_y=True, use_softmax=True)"
+    return "(lambda ce: lambda logits, y: ce(logits, y[:, 0].long()))(torch.nn.CrossEntropyLoss())"
+
+
+def training_parts_source(fn_name, spec, params, head, doc=""):
+    """`def <fn_name>():` returning what a training stage trains with, as code: `network`, () -> the MONAI network
+    (network_call of the network stage's spec), `loss` (training_loss_code), `optimizer`, parameters -> the torch
+    optimiser (optimizer_call), and `scheduler`, optimiser -> its per-epoch learning-rate schedule or None
+    (scheduler_call). `radlang render` writes this source into study.py; `radlang run` runs the same text
+    (training_parts_from_source)."""
+    name, kwargs = network_call(spec)
+    opt, okw = optimizer_call(params)
+    call = scheduler_call(params["schedule"], int(params["epochs"]))
+    sched = "None" if call is None else f"torch.optim.lr_scheduler.{call[0]}(optimizer, " + ", ".join(f"{k}={v!r}" for k, v in call[1].items()) + ")"
+    parts = {"network": f"lambda: monai.networks.nets.{name}(" + ", ".join(f"{k}={v!r}" for k, v in kwargs.items()) + ")",
+             "loss": training_loss_code(params["loss"], head),
+             "optimizer": f"lambda parameters: torch.optim.{opt}(parameters, " + ", ".join(f"{k}={v!r}" for k, v in okw.items()) + ")",
+             "scheduler": f"lambda optimizer: {sched}"}
+    lines = [f"def {fn_name}():"]
+    if doc:
+        lines.append(f'    """{doc}"""')
+    lines += ["    import monai.losses", "    import monai.networks.nets", "    import torch", "", "    return {"]
+    for k, v in parts.items():
+        line = f"        {k!r}: {v},"
+        if len(line) > 124 and k == "network":   # the constructor's keywords one a line
+            line = "\n".join([f"        {k!r}: lambda: monai.networks.nets.{name}(", *(f"            {a}={b!r}," for a, b in kwargs.items()),
+                              "        ),"])
+        lines.append(line)
+    return "\n".join([*lines, "    }", ""])
+
+
+def training_parts_from_source(source, fn_name):
+    """Define the training parts' function from its source (`training_parts_source`) and call it: {name: object}."""
+    scope = {}
+    exec(source, scope)  # noqa: S102 -- training_parts_source's code: settings as repr() literals
+    return scope[fn_name]()
 
 
 def sample_patches(image, label, params, seed):
@@ -110,8 +137,8 @@ def sample_patches(image, label, params, seed):
     return out
 
 
-def train_network(cases, build, spec, params, seed, head, progress=None):
-    """Train a network on cases [{"case", "image" [C, z, y, x], "label" ([1, z, y, x] or class int), "val": bool}].
+def train_network(cases, parts, params, seed, head, progress=None):
+    """Train a network, with the `parts` of training_parts_source (network, loss, optimizer, scheduler), on cases [{"case", "image" [C, z, y, x], "label" ([1, z, y, x] or class int), "val": bool}].
 
     Segmentation: each epoch visits the training cases in a seeded order and takes `samples` crops per case
     (`sampling`); classification: one fixed crop per case. Mini-batches of `batch` crops; `optimizer`, `lr`,
@@ -130,11 +157,11 @@ def train_network(cases, build, spec, params, seed, head, progress=None):
     rng = np.random.default_rng(int(seed))
     want = params.get("device", "auto")
     device = "cuda" if want == "auto" and torch.cuda.is_available() else ("cuda" if want == "cuda" else "cpu")
-    net = build(spec).to(device)
-    loss_fn = make_loss(params["loss"], head)
-    opt = make_optimizer(params, net.parameters())
+    net = parts["network"]().to(device)
+    loss_fn = parts["loss"]
+    opt = parts["optimizer"](net.parameters())
     epochs = int(params["epochs"])
-    scheduler = make_scheduler(opt, params["schedule"], epochs)
+    scheduler = parts["scheduler"](opt)
     train = [c for c in cases if not c["val"]]
     val = [c for c in cases if c["val"]]
     k = int(params.get("_divisor", 1))
@@ -337,9 +364,20 @@ def _train_plan(stage, memory, study=None):
 # run time
 
 
-def run_supervised(stage, ctx):
-    """Train (or reuse the cached training of) the stage's network; write the checkpoint and the training report."""
-    from radlang import registry
+def training_parts_code(stage, study) -> list[tuple[str, str, str]]:
+    """[("parts", function name, source)]: what a training stage trains with (training_parts_source of its network
+    stage's spec and its settings), from the study alone. `run_supervised` runs this source; `radlang render` writes it
+    into study.py and the stage passes it to `run_supervised` as `parts`."""
+    net = study.by_name()[stage.inputs["net"].stage]
+    name = f"training_parts_{stage.name}"
+    doc = f"What `{stage.name}` trains: its network, loss, optimiser and learning-rate schedule."
+    return [("parts", name, training_parts_source(name, {"arch": net.op, "params": net.params}, stage.params, stage.type.head, doc))]
+
+
+def run_supervised(stage, ctx, parts=None):
+    """Train (or reuse the cached training of) the stage's network; write the checkpoint and the training report.
+    parts: the function that builds what it trains with, as study.py defines it (`radlang render`, from
+    `training_parts_code`); None: the same source, run here."""
     from radlang.backends.cache import atomic_write_bytes, atomic_write_text
     from radlang.backends.executor import RunError
     from radlang.diagnostics import Diagnostic
@@ -371,7 +409,12 @@ def run_supervised(stage, ctx):
                 bits = f"loss {rec['loss']:.4f}" + (f" val dice {rec['val_dice']:.3f}" if "val_dice" in rec else "")
                 bar.update(t, completed=epoch, description=f"train {stage.name} ({bits})")
 
-            result = train_network(cases, registry.get(spec["arch"]).impl, spec, params, stage.seed, head, progress=progress)
+            if parts is None:
+                _, name, source = training_parts_code(stage, ctx.study)[0]
+                built = training_parts_from_source(source, name)
+            else:
+                built = parts()
+            result = train_network(cases, built, params, stage.seed, head, progress=progress)
         ctx.cache.put(k, result)
     ctx.keys[stage.name] = k
     model_path = ctx.out / "models" / f"{stage.name}.pt"
@@ -389,10 +432,10 @@ register(Operator(
     behaviour="fitted", run=run_supervised,
     inputs=(Port("net", ("Network",), doc="a `network` stage"), Port("cohort", ("Cohort",), doc="the training cohort")),
     positional=("net", "cohort"), infer=_train_type, impl=train_network, plan=_train_plan, version="1", sink=True,
-    helpers=(grid_mismatch, load_case, normalize_image, make_loss, sample_patches, classification_crop, divisible_pad,
-             predict_volume, seg_scores, save_weights, load_weights, split_validation, metrics_json, make_optimizer,
-             optimizer_call, make_scheduler, scheduler_call, train_step),
-    library_code=training_code,
+    helpers=(grid_mismatch, load_case, normalize_image, training_loss_code, training_parts_source, training_parts_from_source,
+             sample_patches, classification_crop, divisible_pad, predict_volume, seg_scores, save_weights, load_weights,
+             split_validation, metrics_json, network_call, optimizer_call, scheduler_call, train_step),
+    study_code=training_parts_code,
     doc=("Supervised training of a MONAI network on a cohort: segmentation (masks; pos/neg crops, 2D slice-wise or 3D) "
          "or classification (binary / multiclass outcome). Deterministic on CPU; best checkpoint by validation; weights only."),
     examples=("train fit = supervised(net, train) { loss: dice_ce, epochs: 40, batch: 2, patch: [32, 32, 32], validate_every: 5 }",),

@@ -7,7 +7,7 @@ from monai.metrics import compute_dice, compute_hausdorff_distance
 from monai.networks.utils import one_hot
 
 from radlang.ops.segmentation_metrics import seg_scores, summarize_scores
-from radlang.ops.supervised import make_loss
+from radlang.ops.supervised import training_parts_from_source, training_parts_source
 
 pytestmark = pytest.mark.filterwarnings("ignore::FutureWarning")   # a MONAI deprecation notice inside its HD metric
 
@@ -80,17 +80,17 @@ def test_multiclass_per_class_scores_and_summary():
 
 @pytest.mark.parametrize("loss", ["dice", "dice_ce", "focal", "cross_entropy"])
 def test_dice_loss_gradient_flows_and_decreases(loss):
-    from radlang.ops.networks import build_network
-
     torch.manual_seed(0)
     spec = {"arch": "unet", "params": {"dims": 2, "in_channels": 1, "out_channels": 2, "channels": [4, 8], "strides": [2],
                                        "kernel_size": 3, "up_kernel_size": 3, "num_res_units": 0, "norm": "batch",
                                        "act": "prelu", "dropout": 0.0}}
-    net = build_network(spec)
+    settings = {"loss": loss, "optimizer": "adam", "lr": 1e-2, "weight_decay": 0.0, "schedule": "constant", "epochs": 15}
+    parts = training_parts_from_source(training_parts_source("parts", spec, settings, "segmentation"), "parts")
+    net = parts["network"]()
     y = torch.as_tensor(cube((16, 16), (4, 5), (11, 12)))[None, None]
     x = y.float() * 2.0 + 0.3 * torch.randn(1, 1, 16, 16)
-    fn = make_loss(loss, "segmentation")
-    opt = torch.optim.Adam(net.parameters(), lr=1e-2)
+    fn = parts["loss"]
+    opt = parts["optimizer"](net.parameters())
     losses = []
     for _ in range(15):
         opt.zero_grad()

@@ -145,6 +145,32 @@ def stage_train(ctx, args):
     return run_phantom(stage, ctx)
 
 
+def training_parts_fit():
+    """What `fit` trains: its network, loss, optimiser and learning-rate schedule."""
+    import monai.losses
+    import monai.networks.nets
+    import torch
+
+    return {
+        'network': lambda: monai.networks.nets.UNet(
+            spatial_dims=3,
+            in_channels=1,
+            out_channels=2,
+            channels=(8, 16, 32, 64),
+            strides=(2, 2, 2),
+            kernel_size=3,
+            up_kernel_size=3,
+            num_res_units=1,
+            act='prelu',
+            norm='instance',
+            dropout=0.0,
+        ),
+        'loss': monai.losses.DiceCELoss(to_onehot_y=True, softmax=True),
+        'optimizer': lambda parameters: torch.optim.Adam(parameters, lr=0.003, weight_decay=0.0),
+        'scheduler': lambda optimizer: torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=30),
+    }
+
+
 # ---- train fit = supervised(...)   [fitted, seed 1886412128]
 #   | train fit = supervised(net, train) {
 #   |   loss: dice_ce
@@ -182,10 +208,7 @@ def stage_fit(ctx, args):
         fit='outcome',
         file=SPEC_PATH,
     ))
-    # the library object these settings make:
-    #   torch.optim.Adam(net.parameters(), lr=0.003, weight_decay=0.0)
-    #   torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=30)
-    return run_supervised(stage, ctx)
+    return run_supervised(stage, ctx, parts=training_parts_fit)
 
 
 # ---- segment lesion = predict_mask(...)   [stateless, seed 1444105310]
