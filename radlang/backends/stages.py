@@ -77,7 +77,7 @@ class ConcurrentStages:
     def __init__(self, ctx, stages):
         self.ctx, self.stages = ctx, list(stages)
         self.index = {s.name: i for i, s in enumerate(self.stages)}
-        self.waits = [{self.index[d] for d in s.deps if d in self.index} for s in self.stages]
+        self.waits = [self._waits(i, s) for i, s in enumerate(self.stages)]
         self.turn = threading.Lock()         # held by the stage whose code runs; guards everything below too
         self.started: set[int] = set()
         self.finished: set[int] = set()      # ran to the end, failed or stopped
@@ -86,6 +86,14 @@ class ConcurrentStages:
         self.released = 0                    # stages before this index are added to the run's lists
         self.aborted = False
         self.done = threading.Event()
+
+    def _waits(self, i, stage) -> set[int]:
+        """The stages `stage` waits for: those it reads, and the earlier members of a merged pass it belongs to
+        (passes/merge_features.py: the group's first member computes the pass per case and the others read its cached
+        results; started together, each would compute it again)."""
+        group = stage.extra.get("merge", {}).get("group", ())
+        return ({self.index[d] for d in stage.deps if d in self.index}
+                | {self.index[g] for g in group if g in self.index and self.index[g] < i})
 
     def first_error(self) -> int:
         return min(self.errors, default=len(self.stages))

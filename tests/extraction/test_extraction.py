@@ -226,13 +226,14 @@ def test_extract_for_cohort_and_perturbations(tmp_path, tiny_cohort):
     assert not np.allclose(n1["original_firstorder_Mean"], ctx.results["f"]["original_firstorder_Mean"], rtol=0, atol=1e-9)
 
 
-def test_merged_stages_equal_separate_runs(tmp_path, tiny_cohort):
+@pytest.mark.parametrize("workers", [1, 2])   # 2: the stages run concurrently, and b still waits for a's pass
+def test_merged_stages_equal_separate_runs(tmp_path, tiny_cohort, workers):
     body = f"""
         cohort c = manifest("{tiny_cohort}") {{ mask: mask }}
         features a = pyradiomics(c.image, c.mask) {{ bin_width: 10, filters: [original, log(sigma: [1mm])], classes: [firstorder] }}
         features b = pyradiomics(c.image, c.mask) {{ bin_width: 10, filters: [log(sigma: [2mm])], classes: [glcm(Contrast), glszm] }}
     """
-    merged = run_spec(write_spec(tmp_path, body), tmp_path / "m")
+    merged = run_spec(write_spec(tmp_path, body), tmp_path / "m", workers=workers)
     plan = merged.study.stage("a").extra["plan_notes"][0]
     assert "merged with `b` into one PyRadiomics pass" in plan
     assert (merged.cache.hits, merged.cache.misses) == (8, 8)             # b reads what a computed
