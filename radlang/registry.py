@@ -123,9 +123,10 @@ class Operator:
     library_code: Callable | None = None  # (settings, seed) -> lines of Python: the library object the settings make (a
                                      # scikit-learn pipeline, PyRadiomics' settings), built by the operator's own code;
                                      # `radlang render` writes them into the stage's function as comments
-    worker_imports: tuple[str, ...] = ()  # per_case: the modules its case function imports in a worker. A cold run (an
-                                     # empty cache) starts the pool with the run and its workers import these while the
-                                     # run compiles, reads the cohort and hashes the inputs (backends/executors/local.py)
+    worker_imports: tuple[str, ...] | Callable = ()  # the modules its tasks import in a worker (its per-case function,
+                                     # the folds it fits), or (stage, study) -> them. A cold run (an empty cache) starts
+                                     # the pool with the run, and the workers' start-up imports them while the run
+                                     # compiles and reads its cohorts (backends/executors/local.py)
 
     def __post_init__(self):
         if self.behaviour not in BEHAVIOURS:
@@ -134,6 +135,10 @@ class Operator:
             raise ValueError(f"operator {self.name!r} declares no `run`: its run-time entry point")
         if self.behaviour == "per_case" and self.case is None:
             raise ValueError(f"operator {self.name!r} runs per case: declare the per-case function as `case`")
+
+    def worker_modules(self, stage, study) -> tuple[str, ...]:
+        """The modules this stage's tasks import in a worker (`worker_imports`)."""
+        return tuple(self.worker_imports(stage, study) if callable(self.worker_imports) else self.worker_imports)
 
     def reached(self, stage, study=None) -> dict:
         """{name: function} of the settings-dependent code this stage's run-time glue calls (`reaches`)."""

@@ -35,7 +35,7 @@ def map_cases(ctx, stage, case_jobs, keys, check, work, weight, label):
     problems: list[dict] = []
     if todo:
         # 1) cheap checks for every case first: all problems at once
-        checks = dict(ctx.executor.map(check, [t for t, _ in todo]))
+        checks = dict(ctx.executor.map_quick(check, [t for t, _ in todo]))
         bad_cases = set()
         for i, probs in checks.items():
             problems.extend(probs)

@@ -49,6 +49,9 @@ class SharedProgress:
 
     @contextmanager
     def use(self, quiet: bool, order: int = 0):
+        if quiet:                   # nothing to show: rich is not even imported
+            yield _NoBars()
+            return
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
         class Ordered(Progress):
@@ -70,6 +73,19 @@ class SharedProgress:
                 if self._users == 0:
                     self._bars.stop()
                     self._bars = None
+
+
+class _NoBars:
+    """The bars of a quiet run: they show nothing."""
+
+    def add_task(self, description, **kw):
+        return 0
+
+    def advance(self, task, advance=1):
+        pass
+
+    def update(self, task, **kw):
+        pass
 
 
 class _OrderedBars:
@@ -179,9 +195,9 @@ def held_run(study, out: str | os.PathLike | None = None, workers: int | None = 
                              on_error=study.config.get("on_error", "fail"), quiet=quiet, executor=ex)
             ctx.warnings = ctx.cache.warnings
             if ctx.cache.is_empty():
-                # a cold run: the per-case stages will run, so their workers start now, importing what they need
-                # while this process compiles, reads the cohort and hashes the inputs
-                imports = sorted({m for s in study.stages for m in registry.get(s.op).worker_imports})
+                # a cold run: the stages that give the workers tasks (per case, per fold) will run, so the workers'
+                # start-up begins now, importing what those tasks need while this process reads the cohorts
+                imports = sorted({m for s in study.stages for m in registry.get(s.op).worker_modules(s, study)})
                 if imports:
                     ex.start(tuple(imports))
             if lock.dead is not None:

@@ -49,6 +49,10 @@ class StageExecutor(MapExecutor):
         self.inner, self.turn, self.cancelled = inner, turn, cancelled
         self.workers, self.in_process = inner.workers, inner.in_process
 
+    @property
+    def started(self) -> bool:
+        return self.inner.started
+
     def map(self, fn, items, weights=None):
         results = self.inner.map(fn, items, weights)
         end = object()

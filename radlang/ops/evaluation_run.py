@@ -30,6 +30,21 @@ def fold_pipeline_code(stage, study) -> list[tuple[str, str, str]]:
     return [("pipeline", name, pipeline_source(name, rec, model.op, mparams, model.seed, factory, doc))]
 
 
+def fold_worker_imports(stage, study) -> tuple[str, ...]:
+    """The modules a fold task imports in a worker: the fold engine, pandas (a fold's tables), and every module the fold
+    pipeline's code imports (scikit-learn's estimators; torch and MONAI for a network model)."""
+    import ast
+
+    modules = ["pandas", "radlang.ops.fold_engine", "radlang.ops.models"]
+    for _, _, source in fold_pipeline_code(stage, study):
+        for node in ast.walk(ast.parse(source)):
+            if isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                modules.append(node.module)
+            elif isinstance(node, ast.Import):
+                modules += [alias.name for alias in node.names]
+    return tuple(dict.fromkeys(modules))
+
+
 def _model_recipe(study, graph, model, columns, fold_inputs, n_classes):
     """(recipe of the fitted graph under `model`, its split settings, its own factory or None) for `pipeline_source`.
     A model with a network input (a network model) gets the network's spec and builds its own estimator; a model whose
@@ -58,8 +73,10 @@ def _model_recipe(study, graph, model, columns, fold_inputs, n_classes):
 
 
 # Seconds a fresh worker process takes to start and import what a fold needs (pandas, scikit-learn, ...) on a
-# typical 2-core machine: the pool is used only when the time it saves is larger.
+# typical 2-core machine: the pool is used only when the time it saves is larger. Workers the run started ahead
+# (a cold run, `worker_imports`) cost only the folds' round trips.
 POOL_START_S = 2.0
+POOL_STARTED_S = 0.1
 
 
 def _run_folds(ctx, run_fold, fold_jobs, results):
@@ -74,7 +91,7 @@ def _run_folds(ctx, run_fold, fold_jobs, results):
     results[0] = run_fold(fold_jobs[0])
     rest = len(fold_jobs) - 1
     saved = (time.perf_counter() - t0) * rest * (1 - 1 / max(ctx.workers, 1))
-    if ctx.workers > 1 and rest > 1 and saved > POOL_START_S:
+    if ctx.workers > 1 and rest > 1 and saved > (POOL_STARTED_S if ctx.executor.started else POOL_START_S):
         # largest training set first: the final model (every case, and its skops save) starts early instead of running
         # alone at the end while the other workers have nothing left to do
         for i, r in ctx.executor.map(run_fold, fold_jobs[1:], weights=[len(j["train"]) for j in fold_jobs[1:]]):

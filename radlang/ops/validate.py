@@ -41,7 +41,7 @@ from radlang.ops.clinical_metrics import (
     round_floats,
 )
 from radlang.ops.evaluation_plots import evaluation_plots, write_evaluation_plots
-from radlang.ops.evaluation_run import fold_pipeline_code, run_evaluate
+from radlang.ops.evaluation_run import fold_pipeline_code, fold_worker_imports, run_evaluate
 from radlang.ops.evaluation_summary import cv_description, evaluation_summary
 from radlang.ops.fold_engine import (
     choose_threshold,
@@ -321,7 +321,7 @@ register(Operator(
             Port("groups", ("Ids", "Site"), optional=True, doc="what must not straddle a split (default: the cohort's patient ids)"),
             Port("split", ("Split",), optional=True, doc="a shared `split` stage: hold out its folds (instead of `cv`)")),
     fit="outcome", behaviour="stateless", run=run_evaluate, sink=True, impl=run_fold, study_code=fold_pipeline_code,
-    reaches=_evaluate_reaches,
+    reaches=_evaluate_reaches, worker_imports=fold_worker_imports,
     version="3",   # 2: survival metrics inside folds (Uno's C, td-AUC, Brier, calibration, KM), survival predictions
     # 3: a `cox` / `survival_mlp` final model saved as JSON (models/<stage>.model.json); a survival search recorded as c_index
     helpers=(make_splits, choose_threshold, fitted_selections, held_out_heads, skops_io, model_artefact, auc_rank, patient_resamples, calibration_stats,

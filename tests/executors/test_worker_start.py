@@ -89,3 +89,79 @@ def test_dask_workers_import_the_declared_modules_before_the_map():
         assert got == {i: ["colorsys", "wave"] for i in range(20)}
     finally:
         ex.close()
+
+
+def _parent_pid(_):
+    return os.getppid()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().split(")")[-1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def test_linux_pool_workers_are_forked_from_its_server_which_ends_with_the_pool():
+    import pytest
+
+    if not sys.platform.startswith("linux"):
+        pytest.skip("the fork server is used on Linux only")
+    pool = LocalPool(2)
+    try:
+        pool.start(("colorsys",))
+        server = pool._server
+        assert server is not None and server != os.getpid()
+        assert set(dict(pool.map(_parent_pid, list(range(6)))).values()) == {server}
+        assert dict(pool.map(_imported, [("colorsys",)] * 2)) == {0: ["colorsys"], 1: ["colorsys"]}
+    finally:
+        pool.close()
+    assert not _alive(server)
+
+
+def test_a_pool_closed_before_its_server_is_up_leaves_no_process():
+    """A run that ends before its workers are up (a tiny study) stops the server in the middle of its imports."""
+    import pytest
+
+    if not sys.platform.startswith("linux"):
+        pytest.skip("the fork server is used on Linux only")
+    pool = LocalPool(2)
+    pool.start(("sklearn.ensemble", "pandas"))
+    server = pool._server
+    pool.close()
+    assert not _alive(server)
+    children = open(f"/proc/{os.getpid()}/task/{os.getpid()}/children").read().split()
+    assert str(server) not in children
+
+
+class _Recorder:
+    """An executor whose tasks run elsewhere (not in process), recording what each map is given."""
+
+    def __init__(self, workers):
+        from radlang.backends.executors import MapExecutor
+
+        class Recording(MapExecutor):
+            in_process = False
+
+            def map(inner, fn, items, weights=None):
+                self.tasks.append(len(items))
+                for i, item in enumerate(items):
+                    yield i, fn(item)
+
+        self.tasks: list[int] = []
+        self.executor = Recording()
+        self.executor.workers = workers
+
+
+def test_map_quick_sends_runs_of_items_and_places_each_result_under_its_index():
+    for workers, n, tasks in [(2, 11, 4), (2, 4, 4), (3, 25, 6), (2, 1, 1)]:
+        rec = _Recorder(workers)
+        got = dict(rec.executor.map_quick(abs, [-i for i in range(n)]))
+        assert got == {i: i for i in range(n)}
+        assert rec.tasks == ([n] if n <= 2 * workers else [tasks])   # one map: `tasks` runs, or the items themselves
+    pool = LocalPool(2)
+    try:
+        assert dict(pool.map_quick(abs, [-i for i in range(9)])) == {i: i for i in range(9)}
+    finally:
+        pool.close()

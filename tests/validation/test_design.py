@@ -84,6 +84,7 @@ def test_determinism_two_runs_reordering_and_parallel_folds(tmp_path, monkeypatc
     run_spec(src2, tmp_path / "c.rad", tmp_path / "c")
     assert a == (tmp_path / "c" / "metrics" / "v.json").read_bytes()
     monkeypatch.setattr(evaluate_mode, "POOL_START_S", -1.0)         # these folds are quick: make the pool worth it
+    monkeypatch.setattr(evaluate_mode, "POOL_STARTED_S", -1.0)
     run_spec(DET, tmp_path / "d.rad", tmp_path / "d", workers=2)     # a second run, folds in parallel processes
     assert a == (tmp_path / "d" / "metrics" / "v.json").read_bytes()
     assert (tmp_path / "a" / "predictions" / "v.csv").read_bytes() == (tmp_path / "d" / "predictions" / "v.csv").read_bytes()
@@ -278,8 +279,8 @@ validate v = evaluate(m) { cv: stratified_kfold(3), bootstrap: 0 }
 class _Pool:
     """A stand-in for the worker pool that records what it was given."""
 
-    def __init__(self):
-        self.items = None
+    def __init__(self, started=False):
+        self.items, self.started = None, started
 
     def map(self, fn, items, weights=None):
         self.items = list(items)
@@ -288,16 +289,19 @@ class _Pool:
 
 
 class _Ctx:
-    def __init__(self, workers):
-        self.workers, self.executor = workers, _Pool()
+    def __init__(self, workers, started=False):
+        self.workers, self.executor = workers, _Pool(started)
 
 
-@pytest.mark.parametrize("workers, start, pooled", [(2, 2.0, False), (2, -1.0, True), (1, -1.0, False)])
-def test_folds_go_to_the_pool_only_when_it_saves_time(monkeypatch, workers, start, pooled):
+@pytest.mark.parametrize("workers, started, start, pooled", [(2, False, 2.0, False), (2, False, -1.0, True), (1, False, -1.0, False),
+                                                             (2, True, 2.0, True), (2, True, -1.0, True)])
+def test_folds_go_to_the_pool_only_when_it_saves_time(monkeypatch, workers, started, start, pooled):
     """The first fold runs in this process; the rest go to the pool when, at that pace, parallel work saves more
-    than starting workers costs (quick folds never start a pool). Every result lands in its own slot."""
+    than starting workers costs (quick folds never start a pool), or than the round trips cost when the run started
+    the workers ahead. Every result lands in its own slot."""
     monkeypatch.setattr(evaluate_mode, "POOL_START_S", start)
-    ctx = _Ctx(workers)
+    monkeypatch.setattr(evaluate_mode, "POOL_STARTED_S", start - 2.0)
+    ctx = _Ctx(workers, started)
     tasks = [{"k": k, "train": list(range(k))} for k in range(5)]
     results = [None] * len(tasks)
     evaluate_mode._run_folds(ctx, lambda t: t["k"] * 10, tasks, results)

@@ -18,7 +18,7 @@ import threading
 import dask
 from distributed import Client, LocalCluster, WorkerPlugin, as_completed
 
-from radlang.backends.executors import ExecutorError, MapExecutor, largest_first
+from radlang.backends.executors import ExecutorError, MapExecutor, largest_first, run_chunk
 from radlang.backends.executors.worker import THREAD_VARS, die_with_parent, import_all, limit_threads, radlang_version
 from radlang.diagnostics import Diagnostic
 
@@ -56,11 +56,6 @@ def guided_chunks(order: list[int], workers: int) -> list[list[int]]:
     return chunks
 
 
-def run_chunk(fn, items) -> list:
-    """One task: `fn` on each of `items`, in turn."""
-    return [fn(item) for item in items]
-
-
 class RadlangWorker(WorkerPlugin):
     """One thread per worker; the workers of a LocalCluster this run started also die with the run."""
 
@@ -96,6 +91,10 @@ class DaskExecutor(MapExecutor):
             self._start_cluster()
             self._starting = threading.Thread(target=self._connect_cluster, name="radlang-dask-start", daemon=True)
             self._starting.start()
+
+    @property
+    def started(self) -> bool:
+        return True
 
     def _connect(self, address):
         try:

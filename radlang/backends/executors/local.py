@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import queue
+import sys
 import threading
 from typing import TYPE_CHECKING
 
@@ -48,27 +49,51 @@ class LocalPool(MapExecutor):
         self._thread: threading.Thread | None = None      # the owner: it makes the pool and makes every submit
         self._inbox: queue.SimpleQueue = queue.SimpleQueue()   # what the owner must do (from callbacks, other threads)
         self._serving = False
+        self._server: int | None = None     # the pid of the fork server this pool started
+        self._warming: threading.Thread | None = None   # starting the workers in the background (`start`)
+
+    @property
+    def started(self) -> bool:
+        return self._pool is not None
 
     def start(self, imports: tuple[str, ...] = ()):
-        """Spawn every worker now (a spawned worker starts Python, imports radlang and then `imports`: ~0.3 s for
-        PyRadiomics, more for scikit-learn), so that this overlaps with what the parent does before its first map."""
+        """Start the workers' start-up now, so that it overlaps with what the parent does before its first map: the fork
+        server begins importing `imports` (FORK_SERVER), or every worker is spawned and imports them (elsewhere)."""
         if self._pool is None:
             pool = self._get(tuple(imports))
-            for _ in range(self.workers):       # a submit with no idle worker spawns one more, up to `workers`
+            if self._server is None:
+                self._spawn_all(pool)
+            else:
+                # a worker forked from the server waits for the server's imports: a thread waits, not the owner (the
+                # workers' parent is the server, so the thread that asks for them does not matter)
+                self._warming = threading.Thread(target=self._spawn_all, args=(pool,), name="radlang-pool-start", daemon=True)
+                self._warming.start()
+
+    def _spawn_all(self, pool):
+        try:
+            for _ in range(self.workers):       # a submit with no idle worker starts one more, up to `workers`
                 pool.submit(os.getpid)
+        except Exception:  # noqa: BLE001 -- the server was stopped first (a run that closed before its workers were up)
+            pass
 
     def _get(self, imports: tuple[str, ...] = ()):
         if self._pool is None:
-            import multiprocessing as mp
             from concurrent.futures import ProcessPoolExecutor
 
-            # ProcessPoolExecutor (Python 3.9+, spawn) starts workers in the thread that calls submit, i.e. the owner;
-            # the kernel's parent-death signal is armed only when that thread is the main one, which lives as long as
-            # the process (other workers fall back on the watchdog thread).
+            # ProcessPoolExecutor (Python 3.9+, spawn and forkserver) starts workers in the thread that calls submit,
+            # i.e. the owner; the kernel's parent-death signal is armed only when that thread is the main one, which
+            # lives as long as the process (other workers fall back on the watchdog thread).
             self._thread = threading.current_thread()
             kernel_signal = self._thread is threading.main_thread()
-            self._pool = ProcessPoolExecutor(self.workers, mp_context=mp.get_context("spawn"), initializer=init_local_worker,
-                                             initargs=(os.getpid(), kernel_signal, imports))
+            if kernel_signal and FORK_SERVER:
+                context, self._server = _fork_server(imports)
+                parent = self._server
+            else:
+                import multiprocessing as mp
+
+                context, parent = mp.get_context("spawn"), os.getpid()
+            self._pool = ProcessPoolExecutor(self.workers, mp_context=context, initializer=init_local_worker,
+                                             initargs=(parent, kernel_signal, imports))
         elif threading.current_thread() is not self._thread:
             raise RuntimeError("LocalPool's pool is used from another thread than the one that started it")
         return self._pool
@@ -158,9 +183,57 @@ class LocalPool(MapExecutor):
                     self._inbox.put(("close", job, None))
 
     def close(self):
+        if self._warming is not None:
+            if self._warming.is_alive() and self._server is not None:   # the server is still importing: no worker yet
+                _stop_fork_server(self._server)
+                self._server = None
+            self._warming.join()
+            self._warming = None
         if self._pool is not None:
             self._pool.shutdown(cancel_futures=True)
             self._pool = None
+        if self._server is not None:
+            _stop_fork_server(self._server)
+            self._server = None
+
+
+FORK_SERVER = sys.platform.startswith("linux")
+
+
+def _fork_server(imports: tuple[str, ...]):
+    """(multiprocessing's forkserver context, the server's pid), the server started now with `imports` preloaded.
+
+    On Linux the workers are forked from a fork server: one process that imports radlang's worker set-up
+    (radlang/backends/executors/server.py) and `imports` once, and forks a worker, with them imported, for each one the
+    pool starts. A spawned worker starts Python and imports them itself (~0.3 CPU seconds for PyRadiomics, ~1.1 for
+    scikit-learn's forests, each worker, while the run reads its cohort); a server forks in milliseconds. The server is
+    single-threaded, which makes forking safe, as forking the run (whose stages run in threads) is not. It starts in the
+    background: the pool's first worker waits for its imports."""
+    import multiprocessing as mp
+    from multiprocessing import forkserver
+
+    _stop_fork_server(None)                 # another pool's, with other imports
+    context = mp.get_context("forkserver")
+    context.set_forkserver_preload(["radlang.backends.executors.server", *imports])
+    forkserver.ensure_running()
+    return context, forkserver._forkserver._forkserver_pid
+
+
+def _stop_fork_server(pid: int | None):
+    """Stop the fork server `pid` (None: whichever runs). Its workers are gone by now (the pool was shut down) and it
+    holds nothing: it is killed, not asked (a server still importing would finish its imports first)."""
+    import signal
+    from multiprocessing import forkserver
+
+    server = forkserver._forkserver
+    running = server._forkserver_pid
+    if running is None or (pid is not None and running != pid):
+        return
+    try:
+        os.kill(running, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    server._stop()
 
 
 def make_local(workers: int | None) -> MapExecutor:

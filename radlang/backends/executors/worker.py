@@ -36,11 +36,8 @@ def die_with_parent(parent_pid: int, kernel_signal: bool):
     *thread* ends) the kernel kills this process the moment the parent dies, even in the middle of a C call. A daemon
     thread also polls the parent id every WATCH_S seconds (other systems; a parent that died before the signal was
     armed)."""
-    if kernel_signal and sys.platform.startswith("linux"):
-        import ctypes
-
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, _SIGKILL, 0, 0, 0)
+    if kernel_signal:
+        arm_parent_death_signal()
 
     def watch():
         while os.getppid() == parent_pid:
@@ -50,6 +47,15 @@ def die_with_parent(parent_pid: int, kernel_signal: bool):
     if os.getppid() != parent_pid:
         os._exit(1)
     threading.Thread(target=watch, name="radlang-parent-watch", daemon=True).start()
+
+
+def arm_parent_death_signal():
+    """On Linux, have the kernel SIGKILL this process when the thread that started it ends (elsewhere: nothing)."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, _SIGKILL, 0, 0, 0)
 
 
 def exit_without_teardown():
