@@ -209,9 +209,12 @@ class DaskExecutor(MapExecutor):
         """SIGKILL the worker processes of the LocalCluster this run started. Their results are all in by the time
         the run closes the executor (or no longer wanted, when it failed): the graceful stop, each worker closing its
         comms and its interpreter while the nanny waits, costs 0.4-3 s, a kill ~0.1 s. Their nannies (in this
-        process) are told not to restart them; the cluster's close then joins the processes."""
+        process) are told first that the cluster is shutting down (`close_gracefully`): not to restart them, nor to
+        unregister them from the scheduler, which after a kill took 1-1.7 s of the cluster's close (it is ~0.03 s
+        now); the cluster's close then joins the processes."""
         for nanny in list(self._cluster.workers.values()):
             nanny.auto_restart = False
+            nanny.close_gracefully(reason="radlang run done")
             proc = getattr(getattr(nanny, "process", None), "process", None)     # distributed's AsyncProcess
             if proc is not None and proc.pid is not None:
                 try:
