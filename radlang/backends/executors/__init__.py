@@ -1,7 +1,7 @@
 """Where per-case and per-fold tasks run. One interface, `MapExecutor`, as in Hamilton: an executor is given a
 picklable module-level function and a list of items and knows nothing about what the function does; modes call
 `ctx.executor.map(fn, items)` and place each result by its index, so the order in which tasks finish never
-reaches an output. Implementations: `local` (a spawn process pool, serial for one worker) and `dask`
+reaches an output. Implementations: `local` (a process pool, serial for one worker) and `dask`
 (dask.distributed: a LocalCluster on 127.0.0.1 or a running scheduler at tcp://HOST:PORT)."""
 
 from __future__ import annotations

@@ -1,5 +1,6 @@
-"""The local executor: a process pool of `spawn` workers on this machine (serial in this process for one worker).
-Workers run one thread each and die with the run (radlang/backends/executors/worker.py).
+"""The local executor: a process pool on this machine (serial in this process for one worker), whose workers are
+forked from a fork server on Linux (see `_fork_server`) and spawned elsewhere. Workers run one thread each and die
+with the run (radlang/backends/executors/worker.py).
 
 Every call into the pool (`submit`, which may start a worker process) is made by the thread that owns the pool:
 the kernel's parent-death signal of a worker is tied to the *thread* that started it, not to the process. When
@@ -80,9 +81,10 @@ class LocalPool(MapExecutor):
         if self._pool is None:
             from concurrent.futures import ProcessPoolExecutor
 
-            # ProcessPoolExecutor (Python 3.9+, spawn and forkserver) starts workers in the thread that calls submit,
-            # i.e. the owner; the kernel's parent-death signal is armed only when that thread is the main one, which
-            # lives as long as the process (other workers fall back on the watchdog thread).
+            # The kernel's parent-death signal is tied to the thread that started a process: a spawned worker's is
+            # the thread that calls submit (ProcessPoolExecutor starts workers there), the fork server's is the thread
+            # that starts the server, i.e. the owner. It is armed only when the owner is the main thread, which lives
+            # as long as the run; otherwise workers are spawned and fall back on the watchdog thread.
             self._thread = threading.current_thread()
             kernel_signal = self._thread is threading.main_thread()
             if kernel_signal and FORK_SERVER:
