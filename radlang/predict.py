@@ -9,9 +9,9 @@ written by `radlang run`. Predicting on a new manifest or table:
    `read_file`), so column names, outcome and id settings carry over;
 2. the feature tables the model reads (the refit graph's sources) are computed on it by the same code as for an
    external cohort (radlang/backends/refit.py), with the run's cache;
-3. the model is loaded with skops, trusting only scikit-learn's, NumPy's and radlang's own types (a file that
-   names any other type is refused, never loaded), or read from its JSON (numbers only), after its bytes are checked
-   against the card's sha256;
+3. the model is loaded with skops, trusting only scikit-learn's, scikit-survival's, NumPy's and SciPy's types and
+   radlang's own classes (`trusted_classes`; a file that names any other type is refused, never loaded), or read
+   from its JSON (numbers only), after its bytes are checked against the card's sha256;
 4. the CSV (case id, probability or risk, and the thresholded class) is written atomically.
 
 Every problem is a diagnostic and nothing is written: an unknown stage, a missing or altered model, a missing

@@ -9,14 +9,11 @@ import ast
 import importlib
 import inspect
 import json
-import os
 import pkgutil
-import subprocess
-import sys
 from types import SimpleNamespace
 
 import pytest
-from render_helpers import NO_RADLANG, compile_text
+from render_helpers import compile_text, run_script
 
 import radlang.ops
 from radlang.predict import TRUSTED_MODULES, PredictError, load_model, trusted_classes
@@ -29,15 +26,15 @@ validate v = evaluate(clf) { cv: stratified_kfold(2), bootstrap: 0, metrics: [au
 explain why = shap(v) { explainer: partition, max_evals: 50 }
 """
 
-# Imports the runtime of a rendered study with radlang unimportable, installs the SHAP explainer's stand-ins and prints
-# every class each stand-in module holds, by the name skops would record for it.
-STAND_INS = NO_RADLANG.split("script = sys.argv[1]")[0] + (
-    "sys.path.insert(0, sys.argv[1])\n"
-    "import json, radlang_runtime\n"
-    "radlang_runtime._importable_estimator_classes()\n"
-    "print(json.dumps(sorted(f'{v.__module__}.{v.__qualname__}' for m, mod in list(sys.modules.items()) if m.startswith('radlang.')\n"
-    "                        for v in vars(mod).values() if isinstance(v, type))))\n"
-)
+# Run with radlang unimportable (render_helpers.run_script): imports the runtime of a rendered study, installs the SHAP
+# explainer's stand-ins and prints every class each stand-in module holds, by the name skops records for it.
+STAND_INS = """import json, sys
+sys.path.insert(0, sys.argv[1])
+import radlang_runtime
+radlang_runtime._importable_estimator_classes()
+print(json.dumps(sorted(f"{v.__module__}.{v.__qualname__}" for m, mod in list(sys.modules.items()) if m.startswith("radlang.")
+                        for v in vars(mod).values() if isinstance(v, type))))
+"""
 
 
 def _built_on_demand():
@@ -71,8 +68,8 @@ def test_the_rendered_script_stands_in_for_exactly_the_trusted_classes(tmp_path)
     from radlang.backends.render.script import render_to_dir
 
     folder = render_to_dir(compile_text(SHAP, tmp_path / "s.rad"), tmp_path / "review")
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    proc = subprocess.run([sys.executable, "-c", STAND_INS, str(folder)], capture_output=True, text=True, check=False, env=env, timeout=300)
+    (tmp_path / "stand_ins.py").write_text(STAND_INS, encoding="utf-8")
+    proc = run_script(tmp_path / "stand_ins.py", str(folder))
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert json.loads(proc.stdout.splitlines()[-1]) == sorted(trusted_classes())
 
@@ -94,7 +91,7 @@ STAGE = SimpleNamespace(name="v", span=None)
 
 
 def test_predict_loads_exactly_the_trusted_classes_and_libraries(monkeypatch):
-    import radlang.ops.fold_engine as fold_engine
+    from radlang.ops import fold_engine
 
     libraries = ["sklearn.pipeline.Pipeline", "sksurv.linear_model.CoxPHSurvivalAnalysis", "numpy.dtype", "scipy.sparse._csr.csr_matrix"]
     assert all(t.startswith(TRUSTED_MODULES) for t in libraries)
