@@ -9,9 +9,9 @@ written by `radlang run`. Predicting on a new manifest or table:
    `read_file`), so column names, outcome and id settings carry over;
 2. the feature tables the model reads (the refit graph's sources) are computed on it by the same code as for an
    external cohort (radlang/backends/refit.py), with the run's cache;
-3. the model is loaded with skops, trusting only scikit-learn's, NumPy's and radlang's own types (a file that
-   names any other type is refused, never loaded), or read from its JSON (numbers only), after its bytes are checked
-   against the card's sha256;
+3. the model is loaded with skops, trusting only scikit-learn's, scikit-survival's, NumPy's and SciPy's types and
+   radlang's own classes (`trusted_classes`; a file that names any other type is refused, never loaded), or read
+   from its JSON (numbers only), after its bytes are checked against the card's sha256;
 4. the CSV (case id, probability or risk, and the thresholded class) is written atomically.
 
 Every problem is a diagnostic and nothing is written: an unknown stage, a missing or altered model, a missing
@@ -28,10 +28,30 @@ from radlang.backends.executor import RunError
 from radlang.diagnostics import Diagnostic, did_you_mean
 
 TRUSTED_MODULES = ("sklearn.", "sksurv.", "numpy.", "scipy.")
-TRUSTED_TYPES = ("radlang.ops.select.RadSelector", "radlang.ops.harmonise.RadComBat", "radlang.ops.net_models.RadNetClassifier",
-                 "radlang.ops.net_models.RadNetRegressor", "radlang.ops.net_models.RadNetSurvival",
-                 "radlang.ops.dann.RadDANNClassifier", "radlang.ops.late_fusion.RadStacker", "radlang.ops.survival_models.RadSurvival",
-                 "radlang.ops.multitask.RadMultiTaskModel")
+
+
+def trusted_classes():
+    """radlang's own classes that a saved model may name, each by the name skops records for it (`module.Class`) -> the
+    function that builds it (the classes are built on first use, see select.selector_class). These and the types of
+    TRUSTED_MODULES are all that `load_model` lets skops load; the SHAP explainer makes these importable where radlang
+    is not (the rendered script). A class that a saved model can hold is added here, and only here."""
+    from functools import partial
+
+    from radlang.ops.dann import dann_estimator_class
+    from radlang.ops.harmonise import combat_class
+    from radlang.ops.late_fusion import stacker_class
+    from radlang.ops.multitask import multitask_estimator_class
+    from radlang.ops.net_models import net_estimator_class
+    from radlang.ops.select import selector_class
+    from radlang.ops.survival_models import survival_estimator_class
+
+    return {"radlang.ops.select.RadSelector": selector_class, "radlang.ops.harmonise.RadComBat": combat_class,
+            "radlang.ops.net_models.RadNetClassifier": partial(net_estimator_class, "classification"),
+            "radlang.ops.net_models.RadNetRegressor": partial(net_estimator_class, "regression"),
+            "radlang.ops.net_models.RadNetSurvival": partial(net_estimator_class, "survival"),
+            "radlang.ops.dann.RadDANNClassifier": dann_estimator_class, "radlang.ops.late_fusion.RadStacker": stacker_class,
+            "radlang.ops.survival_models.RadSurvival": survival_estimator_class,
+            "radlang.ops.multitask.RadMultiTaskModel": multitask_estimator_class}
 
 
 class PredictError(Exception):
@@ -80,7 +100,8 @@ def load_model(data: bytes, stage):
     sio = skops_io()
 
     types = sio.get_untrusted_types(data=data)
-    refused = [t for t in types if not (t.startswith(TRUSTED_MODULES) or t in TRUSTED_TYPES)]
+    own = trusted_classes()
+    refused = [t for t in types if not (t.startswith(TRUSTED_MODULES) or t in own)]
     if refused:
         raise PredictError([Diagnostic("E735", f"the saved model of `{stage.name}` names types radlang does not load: {', '.join(refused)}",
                                        stage.span, hint="only models that `radlang run` saved can be applied")])

@@ -61,14 +61,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator
 
-from radlang.ops.dann import dann_estimator_class
-from radlang.ops.harmonise import combat_class
-from radlang.ops.late_fusion import stacker_class
-from radlang.ops.multitask import multitask_estimator_class
-from radlang.ops.net_models import net_estimator_class
 from radlang.ops.netio import batched_outputs
-from radlang.ops.select import selector_class
-from radlang.ops.survival_models import survival_estimator_class
 from radlang.registry import Operator, Port, register
 from radlang.types import RType
 from radlang.values import Settings
@@ -656,20 +649,21 @@ def _channel_names(ctx, v):
 
 
 def _importable_estimator_classes():
-    """Where radlang itself cannot be imported (the rendered script), make the classes that saved models name
-    (`radlang.ops.net_models.RadNetClassifier`, `radlang.ops.select.RadSelector`, ...: predict.TRUSTED_TYPES) importable
-    by those names, so skops loads the final and the fold models: each such module is a stand-in holding the class its
-    factory builds. Under `radlang run` the modules are there and nothing changes."""
+    """Where radlang itself cannot be imported (the rendered script), make radlang's classes that saved models name
+    (predict.trusted_classes: `radlang.ops.select.RadSelector`, `radlang.ops.net_models.RadNetRegressor`, ...) importable by
+    those names, so skops loads the final and the fold models: each of their modules is a stand-in holding the classes
+    their factories build. Under `radlang run` the modules are there and nothing changes."""
     import importlib.util
     import sys
     import types
 
-    factories = {"radlang.ops.select.RadSelector": selector_class, "radlang.ops.harmonise.RadComBat": combat_class,
-                 "radlang.ops.net_models.RadNetClassifier": net_estimator_class, "radlang.ops.dann.RadDANNClassifier": dann_estimator_class,
-                 "radlang.ops.late_fusion.RadStacker": stacker_class, "radlang.ops.survival_models.RadSurvival": survival_estimator_class,
-                 "radlang.ops.multitask.RadMultiTaskModel": multitask_estimator_class}
-    for name, factory in factories.items():
+    from radlang.predict import trusted_classes
+
+    by_module = {}
+    for name, factory in trusted_classes().items():
         module, _, cls = name.rpartition(".")
+        by_module.setdefault(module, {})[cls] = factory
+    for module, factories in by_module.items():
         if module in sys.modules:
             continue
         try:
@@ -678,7 +672,8 @@ def _importable_estimator_classes():
             found = False
         if not found:
             stand_in = types.ModuleType(module)
-            setattr(stand_in, cls, factory())
+            for cls, factory in factories.items():
+                setattr(stand_in, cls, factory())
             sys.modules[module] = stand_in
 
 
