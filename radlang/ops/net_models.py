@@ -600,10 +600,13 @@ def tabular_width(study, name) -> int | None:
 
 def branch_plan(study, stage, adapt=None):
     """`plan`'s lines for one network model: its image branch (backbone, patch, pooled vector, parameters), its tabular
-    branch, its head, and the training memory of one step (estimated on PyTorch's meta device, like a training stage's).
+    branch, its head, the training memory of one step (estimated on PyTorch's meta device, like a training stage's), and
+    how it is trained: early stopping where its own fit runs, and each `fedavg` stage's rounds of local epochs
+    (radlang.ops.fedavg.network_training) where one trains it.
     adapt: None, or (net, image batch, tabular batch) -> (module, inputs) of a trainer that wraps the network (DANN)."""
     import torch
 
+    from radlang.ops.fedavg import network_training
     from radlang.ops.networks import training_memory
 
     by = study.by_name()
@@ -634,9 +637,13 @@ def branch_plan(study, stage, adapt=None):
         lines.append(("info", f"tabular branch: {n_tab} column(s) of `{src.name}`, imputed and standardised inside each fold"))
     head = f"MLP {net.n_img}{f' + {n_tab}' if n_tab else ''} -> {p['hidden']} -> {outputs}" if int(p["hidden"]) else f"linear head -> {outputs}"
     lines.append(("info", f"head: {head}, trained on {loss}; {est['params']:,} parameters in all"))
+    # its own fit (a validation's folds and final model) stops early; a `fedavg` stage that consumes it trains it its way
+    users = [s for s in study.stages if any(r.stage == stage.name for r in s.inputs.values())]
+    fed = [s for s in users if s.op == "fedavg"]
+    stopping = f"; early stopping on {p['validation']:.0%} of each fit's patients" if len(fed) < len(users) or not users else ""
     lines.append(("info", (f"training memory ≈ {_human(est['train_bytes'])} for batch {batch} (activations kept for backward "
-                          f"{_human(est['saved_bytes'])}); early stopping on {p['validation']:.0%} of each fit's patients")))
-    return lines, est
+                          f"{_human(est['saved_bytes'])}){stopping}")))
+    return lines + [("info", network_training(s, p)) for s in fed], est
 
 
 def _cnn_plan(stage, memory, study=None):
