@@ -104,8 +104,8 @@ def _lr_per_epoch(scheduler, lr, epochs):
 @pytest.mark.parametrize(("factory", "schedule", "expected"), [
     (make_cnn, "cosine", "scheduler=lambda optimizer: torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=3)"),
     (make_cnn, "step", "scheduler=lambda optimizer: torch.optim.lr_scheduler.StepLR(optimizer, step_size=1, gamma=0.1)"),
-    (make_dann, "ganin", "scheduler=lambda optimizer: torch.optim.lr_scheduler.LambdaLR(optimizer, "
-                         "lr_lambda=lambda epoch: 1 / (1 + 10 * epoch / 3) ** 0.75)"),
+    (make_dann, "ganin", ("scheduler=lambda optimizer: torch.optim.lr_scheduler.LambdaLR(optimizer, "
+                          "lr_lambda=lambda epoch: 1 / (1 + 10 * epoch / 3) ** 0.75)")),
 ])
 def test_the_fold_pipeline_states_the_learning_rate_schedule_it_trains_with(factory, schedule, expected):
     """The schedule is a keyword of the estimator in the pipeline's text, the estimator built from that text holds it,
