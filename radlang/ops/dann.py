@@ -175,12 +175,12 @@ def dann_estimator_class(_made={}):  # noqa: B006 -- one class per process, so f
     return RadDANNClassifier
 
 
-def make_dann(params, seed, fold_inputs=None, backbone=None, loss=None, optimizer=None):
+def make_dann(params, seed, fold_inputs=None, backbone=None, loss=None, optimizer=None, scheduler=None):
     """The unfitted DANN model of one fit, from a model stage's split settings (with `networks`: its network's spec) and
     what it trains with (make_dann_code's: the label network's backbone and loss, and the optimiser of the label
-    network and the domain head together)."""
+    network and the domain head together, with its learning-rate schedule)."""
     return dann_estimator_class()(network=params["networks"]["network"], params=params["hyper"], seed=seed, fold_inputs=fold_inputs,
-                                  backbone=backbone, loss=loss, optimizer=optimizer)
+                                  backbone=backbone, loss=loss, optimizer=optimizer, scheduler=scheduler)
 
 
 def make_dann_code(params, seed):

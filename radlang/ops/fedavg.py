@@ -439,6 +439,18 @@ def _plan(stage, memory, study=None):
     return lines
 
 
+def network_training(stage, hyper) -> str:
+    """What a `fedavg` stage does to the network model it trains (`hyper`: that model's settings), for the model's
+    `plan`: net_update's local training, from the global weights every round, on all of a site's cases (no inner
+    validation split, so no early stopping), with a fresh optimiser and learning-rate schedule each round."""
+    p = fed_params(stage.params)
+    batch = f"mini-batches of {p['batch']}" if p["batch"] else "one batch of the site's cases"
+    prox = f", FedProx's proximal term (mu {p['mu']:g})" if p["strategy"] == "fedprox" else ""
+    return (f"trained by `{stage.name}` ({p['strategy']}): {p['rounds']} rounds x {p['local_epochs']} local epoch(s) at each site "
+            f"on all its cases in {batch}, from the global weights with a fresh {hyper['optimizer']} optimiser (lr {float(hyper['lr']):g}) "
+            f"and `{hyper['schedule']}` schedule each round{prox}; no early stopping")
+
+
 def sources(stage, ctx):
     """(the feature stage, the network model stage or None, the cohort the features are declared on)."""
     by = ctx.study.by_name()

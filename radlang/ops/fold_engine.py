@@ -222,8 +222,8 @@ def model_artefact(model, survival_artefact=None):
     given (a survival outcome): JSON (its numbers, nothing to import to save it and nothing that runs when it is
     read). Any other: skops' format, which
     loads without running code when the loader names the types it trusts; the fold-only inputs of selectors
-    (patients, raters) are dropped, and so is what an estimator names `transient` (a network model's backbone, loss and
-    optimiser code, rebuilt from its plain settings), and the archive is made reproducible: skops names its arrays by memory address
+    (patients, raters) are dropped, and so is what an estimator names `transient` (a network model's backbone, loss,
+    optimiser and schedule code, rebuilt from its plain settings), and the archive is made reproducible: skops names its arrays by memory address
     and stamps the time, so the arrays are renamed in order of appearance and every entry gets a fixed date: the
     same model gives the same bytes."""
     import io

@@ -145,10 +145,11 @@ def pipeline_source(fn_name, graph, model_name, model_params, seed, factory=None
     def lit(value, indent):
         return pprint.pformat(value, width=max(60, 136 - indent), sort_dicts=False).replace("\n", "\n" + " " * indent)
 
-    def pack(text, col, opens="(["):
+    def pack(text, col, opens="([", hang=None):
         """One line of code broken at its top-level-free `, ` (never inside a string or a lambda's parameters) into lines
-        of at most 136 columns, continued under the character after the first of `opens` (`(` or `[`); None when a piece
-        is too long."""
+        of at most 136 columns, continued under the character after the first of `opens` (`(` or `[`; with none, under
+        the text's first), or where those lines would be too long, at column `hang` when given; None when a piece is
+        too long."""
         pieces, start, quote, i, params = [], 0, None, 0, False
         while i < len(text):
             c = text[i]
@@ -168,17 +169,18 @@ def pipeline_source(fn_name, graph, model_name, model_params, seed, factory=None
                 start = i + 2
             i += 1
         pieces.append(text[start:])
-        cont = col + min(text.index(b) for b in opens if b in text) + 1
-        lines = [pieces[0]]
-        for piece in pieces[1:]:
-            width = (col if len(lines) == 1 else cont) + len(lines[-1]) + 1 + len(piece)
-            if width <= 136:
-                lines[-1] += " " + piece
-            else:
-                lines.append(piece)
-        if col + len(lines[0]) > 136 or any(cont + len(x) > 136 for x in lines[1:]):
-            return None
-        return ("\n" + " " * cont).join(lines)
+        under = col + min((text.index(b) for b in opens if b in text), default=-1) + 1     # no bracket: under the text
+        for cont in (under,) if hang is None else (under, hang):
+            lines = [pieces[0]]
+            for piece in pieces[1:]:
+                width = (col if len(lines) == 1 else cont) + len(lines[-1]) + 1 + len(piece)
+                if width <= 136:
+                    lines[-1] += " " + piece
+                else:
+                    lines.append(piece)
+            if col + len(lines[0]) <= 136 and all(cont + len(x) <= 136 for x in lines[1:]):
+                return ("\n" + " " * cont).join(lines)
+        return None
 
     def call(head, args, indent, col):
         """`head(args)` from column `col`: on one line when it fits, else packed (`pack`), else the arguments from the
@@ -238,7 +240,7 @@ def pipeline_source(fn_name, graph, model_name, model_params, seed, factory=None
             close = ",\n" + " " * 8 + ")"      # call's layout with the arguments one a line
             spread = text.endswith(close)
             col = 12 if spread else 18 + len(factory.__name__) + 1
-            more = "".join(f",\n{' ' * col}" + (pack(f"{k}={v}", col, "([{") or f"{k}={v}") for k, v in kw.items())
+            more = "".join(f",\n{' ' * col}" + (pack(f"{k}={v}", col, "([{", col + 4) or f"{k}={v}") for k, v in kw.items())
             text = text[:-len(close)] + more + close if spread else text[:-1] + more + ")"
         parts = steps(graph, 8) + ["('model', " + text + ")"]
         search = None

@@ -305,10 +305,12 @@ def multitask_estimator_class(_made={}):  # noqa: B006 -- one class per process,
 
     class RadMultiTaskModel(ClassifierMixin, BaseEstimator):
         # what a saved model leaves out: the fold's data, and the code the fold pipeline passes (the backbone and the
-        # optimiser rebuilt from the plain `network` and `params`, the losses from the heads' kinds, when absent)
-        transient = ("fold_inputs", "backbone", "losses", "optimizer")
+        # optimiser and its schedule rebuilt from the plain `network` and `params`, the losses from the heads' kinds, when
+        # absent)
+        transient = ("fold_inputs", "backbone", "losses", "optimizer", "scheduler")
 
-        def __init__(self, network=None, params=None, seed=0, fold_inputs=None, backbone=None, losses=None, optimizer=None):
+        def __init__(self, network=None, params=None, seed=0, fold_inputs=None, backbone=None, losses=None, optimizer=None,
+                     scheduler=None):
             self.network = network
             self.params = params
             self.seed = seed
@@ -316,10 +318,11 @@ def multitask_estimator_class(_made={}):  # noqa: B006 -- one class per process,
             self.backbone = backbone
             self.losses = losses
             self.optimizer = optimizer
+            self.scheduler = scheduler
 
         def _parts(self):
-            """{"backbone", "optimizer"}: as given (the fold pipeline's code), else network_parts'."""
-            given = {"backbone": self.backbone, "optimizer": self.optimizer}
+            """{"backbone", "optimizer", "scheduler"}: as given (the fold pipeline's code), else network_parts'."""
+            given = {"backbone": self.backbone, "optimizer": self.optimizer, "scheduler": self.scheduler}
             if any(v is None for v in given.values()):
                 made = network_parts(self.network, self.params, "classification")
                 given = {k: made[k] if v is None else v for k, v in given.items()}
@@ -392,8 +395,10 @@ def multitask_estimator_class(_made={}):  # noqa: B006 -- one class per process,
                 return (w * torch.stack(head_losses(out[1], tgt, heads, losses))).sum()
 
             backward = multitask_backward(net, p["combine"], weights, p["cagrad_c"])
+            parts = self._parts()
             self.weights_, self.history_ = fit_network(net, image, tab, target, tr, va, p, self.seed, loss_fn=loss_fn,
-                                                       backward=backward, score=score, optimizer=self._parts()["optimizer"])
+                                                       backward=backward, score=score, optimizer=parts["optimizer"],
+                                                       scheduler=parts["scheduler"])
             self.n_validation_ = len(va)
             return self
 
@@ -472,22 +477,23 @@ def head_specs(heads):
              "primary": str(h.get("target") or "").rpartition(".")[2] == "outcome"} for h in heads]
 
 
-def make_multitask(params, seed, fold_inputs=None, backbone=None, losses=None, optimizer=None):
+def make_multitask(params, seed, fold_inputs=None, backbone=None, losses=None, optimizer=None, scheduler=None):
     """The unfitted multi-task model of one fit, from a model stage's split settings (with `networks`) and what it
-    trains with (make_multitask_code's backbone, one loss per head by name, and optimiser)."""
+    trains with (make_multitask_code's backbone, one loss per head by name, optimiser and learning-rate schedule)."""
     hyper = {**params["hyper"], "heads": head_specs(params["hyper"]["heads"])}
     return multitask_estimator_class()(network=params["networks"]["network"], params=hyper, seed=seed, fold_inputs=fold_inputs,
-                                       backbone=backbone, losses=losses, optimizer=optimizer)
+                                       backbone=backbone, losses=losses, optimizer=optimizer, scheduler=scheduler)
 
 
 def make_multitask_code(params, seed):
     """(import lines, {keyword: Python source}): what the fold pipeline passes to make_multitask besides its settings:
-    the backbone and the optimiser (network_parts_code), and each head's loss by name (loss_code of its kind)."""
+    the backbone, the optimiser and its learning-rate schedule (network_parts_code), and each head's loss by name
+    (loss_code of its kind)."""
     parts = network_parts_code(params["networks"]["network"], params["hyper"], "classification")
     heads = params["hyper"]["heads"]
     losses = "{" + ", ".join(f"{h['name']!r}: {loss_code(h['kind'])}" for h in heads) + "}"
     lines = ["import monai.networks.nets", "import torch"] + (["import monai.losses"] if any(h["kind"] == "segmentation" for h in heads) else [])
-    return lines, {"backbone": parts["backbone"], "losses": losses, "optimizer": parts["optimizer"]}
+    return lines, {"backbone": parts["backbone"], "losses": losses, "optimizer": parts["optimizer"], "scheduler": parts["scheduler"]}
 
 
 # ----------------------------------------------------------------------------------------------

@@ -46,7 +46,8 @@ from radlang.ops.netio import (
     make_optimizer,
     make_scheduler,
     optimizer_call,
-    scheduler_call,
+    scheduler_code,
+    scheduler_lambda,
     train_step,
     training_code,
 )
@@ -212,12 +213,15 @@ def inner_validation(y, groups, fraction, seed):
     return tr, va
 
 
-def fit_network(net, image, tab, y, tr, va, params, seed, loss_fn=None, backward=None, score=None, adapt=None, optimizer=None):
+def fit_network(net, image, tab, y, tr, va, params, seed, loss_fn=None, backward=None, score=None, adapt=None, optimizer=None,
+                scheduler=None):
     """Train `net` on rows `tr` (mini-batches of `batch`, in a seeded order each epoch) with early stopping on the
     validation rows `va` (the lowest validation loss; `patience` epochs without improvement stop it). One intra-op
     thread while training, so the weights are the same on any machine. The loss is the mean cross-entropy unless
     `loss_fn` (and `train_step`'s `backward`) are given, with `score` (output, target) -> the validation loss. The
-    optimiser is `optimizer(parameters)` when given (network_parts' `optimizer`), else make_optimizer's of `params`.
+    optimiser is `optimizer(parameters)` when given (network_parts' `optimizer`), else make_optimizer's of `params`; its
+    per-epoch learning-rate schedule `scheduler(optimiser)` when given (network_parts' `scheduler`), else make_scheduler's
+    of `params` (its `schedule` over its `epochs`).
     Returns (best state of `net` as NumPy arrays, history).
 
     adapt: None, or (module, batch) for a trainer that adds a loss to the label loss (DANN, radlang/ops/dann.py):
@@ -235,7 +239,7 @@ def fit_network(net, image, tab, y, tr, va, params, seed, loss_fn=None, backward
         trained = adapt[0] if adapt is not None else net
         opt = optimizer(trained.parameters()) if optimizer is not None else make_optimizer(params, trained.parameters())
         epochs = int(params["epochs"])
-        scheduler = make_scheduler(opt, params["schedule"], epochs)
+        sched = scheduler(opt) if scheduler is not None else make_scheduler(opt, params["schedule"], epochs)
         if loss_fn is None:
             ce = torch.nn.CrossEntropyLoss()
 
@@ -269,8 +273,8 @@ def fit_network(net, image, tab, y, tr, va, params, seed, loss_fn=None, backward
                 else:
                     losses.append(train_step(trained, *adapt[1](inputs, target, rows, done / max(planned - 1, 1)), opt))
                 done += 1
-            if scheduler is not None:
-                scheduler.step()
+            if sched is not None:
+                sched.step()
             rec = {"epoch": epoch, "loss": float(np.mean(losses)) if losses else float("nan")}
             if len(va):
                 net.eval()
@@ -316,7 +320,8 @@ def task_loss(task):
 
 def network_parts_code(spec, params, task):
     """{keyword: Python source}: what a network model trains with, as code: `backbone`, () -> the MONAI network
-    (network_call), `loss` (loss_code) and `optimizer`, parameters -> the torch optimiser (optimizer_call). The fold
+    (network_call), `loss` (loss_code), `optimizer`, parameters -> the torch optimiser (optimizer_call), and
+    `scheduler`, optimiser -> its per-epoch learning-rate schedule or None (scheduler_lambda). The fold
     pipeline passes them to the estimator (`pipeline_source` writes them; `radlang render` shows them in study.py);
     an estimator built without them runs this same code (network_parts). The source names `torch`, `monai` and
     `cox_batch_loss`."""
@@ -324,7 +329,8 @@ def network_parts_code(spec, params, task):
     opt, okw = optimizer_call(params)
     return {"backbone": f"lambda: monai.networks.nets.{name}(" + ", ".join(f"{k}={v!r}" for k, v in kwargs.items()) + ")",
             "loss": loss_code(task),
-            "optimizer": f"lambda parameters: torch.optim.{opt}(parameters, " + ", ".join(f"{k}={v!r}" for k, v in okw.items()) + ")"}
+            "optimizer": f"lambda parameters: torch.optim.{opt}(parameters, " + ", ".join(f"{k}={v!r}" for k, v in okw.items()) + ")",
+            "scheduler": scheduler_lambda(params["schedule"], params["epochs"])}
 
 
 def network_parts(spec, params, task):
@@ -357,9 +363,10 @@ def net_estimator_class(task="classification", _made={}):  # noqa: B006 -- one c
 
         # what a saved model leaves out: the fold's data, and the code the fold pipeline passes (rebuilt from the
         # plain `network` and `params` by network_parts when absent)
-        transient = ("fold_inputs", "backbone", "loss", "optimizer")
+        transient = ("fold_inputs", "backbone", "loss", "optimizer", "scheduler")
 
-        def __init__(self, network=None, params=None, seed=0, fold_inputs=None, backbone=None, loss=None, optimizer=None):
+        def __init__(self, network=None, params=None, seed=0, fold_inputs=None, backbone=None, loss=None, optimizer=None,
+                     scheduler=None):
             self.network = network
             self.params = params
             self.seed = seed
@@ -367,10 +374,11 @@ def net_estimator_class(task="classification", _made={}):  # noqa: B006 -- one c
             self.backbone = backbone
             self.loss = loss
             self.optimizer = optimizer
+            self.scheduler = scheduler
 
         def _parts(self):
-            """{"backbone", "loss", "optimizer"}: as given (the fold pipeline's code), else network_parts'."""
-            given = {"backbone": self.backbone, "loss": self.loss, "optimizer": self.optimizer}
+            """{"backbone", "loss", "optimizer", "scheduler"}: as given (the fold pipeline's code), else network_parts'."""
+            given = {"backbone": self.backbone, "loss": self.loss, "optimizer": self.optimizer, "scheduler": self.scheduler}
             if any(v is None for v in given.values()):
                 made = network_parts(self.network, self.params, self.task)
                 given = {k: made[k] if v is None else v for k, v in given.items()}
@@ -432,7 +440,8 @@ def net_estimator_class(task="classification", _made={}):  # noqa: B006 -- one c
             torch.manual_seed(int(self.seed))
             net = self._module()
             state, history = fit_network(net, image, tab, target, tr, va, self.params, self.seed, loss_fn=parts["loss"],
-                                         adapt=self._adaptation(net, X, image), optimizer=parts["optimizer"])
+                                         adapt=self._adaptation(net, X, image), optimizer=parts["optimizer"],
+                                         scheduler=parts["scheduler"])
             self.weights_ = state
             self.history_ = history
             self.n_validation_ = len(va)
@@ -493,14 +502,14 @@ def net_estimator_class(task="classification", _made={}):  # noqa: B006 -- one c
     return _made[task]
 
 
-def make_cnn(params, seed, fold_inputs=None, backbone=None, loss=None, optimizer=None):
+def make_cnn(params, seed, fold_inputs=None, backbone=None, loss=None, optimizer=None, scheduler=None):
     """The unfitted network model of one fit, from a model stage's split settings (radlang.ops.models.split_params,
-    with `networks`: the spec of its `network` input) and what it trains with (make_cnn_code's backbone, loss and
-    optimiser); the validation's outcome kind (fold_inputs["outcome"]) chooses the estimator: a classifier, a regressor
-    or a survival model."""
+    with `networks`: the spec of its `network` input) and what it trains with (make_cnn_code's backbone, loss, optimiser
+    and learning-rate schedule); the validation's outcome kind (fold_inputs["outcome"]) chooses the estimator: a
+    classifier, a regressor or a survival model."""
     task = {"continuous": "regression", "survival": "survival"}.get((fold_inputs or {}).get("outcome"), "classification")
     return net_estimator_class(task)(network=params["networks"]["network"], params=params["hyper"], seed=seed, fold_inputs=fold_inputs,
-                                     backbone=backbone, loss=loss, optimizer=optimizer)
+                                     backbone=backbone, loss=loss, optimizer=optimizer, scheduler=scheduler)
 
 
 def make_cnn_code(params, seed):
@@ -591,10 +600,13 @@ def tabular_width(study, name) -> int | None:
 
 def branch_plan(study, stage, adapt=None):
     """`plan`'s lines for one network model: its image branch (backbone, patch, pooled vector, parameters), its tabular
-    branch, its head, and the training memory of one step (estimated on PyTorch's meta device, like a training stage's).
+    branch, its head, the training memory of one step (estimated on PyTorch's meta device, like a training stage's), and
+    how it is trained: early stopping where its own fit runs, and each `fedavg` stage's rounds of local epochs
+    (radlang.ops.fedavg.network_training) where one trains it.
     adapt: None, or (net, image batch, tabular batch) -> (module, inputs) of a trainer that wraps the network (DANN)."""
     import torch
 
+    from radlang.ops.fedavg import network_training
     from radlang.ops.networks import training_memory
 
     by = study.by_name()
@@ -625,9 +637,13 @@ def branch_plan(study, stage, adapt=None):
         lines.append(("info", f"tabular branch: {n_tab} column(s) of `{src.name}`, imputed and standardised inside each fold"))
     head = f"MLP {net.n_img}{f' + {n_tab}' if n_tab else ''} -> {p['hidden']} -> {outputs}" if int(p["hidden"]) else f"linear head -> {outputs}"
     lines.append(("info", f"head: {head}, trained on {loss}; {est['params']:,} parameters in all"))
+    # its own fit (a validation's folds and final model) stops early; a `fedavg` stage that consumes it trains it its way
+    users = [s for s in study.stages if any(r.stage == stage.name for r in s.inputs.values())]
+    fed = [s for s in users if s.op == "fedavg"]
+    stopping = f"; early stopping on {p['validation']:.0%} of each fit's patients" if len(fed) < len(users) or not users else ""
     lines.append(("info", (f"training memory ≈ {_human(est['train_bytes'])} for batch {batch} (activations kept for backward "
-                          f"{_human(est['saved_bytes'])}); early stopping on {p['validation']:.0%} of each fit's patients")))
-    return lines, est
+                          f"{_human(est['saved_bytes'])}){stopping}")))
+    return lines + [("info", network_training(s, p)) for s in fed], est
 
 
 def _cnn_plan(stage, memory, study=None):
@@ -650,7 +666,7 @@ def budget_warning(est, memory) -> list:
 
 # what every network model's fit reaches: listed among each such operator's helpers, for the rendered script
 TRAINING_HELPERS = (backbone_features, decoder_forward, split_columns, mask_columns, inner_validation, fit_network, build_network, network_call,
-                    make_optimizer, optimizer_call, make_scheduler, scheduler_call, train_step, batched_outputs, loss_code, task_loss, network_parts_code,
+                    make_optimizer, optimizer_call, make_scheduler, scheduler_code, scheduler_lambda, train_step, batched_outputs, loss_code, task_loss, network_parts_code,
                     network_parts, cox_batch_loss,
                     breslow, step_at, breslow_survival, concordance)
 

@@ -159,45 +159,36 @@ def optimizer_call(params):
 
 
 def make_scheduler(opt, schedule, epochs):
-    """The per-epoch learning-rate schedule (`constant`: none, `cosine`, `poly`, `step`, `ganin`)."""
+    """scheduler_lambda's learning-rate schedule of the optimiser `opt`, run: None for `constant`."""
     import torch
 
-    call = scheduler_call(schedule, epochs)
-    return None if call is None else getattr(torch.optim.lr_scheduler, call[0])(opt, **call[1])
+    return eval(scheduler_lambda(schedule, epochs), {"torch": torch})(opt)  # scheduler_lambda's code
 
 
-def scheduler_call(schedule, epochs):
-    """(the `torch.optim.lr_scheduler` class, its keyword arguments besides the optimiser), or None for `constant`."""
-    if schedule == "cosine":
-        return "CosineAnnealingLR", {"T_max": epochs}
-    if schedule == "poly":
-        return "PolynomialLR", {"total_iters": epochs, "power": 0.9}
-    if schedule == "step":
-        return "StepLR", {"step_size": max(1, epochs // 3), "gamma": 0.1}
-    if schedule == "ganin":
-        class GaninAnnealing:
-            """Ganin et al. (JMLR 2016)'s annealing lr_p = lr / (1 + 10 p)^0.75, p = epoch / epochs the training progress."""
+def scheduler_code(schedule, epochs):
+    """The per-epoch learning-rate schedule of a training stage's settings as Python, a `torch.optim.lr_scheduler` of
+    the optimiser named `optimizer` (`cosine`, `poly`, `step`; `ganin`: Ganin et al. (JMLR 2016)'s annealing
+    lr_p = lr / (1 + 10 p)^0.75, p = epoch / epochs the training progress, as a LambdaLR), or None (`constant`)."""
+    epochs = int(epochs)
+    call = {"cosine": f"CosineAnnealingLR(optimizer, T_max={epochs})",
+            "poly": f"PolynomialLR(optimizer, total_iters={epochs}, power=0.9)",
+            "step": f"StepLR(optimizer, step_size={max(1, epochs // 3)}, gamma=0.1)",
+            "ganin": f"LambdaLR(optimizer, lr_lambda=lambda epoch: 1 / (1 + 10 * epoch / {epochs}) ** 0.75)"}.get(schedule)
+    return None if call is None else f"torch.optim.lr_scheduler.{call}"
 
-            def __init__(self, epochs):
-                self.epochs = int(epochs)
 
-            def __call__(self, epoch):
-                return 1.0 / (1.0 + 10.0 * epoch / self.epochs) ** 0.75
-
-            def __repr__(self):
-                return f"lambda epoch: 1 / (1 + 10 * epoch / {self.epochs}) ** 0.75"
-
-        return "LambdaLR", {"lr_lambda": GaninAnnealing(epochs)}
-    return None
+def scheduler_lambda(schedule, epochs):
+    """scheduler_code as the function a trainer is given: `lambda optimizer: <the schedule, or None>` (it names `torch`)."""
+    return f"lambda optimizer: {scheduler_code(schedule, epochs) or 'None'}"
 
 
 def training_code(params, seed):
     """The optimiser and learning-rate schedule a training stage's settings make, as Python."""
     name, kwargs = optimizer_call(params)
     lines = [f"torch.optim.{name}(net.parameters(), " + ", ".join(f"{k}={v!r}" for k, v in kwargs.items()) + ")"]
-    call = scheduler_call(params["schedule"], int(params["epochs"]))
-    if call is not None:
-        lines.append(f"torch.optim.lr_scheduler.{call[0]}(optimizer, " + ", ".join(f"{k}={v!r}" for k, v in call[1].items()) + ")")
+    sched = scheduler_code(params["schedule"], params["epochs"])
+    if sched is not None:
+        lines.append(sched)
     return lines
 
 

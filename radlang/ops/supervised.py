@@ -35,7 +35,8 @@ from radlang.ops.netio import (
     optimizer_call,
     predict_volume,
     save_weights,
-    scheduler_call,
+    scheduler_code,
+    scheduler_lambda,
     train_step,
 )
 from radlang.ops.networks import downsampling, network_call
@@ -69,16 +70,14 @@ def training_parts_source(fn_name, spec, params, head, doc=""):
     """`def <fn_name>():` returning what a training stage trains with, as code: `network`, () -> the MONAI network
     (network_call of the network stage's spec), `loss` (training_loss_code), `optimizer`, parameters -> the torch
     optimiser (optimizer_call), and `scheduler`, optimiser -> its per-epoch learning-rate schedule or None
-    (scheduler_call). `radlang render` writes this source into study.py; `radlang run` runs the same text
+    (scheduler_lambda). `radlang render` writes this source into study.py; `radlang run` runs the same text
     (training_parts_from_source)."""
     name, kwargs = network_call(spec)
     opt, okw = optimizer_call(params)
-    call = scheduler_call(params["schedule"], int(params["epochs"]))
-    sched = "None" if call is None else f"torch.optim.lr_scheduler.{call[0]}(optimizer, " + ", ".join(f"{k}={v!r}" for k, v in call[1].items()) + ")"
     parts = {"network": f"lambda: monai.networks.nets.{name}(" + ", ".join(f"{k}={v!r}" for k, v in kwargs.items()) + ")",
              "loss": training_loss_code(params["loss"], head),
              "optimizer": f"lambda parameters: torch.optim.{opt}(parameters, " + ", ".join(f"{k}={v!r}" for k, v in okw.items()) + ")",
-             "scheduler": f"lambda optimizer: {sched}"}
+             "scheduler": scheduler_lambda(params["schedule"], params["epochs"])}
     lines = [f"def {fn_name}():"]
     if doc:
         lines.append(f'    """{doc}"""')
@@ -434,7 +433,7 @@ register(Operator(
     positional=("net", "cohort"), infer=_train_type, impl=train_network, plan=_train_plan, version="1", sink=True,
     helpers=(grid_mismatch, load_case, normalize_image, training_loss_code, training_parts_source, training_parts_from_source,
              sample_patches, classification_crop, divisible_pad, predict_volume, seg_scores, save_weights, load_weights,
-             split_validation, metrics_json, network_call, optimizer_call, scheduler_call, train_step),
+             split_validation, metrics_json, network_call, optimizer_call, scheduler_code, scheduler_lambda, train_step),
     study_code=training_parts_code,
     doc=("Supervised training of a MONAI network on a cohort: segmentation (masks; pos/neg crops, 2D slice-wise or 3D) "
          "or classification (binary / multiclass outcome). Deterministic on CPU; best checkpoint by validation; weights only."),

@@ -1,13 +1,15 @@
-"""A network model's fold pipeline carries its backbone, loss and optimiser as code (make_cnn_code, make_multitask_code,
-written by models.pipeline_source): the estimator trains with exactly those objects, and one built without them runs the
+"""A network model's fold pipeline carries its backbone, loss, optimiser and learning-rate schedule as code (make_cnn_code,
+make_dann_code, make_multitask_code, written by models.pipeline_source): the estimator trains with exactly those objects, and one built without them runs the
 same generated code, so the two give bit-identical weights. On tiny CPU data."""
 
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pytest
 import torch
 
+from radlang.ops.dann import make_dann
 from radlang.ops.models import pipeline_from_source, pipeline_source, recipe_factories
 from radlang.ops.multitask import make_multitask
 from radlang.ops.net_models import make_cnn, network_parts_code
@@ -47,11 +49,12 @@ def test_the_fold_pipeline_shows_the_monai_constructor_loss_and_optimiser_and_tr
     assert f"backbone=lambda: monai.networks.nets.{name}(spatial_dims=3," in source
     assert "loss=torch.nn.CrossEntropyLoss()" in source
     assert "optimizer=lambda parameters: torch.optim.SGD(parameters, lr=0.01, momentum=0.99, nesterov=True," in source
+    assert "scheduler=lambda optimizer: None" in source      # `schedule: constant`
     assert type(est.backbone()).__name__ == name and isinstance(est.loss, torch.nn.CrossEntropyLoss)
     X, y = _data()
     given = est.fit(X, y)
     built = make_cnn(params, 4, {"outcome": "binary", "patients": {}})
-    assert built.backbone is None and built.loss is None and built.optimizer is None
+    assert built.backbone is None and built.loss is None and built.optimizer is None and built.scheduler is None
     built.fit(X, y)
     assert _digest(given.weights_) == _digest(built.weights_)
     assert np.array_equal(given.predict_proba(X), built.predict_proba(X))
@@ -86,3 +89,54 @@ def test_a_multitask_pipeline_passes_one_loss_per_head_and_trains_as_without_the
     given = est.fit(X, y)
     built = make_multitask(params, 4, info).fit(X, y)
     assert _digest(given.weights_) == _digest(built.weights_)
+
+
+def _lr_per_epoch(scheduler, lr, epochs):
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=lr)
+    sched, out = scheduler(opt), []
+    for _ in range(epochs):
+        out.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    return out
+
+
+@pytest.mark.parametrize(("factory", "schedule", "expected"), [
+    (make_cnn, "cosine", "scheduler=lambda optimizer: torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=3)"),
+    (make_cnn, "step", "scheduler=lambda optimizer: torch.optim.lr_scheduler.StepLR(optimizer, step_size=1, gamma=0.1)"),
+    (make_dann, "ganin", ("scheduler=lambda optimizer: torch.optim.lr_scheduler.LambdaLR(optimizer, "
+                          "lr_lambda=lambda epoch: 1 / (1 + 10 * epoch / 3) ** 0.75)")),
+])
+def test_the_fold_pipeline_states_the_learning_rate_schedule_it_trains_with(factory, schedule, expected):
+    """The schedule is a keyword of the estimator in the pipeline's text, the estimator built from that text holds it,
+    it anneals the rate as the schedule says (Ganin et al.'s lr / (1 + 10 p)^0.75, p = epoch / epochs), and training
+    with it gives the weights an estimator built without it gets (which runs the same generated code)."""
+    hyper = {**HYPER, "epochs": 3, "schedule": schedule, "patience": 3, "domain_hidden": 4, "reversal": "ganin",
+             "target_unlabelled": False}
+    params = {"impute": None, "scale": None, "search": None, "hyper": hyper, "networks": {"network": SEGRESNET},
+              "head": "classification", "classes": 2}
+    X, y = _data()
+    info = {"outcome": "binary", "patients": {}, "sites": {c: f"s{i % 2}" for i, c in enumerate(X.index)}}
+    source, est = _from_source(factory, params, info)
+    assert expected in " ".join(source.split()).replace("( ", "(")
+    if schedule == "ganin":
+        assert _lr_per_epoch(est.scheduler, 0.01, 3) == [0.01 * (1 / (1 + 10 * e / 3) ** 0.75) for e in range(3)]   # LambdaLR: lr x factor
+    given = est.fit(X, y)
+    built = factory(params, 4, info)
+    assert built.scheduler is None
+    built.fit(X, y)
+    assert _digest(given.weights_) == _digest(built.weights_)
+
+
+def test_the_estimator_trains_with_the_schedule_it_is_given():
+    """A schedule that sets the rate to 0 from the first step leaves every trained parameter at its seeded initial value,
+    although the optimiser given has a rate of 0.01."""
+    params = {"impute": None, "scale": None, "search": None, "hyper": {**HYPER, "validation": 0.0}, "networks": {"network": SEGRESNET},
+              "head": "classification", "classes": 2}
+    X, y = _data()
+    est = make_cnn(params, 4, {"outcome": "binary", "patients": {}},
+                   scheduler=lambda opt: torch.optim.lr_scheduler.LambdaLR(opt, lambda epoch: 0.0)).fit(X, y)
+    still = {k for k, v in est.weights_.items() if "running" not in k and "num_batches" not in k}
+    torch.manual_seed(4)        # fit's seeded construction
+    fresh = {k: v.numpy() for k, v in est._module().state_dict().items()}
+    assert all(np.array_equal(est.weights_[k], fresh[k]) for k in still)

@@ -320,7 +320,9 @@ def fold_pipeline_v_cnn(fold):
                                                                          widen_factor=0.125),
                            loss=torch.nn.CrossEntropyLoss(),
                            optimizer=lambda parameters: torch.optim.SGD(parameters, lr=0.01, momentum=0.99, nesterov=True,
-                                                                        weight_decay=0.0))),
+                                                                        weight_decay=0.0),
+                           scheduler=lambda optimizer: torch.optim.lr_scheduler.LambdaLR(optimizer,
+                               lr_lambda=lambda epoch: 1 / (1 + 10 * epoch / 12) ** 0.75))),
     ]).set_output(transform='pandas')
 
 
@@ -420,7 +422,9 @@ def fold_pipeline_v_dann(fold):
                                                                           widen_factor=0.125),
                             loss=torch.nn.CrossEntropyLoss(),
                             optimizer=lambda parameters: torch.optim.SGD(parameters, lr=0.01, momentum=0.99, nesterov=True,
-                                                                         weight_decay=0.0))),
+                                                                         weight_decay=0.0),
+                            scheduler=lambda optimizer: torch.optim.lr_scheduler.LambdaLR(optimizer,
+                                lr_lambda=lambda epoch: 1 / (1 + 10 * epoch / 12) ** 0.75))),
     ]).set_output(transform='pandas')
 
 

@@ -181,7 +181,8 @@ def fold_pipeline_cnn_only(fold):
                            backbone=lambda: monai.networks.nets.resnet10(spatial_dims=3, n_input_channels=1, num_classes=2,
                                                                          widen_factor=0.125),
                            loss=torch.nn.CrossEntropyLoss(),
-                           optimizer=lambda parameters: torch.optim.Adam(parameters, lr=0.001, weight_decay=0.0))),
+                           optimizer=lambda parameters: torch.optim.Adam(parameters, lr=0.001, weight_decay=0.0),
+                           scheduler=lambda optimizer: None)),
     ]).set_output(transform='pandas')
 
 
@@ -315,7 +316,8 @@ def fold_pipeline_fused(fold):
                            backbone=lambda: monai.networks.nets.resnet10(spatial_dims=3, n_input_channels=1, num_classes=2,
                                                                          widen_factor=0.125),
                            loss=torch.nn.CrossEntropyLoss(),
-                           optimizer=lambda parameters: torch.optim.Adam(parameters, lr=0.001, weight_decay=0.0))),
+                           optimizer=lambda parameters: torch.optim.Adam(parameters, lr=0.001, weight_decay=0.0),
+                           scheduler=lambda optimizer: None)),
     ]).set_output(transform='pandas')
 
 

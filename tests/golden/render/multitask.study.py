@@ -195,7 +195,8 @@ def fold_pipeline_fixed_weights(fold):
                                                                                widen_factor=0.125),
                                  losses={'malignancy': torch.nn.CrossEntropyLoss(), 'grade': torch.nn.CrossEntropyLoss(),
                                          'stage': torch.nn.CrossEntropyLoss()},
-                                 optimizer=lambda parameters: torch.optim.Adam(parameters, lr=0.001, weight_decay=0.0))),
+                                 optimizer=lambda parameters: torch.optim.Adam(parameters, lr=0.001, weight_decay=0.0),
+                                 scheduler=lambda optimizer: None)),
     ]).set_output(transform='pandas')
 
 
@@ -283,7 +284,8 @@ def fold_pipeline_gradient_surgery(fold):
                                                                                widen_factor=0.125),
                                  losses={'malignancy': torch.nn.CrossEntropyLoss(), 'grade': torch.nn.CrossEntropyLoss(),
                                          'stage': torch.nn.CrossEntropyLoss()},
-                                 optimizer=lambda parameters: torch.optim.Adam(parameters, lr=0.001, weight_decay=0.0))),
+                                 optimizer=lambda parameters: torch.optim.Adam(parameters, lr=0.001, weight_decay=0.0),
+                                 scheduler=lambda optimizer: None)),
     ]).set_output(transform='pandas')
 
 
@@ -372,7 +374,8 @@ def fold_pipeline_uncertainty_weighting(fold):
                                                                                widen_factor=0.125),
                                  losses={'malignancy': torch.nn.CrossEntropyLoss(), 'grade': torch.nn.CrossEntropyLoss(),
                                          'stage': torch.nn.CrossEntropyLoss()},
-                                 optimizer=lambda parameters: torch.optim.Adam(parameters, lr=0.001, weight_decay=0.0))),
+                                 optimizer=lambda parameters: torch.optim.Adam(parameters, lr=0.001, weight_decay=0.0),
+                                 scheduler=lambda optimizer: None)),
     ]).set_output(transform='pandas')
 
 
