@@ -320,7 +320,7 @@ CODES: dict[str, Code] = {c.code: c for c in (
     _c("E731", "`radlang predict`: no saved model for the stage in the out folder", "predict.py", "run the study first, with the same `--out`"),
     _c("E732", "`radlang predict`: the saved model does not match the sha256 in its card", "predict.py", "it changed after the run"),
     _c("E733", "`radlang predict`: the training cohort reads no file, so new cases cannot be read like it", "predict.py"),
-    _c("E735", "`radlang predict`: the saved model names a type radlang does not load", "predict.py", "only scikit-learn's, NumPy's and radlang's own types are trusted"),
+    _c("E735", "`radlang predict`: the saved model names a type radlang does not load", "predict.py", "only scikit-learn's, scikit-survival's, NumPy's, SciPy's and radlang's own types are trusted"),
     _c("E737", "`radlang predict`: the predictions file cannot be written there", "predict.py"),
     _c("E738", "`radlang report`: the folder is not the out folder of a finished run", "review/report.py", "it lacks manifest.json or run.json"),
     _c("E739", "`radlang report`: the report file cannot be written there", "review/report.py"),
