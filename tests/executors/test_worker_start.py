@@ -131,8 +131,7 @@ def test_a_pool_closed_before_its_server_is_up_leaves_no_process():
     server = pool._server
     pool.close()
     assert not _alive(server)
-    children = open(f"/proc/{os.getpid()}/task/{os.getpid()}/children").read().split()
-    assert str(server) not in children
+    assert str(server) not in Path(f"/proc/{os.getpid()}/task/{os.getpid()}/children").read_text().split()
 
 
 class _Recorder:

@@ -7,6 +7,7 @@ reaches an output. Implementations: `local` (a process pool, serial for one work
 from __future__ import annotations
 
 import functools
+import itertools
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
@@ -51,7 +52,7 @@ class MapExecutor:
             yield from self.map(fn, items)
             return
         bounds = [round(k * len(items) / n) for k in range(n + 1)]
-        runs = [range(a, b) for a, b in zip(bounds, bounds[1:])]
+        runs = [range(a, b) for a, b in itertools.pairwise(bounds)]
         for r, results in self.map(functools.partial(run_chunk, fn), [[items[i] for i in run] for run in runs]):
             yield from zip(runs[r], results)
 

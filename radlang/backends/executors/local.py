@@ -74,7 +74,7 @@ class LocalPool(MapExecutor):
         try:
             for _ in range(self.workers):       # a submit with no idle worker starts one more, up to `workers`
                 pool.submit(os.getpid)
-        except Exception:  # noqa: BLE001 -- the server was stopped first (a run that closed before its workers were up)
+        except Exception:  # noqa: BLE001, S110 -- the server was stopped first (a run that closed before its workers were up)
             pass
 
     def _get(self, imports: tuple[str, ...] = ()):
