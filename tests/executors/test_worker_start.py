@@ -164,3 +164,28 @@ def test_map_quick_sends_runs_of_items_and_places_each_result_under_its_index():
         assert dict(pool.map_quick(abs, [-i for i in range(9)])) == {i: i for i in range(9)}
     finally:
         pool.close()
+
+
+def test_a_fork_server_of_another_library_is_left_alone_and_the_pool_spawns():
+    """multiprocessing keeps one fork server per process: one that radlang did not start keeps its imports and its
+    life, and the pool's workers are spawned (their parent is this process)."""
+    import multiprocessing as mp
+    from multiprocessing import forkserver
+
+    import pytest
+
+    if not sys.platform.startswith("linux"):
+        pytest.skip("the fork server is used on Linux only")
+    ctx = mp.get_context("forkserver")
+    ctx.set_forkserver_preload([])
+    forkserver.ensure_running()
+    theirs = forkserver._forkserver._forkserver_pid
+    pool = LocalPool(2)
+    try:
+        pool.start(("colorsys",))
+        assert pool._server is None
+        assert set(dict(pool.map(_parent_pid, list(range(4)))).values()) == {os.getpid()}
+    finally:
+        pool.close()
+        assert _alive(theirs)
+        forkserver._forkserver._stop()

@@ -87,8 +87,9 @@ class LocalPool(MapExecutor):
             # as long as the run; otherwise workers are spawned and fall back on the watchdog thread.
             self._thread = threading.current_thread()
             kernel_signal = self._thread is threading.main_thread()
-            if kernel_signal and FORK_SERVER:
-                context, self._server = _fork_server(imports)
+            server = _fork_server(imports) if kernel_signal and FORK_SERVER else None
+            if server is not None:
+                context, self._server = server
                 parent = self._server
             else:
                 import multiprocessing as mp
@@ -203,7 +204,9 @@ FORK_SERVER = sys.platform.startswith("linux")
 
 
 def _fork_server(imports: tuple[str, ...]):
-    """(multiprocessing's forkserver context, the server's pid), the server started now with `imports` preloaded.
+    """(multiprocessing's forkserver context, the server's pid), the server started now with `imports` preloaded; None
+    when this process has a fork server already, another library's (multiprocessing keeps one per process): its
+    imports and its life are not the pool's to choose, so the pool spawns its workers.
 
     On Linux the workers are forked from a fork server: one process that imports radlang's worker set-up
     (radlang/backends/executors/server.py) and `imports` once, and forks a worker, with them imported, for each one the
@@ -214,22 +217,23 @@ def _fork_server(imports: tuple[str, ...]):
     import multiprocessing as mp
     from multiprocessing import forkserver
 
-    _stop_fork_server(None)                 # another pool's, with other imports
+    if forkserver._forkserver._forkserver_pid is not None:
+        return None
     context = mp.get_context("forkserver")
     context.set_forkserver_preload(["radlang.backends.executors.server", *imports])
     forkserver.ensure_running()
     return context, forkserver._forkserver._forkserver_pid
 
 
-def _stop_fork_server(pid: int | None):
-    """Stop the fork server `pid` (None: whichever runs). Its workers are gone by now (the pool was shut down) and it
-    holds nothing: it is killed, not asked (a server still importing would finish its imports first)."""
+def _stop_fork_server(pid: int):
+    """Stop the fork server `pid`, the pool's own. Its workers are gone by now (the pool was shut down) and it holds
+    nothing: it is killed, not asked (a server still importing would finish its imports first)."""
     import signal
     from multiprocessing import forkserver
 
     server = forkserver._forkserver
     running = server._forkserver_pid
-    if running is None or (pid is not None and running != pid):
+    if running != pid:
         return
     try:
         os.kill(running, signal.SIGKILL)
