@@ -451,6 +451,19 @@ def network_training(stage, hyper) -> str:
             f"and `{hyper['schedule']}` schedule each round{prox}; no early stopping")
 
 
+def federated_batch(stage, hyper) -> int:
+    """The mini-batch a `fedavg` stage trains a network model in (its own `batch`; 0, a site's cases at once, is planned
+    at the model's own `batch`: the site sizes are known only at run time)."""
+    return int(fed_params(stage.params)["batch"]) or int(hyper["batch"])
+
+
+def federated_tabular(stage) -> str:
+    """How a `fedavg` stage prepares a network model's tabular columns, for the model's `plan` (federated_study)."""
+    if fed_params(stage.params)["standardize"] == "federated":
+        return f"standardised by `{stage.name}` with the federation's mean and SD (from per-site sums), not imputed"
+    return f"used by `{stage.name}` as they are (`standardize: none`), not imputed"
+
+
 def sources(stage, ctx):
     """(the feature stage, the network model stage or None, the cohort the features are declared on)."""
     by = ctx.study.by_name()

@@ -606,7 +606,7 @@ def branch_plan(study, stage, adapt=None):
     adapt: None, or (net, image batch, tabular batch) -> (module, inputs) of a trainer that wraps the network (DANN)."""
     import torch
 
-    from radlang.ops.fedavg import network_training
+    from radlang.ops.fedavg import federated_batch, federated_tabular, network_training
     from radlang.ops.networks import training_memory
 
     by = study.by_name()
@@ -618,7 +618,11 @@ def branch_plan(study, stage, adapt=None):
         return [], None
     shape = [int(t.channels or 1)] + list(reversed([int(v) for v in t.patch]))
     n_tab = tabular_width(study, src.name)
-    batch = int(p["batch"])
+    # its own fit (a validation's folds and final model) stops early; a `fedavg` stage that consumes it trains it its way
+    users = [s for s in study.stages if any(r.stage == stage.name for r in s.inputs.values())]
+    fed = [s for s in users if s.op == "fedavg"]
+    own_fit = len(fed) < len(users) or not users
+    batch = int(p["batch"]) if own_fit else federated_batch(fed[0], p)
     outputs, loss = {"continuous": ("a value", "the mean squared error of the standardised target"),
                      "survival": ("a log relative hazard", "the Cox partial likelihood (risk sets within each mini-batch)")}.get(
         stage.type.outcome, ("classes", "cross-entropy"))
@@ -631,16 +635,14 @@ def branch_plan(study, stage, adapt=None):
     patch = "x".join(map(str, t.patch))
     lines = [("info", (f"image branch: {t.dims}D {net_stage.op} backbone ({image_params:,} parameters) on {shape[0]} channel(s) x {patch} "
                       f"voxels -> adaptive average pooling -> a {net.n_img}-vector"))]
+    prepared = "imputed and standardised inside each fold" if own_fit else federated_tabular(fed[0])
     if n_tab is None:
-        lines.append(("info", f"tabular branch: the other columns of `{src.name}` (counted at run time), imputed and standardised inside each fold"))
+        lines.append(("info", f"tabular branch: the other columns of `{src.name}` (counted at run time), {prepared}"))
     elif n_tab:
-        lines.append(("info", f"tabular branch: {n_tab} column(s) of `{src.name}`, imputed and standardised inside each fold"))
+        lines.append(("info", f"tabular branch: {n_tab} column(s) of `{src.name}`, {prepared}"))
     head = f"MLP {net.n_img}{f' + {n_tab}' if n_tab else ''} -> {p['hidden']} -> {outputs}" if int(p["hidden"]) else f"linear head -> {outputs}"
     lines.append(("info", f"head: {head}, trained on {loss}; {est['params']:,} parameters in all"))
-    # its own fit (a validation's folds and final model) stops early; a `fedavg` stage that consumes it trains it its way
-    users = [s for s in study.stages if any(r.stage == stage.name for r in s.inputs.values())]
-    fed = [s for s in users if s.op == "fedavg"]
-    stopping = f"; early stopping on {p['validation']:.0%} of each fit's patients" if len(fed) < len(users) or not users else ""
+    stopping = f"; early stopping on {p['validation']:.0%} of each fit's patients" if own_fit else ""
     lines.append(("info", (f"training memory ≈ {_human(est['train_bytes'])} for batch {batch} (activations kept for backward "
                           f"{_human(est['saved_bytes'])}){stopping}")))
     return lines + [("info", network_training(s, p)) for s in fed], est

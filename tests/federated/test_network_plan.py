@@ -48,3 +48,16 @@ def test_a_cnn_that_a_validation_fits_keeps_its_early_stopping_line():
     notes = _notes(text)
     assert any(t.startswith("training memory ≈ ") and t.endswith("; early stopping on 20% of each fit's patients") for t in notes)
     assert not any("trained by" in t for t in notes)
+
+
+def test_a_fedavg_trained_network_is_planned_with_fedavgs_batch_and_scaling():
+    """The memory line uses the federation's mini-batch, and the tabular branch is standardised by the federation (per-site
+    sums), not inside folds; with `standardize: none` it is used as it is."""
+    text = EXAMPLE.read_text(encoding="utf-8")
+    notes = _notes(text.replace("batch: 8\n}", "batch: 4\n}"))
+    assert any(t.startswith("training memory ≈ ") and " for batch 4 " in t for t in notes)
+    assert ("tabular branch: 1 column(s) of `both`, standardised by `fed` with the federation's mean and SD (from per-site "
+            "sums), not imputed") in notes
+    notes = _notes(text.replace("batch: 8\n}", "batch: 8\n  standardize: none\n}"))
+    assert "tabular branch: 1 column(s) of `both`, used by `fed` as they are (`standardize: none`), not imputed" in notes
+    assert not any("inside each fold" in t for t in notes)
