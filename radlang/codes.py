@@ -211,6 +211,8 @@ CODES: dict[str, Code] = {c.code: c for c in (
     _c("E611", "a federation of one site", "ops/fedavg.py", "the message names the site; train centrally instead"),
     _c("E612", "a site without cases", "ops/fedavg.py", "no training case with features, or test cases at a site that has no training case"),
     _c("E613", "a site with one outcome class, or no event", "ops/fedavg.py", "its local training is degenerate: the message names the site"),
+    _c("E614", "a federated case with a missing or non-finite feature value", "ops/fedavg.py",
+       "a site's NaN would reach the federation's mean and SD and every site's training: the message names the cohort, its file, the site, the cases and the columns"),
     # runtime: deep learning (network stages)
     _c("E620", "a case's image channels or mask are not on one grid", "ops/netio.py ops/image_patches.py",
        "co-register them before training; `check` finds it from the image headers of a manifest's files"),

@@ -155,8 +155,9 @@ def fed_params(params):
 def site_clients(cohort, feats, kind, outcome, role, case_ids=None):
     """Split a cohort table and its feature table into clients {site: (X, y)} (sites by name, cases in table order).
     Returns (clients, columns, problems): problems are dicts {code, site, case, message} for a missing or empty site,
-    one site only, a site without cases, and (training) a site with one outcome class or no event. `case_ids`, when
-    given (a dict), receives each site's case ids in the order of its rows."""
+    one site only, a site without cases, cases with a missing or non-finite feature value (nothing is imputed: one NaN
+    would reach the federation's mean and SD), and (training) a site with one outcome class or no event. `case_ids`,
+    when given (a dict), receives each site's case ids in the order of its rows."""
     import numpy as np
 
     problems = []
@@ -178,6 +179,12 @@ def site_clients(cohort, feats, kind, outcome, role, case_ids=None):
             continue
         X = feats.loc[rows["case_id"].astype(str)].to_numpy(dtype=np.float64)
         y = rows[out_cols].to_numpy(dtype=np.float64)
+        bad = ~np.isfinite(X)
+        for r in np.flatnonzero(bad.any(axis=1)):
+            cols = [columns[j] for j in np.flatnonzero(bad[r])]
+            problems.append({"code": "E614", "site": site, "case": str(rows["case_id"].iloc[r]),
+                             "message": f"no finite value in {', '.join(f'`{c}`' for c in cols[:5])}"
+                                        + (f" and {len(cols) - 5} more column(s)" if len(cols) > 5 else "")})
         if case_ids is not None:
             case_ids[site] = list(rows["case_id"].astype(str))
         if role == "training":
@@ -502,13 +509,17 @@ def stage_clients(stage, ctx):
              "E611": "a federation needs two or more sites; train centrally instead",
              "E612": "give the site training cases, or leave it out of the test cohort",
              "E613": "a site's local training needs both outcome classes (events for a Cox model): merge it with another site or leave it out",
+             "E614": "fill the value at its site (the federation imputes nothing), or leave the case or the column out",
              "E545": "every client computes the same features: give the cohorts the same columns"}
 
     def fail(problems, cohort_label):
         diags = []
         for q in problems:
-            where = f"site `{q['site']}`" if q.get("site") else (f"case `{q['case']}`" if q.get("case") else "")
-            diags.append(Diagnostic(q["code"], f"`{stage.name}`: cohort `{q.get('cohort', cohort_label)}`: {where + ': ' if where else ''}{q['message']}",
+            where = ", ".join(x for x in (f"site `{q['site']}`" if q.get("site") else "", f"case `{q['case']}`" if q.get("case") else "") if x)
+            name = q.get("cohort", cohort_label)
+            source = ctx.results[name].attrs.get("radlang", {}).get("source") if name in ctx.results else None
+            cohort = f"cohort `{name}`" + (f" ({source})" if source and q["code"] == "E614" else "")
+            diags.append(Diagnostic(q["code"], f"`{stage.name}`: {cohort}: {where + ': ' if where else ''}{q['message']}",
                                     stage.span, hint=hints[q["code"]]))
         raise RunError(diags)
 

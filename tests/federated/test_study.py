@@ -88,11 +88,21 @@ def test_a_case_without_a_site_and_a_test_site_without_training_cases(tmp_path):
     assert [c for c, _ in got] == ["E612"] and "site `Z`" in got[0][1] and "no training case" in got[0][1]
 
 
-def test_a_crashing_client_stops_the_round_naming_the_site_or_is_left_out(tmp_path):
+def test_a_crashing_client_stops_the_round_naming_the_site_or_is_left_out(tmp_path, monkeypatch):
+    from radlang.ops import fed_engine, fed_networks
+
     path = _table(tmp_path / "t.csv", ["A"] * 8 + ["B"] * 8 + ["C"] * 8, [0, 1] * 12)
     df = pd.read_csv(path)
-    df.loc[df["hospital"] == "B", "a"] = np.inf          # B's local training meets an infinite feature: its client fails
+    df.loc[df["hospital"] == "B", "a"] = 1234.5           # marks B's cases: its client crashes (below)
     df.to_csv(path, index=False)
+    update = fed_engine.client_update
+
+    def crashing_at_b(make, loss_fn, weights, X, y, params, seed):
+        if (X[:, 0] == 1234.5).all():
+            raise FloatingPointError("local training diverged (a crash planted at site B)")
+        return update(make, loss_fn, weights, X, y, params, seed)
+
+    monkeypatch.setattr(fed_networks, "client_update", crashing_at_b)     # what engine_parts hands the rounds
     got = _run_error(tmp_path, _spec(path, ", standardize: none"))
     assert [c for c, _ in got] == ["E690"] and "round 1: site `B`" in got[0][1] and "(2 client(s) succeeded, 3 needed)" in got[0][1]
     study = _compile(_spec(path, ", min_clients: 2, standardize: none"), tmp_path / "s2.rad")
@@ -100,6 +110,21 @@ def test_a_crashing_client_stops_the_round_naming_the_site_or_is_left_out(tmp_pa
     assert [w[:4] for w in ctx.cache.warnings] == ["W690"] * 3 and "round 1: site `B` failed" in ctx.cache.warnings[0]
     m = json.loads((tmp_path / "out2" / "metrics" / "fed_federated.json").read_text())
     assert all(sorted(h["clients"]) == ["A", "C"] and list(h["failed"]) == ["B"] for h in m["seeds"][0]["history"])
+
+
+def test_a_missing_feature_value_names_the_case_and_column_before_any_round(tmp_path):
+    """One NaN at one site would reach the federation's mean and SD and make every site's training diverge (E690 at
+    every site); nothing is imputed, so it is reported as the data problem it is, with the cohort's file."""
+    path = _table(tmp_path / "t.csv", ["A"] * 8 + ["B"] * 8 + ["C"] * 8, [0, 1] * 12)
+    df = pd.read_csv(path)
+    df.loc[3, "a"] = np.nan
+    df.loc[10, ["a", "b"]] = np.nan
+    df.to_csv(path, index=False)
+    got = _run_error(tmp_path, _spec(path))
+    assert [c for c, _ in got] == ["E614", "E614"]
+    assert f"cohort `train` ({path}): site `A`, case `c003`: no finite value in `a`" in got[0][1]
+    assert "site `B`, case `c010`: no finite value in `a`, `b`" in got[1][1]
+    assert not (tmp_path / "out" / "metrics").exists()
 
 
 def test_missing_site_column_is_a_check_error(tmp_path):
