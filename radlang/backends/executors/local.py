@@ -67,13 +67,16 @@ class LocalPool(MapExecutor):
             else:
                 # a worker forked from the server waits for the server's imports: a thread waits, not the owner (the
                 # workers' parent is the server, so the thread that asks for them does not matter)
-                self._warming = threading.Thread(target=self._spawn_all, args=(pool,), name="radlang-pool-start", daemon=True)
+                self._warming = threading.Thread(target=self._warm, args=(pool,), name="radlang-pool-start", daemon=True)
                 self._warming.start()
 
     def _spawn_all(self, pool):
+        for _ in range(self.workers):       # a submit with no idle worker starts one more, up to `workers`
+            pool.submit(os.getpid)
+
+    def _warm(self, pool):
         try:
-            for _ in range(self.workers):       # a submit with no idle worker starts one more, up to `workers`
-                pool.submit(os.getpid)
+            self._spawn_all(pool)
         except Exception:  # noqa: BLE001, S110 -- the server was stopped first (a run that closed before its workers were up)
             pass
 
